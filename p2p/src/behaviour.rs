@@ -1,0 +1,56 @@
+//! The one picture of the node: every libp2p protocol it runs.
+
+use libp2p::{
+    identify, identity::Keypair, kad, mdns, ping, swarm::behaviour::toggle::Toggle, swarm::NetworkBehaviour,
+    StreamProtocol,
+};
+use std::time::Duration;
+
+use crate::{Config, Error};
+
+/// Kademlia protocol, as kubo.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs/kad/1.0.0");
+/// identify `protocolVersion`, as kubo.
+pub const IDENTIFY_PROTOCOL_VERSION: &str = "ipfs/0.1.0";
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    pub stream: libp2p_stream::Behaviour,
+}
+
+impl Behaviour {
+    pub fn new(key: &Keypair, config: &Config) -> Result<Self, Error> {
+        let peer_id = key.public().to_peer_id();
+        let identify = identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_PROTOCOL_VERSION.into(), key.public())
+                .with_agent_version(config.agent_version.clone()),
+        );
+        let kad = config.kademlia.then(|| {
+            let mut cfg = kad::Config::new(KAD_PROTOCOL);
+            cfg.set_query_timeout(Duration::from_secs(30));
+            let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), cfg);
+            // a private LAN never confirms an external address: serve the DHT explicitly
+            kad.set_mode(Some(kad::Mode::Server));
+            kad
+        });
+        let mdns = if config.mdns {
+            Some(
+                mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)
+                    .map_err(|e| Error::Transport(format!("mDNS: {e}")))?,
+            )
+        } else {
+            None
+        };
+        Ok(Behaviour {
+            identify,
+            ping: ping::Behaviour::default(),
+            kad: kad.into(),
+            mdns: mdns.into(),
+            stream: libp2p_stream::Behaviour::new(),
+        })
+    }
+}

@@ -1,0 +1,458 @@
+//! The want side of bitswap, as a state machine with no I/O: every method takes the event and
+//! returns the wants to send. [`super::Bitswap`] does the sending, so this file is tested alone.
+//!
+//! Strategy for one CID:
+//! 1. a peer that said HAVE gets a want-block;
+//! 2. else a peer of the read's [`Session`] (it delivered related blocks) gets a want-block;
+//! 3. else every connected peer gets a want-have; the first HAVE leads to 1.
+//!
+//! A DONT_HAVE, a timeout or a disconnect moves the want to the next candidate; when nobody is
+//! left, [`Wants::tick`] rebroadcasts and names the CIDs whose providers should be looked up in
+//! the DHT. A block whose bytes hash to no wanted CID is corrupt or unsolicited: its sender is
+//! banned for a while and everything outstanding with it is asked of someone else.
+
+use bytes::Bytes;
+use cid::Cid;
+use libp2p::PeerId;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+use super::message::{Block, Presence, Want};
+use super::session::Session;
+
+/// Wants to send: (peer, entry).
+pub(crate) type Sends = Vec<(PeerId, Want)>;
+
+/// Recently received CIDs remembered to tell duplicates from corrupt blocks.
+const RECENT_CAPACITY: usize = 4096;
+/// How long a peer that sent a corrupt block is not asked for blocks.
+const BAN_DURATION: Duration = Duration::from_secs(60);
+/// How often one CID may trigger a DHT provider search.
+const PROVIDER_SEARCH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Timing knobs of the want side.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    /// A want-block unanswered for this long moves to another peer.
+    pub block_timeout: Duration,
+    /// Interval between want-have rebroadcasts for a want nobody has answered.
+    pub rebroadcast: Duration,
+}
+
+struct WantState {
+    waiters: Vec<oneshot::Sender<Bytes>>,
+    session: Session,
+    block_at: Option<(PeerId, Instant)>,
+    haves: Vec<PeerId>,
+    asked: HashSet<PeerId>,
+    failed: HashSet<PeerId>,
+    last_broadcast: Instant,
+    last_search: Option<Instant>,
+}
+
+/// What a received block turned out to be.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum BlockOutcome {
+    /// Delivered to its waiters.
+    Wanted,
+    /// Already received from someone else.
+    Duplicate,
+    /// Hashes to nothing we asked for: the peer is banned.
+    Unsolicited,
+}
+
+pub(crate) struct Wants {
+    pending: HashMap<Cid, WantState>,
+    /// want-blocks sent to each peer and not yet answered
+    outstanding: HashMap<PeerId, HashSet<Cid>>,
+    recent: VecDeque<Cid>,
+    recent_set: HashSet<Cid>,
+    banned: HashMap<PeerId, Instant>,
+    timing: Timing,
+}
+
+impl Wants {
+    pub fn new(timing: Timing) -> Self {
+        Wants {
+            pending: HashMap::new(),
+            outstanding: HashMap::new(),
+            recent: VecDeque::new(),
+            recent_set: HashSet::new(),
+            banned: HashMap::new(),
+            timing,
+        }
+    }
+
+    /// Number of CIDs currently wanted.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Wants `cid` for `session`; the receiver gets the (verified) bytes.
+    pub fn want(
+        &mut self,
+        cid: Cid,
+        session: &Session,
+        connected: &HashSet<PeerId>,
+        now: Instant,
+    ) -> (oneshot::Receiver<Bytes>, Sends) {
+        let (tx, rx) = oneshot::channel();
+        if let Some(st) = self.pending.get_mut(&cid) {
+            st.waiters.push(tx);
+            return (rx, Vec::new());
+        }
+        self.pending.insert(
+            cid,
+            WantState {
+                waiters: vec![tx],
+                session: session.clone(),
+                block_at: None,
+                haves: Vec::new(),
+                asked: HashSet::new(),
+                failed: HashSet::new(),
+                last_broadcast: now,
+                last_search: None,
+            },
+        );
+        let sends = self.advance(cid, connected, now);
+        (rx, sends)
+    }
+
+    /// Drops waiters whose receivers are gone; if none is left, forgets the want and cancels it.
+    pub fn abandon(&mut self, cid: &Cid) -> Sends {
+        let Some(st) = self.pending.get_mut(cid) else { return Vec::new() };
+        st.waiters.retain(|w| !w.is_closed());
+        if !st.waiters.is_empty() {
+            return Vec::new();
+        }
+        let cid = *cid;
+        match self.pending.remove(&cid) {
+            Some(st) => self.cancels(cid, &st, None),
+            None => Vec::new(),
+        }
+    }
+
+    pub fn on_presence(
+        &mut self,
+        peer: PeerId,
+        cid: Cid,
+        presence: Presence,
+        connected: &HashSet<PeerId>,
+        now: Instant,
+    ) -> Sends {
+        let Some(st) = self.pending.get_mut(&cid) else { return Vec::new() };
+        match presence {
+            Presence::Have => {
+                if !st.haves.contains(&peer) && !st.failed.contains(&peer) {
+                    st.haves.push(peer);
+                }
+            }
+            Presence::DontHave => {
+                st.failed.insert(peer);
+                st.haves.retain(|p| *p != peer);
+                if matches!(st.block_at, Some((p, _)) if p == peer) {
+                    st.block_at = None;
+                    if let Some(o) = self.outstanding.get_mut(&peer) {
+                        o.remove(&cid);
+                    }
+                }
+            }
+        }
+        self.advance(cid, connected, now)
+    }
+
+    /// A block arrived from `peer`; its CID was computed from its bytes.
+    pub fn on_block(
+        &mut self,
+        peer: PeerId,
+        block: &Block,
+        connected: &HashSet<PeerId>,
+        now: Instant,
+    ) -> (BlockOutcome, Sends) {
+        if let Some(o) = self.outstanding.get_mut(&peer) {
+            o.remove(&block.cid);
+        }
+        if let Some(st) = self.pending.remove(&block.cid) {
+            let sends = self.cancels(block.cid, &st, Some(peer));
+            st.session.add_peer(peer);
+            for w in st.waiters {
+                let _ = w.send(block.data.clone());
+            }
+            self.remember(block.cid);
+            return (BlockOutcome::Wanted, sends);
+        }
+        if self.recent_set.contains(&block.cid) {
+            return (BlockOutcome::Duplicate, Vec::new());
+        }
+        self.banned.insert(peer, now + BAN_DURATION);
+        let sends = self.drop_peer(peer, connected, now, true);
+        (BlockOutcome::Unsolicited, sends)
+    }
+
+    /// A peer is gone (or does not speak bitswap): move its wants elsewhere.
+    pub fn on_disconnect(&mut self, peer: PeerId, connected: &HashSet<PeerId>, now: Instant) -> Sends {
+        self.drop_peer(peer, connected, now, false)
+    }
+
+    /// A new peer: ask it for everything nobody has yet answered.
+    pub fn on_connect(&mut self, peer: PeerId) -> Sends {
+        if self.is_banned(&peer, Instant::now()) {
+            return Vec::new();
+        }
+        let mut sends = Vec::new();
+        for (cid, st) in self.pending.iter_mut() {
+            if st.block_at.is_none() && st.haves.is_empty() && st.asked.insert(peer) {
+                sends.push((peer, Want::have(*cid)));
+            }
+        }
+        sends
+    }
+
+    /// Periodic work: time out want-blocks, rebroadcast, and name the CIDs that need a DHT
+    /// provider search.
+    pub fn tick(&mut self, connected: &HashSet<PeerId>, now: Instant) -> (Sends, Vec<Cid>) {
+        self.banned.retain(|_, until| *until > now);
+        let mut sends = Vec::new();
+        let mut searches = Vec::new();
+        let cids: Vec<Cid> = self.pending.keys().copied().collect();
+        for cid in cids {
+            let Some(st) = self.pending.get_mut(&cid) else { continue };
+            if let Some((p, since)) = st.block_at {
+                if now.duration_since(since) >= self.timing.block_timeout {
+                    st.failed.insert(p);
+                    st.block_at = None;
+                    if let Some(o) = self.outstanding.get_mut(&p) {
+                        o.remove(&cid);
+                    }
+                } else {
+                    continue;
+                }
+            }
+            if !st.haves.is_empty() {
+                sends.extend(self.advance(cid, connected, now));
+                continue;
+            }
+            let Some(st) = self.pending.get_mut(&cid) else { continue };
+            if now.duration_since(st.last_broadcast) < self.timing.rebroadcast {
+                continue;
+            }
+            // Rebroadcast to every usable peer, including ones asked before: answers get lost.
+            st.last_broadcast = now;
+            st.failed.clear();
+            let targets: Vec<PeerId> =
+                connected.iter().filter(|p| !self.banned.contains_key(p)).copied().collect();
+            for p in &targets {
+                st.asked.insert(*p);
+                sends.push((*p, Want::have(cid)));
+            }
+            if st.last_search.is_none_or(|t| now.duration_since(t) >= PROVIDER_SEARCH_INTERVAL) {
+                st.last_search = Some(now);
+                searches.push(cid);
+            }
+        }
+        (sends, searches)
+    }
+
+    fn is_banned(&self, peer: &PeerId, now: Instant) -> bool {
+        self.banned.get(peer).is_some_and(|until| *until > now)
+    }
+
+    fn drop_peer(&mut self, peer: PeerId, connected: &HashSet<PeerId>, now: Instant, failed: bool) -> Sends {
+        let cids = self.outstanding.remove(&peer).unwrap_or_default();
+        let mut sends = Vec::new();
+        for st in self.pending.values_mut() {
+            st.haves.retain(|p| *p != peer);
+            st.session.remove_peer(&peer);
+        }
+        for cid in cids {
+            if let Some(st) = self.pending.get_mut(&cid) {
+                if failed {
+                    st.failed.insert(peer);
+                }
+                if matches!(st.block_at, Some((p, _)) if p == peer) {
+                    st.block_at = None;
+                }
+                sends.extend(self.advance(cid, connected, now));
+            }
+        }
+        sends
+    }
+
+    /// Sends the next want for `cid` if nothing is in flight for it.
+    fn advance(&mut self, cid: Cid, connected: &HashSet<PeerId>, now: Instant) -> Sends {
+        let banned = &self.banned;
+        let Some(st) = self.pending.get_mut(&cid) else { return Vec::new() };
+        if st.block_at.is_some() {
+            return Vec::new();
+        }
+        let usable = |p: &PeerId| {
+            connected.contains(p) && !st.failed.contains(p) && !banned.get(p).is_some_and(|u| *u > now)
+        };
+        let target = match st.haves.iter().position(|p| usable(p)) {
+            Some(i) => Some(st.haves.remove(i)),
+            None => st.session.pick(usable),
+        };
+        if let Some(peer) = target {
+            st.block_at = Some((peer, now));
+            st.asked.insert(peer);
+            self.outstanding.entry(peer).or_default().insert(cid);
+            return vec![(peer, Want::block(cid))];
+        }
+        let targets: Vec<PeerId> = connected
+            .iter()
+            .filter(|p| usable(p) && !st.asked.contains(*p))
+            .copied()
+            .collect();
+        let mut sends = Vec::with_capacity(targets.len());
+        for p in targets {
+            st.asked.insert(p);
+            sends.push((p, Want::have(cid)));
+        }
+        if !sends.is_empty() {
+            st.last_broadcast = now;
+        }
+        sends
+    }
+
+    fn cancels(&mut self, cid: Cid, st: &WantState, except: Option<PeerId>) -> Sends {
+        let mut peers: HashSet<PeerId> = st.asked.clone();
+        if let Some((p, _)) = st.block_at {
+            peers.insert(p);
+        }
+        let mut sends = Vec::new();
+        for p in peers {
+            if let Some(o) = self.outstanding.get_mut(&p) {
+                o.remove(&cid);
+            }
+            if Some(p) != except {
+                sends.push((p, Want::cancel(cid)));
+            }
+        }
+        sends
+    }
+
+    fn remember(&mut self, cid: Cid) {
+        if self.recent_set.insert(cid) {
+            self.recent.push_back(cid);
+            if self.recent.len() > RECENT_CAPACITY {
+                if let Some(old) = self.recent.pop_front() {
+                    self.recent_set.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bitswap::message::{hash, WantType};
+
+    fn block(data: &'static [u8]) -> Block {
+        Block { cid: Cid::new_v1(0x55, hash(0x12, data).unwrap()), data: Bytes::from_static(data) }
+    }
+
+    fn wants() -> Wants {
+        Wants::new(Timing { block_timeout: Duration::from_secs(5), rebroadcast: Duration::from_secs(1) })
+    }
+
+    #[test]
+    fn have_then_block_then_cancel_others() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let connected: HashSet<_> = [a, b].into();
+        let now = Instant::now();
+        let mut w = wants();
+        let blk = block(b"x");
+        let (mut rx, sends) = w.want(blk.cid, &Session::new(), &connected, now);
+        assert_eq!(sends.len(), 2);
+        assert!(sends.iter().all(|(_, w)| w.want_type == WantType::Have));
+        let sends = w.on_presence(b, blk.cid, Presence::Have, &connected, now);
+        assert_eq!(sends, vec![(b, Want::block(blk.cid))]);
+        let (outcome, sends) = w.on_block(b, &blk, &connected, now);
+        assert_eq!(outcome, BlockOutcome::Wanted);
+        assert_eq!(sends, vec![(a, Want::cancel(blk.cid))]);
+        assert_eq!(rx.try_recv().unwrap(), blk.data);
+        assert_eq!(w.len(), 0);
+        // the same block again is a duplicate, not an offence
+        assert_eq!(w.on_block(a, &blk, &connected, now).0, BlockOutcome::Duplicate);
+    }
+
+    #[test]
+    fn session_peer_gets_want_block_directly_and_dont_have_moves_on() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let connected: HashSet<_> = [a, b].into();
+        let now = Instant::now();
+        let mut w = wants();
+        let s = Session::new();
+        s.add_peer(a);
+        let blk = block(b"y");
+        let (_rx, sends) = w.want(blk.cid, &s, &connected, now);
+        assert_eq!(sends, vec![(a, Want::block(blk.cid))]);
+        let sends = w.on_presence(a, blk.cid, Presence::DontHave, &connected, now);
+        assert_eq!(sends, vec![(b, Want::have(blk.cid))]);
+    }
+
+    #[test]
+    fn corrupt_block_bans_sender_and_reroutes() {
+        let (bad, good) = (PeerId::random(), PeerId::random());
+        let connected: HashSet<_> = [bad, good].into();
+        let now = Instant::now();
+        let mut w = wants();
+        let s = Session::new();
+        s.add_peer(bad);
+        let blk = block(b"z");
+        let (mut rx, sends) = w.want(blk.cid, &s, &connected, now);
+        assert_eq!(sends, vec![(bad, Want::block(blk.cid))]);
+        let forged = Block { cid: block(b"not z").cid, data: Bytes::from_static(b"not z") };
+        let (outcome, sends) = w.on_block(bad, &forged, &connected, now);
+        assert_eq!(outcome, BlockOutcome::Unsolicited);
+        assert_eq!(sends, vec![(good, Want::have(blk.cid))]);
+        let sends = w.on_presence(bad, blk.cid, Presence::Have, &connected, now);
+        assert!(sends.iter().all(|(p, _)| *p != bad), "banned peer asked again: {sends:?}");
+        let sends = w.on_presence(good, blk.cid, Presence::Have, &connected, now);
+        assert_eq!(sends, vec![(good, Want::block(blk.cid))]);
+        assert_eq!(w.on_block(good, &blk, &connected, now).0, BlockOutcome::Wanted);
+        assert_eq!(rx.try_recv().unwrap(), blk.data);
+    }
+
+    #[test]
+    fn timeout_disconnect_and_rebroadcast() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let mut connected: HashSet<_> = [a].into();
+        let t0 = Instant::now();
+        let mut w = wants();
+        let blk = block(b"w");
+        let (_rx, sends) = w.want(blk.cid, &Session::new(), &connected, t0);
+        assert_eq!(sends, vec![(a, Want::have(blk.cid))]);
+        w.on_presence(a, blk.cid, Presence::Have, &connected, t0);
+        // want-block unanswered past the timeout: a fails; nobody else: rebroadcast + DHT search
+        let (sends, searches) = w.tick(&connected, t0 + Duration::from_secs(6));
+        assert_eq!(sends, vec![(a, Want::have(blk.cid))]);
+        assert_eq!(searches, vec![blk.cid]);
+        // a new peer is asked at once
+        connected.insert(b);
+        assert_eq!(w.on_connect(b), vec![(b, Want::have(blk.cid))]);
+        w.on_presence(b, blk.cid, Presence::Have, &connected, t0);
+        // b vanishes with our want-block outstanding
+        connected.remove(&b);
+        let sends = w.on_disconnect(b, &connected, t0);
+        assert!(sends.iter().all(|(p, _)| *p != b));
+    }
+
+    #[test]
+    fn abandon_cancels_when_last_waiter_leaves() {
+        let a = PeerId::random();
+        let connected: HashSet<_> = [a].into();
+        let mut w = wants();
+        let blk = block(b"v");
+        let (rx, _) = w.want(blk.cid, &Session::new(), &connected, Instant::now());
+        let (rx2, sends) = w.want(blk.cid, &Session::new(), &connected, Instant::now());
+        assert!(sends.is_empty(), "second waiter shares the want");
+        drop(rx);
+        assert!(w.abandon(&blk.cid).is_empty());
+        drop(rx2);
+        assert_eq!(w.abandon(&blk.cid), vec![(a, Want::cancel(blk.cid))]);
+        assert_eq!(w.len(), 0);
+    }
+}

@@ -1,0 +1,101 @@
+//! Framing of bitswap messages on a stream: unsigned-varint length, then the protobuf bytes.
+//! Frames over [`MAX_MESSAGE_SIZE`] are refused before any of their bytes are read.
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::io;
+
+use super::message::{DecodeError, Message};
+
+/// Largest message accepted or sent (`network.MessageSizeMax`, 4 MiB).
+pub const MAX_MESSAGE_SIZE: usize = 4 << 20;
+/// Largest block served or accepted (`chunker.BlockSizeLimit`, 2 MiB).
+pub const MAX_BLOCK_SIZE: usize = 2 << 20;
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("stream closed")]
+    Closed,
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+    #[error("message of {0} bytes exceeds the {MAX_MESSAGE_SIZE}-byte limit")]
+    TooLarge(usize),
+    #[error("bad length prefix: {0}")]
+    Varint(String),
+    #[error("undecodable message: {0}")]
+    Decode(#[from] DecodeError),
+    #[error("block of {0} bytes exceeds the {MAX_BLOCK_SIZE}-byte limit")]
+    BlockTooLarge(usize),
+}
+
+/// Reads one message. Cancel-safe only between frames (do not drop it mid-frame).
+pub async fn read_message<R: AsyncRead + Unpin>(io: &mut R, buf: &mut Vec<u8>) -> Result<Message, ReadError> {
+    let len = match unsigned_varint::aio::read_usize(&mut *io).await {
+        Ok(len) => len,
+        Err(unsigned_varint::io::ReadError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            return Err(ReadError::Closed)
+        }
+        Err(unsigned_varint::io::ReadError::Io(e)) => return Err(ReadError::Io(e)),
+        Err(e) => return Err(ReadError::Varint(e.to_string())),
+    };
+    if len > MAX_MESSAGE_SIZE {
+        return Err(ReadError::TooLarge(len));
+    }
+    buf.clear();
+    buf.resize(len, 0);
+    io.read_exact(buf).await?;
+    let msg = Message::decode(buf)?;
+    if let Some(b) = msg.blocks.iter().find(|b| b.data.len() > MAX_BLOCK_SIZE) {
+        return Err(ReadError::BlockTooLarge(b.data.len()));
+    }
+    Ok(msg)
+}
+
+/// Writes one already-encoded message and flushes.
+pub async fn write_frame<W: AsyncWrite + Unpin>(io: &mut W, bytes: &[u8]) -> io::Result<()> {
+    if bytes.len() > MAX_MESSAGE_SIZE {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("message of {} bytes exceeds the limit", bytes.len())));
+    }
+    let mut b = unsigned_varint::encode::usize_buffer();
+    io.write_all(unsigned_varint::encode::usize(bytes.len(), &mut b)).await?;
+    io.write_all(bytes).await?;
+    io.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::io::Cursor;
+
+    #[tokio::test]
+    async fn frame_round_trip_and_limits() {
+        let msg = Message { pending_bytes: 7, ..Default::default() };
+        let mut wire = Cursor::new(Vec::new());
+        write_frame(&mut wire, &msg.encode()).await.unwrap();
+        write_frame(&mut wire, &msg.encode()).await.unwrap();
+        let mut r = Cursor::new(wire.into_inner());
+        let mut buf = Vec::new();
+        assert_eq!(read_message(&mut r, &mut buf).await.unwrap(), msg);
+        assert_eq!(read_message(&mut r, &mut buf).await.unwrap(), msg);
+        assert!(matches!(read_message(&mut r, &mut buf).await, Err(ReadError::Closed)));
+
+        // a length prefix over 4 MiB is refused without reading the body
+        let mut b = unsigned_varint::encode::usize_buffer();
+        let big = unsigned_varint::encode::usize(MAX_MESSAGE_SIZE + 1, &mut b).to_vec();
+        let mut r = Cursor::new(big);
+        assert!(matches!(read_message(&mut r, &mut buf).await, Err(ReadError::TooLarge(_))));
+
+        // truncated body
+        let mut r = Cursor::new(vec![10, 1, 2]);
+        assert!(matches!(read_message(&mut r, &mut buf).await, Err(ReadError::Io(_))));
+
+        // an oversize block inside a legal message
+        let data = bytes::Bytes::from(vec![7u8; MAX_BLOCK_SIZE + 1]);
+        let cid = cid::Cid::new_v1(0x55, super::super::message::hash(0x12, &data).unwrap());
+        let m = Message { blocks: vec![super::super::message::Block { cid, data }], ..Default::default() };
+        let mut wire = Cursor::new(Vec::new());
+        write_frame(&mut wire, &m.encode()).await.unwrap();
+        let mut r = Cursor::new(wire.into_inner());
+        assert!(matches!(read_message(&mut r, &mut buf).await, Err(ReadError::BlockTooLarge(_))));
+    }
+}

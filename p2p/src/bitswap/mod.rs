@@ -1,0 +1,484 @@
+//! Bitswap 1.2.0 (and 1.1.0), client and server, over `libp2p-stream`.
+//!
+//! ```text
+//!  inbound stream ──read_message──▶ handle() ─┬─ blocks/presences ─▶ client::Wants ─▶ sends
+//!                                             └─ wantlist ─────────▶ server::Ledger ─▶ serve task
+//!  sends / answers ─▶ PeerHandle (wants channel, answers channel) ─▶ writer task ─▶ outbound stream
+//! ```
+//! As the spec says, a peer only ever reads its inbound streams and writes on its own outbound
+//! stream. One writer task and one serve task run per peer that we talk to; inbound reader tasks
+//! are capped by a semaphore. `Wants` and `Ledger` hold no I/O and are unit-tested alone.
+
+pub mod client;
+pub mod codec;
+pub mod message;
+pub mod server;
+pub mod session;
+
+use bytes::Bytes;
+use cid::Cid;
+use futures::StreamExt;
+use libp2p::{PeerId, StreamProtocol};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tracing::{debug, trace, warn};
+
+use crate::{BlockSource, Error};
+use client::{BlockOutcome, Sends, Timing, Wants};
+use codec::{read_message, write_frame, ReadError, MAX_MESSAGE_SIZE};
+use message::{Message, WantType};
+use server::Ledger;
+pub use session::Session;
+use session::lock;
+
+/// The protocol we prefer.
+pub const PROTOCOL_1_2_0: StreamProtocol = StreamProtocol::new("/ipfs/bitswap/1.2.0");
+/// The older protocol (no HAVE / DONT_HAVE) still spoken by some peers.
+pub const PROTOCOL_1_1_0: StreamProtocol = StreamProtocol::new("/ipfs/bitswap/1.1.0");
+
+/// Bitswap settings; every cap has a default.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// A `get` that nobody answers fails after this long.
+    pub fetch_timeout: Duration,
+    /// A want-block unanswered this long is asked of another peer.
+    pub block_timeout: Duration,
+    /// Rebroadcast interval for wants nobody has answered.
+    pub rebroadcast: Duration,
+    /// Wantlist entries queued per peer; more are dropped.
+    pub max_wants_per_peer: usize,
+    /// Answer bytes queued per peer before serving it pauses.
+    pub max_outstanding_bytes_per_peer: usize,
+    /// Concurrent inbound streams (all peers together).
+    pub max_inbound_streams: usize,
+    /// Test-only fault switch: corrupt every block served.
+    pub corrupt_blocks: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            fetch_timeout: Duration::from_secs(60),
+            block_timeout: Duration::from_secs(10),
+            rebroadcast: Duration::from_secs(1),
+            max_wants_per_peer: 1024,
+            max_outstanding_bytes_per_peer: 8 << 20,
+            max_inbound_streams: 512,
+            corrupt_blocks: false,
+        }
+    }
+}
+
+/// Transfer counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub blocks_received: u64,
+    pub bytes_received: u64,
+    pub blocks_sent: u64,
+    pub bytes_sent: u64,
+    pub duplicate_blocks: u64,
+    /// Blocks that hashed to nothing we wanted (corrupt or unsolicited) and were dropped.
+    pub rejected_blocks: u64,
+    /// CIDs currently wanted.
+    pub wants: u64,
+    /// Peers we have a bitswap connection with.
+    pub peers: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    blocks_received: AtomicU64,
+    bytes_received: AtomicU64,
+    blocks_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    duplicate_blocks: AtomicU64,
+    rejected_blocks: AtomicU64,
+}
+
+struct PeerHandle {
+    wants_tx: mpsc::Sender<Message>,
+    ledger: Arc<Ledger>,
+    closed: Arc<AtomicBool>,
+}
+
+struct Inner {
+    config: Config,
+    control: Mutex<libp2p_stream::Control>,
+    source: Arc<dyn BlockSource>,
+    wants: Mutex<Wants>,
+    connected: Mutex<HashSet<PeerId>>,
+    peers: Mutex<HashMap<PeerId, PeerHandle>>,
+    counters: Counters,
+    inbound: Arc<Semaphore>,
+    provider_search: mpsc::Sender<Cid>,
+}
+
+/// Handle to the bitswap engine; cheap to clone.
+#[derive(Clone)]
+pub struct Bitswap {
+    inner: Arc<Inner>,
+}
+
+impl Bitswap {
+    /// Starts accepting bitswap streams and the rebroadcast timer. Must run inside tokio.
+    /// CIDs whose providers should be searched in the DHT are sent on `provider_search`.
+    pub fn spawn(
+        config: Config,
+        mut control: libp2p_stream::Control,
+        source: Arc<dyn BlockSource>,
+        provider_search: mpsc::Sender<Cid>,
+    ) -> Result<Bitswap, Error> {
+        let mut incoming = Vec::new();
+        for p in [PROTOCOL_1_2_0, PROTOCOL_1_1_0] {
+            incoming.push(control.accept(p).map_err(|_| Error::Config("bitswap protocol registered twice".into()))?);
+        }
+        let timing = Timing { block_timeout: config.block_timeout, rebroadcast: config.rebroadcast };
+        let inner = Arc::new(Inner {
+            inbound: Arc::new(Semaphore::new(config.max_inbound_streams)),
+            config,
+            control: Mutex::new(control),
+            source,
+            wants: Mutex::new(Wants::new(timing)),
+            connected: Mutex::new(HashSet::new()),
+            peers: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+            provider_search,
+        });
+        let bitswap = Bitswap { inner };
+        for streams in incoming {
+            let bs = bitswap.clone();
+            tokio::spawn(async move {
+                let mut streams = streams;
+                // Keep this loop tight: libp2p-stream drops a stream it cannot hand over.
+                while let Some((peer, stream)) = streams.next().await {
+                    match bs.inner.inbound.clone().try_acquire_owned() {
+                        Ok(permit) => {
+                            let bs = bs.clone();
+                            tokio::spawn(async move { bs.read_stream(peer, stream, permit).await });
+                        }
+                        Err(_) => warn!(%peer, "too many inbound bitswap streams; refusing one"),
+                    }
+                }
+            });
+        }
+        let weak = Arc::downgrade(&bitswap.inner);
+        let period = (bitswap.inner.config.rebroadcast / 2).max(Duration::from_millis(50));
+        tokio::spawn(async move {
+            let mut timer = tokio::time::interval(period);
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                timer.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                Bitswap { inner }.tick();
+            }
+        });
+        Ok(bitswap)
+    }
+
+    /// Fetches one block from the swarm. The bytes returned hash to `cid`.
+    /// Cancel-safe: dropping the future withdraws the want once no one else waits for it.
+    pub async fn get(&self, cid: Cid, session: &Session) -> Result<Bytes, Error> {
+        if !server::servable(&cid) {
+            return Err(Error::UnsupportedHash(cid));
+        }
+        let connected = self.connected();
+        let (rx, sends) = lock(&self.inner.wants).want(cid, session, &connected, Instant::now());
+        self.dispatch(sends);
+        let guard = AbandonGuard { bitswap: self, cid };
+        let res = tokio::time::timeout(self.inner.config.fetch_timeout, rx).await;
+        drop(guard);
+        match res {
+            Ok(Ok(data)) => Ok(data),
+            Ok(Err(_)) => Err(Error::Shutdown),
+            Err(_) => Err(Error::NotFound {
+                cid,
+                secs: self.inner.config.fetch_timeout.as_secs(),
+                peers: connected.len(),
+            }),
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.counters;
+        Stats {
+            blocks_received: c.blocks_received.load(Ordering::Relaxed),
+            bytes_received: c.bytes_received.load(Ordering::Relaxed),
+            blocks_sent: c.blocks_sent.load(Ordering::Relaxed),
+            bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
+            duplicate_blocks: c.duplicate_blocks.load(Ordering::Relaxed),
+            rejected_blocks: c.rejected_blocks.load(Ordering::Relaxed),
+            wants: lock(&self.inner.wants).len() as u64,
+            peers: lock(&self.inner.connected).len() as u64,
+        }
+    }
+
+    /// Called by the event loop when the first connection to `peer` is up.
+    pub fn peer_connected(&self, peer: PeerId) {
+        lock(&self.inner.connected).insert(peer);
+        let sends = lock(&self.inner.wants).on_connect(peer);
+        self.dispatch(sends);
+    }
+
+    /// Called by the event loop when the last connection to `peer` is gone.
+    pub fn peer_disconnected(&self, peer: PeerId) {
+        lock(&self.inner.connected).remove(&peer);
+        if let Some(h) = lock(&self.inner.peers).remove(&peer) {
+            h.closed.store(true, Ordering::Relaxed);
+            h.ledger.notify.notify_one();
+        }
+        let connected = self.connected();
+        let sends = lock(&self.inner.wants).on_disconnect(peer, &connected, Instant::now());
+        self.dispatch(sends);
+    }
+
+    fn connected(&self) -> HashSet<PeerId> {
+        lock(&self.inner.connected).clone()
+    }
+
+    fn tick(&self) {
+        let connected = self.connected();
+        let (sends, searches) = lock(&self.inner.wants).tick(&connected, Instant::now());
+        self.dispatch(sends);
+        for cid in searches {
+            // full channel: a search is already under way; the next tick tries again
+            let _ = self.inner.provider_search.try_send(cid);
+        }
+    }
+
+    /// Groups wants by peer and queues one message per peer.
+    fn dispatch(&self, sends: Sends) {
+        if sends.is_empty() {
+            return;
+        }
+        let mut by_peer: HashMap<PeerId, Message> = HashMap::new();
+        for (peer, want) in sends {
+            by_peer.entry(peer).or_default().wants.push(want);
+        }
+        for (peer, msg) in by_peer {
+            let tx = self.handle(peer).0;
+            if tx.try_send(msg).is_err() {
+                debug!(%peer, "want queue full; the rebroadcast will retry");
+            }
+        }
+    }
+
+    /// The peer's handle, creating it (and its writer and serve tasks) on first use.
+    fn handle(&self, peer: PeerId) -> (mpsc::Sender<Message>, Arc<Ledger>) {
+        let mut peers = lock(&self.inner.peers);
+        if let Some(h) = peers.get(&peer) {
+            return (h.wants_tx.clone(), h.ledger.clone());
+        }
+        let (wants_tx, wants_rx) = mpsc::channel(1024);
+        let (answers_tx, answers_rx) = mpsc::channel(4);
+        let ledger = Arc::new(Ledger::default());
+        let closed = Arc::new(AtomicBool::new(false));
+        let control = lock(&self.inner.control).clone();
+        tokio::spawn(self.clone().write_loop(peer, control, wants_rx, answers_rx));
+        tokio::spawn(self.clone().serve_loop(peer, ledger.clone(), answers_tx, closed.clone()));
+        peers.insert(peer, PeerHandle { wants_tx: wants_tx.clone(), ledger: ledger.clone(), closed });
+        (wants_tx, ledger)
+    }
+
+    async fn read_stream(self, peer: PeerId, mut stream: libp2p::Stream, _permit: OwnedSemaphorePermit) {
+        let mut buf = Vec::new();
+        loop {
+            match read_message(&mut stream, &mut buf).await {
+                Ok(msg) => self.handle_message(peer, msg),
+                Err(ReadError::Closed) => break,
+                Err(ReadError::Io(e)) => {
+                    debug!(%peer, "bitswap stream ended: {e}");
+                    break;
+                }
+                Err(e) => {
+                    warn!(%peer, "closing bitswap stream: peer sent a bad message: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn handle_message(&self, peer: PeerId, msg: Message) {
+        let now = Instant::now();
+        let connected = self.connected();
+        let mut sends = Vec::new();
+        {
+            let mut wants = lock(&self.inner.wants);
+            for (cid, presence) in msg.presences {
+                sends.extend(wants.on_presence(peer, cid, presence, &connected, now));
+            }
+            let c = &self.inner.counters;
+            for block in &msg.blocks {
+                let (outcome, s) = wants.on_block(peer, block, &connected, now);
+                sends.extend(s);
+                match outcome {
+                    BlockOutcome::Wanted => {
+                        c.blocks_received.fetch_add(1, Ordering::Relaxed);
+                        c.bytes_received.fetch_add(block.data.len() as u64, Ordering::Relaxed);
+                    }
+                    BlockOutcome::Duplicate => {
+                        c.duplicate_blocks.fetch_add(1, Ordering::Relaxed);
+                    }
+                    BlockOutcome::Unsolicited => {
+                        c.rejected_blocks.fetch_add(1, Ordering::Relaxed);
+                        warn!(%peer, cid = %block.cid, "dropped a block that hashes to no wanted CID (corrupt or unsolicited); asking other peers");
+                    }
+                }
+            }
+        }
+        self.dispatch(sends);
+        if msg.full || !msg.wants.is_empty() {
+            let (_, ledger) = self.handle(peer);
+            let dropped = ledger.apply(msg.full, msg.wants, self.inner.config.max_wants_per_peer);
+            if dropped > 0 {
+                warn!(%peer, dropped, "peer's wantlist is over the cap; entries dropped");
+            }
+        }
+    }
+
+    async fn serve_loop(
+        self,
+        peer: PeerId,
+        ledger: Arc<Ledger>,
+        answers: mpsc::Sender<(Message, OwnedSemaphorePermit)>,
+        closed: Arc<AtomicBool>,
+    ) {
+        let budget = Arc::new(Semaphore::new(self.inner.config.max_outstanding_bytes_per_peer));
+        let cap = self.inner.config.max_outstanding_bytes_per_peer;
+        loop {
+            if closed.load(Ordering::Relaxed) {
+                break;
+            }
+            if ledger.is_empty() {
+                ledger.notify.notified().await;
+                continue;
+            }
+            let source = self.inner.source.clone();
+            let l = ledger.clone();
+            let corrupt = self.inner.config.corrupt_blocks;
+            // store reads may touch disk: keep them off the async workers
+            let msg = match tokio::task::spawn_blocking(move || l.next_answer(&*source, corrupt)).await {
+                Ok(Some(msg)) => msg,
+                Ok(None) => continue,
+                Err(e) => {
+                    warn!(%peer, "bitswap serve task failed: {e}");
+                    break;
+                }
+            };
+            let size = msg.approx_size().clamp(1, cap) as u32;
+            let Ok(permit) = budget.clone().acquire_many_owned(size).await else { break };
+            if answers.send((msg, permit)).await.is_err() {
+                break;
+            }
+        }
+    }
+
+    async fn write_loop(
+        self,
+        peer: PeerId,
+        mut control: libp2p_stream::Control,
+        mut wants: mpsc::Receiver<Message>,
+        mut answers: mpsc::Receiver<(Message, OwnedSemaphorePermit)>,
+    ) {
+        let mut stream: Option<(libp2p::Stream, bool)> = None;
+        loop {
+            let (mut msg, permit) = tokio::select! {
+                biased;
+                Some(m) = wants.recv() => (m, None),
+                Some((m, p)) = answers.recv() => (m, Some(p)),
+                else => break,
+            };
+            // coalesce queued wants into this message
+            while msg.approx_size() < MAX_MESSAGE_SIZE / 2 {
+                match wants.try_recv() {
+                    Ok(m) => msg.merge(m),
+                    Err(_) => break,
+                }
+            }
+            let mut sent = false;
+            for attempt in 0..2 {
+                if stream.is_none() {
+                    stream = open_stream(&mut control, peer).await;
+                }
+                let Some((s, v12)) = stream.as_mut() else { break };
+                let bytes = encode_for(&msg, *v12);
+                match write_frame(s, &bytes).await {
+                    Ok(()) => {
+                        sent = true;
+                        break;
+                    }
+                    Err(e) => {
+                        debug!(%peer, attempt, "bitswap write failed: {e}");
+                        stream = None;
+                    }
+                }
+            }
+            drop(permit);
+            if !sent {
+                debug!(%peer, "cannot reach peer over bitswap; moving its wants elsewhere");
+                self.peer_unreachable(peer);
+                break;
+            }
+            let c = &self.inner.counters;
+            c.blocks_sent.fetch_add(msg.blocks.len() as u64, Ordering::Relaxed);
+            let bytes: usize = msg.blocks.iter().map(|b| b.data.len()).sum();
+            c.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+            trace!(%peer, blocks = msg.blocks.len(), wants = msg.wants.len(), "bitswap message sent");
+        }
+    }
+
+    fn peer_unreachable(&self, peer: PeerId) {
+        if let Some(h) = lock(&self.inner.peers).remove(&peer) {
+            h.closed.store(true, Ordering::Relaxed);
+            h.ledger.notify.notify_one();
+        }
+        let connected: HashSet<PeerId> = self.connected().into_iter().filter(|p| *p != peer).collect();
+        let sends = lock(&self.inner.wants).on_disconnect(peer, &connected, Instant::now());
+        self.dispatch(sends);
+    }
+}
+
+/// Withdraws a want when `get` returns or is dropped.
+struct AbandonGuard<'a> {
+    bitswap: &'a Bitswap,
+    cid: Cid,
+}
+
+impl Drop for AbandonGuard<'_> {
+    fn drop(&mut self) {
+        let sends = lock(&self.bitswap.inner.wants).abandon(&self.cid);
+        self.bitswap.dispatch(sends);
+    }
+}
+
+/// Opens our outbound stream to `peer`, preferring 1.2.0. Returns the stream and whether it is 1.2.0.
+async fn open_stream(control: &mut libp2p_stream::Control, peer: PeerId) -> Option<(libp2p::Stream, bool)> {
+    for (proto, v12) in [(PROTOCOL_1_2_0, true), (PROTOCOL_1_1_0, false)] {
+        match control.open_stream(peer, proto).await {
+            Ok(s) => return Some((s, v12)),
+            Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_)) => continue,
+            Err(e) => {
+                debug!(%peer, "cannot open bitswap stream: {e}");
+                return None;
+            }
+        }
+    }
+    debug!(%peer, "peer speaks no bitswap version we know");
+    None
+}
+
+/// 1.1.0 has no HAVE/DONT_HAVE: drop presences and ask for blocks instead of haves.
+fn encode_for(msg: &Message, v12: bool) -> Vec<u8> {
+    if v12 {
+        return msg.encode();
+    }
+    let mut m = msg.clone();
+    m.presences.clear();
+    for w in &mut m.wants {
+        w.want_type = WantType::Block;
+        w.send_dont_have = false;
+    }
+    m.encode()
+}

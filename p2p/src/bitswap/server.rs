@@ -1,0 +1,185 @@
+//! The have side of bitswap: one ledger per peer holding its queued wants, drained by one task
+//! per peer that answers from the [`BlockSource`]. Bounded twice: a peer may queue at most
+//! `max_wants` entries (the rest are dropped), and at most `max_outstanding_bytes` of answers may
+//! wait for its stream before the task stops serving it.
+
+use bytes::Bytes;
+use cid::Cid;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use tokio::sync::Notify;
+
+use super::message::{Block, Message, Presence, Want, WantType};
+use super::session::lock;
+use crate::BlockSource;
+
+/// A want-have for a block this small is answered with the block itself (boxo's default).
+pub const WANT_HAVE_REPLACE_SIZE: usize = 1024;
+/// Answers are batched up to this many bytes per message.
+pub const TARGET_MESSAGE_SIZE: usize = 1 << 20;
+
+/// Wants one peer has queued with us.
+#[derive(Default)]
+pub(crate) struct Ledger {
+    queue: Mutex<VecDeque<Want>>,
+    pub notify: Notify,
+}
+
+impl Ledger {
+    /// Applies a received wantlist; returns how many entries were dropped for the cap.
+    pub fn apply(&self, full: bool, wants: Vec<Want>, max_wants: usize) -> usize {
+        let mut q = lock(&self.queue);
+        if full {
+            q.clear();
+        }
+        let mut dropped = 0;
+        for w in wants {
+            if w.cancel {
+                q.retain(|x| x.cid != w.cid);
+                continue;
+            }
+            if q.iter().any(|x| x.cid == w.cid && x.want_type == w.want_type) {
+                continue;
+            }
+            if q.len() >= max_wants {
+                dropped += 1;
+                continue;
+            }
+            q.push_back(w);
+        }
+        drop(q);
+        self.notify.notify_one();
+        dropped
+    }
+
+    /// Takes queued wants and builds one answer of at most about [`TARGET_MESSAGE_SIZE`] bytes.
+    /// Returns `None` when the queue is empty.
+    pub fn next_answer(&self, source: &dyn BlockSource, corrupt: bool) -> Option<Message> {
+        let mut msg = Message::default();
+        let mut size = 0;
+        loop {
+            let Some(want) = lock(&self.queue).pop_front() else { break };
+            answer(&want, source, corrupt, &mut msg, &mut size);
+            if size >= TARGET_MESSAGE_SIZE {
+                break;
+            }
+        }
+        (!msg.is_empty()).then_some(msg)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        lock(&self.queue).is_empty()
+    }
+}
+
+fn answer(want: &Want, source: &dyn BlockSource, corrupt: bool, msg: &mut Message, size: &mut usize) {
+    let cid = want.cid;
+    match want.want_type {
+        WantType::Block => match source.get(&cid) {
+            Some(data) => {
+                *size += data.len();
+                msg.blocks.push(Block { cid, data: maybe_corrupt(data, corrupt) });
+            }
+            None if want.send_dont_have => msg.presences.push((cid, Presence::DontHave)),
+            None => {}
+        },
+        WantType::Have => {
+            if !source.has(&cid) {
+                if want.send_dont_have {
+                    msg.presences.push((cid, Presence::DontHave));
+                }
+                return;
+            }
+            match source.get(&cid) {
+                Some(data) if data.len() <= WANT_HAVE_REPLACE_SIZE => {
+                    *size += data.len();
+                    msg.blocks.push(Block { cid, data: maybe_corrupt(data, corrupt) });
+                }
+                _ => msg.presences.push((cid, Presence::Have)),
+            }
+        }
+    }
+}
+
+/// Test-only fault: flips a byte so the block no longer hashes to its CID.
+fn maybe_corrupt(data: Bytes, corrupt: bool) -> Bytes {
+    if !corrupt {
+        return data;
+    }
+    let mut v = data.to_vec();
+    match v.first_mut() {
+        Some(b) => *b ^= 0xff,
+        None => v.push(0),
+    }
+    Bytes::from(v)
+}
+
+/// Whether a CID is one the server can ever answer (sha2-256 or identity multihash).
+pub fn servable(cid: &Cid) -> bool {
+    matches!(cid.hash().code(), 0x12 | 0x00)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bitswap::message::hash;
+    use std::collections::HashMap;
+
+    struct Map(HashMap<Cid, Bytes>);
+    impl BlockSource for Map {
+        fn has(&self, cid: &Cid) -> bool {
+            self.0.contains_key(cid)
+        }
+        fn get(&self, cid: &Cid) -> Option<Bytes> {
+            self.0.get(cid).cloned()
+        }
+    }
+
+    fn cid(data: &[u8]) -> Cid {
+        Cid::new_v1(0x55, hash(0x12, data).unwrap())
+    }
+
+    #[test]
+    fn answers_haves_blocks_and_dont_haves() {
+        let small = Bytes::from_static(b"small");
+        let big = Bytes::from(vec![1u8; 4000]);
+        let src = Map([(cid(&small), small.clone()), (cid(&big), big.clone())].into());
+        let missing = cid(b"missing");
+        let l = Ledger::default();
+        let dropped = l.apply(
+            false,
+            vec![Want::have(cid(&small)), Want::have(cid(&big)), Want::block(cid(&big)), Want::have(missing)],
+            100,
+        );
+        assert_eq!(dropped, 0);
+        let m = l.next_answer(&src, false).unwrap();
+        assert_eq!(m.blocks.len(), 2, "small block replaces HAVE; big block sent");
+        assert_eq!(m.presences, vec![(cid(&big), Presence::Have), (missing, Presence::DontHave)]);
+        assert!(l.next_answer(&src, false).is_none());
+    }
+
+    #[test]
+    fn cancel_full_and_cap() {
+        let l = Ledger::default();
+        let (a, b, c) = (cid(b"a"), cid(b"b"), cid(b"c"));
+        assert_eq!(l.apply(false, vec![Want::block(a), Want::block(b), Want::block(c)], 2), 1);
+        l.apply(false, vec![Want::cancel(a)], 2);
+        let src = Map(HashMap::new());
+        let m = l.next_answer(&src, false).unwrap();
+        assert_eq!(m.presences, vec![(b, Presence::DontHave)]);
+        l.apply(false, vec![Want::block(a)], 2);
+        l.apply(true, vec![Want::block(c)], 2);
+        let m = l.next_answer(&src, false).unwrap();
+        assert_eq!(m.presences, vec![(c, Presence::DontHave)]);
+    }
+
+    #[test]
+    fn corrupt_switch_breaks_the_hash() {
+        let data = Bytes::from_static(b"payload that is long enough");
+        let src = Map([(cid(&data), data.clone())].into());
+        let l = Ledger::default();
+        l.apply(false, vec![Want::block(cid(&data))], 10);
+        let m = l.next_answer(&src, true).unwrap();
+        assert_ne!(m.blocks[0].data, data);
+    }
+}

@@ -1,0 +1,82 @@
+//! A session groups the wants of one read (one `cat`, one file) so that peers that already
+//! delivered blocks of it are asked first, with want-block straight away, and the load is spread
+//! across them round-robin. Peers that misbehave are dropped from the session.
+
+use libp2p::PeerId;
+use std::sync::{
+    atomic::{AtomicUsize, Ordering},
+    Arc, Mutex,
+};
+
+/// Most peers remembered per session.
+const MAX_SESSION_PEERS: usize = 16;
+
+/// A handle to a session; cheap to clone.
+#[derive(Clone, Default, Debug)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default, Debug)]
+struct Inner {
+    peers: Mutex<Vec<PeerId>>,
+    next: AtomicUsize,
+}
+
+impl Session {
+    pub fn new() -> Self {
+        Session::default()
+    }
+
+    /// Records that `peer` delivered a block of this session.
+    pub fn add_peer(&self, peer: PeerId) {
+        let mut peers = lock(&self.inner.peers);
+        if !peers.contains(&peer) && peers.len() < MAX_SESSION_PEERS {
+            peers.push(peer);
+        }
+    }
+
+    /// Forgets `peer` (it sent a bad block or vanished).
+    pub fn remove_peer(&self, peer: &PeerId) {
+        lock(&self.inner.peers).retain(|p| p != peer);
+    }
+
+    /// The next session peer, round-robin, that passes `usable`.
+    pub fn pick(&self, usable: impl Fn(&PeerId) -> bool) -> Option<PeerId> {
+        let peers = lock(&self.inner.peers);
+        let n = peers.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        (0..n).map(|i| peers[(start + i) % n]).find(|p| usable(p))
+    }
+
+    pub fn peers(&self) -> Vec<PeerId> {
+        lock(&self.inner.peers).clone()
+    }
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_robin_and_removal() {
+        let s = Session::new();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        s.add_peer(a);
+        s.add_peer(b);
+        s.add_peer(a);
+        let picks: Vec<_> = (0..4).filter_map(|_| s.pick(|_| true)).collect();
+        assert_eq!(picks.iter().filter(|p| **p == a).count(), 2);
+        assert_eq!(s.pick(|p| *p != a), Some(b));
+        s.remove_peer(&b);
+        assert_eq!(s.pick(|p| *p != a), None);
+    }
+}

@@ -1,0 +1,11 @@
+//! What the bitswap server reads blocks from. The node never knows how blocks are stored.
+
+use bytes::Bytes;
+use cid::Cid;
+
+/// A read-only view of the local blocks. Implementations must be cheap to call from a
+/// blocking thread; the server calls them from `spawn_blocking`.
+pub trait BlockSource: Send + Sync + 'static {
+    fn has(&self, cid: &Cid) -> bool;
+    fn get(&self, cid: &Cid) -> Option<Bytes>;
+}

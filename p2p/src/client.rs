@@ -1,0 +1,92 @@
+//! [`Client`]: the cheap, clonable handle through which the rest of cidfs uses the node.
+//! Each method sends a [`Command`] carrying a `oneshot` to the event loop and awaits the answer,
+//! or calls the bitswap engine directly.
+
+use bytes::Bytes;
+use cid::Cid;
+use libp2p::{Multiaddr, PeerId};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::bitswap::{Bitswap, Session, Stats};
+use crate::Error;
+
+/// A connected peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    pub peer: PeerId,
+    /// Remote address of the (first) connection.
+    pub addr: Multiaddr,
+    /// Last ping round trip.
+    pub latency: Option<Duration>,
+    /// identify `agentVersion`, once known.
+    pub agent: Option<String>,
+}
+
+pub(crate) enum Command {
+    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, Error>> },
+    Peers { reply: oneshot::Sender<Vec<PeerInfo>> },
+    ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
+    Provide { cids: Vec<Cid> },
+    FindProviders { cid: Cid, reply: oneshot::Sender<Vec<PeerId>> },
+    Shutdown,
+}
+
+/// Handle to a running node.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) bitswap: Bitswap,
+    pub(crate) peer_id: PeerId,
+}
+
+impl Client {
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Fetches a block from the swarm; the bytes are verified against `cid`.
+    /// Cancel-safe.
+    pub async fn get_block(&self, cid: Cid, session: &Session) -> Result<Bytes, Error> {
+        self.bitswap.get(cid, session).await
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.bitswap.stats()
+    }
+
+    /// Connects to `addr` (which may end in `/p2p/<id>`); returns the peer's id once connected.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, Error> {
+        self.request(|reply| Command::Dial { addr, reply }).await?
+    }
+
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, Error> {
+        self.request(|reply| Command::Peers { reply }).await
+    }
+
+    /// Addresses the node listens on (each without the `/p2p` suffix).
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, Error> {
+        self.request(|reply| Command::ListenAddrs { reply }).await
+    }
+
+    /// Announces in the DHT that this node provides `cids`. Fire and forget.
+    pub async fn provide(&self, cids: Vec<Cid>) -> Result<(), Error> {
+        self.commands.send(Command::Provide { cids }).await.map_err(|_| Error::Shutdown)
+    }
+
+    /// Looks `cid` up in the DHT; found providers are also dialled.
+    pub async fn find_providers(&self, cid: Cid) -> Result<Vec<PeerId>, Error> {
+        self.request(|reply| Command::FindProviders { cid, reply }).await
+    }
+
+    /// Stops the event loop (connections close).
+    pub async fn shutdown(&self) {
+        let _ = self.commands.send(Command::Shutdown).await;
+    }
+
+    async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| Error::Shutdown)?;
+        rx.await.map_err(|_| Error::Shutdown)
+    }
+}

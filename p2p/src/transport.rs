@@ -1,0 +1,51 @@
+//! TCP → (optional) pnet PSK → noise → yamux. The PSK layer wraps the raw TCP socket, before
+//! multistream-select, exactly where go-libp2p puts it, so kubo and Helia peers with the same
+//! `swarm.key` interoperate and peers with another key see only noise.
+
+use either::Either;
+use libp2p::{
+    core::{muxing::StreamMuxerBox, transport::Boxed, upgrade::Version},
+    identity::Keypair,
+    noise,
+    pnet::{PnetConfig, PreSharedKey},
+    tcp, yamux, PeerId, Transport,
+};
+use std::time::Duration;
+
+use crate::{psk::SwarmKey, Error};
+
+/// Time allowed for the whole upgrade (pnet + noise + yamux) of one connection.
+pub const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Builds the transport. With `force_pnet` and no key it refuses, as go-libp2p does.
+pub fn build(
+    keypair: &Keypair,
+    swarm_key: Option<&SwarmKey>,
+    force_pnet: bool,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, Error> {
+    if force_pnet && swarm_key.is_none() {
+        return Err(Error::Config(
+            "LIBP2P_FORCE_PNET=1 is set but no swarm key was given: refusing to join a public network \
+             (put a swarm.key in the repo or pass --swarm-key FILE)"
+                .into(),
+        ));
+    }
+    let noise = noise::Config::new(keypair).map_err(|e| Error::Transport(e.to_string()))?;
+    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+    let base = match swarm_key {
+        Some(key) => {
+            let psk = PreSharedKey::new(key.bytes());
+            Either::Left(tcp.and_then(move |socket, _| PnetConfig::new(psk).handshake(socket)))
+        }
+        None => Either::Right(tcp),
+    };
+    let mut yamux = yamux::Config::default();
+    yamux.set_max_num_streams(1024);
+    Ok(base
+        .upgrade(Version::V1Lazy)
+        .authenticate(noise)
+        .multiplex(yamux)
+        .timeout(UPGRADE_TIMEOUT)
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+        .boxed())
+}

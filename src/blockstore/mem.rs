@@ -1,0 +1,89 @@
+//! [`MemStore`]: an in-memory [`Blocks`] implementation for tests and throwaway nodes.
+//!
+//! One `RwLock` over a map of blocks, a set of pins and a byte counter. A poisoned lock is
+//! recovered: every update leaves the maps consistent before it can panic.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use bytes::Bytes;
+use cid::Cid;
+
+use super::{verify, Blocks, Error, StoreStat};
+
+/// In-memory block store. Nothing survives a drop; `flush` does nothing.
+#[derive(Debug, Default)]
+pub struct MemStore {
+    inner: RwLock<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    blocks: HashMap<Cid, Bytes>,
+    pins: HashSet<Cid>,
+    bytes: u64,
+}
+
+impl MemStore {
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Blocks for MemStore {
+    fn get(&self, cid: &Cid) -> Result<Option<Bytes>, Error> {
+        Ok(self.read().blocks.get(cid).cloned())
+    }
+
+    fn has(&self, cid: &Cid) -> Result<bool, Error> {
+        Ok(self.read().blocks.contains_key(cid))
+    }
+
+    fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), Error> {
+        verify(cid, data)?;
+        let mut inner = self.write();
+        if !inner.blocks.contains_key(cid) {
+            inner.blocks.insert(*cid, Bytes::copy_from_slice(data));
+            inner.bytes += data.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn delete(&self, cid: &Cid) -> Result<(), Error> {
+        let mut inner = self.write();
+        if let Some(old) = inner.blocks.remove(cid) {
+            inner.bytes = inner.bytes.saturating_sub(old.len() as u64);
+        }
+        Ok(())
+    }
+
+    fn cids(&self) -> Result<Vec<Cid>, Error> {
+        Ok(self.read().blocks.keys().copied().collect())
+    }
+
+    fn stat(&self) -> Result<StoreStat, Error> {
+        let inner = self.read();
+        Ok(StoreStat { blocks: inner.blocks.len() as u64, bytes: inner.bytes })
+    }
+
+    fn pin(&self, root: &Cid) -> Result<(), Error> {
+        self.write().pins.insert(*root);
+        Ok(())
+    }
+
+    fn unpin(&self, root: &Cid) -> Result<bool, Error> {
+        Ok(self.write().pins.remove(root))
+    }
+
+    fn pins(&self) -> Result<Vec<Cid>, Error> {
+        Ok(self.read().pins.iter().copied().collect())
+    }
+
+    fn flush(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}

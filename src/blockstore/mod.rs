@@ -1,0 +1,420 @@
+//! Level 1: block storage. Every block is checked against its CID before it is stored.
+//!
+//! - [`Blocks`] is the storage trait (get/has/put/delete, recursive pins, counters). Two
+//!   implementations: [`SledStore`] (on disk, `sled.rs`) and [`MemStore`] (tests, `mem.rs`).
+//! - [`verify`] checks that bytes hash to a CID (sha2-256, or identity); `put` always calls it and
+//!   the network layer uses it for blocks that arrive from peers.
+//! - [`links`] lists the children of a dag-pb (0x70) block; raw (0x55) blocks have none.
+//! - [`gc`] deletes every block that cannot be reached from a pin.
+//!
+//! This module knows CIDs and bytes only: no UnixFS, no bitswap.
+
+mod mem;
+mod sled;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use cid::multihash::Multihash;
+use cid::Cid;
+use sha2::{Digest, Sha256};
+
+pub use self::mem::MemStore;
+pub use self::sled::SledStore;
+
+/// Multihash code of sha2-256.
+pub const SHA2_256: u64 = 0x12;
+/// Multihash code of the identity "hash" (the digest is the data itself).
+pub const IDENTITY: u64 = 0x00;
+/// Multicodec of raw blocks.
+pub const RAW: u64 = 0x55;
+/// Multicodec of dag-pb blocks.
+pub const DAG_PB: u64 = 0x70;
+
+/// Errors of the block store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The data does not hash to the CID it was offered under.
+    #[error("block data does not match {cid}: it hashes to {actual}")]
+    CidMismatch { cid: Cid, actual: Cid },
+    /// Only sha2-256 and identity multihashes are accepted.
+    #[error("unsupported multihash 0x{0:x}: only sha2-256 (0x12) and identity (0x00) are accepted")]
+    UnsupportedHash(u64),
+    /// Links of this codec cannot be listed.
+    #[error("block {cid} has codec 0x{codec:x}: only dag-pb (0x70) and raw (0x55) links are known")]
+    UnsupportedCodec { cid: Cid, codec: u64 },
+    /// A dag-pb block that does not decode.
+    #[error("block {cid} is not valid dag-pb: {reason}")]
+    InvalidDagPb { cid: Cid, reason: &'static str },
+    /// A required block is not stored.
+    #[error("block {0} not found")]
+    NotFound(Cid),
+    /// A CID could not be built or read.
+    #[error("invalid CID: {0}")]
+    Cid(#[from] cid::Error),
+    /// On-disk data that this code did not write (bad key, bad counter).
+    #[error("block store is corrupt: {0}")]
+    Corrupt(String),
+    /// The sled database could not be opened.
+    #[error("opening block store at {}: {source}", path.display())]
+    Open { path: PathBuf, source: ::sled::Error },
+    /// Any other sled failure.
+    #[error("block store I/O: {0}")]
+    Io(#[from] ::sled::Error),
+}
+
+/// Number of stored blocks and the sum of their lengths.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStat {
+    pub blocks: u64,
+    pub bytes: u64,
+}
+
+/// What [`gc`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GcReport {
+    pub removed_blocks: u64,
+    pub removed_bytes: u64,
+}
+
+/// A block store. Methods are blocking but short (one key); call them from `spawn_blocking` when
+/// a batch is large.
+pub trait Blocks: Send + Sync + 'static {
+    /// The block's bytes, or `None` when it is not stored.
+    fn get(&self, cid: &Cid) -> Result<Option<Bytes>, Error>;
+    /// Whether the block is stored.
+    fn has(&self, cid: &Cid) -> Result<bool, Error>;
+    /// Verifies that `data` hashes to `cid` (see [`verify`]) before storing it; storing a block
+    /// twice is a no-op.
+    fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), Error>;
+    /// Removes the block; removing a missing block is a no-op.
+    fn delete(&self, cid: &Cid) -> Result<(), Error>;
+    /// Every stored CID.
+    fn cids(&self) -> Result<Vec<Cid>, Error>;
+    /// Block count and total bytes; correct after a restart.
+    fn stat(&self) -> Result<StoreStat, Error>;
+    /// Records a recursive pin: [`gc`] keeps `root` and every block reachable from it.
+    fn pin(&self, root: &Cid) -> Result<(), Error>;
+    /// Removes a pin; `false` when `root` was not pinned.
+    fn unpin(&self, root: &Cid) -> Result<bool, Error>;
+    /// Every pinned root.
+    fn pins(&self) -> Result<Vec<Cid>, Error>;
+    /// Makes every earlier write durable.
+    fn flush(&self) -> Result<(), Error>;
+}
+
+/// Checks that `data` hashes to `cid`: sha2-256 (0x12) digests are recomputed, identity (0x00)
+/// digests must equal the data; any other multihash is [`Error::UnsupportedHash`].
+pub fn verify(cid: &Cid, data: &[u8]) -> Result<(), Error> {
+    let mh = cid.hash();
+    let ok = match mh.code() {
+        SHA2_256 => mh.digest() == Sha256::digest(data).as_slice(),
+        IDENTITY => mh.digest() == data,
+        code => return Err(Error::UnsupportedHash(code)),
+    };
+    if ok {
+        return Ok(());
+    }
+    let actual = if mh.code() == IDENTITY && data.len() <= 64 {
+        Cid::new_v1(cid.codec(), Multihash::wrap(IDENTITY, data)?)
+    } else {
+        sha256_cid(cid, data)?
+    };
+    Err(Error::CidMismatch { cid: *cid, actual })
+}
+
+/// The sha2-256 CID of `data` with the version and codec of `like`.
+fn sha256_cid(like: &Cid, data: &[u8]) -> Result<Cid, Error> {
+    let mh = Multihash::wrap(SHA2_256, Sha256::digest(data).as_slice())?;
+    Ok(match like.version() {
+        cid::Version::V0 => Cid::new_v0(mh)?,
+        cid::Version::V1 => Cid::new_v1(like.codec(), mh),
+    })
+}
+
+/// One link of a dag-pb node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PbLink {
+    /// Target of the link.
+    pub cid: Cid,
+    /// Cumulative size of the target (dag-pb `Tsize`), when the link records it.
+    pub tsize: Option<u64>,
+}
+
+/// The CIDs a block links to: the dag-pb links in order for 0x70, none for raw 0x55.
+/// Other codecs are [`Error::UnsupportedCodec`], so that [`gc`] never drops the children of a
+/// block it cannot read.
+pub fn links(cid: &Cid, data: &[u8]) -> Result<Vec<Cid>, Error> {
+    match cid.codec() {
+        RAW => Ok(Vec::new()),
+        DAG_PB => Ok(dag_pb_links(cid, data)?.into_iter().map(|l| l.cid).collect()),
+        codec => Err(Error::UnsupportedCodec { cid: *cid, codec }),
+    }
+}
+
+/// Decodes the links of a dag-pb block (`cid` is only used in the error).
+///
+/// rust-unixfs decodes links of UnixFS files and directories but has no public decoder for an
+/// arbitrary dag-pb node, so this reads the two fields of the dag-pb schema it needs
+/// (`PBNode.Links = 2`, `PBLink.Hash = 1`, `PBLink.Tsize = 3`) and rejects anything else.
+pub fn dag_pb_links(cid: &Cid, data: &[u8]) -> Result<Vec<PbLink>, Error> {
+    pb::node_links(data).map_err(|reason| Error::InvalidDagPb { cid: *cid, reason })
+}
+
+/// Removes every block not reachable from a pin and reports what it removed.
+///
+/// Marks by walking links from each pinned root through the blocks that are stored locally (a
+/// missing block ends its branch), then deletes every unmarked block. Blocks put while gc runs
+/// may be removed unless they are pinned first.
+pub fn gc(store: &dyn Blocks) -> Result<GcReport, Error> {
+    let mut live = HashSet::new();
+    let mut stack = store.pins()?;
+    while let Some(cid) = stack.pop() {
+        if !live.insert(cid) {
+            continue;
+        }
+        if let Some(data) = store.get(&cid)? {
+            stack.extend(links(&cid, &data)?);
+        }
+    }
+
+    let mut report = GcReport::default();
+    for cid in store.cids()? {
+        if live.contains(&cid) {
+            continue;
+        }
+        if let Some(data) = store.get(&cid)? {
+            store.delete(&cid)?;
+            report.removed_blocks += 1;
+            report.removed_bytes += data.len() as u64;
+        }
+    }
+    tracing::debug!(?report, "gc finished");
+    Ok(report)
+}
+
+/// The few protobuf reads that dag-pb link listing needs. Pure and panic-free.
+mod pb {
+    use cid::Cid;
+
+    use super::PbLink;
+
+    /// Tag of `PBNode.Data` / `PBLink.Hash` (field 1, length-delimited).
+    const TAG_1_BYTES: u64 = 0x0a;
+    /// Tag of `PBNode.Links` / `PBLink.Name` (field 2, length-delimited).
+    const TAG_2_BYTES: u64 = 0x12;
+    /// Tag of `PBLink.Tsize` (field 3, varint).
+    const TAG_3_VARINT: u64 = 0x18;
+
+    pub(super) fn node_links(mut buf: &[u8]) -> Result<Vec<PbLink>, &'static str> {
+        let mut links = Vec::new();
+        let mut seen_data = false;
+        while !buf.is_empty() {
+            match varint(&mut buf)? {
+                TAG_2_BYTES => links.push(link(bytes(&mut buf)?)?),
+                TAG_1_BYTES if !seen_data => {
+                    seen_data = true;
+                    bytes(&mut buf)?;
+                }
+                TAG_1_BYTES => return Err("duplicate Data field"),
+                _ => return Err("unknown field in PBNode"),
+            }
+        }
+        Ok(links)
+    }
+
+    fn link(mut buf: &[u8]) -> Result<PbLink, &'static str> {
+        let (mut hash, mut tsize) = (None, None);
+        while !buf.is_empty() {
+            match varint(&mut buf)? {
+                TAG_1_BYTES => hash = Some(bytes(&mut buf)?),
+                TAG_2_BYTES => {
+                    bytes(&mut buf)?;
+                }
+                TAG_3_VARINT => tsize = Some(varint(&mut buf)?),
+                _ => return Err("unknown field in PBLink"),
+            }
+        }
+        let hash = hash.ok_or("link without Hash")?;
+        let cid = Cid::try_from(hash).map_err(|_| "link Hash is not a CID")?;
+        Ok(PbLink { cid, tsize })
+    }
+
+    fn varint(buf: &mut &[u8]) -> Result<u64, &'static str> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = buf.split_first().ok_or("truncated varint")?;
+            *buf = rest;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err("varint longer than 10 bytes")
+    }
+
+    fn bytes<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], &'static str> {
+        let len = usize::try_from(varint(buf)?).map_err(|_| "field length overflows")?;
+        if len > buf.len() {
+            return Err("truncated field");
+        }
+        let (field, rest) = buf.split_at(len);
+        *buf = rest;
+        Ok(field)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::unixfs::add::{add_bytes, AddOptions};
+
+    /// Runs one test body against every store: `mem` and `sled` (in a temporary directory).
+    macro_rules! store_test {
+        ($name:ident) => {
+            mod $name {
+                #[test]
+                fn mem() {
+                    super::$name(&crate::blockstore::MemStore::default());
+                }
+                #[test]
+                fn sled() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = crate::blockstore::SledStore::open(dir.path(), 1 << 22).unwrap();
+                    super::$name(&store);
+                }
+            }
+        };
+    }
+
+    fn raw_cid(data: &[u8]) -> Cid {
+        Cid::new_v1(RAW, Multihash::wrap(SHA2_256, &Sha256::digest(data)).unwrap())
+    }
+
+    store_test!(put_get_has_delete);
+    fn put_get_has_delete(store: &dyn Blocks) {
+        let (a, b) = (b"hello world\n".as_slice(), b"other".as_slice());
+        let (ca, cb) = (raw_cid(a), raw_cid(b));
+        assert_eq!(
+            ca.to_string(),
+            "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"
+        );
+        assert!(!store.has(&ca).unwrap());
+        assert_eq!(store.get(&ca).unwrap(), None);
+        store.put(&ca, a).unwrap();
+        store.put(&ca, a).unwrap(); // idempotent
+        store.put(&cb, b).unwrap();
+        assert!(store.has(&ca).unwrap());
+        assert_eq!(store.get(&ca).unwrap().as_deref(), Some(a));
+        let stat = store.stat().unwrap();
+        assert_eq!(stat, StoreStat { blocks: 2, bytes: (a.len() + b.len()) as u64 });
+        let mut cids = store.cids().unwrap();
+        cids.sort();
+        let mut expected = vec![ca, cb];
+        expected.sort();
+        assert_eq!(cids, expected);
+
+        store.delete(&ca).unwrap();
+        store.delete(&ca).unwrap(); // idempotent
+        assert!(!store.has(&ca).unwrap());
+        assert_eq!(store.stat().unwrap(), StoreStat { blocks: 1, bytes: b.len() as u64 });
+        store.flush().unwrap();
+    }
+
+    store_test!(cid_mismatch_rejected);
+    fn cid_mismatch_rejected(store: &dyn Blocks) {
+        let cid = raw_cid(b"expected");
+        match store.put(&cid, b"something else") {
+            Err(Error::CidMismatch { cid: c, actual }) => {
+                assert_eq!(c, cid);
+                assert_eq!(actual, raw_cid(b"something else"));
+            }
+            other => panic!("expected CidMismatch, got {other:?}"),
+        }
+        assert!(!store.has(&cid).unwrap());
+        assert_eq!(store.stat().unwrap(), StoreStat::default());
+
+        let blake3 = Cid::new_v1(RAW, Multihash::wrap(0x1e, &[0; 32]).unwrap());
+        assert!(matches!(store.put(&blake3, b"x"), Err(Error::UnsupportedHash(0x1e))));
+
+        let identity = Cid::new_v1(RAW, Multihash::wrap(IDENTITY, b"tiny").unwrap());
+        store.put(&identity, b"tiny").unwrap();
+        assert!(matches!(store.put(&identity, b"tinY"), Err(Error::CidMismatch { .. })));
+    }
+
+    store_test!(pins_roundtrip);
+    fn pins_roundtrip(store: &dyn Blocks) {
+        let (a, b) = (raw_cid(b"a"), raw_cid(b"b"));
+        store.pin(&a).unwrap();
+        store.pin(&a).unwrap();
+        store.pin(&b).unwrap();
+        let mut pins = store.pins().unwrap();
+        pins.sort();
+        let mut expected = vec![a, b];
+        expected.sort();
+        assert_eq!(pins, expected);
+        assert!(store.unpin(&a).unwrap());
+        assert!(!store.unpin(&a).unwrap());
+        assert_eq!(store.pins().unwrap(), vec![b]);
+    }
+
+    store_test!(gc_removes_only_unpinned);
+    fn gc_removes_only_unpinned(store: &dyn Blocks) {
+        // chunks of 1 KiB and 4 links per node: 10 chunks give root -> 3 interior nodes -> leaves
+        let opts = AddOptions { chunk_size: 1024, max_links: 4, ..AddOptions::default() };
+        let kept: Vec<u8> = (0..10 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let dropped: Vec<u8> = (0..10 * 1024u32).map(|i| (i % 13) as u8).collect();
+        let kept = add_bytes(store, &kept, &opts).unwrap();
+        assert_eq!(kept.blocks, 14);
+        let root_links = links(&kept.root, &store.get(&kept.root).unwrap().unwrap()).unwrap();
+        assert_eq!(root_links.len(), 3, "root of a 2-level DAG");
+        let dropped = add_bytes(store, &dropped, &opts).unwrap();
+        store.pin(&kept.root).unwrap();
+        // a pin whose blocks are not local is not an error
+        store.pin(&raw_cid(b"not stored")).unwrap();
+
+        let before = store.stat().unwrap();
+        let report = gc(store).unwrap();
+        let after = store.stat().unwrap();
+        assert_eq!(report.removed_blocks, before.blocks - after.blocks);
+        assert_eq!(report.removed_bytes, before.bytes - after.bytes);
+        assert!(store.has(&kept.root).unwrap());
+        assert!(!store.has(&dropped.root).unwrap());
+        assert_eq!(after.blocks, 14);
+        assert_eq!(after.bytes, kept.cumulative_size);
+        assert_eq!(gc(store).unwrap(), GcReport::default());
+
+        store.unpin(&kept.root).unwrap();
+        gc(store).unwrap();
+        assert_eq!(store.stat().unwrap(), StoreStat::default());
+    }
+
+    #[test]
+    fn sled_keeps_pins_and_stat_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let cid = raw_cid(b"persist");
+        {
+            let store = SledStore::open(dir.path(), 1 << 20).unwrap();
+            store.put(&cid, b"persist").unwrap();
+            store.pin(&cid).unwrap();
+            store.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(store.pins().unwrap(), vec![cid]);
+        assert_eq!(store.stat().unwrap(), StoreStat { blocks: 1, bytes: 7 });
+        assert_eq!(store.get(&cid).unwrap().as_deref(), Some(b"persist".as_slice()));
+    }
+
+    #[test]
+    fn links_of_raw_dag_pb_and_garbage() {
+        assert!(links(&raw_cid(b"x"), b"x").unwrap().is_empty());
+        let empty_file: Cid = "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH".parse().unwrap();
+        assert!(links(&empty_file, &[0x0a, 0x04, 0x08, 0x02, 0x18, 0x00]).unwrap().is_empty());
+        for garbage in [&[0x12, 0x05, 0x0a][..], &[0xff; 12], &[0x12, 0x00], &[0x08, 0x01]] {
+            assert!(matches!(links(&empty_file, garbage), Err(Error::InvalidDagPb { .. })));
+        }
+        let cbor = Cid::new_v1(0x71, *empty_file.hash());
+        assert!(matches!(links(&cbor, b""), Err(Error::UnsupportedCodec { codec: 0x71, .. })));
+    }
+}

@@ -1,0 +1,15 @@
+//! cidfs: share container images across a private peer-to-peer swarm.
+//!
+//! Levels (a module imports only from lower levels):
+//! 0. [`config`], [`repo`], [`metrics`] and the `cidfs_p2p` crate
+//! 1. [`blockstore`]: sled-backed block storage, every block checked against its CID
+//! 2. [`blockservice`]: local store first, then bitswap through the p2p node
+//! 3. [`unixfs`]: kubo-identical `add` and range reads over any block getter
+//! 6. [`api`]: the kubo RPC subset on axum
+//! 7. [`daemon`]: wires it all together
+//! 8. [`cli`]: clap front-end; every networked subcommand is an API client
+
+pub mod blockstore;
+pub mod config;
+pub mod repo;
+pub mod unixfs;
