@@ -1,1 +1,350 @@
-//! TODO
+//! The daemon's TOML configuration (`<repo>/config.toml`), typed.
+//!
+//! Every section and every key is optional: a missing key takes the default shown in
+//! `config/cidfs.toml`, which is also the file `cidfs init` writes. Unknown keys are errors
+//! (`deny_unknown_fields`), so a typo such as `mdsn = false` is reported with its name and line
+//! instead of being silently ignored. Multiaddrs are checked when the file is loaded, and static
+//! peers must end in `/p2p/<peer id>`.
+//!
+//! [`Config::from_toml_str`] is pure; [`Config::load`] adds the file read and names the file in
+//! its errors. This is the only module that turns config text into values.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
+use serde::{Deserialize, Serialize};
+
+/// The documented default config file, as written by `cidfs init`.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../config/cidfs.toml");
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[api]`: the kubo-compatible HTTP API.
+    pub api: ApiConfig,
+    /// `[swarm]`: the libp2p node.
+    pub swarm: SwarmConfig,
+    /// `[bitswap]`: block exchange limits and timing.
+    pub bitswap: BitswapConfig,
+    /// `[store]`: the local block store.
+    pub store: StoreConfig,
+    /// `[metrics]`: Prometheus metrics.
+    pub metrics: MetricsConfig,
+}
+
+/// `[api]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// `IP:port` the HTTP API (and `/metrics`) listens on; port 0 lets the OS pick.
+    pub listen: SocketAddr,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5001)),
+        }
+    }
+}
+
+/// `[swarm]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SwarmConfig {
+    /// Multiaddrs the libp2p node listens on.
+    #[serde(with = "multiaddrs")]
+    pub listen: Vec<Multiaddr>,
+    /// Static peers, dialled at start and kept connected; each ends in `/p2p/<peer id>`.
+    #[serde(with = "multiaddrs")]
+    pub peers: Vec<Multiaddr>,
+    /// Find peers on the local network with mDNS.
+    pub mdns: bool,
+    /// Run the Kademlia DHT (peer routing and provider records).
+    pub kademlia: bool,
+    /// Path of the swarm key file; empty means `<repo>/swarm.key` if that file exists.
+    /// A relative path is taken relative to the repo directory.
+    pub swarm_key: String,
+    /// Close connections that have had no open stream for this long.
+    pub idle_connection_timeout_secs: u64,
+}
+
+impl Default for SwarmConfig {
+    fn default() -> Self {
+        SwarmConfig {
+            listen: vec![Multiaddr::empty()
+                .with(Protocol::Ip4([0, 0, 0, 0].into()))
+                .with(Protocol::Tcp(4001))],
+            peers: Vec::new(),
+            mdns: true,
+            kademlia: true,
+            swarm_key: String::new(),
+            idle_connection_timeout_secs: 600,
+        }
+    }
+}
+
+impl SwarmConfig {
+    /// The static peers as `(peer id, address)`; the address keeps its `/p2p/` suffix.
+    pub fn static_peers(&self) -> Vec<(PeerId, Multiaddr)> {
+        self.peers
+            .iter()
+            .filter_map(|addr| peer_id_of(addr).map(|id| (id, addr.clone())))
+            .collect()
+    }
+
+    /// `idle_connection_timeout_secs` as a duration.
+    pub fn idle_connection_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_connection_timeout_secs)
+    }
+}
+
+/// `[bitswap]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BitswapConfig {
+    /// A block that no peer delivers within this time fails to fetch.
+    pub fetch_timeout_secs: u64,
+    /// Wantlist entries we keep queued for one peer; more are dropped.
+    pub max_wants_per_peer: usize,
+    /// Bytes of blocks queued for one peer before we stop reading its wants.
+    pub max_outstanding_bytes_per_peer: usize,
+    /// Leaves `cat` fetches in parallel ahead of the reader.
+    pub readahead_blocks: usize,
+    /// Interval at which unanswered wants are sent again.
+    pub rebroadcast_secs: u64,
+}
+
+impl Default for BitswapConfig {
+    fn default() -> Self {
+        BitswapConfig {
+            fetch_timeout_secs: 60,
+            max_wants_per_peer: 1024,
+            max_outstanding_bytes_per_peer: 8 * 1024 * 1024,
+            readahead_blocks: 32,
+            rebroadcast_secs: 1,
+        }
+    }
+}
+
+impl BitswapConfig {
+    /// `fetch_timeout_secs` as a duration.
+    pub fn fetch_timeout(&self) -> Duration {
+        Duration::from_secs(self.fetch_timeout_secs)
+    }
+
+    /// `rebroadcast_secs` as a duration.
+    pub fn rebroadcast_interval(&self) -> Duration {
+        Duration::from_secs(self.rebroadcast_secs)
+    }
+}
+
+/// `[store]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Memory sled may use for its page cache, in MiB.
+    pub cache_capacity_mb: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            cache_capacity_mb: 256,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// `cache_capacity_mb` in bytes.
+    pub fn cache_capacity_bytes(&self) -> u64 {
+        self.cache_capacity_mb.saturating_mul(1024 * 1024)
+    }
+}
+
+/// `[metrics]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve Prometheus metrics at `/metrics` on the API port.
+    pub enabled: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { enabled: true }
+    }
+}
+
+impl Config {
+    /// Reads and checks a config file; errors name the file and the offending key or line.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        Config::from_toml_str(&text)
+            .with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// Parses and checks config text.
+    pub fn from_toml_str(text: &str) -> anyhow::Result<Config> {
+        let config: Config = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The config as TOML (no comments; `config/cidfs.toml` is the commented form).
+    pub fn to_toml_string(&self) -> anyhow::Result<String> {
+        toml::to_string(self).context("serializing config")
+    }
+
+    /// Checks the rules serde cannot express; each error names its key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        for addr in &self.swarm.peers {
+            anyhow::ensure!(
+                peer_id_of(addr).is_some(),
+                "swarm.peers: `{addr}` must end in /p2p/<peer id>"
+            );
+        }
+        let positive = [
+            (
+                "bitswap.fetch_timeout_secs",
+                self.bitswap.fetch_timeout_secs,
+            ),
+            ("bitswap.rebroadcast_secs", self.bitswap.rebroadcast_secs),
+            (
+                "bitswap.max_wants_per_peer",
+                self.bitswap.max_wants_per_peer as u64,
+            ),
+            (
+                "bitswap.max_outstanding_bytes_per_peer",
+                self.bitswap.max_outstanding_bytes_per_peer as u64,
+            ),
+            (
+                "bitswap.readahead_blocks",
+                self.bitswap.readahead_blocks as u64,
+            ),
+        ];
+        for (key, value) in positive {
+            anyhow::ensure!(value > 0, "{key} must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+fn peer_id_of(addr: &Multiaddr) -> Option<PeerId> {
+    match addr.iter().last() {
+        Some(Protocol::P2p(id)) => Some(id),
+        _ => None,
+    }
+}
+
+/// Serde for `Vec<Multiaddr>` as a list of strings, with the bad address in the error.
+mod multiaddrs {
+    use libp2p::Multiaddr;
+    use serde::de::Error as _;
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(addrs: &[Multiaddr], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(addrs.iter().map(Multiaddr::to_string))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Multiaddr>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .into_iter()
+            .map(|s| {
+                s.parse()
+                    .map_err(|e| D::Error::custom(format!("invalid multiaddr `{s}`: {e}")))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_text(text: &str) -> String {
+        format!("{:#}", Config::from_toml_str(text).expect_err("must fail"))
+    }
+
+    #[test]
+    fn documented_file_is_the_default() {
+        let parsed = Config::from_toml_str(DEFAULT_CONFIG_TOML).expect("config/cidfs.toml parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn defaults_round_trip_and_empty_file_is_default() {
+        let text = Config::default().to_toml_string().expect("serializes");
+        assert_eq!(
+            Config::from_toml_str(&text).expect("parses"),
+            Config::default()
+        );
+        assert_eq!(Config::from_toml_str("").expect("empty"), Config::default());
+        assert!(text.contains("/ip4/0.0.0.0/tcp/4001"), "{text}");
+        assert!(text.contains("127.0.0.1:5001"), "{text}");
+    }
+
+    #[test]
+    fn partial_section_keeps_other_defaults() {
+        let config = Config::from_toml_str("[swarm]\nmdns = false\n").expect("parses");
+        assert!(!config.swarm.mdns);
+        assert!(config.swarm.kademlia);
+        assert_eq!(config.bitswap, BitswapConfig::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_by_name() {
+        let e = error_text("[swarm]\nmdsn = false\n");
+        assert!(e.contains("mdsn"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+        let e = error_text("[swram]\n");
+        assert!(e.contains("swram"), "{e}");
+    }
+
+    #[test]
+    fn bad_multiaddrs_are_rejected() {
+        let e = error_text("[swarm]\nlisten = [\"/ip4/0.0.0.0/tcpx/4001\"]\n");
+        assert!(e.contains("/ip4/0.0.0.0/tcpx/4001"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+        let e = error_text("[swarm]\npeers = [\"/ip4/10.0.0.1/tcp/4001\"]\n");
+        assert!(e.contains("swarm.peers"), "{e}");
+        assert!(e.contains("/p2p/"), "{e}");
+    }
+
+    #[test]
+    fn static_peers_carry_their_ids() {
+        let id = PeerId::random();
+        let text = format!("[swarm]\npeers = [\"/ip4/10.0.0.1/tcp/4001/p2p/{id}\"]\n");
+        let config = Config::from_toml_str(&text).expect("parses");
+        let peers = config.swarm.static_peers();
+        assert_eq!(peers.len(), 1);
+        assert_eq!(peers[0].0, id);
+    }
+
+    #[test]
+    fn bad_values_are_rejected_by_key() {
+        let e = error_text("[bitswap]\nfetch_timeout_secs = 0\n");
+        assert!(e.contains("bitswap.fetch_timeout_secs"), "{e}");
+        let e = error_text("[api]\nlisten = \"localhost\"\n");
+        assert!(e.contains("listen"), "{e}");
+        let e = error_text("[bitswap]\nreadahead_blocks = -1\n");
+        assert!(e.contains("readahead_blocks"), "{e}");
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        let e = format!("{:#}", Config::load(&path).expect_err("missing"));
+        assert!(e.contains("config.toml"), "{e}");
+        std::fs::write(&path, "[metrics]\nenable = true\n").expect("write");
+        let e = format!("{:#}", Config::load(&path).expect_err("typo"));
+        assert!(e.contains("config.toml") && e.contains("enable"), "{e}");
+    }
+}

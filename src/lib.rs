@@ -9,7 +9,13 @@
 //! 7. [`daemon`]: wires it all together
 //! 8. [`cli`]: clap front-end; every networked subcommand is an API client
 
+pub mod api;
+pub mod blockservice;
 pub mod blockstore;
+pub mod cidref;
+pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod metrics;
 pub mod repo;
 pub mod unixfs;

@@ -1,1 +1,6 @@
-//! Integration tests: real daemons in separate processes.
+//! Integration tests: real `cidfs` daemons in separate processes talking libp2p on loopback
+//! (or inside network namespaces the test creates). One binary, as ripgrep does.
+
+mod util;
+
+mod node;

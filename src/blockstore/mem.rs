@@ -67,7 +67,10 @@ impl Blocks for MemStore {
 
     fn stat(&self) -> Result<StoreStat, Error> {
         let inner = self.read();
-        Ok(StoreStat { blocks: inner.blocks.len() as u64, bytes: inner.bytes })
+        Ok(StoreStat {
+            blocks: inner.blocks.len() as u64,
+            bytes: inner.bytes,
+        })
     }
 
     fn pin(&self, root: &Cid) -> Result<(), Error> {

@@ -35,14 +35,19 @@ pub const DAG_PB: u64 = 0x70;
 /// Errors of the block store.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The data does not hash to the CID it was offered under.
+    /// The data does not hash to the CID it was offered under (`actual` is boxed to keep the
+    /// error small).
     #[error("block data does not match {cid}: it hashes to {actual}")]
-    CidMismatch { cid: Cid, actual: Cid },
+    CidMismatch { cid: Cid, actual: Box<Cid> },
     /// Only sha2-256 and identity multihashes are accepted.
-    #[error("unsupported multihash 0x{0:x}: only sha2-256 (0x12) and identity (0x00) are accepted")]
+    #[error(
+        "unsupported multihash 0x{0:x}: only sha2-256 (0x12) and identity (0x00) are accepted"
+    )]
     UnsupportedHash(u64),
     /// Links of this codec cannot be listed.
-    #[error("block {cid} has codec 0x{codec:x}: only dag-pb (0x70) and raw (0x55) links are known")]
+    #[error(
+        "block {cid} has codec 0x{codec:x}: only dag-pb (0x70) and raw (0x55) links are known"
+    )]
     UnsupportedCodec { cid: Cid, codec: u64 },
     /// A dag-pb block that does not decode.
     #[error("block {cid} is not valid dag-pb: {reason}")]
@@ -58,7 +63,10 @@ pub enum Error {
     Corrupt(String),
     /// The sled database could not be opened.
     #[error("opening block store at {}: {source}", path.display())]
-    Open { path: PathBuf, source: ::sled::Error },
+    Open {
+        path: PathBuf,
+        source: ::sled::Error,
+    },
     /// Any other sled failure.
     #[error("block store I/O: {0}")]
     Io(#[from] ::sled::Error),
@@ -117,16 +125,23 @@ pub fn verify(cid: &Cid, data: &[u8]) -> Result<(), Error> {
         return Ok(());
     }
     let actual = if mh.code() == IDENTITY && data.len() <= 64 {
-        Cid::new_v1(cid.codec(), Multihash::wrap(IDENTITY, data)?)
+        Cid::new_v1(
+            cid.codec(),
+            Multihash::wrap(IDENTITY, data).map_err(cid::Error::from)?,
+        )
     } else {
         sha256_cid(cid, data)?
     };
-    Err(Error::CidMismatch { cid: *cid, actual })
+    Err(Error::CidMismatch {
+        cid: *cid,
+        actual: Box::new(actual),
+    })
 }
 
 /// The sha2-256 CID of `data` with the version and codec of `like`.
 fn sha256_cid(like: &Cid, data: &[u8]) -> Result<Cid, Error> {
-    let mh = Multihash::wrap(SHA2_256, Sha256::digest(data).as_slice())?;
+    let mh =
+        Multihash::wrap(SHA2_256, Sha256::digest(data).as_slice()).map_err(cid::Error::from)?;
     Ok(match like.version() {
         cid::Version::V0 => Cid::new_v0(mh)?,
         cid::Version::V1 => Cid::new_v1(like.codec(), mh),
@@ -148,7 +163,10 @@ pub struct PbLink {
 pub fn links(cid: &Cid, data: &[u8]) -> Result<Vec<Cid>, Error> {
     match cid.codec() {
         RAW => Ok(Vec::new()),
-        DAG_PB => Ok(dag_pb_links(cid, data)?.into_iter().map(|l| l.cid).collect()),
+        DAG_PB => Ok(dag_pb_links(cid, data)?
+            .into_iter()
+            .map(|l| l.cid)
+            .collect()),
         codec => Err(Error::UnsupportedCodec { cid: *cid, codec }),
     }
 }
@@ -174,9 +192,12 @@ pub fn gc(store: &dyn Blocks) -> Result<GcReport, Error> {
         if !live.insert(cid) {
             continue;
         }
-        if let Some(data) = store.get(&cid)? {
-            stack.extend(links(&cid, &data)?);
-        }
+        let data = match store.get(&cid)? {
+            Some(data) => data,
+            None if cid.hash().code() == IDENTITY => Bytes::copy_from_slice(cid.hash().digest()),
+            None => continue,
+        };
+        stack.extend(links(&cid, &data)?);
     }
 
     let mut report = GcReport::default();
@@ -289,7 +310,10 @@ mod tests {
     }
 
     fn raw_cid(data: &[u8]) -> Cid {
-        Cid::new_v1(RAW, Multihash::wrap(SHA2_256, &Sha256::digest(data)).unwrap())
+        Cid::new_v1(
+            RAW,
+            Multihash::wrap(SHA2_256, &Sha256::digest(data)).unwrap(),
+        )
     }
 
     store_test!(put_get_has_delete);
@@ -308,7 +332,13 @@ mod tests {
         assert!(store.has(&ca).unwrap());
         assert_eq!(store.get(&ca).unwrap().as_deref(), Some(a));
         let stat = store.stat().unwrap();
-        assert_eq!(stat, StoreStat { blocks: 2, bytes: (a.len() + b.len()) as u64 });
+        assert_eq!(
+            stat,
+            StoreStat {
+                blocks: 2,
+                bytes: (a.len() + b.len()) as u64
+            }
+        );
         let mut cids = store.cids().unwrap();
         cids.sort();
         let mut expected = vec![ca, cb];
@@ -318,7 +348,13 @@ mod tests {
         store.delete(&ca).unwrap();
         store.delete(&ca).unwrap(); // idempotent
         assert!(!store.has(&ca).unwrap());
-        assert_eq!(store.stat().unwrap(), StoreStat { blocks: 1, bytes: b.len() as u64 });
+        assert_eq!(
+            store.stat().unwrap(),
+            StoreStat {
+                blocks: 1,
+                bytes: b.len() as u64
+            }
+        );
         store.flush().unwrap();
     }
 
@@ -328,7 +364,7 @@ mod tests {
         match store.put(&cid, b"something else") {
             Err(Error::CidMismatch { cid: c, actual }) => {
                 assert_eq!(c, cid);
-                assert_eq!(actual, raw_cid(b"something else"));
+                assert_eq!(*actual, raw_cid(b"something else"));
             }
             other => panic!("expected CidMismatch, got {other:?}"),
         }
@@ -336,11 +372,17 @@ mod tests {
         assert_eq!(store.stat().unwrap(), StoreStat::default());
 
         let blake3 = Cid::new_v1(RAW, Multihash::wrap(0x1e, &[0; 32]).unwrap());
-        assert!(matches!(store.put(&blake3, b"x"), Err(Error::UnsupportedHash(0x1e))));
+        assert!(matches!(
+            store.put(&blake3, b"x"),
+            Err(Error::UnsupportedHash(0x1e))
+        ));
 
         let identity = Cid::new_v1(RAW, Multihash::wrap(IDENTITY, b"tiny").unwrap());
         store.put(&identity, b"tiny").unwrap();
-        assert!(matches!(store.put(&identity, b"tinY"), Err(Error::CidMismatch { .. })));
+        assert!(matches!(
+            store.put(&identity, b"tinY"),
+            Err(Error::CidMismatch { .. })
+        ));
     }
 
     store_test!(pins_roundtrip);
@@ -362,7 +404,11 @@ mod tests {
     store_test!(gc_removes_only_unpinned);
     fn gc_removes_only_unpinned(store: &dyn Blocks) {
         // chunks of 1 KiB and 4 links per node: 10 chunks give root -> 3 interior nodes -> leaves
-        let opts = AddOptions { chunk_size: 1024, max_links: 4, ..AddOptions::default() };
+        let opts = AddOptions {
+            chunk_size: 1024,
+            max_links: 4,
+            ..AddOptions::default()
+        };
         let kept: Vec<u8> = (0..10 * 1024u32).map(|i| (i % 251) as u8).collect();
         let dropped: Vec<u8> = (0..10 * 1024u32).map(|i| (i % 13) as u8).collect();
         let kept = add_bytes(store, &kept, &opts).unwrap();
@@ -402,19 +448,43 @@ mod tests {
         }
         let store = SledStore::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(store.pins().unwrap(), vec![cid]);
-        assert_eq!(store.stat().unwrap(), StoreStat { blocks: 1, bytes: 7 });
-        assert_eq!(store.get(&cid).unwrap().as_deref(), Some(b"persist".as_slice()));
+        assert_eq!(
+            store.stat().unwrap(),
+            StoreStat {
+                blocks: 1,
+                bytes: 7
+            }
+        );
+        assert_eq!(
+            store.get(&cid).unwrap().as_deref(),
+            Some(b"persist".as_slice())
+        );
     }
 
     #[test]
     fn links_of_raw_dag_pb_and_garbage() {
         assert!(links(&raw_cid(b"x"), b"x").unwrap().is_empty());
-        let empty_file: Cid = "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH".parse().unwrap();
-        assert!(links(&empty_file, &[0x0a, 0x04, 0x08, 0x02, 0x18, 0x00]).unwrap().is_empty());
-        for garbage in [&[0x12, 0x05, 0x0a][..], &[0xff; 12], &[0x12, 0x00], &[0x08, 0x01]] {
-            assert!(matches!(links(&empty_file, garbage), Err(Error::InvalidDagPb { .. })));
+        let empty_file: Cid = "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
+            .parse()
+            .unwrap();
+        assert!(links(&empty_file, &[0x0a, 0x04, 0x08, 0x02, 0x18, 0x00])
+            .unwrap()
+            .is_empty());
+        for garbage in [
+            &[0x12, 0x05, 0x0a][..],
+            &[0xff; 12],
+            &[0x12, 0x00],
+            &[0x08, 0x01],
+        ] {
+            assert!(matches!(
+                links(&empty_file, garbage),
+                Err(Error::InvalidDagPb { .. })
+            ));
         }
         let cbor = Cid::new_v1(0x71, *empty_file.hash());
-        assert!(matches!(links(&cbor, b""), Err(Error::UnsupportedCodec { codec: 0x71, .. })));
+        assert!(matches!(
+            links(&cbor, b""),
+            Err(Error::UnsupportedCodec { codec: 0x71, .. })
+        ));
     }
 }

@@ -41,7 +41,10 @@ impl SledStore {
             .cache_capacity(cache_capacity_bytes)
             .mode(::sled::Mode::HighThroughput)
             .open()
-            .map_err(|source| Error::Open { path: path.to_owned(), source })?;
+            .map_err(|source| Error::Open {
+                path: path.to_owned(),
+                source,
+            })?;
         let store = SledStore {
             blocks: db.open_tree(BLOCKS_TREE)?,
             pins: db.open_tree(PINS_TREE)?,
@@ -63,7 +66,11 @@ impl SledStore {
             stat.bytes += value.len() as u64;
         }
         self.meta.insert(STAT_KEY, &encode_stat(stat)[..])?;
-        tracing::info!(blocks = stat.blocks, bytes = stat.bytes, "counted block store");
+        tracing::info!(
+            blocks = stat.blocks,
+            bytes = stat.bytes,
+            "counted block store"
+        );
         Ok(())
     }
 

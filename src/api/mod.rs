@@ -1,0 +1,105 @@
+//! The kubo RPC subset on axum (REFERENCE §2.5): every command is a POST to `/api/v0/<cmd>`,
+//! positional arguments are repeated `arg=` query parameters and options go by their long name.
+//! Handlers parse, call a typed function of a lower level and map its error; no logic lives here.
+
+mod add;
+mod block;
+mod cat;
+mod error;
+mod node;
+mod pin;
+mod repo;
+
+use axum::{extract::DefaultBodyLimit, routing::post, Router};
+use libp2p::identity::PublicKey;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::blockservice::BlockService;
+pub use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub blocks: BlockService,
+    pub public_key: PublicKey,
+    pub repo_path: PathBuf,
+    /// Leaves fetched in parallel by `cat`.
+    pub readahead: usize,
+    pub metrics: bool,
+}
+
+/// The API router.
+pub fn router(state: AppState) -> Router {
+    let metrics = state.metrics;
+    let api = Router::new()
+        .route("/api/v0/add", post(add::add))
+        .route("/api/v0/cat", post(cat::cat))
+        .route("/api/v0/files/stat", post(cat::files_stat))
+        .route("/api/v0/block/get", post(block::get))
+        .route("/api/v0/block/put", post(block::put))
+        .route("/api/v0/block/stat", post(block::stat))
+        .route("/api/v0/id", post(node::id))
+        .route("/api/v0/version", post(node::version))
+        .route("/api/v0/swarm/peers", post(node::swarm_peers))
+        .route("/api/v0/swarm/connect", post(node::swarm_connect))
+        .route("/api/v0/pin/add", post(pin::add))
+        .route("/api/v0/pin/ls", post(pin::ls))
+        .route("/api/v0/pin/rm", post(pin::rm))
+        .route("/api/v0/repo/gc", post(repo::gc))
+        .route("/api/v0/repo/stat", post(repo::stat))
+        .fallback(error::unknown_command)
+        .layer(DefaultBodyLimit::disable());
+    let api = if metrics { api.route("/metrics", axum::routing::get(repo::metrics)) } else { api };
+    api.with_state(Arc::new(state))
+}
+
+/// Query parameters in kubo's style (repeated `arg=`).
+pub(crate) struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub fn parse(query: Option<String>) -> Self {
+        let q = query.unwrap_or_default();
+        Params(form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+    }
+
+    /// Positional arguments.
+    pub fn args(&self) -> Vec<&str> {
+        self.0.iter().filter(|(k, _)| k == "arg").map(|(_, v)| v.as_str()).collect()
+    }
+
+    /// The first positional argument, or a client error naming it.
+    pub fn arg(&self, name: &str) -> Result<&str, ApiError> {
+        self.args()
+            .first()
+            .copied()
+            .ok_or_else(|| ApiError::client(format!("argument \"{name}\" is required")))
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    pub fn bool(&self, key: &str, default: bool) -> Result<bool, ApiError> {
+        match self.get(key) {
+            None | Some("") => Ok(default),
+            Some("true" | "1") => Ok(true),
+            Some("false" | "0") => Ok(false),
+            Some(v) => Err(ApiError::client(format!("option \"{key}\": {v:?} is not a boolean"))),
+        }
+    }
+
+    pub fn u64(&self, key: &str) -> Result<Option<u64>, ApiError> {
+        self.get(key)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| ApiError::client(format!("option \"{key}\": {v:?} is not a non-negative integer")))
+            })
+            .transpose()
+    }
+
+    /// The first argument as a CID reference.
+    pub fn cid(&self, name: &str) -> Result<cid::Cid, ApiError> {
+        crate::cidref::parse(self.arg(name)?).map_err(|e| ApiError::client(e.to_string()))
+    }
+}

@@ -1,0 +1,50 @@
+//! `pin/add` (fetches the whole DAG first), `pin/ls`, `pin/rm`. All pins are recursive.
+
+use axum::{
+    extract::{RawQuery, State},
+    Json,
+};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+use super::{ApiError, AppState, Params};
+
+pub async fn add(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q);
+    let root = p.cid("ipfs-path")?;
+    if !p.bool("recursive", true)? {
+        return Err(ApiError::client("only recursive pins are supported"));
+    }
+    st.blocks.fetch_dag(root, st.readahead).await?;
+    st.blocks.with_store(move |s| s.pin(&root)).await?;
+    if let Some(net) = st.blocks.net() {
+        net.provide(vec![root]).await?;
+    }
+    Ok(Json(json!({ "Pins": [root.to_string()] })))
+}
+
+pub async fn ls(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q);
+    let pins = st.blocks.with_store(|s| s.pins()).await?;
+    let wanted = match p.args().first() {
+        Some(a) => {
+            let cid = crate::cidref::parse(a).map_err(|e| ApiError::client(e.to_string()))?;
+            if !pins.contains(&cid) {
+                return Err(ApiError::Failed(anyhow::anyhow!("path '{a}' is not pinned")));
+            }
+            vec![cid]
+        }
+        None => pins,
+    };
+    let keys: Map<String, Value> =
+        wanted.into_iter().map(|c| (c.to_string(), json!({ "Type": "recursive" }))).collect();
+    Ok(Json(json!({ "Keys": keys })))
+}
+
+pub async fn rm(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let root = Params::parse(q).cid("ipfs-path")?;
+    if !st.blocks.with_store(move |s| s.unpin(&root)).await? {
+        return Err(ApiError::Failed(anyhow::anyhow!("{root} is not pinned")));
+    }
+    Ok(Json(json!({ "Pins": [root.to_string()] })))
+}

@@ -1,0 +1,36 @@
+//! `repo/gc`, `repo/stat` and the Prometheus `/metrics` page.
+
+use axum::{extract::State, http::header, response::IntoResponse, Json};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+use super::{ApiError, AppState};
+use crate::metrics;
+
+pub async fn gc(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let report = st.blocks.with_store(|s| crate::blockstore::gc(s)).await?;
+    Ok(Json(json!({ "RemovedBlocks": report.removed_blocks, "RemovedBytes": report.removed_bytes })))
+}
+
+pub async fn stat(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let s = metrics::Snapshot::take(&st.blocks, &st.repo_path).await?;
+    Ok(Json(json!({
+        "RepoSize": s.disk_bytes,
+        "StorageMax": 0,
+        "NumObjects": s.store.blocks,
+        "RepoPath": st.repo_path.display().to_string(),
+        "Version": "cidfs-1",
+        "BlockBytes": s.store.bytes,
+        "BlocksFetched": s.net.blocks_received,
+        "BytesFetched": s.net.bytes_received,
+        "BlocksSent": s.net.blocks_sent,
+        "BytesSent": s.net.bytes_sent,
+        "DuplicateBlocks": s.net.duplicate_blocks,
+        "RejectedBlocks": s.net.rejected_blocks,
+    })))
+}
+
+pub async fn metrics(State(st): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
+    let s = metrics::Snapshot::take(&st.blocks, &st.repo_path).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.render()))
+}

@@ -1,0 +1,144 @@
+//! Every command and flag, with the help a newcomer reads.
+
+use clap::{Args, Parser, Subcommand};
+use libp2p::Multiaddr;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Share container images and files across a private peer-to-peer swarm.
+///
+/// Start a node with `cidfs daemon`; the other commands talk to it over its HTTP API
+/// (address in $CIDFS_PATH/api), like `ipfs` talks to kubo.
+#[derive(Parser, Debug)]
+#[command(name = "cidfs", version, propagate_version = true)]
+pub struct Cli {
+    /// Repo directory (config, identity, block store, swarm.key).
+    #[arg(long, global = true, env = "CIDFS_PATH", value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+    /// Talk to the daemon at this address instead of the one in $CIDFS_PATH/api.
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    pub api: Option<SocketAddr>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create the repo (config, identity) if it does not exist.
+    Init,
+    /// Run the node: p2p swarm, block store and HTTP API, until SIGINT/SIGTERM.
+    Daemon(DaemonArgs),
+    /// Add a file; prints its CID (the same CID as `ipfs add --cid-version=1`).
+    Add(AddArgs),
+    /// Write a file's bytes (or a byte range of them) to stdout, fetching from peers as needed.
+    Cat(CatArgs),
+    /// Raw blocks: get, put, stat.
+    #[command(subcommand)]
+    Block(BlockCommand),
+    /// Show this node's peer id and addresses.
+    Id,
+    /// Peers: list connections, connect to a peer.
+    #[command(subcommand)]
+    Swarm(SwarmCommand),
+    /// Pins keep a DAG (and every block under it) through garbage collection.
+    #[command(subcommand)]
+    Pin(PinCommand),
+    /// The block store: garbage collection and statistics.
+    #[command(subcommand)]
+    Repo(RepoCommand),
+    /// Generate a new swarm key (kubo PSK v1 format) on stdout.
+    Keygen,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct DaemonArgs {
+    /// Private-network key file (kubo swarm.key format); default: $CIDFS_PATH/swarm.key if present.
+    #[arg(long, value_name = "FILE")]
+    pub swarm_key: Option<PathBuf>,
+    /// Static peer to connect to and keep connected (repeatable), e.g. /ip4/10.0.0.2/tcp/4001/p2p/12D3...
+    #[arg(long = "peer", value_name = "MULTIADDR")]
+    pub peers: Vec<Multiaddr>,
+    /// Swarm listen address (repeatable); replaces swarm.listen from the config.
+    #[arg(long = "listen", value_name = "MULTIADDR")]
+    pub listen: Vec<Multiaddr>,
+    /// API listen address; replaces api.listen from the config (port 0 picks a free port).
+    #[arg(long = "api-listen", value_name = "HOST:PORT")]
+    pub api_listen: Option<SocketAddr>,
+    /// Do not discover peers on the LAN by mDNS.
+    #[arg(long)]
+    pub no_mdns: bool,
+    /// Seconds before a block that no peer provides fails (bitswap.fetch_timeout_secs).
+    #[arg(long, value_name = "SECS")]
+    pub fetch_timeout: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct AddArgs {
+    /// The file to add ("-" reads stdin).
+    pub file: PathBuf,
+    /// Only compute the CID; store nothing (works without a daemon).
+    #[arg(long, short = 'n')]
+    pub only_hash: bool,
+    /// CID version: 1 gives raw leaves and base32 CIDs (bafy...), 0 gives kubo's legacy Qm... CIDs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub cid_version: u8,
+    /// Do not pin the file (it may then be removed by `cidfs repo gc`).
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Print only the CID.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CatArgs {
+    /// CID, /ipfs/CID or ipfs://CID of a file.
+    pub cid: String,
+    /// First byte to write.
+    #[arg(long, short = 'o', default_value_t = 0)]
+    pub offset: u64,
+    /// Number of bytes to write (default: to the end).
+    #[arg(long, short = 'l')]
+    pub length: Option<u64>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BlockCommand {
+    /// Write a block's raw bytes to stdout.
+    Get { cid: String },
+    /// Store a file as one raw block; prints its CID.
+    Put {
+        file: PathBuf,
+        /// Codec of the new CID: raw or dag-pb.
+        #[arg(long, default_value = "raw")]
+        cid_codec: String,
+    },
+    /// Print a block's CID and size.
+    Stat { cid: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SwarmCommand {
+    /// List connected peers.
+    Peers,
+    /// Connect to a peer by multiaddr (ending in /p2p/<peer id>).
+    Connect { addr: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PinCommand {
+    /// Fetch a whole DAG and pin it.
+    Add { cid: String },
+    /// List pinned roots.
+    Ls,
+    /// Unpin a root.
+    Rm { cid: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RepoCommand {
+    /// Remove every block that no pin reaches.
+    Gc,
+    /// Blocks and bytes stored, fetched from and sent to peers.
+    Stat,
+}

@@ -1,0 +1,129 @@
+//! `add`, `cat` and `block`: moving bytes between files or stdio and the daemon.
+
+use anyhow::{bail, Context};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::args::{AddArgs, BlockCommand, CatArgs};
+use super::client::ApiClient;
+use crate::unixfs::{AddOptions, Adder};
+
+fn progress(len: u64) -> Option<ProgressBar> {
+    if !std::io::stdout().is_terminal() || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let pb = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}") {
+        pb.set_style(style);
+    }
+    Some(pb)
+}
+
+pub async fn add(api: &ApiClient, a: &AddArgs) -> anyhow::Result<()> {
+    let (body, len, name) = if a.file.as_os_str() == "-" {
+        let mut data = Vec::new();
+        tokio::io::stdin().read_to_end(&mut data).await.context("reading stdin")?;
+        let n = data.len() as u64;
+        (reqwest::Body::from(data), n, String::from("stdin"))
+    } else {
+        let f = tokio::fs::File::open(&a.file).await.with_context(|| format!("opening {}", a.file.display()))?;
+        let meta = f.metadata().await?;
+        if meta.is_dir() {
+            bail!("{} is a directory; cidfs add takes one file", a.file.display());
+        }
+        let pb = progress(meta.len());
+        let stream = tokio_util::io::ReaderStream::with_capacity(f, 1 << 20).inspect(move |c| {
+            if let (Some(pb), Ok(c)) = (&pb, c) {
+                pb.inc(c.len() as u64);
+            }
+        });
+        let name = a.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        (reqwest::Body::wrap_stream(stream), meta.len(), name)
+    };
+    let part = reqwest::multipart::Part::stream_with_length(body, len).file_name(name);
+    let form = reqwest::multipart::Form::new().part("file", part);
+    let params = [("cid-version", a.cid_version.to_string()), ("pin", (!a.no_pin).to_string())];
+    let text = api.post("add", &params, Some(form)).await?.text().await?;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).context("daemon sent invalid JSON")?;
+        let hash = v["Hash"].as_str().unwrap_or_default();
+        if a.quiet {
+            println!("{hash}");
+        } else {
+            println!("added {hash} {}", v["Name"].as_str().unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
+/// `add --only-hash`: computes the CID locally; needs no daemon and stores nothing.
+pub async fn add_only_hash(a: &AddArgs) -> anyhow::Result<()> {
+    let opts = AddOptions { cid_version: a.cid_version, ..AddOptions::default() };
+    let mut adder = Adder::new(&opts)?;
+    let mut input: Box<dyn tokio::io::AsyncRead + Unpin> = if a.file.as_os_str() == "-" {
+        Box::new(tokio::io::stdin())
+    } else {
+        Box::new(tokio::fs::File::open(&a.file).await.with_context(|| format!("opening {}", a.file.display()))?)
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = input.read(&mut buf).await.context("reading input")?;
+        if n == 0 {
+            break;
+        }
+        let _ = adder.push(&buf[..n]);
+    }
+    let (root, _) = adder.finish();
+    if a.quiet {
+        println!("{root}");
+    } else {
+        println!("added {root} {}", a.file.display());
+    }
+    Ok(())
+}
+
+pub async fn cat(api: &ApiClient, a: &CatArgs) -> anyhow::Result<()> {
+    let mut params = vec![("arg", a.cid.clone()), ("offset", a.offset.to_string())];
+    if let Some(l) = a.length {
+        params.push(("length", l.to_string()));
+    }
+    let resp = api.post("cat", &params, None).await?;
+    let expected: Option<u64> = resp.headers().get("X-Content-Length").and_then(|v| v.to_str().ok()?.parse().ok());
+    let mut body = resp.bytes_stream();
+    let mut out = tokio::io::stdout();
+    let mut written = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.context("the transfer broke off (see the daemon's log)")?;
+        out.write_all(&chunk).await?;
+        written += chunk.len() as u64;
+    }
+    out.flush().await?;
+    if let Some(n) = expected.filter(|n| *n != written) {
+        bail!("short read: got {written} of {n} bytes");
+    }
+    Ok(())
+}
+
+pub async fn block(api: &ApiClient, cmd: BlockCommand) -> anyhow::Result<()> {
+    match cmd {
+        BlockCommand::Get { cid } => {
+            let data = api.post("block/get", &[("arg", cid)], None).await?.bytes().await?;
+            let mut out = tokio::io::stdout();
+            out.write_all(&data).await?;
+            out.flush().await?;
+        }
+        BlockCommand::Put { file, cid_codec } => {
+            let data = tokio::fs::read(&file).await.with_context(|| format!("reading {}", file.display()))?;
+            let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(data).file_name("block"));
+            let v: serde_json::Value = api.post("block/put", &[("cid-codec", cid_codec)], Some(form)).await?.json().await?;
+            println!("{}", v["Key"].as_str().unwrap_or_default());
+        }
+        BlockCommand::Stat { cid } => {
+            let v = api.json("block/stat", &[("arg", cid)]).await?;
+            println!("Key: {}\nSize: {}", v["Key"].as_str().unwrap_or_default(), v["Size"]);
+        }
+    }
+    Ok(())
+}

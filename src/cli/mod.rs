@@ -1,0 +1,90 @@
+//! The command line: parse with clap ([`args`]), then run one subcommand. Every subcommand but
+//! `init`, `daemon`, `keygen` and `add --only-hash` is a client of the daemon's API.
+
+pub mod args;
+mod client;
+mod files;
+mod info;
+
+use anyhow::Context;
+use clap::Parser;
+use std::process::ExitCode;
+
+use crate::repo::Repo;
+use args::{Cli, Command};
+use client::ApiClient;
+
+/// Parses the command line and runs it.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let daemon = matches!(cli.command, Command::Daemon(_));
+    init_tracing(if daemon { "info" } else { "warn" });
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // a closed pipe (`cidfs cat | head`) is not an error
+            if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let repo = Repo::resolve(cli.repo.clone())?;
+    let api = || ApiClient::connect(&repo, cli.api);
+    match cli.command {
+        Command::Init => {
+            if repo.init()? {
+                println!("initialized cidfs repo at {}", repo.root().display());
+            } else {
+                println!("cidfs repo already exists at {}", repo.root().display());
+            }
+            println!("peer identity: {}", repo.identity()?.public().to_peer_id());
+            Ok(())
+        }
+        Command::Daemon(a) => {
+            let o = crate::daemon::Overrides {
+                swarm_key: a.swarm_key,
+                peers: a.peers,
+                listen: a.listen,
+                api: a.api_listen,
+                no_mdns: a.no_mdns,
+                fetch_timeout_secs: a.fetch_timeout,
+            };
+            crate::daemon::run(repo, o).await
+        }
+        Command::Keygen => {
+            print!("{}", cidfs_p2p::psk::SwarmKey::generate().to_file_string());
+            Ok(())
+        }
+        Command::Add(a) if a.only_hash => files::add_only_hash(&a).await,
+        Command::Add(a) => files::add(&api()?, &a).await,
+        Command::Cat(a) => files::cat(&api()?, &a).await,
+        Command::Block(b) => files::block(&api()?, b).await,
+        Command::Id => info::id(&api()?).await,
+        Command::Swarm(s) => info::swarm(&api()?, s).await,
+        Command::Pin(p) => info::pin(&api()?, p).await,
+        Command::Repo(r) => info::repo(&api()?, r).await.context("repo command failed"),
+    }
+}

@@ -1,0 +1,141 @@
+//! `cidfs daemon`: opens the repo and the sled store, spawns the p2p node, serves the API, and
+//! on SIGINT/SIGTERM stops accepting, stops the node, flushes sled and removes the api file.
+
+use anyhow::Context;
+use libp2p::Multiaddr;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+use crate::api::{self, AppState};
+use crate::blockservice::{BlockService, StoreSource};
+use crate::blockstore::{Blocks, SledStore};
+use crate::repo::{self, Repo};
+
+/// Command-line overrides of the config file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub swarm_key: Option<PathBuf>,
+    pub peers: Vec<Multiaddr>,
+    pub listen: Vec<Multiaddr>,
+    pub api: Option<SocketAddr>,
+    pub no_mdns: bool,
+    pub fetch_timeout_secs: Option<u64>,
+}
+
+/// Environment switch of the test-only fault: serve corrupted blocks.
+pub const CORRUPT_ENV: &str = "CIDFS_TEST_CORRUPT_BLOCKS";
+
+pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
+    let created = repo.init()?;
+    if created {
+        info!("initialized repo {}", repo.root().display());
+    }
+    let mut config = repo.config()?;
+    if !o.listen.is_empty() {
+        config.swarm.listen = o.listen.clone();
+    }
+    config.swarm.peers.extend(o.peers.iter().cloned());
+    if o.no_mdns {
+        config.swarm.mdns = false;
+    }
+    if let Some(api) = o.api {
+        config.api.listen = api;
+    }
+    if let Some(t) = o.fetch_timeout_secs {
+        config.bitswap.fetch_timeout_secs = t;
+    }
+    let force_pnet = std::env::var("LIBP2P_FORCE_PNET").is_ok_and(|v| v == "1");
+    let swarm_key = repo.swarm_key(o.swarm_key.as_deref(), &config.swarm.swarm_key)?;
+    if force_pnet && swarm_key.is_none() {
+        anyhow::bail!(
+            "LIBP2P_FORCE_PNET=1 but no swarm key: put one at {} or pass --swarm-key FILE (refusing to start an open node)",
+            repo.default_swarm_key_path().display()
+        );
+    }
+    let _lock = repo.lock()?;
+    let keypair = repo.identity()?;
+    let store_path = repo.blocks_dir();
+    let cache = config.store.cache_capacity_bytes();
+    let store: Arc<dyn Blocks> = Arc::new(
+        tokio::task::spawn_blocking(move || SledStore::open(&store_path, cache)).await??,
+    );
+
+    let mut net_cfg = cidfs_p2p::Config::new(keypair.clone());
+    net_cfg.listen = config.swarm.listen.clone();
+    net_cfg.peers = config.swarm.peers.clone();
+    net_cfg.swarm_key = swarm_key.clone();
+    net_cfg.force_pnet = force_pnet;
+    net_cfg.mdns = config.swarm.mdns;
+    net_cfg.kademlia = config.swarm.kademlia;
+    net_cfg.idle_connection_timeout = config.swarm.idle_connection_timeout();
+    net_cfg.bitswap.fetch_timeout = config.bitswap.fetch_timeout();
+    net_cfg.bitswap.rebroadcast = config.bitswap.rebroadcast_interval();
+    net_cfg.bitswap.max_wants_per_peer = config.bitswap.max_wants_per_peer;
+    net_cfg.bitswap.max_outstanding_bytes_per_peer = config.bitswap.max_outstanding_bytes_per_peer;
+    net_cfg.bitswap.corrupt_blocks = std::env::var(CORRUPT_ENV).is_ok_and(|v| v == "1");
+    if net_cfg.bitswap.corrupt_blocks {
+        warn!("{CORRUPT_ENV}=1: this node serves CORRUPTED blocks (test fault switch)");
+    }
+    let (net, net_task) = cidfs_p2p::Node::spawn(net_cfg, Arc::new(StoreSource(store.clone())))
+        .context("starting the p2p node")?;
+    info!("peer id {}", keypair.public().to_peer_id());
+    match &swarm_key {
+        Some(k) => info!(
+            "Swarm is limited to private network of peers with the swarm key; swarm key fingerprint: {}",
+            k.fingerprint()
+        ),
+        None => warn!("no swarm key: this node joins an open network (only peers you configure or discover on the LAN)"),
+    }
+
+    let blocks = BlockService::new(store.clone(), Some(net.clone()));
+    let pins = blocks.with_store(|s| s.pins()).await?;
+    if !pins.is_empty() {
+        net.provide(pins).await?;
+    }
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| format!("binding the API to {}", config.api.listen))?;
+    let api_addr = listener.local_addr()?;
+    let state = AppState {
+        blocks,
+        public_key: keypair.public(),
+        repo_path: repo.root().to_path_buf(),
+        readahead: config.bitswap.readahead_blocks.max(1),
+        metrics: config.metrics.enabled,
+    };
+    repo.write_api_file(&repo::api_multiaddr(api_addr))?;
+    info!("API server listening on {}", repo::api_multiaddr(api_addr));
+    info!("daemon is ready");
+
+    let served = axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown_signal()).await;
+    info!("shutting down");
+    net.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), net_task).await;
+    let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
+    repo.remove_api_file()?;
+    served.context("API server failed")?;
+    flushed??;
+    info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                warn!("cannot watch SIGTERM: {e}");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

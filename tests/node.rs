@@ -1,0 +1,151 @@
+//! The embedded node (issue 3): transfers, range reads, private swarms, mDNS, restarts, faults.
+
+use std::time::{Duration, Instant};
+
+use crate::util::{eventually, random_bytes, sha256, swarm_key, Daemon, Opts};
+
+const MIB: usize = 1 << 20;
+
+fn pair(key: &str) -> (Daemon, Daemon) {
+    let a = Daemon::start(Opts { swarm_key: Some(key.into()), ..Default::default() });
+    let b = Daemon::start(Opts { swarm_key: Some(key.into()), peers: vec![a.addr.clone()], ..Default::default() });
+    (a, b)
+}
+
+fn stat_u64(d: &Daemon, key: &str) -> u64 {
+    d.stat()[key].as_u64().unwrap_or_else(|| panic!("repo/stat has no {key}"))
+}
+
+/// (a) A adds a 64 MiB random file; B (same key, --peer A) cats it; sha256 equal.
+#[test]
+fn a_private_swarm_transfers_64_mib() {
+    let key = swarm_key();
+    let (a, b) = pair(&key);
+    let data = random_bytes(64 * MIB);
+    let cid = a.add(&data);
+    assert!(cid.starts_with("bafy"), "{cid}");
+    let got = b.ok(&["cat", &cid]);
+    assert_eq!(got.len(), data.len());
+    assert_eq!(sha256(&got), sha256(&data));
+    assert!(stat_u64(&a, "BlocksSent") >= 256, "A served the leaves");
+    assert!(stat_u64(&b, "BlocksFetched") >= 257);
+}
+
+/// (b) 1 byte at offset 40 MiB of a fresh 64 MiB file: B fetches the root, the interior node on
+/// the path and the one covering leaf; nothing else.
+#[test]
+fn b_range_read_fetches_only_covering_blocks() {
+    let key = swarm_key();
+    let (a, b) = pair(&key);
+    let data = random_bytes(64 * MIB);
+    let cid = a.add(&data);
+    let off = 40 * MIB;
+    let got = b.ok(&["cat", &cid, "--offset", &off.to_string(), "--length", "1"]);
+    assert_eq!(got, vec![data[off]]);
+    // 256 leaves > 174: root → 2 interior nodes → leaves; depth 2 means 3 blocks on the path
+    assert_eq!(stat_u64(&b, "BlocksFetched"), 3, "{}", b.stat());
+    assert_eq!(stat_u64(&b, "NumObjects"), 3);
+    let fetched = stat_u64(&b, "BytesFetched");
+    assert!(fetched < 256 * 1024 + 16 * 1024, "fetched {fetched} bytes for a 1-byte read");
+    // a range across a leaf boundary returns exactly those bytes
+    let (s, l) = (3 * 262144 - 10, 20);
+    let got = b.ok(&["cat", &cid, "--offset", &s.to_string(), "--length", &l.to_string()]);
+    assert_eq!(got, &data[s..s + l]);
+}
+
+/// (c) A node with another key cannot connect; its cat fails within the configured timeout with
+/// an error that says nothing was found.
+#[test]
+fn c_wrong_swarm_key_cannot_connect_and_cat_fails_in_time() {
+    let a = Daemon::start(Opts { swarm_key: Some(swarm_key()), ..Default::default() });
+    let cid = a.add(&random_bytes(MIB));
+    let c = Daemon::start(Opts {
+        swarm_key: Some(swarm_key()),
+        peers: vec![a.addr.clone()],
+        fetch_timeout: Some(4),
+        ..Default::default()
+    });
+    let t = Instant::now();
+    let out = c.cli(&["cat", &cid]);
+    let took = t.elapsed();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not found"), "stderr: {err}");
+    assert!(took < Duration::from_secs(30), "cat took {took:?}");
+    let (_, peers) = c.rpc("swarm/peers", "");
+    assert_eq!(peers["Peers"].as_array().map(Vec::len), Some(0), "{peers}");
+    let (_, peers) = a.rpc("swarm/peers", "");
+    assert_eq!(peers["Peers"].as_array().map(Vec::len), Some(0), "{peers}");
+}
+
+/// (d) LIBP2P_FORCE_PNET=1 and no key: the daemon refuses to start, with a clear message.
+#[test]
+fn d_force_pnet_without_key_refuses_to_start() {
+    let repo = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(crate::util::BIN);
+    cmd.args(["--repo", repo.path().to_str().unwrap(), "daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--api-listen", "127.0.0.1:0", "--no-mdns"])
+        .env("LIBP2P_FORCE_PNET", "1");
+    let out = crate::util::run_bounded(cmd, Duration::from_secs(60));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("LIBP2P_FORCE_PNET=1") && err.contains("swarm key"), "stderr: {err}");
+    assert!(!repo.path().join("api").exists());
+}
+
+/// (f) Blocks and pins survive a restart (SIGTERM exits 0 and removes the api file);
+/// `repo gc` drops the unpinned block only.
+#[test]
+fn f_blocks_and_pins_survive_restart_and_gc_drops_unpinned_only() {
+    let key = swarm_key();
+    let a = Daemon::start(Opts { swarm_key: Some(key.clone()), fetch_timeout: Some(2), ..Default::default() });
+    let data = random_bytes(3 * MIB + 5);
+    let cid = a.add(&data);
+    let loose = a.repo.path().join("loose");
+    std::fs::write(&loose, b"an unpinned block").unwrap();
+    let loose_cid = String::from_utf8(a.ok(&["block", "put", loose.to_str().unwrap()])).unwrap().trim().to_string();
+    let before = stat_u64(&a, "NumObjects");
+    assert_eq!(before, 13 + 1 + 1, "13 leaves + root + loose block");
+    let opts = a.opts();
+    let (status, repo) = a.terminate();
+    assert!(status.success(), "SIGTERM exit status {status:?}");
+    assert!(!repo.path().join("api").exists(), "api file removed on shutdown");
+
+    let a = Daemon::start_in(repo, opts);
+    assert_eq!(stat_u64(&a, "NumObjects"), before);
+    let pins = String::from_utf8(a.ok(&["pin", "ls"])).unwrap();
+    assert!(pins.contains(&cid), "{pins}");
+    assert_eq!(a.ok(&["block", "get", &loose_cid]), b"an unpinned block");
+    a.ok(&["repo", "gc"]);
+    assert_eq!(stat_u64(&a, "NumObjects"), before - 1);
+    assert_eq!(sha256(&a.ok(&["cat", &cid])), sha256(&data));
+    let out = a.cli(&["block", "get", &loose_cid]);
+    assert!(!out.status.success(), "gc removed the unpinned block");
+}
+
+/// (g) A peer serving corrupted blocks cannot corrupt B: B rejects them and gets the file from a
+/// second peer.
+#[test]
+fn g_corrupt_peer_is_rejected_and_another_peer_serves() {
+    let key = swarm_key();
+    let bad = Daemon::start(Opts {
+        swarm_key: Some(key.clone()),
+        env: vec![("CIDFS_TEST_CORRUPT_BLOCKS".into(), "1".into())],
+        ..Default::default()
+    });
+    let good = Daemon::start(Opts { swarm_key: Some(key.clone()), ..Default::default() });
+    let data = random_bytes(8 * MIB);
+    let cid = bad.add(&data);
+    assert_eq!(good.add(&data), cid);
+    // B knows only the bad peer at first, so it must meet a corrupt block
+    let b = Daemon::start(Opts { swarm_key: Some(key), peers: vec![bad.addr.clone()], fetch_timeout: Some(120), ..Default::default() });
+    let mut cat = std::process::Command::new(crate::util::BIN);
+    cat.args(["--repo", b.repo.path().to_str().unwrap(), "cat", &cid]);
+    let reader = std::thread::spawn(move || crate::util::run_bounded(cat, Duration::from_secs(180)));
+    let rejected = eventually(Duration::from_secs(30), || (stat_u64(&b, "RejectedBlocks") > 0).then_some(()));
+    assert!(rejected.is_some(), "B never saw the corrupt block:\n{}", b.log());
+    b.ok(&["swarm", "connect", &good.addr]);
+    let out = reader.join().unwrap();
+    assert!(out.status.success(), "cat failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(sha256(&out.stdout), sha256(&data));
+    assert!(b.log().contains("hashes to no wanted CID"));
+}

@@ -1,0 +1,307 @@
+//! Test harness: real `cidfs` daemons in separate processes, each with its own temp repo,
+//! loopback ports chosen by the OS, killed by PID when dropped (also when a test panics).
+//! Waits are event-driven (log lines on a channel) or bounded polls; nothing sleeps to sync.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_cidfs");
+/// How long a daemon may take to become ready.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A kubo-format swarm key file with a random key.
+pub fn swarm_key() -> String {
+    let key: [u8; 32] = rand::random();
+    format!("/key/swarm/psk/1.0.0/\n/base16/\n{}\n", hex(&key))
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    rand::Rng::fill(&mut rand::rng(), &mut v[..]);
+    v
+}
+
+pub fn sha256(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(b))
+}
+
+/// How to start a daemon.
+#[derive(Default, Clone)]
+pub struct Opts {
+    pub swarm_key: Option<String>,
+    pub peers: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub fetch_timeout: Option<u64>,
+    pub mdns: bool,
+    /// Run inside this network namespace (`ip netns exec`), listening on all its interfaces.
+    pub netns: Option<String>,
+}
+
+pub struct Daemon {
+    child: Child,
+    pub repo: tempfile::TempDir,
+    pub peer_id: String,
+    /// `/ip4/127.0.0.1/tcp/<port>/p2p/<id>`
+    pub addr: String,
+    pub api: SocketAddr,
+    lines: Receiver<String>,
+    netns: Option<String>,
+    opts: Opts,
+}
+
+impl Daemon {
+    pub fn start(opts: Opts) -> Daemon {
+        let repo = tempfile::tempdir().expect("temp repo");
+        Self::start_in(repo, opts)
+    }
+
+    /// Starts a daemon on an existing repo (for restarts).
+    pub fn start_in(repo: tempfile::TempDir, opts: Opts) -> Daemon {
+        if let Some(k) = &opts.swarm_key {
+            use std::os::unix::fs::PermissionsExt;
+            let path = repo.path().join("swarm.key");
+            std::fs::write(&path, k).expect("write swarm.key");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod swarm.key");
+        }
+        let listen = if opts.netns.is_some() { "/ip4/0.0.0.0/tcp/0" } else { "/ip4/127.0.0.1/tcp/0" };
+        let mut args: Vec<String> = vec![
+            "daemon".into(),
+            "--listen".into(),
+            listen.into(),
+            "--api-listen".into(),
+            "127.0.0.1:0".into(),
+        ];
+        if !opts.mdns {
+            args.push("--no-mdns".into());
+        }
+        for p in &opts.peers {
+            args.push("--peer".into());
+            args.push(p.clone());
+        }
+        if let Some(t) = opts.fetch_timeout {
+            args.push("--fetch-timeout".into());
+            args.push(t.to_string());
+        }
+        let mut cmd = command(opts.netns.as_deref(), repo.path(), &args);
+        cmd.env("RUST_LOG", "info,cidfs_p2p=debug,libp2p=warn").stdout(Stdio::null()).stderr(Stdio::piped());
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn cidfs daemon");
+        let lines = pipe_lines(child.stderr.take().expect("stderr"), repo.path().join("daemon.log"));
+        let mut d = Daemon {
+            child,
+            repo,
+            peer_id: String::new(),
+            addr: String::new(),
+            api: SocketAddr::from(([127, 0, 0, 1], 0)),
+            lines,
+            netns: opts.netns.clone(),
+            opts,
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut ready = false;
+        while !ready || d.addr.is_empty() {
+            let line = d.next_line(deadline).unwrap_or_else(|| panic!("daemon did not start:\n{}", d.log()));
+            if let Some(id) = line.split("peer id ").nth(1) {
+                d.peer_id = id.trim().to_string();
+            }
+            if let Some(a) = line.split("listening on ").nth(1) {
+                let a = a.trim();
+                let usable = if d.netns.is_some() { !a.contains("/127.") } else { a.contains("/127.0.0.1/") };
+                if d.addr.is_empty() && a.contains("/p2p/") && usable {
+                    d.addr = a.to_string();
+                }
+            }
+            ready |= line.contains("daemon is ready");
+        }
+        let api = std::fs::read_to_string(d.repo.path().join("api")).expect("api file");
+        let port = api.trim().rsplit('/').next().and_then(|p| p.parse().ok()).expect("api port");
+        d.api = SocketAddr::from(([127, 0, 0, 1], port));
+        d
+    }
+
+    fn next_line(&self, deadline: Instant) -> Option<String> {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        self.lines.recv_timeout(left).ok()
+    }
+
+    /// Waits (bounded) for a log line containing `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while let Some(l) = self.next_line(deadline) {
+            if l.contains(needle) {
+                return true;
+            }
+        }
+        false
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.repo.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Runs `cidfs <args>` against this daemon's repo.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        run_bounded(command(self.netns.as_deref(), self.repo.path(), &args), Duration::from_secs(300))
+    }
+
+    /// Runs the CLI and returns stdout, panicking with stderr on failure.
+    pub fn ok(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "cidfs {args:?} failed: {}\n--- daemon log ---\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        out.stdout
+    }
+
+    /// Adds bytes; returns the CID.
+    pub fn add(&self, data: &[u8]) -> String {
+        let path = self.repo.path().join(format!("input-{}", rand::random::<u32>()));
+        std::fs::write(&path, data).expect("write input");
+        let out = self.ok(&["add", "-q", path.to_str().expect("utf8")]);
+        String::from_utf8(out).expect("utf8").trim().to_string()
+    }
+
+    /// POSTs a kubo RPC command (only for daemons on the host network namespace).
+    pub fn rpc(&self, cmd: &str, query: &str) -> (u16, serde_json::Value) {
+        let (status, body) = http(self.api, "POST", &format!("/api/v0/{cmd}?{query}"));
+        let v = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        (status, v)
+    }
+
+    /// `repo/stat` as JSON (via the CLI, so it works inside a namespace too).
+    pub fn stat(&self) -> serde_json::Value {
+        let (s, v) = self.rpc("repo/stat", "");
+        assert_eq!(s, 200, "repo/stat: {v}");
+        v
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let status = wait_bounded(&mut self.child, Duration::from_secs(30)).expect("daemon did not exit after SIGTERM");
+        let repo = std::mem::replace(&mut self.repo, tempfile::tempdir().expect("tempdir"));
+        (status, repo)
+    }
+
+    pub fn opts(&self) -> Opts {
+        self.opts.clone()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn command(netns: Option<&str>, repo: &Path, args: &[String]) -> Command {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, BIN]);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    cmd.arg("--repo").arg(repo).args(args).env_remove("LIBP2P_FORCE_PNET").stdin(Stdio::null());
+    cmd
+}
+
+/// Forwards a child's stderr lines to a channel and a log file.
+fn pipe_lines(stderr: impl Read + Send + 'static, log: PathBuf) -> Receiver<String> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let mut file = std::fs::File::create(log).ok();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(f) = file.as_mut() {
+                let _ = writeln!(f, "{line}");
+            }
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// Waits for a child to exit, at most `timeout` (polling its status; kills it on timeout).
+pub fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs a command to completion with a time bound; output is captured.
+pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let status = wait_bounded(&mut child, timeout).unwrap_or_else(|| panic!("command timed out after {timeout:?}"));
+    Output { status, stdout: t_out.join().unwrap_or_default(), stderr: t_err.join().unwrap_or_default() }
+}
+
+/// Minimal HTTP/1.0 request; returns (status, body).
+pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to API");
+    s.set_read_timeout(Some(Duration::from_secs(120))).expect("timeout");
+    write!(s, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n").expect("write");
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).expect("read response");
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").expect("http header end");
+    let head = String::from_utf8_lossy(&resp[..split]).to_string();
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status code");
+    (status, resp[split + 4..].to_vec())
+}
+
+/// Polls `f` until it returns `Some` or `timeout` passes.
+pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
