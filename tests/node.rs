@@ -149,3 +149,22 @@ fn g_corrupt_peer_is_rejected_and_another_peer_serves() {
     assert_eq!(sha256(&out.stdout), sha256(&data));
     assert!(b.log().contains("hashes to no wanted CID"));
 }
+
+/// (e) Two nodes on one LAN find each other by mDNS, with no --peer: each daemon runs in its
+/// own network namespace (created by the test, joined by a veth pair, 10.77.x.0/24).
+#[test]
+fn e_mdns_discovers_peers_on_a_lan() {
+    let lan = crate::netns::Lan::create().expect("creating network namespaces (needs root and iproute2)");
+    let key = swarm_key();
+    let a = Daemon::start(Opts { swarm_key: Some(key.clone()), mdns: true, netns: Some(lan.a.clone()), ..Default::default() });
+    let b = Daemon::start(Opts { swarm_key: Some(key), mdns: true, netns: Some(lan.b.clone()), ..Default::default() });
+    let found = eventually(Duration::from_secs(30), || {
+        let peers = String::from_utf8_lossy(&b.cli(&["swarm", "peers"]).stdout).to_string();
+        peers.contains(&a.peer_id).then_some(peers)
+    });
+    assert!(found.is_some(), "B did not discover A by mDNS:\n{}", b.log());
+    assert!(b.log().contains("discovered by mDNS"));
+    let data = random_bytes(2 * MIB);
+    let cid = a.add(&data);
+    assert_eq!(sha256(&b.ok(&["cat", &cid])), sha256(&data));
+}
