@@ -57,7 +57,10 @@ impl BlockService {
 
     /// A block getter bound to one session, for one read.
     pub fn session(&self) -> SessionGetter {
-        SessionGetter { service: self.clone(), session: Session::new() }
+        SessionGetter {
+            service: self.clone(),
+            session: Session::new(),
+        }
     }
 
     /// Puts blocks produced locally (by `add`) in one blocking batch.
@@ -65,7 +68,9 @@ impl BlockService {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
             for (cid, data) in &blocks {
-                store.put(cid, data).with_context(|| format!("storing block {cid}"))?;
+                store
+                    .put(cid, data)
+                    .with_context(|| format!("storing block {cid}"))?;
             }
             anyhow::Ok(())
         })
@@ -79,7 +84,9 @@ impl BlockService {
         f: impl FnOnce(&dyn Blocks) -> Result<T, blockstore::Error> + Send + 'static,
     ) -> anyhow::Result<T> {
         let store = self.store.clone();
-        Ok(tokio::task::spawn_blocking(move || f(&*store)).await.context("block store task failed")??)
+        Ok(tokio::task::spawn_blocking(move || f(&*store))
+            .await
+            .context("block store task failed")??)
     }
 }
 

@@ -36,7 +36,10 @@ pub fn parse(text: &str) -> Result<Cid, CidRefError> {
     if rest.is_empty() {
         return Err(CidRefError::Empty);
     }
-    Cid::try_from(rest).map_err(|e| CidRefError::Invalid { text: rest.into(), reason: e.to_string() })
+    Cid::try_from(rest).map_err(|e| CidRefError::Invalid {
+        text: rest.into(),
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -47,7 +50,12 @@ mod tests {
 
     #[test]
     fn accepts_the_three_forms_and_v0() {
-        for t in [V1.to_string(), format!("/ipfs/{V1}"), format!("ipfs://{V1}"), format!(" {V1}\n")] {
+        for t in [
+            V1.to_string(),
+            format!("/ipfs/{V1}"),
+            format!("ipfs://{V1}"),
+            format!(" {V1}\n"),
+        ] {
             assert_eq!(parse(&t).unwrap().to_string(), V1);
         }
         assert!(parse("QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH").is_ok());
@@ -57,12 +65,21 @@ mod tests {
     fn rejects_bad_references_with_reasons() {
         assert_eq!(parse(""), Err(CidRefError::Empty));
         assert_eq!(parse("/ipfs/"), Err(CidRefError::Empty));
-        assert!(matches!(parse("bafy-not-a-cid"), Err(CidRefError::Invalid { .. })));
+        assert!(matches!(
+            parse("bafy-not-a-cid"),
+            Err(CidRefError::Invalid { .. })
+        ));
         assert!(matches!(parse("Qm123"), Err(CidRefError::Invalid { .. })));
         // truncated base32
         assert!(matches!(parse(&V1[..20]), Err(CidRefError::Invalid { .. })));
-        assert!(matches!(parse(&format!("/ipfs/{V1}/etc/passwd")), Err(CidRefError::Path { .. })));
-        assert!(matches!(parse("/ipns/example.com"), Err(CidRefError::Ipns { .. })));
+        assert!(matches!(
+            parse(&format!("/ipfs/{V1}/etc/passwd")),
+            Err(CidRefError::Path { .. })
+        ));
+        assert!(matches!(
+            parse("/ipns/example.com"),
+            Err(CidRefError::Ipns { .. })
+        ));
         let msg = parse("zzz").unwrap_err().to_string();
         assert!(msg.contains("invalid CID \"zzz\""), "{msg}");
     }

@@ -59,9 +59,8 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
     let keypair = repo.identity()?;
     let store_path = repo.blocks_dir();
     let cache = config.store.cache_capacity_bytes();
-    let store: Arc<dyn Blocks> = Arc::new(
-        tokio::task::spawn_blocking(move || SledStore::open(&store_path, cache)).await??,
-    );
+    let store: Arc<dyn Blocks> =
+        Arc::new(tokio::task::spawn_blocking(move || SledStore::open(&store_path, cache)).await??);
 
     let mut net_cfg = cidfs_p2p::Config::new(keypair.clone());
     net_cfg.listen = config.swarm.listen.clone();
@@ -110,7 +109,9 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
     info!("API server listening on {}", repo::api_multiaddr(api_addr));
     info!("daemon is ready");
 
-    let served = axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown_signal()).await;
+    let served = axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
     info!("shutting down");
     net.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(5), net_task).await;

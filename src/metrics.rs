@@ -19,28 +19,79 @@ impl Snapshot {
         let net = blocks.net().map(|n| n.stats()).unwrap_or_default();
         let repo = repo.to_path_buf();
         let disk_bytes = tokio::task::spawn_blocking(move || dir_size(&repo)).await?;
-        Ok(Snapshot { store, net, disk_bytes })
+        Ok(Snapshot {
+            store,
+            net,
+            disk_bytes,
+        })
     }
 
     /// Prometheus text exposition format.
     pub fn render(&self) -> String {
         let n = &self.net;
         let rows: [(&str, &str, &str, u64); 11] = [
-            ("cidfs_blocks_received_total", "counter", "Blocks fetched from peers", n.blocks_received),
-            ("cidfs_bytes_received_total", "counter", "Block bytes fetched from peers", n.bytes_received),
-            ("cidfs_blocks_sent_total", "counter", "Blocks sent to peers", n.blocks_sent),
-            ("cidfs_bytes_sent_total", "counter", "Block bytes sent to peers", n.bytes_sent),
-            ("cidfs_duplicate_blocks_total", "counter", "Blocks received more than once", n.duplicate_blocks),
-            ("cidfs_rejected_blocks_total", "counter", "Blocks dropped because they hashed to no wanted CID", n.rejected_blocks),
+            (
+                "cidfs_blocks_received_total",
+                "counter",
+                "Blocks fetched from peers",
+                n.blocks_received,
+            ),
+            (
+                "cidfs_bytes_received_total",
+                "counter",
+                "Block bytes fetched from peers",
+                n.bytes_received,
+            ),
+            (
+                "cidfs_blocks_sent_total",
+                "counter",
+                "Blocks sent to peers",
+                n.blocks_sent,
+            ),
+            (
+                "cidfs_bytes_sent_total",
+                "counter",
+                "Block bytes sent to peers",
+                n.bytes_sent,
+            ),
+            (
+                "cidfs_duplicate_blocks_total",
+                "counter",
+                "Blocks received more than once",
+                n.duplicate_blocks,
+            ),
+            (
+                "cidfs_rejected_blocks_total",
+                "counter",
+                "Blocks dropped because they hashed to no wanted CID",
+                n.rejected_blocks,
+            ),
             ("cidfs_wants", "gauge", "CIDs currently wanted", n.wants),
             ("cidfs_peers", "gauge", "Connected peers", n.peers),
-            ("cidfs_store_blocks", "gauge", "Blocks in the store", self.store.blocks),
-            ("cidfs_store_bytes", "gauge", "Bytes of blocks in the store", self.store.bytes),
-            ("cidfs_repo_disk_bytes", "gauge", "Bytes the repo takes on disk", self.disk_bytes),
+            (
+                "cidfs_store_blocks",
+                "gauge",
+                "Blocks in the store",
+                self.store.blocks,
+            ),
+            (
+                "cidfs_store_bytes",
+                "gauge",
+                "Bytes of blocks in the store",
+                self.store.bytes,
+            ),
+            (
+                "cidfs_repo_disk_bytes",
+                "gauge",
+                "Bytes the repo takes on disk",
+                self.disk_bytes,
+            ),
         ];
         let mut out = String::new();
         for (name, kind, help, v) in rows {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+            ));
         }
         out
     }
@@ -48,7 +99,9 @@ impl Snapshot {
 
 /// Total size of the files under `dir` (0 when unreadable).
 pub fn dir_size(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     entries
         .flatten()
         .map(|e| match e.metadata() {

@@ -13,11 +13,18 @@ pub struct Lan {
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip").args(args).output().map_err(|e| format!("cannot run ip: {e}"))?;
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
@@ -26,7 +33,10 @@ impl Lan {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
         let base = format!("cidfs{}-{n}", pid % 100000);
-        let lan = Lan { a: format!("{base}a"), b: format!("{base}b") };
+        let lan = Lan {
+            a: format!("{base}a"),
+            b: format!("{base}b"),
+        };
         let subnet = (pid % 200) as u8 + n as u8;
         let (va, vb) = (format!("v{}a", base), format!("v{}b", base));
         ip(&["netns", "add", &lan.a])?;

@@ -7,13 +7,22 @@ use crate::util::{eventually, random_bytes, sha256, swarm_key, Daemon, Opts};
 const MIB: usize = 1 << 20;
 
 fn pair(key: &str) -> (Daemon, Daemon) {
-    let a = Daemon::start(Opts { swarm_key: Some(key.into()), ..Default::default() });
-    let b = Daemon::start(Opts { swarm_key: Some(key.into()), peers: vec![a.addr.clone()], ..Default::default() });
+    let a = Daemon::start(Opts {
+        swarm_key: Some(key.into()),
+        ..Default::default()
+    });
+    let b = Daemon::start(Opts {
+        swarm_key: Some(key.into()),
+        peers: vec![a.addr.clone()],
+        ..Default::default()
+    });
     (a, b)
 }
 
 fn stat_u64(d: &Daemon, key: &str) -> u64 {
-    d.stat()[key].as_u64().unwrap_or_else(|| panic!("repo/stat has no {key}"))
+    d.stat()[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("repo/stat has no {key}"))
 }
 
 /// (a) A adds a 64 MiB random file; B (same key, --peer A) cats it; sha256 equal.
@@ -46,10 +55,20 @@ fn b_range_read_fetches_only_covering_blocks() {
     assert_eq!(stat_u64(&b, "BlocksFetched"), 3, "{}", b.stat());
     assert_eq!(stat_u64(&b, "NumObjects"), 3);
     let fetched = stat_u64(&b, "BytesFetched");
-    assert!(fetched < 256 * 1024 + 16 * 1024, "fetched {fetched} bytes for a 1-byte read");
+    assert!(
+        fetched < 256 * 1024 + 16 * 1024,
+        "fetched {fetched} bytes for a 1-byte read"
+    );
     // a range across a leaf boundary returns exactly those bytes
     let (s, l) = (3 * 262144 - 10, 20);
-    let got = b.ok(&["cat", &cid, "--offset", &s.to_string(), "--length", &l.to_string()]);
+    let got = b.ok(&[
+        "cat",
+        &cid,
+        "--offset",
+        &s.to_string(),
+        "--length",
+        &l.to_string(),
+    ]);
     assert_eq!(got, &data[s..s + l]);
 }
 
@@ -57,7 +76,10 @@ fn b_range_read_fetches_only_covering_blocks() {
 /// an error that says nothing was found.
 #[test]
 fn c_wrong_swarm_key_cannot_connect_and_cat_fails_in_time() {
-    let a = Daemon::start(Opts { swarm_key: Some(swarm_key()), ..Default::default() });
+    let a = Daemon::start(Opts {
+        swarm_key: Some(swarm_key()),
+        ..Default::default()
+    });
     let cid = a.add(&random_bytes(MIB));
     let c = Daemon::start(Opts {
         swarm_key: Some(swarm_key()),
@@ -83,12 +105,24 @@ fn c_wrong_swarm_key_cannot_connect_and_cat_fails_in_time() {
 fn d_force_pnet_without_key_refuses_to_start() {
     let repo = tempfile::tempdir().unwrap();
     let mut cmd = std::process::Command::new(crate::util::BIN);
-    cmd.args(["--repo", repo.path().to_str().unwrap(), "daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--api-listen", "127.0.0.1:0", "--no-mdns"])
-        .env("LIBP2P_FORCE_PNET", "1");
+    cmd.args([
+        "--repo",
+        repo.path().to_str().unwrap(),
+        "daemon",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--api-listen",
+        "127.0.0.1:0",
+        "--no-mdns",
+    ])
+    .env("LIBP2P_FORCE_PNET", "1");
     let out = crate::util::run_bounded(cmd, Duration::from_secs(60));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("LIBP2P_FORCE_PNET=1") && err.contains("swarm key"), "stderr: {err}");
+    assert!(
+        err.contains("LIBP2P_FORCE_PNET=1") && err.contains("swarm key"),
+        "stderr: {err}"
+    );
     assert!(!repo.path().join("api").exists());
 }
 
@@ -97,18 +131,28 @@ fn d_force_pnet_without_key_refuses_to_start() {
 #[test]
 fn f_blocks_and_pins_survive_restart_and_gc_drops_unpinned_only() {
     let key = swarm_key();
-    let a = Daemon::start(Opts { swarm_key: Some(key.clone()), fetch_timeout: Some(2), ..Default::default() });
+    let a = Daemon::start(Opts {
+        swarm_key: Some(key.clone()),
+        fetch_timeout: Some(2),
+        ..Default::default()
+    });
     let data = random_bytes(3 * MIB + 5);
     let cid = a.add(&data);
     let loose = a.repo.path().join("loose");
     std::fs::write(&loose, b"an unpinned block").unwrap();
-    let loose_cid = String::from_utf8(a.ok(&["block", "put", loose.to_str().unwrap()])).unwrap().trim().to_string();
+    let loose_cid = String::from_utf8(a.ok(&["block", "put", loose.to_str().unwrap()]))
+        .unwrap()
+        .trim()
+        .to_string();
     let before = stat_u64(&a, "NumObjects");
     assert_eq!(before, 13 + 1 + 1, "13 leaves + root + loose block");
     let opts = a.opts();
     let (status, repo) = a.terminate();
     assert!(status.success(), "SIGTERM exit status {status:?}");
-    assert!(!repo.path().join("api").exists(), "api file removed on shutdown");
+    assert!(
+        !repo.path().join("api").exists(),
+        "api file removed on shutdown"
+    );
 
     let a = Daemon::start_in(repo, opts);
     assert_eq!(stat_u64(&a, "NumObjects"), before);
@@ -132,20 +176,39 @@ fn g_corrupt_peer_is_rejected_and_another_peer_serves() {
         env: vec![("CIDFS_TEST_CORRUPT_BLOCKS".into(), "1".into())],
         ..Default::default()
     });
-    let good = Daemon::start(Opts { swarm_key: Some(key.clone()), ..Default::default() });
+    let good = Daemon::start(Opts {
+        swarm_key: Some(key.clone()),
+        ..Default::default()
+    });
     let data = random_bytes(8 * MIB);
     let cid = bad.add(&data);
     assert_eq!(good.add(&data), cid);
     // B knows only the bad peer at first, so it must meet a corrupt block
-    let b = Daemon::start(Opts { swarm_key: Some(key), peers: vec![bad.addr.clone()], fetch_timeout: Some(120), ..Default::default() });
+    let b = Daemon::start(Opts {
+        swarm_key: Some(key),
+        peers: vec![bad.addr.clone()],
+        fetch_timeout: Some(120),
+        ..Default::default()
+    });
     let mut cat = std::process::Command::new(crate::util::BIN);
     cat.args(["--repo", b.repo.path().to_str().unwrap(), "cat", &cid]);
-    let reader = std::thread::spawn(move || crate::util::run_bounded(cat, Duration::from_secs(180)));
-    let rejected = eventually(Duration::from_secs(30), || (stat_u64(&b, "RejectedBlocks") > 0).then_some(()));
-    assert!(rejected.is_some(), "B never saw the corrupt block:\n{}", b.log());
+    let reader =
+        std::thread::spawn(move || crate::util::run_bounded(cat, Duration::from_secs(180)));
+    let rejected = eventually(Duration::from_secs(30), || {
+        (stat_u64(&b, "RejectedBlocks") > 0).then_some(())
+    });
+    assert!(
+        rejected.is_some(),
+        "B never saw the corrupt block:\n{}",
+        b.log()
+    );
     b.ok(&["swarm", "connect", &good.addr]);
     let out = reader.join().unwrap();
-    assert!(out.status.success(), "cat failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cat failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(sha256(&out.stdout), sha256(&data));
     assert!(b.log().contains("hashes to no wanted CID"));
 }
@@ -154,15 +217,30 @@ fn g_corrupt_peer_is_rejected_and_another_peer_serves() {
 /// own network namespace (created by the test, joined by a veth pair, 10.77.x.0/24).
 #[test]
 fn e_mdns_discovers_peers_on_a_lan() {
-    let lan = crate::netns::Lan::create().expect("creating network namespaces (needs root and iproute2)");
+    let lan =
+        crate::netns::Lan::create().expect("creating network namespaces (needs root and iproute2)");
     let key = swarm_key();
-    let a = Daemon::start(Opts { swarm_key: Some(key.clone()), mdns: true, netns: Some(lan.a.clone()), ..Default::default() });
-    let b = Daemon::start(Opts { swarm_key: Some(key), mdns: true, netns: Some(lan.b.clone()), ..Default::default() });
+    let a = Daemon::start(Opts {
+        swarm_key: Some(key.clone()),
+        mdns: true,
+        netns: Some(lan.a.clone()),
+        ..Default::default()
+    });
+    let b = Daemon::start(Opts {
+        swarm_key: Some(key),
+        mdns: true,
+        netns: Some(lan.b.clone()),
+        ..Default::default()
+    });
     let found = eventually(Duration::from_secs(30), || {
         let peers = String::from_utf8_lossy(&b.cli(&["swarm", "peers"]).stdout).to_string();
         peers.contains(&a.peer_id).then_some(peers)
     });
-    assert!(found.is_some(), "B did not discover A by mDNS:\n{}", b.log());
+    assert!(
+        found.is_some(),
+        "B did not discover A by mDNS:\n{}",
+        b.log()
+    );
     assert!(b.log().contains("discovered by mDNS"));
     let data = random_bytes(2 * MIB);
     let cid = a.add(&data);

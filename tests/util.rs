@@ -72,9 +72,14 @@ impl Daemon {
             use std::os::unix::fs::PermissionsExt;
             let path = repo.path().join("swarm.key");
             std::fs::write(&path, k).expect("write swarm.key");
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod swarm.key");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod swarm.key");
         }
-        let listen = if opts.netns.is_some() { "/ip4/0.0.0.0/tcp/0" } else { "/ip4/127.0.0.1/tcp/0" };
+        let listen = if opts.netns.is_some() {
+            "/ip4/0.0.0.0/tcp/0"
+        } else {
+            "/ip4/127.0.0.1/tcp/0"
+        };
         let mut args: Vec<String> = vec![
             "daemon".into(),
             "--listen".into(),
@@ -94,12 +99,17 @@ impl Daemon {
             args.push(t.to_string());
         }
         let mut cmd = command(opts.netns.as_deref(), repo.path(), &args);
-        cmd.env("RUST_LOG", "info,cidfs_p2p=debug,libp2p=warn").stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.env("RUST_LOG", "info,cidfs_p2p=debug,libp2p=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn cidfs daemon");
-        let lines = pipe_lines(child.stderr.take().expect("stderr"), repo.path().join("daemon.log"));
+        let lines = pipe_lines(
+            child.stderr.take().expect("stderr"),
+            repo.path().join("daemon.log"),
+        );
         let mut d = Daemon {
             child,
             repo,
@@ -113,13 +123,19 @@ impl Daemon {
         let deadline = Instant::now() + START_TIMEOUT;
         let mut ready = false;
         while !ready || d.addr.is_empty() {
-            let line = d.next_line(deadline).unwrap_or_else(|| panic!("daemon did not start:\n{}", d.log()));
+            let line = d
+                .next_line(deadline)
+                .unwrap_or_else(|| panic!("daemon did not start:\n{}", d.log()));
             if let Some(id) = line.split("peer id ").nth(1) {
                 d.peer_id = id.trim().to_string();
             }
             if let Some(a) = line.split("listening on ").nth(1) {
                 let a = a.trim();
-                let usable = if d.netns.is_some() { !a.contains("/127.") } else { a.contains("/127.0.0.1/") };
+                let usable = if d.netns.is_some() {
+                    !a.contains("/127.")
+                } else {
+                    a.contains("/127.0.0.1/")
+                };
                 if d.addr.is_empty() && a.contains("/p2p/") && usable {
                     d.addr = a.to_string();
                 }
@@ -127,7 +143,12 @@ impl Daemon {
             ready |= line.contains("daemon is ready");
         }
         let api = std::fs::read_to_string(d.repo.path().join("api")).expect("api file");
-        let port = api.trim().rsplit('/').next().and_then(|p| p.parse().ok()).expect("api port");
+        let port = api
+            .trim()
+            .rsplit('/')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("api port");
         d.api = SocketAddr::from(([127, 0, 0, 1], port));
         d
     }
@@ -155,7 +176,10 @@ impl Daemon {
     /// Runs `cidfs <args>` against this daemon's repo.
     pub fn cli(&self, args: &[&str]) -> Output {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        run_bounded(command(self.netns.as_deref(), self.repo.path(), &args), Duration::from_secs(300))
+        run_bounded(
+            command(self.netns.as_deref(), self.repo.path(), &args),
+            Duration::from_secs(300),
+        )
     }
 
     /// Runs the CLI and returns stdout, panicking with stderr on failure.
@@ -172,7 +196,10 @@ impl Daemon {
 
     /// Adds bytes; returns the CID.
     pub fn add(&self, data: &[u8]) -> String {
-        let path = self.repo.path().join(format!("input-{}", rand::random::<u32>()));
+        let path = self
+            .repo
+            .path()
+            .join(format!("input-{}", rand::random::<u32>()));
         std::fs::write(&path, data).expect("write input");
         let out = self.ok(&["add", "-q", path.to_str().expect("utf8")]);
         String::from_utf8(out).expect("utf8").trim().to_string()
@@ -198,8 +225,12 @@ impl Daemon {
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let status = wait_bounded(&mut self.child, Duration::from_secs(30)).expect("daemon did not exit after SIGTERM");
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let status = wait_bounded(&mut self.child, Duration::from_secs(30))
+            .expect("daemon did not exit after SIGTERM");
         let repo = std::mem::replace(&mut self.repo, tempfile::tempdir().expect("tempdir"));
         (status, repo)
     }
@@ -225,7 +256,11 @@ fn command(netns: Option<&str>, repo: &Path, args: &[String]) -> Command {
         }
         None => Command::new(BIN),
     };
-    cmd.arg("--repo").arg(repo).args(args).env_remove("LIBP2P_FORCE_PNET").stdin(Stdio::null());
+    cmd.arg("--repo")
+        .arg(repo)
+        .args(args)
+        .env_remove("LIBP2P_FORCE_PNET")
+        .stdin(Stdio::null());
     cmd
 }
 
@@ -262,7 +297,11 @@ pub fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<std::process
 
 /// Runs a command to completion with a time bound; output is captured.
 pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Output {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
     let mut out = child.stdout.take().expect("stdout");
     let mut err = child.stderr.take().expect("stderr");
     let t_out = std::thread::spawn(move || {
@@ -275,20 +314,37 @@ pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Output {
         let _ = err.read_to_end(&mut v);
         v
     });
-    let status = wait_bounded(&mut child, timeout).unwrap_or_else(|| panic!("command timed out after {timeout:?}"));
-    Output { status, stdout: t_out.join().unwrap_or_default(), stderr: t_err.join().unwrap_or_default() }
+    let status = wait_bounded(&mut child, timeout)
+        .unwrap_or_else(|| panic!("command timed out after {timeout:?}"));
+    Output {
+        status,
+        stdout: t_out.join().unwrap_or_default(),
+        stderr: t_err.join().unwrap_or_default(),
+    }
 }
 
 /// Minimal HTTP/1.0 request; returns (status, body).
 pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, Vec<u8>) {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to API");
-    s.set_read_timeout(Some(Duration::from_secs(120))).expect("timeout");
-    write!(s, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n").expect("write");
+    s.set_read_timeout(Some(Duration::from_secs(120)))
+        .expect("timeout");
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .expect("write");
     let mut resp = Vec::new();
     s.read_to_end(&mut resp).expect("read response");
-    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").expect("http header end");
+    let split = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("http header end");
     let head = String::from_utf8_lossy(&resp[..split]).to_string();
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status code");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
     (status, resp[split + 4..].to_vec())
 }
 

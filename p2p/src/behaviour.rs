@@ -1,8 +1,8 @@
 //! The one picture of the node: every libp2p protocol it runs.
 
 use libp2p::{
-    identify, identity::Keypair, kad, mdns, ping, swarm::behaviour::toggle::Toggle, swarm::NetworkBehaviour,
-    StreamProtocol,
+    identify, identity::Keypair, kad, mdns, ping, swarm::behaviour::toggle::Toggle,
+    swarm::NetworkBehaviour, StreamProtocol,
 };
 use std::time::Duration;
 
@@ -32,7 +32,8 @@ impl Behaviour {
         let kad = config.kademlia.then(|| {
             let mut cfg = kad::Config::new(KAD_PROTOCOL);
             cfg.set_query_timeout(Duration::from_secs(30));
-            let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), cfg);
+            let mut kad =
+                kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), cfg);
             // a private LAN never confirms an external address: serve the DHT explicitly
             kad.set_mode(Some(kad::Mode::Server));
             kad

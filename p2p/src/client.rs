@@ -24,11 +24,23 @@ pub struct PeerInfo {
 }
 
 pub(crate) enum Command {
-    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, Error>> },
-    Peers { reply: oneshot::Sender<Vec<PeerInfo>> },
-    ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
-    Provide { cids: Vec<Cid> },
-    FindProviders { cid: Cid, reply: oneshot::Sender<Vec<PeerId>> },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<PeerId, Error>>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerInfo>>,
+    },
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    Provide {
+        cids: Vec<Cid>,
+    },
+    FindProviders {
+        cid: Cid,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
     Shutdown,
 }
 
@@ -71,12 +83,16 @@ impl Client {
 
     /// Announces in the DHT that this node provides `cids`. Fire and forget.
     pub async fn provide(&self, cids: Vec<Cid>) -> Result<(), Error> {
-        self.commands.send(Command::Provide { cids }).await.map_err(|_| Error::Shutdown)
+        self.commands
+            .send(Command::Provide { cids })
+            .await
+            .map_err(|_| Error::Shutdown)
     }
 
     /// Looks `cid` up in the DHT; found providers are also dialled.
     pub async fn find_providers(&self, cid: Cid) -> Result<Vec<PeerId>, Error> {
-        self.request(|reply| Command::FindProviders { cid, reply }).await
+        self.request(|reply| Command::FindProviders { cid, reply })
+            .await
     }
 
     /// Stops the event loop (connections close).
@@ -84,9 +100,15 @@ impl Client {
         let _ = self.commands.send(Command::Shutdown).await;
     }
 
-    async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, Error> {
         let (tx, rx) = oneshot::channel();
-        self.commands.send(make(tx)).await.map_err(|_| Error::Shutdown)?;
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| Error::Shutdown)?;
         rx.await.map_err(|_| Error::Shutdown)
     }
 }

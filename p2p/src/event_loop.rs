@@ -5,9 +5,13 @@
 use cid::Cid;
 use futures::StreamExt;
 use libp2p::{
-    identify, kad, mdns, ping,
+    identify, kad, mdns,
     multiaddr::Protocol,
-    swarm::{dial_opts::{DialOpts, PeerCondition}, ConnectionId, SwarmEvent},
+    ping,
+    swarm::{
+        dial_opts::{DialOpts, PeerCondition},
+        ConnectionId, SwarmEvent,
+    },
     Multiaddr, PeerId, Swarm, SwarmBuilder,
 };
 use std::collections::{HashMap, HashSet};
@@ -48,7 +52,11 @@ impl Node {
         config: Config,
         source: Arc<dyn BlockSource>,
     ) -> Result<(Client, tokio::task::JoinHandle<()>), Error> {
-        let transport = transport::build(&config.keypair, config.swarm_key.as_ref(), config.force_pnet)?;
+        let transport = transport::build(
+            &config.keypair,
+            config.swarm_key.as_ref(),
+            config.force_pnet,
+        )?;
         let behaviour = Behaviour::new(&config.keypair, &config)?;
         let mut swarm = SwarmBuilder::with_existing_identity(config.keypair.clone())
             .with_tokio()
@@ -59,14 +67,17 @@ impl Node {
             .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
             .build();
         for addr in &config.listen {
-            swarm
-                .listen_on(addr.clone())
-                .map_err(|e| Error::Listen { addr: addr.to_string(), reason: e.to_string() })?;
+            swarm.listen_on(addr.clone()).map_err(|e| Error::Listen {
+                addr: addr.to_string(),
+                reason: e.to_string(),
+            })?;
         }
         let mut static_peers = Vec::new();
         for addr in &config.peers {
             let Some(Protocol::P2p(peer)) = addr.iter().last() else {
-                return Err(Error::Config(format!("static peer {addr} must end with /p2p/<peer id>")));
+                return Err(Error::Config(format!(
+                    "static peer {addr} must end with /p2p/<peer id>"
+                )));
             };
             let mut base = addr.clone();
             base.pop();
@@ -80,7 +91,11 @@ impl Node {
         let bitswap = Bitswap::spawn(config.bitswap.clone(), control, source, search_tx)?;
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
         let peer_id = *swarm.local_peer_id();
-        let client = Client { commands: cmd_tx, bitswap: bitswap.clone(), peer_id };
+        let client = Client {
+            commands: cmd_tx,
+            bitswap: bitswap.clone(),
+            peer_id,
+        };
         let event_loop = EventLoop {
             swarm,
             bitswap,
@@ -160,7 +175,9 @@ impl EventLoop {
             Command::Provide { cids } => {
                 if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
                     for cid in cids {
-                        if let Err(e) = kad.start_providing(kad::RecordKey::new(&cid.hash().to_bytes())) {
+                        if let Err(e) =
+                            kad.start_providing(kad::RecordKey::new(&cid.hash().to_bytes()))
+                        {
                             warn!(%cid, "cannot record provider entry: {e}");
                         }
                     }
@@ -180,8 +197,13 @@ impl EventLoop {
         };
         debug!(%cid, "searching the DHT for providers");
         let id = kad.get_providers(kad::RecordKey::new(&cid.hash().to_bytes()));
-        self.provider_queries
-            .insert(id, ProviderQuery { replies: reply.into_iter().collect(), found: HashSet::new() });
+        self.provider_queries.insert(
+            id,
+            ProviderQuery {
+                replies: reply.into_iter().collect(),
+                found: HashSet::new(),
+            },
+        );
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -189,7 +211,13 @@ impl EventLoop {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!("listening on {address}/p2p/{}", self.swarm.local_peer_id());
             }
-            SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, num_established, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
                 }
@@ -197,28 +225,50 @@ impl EventLoop {
                     debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "peer connected");
                     self.peers.insert(
                         peer_id,
-                        PeerInfo { peer: peer_id, addr: endpoint.get_remote_address().clone(), latency: None, agent: None },
+                        PeerInfo {
+                            peer: peer_id,
+                            addr: endpoint.get_remote_address().clone(),
+                            latency: None,
+                            agent: None,
+                        },
                     );
                     self.bitswap.peer_connected(peer_id);
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established, cause, .. } => {
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                cause,
+                ..
+            } => {
                 if num_established == 0 {
                     debug!(peer = %peer_id, ?cause, "peer disconnected");
                     self.peers.remove(&peer_id);
                     self.bitswap.peer_disconnected(peer_id);
                 }
             }
-            SwarmEvent::OutgoingConnectionError { connection_id, peer_id, error } => {
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                peer_id,
+                error,
+            } => {
                 debug!(?peer_id, "outgoing connection failed: {error}");
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Err(Error::Dial(error.to_string())));
                 }
             }
-            SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
                 debug!(%send_back_addr, "incoming connection failed (wrong swarm key?): {error}");
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
                 if let Some(p) = self.peers.get_mut(&peer_id) {
                     p.agent = Some(info.agent_version.clone());
                 }
@@ -230,7 +280,11 @@ impl EventLoop {
                     }
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            })) => {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.latency = Some(rtt);
                 }
@@ -258,7 +312,10 @@ impl EventLoop {
     }
 
     fn on_kad_event(&mut self, event: kad::Event) {
-        let kad::Event::OutboundQueryProgressed { id, result, step, .. } = event else {
+        let kad::Event::OutboundQueryProgressed {
+            id, result, step, ..
+        } = event
+        else {
             trace!(?event, "kad event");
             return;
         };
@@ -271,7 +328,9 @@ impl EventLoop {
                             continue;
                         }
                         let _ = self.swarm.dial(
-                            DialOpts::peer_id(peer).condition(PeerCondition::DisconnectedAndNotDialing).build(),
+                            DialOpts::peer_id(peer)
+                                .condition(PeerCondition::DisconnectedAndNotDialing)
+                                .build(),
                         );
                         if let Some(q) = self.provider_queries.get_mut(&id) {
                             q.found.insert(peer);

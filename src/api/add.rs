@@ -17,19 +17,31 @@ use crate::unixfs::{AddOptions, Adder};
 /// Bytes buffered before a batch is hashed and stored.
 const BATCH: usize = 4 << 20;
 
-pub async fn add(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, mut mp: Multipart) -> Result<Response, ApiError> {
+pub async fn add(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+    mut mp: Multipart,
+) -> Result<Response, ApiError> {
     let p = Params::parse(q);
     let opts = options(&p)?;
     let pin = p.bool("pin", true)?;
     let only_hash = p.bool("only-hash", false)?;
     let mut lines = String::new();
     let mut roots = Vec::new();
-    while let Some(mut field) = mp.next_field().await.map_err(|e| ApiError::client(format!("bad multipart body: {e}")))? {
+    while let Some(mut field) = mp
+        .next_field()
+        .await
+        .map_err(|e| ApiError::client(format!("bad multipart body: {e}")))?
+    {
         let name = field.file_name().or(field.name()).unwrap_or("").to_string();
         let name = name.rsplit('/').next().unwrap_or("").to_string();
         let mut adder = Adder::new(&opts).map_err(|e| ApiError::client(e.to_string()))?;
         let mut buf = Vec::with_capacity(BATCH);
-        while let Some(chunk) = field.chunk().await.map_err(|e| ApiError::client(format!("reading upload: {e}")))? {
+        while let Some(chunk) = field
+            .chunk()
+            .await
+            .map_err(|e| ApiError::client(format!("reading upload: {e}")))?
+        {
             buf.extend_from_slice(&chunk);
             if buf.len() >= BATCH {
                 adder = push(&st, adder, std::mem::take(&mut buf), only_hash).await?;
@@ -51,12 +63,21 @@ pub async fn add(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, mut mp:
             }
             roots.push(root);
         }
-        let name = if name.is_empty() { root.to_string() } else { name };
-        lines.push_str(&json!({ "Name": name, "Hash": root.to_string(), "Size": size.to_string() }).to_string());
+        let name = if name.is_empty() {
+            root.to_string()
+        } else {
+            name
+        };
+        lines.push_str(
+            &json!({ "Name": name, "Hash": root.to_string(), "Size": size.to_string() })
+                .to_string(),
+        );
         lines.push('\n');
     }
     if lines.is_empty() {
-        return Err(ApiError::client("no file given: send the content as a multipart/form-data part"));
+        return Err(ApiError::client(
+            "no file given: send the content as a multipart/form-data part",
+        ));
     }
     if let (false, Some(net)) = (roots.is_empty(), st.blocks.net()) {
         net.provide(roots).await?;
@@ -68,7 +89,12 @@ pub async fn add(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, mut mp:
 }
 
 /// Hashes `buf` into the adder and stores the blocks it completes.
-async fn push(st: &AppState, mut adder: Adder, buf: Vec<u8>, only_hash: bool) -> Result<Adder, ApiError> {
+async fn push(
+    st: &AppState,
+    mut adder: Adder,
+    buf: Vec<u8>,
+    only_hash: bool,
+) -> Result<Adder, ApiError> {
     let store = st.blocks.store().clone();
     let res = tokio::task::spawn_blocking(move || {
         let blocks = adder.push(&buf);
@@ -85,27 +111,47 @@ async fn push(st: &AppState, mut adder: Adder, buf: Vec<u8>, only_hash: bool) ->
 
 /// kubo's add options: `cid-version`, `raw-leaves`, `chunker=size-N`, `hash=sha2-256`.
 fn options(p: &Params) -> Result<AddOptions, ApiError> {
-    let mut opts = AddOptions::default();
-    opts.cid_version = match p.get("cid-version") {
+    let cid_version = match p.get("cid-version") {
         None | Some("0") => 0,
         Some("1") => 1,
-        Some(v) => return Err(ApiError::client(format!("option \"cid-version\": {v:?} must be 0 or 1"))),
+        Some(v) => {
+            return Err(ApiError::client(format!(
+                "option \"cid-version\": {v:?} must be 0 or 1"
+            )))
+        }
     };
-    opts.raw_leaves = if p.get("raw-leaves").is_some() { Some(p.bool("raw-leaves", false)?) } else { None };
+    let raw_leaves = if p.get("raw-leaves").is_some() {
+        Some(p.bool("raw-leaves", false)?)
+    } else {
+        None
+    };
+    let mut opts = AddOptions {
+        cid_version,
+        raw_leaves,
+        ..AddOptions::default()
+    };
     if let Some(ch) = p.get("chunker") {
         let size = ch
             .strip_prefix("size-")
             .and_then(|n| n.parse::<usize>().ok())
-            .ok_or_else(|| ApiError::client(format!("option \"chunker\": {ch:?} is not supported (use size-<bytes>)")))?;
+            .ok_or_else(|| {
+                ApiError::client(format!(
+                    "option \"chunker\": {ch:?} is not supported (use size-<bytes>)"
+                ))
+            })?;
         opts.chunk_size = size;
     }
     if let Some(h) = p.get("hash") {
         if h != "sha2-256" {
-            return Err(ApiError::client(format!("option \"hash\": {h:?} is not supported (only sha2-256)")));
+            return Err(ApiError::client(format!(
+                "option \"hash\": {h:?} is not supported (only sha2-256)"
+            )));
         }
     }
     if p.get("trickle").is_some_and(|v| v == "true") {
-        return Err(ApiError::client("option \"trickle\": only the balanced layout is supported"));
+        return Err(ApiError::client(
+            "option \"trickle\": only the balanced layout is supported",
+        ));
     }
     Ok(opts)
 }

@@ -14,7 +14,10 @@ use std::sync::Arc;
 use super::{ApiError, AppState, Params};
 use crate::blockstore;
 
-pub async fn get(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+pub async fn get(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
     let cid = Params::parse(q).cid("cid")?;
     let data = st.blocks.get(cid, &Default::default()).await?;
     Ok(Response::builder()
@@ -23,7 +26,10 @@ pub async fn get(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Resu
         .body(Body::from(data))?)
 }
 
-pub async fn stat(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+pub async fn stat(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
     let cid = Params::parse(q).cid("cid")?;
     let data = st.blocks.get(cid, &Default::default()).await?;
     Ok(Json(json!({ "Key": cid.to_string(), "Size": data.len() })))
@@ -31,21 +37,38 @@ pub async fn stat(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Res
 
 /// Stores each multipart part as one block. Options as kubo: `cid-codec` (raw, dag-pb),
 /// `mhtype` (sha2-256), legacy `format=v0`, `pin`.
-pub async fn put(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, mut mp: Multipart) -> Result<Response, ApiError> {
+pub async fn put(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+    mut mp: Multipart,
+) -> Result<Response, ApiError> {
     let p = Params::parse(q);
     let codec = match (p.get("format"), p.get("cid-codec")) {
         (Some("v0"), _) => None,
         (_, None | Some("raw")) => Some(blockstore::RAW),
         (_, Some("dag-pb")) => Some(blockstore::DAG_PB),
-        (_, Some(c)) => return Err(ApiError::client(format!("option \"cid-codec\": {c:?} is not supported (raw or dag-pb)"))),
+        (_, Some(c)) => {
+            return Err(ApiError::client(format!(
+                "option \"cid-codec\": {c:?} is not supported (raw or dag-pb)"
+            )))
+        }
     };
     if let Some(h) = p.get("mhtype").filter(|h| *h != "sha2-256") {
-        return Err(ApiError::client(format!("option \"mhtype\": {h:?} is not supported (only sha2-256)")));
+        return Err(ApiError::client(format!(
+            "option \"mhtype\": {h:?} is not supported (only sha2-256)"
+        )));
     }
     let pin = p.bool("pin", false)?;
     let mut out = String::new();
-    while let Some(field) = mp.next_field().await.map_err(|e| ApiError::client(format!("bad multipart body: {e}")))? {
-        let data = field.bytes().await.map_err(|e| ApiError::client(format!("reading upload: {e}")))?;
+    while let Some(field) = mp
+        .next_field()
+        .await
+        .map_err(|e| ApiError::client(format!("bad multipart body: {e}")))?
+    {
+        let data = field
+            .bytes()
+            .await
+            .map_err(|e| ApiError::client(format!("reading upload: {e}")))?;
         if data.len() > cidfs_p2p::bitswap::codec::MAX_BLOCK_SIZE {
             return Err(ApiError::client(format!(
                 "block of {} bytes exceeds the {}-byte limit",
@@ -59,19 +82,24 @@ pub async fn put(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, mut mp:
             None => Cid::new_v0(mh)?,
         };
         let len = data.len();
-        st.blocks.with_store(move |s| {
-            s.put(&cid, &data)?;
-            if pin {
-                s.pin(&cid)?;
-            }
-            Ok(())
-        })
-        .await?;
+        st.blocks
+            .with_store(move |s| {
+                s.put(&cid, &data)?;
+                if pin {
+                    s.pin(&cid)?;
+                }
+                Ok(())
+            })
+            .await?;
         out.push_str(&json!({ "Key": cid.to_string(), "Size": len }).to_string());
         out.push('\n');
     }
     if out.is_empty() {
-        return Err(ApiError::client("no block given: send the data as a multipart/form-data part"));
+        return Err(ApiError::client(
+            "no block given: send the data as a multipart/form-data part",
+        ));
     }
-    Ok(Response::builder().header(header::CONTENT_TYPE, "application/json").body(Body::from(out))?)
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(out))?)
 }

@@ -14,7 +14,10 @@ use std::sync::Arc;
 use super::{ApiError, AppState, Params};
 use crate::unixfs;
 
-pub async fn cat(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+pub async fn cat(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
     let p = Params::parse(q);
     let root = p.cid("ipfs-path")?;
     let offset = p.u64("offset")?.unwrap_or(0);
@@ -32,11 +35,16 @@ pub async fn cat(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Resu
         .body(body)?)
 }
 
-pub async fn files_stat(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+pub async fn files_stat(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
     let p = Params::parse(q);
     let path = p.arg("path")?;
     if !path.starts_with("/ipfs/") {
-        return Err(ApiError::client(format!("{path:?}: only /ipfs/<cid> paths are supported (there is no MFS)")));
+        return Err(ApiError::client(format!(
+            "{path:?}: only /ipfs/<cid> paths are supported (there is no MFS)"
+        )));
     }
     let root = crate::cidref::parse(path).map_err(|e| ApiError::client(e.to_string()))?;
     let info = unixfs::stat(&st.blocks.session(), root).await?;

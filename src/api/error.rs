@@ -41,14 +41,20 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, 0, m),
             ApiError::Method(m) => (StatusCode::METHOD_NOT_ALLOWED, 2, m),
         };
-        (status, Json(json!({ "Message": message, "Code": code, "Type": "error" }))).into_response()
+        (
+            status,
+            Json(json!({ "Message": message, "Code": code, "Type": "error" })),
+        )
+            .into_response()
     }
 }
 
 /// Fallback: a GET to a known command, or an unknown command.
 pub async fn unknown_command(method: Method, uri: axum::http::Uri) -> ApiError {
     if method != Method::POST && uri.path().starts_with("/api/v0/") {
-        return ApiError::Method(format!("{method} not allowed: the RPC API accepts only POST"));
+        return ApiError::Method(format!(
+            "{method} not allowed: the RPC API accepts only POST"
+        ));
     }
     ApiError::NotFound(format!("unknown command: {}", uri.path()))
 }

@@ -50,7 +50,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v0/repo/stat", post(repo::stat))
         .fallback(error::unknown_command)
         .layer(DefaultBodyLimit::disable());
-    let api = if metrics { api.route("/metrics", axum::routing::get(repo::metrics)) } else { api };
+    let api = if metrics {
+        api.route("/metrics", axum::routing::get(repo::metrics))
+    } else {
+        api
+    };
     api.with_state(Arc::new(state))
 }
 
@@ -65,7 +69,11 @@ impl Params {
 
     /// Positional arguments.
     pub fn args(&self) -> Vec<&str> {
-        self.0.iter().filter(|(k, _)| k == "arg").map(|(_, v)| v.as_str()).collect()
+        self.0
+            .iter()
+            .filter(|(k, _)| k == "arg")
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// The first positional argument, or a client error naming it.
@@ -77,7 +85,10 @@ impl Params {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn bool(&self, key: &str, default: bool) -> Result<bool, ApiError> {
@@ -85,15 +96,20 @@ impl Params {
             None | Some("") => Ok(default),
             Some("true" | "1") => Ok(true),
             Some("false" | "0") => Ok(false),
-            Some(v) => Err(ApiError::client(format!("option \"{key}\": {v:?} is not a boolean"))),
+            Some(v) => Err(ApiError::client(format!(
+                "option \"{key}\": {v:?} is not a boolean"
+            ))),
         }
     }
 
     pub fn u64(&self, key: &str) -> Result<Option<u64>, ApiError> {
         self.get(key)
             .map(|v| {
-                v.parse::<u64>()
-                    .map_err(|_| ApiError::client(format!("option \"{key}\": {v:?} is not a non-negative integer")))
+                v.parse::<u64>().map_err(|_| {
+                    ApiError::client(format!(
+                        "option \"{key}\": {v:?} is not a non-negative integer"
+                    ))
+                })
             })
             .transpose()
     }

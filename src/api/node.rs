@@ -14,13 +14,22 @@ use super::{ApiError, AppState, Params};
 const DIAL_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn net(st: &AppState) -> Result<&cidfs_p2p::Client, ApiError> {
-    st.blocks.net().ok_or_else(|| ApiError::Failed(anyhow::anyhow!("this command needs the p2p node, which is not running")))
+    st.blocks.net().ok_or_else(|| {
+        ApiError::Failed(anyhow::anyhow!(
+            "this command needs the p2p node, which is not running"
+        ))
+    })
 }
 
 pub async fn id(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let peer = st.public_key.to_peer_id();
     let addrs: Vec<String> = match st.blocks.net() {
-        Some(n) => n.listen_addrs().await?.into_iter().map(|a| format!("{a}/p2p/{peer}")).collect(),
+        Some(n) => n
+            .listen_addrs()
+            .await?
+            .into_iter()
+            .map(|a| format!("{a}/p2p/{peer}"))
+            .collect(),
         None => Vec::new(),
     };
     use base64::Engine;
@@ -65,7 +74,10 @@ pub async fn swarm_peers(State(st): State<Arc<AppState>>) -> Result<Json<Value>,
     Ok(Json(json!({ "Peers": list })))
 }
 
-pub async fn swarm_connect(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+pub async fn swarm_connect(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
     let p = Params::parse(q);
     let args = p.args();
     if args.is_empty() {
@@ -74,7 +86,9 @@ pub async fn swarm_connect(State(st): State<Arc<AppState>>, RawQuery(q): RawQuer
     let net = net(&st)?;
     let mut out = Vec::new();
     for a in args {
-        let addr: Multiaddr = a.parse().map_err(|e| ApiError::client(format!("invalid multiaddr {a:?}: {e}")))?;
+        let addr: Multiaddr = a
+            .parse()
+            .map_err(|e| ApiError::client(format!("invalid multiaddr {a:?}: {e}")))?;
         let peer = tokio::time::timeout(DIAL_TIMEOUT, net.dial(addr))
             .await
             .map_err(|_| anyhow::anyhow!("connect {a} failure: no answer within {DIAL_TIMEOUT:?}"))?

@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use super::{ApiError, AppState, Params};
 
-pub async fn add(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+pub async fn add(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
     let p = Params::parse(q);
     let root = p.cid("ipfs-path")?;
     if !p.bool("recursive", true)? {
@@ -23,25 +26,35 @@ pub async fn add(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Resu
     Ok(Json(json!({ "Pins": [root.to_string()] })))
 }
 
-pub async fn ls(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+pub async fn ls(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
     let p = Params::parse(q);
     let pins = st.blocks.with_store(|s| s.pins()).await?;
     let wanted = match p.args().first() {
         Some(a) => {
             let cid = crate::cidref::parse(a).map_err(|e| ApiError::client(e.to_string()))?;
             if !pins.contains(&cid) {
-                return Err(ApiError::Failed(anyhow::anyhow!("path '{a}' is not pinned")));
+                return Err(ApiError::Failed(anyhow::anyhow!(
+                    "path '{a}' is not pinned"
+                )));
             }
             vec![cid]
         }
         None => pins,
     };
-    let keys: Map<String, Value> =
-        wanted.into_iter().map(|c| (c.to_string(), json!({ "Type": "recursive" }))).collect();
+    let keys: Map<String, Value> = wanted
+        .into_iter()
+        .map(|c| (c.to_string(), json!({ "Type": "recursive" })))
+        .collect();
     Ok(Json(json!({ "Keys": keys })))
 }
 
-pub async fn rm(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+pub async fn rm(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
     let root = Params::parse(q).cid("ipfs-path")?;
     if !st.blocks.with_store(move |s| s.unpin(&root)).await? {
         return Err(ApiError::Failed(anyhow::anyhow!("{root} is not pinned")));

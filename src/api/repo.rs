@@ -8,8 +8,10 @@ use super::{ApiError, AppState};
 use crate::metrics;
 
 pub async fn gc(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let report = st.blocks.with_store(|s| crate::blockstore::gc(s)).await?;
-    Ok(Json(json!({ "RemovedBlocks": report.removed_blocks, "RemovedBytes": report.removed_bytes })))
+    let report = st.blocks.with_store(crate::blockstore::gc).await?;
+    Ok(Json(
+        json!({ "RemovedBlocks": report.removed_blocks, "RemovedBytes": report.removed_bytes }),
+    ))
 }
 
 pub async fn stat(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
@@ -32,5 +34,8 @@ pub async fn stat(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiErr
 
 pub async fn metrics(State(st): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
     let s = metrics::Snapshot::take(&st.blocks, &st.repo_path).await?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.render()))
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.render(),
+    ))
 }

@@ -15,30 +15,53 @@ impl ApiClient {
     pub fn connect(repo: &Repo, api: Option<SocketAddr>) -> anyhow::Result<Self> {
         let addr = match api {
             Some(a) => a,
-            None => repo.read_api_addr().context("cannot find the cidfs daemon (start it with `cidfs daemon`)")?,
+            None => repo
+                .read_api_addr()
+                .context("cannot find the cidfs daemon (start it with `cidfs daemon`)")?,
         };
-        Ok(ApiClient { http: reqwest::Client::new(), base: format!("http://{addr}/api/v0") })
+        Ok(ApiClient {
+            http: reqwest::Client::new(),
+            base: format!("http://{addr}/api/v0"),
+        })
     }
 
     /// POSTs `cmd` with query `params`; a non-2xx answer becomes an error carrying kubo's `Message`.
-    pub async fn post(&self, cmd: &str, params: &[(&str, String)], form: Option<reqwest::multipart::Form>) -> anyhow::Result<reqwest::Response> {
+    pub async fn post(
+        &self,
+        cmd: &str,
+        params: &[(&str, String)],
+        form: Option<reqwest::multipart::Form>,
+    ) -> anyhow::Result<reqwest::Response> {
         let mut req = self.http.post(format!("{}/{cmd}", self.base)).query(params);
         if let Some(f) = form {
             req = req.multipart(f);
         }
-        let resp = req.send().await.with_context(|| format!("cannot reach the cidfs daemon at {}", self.base))?;
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the cidfs daemon at {}", self.base))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();
         match serde_json::from_str::<serde_json::Value>(&body) {
-            Ok(v) if v.get("Message").is_some() => bail!("{}", v["Message"].as_str().unwrap_or_default()),
+            Ok(v) if v.get("Message").is_some() => {
+                bail!("{}", v["Message"].as_str().unwrap_or_default())
+            }
             _ => bail!("daemon answered {status}: {body}"),
         }
     }
 
-    pub async fn json(&self, cmd: &str, params: &[(&str, String)]) -> anyhow::Result<serde_json::Value> {
-        Ok(self.post(cmd, params, None).await?.json().await.context("daemon sent invalid JSON")?)
+    pub async fn json(
+        &self,
+        cmd: &str,
+        params: &[(&str, String)],
+    ) -> anyhow::Result<serde_json::Value> {
+        self.post(cmd, params, None)
+            .await?
+            .json()
+            .await
+            .context("daemon sent invalid JSON")
     }
 }

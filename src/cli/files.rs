@@ -15,7 +15,9 @@ fn progress(len: u64) -> Option<ProgressBar> {
         return None;
     }
     let pb = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}") {
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+    {
         pb.set_style(style);
     }
     Some(pb)
@@ -24,14 +26,22 @@ fn progress(len: u64) -> Option<ProgressBar> {
 pub async fn add(api: &ApiClient, a: &AddArgs) -> anyhow::Result<()> {
     let (body, len, name) = if a.file.as_os_str() == "-" {
         let mut data = Vec::new();
-        tokio::io::stdin().read_to_end(&mut data).await.context("reading stdin")?;
+        tokio::io::stdin()
+            .read_to_end(&mut data)
+            .await
+            .context("reading stdin")?;
         let n = data.len() as u64;
         (reqwest::Body::from(data), n, String::from("stdin"))
     } else {
-        let f = tokio::fs::File::open(&a.file).await.with_context(|| format!("opening {}", a.file.display()))?;
+        let f = tokio::fs::File::open(&a.file)
+            .await
+            .with_context(|| format!("opening {}", a.file.display()))?;
         let meta = f.metadata().await?;
         if meta.is_dir() {
-            bail!("{} is a directory; cidfs add takes one file", a.file.display());
+            bail!(
+                "{} is a directory; cidfs add takes one file",
+                a.file.display()
+            );
         }
         let pb = progress(meta.len());
         let stream = tokio_util::io::ReaderStream::with_capacity(f, 1 << 20).inspect(move |c| {
@@ -39,15 +49,23 @@ pub async fn add(api: &ApiClient, a: &AddArgs) -> anyhow::Result<()> {
                 pb.inc(c.len() as u64);
             }
         });
-        let name = a.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = a
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         (reqwest::Body::wrap_stream(stream), meta.len(), name)
     };
     let part = reqwest::multipart::Part::stream_with_length(body, len).file_name(name);
     let form = reqwest::multipart::Form::new().part("file", part);
-    let params = [("cid-version", a.cid_version.to_string()), ("pin", (!a.no_pin).to_string())];
+    let params = [
+        ("cid-version", a.cid_version.to_string()),
+        ("pin", (!a.no_pin).to_string()),
+    ];
     let text = api.post("add", &params, Some(form)).await?.text().await?;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let v: serde_json::Value = serde_json::from_str(line).context("daemon sent invalid JSON")?;
+        let v: serde_json::Value =
+            serde_json::from_str(line).context("daemon sent invalid JSON")?;
         let hash = v["Hash"].as_str().unwrap_or_default();
         if a.quiet {
             println!("{hash}");
@@ -60,12 +78,19 @@ pub async fn add(api: &ApiClient, a: &AddArgs) -> anyhow::Result<()> {
 
 /// `add --only-hash`: computes the CID locally; needs no daemon and stores nothing.
 pub async fn add_only_hash(a: &AddArgs) -> anyhow::Result<()> {
-    let opts = AddOptions { cid_version: a.cid_version, ..AddOptions::default() };
+    let opts = AddOptions {
+        cid_version: a.cid_version,
+        ..AddOptions::default()
+    };
     let mut adder = Adder::new(&opts)?;
     let mut input: Box<dyn tokio::io::AsyncRead + Unpin> = if a.file.as_os_str() == "-" {
         Box::new(tokio::io::stdin())
     } else {
-        Box::new(tokio::fs::File::open(&a.file).await.with_context(|| format!("opening {}", a.file.display()))?)
+        Box::new(
+            tokio::fs::File::open(&a.file)
+                .await
+                .with_context(|| format!("opening {}", a.file.display()))?,
+        )
     };
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -90,7 +115,10 @@ pub async fn cat(api: &ApiClient, a: &CatArgs) -> anyhow::Result<()> {
         params.push(("length", l.to_string()));
     }
     let resp = api.post("cat", &params, None).await?;
-    let expected: Option<u64> = resp.headers().get("X-Content-Length").and_then(|v| v.to_str().ok()?.parse().ok());
+    let expected: Option<u64> = resp
+        .headers()
+        .get("X-Content-Length")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
     let mut body = resp.bytes_stream();
     let mut out = tokio::io::stdout();
     let mut written = 0u64;
@@ -109,20 +137,37 @@ pub async fn cat(api: &ApiClient, a: &CatArgs) -> anyhow::Result<()> {
 pub async fn block(api: &ApiClient, cmd: BlockCommand) -> anyhow::Result<()> {
     match cmd {
         BlockCommand::Get { cid } => {
-            let data = api.post("block/get", &[("arg", cid)], None).await?.bytes().await?;
+            let data = api
+                .post("block/get", &[("arg", cid)], None)
+                .await?
+                .bytes()
+                .await?;
             let mut out = tokio::io::stdout();
             out.write_all(&data).await?;
             out.flush().await?;
         }
         BlockCommand::Put { file, cid_codec } => {
-            let data = tokio::fs::read(&file).await.with_context(|| format!("reading {}", file.display()))?;
-            let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(data).file_name("block"));
-            let v: serde_json::Value = api.post("block/put", &[("cid-codec", cid_codec)], Some(form)).await?.json().await?;
+            let data = tokio::fs::read(&file)
+                .await
+                .with_context(|| format!("reading {}", file.display()))?;
+            let form = reqwest::multipart::Form::new().part(
+                "file",
+                reqwest::multipart::Part::bytes(data).file_name("block"),
+            );
+            let v: serde_json::Value = api
+                .post("block/put", &[("cid-codec", cid_codec)], Some(form))
+                .await?
+                .json()
+                .await?;
             println!("{}", v["Key"].as_str().unwrap_or_default());
         }
         BlockCommand::Stat { cid } => {
             let v = api.json("block/stat", &[("arg", cid)]).await?;
-            println!("Key: {}\nSize: {}", v["Key"].as_str().unwrap_or_default(), v["Size"]);
+            println!(
+                "Key: {}\nSize: {}",
+                v["Key"].as_str().unwrap_or_default(),
+                v["Size"]
+            );
         }
     }
     Ok(())

@@ -14,7 +14,11 @@ pub async fn swarm(api: &ApiClient, cmd: SwarmCommand) -> anyhow::Result<()> {
         SwarmCommand::Peers => {
             let v = api.json("swarm/peers", &[]).await?;
             for p in v["Peers"].as_array().into_iter().flatten() {
-                println!("{}/p2p/{}", p["Addr"].as_str().unwrap_or_default(), p["Peer"].as_str().unwrap_or_default());
+                println!(
+                    "{}/p2p/{}",
+                    p["Addr"].as_str().unwrap_or_default(),
+                    p["Peer"].as_str().unwrap_or_default()
+                );
             }
         }
         SwarmCommand::Connect { addr } => {
@@ -58,7 +62,12 @@ pub async fn repo(api: &ApiClient, cmd: RepoCommand) -> anyhow::Result<()> {
     };
     if let Some(o) = v.as_object() {
         for (k, val) in o {
-            println!("{k}: {}", val.as_str().map(str::to_string).unwrap_or_else(|| val.to_string()));
+            println!(
+                "{k}: {}",
+                val.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| val.to_string())
+            );
         }
     }
     Ok(())

@@ -496,6 +496,7 @@ mod tests {
     use crate::unixfs::add::{add_bytes, AddOptions, DEFAULT_CHUNK_SIZE};
     use futures::TryStreamExt;
     use rand::{rngs::StdRng, Rng, SeedableRng};
+    use sha2::Digest;
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
     use std::sync::{Mutex, OnceLock};
     use std::time::Duration;
@@ -758,6 +759,24 @@ mod tests {
         }
     }
 
+    /// A file node over the raw leaves "abcd" and "efgh" that claims they hold 3 and 5 bytes.
+    fn lying_parent(store: &MemStore) -> Cid {
+        let mut node = Vec::new();
+        for leaf in [b"abcd", b"efgh"] {
+            let cid = add_bytes(store, leaf, &AddOptions::default()).unwrap().root;
+            let mut link = vec![0x0a, 36];
+            link.extend(cid.to_bytes());
+            link.extend([0x12, 0x00, 0x18, 4]);
+            node.extend([0x12, link.len() as u8]);
+            node.extend(link);
+        }
+        node.extend([0x0a, 8, 0x08, 0x02, 0x18, 8, 0x20, 3, 0x20, 5]);
+        let mh = cid::multihash::Multihash::wrap(0x12, &sha2::Sha256::digest(&node)).unwrap();
+        let cid = Cid::new_v1(DAG_PB, mh);
+        store.put(&cid, &node).unwrap();
+        cid
+    }
+
     #[tokio::test]
     async fn stat_and_clear_errors() {
         let (dag, store) = (&big()[0], &big()[0].getter.store);
@@ -784,6 +803,7 @@ mod tests {
             .parse()
             .unwrap();
         let store = Arc::new(MemStore::default());
+        let lying = lying_parent(&store);
         store.put(&dir, &[0x0a, 0x02, 0x08, 0x01]).unwrap();
         store.put(&not_unixfs, b"").unwrap();
         assert_eq!(stat(&store, dir).await.unwrap().kind, FileKind::Directory);
@@ -791,6 +811,7 @@ mod tests {
             (dir, "is a directory, not a file"),
             (not_unixfs, "is not a valid UnixFS file"),
             (missing, "not found locally"),
+            (lying, "holds 4 bytes, its parent or filesize says 3"),
         ] {
             let mut stream = Box::pin(cat(store.clone(), cid, 0, None, 4));
             let err = stream.try_next().await.unwrap_err();

@@ -121,7 +121,9 @@ impl Wants {
 
     /// Drops waiters whose receivers are gone; if none is left, forgets the want and cancels it.
     pub fn abandon(&mut self, cid: &Cid) -> Sends {
-        let Some(st) = self.pending.get_mut(cid) else { return Vec::new() };
+        let Some(st) = self.pending.get_mut(cid) else {
+            return Vec::new();
+        };
         st.waiters.retain(|w| !w.is_closed());
         if !st.waiters.is_empty() {
             return Vec::new();
@@ -141,7 +143,9 @@ impl Wants {
         connected: &HashSet<PeerId>,
         now: Instant,
     ) -> Sends {
-        let Some(st) = self.pending.get_mut(&cid) else { return Vec::new() };
+        let Some(st) = self.pending.get_mut(&cid) else {
+            return Vec::new();
+        };
         match presence {
             Presence::Have => {
                 if !st.haves.contains(&peer) && !st.failed.contains(&peer) {
@@ -191,7 +195,12 @@ impl Wants {
     }
 
     /// A peer is gone (or does not speak bitswap): move its wants elsewhere.
-    pub fn on_disconnect(&mut self, peer: PeerId, connected: &HashSet<PeerId>, now: Instant) -> Sends {
+    pub fn on_disconnect(
+        &mut self,
+        peer: PeerId,
+        connected: &HashSet<PeerId>,
+        now: Instant,
+    ) -> Sends {
         self.drop_peer(peer, connected, now, false)
     }
 
@@ -217,7 +226,9 @@ impl Wants {
         let mut searches = Vec::new();
         let cids: Vec<Cid> = self.pending.keys().copied().collect();
         for cid in cids {
-            let Some(st) = self.pending.get_mut(&cid) else { continue };
+            let Some(st) = self.pending.get_mut(&cid) else {
+                continue;
+            };
             if let Some((p, since)) = st.block_at {
                 if now.duration_since(since) >= self.timing.block_timeout {
                     st.failed.insert(p);
@@ -233,20 +244,28 @@ impl Wants {
                 sends.extend(self.advance(cid, connected, now));
                 continue;
             }
-            let Some(st) = self.pending.get_mut(&cid) else { continue };
+            let Some(st) = self.pending.get_mut(&cid) else {
+                continue;
+            };
             if now.duration_since(st.last_broadcast) < self.timing.rebroadcast {
                 continue;
             }
             // Rebroadcast to every usable peer, including ones asked before: answers get lost.
             st.last_broadcast = now;
             st.failed.clear();
-            let targets: Vec<PeerId> =
-                connected.iter().filter(|p| !self.banned.contains_key(p)).copied().collect();
+            let targets: Vec<PeerId> = connected
+                .iter()
+                .filter(|p| !self.banned.contains_key(p))
+                .copied()
+                .collect();
             for p in &targets {
                 st.asked.insert(*p);
                 sends.push((*p, Want::have(cid)));
             }
-            if st.last_search.is_none_or(|t| now.duration_since(t) >= PROVIDER_SEARCH_INTERVAL) {
+            if st
+                .last_search
+                .is_none_or(|t| now.duration_since(t) >= PROVIDER_SEARCH_INTERVAL)
+            {
                 st.last_search = Some(now);
                 searches.push(cid);
             }
@@ -258,7 +277,13 @@ impl Wants {
         self.banned.get(peer).is_some_and(|until| *until > now)
     }
 
-    fn drop_peer(&mut self, peer: PeerId, connected: &HashSet<PeerId>, now: Instant, failed: bool) -> Sends {
+    fn drop_peer(
+        &mut self,
+        peer: PeerId,
+        connected: &HashSet<PeerId>,
+        now: Instant,
+        failed: bool,
+    ) -> Sends {
         let cids = self.outstanding.remove(&peer).unwrap_or_default();
         let mut sends = Vec::new();
         for st in self.pending.values_mut() {
@@ -282,14 +307,18 @@ impl Wants {
     /// Sends the next want for `cid` if nothing is in flight for it.
     fn advance(&mut self, cid: Cid, connected: &HashSet<PeerId>, now: Instant) -> Sends {
         let banned = &self.banned;
-        let Some(st) = self.pending.get_mut(&cid) else { return Vec::new() };
+        let Some(st) = self.pending.get_mut(&cid) else {
+            return Vec::new();
+        };
         if st.block_at.is_some() {
             return Vec::new();
         }
         let usable = |p: &PeerId| {
-            connected.contains(p) && !st.failed.contains(p) && !banned.get(p).is_some_and(|u| *u > now)
+            connected.contains(p)
+                && !st.failed.contains(p)
+                && banned.get(p).is_none_or(|u| *u <= now)
         };
-        let target = match st.haves.iter().position(|p| usable(p)) {
+        let target = match st.haves.iter().position(&usable) {
             Some(i) => Some(st.haves.remove(i)),
             None => st.session.pick(usable),
         };
@@ -350,11 +379,17 @@ mod tests {
     use crate::bitswap::message::{hash, WantType};
 
     fn block(data: &'static [u8]) -> Block {
-        Block { cid: Cid::new_v1(0x55, hash(0x12, data).unwrap()), data: Bytes::from_static(data) }
+        Block {
+            cid: Cid::new_v1(0x55, hash(0x12, data).unwrap()),
+            data: Bytes::from_static(data),
+        }
     }
 
     fn wants() -> Wants {
-        Wants::new(Timing { block_timeout: Duration::from_secs(5), rebroadcast: Duration::from_secs(1) })
+        Wants::new(Timing {
+            block_timeout: Duration::from_secs(5),
+            rebroadcast: Duration::from_secs(1),
+        })
     }
 
     #[test]
@@ -375,7 +410,10 @@ mod tests {
         assert_eq!(rx.try_recv().unwrap(), blk.data);
         assert_eq!(w.len(), 0);
         // the same block again is a duplicate, not an offence
-        assert_eq!(w.on_block(a, &blk, &connected, now).0, BlockOutcome::Duplicate);
+        assert_eq!(
+            w.on_block(a, &blk, &connected, now).0,
+            BlockOutcome::Duplicate
+        );
     }
 
     #[test]
@@ -404,15 +442,24 @@ mod tests {
         let blk = block(b"z");
         let (mut rx, sends) = w.want(blk.cid, &s, &connected, now);
         assert_eq!(sends, vec![(bad, Want::block(blk.cid))]);
-        let forged = Block { cid: block(b"not z").cid, data: Bytes::from_static(b"not z") };
+        let forged = Block {
+            cid: block(b"not z").cid,
+            data: Bytes::from_static(b"not z"),
+        };
         let (outcome, sends) = w.on_block(bad, &forged, &connected, now);
         assert_eq!(outcome, BlockOutcome::Unsolicited);
         assert_eq!(sends, vec![(good, Want::have(blk.cid))]);
         let sends = w.on_presence(bad, blk.cid, Presence::Have, &connected, now);
-        assert!(sends.iter().all(|(p, _)| *p != bad), "banned peer asked again: {sends:?}");
+        assert!(
+            sends.iter().all(|(p, _)| *p != bad),
+            "banned peer asked again: {sends:?}"
+        );
         let sends = w.on_presence(good, blk.cid, Presence::Have, &connected, now);
         assert_eq!(sends, vec![(good, Want::block(blk.cid))]);
-        assert_eq!(w.on_block(good, &blk, &connected, now).0, BlockOutcome::Wanted);
+        assert_eq!(
+            w.on_block(good, &blk, &connected, now).0,
+            BlockOutcome::Wanted
+        );
         assert_eq!(rx.try_recv().unwrap(), blk.data);
     }
 

@@ -29,7 +29,10 @@ pub enum ReadError {
 }
 
 /// Reads one message. Cancel-safe only between frames (do not drop it mid-frame).
-pub async fn read_message<R: AsyncRead + Unpin>(io: &mut R, buf: &mut Vec<u8>) -> Result<Message, ReadError> {
+pub async fn read_message<R: AsyncRead + Unpin>(
+    io: &mut R,
+    buf: &mut Vec<u8>,
+) -> Result<Message, ReadError> {
     let len = match unsigned_varint::aio::read_usize(&mut *io).await {
         Ok(len) => len,
         Err(unsigned_varint::io::ReadError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
@@ -54,10 +57,14 @@ pub async fn read_message<R: AsyncRead + Unpin>(io: &mut R, buf: &mut Vec<u8>) -
 /// Writes one already-encoded message and flushes.
 pub async fn write_frame<W: AsyncWrite + Unpin>(io: &mut W, bytes: &[u8]) -> io::Result<()> {
     if bytes.len() > MAX_MESSAGE_SIZE {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("message of {} bytes exceeds the limit", bytes.len())));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("message of {} bytes exceeds the limit", bytes.len()),
+        ));
     }
     let mut b = unsigned_varint::encode::usize_buffer();
-    io.write_all(unsigned_varint::encode::usize(bytes.len(), &mut b)).await?;
+    io.write_all(unsigned_varint::encode::usize(bytes.len(), &mut b))
+        .await?;
     io.write_all(bytes).await?;
     io.flush().await
 }
@@ -69,7 +76,10 @@ mod tests {
 
     #[tokio::test]
     async fn frame_round_trip_and_limits() {
-        let msg = Message { pending_bytes: 7, ..Default::default() };
+        let msg = Message {
+            pending_bytes: 7,
+            ..Default::default()
+        };
         let mut wire = Cursor::new(Vec::new());
         write_frame(&mut wire, &msg.encode()).await.unwrap();
         write_frame(&mut wire, &msg.encode()).await.unwrap();
@@ -77,25 +87,40 @@ mod tests {
         let mut buf = Vec::new();
         assert_eq!(read_message(&mut r, &mut buf).await.unwrap(), msg);
         assert_eq!(read_message(&mut r, &mut buf).await.unwrap(), msg);
-        assert!(matches!(read_message(&mut r, &mut buf).await, Err(ReadError::Closed)));
+        assert!(matches!(
+            read_message(&mut r, &mut buf).await,
+            Err(ReadError::Closed)
+        ));
 
         // a length prefix over 4 MiB is refused without reading the body
         let mut b = unsigned_varint::encode::usize_buffer();
         let big = unsigned_varint::encode::usize(MAX_MESSAGE_SIZE + 1, &mut b).to_vec();
         let mut r = Cursor::new(big);
-        assert!(matches!(read_message(&mut r, &mut buf).await, Err(ReadError::TooLarge(_))));
+        assert!(matches!(
+            read_message(&mut r, &mut buf).await,
+            Err(ReadError::TooLarge(_))
+        ));
 
         // truncated body
         let mut r = Cursor::new(vec![10, 1, 2]);
-        assert!(matches!(read_message(&mut r, &mut buf).await, Err(ReadError::Io(_))));
+        assert!(matches!(
+            read_message(&mut r, &mut buf).await,
+            Err(ReadError::Io(_))
+        ));
 
         // an oversize block inside a legal message
         let data = bytes::Bytes::from(vec![7u8; MAX_BLOCK_SIZE + 1]);
         let cid = cid::Cid::new_v1(0x55, super::super::message::hash(0x12, &data).unwrap());
-        let m = Message { blocks: vec![super::super::message::Block { cid, data }], ..Default::default() };
+        let m = Message {
+            blocks: vec![super::super::message::Block { cid, data }],
+            ..Default::default()
+        };
         let mut wire = Cursor::new(Vec::new());
         write_frame(&mut wire, &m.encode()).await.unwrap();
         let mut r = Cursor::new(wire.into_inner());
-        assert!(matches!(read_message(&mut r, &mut buf).await, Err(ReadError::BlockTooLarge(_))));
+        assert!(matches!(
+            read_message(&mut r, &mut buf).await,
+            Err(ReadError::BlockTooLarge(_))
+        ));
     }
 }

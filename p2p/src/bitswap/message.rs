@@ -47,13 +47,26 @@ pub struct Want {
 
 impl Want {
     pub fn block(cid: Cid) -> Self {
-        Want { cid, priority: 1, cancel: false, want_type: WantType::Block, send_dont_have: true }
+        Want {
+            cid,
+            priority: 1,
+            cancel: false,
+            want_type: WantType::Block,
+            send_dont_have: true,
+        }
     }
     pub fn have(cid: Cid) -> Self {
-        Want { want_type: WantType::Have, ..Want::block(cid) }
+        Want {
+            want_type: WantType::Have,
+            ..Want::block(cid)
+        }
     }
     pub fn cancel(cid: Cid) -> Self {
-        Want { cancel: true, send_dont_have: false, ..Want::block(cid) }
+        Want {
+            cancel: true,
+            send_dont_have: false,
+            ..Want::block(cid)
+        }
     }
 }
 
@@ -174,7 +187,10 @@ impl Message {
                     let mh = Multihash::wrap(SHA2_256, &Sha256::digest(data))
                         .map_err(|e| DecodeError::Prefix(e.to_string()))?;
                     let cid = Cid::new_v0(mh).map_err(|e| DecodeError::Prefix(e.to_string()))?;
-                    msg.blocks.push(Block { cid, data: Bytes::copy_from_slice(data) });
+                    msg.blocks.push(Block {
+                        cid,
+                        data: Bytes::copy_from_slice(data),
+                    });
                 }
                 26 => {
                     let blk = r.read_bytes(buf)?;
@@ -211,20 +227,33 @@ fn decode_entry(buf: &[u8]) -> Result<Want, DecodeError> {
     let mut r = BytesReader::from_bytes(buf);
     let mut cid = None;
     // proto3: absent fields take their zero value
-    let mut want = Want { cid: Cid::default(), priority: 0, cancel: false, want_type: WantType::Block, send_dont_have: false };
+    let mut want = Want {
+        cid: Cid::default(),
+        priority: 0,
+        cancel: false,
+        want_type: WantType::Block,
+        send_dont_have: false,
+    };
     while !r.is_eof() {
         match r.next_tag(buf)? {
             10 => cid = Some(parse_cid(r.read_bytes(buf)?, "wantlist entry")?),
             16 => want.priority = r.read_int32(buf)?,
             24 => want.cancel = r.read_bool(buf)?,
             32 => {
-                want.want_type = if r.read_int32(buf)? == 1 { WantType::Have } else { WantType::Block }
+                want.want_type = if r.read_int32(buf)? == 1 {
+                    WantType::Have
+                } else {
+                    WantType::Block
+                }
             }
             40 => want.send_dont_have = r.read_bool(buf)?,
             tag => r.read_unknown(buf, tag)?,
         }
     }
-    want.cid = cid.ok_or(DecodeError::Cid { field: "wantlist entry", reason: "missing".into() })?;
+    want.cid = cid.ok_or(DecodeError::Cid {
+        field: "wantlist entry",
+        reason: "missing".into(),
+    })?;
     Ok(want)
 }
 
@@ -236,12 +265,19 @@ fn decode_presence(buf: &[u8]) -> Result<(Cid, Presence), DecodeError> {
         match r.next_tag(buf)? {
             10 => cid = Some(parse_cid(r.read_bytes(buf)?, "block presence")?),
             16 => {
-                presence = if r.read_int32(buf)? == 1 { Presence::DontHave } else { Presence::Have }
+                presence = if r.read_int32(buf)? == 1 {
+                    Presence::DontHave
+                } else {
+                    Presence::Have
+                }
             }
             tag => r.read_unknown(buf, tag)?,
         }
     }
-    let cid = cid.ok_or(DecodeError::Cid { field: "block presence", reason: "missing".into() })?;
+    let cid = cid.ok_or(DecodeError::Cid {
+        field: "block presence",
+        reason: "missing".into(),
+    })?;
     Ok((cid, presence))
 }
 
@@ -257,17 +293,29 @@ fn decode_payload(buf: &[u8]) -> Result<Block, DecodeError> {
         }
     }
     let cid = cid_from_prefix(prefix, data)?;
-    Ok(Block { cid, data: Bytes::copy_from_slice(data) })
+    Ok(Block {
+        cid,
+        data: Bytes::copy_from_slice(data),
+    })
 }
 
 fn parse_cid(bytes: &[u8], field: &'static str) -> Result<Cid, DecodeError> {
     if bytes.len() > MAX_CID_LEN {
-        return Err(DecodeError::CidTooLong { field, len: bytes.len() });
+        return Err(DecodeError::CidTooLong {
+            field,
+            len: bytes.len(),
+        });
     }
     if bytes.is_empty() {
-        return Err(DecodeError::Cid { field, reason: "empty".into() });
+        return Err(DecodeError::Cid {
+            field,
+            reason: "empty".into(),
+        });
     }
-    Cid::try_from(bytes).map_err(|e| DecodeError::Cid { field, reason: e.to_string() })
+    Cid::try_from(bytes).map_err(|e| DecodeError::Cid {
+        field,
+        reason: e.to_string(),
+    })
 }
 
 /// The CID prefix of `cid`: uvarint version, codec, multihash code and digest length.
@@ -288,14 +336,18 @@ pub fn cid_from_prefix(prefix: &[u8], data: &[u8]) -> Result<Cid, DecodeError> {
     let (len, _) = uvarint(rest)?;
     let mh = hash(code, data)?;
     if u64::from(mh.size()) != len && code != IDENTITY {
-        return Err(DecodeError::Prefix(format!("digest length {len} does not fit hash {code:#x}")));
+        return Err(DecodeError::Prefix(format!(
+            "digest length {len} does not fit hash {code:#x}"
+        )));
     }
     match version {
         0 if codec == DAG_PB && code == SHA2_256 => {
             Cid::new_v0(mh).map_err(|e| DecodeError::Prefix(e.to_string()))
         }
         1 => Ok(Cid::new_v1(codec, mh)),
-        v => Err(DecodeError::Prefix(format!("unsupported CID version {v} with codec {codec:#x}"))),
+        v => Err(DecodeError::Prefix(format!(
+            "unsupported CID version {v} with codec {codec:#x}"
+        ))),
     }
 }
 
@@ -341,11 +393,25 @@ mod tests {
     fn round_trip_all_fields() {
         let data = Bytes::from_static(b"hello world\n");
         let cid = raw_cid(&data);
-        assert_eq!(cid.to_string(), "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4");
+        assert_eq!(
+            cid.to_string(),
+            "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"
+        );
         let msg = Message {
             full: true,
-            wants: vec![Want::block(cid), Want::have(cid), Want::cancel(cid), Want { priority: -5, ..Want::have(cid) }],
-            blocks: vec![Block { cid, data: data.clone() }],
+            wants: vec![
+                Want::block(cid),
+                Want::have(cid),
+                Want::cancel(cid),
+                Want {
+                    priority: -5,
+                    ..Want::have(cid)
+                },
+            ],
+            blocks: vec![Block {
+                cid,
+                data: data.clone(),
+            }],
             presences: vec![(cid, Presence::Have), (cid, Presence::DontHave)],
             pending_bytes: 42,
         };
@@ -359,13 +425,22 @@ mod tests {
         let cid = Cid::new_v0(hash(SHA2_256, &data).unwrap()).unwrap();
         assert_eq!(prefix_bytes(&cid), [0, 0x70, 0x12, 0x20]);
         let got = cid_from_prefix(&prefix_bytes(&cid), &data).unwrap();
-        assert_eq!(got.to_string(), "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH");
+        assert_eq!(
+            got.to_string(),
+            "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
+        );
     }
 
     #[test]
     fn corrupted_payload_gets_a_different_cid() {
         let cid = raw_cid(b"abc");
-        let msg = Message { blocks: vec![Block { cid, data: Bytes::from_static(b"abd") }], ..Default::default() };
+        let msg = Message {
+            blocks: vec![Block {
+                cid,
+                data: Bytes::from_static(b"abd"),
+            }],
+            ..Default::default()
+        };
         let back = Message::decode(&msg.encode()).unwrap();
         assert_ne!(back.blocks[0].cid, cid);
     }
@@ -389,14 +464,20 @@ mod tests {
         put_bytes(&mut wl, 1, &e);
         let mut m = Vec::new();
         put_bytes(&mut m, 1, &wl);
-        assert!(matches!(Message::decode(&m), Err(DecodeError::CidTooLong { len: 200, .. })));
+        assert!(matches!(
+            Message::decode(&m),
+            Err(DecodeError::CidTooLong { len: 200, .. })
+        ));
         // unsupported hash in a payload prefix
         let mut blk = Vec::new();
         put_bytes(&mut blk, 1, &[1, 0x55, 0x13, 0x40]);
         put_bytes(&mut blk, 2, b"x");
         let mut m = Vec::new();
         put_bytes(&mut m, 3, &blk);
-        assert!(matches!(Message::decode(&m), Err(DecodeError::UnsupportedHash(0x13))));
+        assert!(matches!(
+            Message::decode(&m),
+            Err(DecodeError::UnsupportedHash(0x13))
+        ));
     }
 
     #[test]

@@ -31,8 +31,8 @@ use client::{BlockOutcome, Sends, Timing, Wants};
 use codec::{read_message, write_frame, ReadError, MAX_MESSAGE_SIZE};
 use message::{Message, WantType};
 use server::Ledger;
-pub use session::Session;
 use session::lock;
+pub use session::Session;
 
 /// The protocol we prefer.
 pub const PROTOCOL_1_2_0: StreamProtocol = StreamProtocol::new("/ipfs/bitswap/1.2.0");
@@ -133,9 +133,16 @@ impl Bitswap {
     ) -> Result<Bitswap, Error> {
         let mut incoming = Vec::new();
         for p in [PROTOCOL_1_2_0, PROTOCOL_1_1_0] {
-            incoming.push(control.accept(p).map_err(|_| Error::Config("bitswap protocol registered twice".into()))?);
+            incoming.push(
+                control
+                    .accept(p)
+                    .map_err(|_| Error::Config("bitswap protocol registered twice".into()))?,
+            );
         }
-        let timing = Timing { block_timeout: config.block_timeout, rebroadcast: config.rebroadcast };
+        let timing = Timing {
+            block_timeout: config.block_timeout,
+            rebroadcast: config.rebroadcast,
+        };
         let inner = Arc::new(Inner {
             inbound: Arc::new(Semaphore::new(config.max_inbound_streams)),
             config,
@@ -277,12 +284,27 @@ impl Bitswap {
         let closed = Arc::new(AtomicBool::new(false));
         let control = lock(&self.inner.control).clone();
         tokio::spawn(self.clone().write_loop(peer, control, wants_rx, answers_rx));
-        tokio::spawn(self.clone().serve_loop(peer, ledger.clone(), answers_tx, closed.clone()));
-        peers.insert(peer, PeerHandle { wants_tx: wants_tx.clone(), ledger: ledger.clone(), closed });
+        tokio::spawn(
+            self.clone()
+                .serve_loop(peer, ledger.clone(), answers_tx, closed.clone()),
+        );
+        peers.insert(
+            peer,
+            PeerHandle {
+                wants_tx: wants_tx.clone(),
+                ledger: ledger.clone(),
+                closed,
+            },
+        );
         (wants_tx, ledger)
     }
 
-    async fn read_stream(self, peer: PeerId, mut stream: libp2p::Stream, _permit: OwnedSemaphorePermit) {
+    async fn read_stream(
+        self,
+        peer: PeerId,
+        mut stream: libp2p::Stream,
+        _permit: OwnedSemaphorePermit,
+    ) {
         let mut buf = Vec::new();
         loop {
             match read_message(&mut stream, &mut buf).await {
@@ -316,7 +338,8 @@ impl Bitswap {
                 match outcome {
                     BlockOutcome::Wanted => {
                         c.blocks_received.fetch_add(1, Ordering::Relaxed);
-                        c.bytes_received.fetch_add(block.data.len() as u64, Ordering::Relaxed);
+                        c.bytes_received
+                            .fetch_add(block.data.len() as u64, Ordering::Relaxed);
                     }
                     BlockOutcome::Duplicate => {
                         c.duplicate_blocks.fetch_add(1, Ordering::Relaxed);
@@ -345,7 +368,9 @@ impl Bitswap {
         answers: mpsc::Sender<(Message, OwnedSemaphorePermit)>,
         closed: Arc<AtomicBool>,
     ) {
-        let budget = Arc::new(Semaphore::new(self.inner.config.max_outstanding_bytes_per_peer));
+        let budget = Arc::new(Semaphore::new(
+            self.inner.config.max_outstanding_bytes_per_peer,
+        ));
         let cap = self.inner.config.max_outstanding_bytes_per_peer;
         loop {
             if closed.load(Ordering::Relaxed) {
@@ -359,16 +384,19 @@ impl Bitswap {
             let l = ledger.clone();
             let corrupt = self.inner.config.corrupt_blocks;
             // store reads may touch disk: keep them off the async workers
-            let msg = match tokio::task::spawn_blocking(move || l.next_answer(&*source, corrupt)).await {
-                Ok(Some(msg)) => msg,
-                Ok(None) => continue,
-                Err(e) => {
-                    warn!(%peer, "bitswap serve task failed: {e}");
-                    break;
-                }
-            };
+            let msg =
+                match tokio::task::spawn_blocking(move || l.next_answer(&*source, corrupt)).await {
+                    Ok(Some(msg)) => msg,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        warn!(%peer, "bitswap serve task failed: {e}");
+                        break;
+                    }
+                };
             let size = msg.approx_size().clamp(1, cap) as u32;
-            let Ok(permit) = budget.clone().acquire_many_owned(size).await else { break };
+            let Ok(permit) = budget.clone().acquire_many_owned(size).await else {
+                break;
+            };
             if answers.send((msg, permit)).await.is_err() {
                 break;
             }
@@ -402,7 +430,9 @@ impl Bitswap {
                 if stream.is_none() {
                     stream = open_stream(&mut control, peer).await;
                 }
-                let Some((s, v12)) = stream.as_mut() else { break };
+                let Some((s, v12)) = stream.as_mut() else {
+                    break;
+                };
                 let bytes = encode_for(&msg, *v12);
                 match write_frame(s, &bytes).await {
                     Ok(()) => {
@@ -422,7 +452,8 @@ impl Bitswap {
                 break;
             }
             let c = &self.inner.counters;
-            c.blocks_sent.fetch_add(msg.blocks.len() as u64, Ordering::Relaxed);
+            c.blocks_sent
+                .fetch_add(msg.blocks.len() as u64, Ordering::Relaxed);
             let bytes: usize = msg.blocks.iter().map(|b| b.data.len()).sum();
             c.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
             trace!(%peer, blocks = msg.blocks.len(), wants = msg.wants.len(), "bitswap message sent");
@@ -434,7 +465,11 @@ impl Bitswap {
             h.closed.store(true, Ordering::Relaxed);
             h.ledger.notify.notify_one();
         }
-        let connected: HashSet<PeerId> = self.connected().into_iter().filter(|p| *p != peer).collect();
+        let connected: HashSet<PeerId> = self
+            .connected()
+            .into_iter()
+            .filter(|p| *p != peer)
+            .collect();
         let sends = lock(&self.inner.wants).on_disconnect(peer, &connected, Instant::now());
         self.dispatch(sends);
     }
@@ -454,7 +489,10 @@ impl Drop for AbandonGuard<'_> {
 }
 
 /// Opens our outbound stream to `peer`, preferring 1.2.0. Returns the stream and whether it is 1.2.0.
-async fn open_stream(control: &mut libp2p_stream::Control, peer: PeerId) -> Option<(libp2p::Stream, bool)> {
+async fn open_stream(
+    control: &mut libp2p_stream::Control,
+    peer: PeerId,
+) -> Option<(libp2p::Stream, bool)> {
     for (proto, v12) in [(PROTOCOL_1_2_0, true), (PROTOCOL_1_1_0, false)] {
         match control.open_stream(peer, proto).await {
             Ok(s) => return Some((s, v12)),

@@ -38,7 +38,9 @@ impl Ledger {
                 q.retain(|x| x.cid != w.cid);
                 continue;
             }
-            if q.iter().any(|x| x.cid == w.cid && x.want_type == w.want_type) {
+            if q.iter()
+                .any(|x| x.cid == w.cid && x.want_type == w.want_type)
+            {
                 continue;
             }
             if q.len() >= max_wants {
@@ -58,7 +60,9 @@ impl Ledger {
         let mut msg = Message::default();
         let mut size = 0;
         loop {
-            let Some(want) = lock(&self.queue).pop_front() else { break };
+            let Some(want) = lock(&self.queue).pop_front() else {
+                break;
+            };
             answer(&want, source, corrupt, &mut msg, &mut size);
             if size >= TARGET_MESSAGE_SIZE {
                 break;
@@ -72,13 +76,22 @@ impl Ledger {
     }
 }
 
-fn answer(want: &Want, source: &dyn BlockSource, corrupt: bool, msg: &mut Message, size: &mut usize) {
+fn answer(
+    want: &Want,
+    source: &dyn BlockSource,
+    corrupt: bool,
+    msg: &mut Message,
+    size: &mut usize,
+) {
     let cid = want.cid;
     match want.want_type {
         WantType::Block => match source.get(&cid) {
             Some(data) => {
                 *size += data.len();
-                msg.blocks.push(Block { cid, data: maybe_corrupt(data, corrupt) });
+                msg.blocks.push(Block {
+                    cid,
+                    data: maybe_corrupt(data, corrupt),
+                });
             }
             None if want.send_dont_have => msg.presences.push((cid, Presence::DontHave)),
             None => {}
@@ -93,7 +106,10 @@ fn answer(want: &Want, source: &dyn BlockSource, corrupt: bool, msg: &mut Messag
             match source.get(&cid) {
                 Some(data) if data.len() <= WANT_HAVE_REPLACE_SIZE => {
                     *size += data.len();
-                    msg.blocks.push(Block { cid, data: maybe_corrupt(data, corrupt) });
+                    msg.blocks.push(Block {
+                        cid,
+                        data: maybe_corrupt(data, corrupt),
+                    });
                 }
                 _ => msg.presences.push((cid, Presence::Have)),
             }
@@ -148,13 +164,25 @@ mod tests {
         let l = Ledger::default();
         let dropped = l.apply(
             false,
-            vec![Want::have(cid(&small)), Want::have(cid(&big)), Want::block(cid(&big)), Want::have(missing)],
+            vec![
+                Want::have(cid(&small)),
+                Want::have(cid(&big)),
+                Want::block(cid(&big)),
+                Want::have(missing),
+            ],
             100,
         );
         assert_eq!(dropped, 0);
         let m = l.next_answer(&src, false).unwrap();
-        assert_eq!(m.blocks.len(), 2, "small block replaces HAVE; big block sent");
-        assert_eq!(m.presences, vec![(cid(&big), Presence::Have), (missing, Presence::DontHave)]);
+        assert_eq!(
+            m.blocks.len(),
+            2,
+            "small block replaces HAVE; big block sent"
+        );
+        assert_eq!(
+            m.presences,
+            vec![(cid(&big), Presence::Have), (missing, Presence::DontHave)]
+        );
         assert!(l.next_answer(&src, false).is_none());
     }
 
@@ -162,7 +190,14 @@ mod tests {
     fn cancel_full_and_cap() {
         let l = Ledger::default();
         let (a, b, c) = (cid(b"a"), cid(b"b"), cid(b"c"));
-        assert_eq!(l.apply(false, vec![Want::block(a), Want::block(b), Want::block(c)], 2), 1);
+        assert_eq!(
+            l.apply(
+                false,
+                vec![Want::block(a), Want::block(b), Want::block(c)],
+                2
+            ),
+            1
+        );
         l.apply(false, vec![Want::cancel(a)], 2);
         let src = Map(HashMap::new());
         let m = l.next_answer(&src, false).unwrap();

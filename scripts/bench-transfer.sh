@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Transfer benchmark: SIZE_MIB (default 256) of random data from node A to node B over loopback
+# in a private swarm. Prints MB/s for `add` on A and `cat` on B, the ratio of the transfer to
+# `cat` of the same file from local disk (measured in the same run), and each daemon's peak RSS
+# and repo disk use. Usage: scripts/bench-transfer.sh [SIZE_MIB]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZE_MIB=${1:-256}
+cargo build --release --quiet
+BIN=$PWD/target/release/cidfs
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"$BIN" keygen > "$WORK/swarm.key"
+chmod 600 "$WORK/swarm.key"
+
+# start_node NAME [extra daemon args...]: starts a daemon, waits (bounded) until it is ready
+start_node() {
+    local name=$1; shift
+    mkdir -p "$WORK/$name"
+    cp "$WORK/swarm.key" "$WORK/$name/swarm.key"
+    RUST_LOG=info "$BIN" --repo "$WORK/$name" daemon --listen /ip4/127.0.0.1/tcp/0 \
+        --api-listen 127.0.0.1:0 --no-mdns "$@" 2> "$WORK/$name.log" &
+    PIDS+=($!)
+    eval "${name}_PID=$!"
+    for _ in $(seq 1 300); do
+        if grep -q "daemon is ready" "$WORK/$name.log" && grep -q "listening on /ip4/127.0.0.1" "$WORK/$name.log"; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "node $name did not start:" >&2; cat "$WORK/$name.log" >&2; exit 1
+}
+
+now() { date +%s.%N; }
+mbps() { python3 -c "import sys; b=$1; t=$2; print(f'{b/t/1e6:.0f}')"; }
+cpu_s() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"; }
+rss_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+
+head -c $((SIZE_MIB << 20)) /dev/urandom > "$WORK/data"
+BYTES=$((SIZE_MIB << 20))
+
+start_node a
+ADDR_A=$(grep -o "listening on /ip4/127.0.0.1/tcp/[0-9]*/p2p/[A-Za-z0-9]*" "$WORK/a.log" | head -1 | cut -d' ' -f3)
+start_node b --peer "$ADDR_A"
+
+t0=$(now); CID=$("$BIN" --repo "$WORK/a" add -q "$WORK/data"); t1=$(now)
+ADD_T=$(python3 -c "print($t1-$t0)")
+
+# baseline: the same bytes read from the local file (page cache warm, as the daemon's store is)
+cat "$WORK/data" > /dev/null
+t0=$(now); cat "$WORK/data" > /dev/null; t1=$(now)
+LOCAL_T=$(python3 -c "print($t1-$t0)")
+
+# PROFILE=1: record where both daemons spend CPU during the transfer (perf, call graphs)
+if [ "${PROFILE:-0}" = 1 ]; then
+    perf record -F 1999 -g -o /tmp/cidfs-perf-b.data -p "$b_PID" 2>/dev/null & PERF_B=$!
+    perf record -F 1999 -g -o /tmp/cidfs-perf-a.data -p "$a_PID" 2>/dev/null & PERF_A=$!
+    sleep 1
+fi
+CPU_A0=$(cpu_s "$a_PID"); CPU_B0=$(cpu_s "$b_PID")
+t0=$(now); "$BIN" --repo "$WORK/b" cat "$CID" > "$WORK/out"; t1=$(now)
+CPU_A=$(python3 -c "print(f'{$(cpu_s "$a_PID")-$CPU_A0:.2f}')"); CPU_B=$(python3 -c "print(f'{$(cpu_s "$b_PID")-$CPU_B0:.2f}')")
+if [ "${PROFILE:-0}" = 1 ]; then
+    kill -INT $PERF_A $PERF_B; wait $PERF_A $PERF_B 2>/dev/null || true
+    for n in a b; do
+        echo "== perf top symbols, node $n"
+        perf report -i "/tmp/cidfs-perf-$n.data" --no-children --sort dso,symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -25
+    done
+fi
+XFER_T=$(python3 -c "print($t1-$t0)")
+cmp -s "$WORK/data" "$WORK/out" || { echo "transfer corrupted the data" >&2; exit 1; }
+
+# second read on B: served from B's own store
+t0=$(now); "$BIN" --repo "$WORK/b" cat "$CID" > /dev/null; t1=$(now)
+LOCALSTORE_T=$(python3 -c "print($t1-$t0)")
+
+echo "cidfs bench-transfer: $SIZE_MIB MiB, CID $CID"
+printf "%-38s %8s MB/s\n" "add on A (chunk, hash, sled put)" "$(mbps $BYTES $ADD_T)"
+printf "%-38s %8s MB/s\n" "cat on B, fetched from A (bitswap)" "$(mbps $BYTES $XFER_T)"
+printf "%-38s %8s MB/s\n" "cat on B again (from B's store)" "$(mbps $BYTES $LOCALSTORE_T)"
+printf "%-38s %8s MB/s\n" "baseline: cat of the local file" "$(mbps $BYTES $LOCAL_T)"
+echo "ratio transfer / local file: $(python3 -c "print(f'{$LOCAL_T/$XFER_T:.3f}')")"
+echo "CPU during the transfer ($(python3 -c "print(f'{$XFER_T:.2f}')") s): A ${CPU_A} s, B ${CPU_B} s"
+echo "peak RSS: A $(rss_mib "$a_PID") MiB, B $(rss_mib "$b_PID") MiB"
+echo "repo disk use: A $(du -sm "$WORK/a" | cut -f1) MiB, B $(du -sm "$WORK/b" | cut -f1) MiB (data $SIZE_MIB MiB)"
