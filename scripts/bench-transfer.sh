@@ -13,7 +13,7 @@ PIDS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
+    [ -n "${KEEP:-}" ] && cp "$WORK"/*.log /tmp/ ; rm -rf "$WORK"
 }
 trap cleanup EXIT
 
@@ -25,7 +25,7 @@ start_node() {
     local name=$1; shift
     mkdir -p "$WORK/$name"
     cp "$WORK/swarm.key" "$WORK/$name/swarm.key"
-    RUST_LOG=info "$BIN" --repo "$WORK/$name" daemon --listen /ip4/127.0.0.1/tcp/0 \
+    RUST_LOG=${BENCH_LOG:-info} "$BIN" --repo "$WORK/$name" daemon --listen /ip4/127.0.0.1/tcp/0 \
         --api-listen 127.0.0.1:0 --no-mdns "$@" 2> "$WORK/$name.log" &
     PIDS+=($!)
     eval "${name}_PID=$!"

@@ -5,14 +5,16 @@
 //! - `pins`: CID bytes → empty (recursive pin roots);
 //! - `meta`: `stat` → 16 bytes (block count, total bytes; both u64 big-endian).
 //!
-//! `put` and `delete` change `blocks` and `meta` in one sled transaction, so the counters stay
-//! exact across crashes and restarts. A database without counters (created before they existed)
-//! is counted once on open.
+//! `put` inserts with a compare-and-swap (so concurrent puts of one block count it once) and then
+//! bumps the counters with sled's atomic `update_and_fetch`: no transaction, so concurrent puts
+//! of different blocks never conflict. `meta/clean` is 1 only after a [`Blocks::flush`] with no
+//! write since; a store opened after a crash (or without counters) is recounted once.
 
 use std::path::Path;
 
-use ::sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
-use ::sled::{Db, Transactional, Tree};
+use ::sled::{Db, Tree};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use bytes::Bytes;
 use cid::Cid;
 
@@ -22,6 +24,10 @@ const BLOCKS_TREE: &str = "blocks";
 const PINS_TREE: &str = "pins";
 const META_TREE: &str = "meta";
 const STAT_KEY: &[u8] = b"stat";
+const CLEAN_KEY: &[u8] = b"clean";
+/// sled stores values over segment_size / 4 as separate files; 8 MiB segments keep every block
+/// (at most 2 MiB) inside the log, which halves the bytes written per block.
+const SEGMENT_SIZE: usize = 8 << 20;
 
 /// A sled-backed block store. Cheap to share behind an `Arc`; all methods take `&self`.
 #[derive(Debug, Clone)]
@@ -30,6 +36,8 @@ pub struct SledStore {
     blocks: Tree,
     pins: Tree,
     meta: Tree,
+    /// Whether `meta/clean` has been cleared since the last flush.
+    dirty: Arc<AtomicBool>,
 }
 
 impl SledStore {
@@ -40,6 +48,7 @@ impl SledStore {
             .path(path)
             .cache_capacity(cache_capacity_bytes)
             .mode(::sled::Mode::HighThroughput)
+            .segment_size(SEGMENT_SIZE)
             .open()
             .map_err(|source| Error::Open {
                 path: path.to_owned(),
@@ -50,8 +59,10 @@ impl SledStore {
             pins: db.open_tree(PINS_TREE)?,
             meta: db.open_tree(META_TREE)?,
             db,
+            dirty: Arc::new(AtomicBool::new(false)),
         };
-        if store.meta.get(STAT_KEY)?.is_none() {
+        let clean = store.meta.get(CLEAN_KEY)?.is_some_and(|v| v.as_ref() == [1]);
+        if !clean || store.meta.get(STAT_KEY)?.is_none() {
             store.recount()?;
         }
         Ok(store)
@@ -66,6 +77,7 @@ impl SledStore {
             stat.bytes += value.len() as u64;
         }
         self.meta.insert(STAT_KEY, &encode_stat(stat)[..])?;
+        self.meta.insert(CLEAN_KEY, &[1u8][..])?;
         tracing::info!(
             blocks = stat.blocks,
             bytes = stat.bytes,
@@ -74,32 +86,37 @@ impl SledStore {
         Ok(())
     }
 
-    /// Runs `f` in a transaction over `blocks` and `meta`, with the current counters.
-    fn update<T>(
-        &self,
-        f: impl Fn(&TransactionalTree, &mut StoreStat) -> Result<T, TxError>,
-    ) -> Result<T, Error> {
-        (&self.blocks, &self.meta)
-            .transaction(|(blocks, meta)| {
-                let mut stat = match meta.get(STAT_KEY)? {
-                    Some(raw) => decode_stat(&raw).map_err(ConflictableTransactionError::Abort)?,
-                    None => StoreStat::default(),
-                };
-                let before = stat;
-                let out = f(blocks, &mut stat)?;
-                if stat != before {
-                    meta.insert(STAT_KEY, &encode_stat(stat)[..])?;
+    /// Adds `(blocks, bytes)` to the counters atomically (negative to remove).
+    fn add_stat(&self, blocks: i64, bytes: i64) -> Result<(), Error> {
+        self.mark_dirty()?;
+        let mut bad = None;
+        self.meta.update_and_fetch(STAT_KEY, |old| {
+            let mut stat = match old.map(decode_stat) {
+                Some(Ok(stat)) => stat,
+                Some(Err(e)) => {
+                    bad = Some(e);
+                    StoreStat::default()
                 }
-                Ok(out)
-            })
-            .map_err(|e| match e {
-                TransactionError::Abort(e) => e,
-                TransactionError::Storage(e) => Error::Io(e),
-            })
+                None => StoreStat::default(),
+            };
+            stat.blocks = stat.blocks.saturating_add_signed(blocks);
+            stat.bytes = stat.bytes.saturating_add_signed(bytes);
+            Some(encode_stat(stat).to_vec())
+        })?;
+        match bad {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Clears `meta/clean` before the first write after a flush.
+    fn mark_dirty(&self) -> Result<(), Error> {
+        if !self.dirty.swap(true, Ordering::AcqRel) {
+            self.meta.insert(CLEAN_KEY, &[0u8][..])?;
+        }
+        Ok(())
     }
 }
-
-type TxError = ConflictableTransactionError<Error>;
 
 fn encode_stat(stat: StoreStat) -> [u8; 16] {
     let mut out = [0; 16];
@@ -137,14 +154,11 @@ impl Blocks for SledStore {
         if self.blocks.contains_key(&key)? {
             return Ok(());
         }
-        self.update(|blocks, stat| {
-            if blocks.get(&key)?.is_none() {
-                blocks.insert(key.as_slice(), data)?;
-                stat.blocks += 1;
-                stat.bytes += data.len() as u64;
-            }
-            Ok(())
-        })
+        self.mark_dirty()?;
+        match self.blocks.compare_and_swap(key, None::<&[u8]>, Some(data))? {
+            Ok(()) => self.add_stat(1, data.len() as i64),
+            Err(_) => Ok(()), // stored by a concurrent put
+        }
     }
 
     fn delete(&self, cid: &Cid) -> Result<(), Error> {
@@ -152,13 +166,11 @@ impl Blocks for SledStore {
         if !self.blocks.contains_key(&key)? {
             return Ok(());
         }
-        self.update(|blocks, stat| {
-            if let Some(old) = blocks.remove(key.as_slice())? {
-                stat.blocks = stat.blocks.saturating_sub(1);
-                stat.bytes = stat.bytes.saturating_sub(old.len() as u64);
-            }
-            Ok(())
-        })
+        self.mark_dirty()?;
+        match self.blocks.remove(key.as_slice())? {
+            Some(old) => self.add_stat(-1, -(old.len() as i64)),
+            None => Ok(()),
+        }
     }
 
     fn cids(&self) -> Result<Vec<Cid>, Error> {
@@ -195,6 +207,10 @@ impl Blocks for SledStore {
 
     fn flush(&self) -> Result<(), Error> {
         self.db.flush()?;
+        if self.dirty.swap(false, Ordering::AcqRel) {
+            self.meta.insert(CLEAN_KEY, &[1u8][..])?;
+            self.db.flush()?;
+        }
         Ok(())
     }
 }
