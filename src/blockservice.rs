@@ -47,8 +47,8 @@ impl BlockService {
         let data = net.get_block(cid, session).await?;
         let store = self.store.clone();
         let stored = data.clone();
-        // put() hashes the bytes again: nothing reaches the store unverified
-        tokio::task::spawn_blocking(move || store.put(&cid, &stored))
+        // bitswap computed `cid` from these bytes, and get_block returns only the CID asked for
+        tokio::task::spawn_blocking(move || store.put_hashed(&cid, &stored))
             .await
             .context("block store task failed")?
             .with_context(|| format!("storing fetched block {cid}"))?;

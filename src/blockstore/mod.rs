@@ -96,6 +96,12 @@ pub trait Blocks: Send + Sync + 'static {
     /// Verifies that `data` hashes to `cid` (see [`verify`]) before storing it; storing a block
     /// twice is a no-op.
     fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), Error>;
+    /// Stores a block whose CID the caller has just computed from these very bytes (bitswap
+    /// rebuilds every received block's CID by hashing it), so hashing it again is skipped.
+    /// Anything else must call [`Blocks::put`].
+    fn put_hashed(&self, cid: &Cid, data: &[u8]) -> Result<(), Error> {
+        self.put(cid, data)
+    }
     /// Removes the block; removing a missing block is a no-op.
     fn delete(&self, cid: &Cid) -> Result<(), Error>;
     /// Every stored CID.

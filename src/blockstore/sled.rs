@@ -13,10 +13,10 @@
 use std::path::Path;
 
 use ::sled::{Db, Tree};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use bytes::Bytes;
 use cid::Cid;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use super::{verify, Blocks, Error, StoreStat};
 
@@ -61,7 +61,10 @@ impl SledStore {
             db,
             dirty: Arc::new(AtomicBool::new(false)),
         };
-        let clean = store.meta.get(CLEAN_KEY)?.is_some_and(|v| v.as_ref() == [1]);
+        let clean = store
+            .meta
+            .get(CLEAN_KEY)?
+            .is_some_and(|v| v.as_ref() == [1]);
         if !clean || store.meta.get(STAT_KEY)?.is_none() {
             store.recount()?;
         }
@@ -150,12 +153,19 @@ impl Blocks for SledStore {
 
     fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), Error> {
         verify(cid, data)?;
+        self.put_hashed(cid, data)
+    }
+
+    fn put_hashed(&self, cid: &Cid, data: &[u8]) -> Result<(), Error> {
         let key = cid.to_bytes();
         if self.blocks.contains_key(&key)? {
             return Ok(());
         }
         self.mark_dirty()?;
-        match self.blocks.compare_and_swap(key, None::<&[u8]>, Some(data))? {
+        match self
+            .blocks
+            .compare_and_swap(key, None::<&[u8]>, Some(data))?
+        {
             Ok(()) => self.add_stat(1, data.len() as i64),
             Err(_) => Ok(()), // stored by a concurrent put
         }

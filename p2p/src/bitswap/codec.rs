@@ -29,10 +29,7 @@ pub enum ReadError {
 }
 
 /// Reads one message. Cancel-safe only between frames (do not drop it mid-frame).
-pub async fn read_message<R: AsyncRead + Unpin>(
-    io: &mut R,
-    buf: &mut Vec<u8>,
-) -> Result<Message, ReadError> {
+pub async fn read_message<R: AsyncRead + Unpin>(io: &mut R) -> Result<Message, ReadError> {
     let len = match unsigned_varint::aio::read_usize(&mut *io).await {
         Ok(len) => len,
         Err(unsigned_varint::io::ReadError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
@@ -44,10 +41,10 @@ pub async fn read_message<R: AsyncRead + Unpin>(
     if len > MAX_MESSAGE_SIZE {
         return Err(ReadError::TooLarge(len));
     }
-    buf.clear();
-    buf.resize(len, 0);
-    io.read_exact(buf).await?;
-    let msg = Message::decode(buf)?;
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
+    // blocks are slices of this one buffer: no copy per block
+    let msg = Message::decode_bytes(bytes::Bytes::from(buf))?;
     if let Some(b) = msg.blocks.iter().find(|b| b.data.len() > MAX_BLOCK_SIZE) {
         return Err(ReadError::BlockTooLarge(b.data.len()));
     }
@@ -84,29 +81,22 @@ mod tests {
         write_frame(&mut wire, &msg.encode()).await.unwrap();
         write_frame(&mut wire, &msg.encode()).await.unwrap();
         let mut r = Cursor::new(wire.into_inner());
-        let mut buf = Vec::new();
-        assert_eq!(read_message(&mut r, &mut buf).await.unwrap(), msg);
-        assert_eq!(read_message(&mut r, &mut buf).await.unwrap(), msg);
-        assert!(matches!(
-            read_message(&mut r, &mut buf).await,
-            Err(ReadError::Closed)
-        ));
+        assert_eq!(read_message(&mut r).await.unwrap(), msg);
+        assert_eq!(read_message(&mut r).await.unwrap(), msg);
+        assert!(matches!(read_message(&mut r).await, Err(ReadError::Closed)));
 
         // a length prefix over 4 MiB is refused without reading the body
         let mut b = unsigned_varint::encode::usize_buffer();
         let big = unsigned_varint::encode::usize(MAX_MESSAGE_SIZE + 1, &mut b).to_vec();
         let mut r = Cursor::new(big);
         assert!(matches!(
-            read_message(&mut r, &mut buf).await,
+            read_message(&mut r).await,
             Err(ReadError::TooLarge(_))
         ));
 
         // truncated body
         let mut r = Cursor::new(vec![10, 1, 2]);
-        assert!(matches!(
-            read_message(&mut r, &mut buf).await,
-            Err(ReadError::Io(_))
-        ));
+        assert!(matches!(read_message(&mut r).await, Err(ReadError::Io(_))));
 
         // an oversize block inside a legal message
         let data = bytes::Bytes::from(vec![7u8; MAX_BLOCK_SIZE + 1]);
@@ -119,7 +109,7 @@ mod tests {
         write_frame(&mut wire, &m.encode()).await.unwrap();
         let mut r = Cursor::new(wire.into_inner());
         assert!(matches!(
-            read_message(&mut r, &mut buf).await,
+            read_message(&mut r).await,
             Err(ReadError::BlockTooLarge(_))
         ));
     }

@@ -173,6 +173,12 @@ impl Message {
 
     /// Decodes any bitswap version's message; unknown fields are skipped.
     pub fn decode(buf: &[u8]) -> Result<Message, DecodeError> {
+        Message::decode_bytes(Bytes::copy_from_slice(buf))
+    }
+
+    /// Like [`Message::decode`], with block data sharing `whole`'s allocation.
+    pub fn decode_bytes(whole: Bytes) -> Result<Message, DecodeError> {
+        let buf: &[u8] = &whole;
         let mut msg = Message::default();
         let mut r = BytesReader::from_bytes(buf);
         while !r.is_eof() {
@@ -189,12 +195,16 @@ impl Message {
                     let cid = Cid::new_v0(mh).map_err(|e| DecodeError::Prefix(e.to_string()))?;
                     msg.blocks.push(Block {
                         cid,
-                        data: Bytes::copy_from_slice(data),
+                        data: whole.slice_ref(data),
                     });
                 }
                 26 => {
                     let blk = r.read_bytes(buf)?;
-                    msg.blocks.push(decode_payload(blk)?);
+                    let (cid, data) = decode_payload(blk)?;
+                    msg.blocks.push(Block {
+                        cid,
+                        data: whole.slice_ref(data),
+                    });
                 }
                 34 => {
                     let bp = r.read_bytes(buf)?;
@@ -281,7 +291,7 @@ fn decode_presence(buf: &[u8]) -> Result<(Cid, Presence), DecodeError> {
     Ok((cid, presence))
 }
 
-fn decode_payload(buf: &[u8]) -> Result<Block, DecodeError> {
+fn decode_payload(buf: &[u8]) -> Result<(Cid, &[u8]), DecodeError> {
     let mut r = BytesReader::from_bytes(buf);
     let mut prefix: &[u8] = &[];
     let mut data: &[u8] = &[];
@@ -293,10 +303,7 @@ fn decode_payload(buf: &[u8]) -> Result<Block, DecodeError> {
         }
     }
     let cid = cid_from_prefix(prefix, data)?;
-    Ok(Block {
-        cid,
-        data: Bytes::copy_from_slice(data),
-    })
+    Ok((cid, data))
 }
 
 fn parse_cid(bytes: &[u8], field: &'static str) -> Result<Cid, DecodeError> {

@@ -34,6 +34,9 @@ use server::Ledger;
 use session::lock;
 pub use session::Session;
 
+/// Streams per peer that carry our answers (blocks), besides the one for our wants.
+const ANSWER_STREAMS: usize = 4;
+
 /// The protocol we prefer.
 pub const PROTOCOL_1_2_0: StreamProtocol = StreamProtocol::new("/ipfs/bitswap/1.2.0");
 /// The older protocol (no HAVE / DONT_HAVE) still spoken by some peers.
@@ -305,9 +308,8 @@ impl Bitswap {
         mut stream: libp2p::Stream,
         _permit: OwnedSemaphorePermit,
     ) {
-        let mut buf = Vec::new();
         loop {
-            match read_message(&mut stream, &mut buf).await {
+            match read_message(&mut stream).await {
                 Ok(msg) => self.handle_message(peer, msg),
                 Err(ReadError::Closed) => break,
                 Err(ReadError::Io(e)) => {
@@ -403,21 +405,41 @@ impl Bitswap {
         }
     }
 
+    /// Writes our wants on one stream and our answers on [`ANSWER_STREAMS`] more, so one
+    /// stream's flow-control window never stalls the blocks behind it.
     async fn write_loop(
         self,
         peer: PeerId,
-        mut control: libp2p_stream::Control,
+        control: libp2p_stream::Control,
         mut wants: mpsc::Receiver<Message>,
-        mut answers: mpsc::Receiver<(Message, OwnedSemaphorePermit)>,
+        answers: mpsc::Receiver<(Message, OwnedSemaphorePermit)>,
     ) {
-        let mut stream: Option<(libp2p::Stream, bool)> = None;
-        loop {
-            let (mut msg, permit) = tokio::select! {
-                biased;
-                Some(m) = wants.recv() => (m, None),
-                Some((m, p)) = answers.recv() => (m, Some(p)),
-                else => break,
+        let answers = Arc::new(tokio::sync::Mutex::new(answers));
+        for _ in 0..ANSWER_STREAMS {
+            let (bs, answers) = (self.clone(), answers.clone());
+            let mut out = Outbound {
+                peer,
+                control: control.clone(),
+                stream: None,
             };
+            tokio::spawn(async move {
+                loop {
+                    let next = answers.lock().await.recv().await;
+                    let Some((msg, permit)) = next else { break };
+                    let sent = out.send(&msg).await;
+                    drop(permit);
+                    if !bs.sent(peer, &msg, sent) {
+                        break;
+                    }
+                }
+            });
+        }
+        let mut out = Outbound {
+            peer,
+            control,
+            stream: None,
+        };
+        while let Some(mut msg) = wants.recv().await {
             // coalesce queued wants into this message
             while msg.approx_size() < MAX_MESSAGE_SIZE / 2 {
                 match wants.try_recv() {
@@ -425,39 +447,27 @@ impl Bitswap {
                     Err(_) => break,
                 }
             }
-            let mut sent = false;
-            for attempt in 0..2 {
-                if stream.is_none() {
-                    stream = open_stream(&mut control, peer).await;
-                }
-                let Some((s, v12)) = stream.as_mut() else {
-                    break;
-                };
-                let bytes = encode_for(&msg, *v12);
-                match write_frame(s, &bytes).await {
-                    Ok(()) => {
-                        sent = true;
-                        break;
-                    }
-                    Err(e) => {
-                        debug!(%peer, attempt, "bitswap write failed: {e}");
-                        stream = None;
-                    }
-                }
-            }
-            drop(permit);
-            if !sent {
-                debug!(%peer, "cannot reach peer over bitswap; moving its wants elsewhere");
-                self.peer_unreachable(peer);
+            let sent = out.send(&msg).await;
+            if !self.sent(peer, &msg, sent) {
                 break;
             }
-            let c = &self.inner.counters;
-            c.blocks_sent
-                .fetch_add(msg.blocks.len() as u64, Ordering::Relaxed);
-            let bytes: usize = msg.blocks.iter().map(|b| b.data.len()).sum();
-            c.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
-            trace!(%peer, blocks = msg.blocks.len(), wants = msg.wants.len(), "bitswap message sent");
         }
+    }
+
+    /// Counts a sent message, or gives up on an unreachable peer. Returns whether to go on.
+    fn sent(&self, peer: PeerId, msg: &Message, sent: bool) -> bool {
+        if !sent {
+            debug!(%peer, "cannot reach peer over bitswap; moving its wants elsewhere");
+            self.peer_unreachable(peer);
+            return false;
+        }
+        let c = &self.inner.counters;
+        c.blocks_sent
+            .fetch_add(msg.blocks.len() as u64, Ordering::Relaxed);
+        let bytes: usize = msg.blocks.iter().map(|b| b.data.len()).sum();
+        c.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+        trace!(%peer, blocks = msg.blocks.len(), wants = msg.wants.len(), "bitswap message sent");
+        true
     }
 
     fn peer_unreachable(&self, peer: PeerId) {
@@ -485,6 +495,36 @@ impl Drop for AbandonGuard<'_> {
     fn drop(&mut self) {
         let sends = lock(&self.bitswap.inner.wants).abandon(&self.cid);
         self.bitswap.dispatch(sends);
+    }
+}
+
+/// One outbound stream to a peer, opened on first use and reopened once after a failure.
+struct Outbound {
+    peer: PeerId,
+    control: libp2p_stream::Control,
+    /// The stream and whether it speaks 1.2.0.
+    stream: Option<(libp2p::Stream, bool)>,
+}
+
+impl Outbound {
+    /// Writes `msg`; `false` when the peer cannot be reached twice in a row.
+    async fn send(&mut self, msg: &Message) -> bool {
+        for attempt in 0..2 {
+            if self.stream.is_none() {
+                self.stream = open_stream(&mut self.control, self.peer).await;
+            }
+            let Some((s, v12)) = self.stream.as_mut() else {
+                return false;
+            };
+            match write_frame(s, &encode_for(msg, *v12)).await {
+                Ok(()) => return true,
+                Err(e) => {
+                    debug!(peer = %self.peer, attempt, "bitswap write failed: {e}");
+                    self.stream = None;
+                }
+            }
+        }
+        false
     }
 }
 
