@@ -47,6 +47,9 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
     if let Some(t) = o.fetch_timeout_secs {
         config.bitswap.fetch_timeout_secs = t;
     }
+    config
+        .validate()
+        .context("invalid settings (config file plus command-line flags)")?;
     let force_pnet = std::env::var("LIBP2P_FORCE_PNET").is_ok_and(|v| v == "1");
     let swarm_key = repo.swarm_key(o.swarm_key.as_deref(), &config.swarm.swarm_key)?;
     if force_pnet && swarm_key.is_none() {

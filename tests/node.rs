@@ -246,3 +246,42 @@ fn e_mdns_discovers_peers_on_a_lan() {
     let cid = a.add(&data);
     assert_eq!(sha256(&b.ok(&["cat", &cid])), sha256(&data));
 }
+
+/// Malformed input over the API and the CLI gets a clear error in kubo's JSON shape.
+#[test]
+fn h_bad_input_gets_clear_errors() {
+    let a = Daemon::start(Opts::default());
+    let cid = a.add(b"hello");
+    let (s, v) = a.rpc("cat", "arg=bafy-not-a-cid");
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["Type"], "error");
+    assert!(
+        v["Message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid CID \"bafy-not-a-cid\""),
+        "{v}"
+    );
+    let (s, v) = a.rpc("cat", "");
+    assert_eq!((s, v["Code"].as_u64()), (400, Some(1)), "{v}");
+    assert!(v["Message"].as_str().unwrap().contains("argument"), "{v}");
+    let (s, v) = a.rpc("cat", &format!("arg={cid}&offset=-1"));
+    assert_eq!(s, 400, "{v}");
+    assert!(v["Message"].as_str().unwrap().contains("offset"), "{v}");
+    let (s, v) = a.rpc("cat", &format!("arg=/ipfs/{cid}/etc/passwd"));
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = a.rpc("no/such/command", "");
+    assert_eq!(s, 404, "{v}");
+    assert_eq!(v["Type"], "error");
+    let (s, v) = a.rpc("add", "cid-version=7");
+    assert_eq!(s, 400, "{v}");
+    let out = a.cli(&["cat", "Qm-truncated"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid CID"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // the daemon is still fine
+    assert_eq!(a.ok(&["cat", &cid]), b"hello");
+}

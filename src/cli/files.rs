@@ -110,7 +110,8 @@ pub async fn add_only_hash(a: &AddArgs) -> anyhow::Result<()> {
 }
 
 pub async fn cat(api: &ApiClient, a: &CatArgs) -> anyhow::Result<()> {
-    let mut params = vec![("arg", a.cid.clone()), ("offset", a.offset.to_string())];
+    let cid = crate::cidref::parse(&a.cid)?;
+    let mut params = vec![("arg", cid.to_string()), ("offset", a.offset.to_string())];
     if let Some(l) = a.length {
         params.push(("length", l.to_string()));
     }
@@ -137,6 +138,7 @@ pub async fn cat(api: &ApiClient, a: &CatArgs) -> anyhow::Result<()> {
 pub async fn block(api: &ApiClient, cmd: BlockCommand) -> anyhow::Result<()> {
     match cmd {
         BlockCommand::Get { cid } => {
+            let cid = crate::cidref::parse(&cid)?.to_string();
             let data = api
                 .post("block/get", &[("arg", cid)], None)
                 .await?
@@ -162,6 +164,7 @@ pub async fn block(api: &ApiClient, cmd: BlockCommand) -> anyhow::Result<()> {
             println!("{}", v["Key"].as_str().unwrap_or_default());
         }
         BlockCommand::Stat { cid } => {
+            let cid = crate::cidref::parse(&cid)?.to_string();
             let v = api.json("block/stat", &[("arg", cid)]).await?;
             println!(
                 "Key: {}\nSize: {}",
