@@ -38,6 +38,17 @@ fn a_private_swarm_transfers_64_mib() {
     assert_eq!(sha256(&got), sha256(&data));
     assert!(stat_u64(&a, "BlocksSent") >= 256, "A served the leaves");
     assert!(stat_u64(&b, "BlocksFetched") >= 257);
+    let (status, body) = crate::util::http(a.api, "GET", "/metrics");
+    let metrics = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("# TYPE cidfs_bytes_sent_total counter"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("cidfs_blocks_sent_total 0\n"),
+        "{metrics}"
+    );
 }
 
 /// (b) 1 byte at offset 40 MiB of a fresh 64 MiB file: B fetches the root, the interior node on
@@ -284,4 +295,78 @@ fn h_bad_input_gets_clear_errors() {
     );
     // the daemon is still fine
     assert_eq!(a.ok(&["cat", &cid]), b"hello");
+}
+
+/// A peer that vanishes mid-transfer: B's wants move to the other peer and the file arrives whole.
+#[test]
+fn i_peer_vanishing_mid_transfer_is_survived() {
+    let key = swarm_key();
+    let a = Daemon::start(Opts {
+        swarm_key: Some(key.clone()),
+        ..Default::default()
+    });
+    let c = Daemon::start(Opts {
+        swarm_key: Some(key.clone()),
+        ..Default::default()
+    });
+    let data = random_bytes(96 * MIB);
+    let cid = a.add(&data);
+    assert_eq!(c.add(&data), cid);
+    let b = Daemon::start(Opts {
+        swarm_key: Some(key),
+        peers: vec![a.addr.clone(), c.addr.clone()],
+        fetch_timeout: Some(60),
+        ..Default::default()
+    });
+    let mut cat = std::process::Command::new(crate::util::BIN);
+    cat.args(["--repo", b.repo.path().to_str().unwrap(), "cat", &cid]);
+    let reader =
+        std::thread::spawn(move || crate::util::run_bounded(cat, Duration::from_secs(180)));
+    // both peers serve the session; kill A once it has sent some blocks
+    let started = eventually(Duration::from_secs(60), || {
+        (stat_u64(&a, "BlocksSent") >= 4).then_some(())
+    });
+    assert!(started.is_some(), "A never served B:\n{}", b.log());
+    drop(a); // killed by PID mid-transfer
+    let out = reader.join().unwrap();
+    assert!(
+        out.status.success(),
+        "cat failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        b.log()
+    );
+    assert_eq!(sha256(&out.stdout), sha256(&data));
+    assert!(stat_u64(&c, "BlocksSent") > 0);
+}
+
+/// `add --only-hash` computes kubo's CID with no daemon running (vector from cids.tsv).
+#[test]
+fn j_only_hash_needs_no_daemon() {
+    let repo = tempfile::tempdir().unwrap();
+    let file = repo.path().join("1MiB");
+    let data: Vec<u8> = (0..MIB).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&file, data).unwrap();
+    let mut cmd = std::process::Command::new(crate::util::BIN);
+    cmd.args([
+        "--repo",
+        repo.path().to_str().unwrap(),
+        "add",
+        "-q",
+        "--only-hash",
+        file.to_str().unwrap(),
+    ]);
+    let out = crate::util::run_bounded(cmd, Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "bafybeiedpcapwld4tkgtzwahfofgn4wex5ryysf4se6hwpmlrsh4ntnrau"
+    );
+    assert!(
+        !repo.path().join("blocks").exists(),
+        "--only-hash must store nothing"
+    );
 }

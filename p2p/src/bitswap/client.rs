@@ -3,7 +3,8 @@
 //!
 //! Strategy for one CID:
 //! 1. a peer that said HAVE gets a want-block;
-//! 2. else a peer of the read's [`Session`] (it delivered related blocks) gets a want-block;
+//! 2. else a peer of the read's [`Session`] (it delivered or has related blocks) gets a
+//!    want-block, round-robin, so a read is spread over every peer that has it;
 //! 3. else every connected peer gets a want-have; the first HAVE leads to 1.
 //!
 //! A DONT_HAVE, a timeout or a disconnect moves the want to the next candidate; when nobody is
@@ -67,7 +68,8 @@ pub(crate) struct Wants {
     /// want-blocks sent to each peer and not yet answered
     outstanding: HashMap<PeerId, HashSet<Cid>>,
     recent: VecDeque<Cid>,
-    recent_set: HashSet<Cid>,
+    /// the session each recent CID was wanted for, so a late HAVE still grows that session
+    recent_set: HashMap<Cid, Session>,
     banned: HashMap<PeerId, Instant>,
     timing: Timing,
 }
@@ -78,7 +80,7 @@ impl Wants {
             pending: HashMap::new(),
             outstanding: HashMap::new(),
             recent: VecDeque::new(),
-            recent_set: HashSet::new(),
+            recent_set: HashMap::new(),
             banned: HashMap::new(),
             timing,
         }
@@ -144,6 +146,9 @@ impl Wants {
         now: Instant,
     ) -> Sends {
         let Some(st) = self.pending.get_mut(&cid) else {
+            if let (Presence::Have, Some(session)) = (presence, self.recent_set.get(&cid)) {
+                session.add_peer(peer);
+            }
             return Vec::new();
         };
         match presence {
@@ -151,6 +156,8 @@ impl Wants {
                 if !st.haves.contains(&peer) && !st.failed.contains(&peer) {
                     st.haves.push(peer);
                 }
+                // it holds blocks of this read: later wants of the session may go to it directly
+                st.session.add_peer(peer);
             }
             Presence::DontHave => {
                 st.failed.insert(peer);
@@ -183,10 +190,10 @@ impl Wants {
             for w in st.waiters {
                 let _ = w.send(block.data.clone());
             }
-            self.remember(block.cid);
+            self.remember(block.cid, st.session);
             return (BlockOutcome::Wanted, sends);
         }
-        if self.recent_set.contains(&block.cid) {
+        if self.recent_set.contains_key(&block.cid) {
             return (BlockOutcome::Duplicate, Vec::new());
         }
         self.banned.insert(peer, now + BAN_DURATION);
@@ -361,8 +368,8 @@ impl Wants {
         sends
     }
 
-    fn remember(&mut self, cid: Cid) {
-        if self.recent_set.insert(cid) {
+    fn remember(&mut self, cid: Cid, session: Session) {
+        if self.recent_set.insert(cid, session).is_none() {
             self.recent.push_back(cid);
             if self.recent.len() > RECENT_CAPACITY {
                 if let Some(old) = self.recent.pop_front() {
@@ -409,6 +416,11 @@ mod tests {
         assert_eq!(sends, vec![(a, Want::cancel(blk.cid))]);
         assert_eq!(rx.try_recv().unwrap(), blk.data);
         assert_eq!(w.len(), 0);
+        // a HAVE that arrives after the block still makes `a` a peer of the session
+        let s = w.recent_set.get(&blk.cid).cloned().unwrap();
+        assert_eq!(s.peers(), vec![b]);
+        w.on_presence(a, blk.cid, Presence::Have, &connected, now);
+        assert_eq!(s.peers(), vec![b, a]);
         // the same block again is a duplicate, not an offence
         assert_eq!(
             w.on_block(a, &blk, &connected, now).0,
