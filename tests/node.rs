@@ -6,6 +6,14 @@ use crate::util::{eventually, random_bytes, sha256, swarm_key, Daemon, Opts};
 
 const MIB: usize = 1 << 20;
 
+/// Options for a node of the swarm with `key`.
+fn keyed(key: &str) -> Opts {
+    Opts {
+        swarm_key: Some(key.into()),
+        ..Default::default()
+    }
+}
+
 fn pair(key: &str) -> (Daemon, Daemon) {
     let a = Daemon::start(Opts {
         swarm_key: Some(key.into()),
@@ -187,10 +195,7 @@ fn g_corrupt_peer_is_rejected_and_another_peer_serves() {
         env: vec![("CIDFS_TEST_CORRUPT_BLOCKS".into(), "1".into())],
         ..Default::default()
     });
-    let good = Daemon::start(Opts {
-        swarm_key: Some(key.clone()),
-        ..Default::default()
-    });
+    let good = Daemon::start(keyed(&key));
     let data = random_bytes(8 * MIB);
     let cid = bad.add(&data);
     assert_eq!(good.add(&data), cid);
@@ -201,10 +206,7 @@ fn g_corrupt_peer_is_rejected_and_another_peer_serves() {
         fetch_timeout: Some(120),
         ..Default::default()
     });
-    let mut cat = std::process::Command::new(crate::util::BIN);
-    cat.args(["--repo", b.repo.path().to_str().unwrap(), "cat", &cid]);
-    let reader =
-        std::thread::spawn(move || crate::util::run_bounded(cat, Duration::from_secs(180)));
+    let reader = b.cli_in_background(&["cat", &cid]);
     let rejected = eventually(Duration::from_secs(30), || {
         (stat_u64(&b, "RejectedBlocks") > 0).then_some(())
     });
@@ -301,14 +303,8 @@ fn h_bad_input_gets_clear_errors() {
 #[test]
 fn i_peer_vanishing_mid_transfer_is_survived() {
     let key = swarm_key();
-    let a = Daemon::start(Opts {
-        swarm_key: Some(key.clone()),
-        ..Default::default()
-    });
-    let c = Daemon::start(Opts {
-        swarm_key: Some(key.clone()),
-        ..Default::default()
-    });
+    let a = Daemon::start(keyed(&key));
+    let c = Daemon::start(keyed(&key));
     let data = random_bytes(96 * MIB);
     let cid = a.add(&data);
     assert_eq!(c.add(&data), cid);
@@ -318,10 +314,7 @@ fn i_peer_vanishing_mid_transfer_is_survived() {
         fetch_timeout: Some(60),
         ..Default::default()
     });
-    let mut cat = std::process::Command::new(crate::util::BIN);
-    cat.args(["--repo", b.repo.path().to_str().unwrap(), "cat", &cid]);
-    let reader =
-        std::thread::spawn(move || crate::util::run_bounded(cat, Duration::from_secs(180)));
+    let reader = b.cli_in_background(&["cat", &cid]);
     // both peers serve the session; kill A once it has sent some blocks
     let started = eventually(Duration::from_secs(60), || {
         (stat_u64(&a, "BlocksSent") >= 4).then_some(())

@@ -182,6 +182,13 @@ impl Daemon {
         )
     }
 
+    /// Runs `cidfs <args>` on a thread (bounded); join the handle for its output.
+    pub fn cli_in_background(&self, args: &[&str]) -> std::thread::JoinHandle<Output> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let cmd = command(self.netns.as_deref(), self.repo.path(), &args);
+        std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(300)))
+    }
+
     /// Runs the CLI and returns stdout, panicking with stderr on failure.
     pub fn ok(&self, args: &[&str]) -> Vec<u8> {
         let out = self.cli(args);
