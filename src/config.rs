@@ -150,12 +150,16 @@ impl BitswapConfig {
 pub struct StoreConfig {
     /// Memory sled may use for its page cache, in MiB.
     pub cache_capacity_mb: u64,
+    /// Free disk space, in MiB, that writes to the store always leave on its filesystem; a write
+    /// that would go below it fails with a "disk full" error instead of filling the disk.
+    pub min_free_mb: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             cache_capacity_mb: 256,
+            min_free_mb: 64,
         }
     }
 }
@@ -164,6 +168,11 @@ impl StoreConfig {
     /// `cache_capacity_mb` in bytes.
     pub fn cache_capacity_bytes(&self) -> u64 {
         self.cache_capacity_mb.saturating_mul(1024 * 1024)
+    }
+
+    /// `min_free_mb` in bytes.
+    pub fn min_free_bytes(&self) -> u64 {
+        self.min_free_mb.saturating_mul(1024 * 1024)
     }
 }
 

@@ -25,6 +25,9 @@ pub struct Overrides {
     pub fetch_timeout_secs: Option<u64>,
 }
 
+/// Longest wait for the final flush of the block store at shutdown.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Environment switch of the test-only fault: serve corrupted blocks.
 pub const CORRUPT_ENV: &str = "CIDFS_TEST_CORRUPT_BLOCKS";
 
@@ -62,8 +65,13 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
     let keypair = repo.identity()?;
     let store_path = repo.blocks_dir();
     let cache = config.store.cache_capacity_bytes();
-    let store: Arc<dyn Blocks> =
-        Arc::new(tokio::task::spawn_blocking(move || SledStore::open(&store_path, cache)).await??);
+    let min_free = config.store.min_free_bytes();
+    let store: Arc<dyn Blocks> = Arc::new(
+        tokio::task::spawn_blocking(move || {
+            SledStore::open(&store_path, cache).map(|s| s.with_min_free(min_free))
+        })
+        .await??,
+    );
 
     let mut net_cfg = cidfs_p2p::Config::new(keypair.clone());
     net_cfg.listen = config.swarm.listen.clone();
@@ -118,10 +126,13 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
     info!("shutting down");
     net.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(5), net_task).await;
-    let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
     repo.remove_api_file()?;
+    // sled can retry a flush forever on a full disk: never hang the shutdown on it
+    let flushed = tokio::time::timeout(FLUSH_TIMEOUT, tokio::task::spawn_blocking(move || store.flush()))
+        .await
+        .map_err(|_| anyhow::anyhow!("the block store did not flush within {FLUSH_TIMEOUT:?} (disk full?); recent blocks may be lost"))?;
     served.context("API server failed")?;
-    flushed??;
+    flushed?.context("flushing the block store")?;
     info!("stopped");
     Ok(())
 }

@@ -314,6 +314,11 @@ fn i_peer_vanishing_mid_transfer_is_survived() {
         fetch_timeout: Some(60),
         ..Default::default()
     });
+    let both = eventually(Duration::from_secs(30), || {
+        let (_, v) = b.rpc("swarm/peers", "");
+        (v["Peers"].as_array().map(Vec::len) == Some(2)).then_some(())
+    });
+    assert!(both.is_some(), "B did not connect to A and C:\n{}", b.log());
     let reader = b.cli_in_background(&["cat", &cid]);
     // both peers serve the session; kill A once it has sent some blocks
     let started = eventually(Duration::from_secs(60), || {
@@ -362,4 +367,55 @@ fn j_only_hash_needs_no_daemon() {
         !repo.path().join("blocks").exists(),
         "--only-hash must store nothing"
     );
+}
+
+/// A full disk: `add` fails with a clear error, what was stored before stays readable, and the
+/// daemon still shuts down in bounded time. The repo lives on a 128 MiB tmpfs the test mounts;
+/// the store keeps 64 MiB free (the default `store.min_free_mb`).
+#[test]
+fn k_full_disk_is_a_clear_error_and_loses_nothing() {
+    let mnt = tempfile::tempdir().unwrap();
+    let mount = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=128m",
+            "tmpfs",
+            mnt.path().to_str().unwrap(),
+        ])
+        .status()
+        .expect("mount (needs root)");
+    assert!(mount.success(), "mounting a tmpfs needs root");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(mnt.path().to_path_buf());
+    let repo = tempfile::tempdir_in(mnt.path()).unwrap();
+    let a = Daemon::start_in(repo, Opts::default());
+    let small = random_bytes(MIB);
+    let small_cid = a.add(&small);
+    let big = std::env::temp_dir().join(format!("cidfs-big-{}", std::process::id()));
+    std::fs::write(&big, random_bytes(100 * MIB)).unwrap();
+    let out = a.cli(&["add", big.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&big);
+    assert!(!out.status.success(), "add onto a full disk succeeded");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("disk full") && err.contains("store.min_free_mb"),
+        "stderr: {err}"
+    );
+    // the store still answers after the refusal
+    let stat = String::from_utf8(a.ok(&["block", "stat", &small_cid])).unwrap();
+    assert!(stat.contains(&small_cid), "{stat}");
+    assert_eq!(sha256(&a.ok(&["cat", &small_cid])), sha256(&small));
+    // the exit status may report a failed final flush; it must exit, and say it is gone
+    let (_, repo) = a.terminate();
+    assert!(!repo.path().join("api").exists());
 }

@@ -32,6 +32,8 @@ impl Behaviour {
         let kad = config.kademlia.then(|| {
             let mut cfg = kad::Config::new(KAD_PROTOCOL);
             cfg.set_query_timeout(Duration::from_secs(30));
+            // peers come from mDNS, static config and identify; no bootstrap nodes to poll
+            cfg.set_periodic_bootstrap_interval(None);
             let mut kad =
                 kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), cfg);
             // a private LAN never confirms an external address: serve the DHT explicitly

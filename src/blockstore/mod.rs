@@ -67,6 +67,19 @@ pub enum Error {
         path: PathBuf,
         source: ::sled::Error,
     },
+    /// Writing would leave less free space than the configured reserve.
+    #[error("disk full: {free_mb} MiB free on the filesystem of {}, and the store keeps {min_free_mb} MiB free (store.min_free_mb)", path.display())]
+    DiskFull {
+        path: PathBuf,
+        free_mb: u64,
+        min_free_mb: u64,
+    },
+    /// Free space could not be read.
+    #[error("reading free space of {}: {source}", path.display())]
+    FreeSpace {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// Any other sled failure.
     #[error("block store I/O: {0}")]
     Io(#[from] ::sled::Error),

@@ -38,6 +38,57 @@ pub struct SledStore {
     meta: Tree,
     /// Whether `meta/clean` has been cleared since the last flush.
     dirty: Arc<AtomicBool>,
+    space: Arc<SpaceGuard>,
+}
+
+/// Keeps `min_free` bytes free on the store's filesystem: free space is read (statvfs) at most
+/// once per [`SPACE_CHECK_BYTES`] written, and on every write while it is low.
+#[derive(Debug)]
+struct SpaceGuard {
+    path: std::path::PathBuf,
+    min_free: u64,
+    written: std::sync::atomic::AtomicU64,
+    low: AtomicBool,
+}
+
+/// Bytes written between two free-space checks (sled writes about 3x this to disk).
+const SPACE_CHECK_BYTES: u64 = 4 << 20;
+
+impl SpaceGuard {
+    fn new(path: &Path, min_free: u64) -> Arc<Self> {
+        Arc::new(SpaceGuard {
+            path: path.to_owned(),
+            min_free,
+            written: Default::default(),
+            low: AtomicBool::new(false),
+        })
+    }
+
+    fn check(&self, incoming: u64) -> Result<(), Error> {
+        if self.min_free == 0 {
+            return Ok(());
+        }
+        let written = self.written.fetch_add(incoming, Ordering::Relaxed) + incoming;
+        if written < SPACE_CHECK_BYTES && !self.low.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.written.store(0, Ordering::Relaxed);
+        let free = fs4::available_space(&self.path).map_err(|source| Error::FreeSpace {
+            path: self.path.clone(),
+            source,
+        })?;
+        // sled may write a block several times over (log, then segment cleaning)
+        let low = free < self.min_free.saturating_add(incoming.saturating_mul(4));
+        self.low.store(low, Ordering::Relaxed);
+        if low {
+            return Err(Error::DiskFull {
+                path: self.path.clone(),
+                free_mb: free >> 20,
+                min_free_mb: self.min_free >> 20,
+            });
+        }
+        Ok(())
+    }
 }
 
 impl SledStore {
@@ -60,6 +111,7 @@ impl SledStore {
             meta: db.open_tree(META_TREE)?,
             db,
             dirty: Arc::new(AtomicBool::new(false)),
+            space: SpaceGuard::new(path, 0),
         };
         let clean = store
             .meta
@@ -69,6 +121,12 @@ impl SledStore {
             store.recount()?;
         }
         Ok(store)
+    }
+
+    /// Keeps `bytes` free on the store's filesystem (0 = no reserve); see [`Error::DiskFull`].
+    pub fn with_min_free(mut self, bytes: u64) -> Self {
+        self.space = SpaceGuard::new(&self.space.path, bytes);
+        self
     }
 
     /// Recomputes the counters by reading every block (only needed when they are missing).
@@ -161,6 +219,7 @@ impl Blocks for SledStore {
         if self.blocks.contains_key(&key)? {
             return Ok(());
         }
+        self.space.check(data.len() as u64)?;
         self.mark_dirty()?;
         match self
             .blocks

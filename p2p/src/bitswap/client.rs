@@ -193,7 +193,9 @@ impl Wants {
             self.remember(block.cid, st.session);
             return (BlockOutcome::Wanted, sends);
         }
-        if self.recent_set.contains_key(&block.cid) {
+        if let Some(session) = self.recent_set.get(&block.cid) {
+            // a second copy (small blocks answer want-haves): that peer has the data too
+            session.add_peer(peer);
             return (BlockOutcome::Duplicate, Vec::new());
         }
         self.banned.insert(peer, now + BAN_DURATION);
@@ -211,14 +213,15 @@ impl Wants {
         self.drop_peer(peer, connected, now, false)
     }
 
-    /// A new peer: ask it for everything nobody has yet answered.
+    /// A new peer: ask it whether it has what we want, even what is already in flight elsewhere,
+    /// so that it can join the sessions it could serve.
     pub fn on_connect(&mut self, peer: PeerId) -> Sends {
         if self.is_banned(&peer, Instant::now()) {
             return Vec::new();
         }
         let mut sends = Vec::new();
         for (cid, st) in self.pending.iter_mut() {
-            if st.block_at.is_none() && st.haves.is_empty() && st.asked.insert(peer) {
+            if st.asked.insert(peer) {
                 sends.push((peer, Want::have(*cid)));
             }
         }
@@ -421,11 +424,13 @@ mod tests {
         assert_eq!(s.peers(), vec![b]);
         w.on_presence(a, blk.cid, Presence::Have, &connected, now);
         assert_eq!(s.peers(), vec![b, a]);
-        // the same block again is a duplicate, not an offence
+        // the same block again is a duplicate, not an offence; its sender joins the session
+        let c = PeerId::random();
         assert_eq!(
-            w.on_block(a, &blk, &connected, now).0,
+            w.on_block(c, &blk, &connected, now).0,
             BlockOutcome::Duplicate
         );
+        assert_eq!(s.peers(), vec![b, a, c]);
     }
 
     #[test]
