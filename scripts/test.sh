@@ -2,7 +2,9 @@
 # The one test command (README "Quick start", and CI through .ci/run):
 #   1. installs the system tools the tests need when they are missing (fuse3 for FUSE mounts,
 #      iproute2 for the network-namespace tests), with apt-get, non-interactively;
-#   2. cargo fmt --check, cargo clippy (warnings are errors), cargo test --release --workspace.
+#   2. installs the pinned npm packages of the interop tests (tests/interop: Helia, kubo-rpc-client)
+#      with `npm ci` when tests/interop/node_modules is missing;
+#   3. cargo fmt --check, cargo clippy (warnings are errors), cargo test --release --workspace.
 # Release mode keeps the 64 MiB transfer tests quick. Run from anywhere: bash scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +41,16 @@ install_missing() {
 }
 
 install_missing
+
+# The interop tests (tests/interop.rs) run Node.js; they also run `npm ci` themselves when needed.
+if [ ! -d tests/interop/node_modules ]; then
+    if command -v npm >/dev/null 2>&1; then
+        log "npm ci in tests/interop"
+        (cd tests/interop && npm ci --no-audit --no-fund </dev/null)
+    else
+        log "npm not found: the interop tests need Node.js 20+ and npm"
+    fi
+fi
 
 log "cargo fmt --check"
 cargo fmt --all --check

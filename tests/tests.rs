@@ -3,5 +3,6 @@
 
 mod util;
 
+mod interop;
 mod netns;
 mod node;

@@ -17,6 +17,15 @@ use crate::{psk::SwarmKey, Error};
 /// Time allowed for the whole upgrade (pnet + noise + yamux) of one connection.
 pub const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Most yamux streams one connection may have open. It also caps every stream's receive window.
+///
+/// js-libp2p's yamux (Helia) sends a stream's whole send window as one data frame, while
+/// rust-yamux drops the connection on a frame body over 1 MiB (`FrameTooLarge`). rust-yamux grows a
+/// stream's window past the 256 KiB default only out of what the connection window (1 GiB) leaves
+/// above `max_num_streams × 256 KiB`: 4093 streams leave 768 KiB, so no window (and no frame from
+/// a js peer) exceeds 1 MiB. go-yamux splits frames at 64 KiB and is unaffected.
+pub const YAMUX_MAX_STREAMS: usize = 4093;
+
 /// Builds the transport. With `force_pnet` and no key it refuses, as go-libp2p does.
 pub fn build(
     keypair: &Keypair,
@@ -40,7 +49,7 @@ pub fn build(
         None => Either::Right(tcp),
     };
     let mut yamux = yamux::Config::default();
-    yamux.set_max_num_streams(1024);
+    yamux.set_max_num_streams(YAMUX_MAX_STREAMS);
     Ok(base
         .upgrade(Version::V1Lazy)
         .authenticate(noise)

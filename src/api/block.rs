@@ -43,13 +43,18 @@ pub async fn put(
     mut mp: Multipart,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(q);
-    let codec = match (p.get("format"), p.get("cid-codec")) {
-        (Some("v0"), _) => None,
-        (_, None | Some("raw")) => Some(blockstore::RAW),
-        (_, Some("dag-pb")) => Some(blockstore::DAG_PB),
-        (_, Some(c)) => {
+    // The deprecated `format` wins over `cid-codec`, as in kubo: `v0` and the legacy name
+    // `protobuf` mean CIDv0 dag-pb; a codec name means CIDv1 with that codec.
+    let codec = match (
+        p.get("format").filter(|f| !f.is_empty()),
+        p.get("cid-codec"),
+    ) {
+        (Some("v0" | "protobuf"), _) => None,
+        (Some("raw"), _) | (None, None | Some("raw" | "")) => Some(blockstore::RAW),
+        (Some("dag-pb"), _) | (None, Some("dag-pb")) => Some(blockstore::DAG_PB),
+        (Some(c), _) | (None, Some(c)) => {
             return Err(ApiError::client(format!(
-                "option \"cid-codec\": {c:?} is not supported (raw or dag-pb)"
+                "block format {c:?} is not supported (raw, dag-pb or v0)"
             )))
         }
     };

@@ -49,7 +49,14 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Fallback: a GET to a known command, or an unknown command.
+/// A known command called with another method than POST (kubo refuses GET since go-ipfs 0.5).
+pub async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::Method(format!(
+        "{method} not allowed: the RPC API accepts only POST"
+    ))
+}
+
+/// Fallback: an unknown command (or a non-POST to an unknown path under `/api/v0/`).
 pub async fn unknown_command(method: Method, uri: axum::http::Uri) -> ApiError {
     if method != Method::POST && uri.path().starts_with("/api/v0/") {
         return ApiError::Method(format!(

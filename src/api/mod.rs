@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v0/repo/gc", post(repo::gc))
         .route("/api/v0/repo/stat", post(repo::stat))
         .fallback(error::unknown_command)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::disable());
     let api = if metrics {
         api.route("/metrics", axum::routing::get(repo::metrics))

@@ -1,7 +1,11 @@
-//! `pin/add` (fetches the whole DAG first), `pin/ls`, `pin/rm`. All pins are recursive.
+//! `pin/add` (fetches the whole DAG first), `pin/ls` (a `Keys` map, or NDJSON with `stream`),
+//! `pin/rm`. All pins are recursive.
 
 use axum::{
+    body::Body,
     extract::{RawQuery, State},
+    http::header,
+    response::{IntoResponse, Response},
     Json,
 };
 use serde_json::{json, Map, Value};
@@ -29,7 +33,7 @@ pub async fn add(
 pub async fn ls(
     State(st): State<Arc<AppState>>,
     RawQuery(q): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let p = Params::parse(q);
     let pins = st.blocks.with_store(|s| s.pins()).await?;
     let wanted = match p.args().first() {
@@ -44,11 +48,25 @@ pub async fn ls(
         }
         None => pins,
     };
+    if p.bool("stream", false)? {
+        // kubo `pin ls --stream`: one NDJSON object per pin (kubo-rpc-client asks for this)
+        let mut lines = String::new();
+        for c in wanted {
+            lines.push_str(
+                &json!({ "Cid": c.to_string(), "Name": "", "Type": "recursive" }).to_string(),
+            );
+            lines.push('\n');
+        }
+        return Ok(Response::builder()
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("X-Chunked-Output", "1")
+            .body(Body::from(lines))?);
+    }
     let keys: Map<String, Value> = wanted
         .into_iter()
         .map(|c| (c.to_string(), json!({ "Type": "recursive" })))
         .collect();
-    Ok(Json(json!({ "Keys": keys })))
+    Ok(Json(json!({ "Keys": keys })).into_response())
 }
 
 pub async fn rm(

@@ -328,15 +328,31 @@ impl Wants {
                 && !st.failed.contains(p)
                 && banned.get(p).is_none_or(|u| *u <= now)
         };
-        let target = match st.haves.iter().position(&usable) {
-            Some(i) => Some(st.haves.remove(i)),
-            None => st.session.pick(usable),
+        let (target, from_session) = match st.haves.iter().position(&usable) {
+            Some(i) => (Some(st.haves.remove(i)), false),
+            None => (st.session.pick(usable), true),
         };
         if let Some(peer) = target {
             st.block_at = Some((peer, now));
             st.asked.insert(peer);
             self.outstanding.entry(peer).or_default().insert(cid);
-            return vec![(peer, Want::block(cid))];
+            let mut sends = vec![(peer, Want::block(cid))];
+            if from_session {
+                // discovery: ask one connected peer outside the session (a different one for
+                // different CIDs) whether it has this block; a HAVE makes it a session peer
+                let members = st.session.peers();
+                let outside: Vec<PeerId> = connected
+                    .iter()
+                    .filter(|p| usable(p) && !members.contains(p) && !st.asked.contains(*p))
+                    .copied()
+                    .collect();
+                let pick = cid.hash().digest().first().map_or(0, |b| *b as usize);
+                if let Some(probe) = outside.get(pick % outside.len().max(1)) {
+                    st.asked.insert(*probe);
+                    sends.push((*probe, Want::have(cid)));
+                }
+            }
+            return sends;
         }
         let targets: Vec<PeerId> = connected
             .iter()
@@ -443,9 +459,16 @@ mod tests {
         s.add_peer(a);
         let blk = block(b"y");
         let (_rx, sends) = w.want(blk.cid, &s, &connected, now);
-        assert_eq!(sends, vec![(a, Want::block(blk.cid))]);
+        // want-block to the session peer, and a discovery want-have to the other
+        assert_eq!(
+            sends,
+            vec![(a, Want::block(blk.cid)), (b, Want::have(blk.cid))]
+        );
         let sends = w.on_presence(a, blk.cid, Presence::DontHave, &connected, now);
-        assert_eq!(sends, vec![(b, Want::have(blk.cid))]);
+        assert!(sends.is_empty(), "b was asked already: {sends:?}");
+        let sends = w.on_presence(b, blk.cid, Presence::Have, &connected, now);
+        assert_eq!(sends, vec![(b, Want::block(blk.cid))]);
+        assert_eq!(s.peers(), vec![a, b]);
     }
 
     #[test]
@@ -457,7 +480,9 @@ mod tests {
         let s = Session::new();
         s.add_peer(bad);
         let blk = block(b"z");
-        let (mut rx, sends) = w.want(blk.cid, &s, &connected, now);
+        // only the bad peer is known to the session and connected at first
+        let only_bad: HashSet<_> = [bad].into();
+        let (mut rx, sends) = w.want(blk.cid, &s, &only_bad, now);
         assert_eq!(sends, vec![(bad, Want::block(blk.cid))]);
         let forged = Block {
             cid: block(b"not z").cid,

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Interop transfer benchmark: SIZE_MIB (default 256) of random data over loopback in a private
+# swarm (one fresh swarm.key), in one run, for each pair of implementations:
+#   Helia→Helia, cidfs→cidfs, Helia→cidfs, cidfs→Helia.
+# The sender adds the file (kubo --cid-version=1 layout on both sides, so the CID is the same),
+# a fresh receiver fetches it over bitswap 1.2.0; the time is the receiver's fetch only, checked
+# byte for byte afterwards. Prints a MB/s table. Helia is tests/interop/peer.mjs (npm ci if needed).
+# Usage: scripts/bench-interop.sh [SIZE_MIB]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZE_MIB=${1:-256}
+BYTES=$((SIZE_MIB << 20))
+cargo build --release --quiet
+BIN=$PWD/target/release/cidfs
+PEER=$PWD/tests/interop/peer.mjs
+[ -d tests/interop/node_modules ] || npm ci --prefix tests/interop --no-audit --no-fund </dev/null
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    [ -n "${KEEP:-}" ] && cp "$WORK"/*.log /tmp/
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"$BIN" keygen > "$WORK/swarm.key"
+chmod 600 "$WORK/swarm.key"
+head -c "$BYTES" /dev/urandom > "$WORK/data"
+
+fail() { echo "bench-interop: $*" >&2; exit 1; }
+now() { date +%s.%N; }
+mbps() { python3 -c "print(f'{$BYTES/($1)/1e6:.0f}')"; }
+
+# start_cidfs NAME [daemon args...]: sets NAME_ADDR; waits (bounded) until the daemon is ready
+start_cidfs() {
+    local name=$1; shift
+    mkdir -p "$WORK/$name"
+    cp "$WORK/swarm.key" "$WORK/$name/swarm.key"
+    RUST_LOG=${BENCH_LOG:-info} "$BIN" --repo "$WORK/$name" daemon --listen /ip4/127.0.0.1/tcp/0 \
+        --api-listen 127.0.0.1:0 --no-mdns "$@" 2> "$WORK/$name.log" &
+    PIDS+=($!)
+    for _ in $(seq 1 300); do
+        if grep -q "daemon is ready" "$WORK/$name.log" && grep -q "listening on /ip4/127.0.0.1" "$WORK/$name.log"; then
+            eval "${name}_ADDR=$(grep -o "listening on /ip4/127.0.0.1/tcp/[0-9]*/p2p/[A-Za-z0-9]*" "$WORK/$name.log" | head -1 | cut -d' ' -f3)"
+            return 0
+        fi
+        sleep 0.1
+    done
+    cat "$WORK/$name.log" >&2; fail "cidfs node $name did not start"
+}
+
+# start_helia NAME [peer.mjs args...]: a Helia peer on two fifos; sets NAME_IN, NAME_OUT, NAME_ADDR
+start_helia() {
+    local name=$1; shift
+    mkfifo "$WORK/$name.in" "$WORK/$name.out"
+    node "$PEER" --key "$WORK/swarm.key" --listen 127.0.0.1:0 "$@" \
+        < "$WORK/$name.in" > "$WORK/$name.out" 2> "$WORK/$name.log" &
+    PIDS+=($!)
+    local in out line
+    exec {in}> "$WORK/$name.in"
+    exec {out}< "$WORK/$name.out"
+    eval "${name}_IN=$in ${name}_OUT=$out"
+    read -r -t 60 line <&"$out" || { cat "$WORK/$name.log" >&2; fail "Helia peer $name did not start"; }
+    [[ $line == listening\ * ]] || fail "Helia peer $name: $line"
+    eval "${name}_ADDR=${line#listening }"
+}
+
+# helia NAME COMMAND...: sends one command, prints the answer after `ok` (bounded wait)
+helia() {
+    local name=$1; shift
+    local in out line
+    in=$(eval echo "\$${name}_IN"); out=$(eval echo "\$${name}_OUT")
+    echo "$*" >&"$in"
+    read -r -t 900 line <&"$out" || { cat "$WORK/$name.log" >&2; fail "Helia peer $name: no answer to $*"; }
+    [[ $line == ok* ]] || { cat "$WORK/$name.log" >&2; fail "Helia peer $name: $* -> $line"; }
+    echo "${line#ok }"
+}
+
+stop_all() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    PIDS=()
+}
+
+declare -A RESULT
+CID_ALL=$("$BIN" add -n -q "$WORK/data")
+
+# Helia → Helia
+start_helia hsrc
+CID=$(helia hsrc add "$WORK/data"); [ "$CID" = "$CID_ALL" ] || fail "Helia CID $CID != cidfs CID $CID_ALL"
+start_helia hdst --dial "$hsrc_ADDR"
+ANSWER=$(helia hdst cat "$CID" "$WORK/out"); MS=${ANSWER#* }
+cmp -s "$WORK/out" "$WORK/data" || fail "Helia→Helia corrupted the data"
+RESULT[helia-helia]=$(mbps "$MS/1000"); stop_all; rm -f "$WORK/out" "$WORK"/h*.in "$WORK"/h*.out
+
+# cidfs → cidfs
+start_cidfs csrc
+"$BIN" --repo "$WORK/csrc" add -q "$WORK/data" > /dev/null
+start_cidfs cdst --peer "$csrc_ADDR"
+t0=$(now); "$BIN" --repo "$WORK/cdst" cat "$CID" > /dev/null; t1=$(now)
+"$BIN" --repo "$WORK/cdst" cat "$CID" | cmp -s - "$WORK/data" || fail "cidfs→cidfs corrupted the data"
+RESULT[cidfs-cidfs]=$(mbps "$t1-$t0"); stop_all; rm -rf "$WORK/csrc" "$WORK/cdst"
+
+# Helia → cidfs (Helia dials the cidfs node, then adds)
+start_cidfs cdst
+start_helia hsrc --dial "$cdst_ADDR"
+helia hsrc add "$WORK/data" > /dev/null
+t0=$(now); "$BIN" --repo "$WORK/cdst" cat "$CID" > /dev/null; t1=$(now)
+"$BIN" --repo "$WORK/cdst" cat "$CID" | cmp -s - "$WORK/data" || fail "Helia→cidfs corrupted the data"
+RESULT[helia-cidfs]=$(mbps "$t1-$t0"); stop_all; rm -rf "$WORK/cdst" "$WORK"/h*.in "$WORK"/h*.out
+
+# cidfs → Helia
+start_cidfs csrc
+"$BIN" --repo "$WORK/csrc" add -q "$WORK/data" > /dev/null
+start_helia hdst --dial "$csrc_ADDR"
+ANSWER=$(helia hdst cat "$CID" "$WORK/out"); MS=${ANSWER#* }
+cmp -s "$WORK/out" "$WORK/data" || fail "cidfs→Helia corrupted the data"
+RESULT[cidfs-helia]=$(mbps "$MS/1000"); stop_all
+
+echo "cidfs bench-interop: $SIZE_MIB MiB over loopback, private swarm, CID $CID"
+echo "| sender → receiver | MB/s |"
+echo "|---|---:|"
+echo "| Helia → Helia | ${RESULT[helia-helia]} |"
+echo "| cidfs → cidfs | ${RESULT[cidfs-cidfs]} |"
+echo "| Helia → cidfs | ${RESULT[helia-cidfs]} |"
+echo "| cidfs → Helia | ${RESULT[cidfs-helia]} |"
+echo "cidfs→cidfs / Helia→Helia: $(python3 -c "print(f'{${RESULT[cidfs-cidfs]}/${RESULT[helia-helia]}:.1f}')")x"
