@@ -28,27 +28,11 @@ trap cleanup EXIT
 chmod 600 "$WORK/swarm.key"
 head -c "$BYTES" /dev/urandom > "$WORK/data"
 
-fail() { echo "bench-interop: $*" >&2; exit 1; }
-now() { date +%s.%N; }
-mbps() { python3 -c "print(f'{$BYTES/($1)/1e6:.0f}')"; }
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
-# start_cidfs NAME [daemon args...]: sets NAME_ADDR; waits (bounded) until the daemon is ready
-start_cidfs() {
-    local name=$1; shift
-    mkdir -p "$WORK/$name"
-    cp "$WORK/swarm.key" "$WORK/$name/swarm.key"
-    RUST_LOG=${BENCH_LOG:-info} "$BIN" --repo "$WORK/$name" daemon --listen /ip4/127.0.0.1/tcp/0 \
-        --api-listen 127.0.0.1:0 --no-mdns "$@" 2> "$WORK/$name.log" &
-    PIDS+=($!)
-    for _ in $(seq 1 300); do
-        if grep -q "daemon is ready" "$WORK/$name.log" && grep -q "listening on /ip4/127.0.0.1" "$WORK/$name.log"; then
-            eval "${name}_ADDR=$(grep -o "listening on /ip4/127.0.0.1/tcp/[0-9]*/p2p/[A-Za-z0-9]*" "$WORK/$name.log" | head -1 | cut -d' ' -f3)"
-            return 0
-        fi
-        sleep 0.1
-    done
-    cat "$WORK/$name.log" >&2; fail "cidfs node $name did not start"
-}
+fail() { echo "bench-interop: $*" >&2; exit 1; }
+mbps() { python3 -c "print(f'{$BYTES/($1)/1e6:.0f}')"; }
 
 # start_helia NAME [peer.mjs args...]: a Helia peer on two fifos; sets NAME_IN, NAME_OUT, NAME_ADDR
 start_helia() {

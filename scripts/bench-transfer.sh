@@ -20,25 +20,9 @@ trap cleanup EXIT
 "$BIN" keygen > "$WORK/swarm.key"
 chmod 600 "$WORK/swarm.key"
 
-# start_node NAME [extra daemon args...]: starts a daemon, waits (bounded) until it is ready
-start_node() {
-    local name=$1; shift
-    mkdir -p "$WORK/$name"
-    cp "$WORK/swarm.key" "$WORK/$name/swarm.key"
-    RUST_LOG=${BENCH_LOG:-info} "$BIN" --repo "$WORK/$name" daemon --listen /ip4/127.0.0.1/tcp/0 \
-        --api-listen 127.0.0.1:0 --no-mdns "$@" 2> "$WORK/$name.log" &
-    PIDS+=($!)
-    eval "${name}_PID=$!"
-    for _ in $(seq 1 300); do
-        if grep -q "daemon is ready" "$WORK/$name.log" && grep -q "listening on /ip4/127.0.0.1" "$WORK/$name.log"; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "node $name did not start:" >&2; cat "$WORK/$name.log" >&2; exit 1
-}
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
-now() { date +%s.%N; }
 mbps() { python3 -c "import sys; b=$1; t=$2; print(f'{b/t/1e6:.0f}')"; }
 cpu_s() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"; }
 rss_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
@@ -46,9 +30,8 @@ rss_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 head -c $((SIZE_MIB << 20)) /dev/urandom > "$WORK/data"
 BYTES=$((SIZE_MIB << 20))
 
-start_node a
-ADDR_A=$(grep -o "listening on /ip4/127.0.0.1/tcp/[0-9]*/p2p/[A-Za-z0-9]*" "$WORK/a.log" | head -1 | cut -d' ' -f3)
-start_node b --peer "$ADDR_A"
+start_cidfs a
+start_cidfs b --peer "$a_ADDR"
 
 t0=$(now); CID=$("$BIN" --repo "$WORK/a" add -q "$WORK/data"); t1=$(now)
 ADD_T=$(python3 -c "print($t1-$t0)")

@@ -16,14 +16,7 @@
 //   quit                     -> ok, then exits
 // Failures answer `err <message>`. Logs go to stderr.
 
-// Helia 7 / libp2p 3 target Node 22; Node 20 lacks Promise.withResolvers.
-if (typeof Promise.withResolvers !== 'function') {
-  Promise.withResolvers = function withResolvers () {
-    let resolve, reject
-    const promise = new this((res, rej) => { resolve = res; reject = rej })
-    return { promise, resolve, reject }
-  }
-}
+import './polyfill.mjs'
 
 const fs = await import('node:fs')
 const readline = await import('node:readline')

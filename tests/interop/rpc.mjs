@@ -7,13 +7,7 @@
 // Prints one `ok <check>` line per passing check and `PASS` at the end; on the first failure it
 // prints `FAIL <check>: <why>` to stderr and exits 1.
 
-if (typeof Promise.withResolvers !== 'function') {
-  Promise.withResolvers = function withResolvers () {
-    let resolve, reject
-    const promise = new this((res, rej) => { resolve = res; reject = rej })
-    return { promise, resolve, reject }
-  }
-}
+import './polyfill.mjs'
 
 const fs = await import('node:fs')
 const crypto = await import('node:crypto')

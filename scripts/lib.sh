@@ -1,0 +1,27 @@
+# Shared by the scripts/bench-* benchmarks (sourced, not run). Expects BIN (the cidfs binary) and
+# WORK (a scratch directory holding swarm.key); appends every process it starts to PIDS, which the
+# caller's EXIT trap kills.
+
+now() { date +%s.%N; }
+
+# start_cidfs NAME [daemon args...]: a daemon with repo $WORK/NAME on loopback; waits (bounded,
+# 30 s) until it is ready; sets NAME_PID and NAME_ADDR (/ip4/127.0.0.1/tcp/P/p2p/ID).
+start_cidfs() {
+    local name=$1; shift
+    mkdir -p "$WORK/$name"
+    cp "$WORK/swarm.key" "$WORK/$name/swarm.key"
+    RUST_LOG=${BENCH_LOG:-info} "$BIN" --repo "$WORK/$name" daemon --listen /ip4/127.0.0.1/tcp/0 \
+        --api-listen 127.0.0.1:0 --no-mdns "$@" 2> "$WORK/$name.log" &
+    PIDS+=($!)
+    eval "${name}_PID=$!"
+    for _ in $(seq 1 300); do
+        if grep -q "daemon is ready" "$WORK/$name.log" && grep -q "listening on /ip4/127.0.0.1" "$WORK/$name.log"; then
+            eval "${name}_ADDR=$(grep -o "listening on /ip4/127.0.0.1/tcp/[0-9]*/p2p/[A-Za-z0-9]*" "$WORK/$name.log" | head -1 | cut -d' ' -f3)"
+            return 0
+        fi
+        sleep 0.1
+    done
+    cat "$WORK/$name.log" >&2
+    echo "cidfs node $name did not start" >&2
+    exit 1
+}
