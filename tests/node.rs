@@ -178,7 +178,8 @@ fn f_blocks_and_pins_survive_restart_and_gc_drops_unpinned_only() {
     let pins = String::from_utf8(a.ok(&["pin", "ls"])).unwrap();
     assert!(pins.contains(&cid), "{pins}");
     assert_eq!(a.ok(&["block", "get", &loose_cid]), b"an unpinned block");
-    a.ok(&["repo", "gc"]);
+    let removed = String::from_utf8(a.ok(&["repo", "gc"])).unwrap();
+    assert_eq!(removed.trim(), format!("removed {loose_cid}"));
     assert_eq!(stat_u64(&a, "NumObjects"), before - 1);
     assert_eq!(sha256(&a.ok(&["cat", &cid])), sha256(&data));
     let out = a.cli(&["block", "get", &loose_cid]);

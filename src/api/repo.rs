@@ -7,10 +7,20 @@ use std::sync::Arc;
 use super::{ApiError, AppState};
 use crate::metrics;
 
-pub async fn gc(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+/// kubo's answer: one NDJSON line `{"Key":{"/":"<cid>"}}` per removed block.
+pub async fn gc(State(st): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
     let report = st.blocks.with_store(crate::blockstore::gc).await?;
-    Ok(Json(
-        json!({ "RemovedBlocks": report.removed_blocks, "RemovedBytes": report.removed_bytes }),
+    let mut lines = String::new();
+    for cid in &report.removed {
+        lines.push_str(&json!({ "Key": { "/": cid.to_string() } }).to_string());
+        lines.push('\n');
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::HeaderName::from_static("x-chunked-output"), "1"),
+        ],
+        lines,
     ))
 }
 

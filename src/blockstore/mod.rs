@@ -93,10 +93,12 @@ pub struct StoreStat {
 }
 
 /// What [`gc`] removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GcReport {
     pub removed_blocks: u64,
     pub removed_bytes: u64,
+    /// The removed blocks, in the order they were removed.
+    pub removed: Vec<Cid>,
 }
 
 /// A block store. Methods are blocking but short (one key); call them from `spawn_blocking` when
@@ -228,6 +230,7 @@ pub fn gc(store: &dyn Blocks) -> Result<GcReport, Error> {
             store.delete(&cid)?;
             report.removed_blocks += 1;
             report.removed_bytes += data.len() as u64;
+            report.removed.push(cid);
         }
     }
     tracing::debug!(?report, "gc finished");

@@ -57,7 +57,17 @@ pub async fn pin(api: &ApiClient, cmd: PinCommand) -> anyhow::Result<()> {
 
 pub async fn repo(api: &ApiClient, cmd: RepoCommand) -> anyhow::Result<()> {
     let v = match cmd {
-        RepoCommand::Gc => api.json("repo/gc", &[]).await?,
+        RepoCommand::Gc => {
+            let text = api.post("repo/gc", &[], None).await?.text().await?;
+            let mut n = 0;
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let v: serde_json::Value = serde_json::from_str(line)?;
+                println!("removed {}", v["Key"]["/"].as_str().unwrap_or_default());
+                n += 1;
+            }
+            eprintln!("{n} blocks removed");
+            return Ok(());
+        }
         RepoCommand::Stat => api.json("repo/stat", &[]).await?,
     };
     if let Some(o) = v.as_object() {
