@@ -16,6 +16,7 @@ pub mod cidref;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod image;
 pub mod metrics;
 pub mod repo;
 pub mod unixfs;

@@ -1,0 +1,22 @@
+//! eStargz: seekable gzip layer blobs (REFERENCE §1).
+//!
+//! A blob is a concatenation of gzip members that together decompress to one tar stream. Every
+//! regular file's payload (and each of its chunks) starts a new member, the `stargz.index.json`
+//! TOC sits in the next-to-last member, and a fixed-size empty gzip member (the footer) at the
+//! very end records the TOC's compressed offset.
+//!
+//! Submodules, all pure (bytes in, values out, no I/O):
+//! - [`footer`]: build and parse the 51-byte footer (and read the 47-byte legacy one).
+//! - [`toc`]: the TOC JSON types, parsing, Go-compatible serialization and its digest.
+//! - [`index`]: the reader-side [`Index`] of cleaned names and chunks per regular file
+//!   (also reachable as `toc::index`).
+//!
+//! Planned: `build` (tar → eStargz blob).
+
+pub mod footer;
+pub mod index;
+pub mod toc;
+
+pub use footer::{Defect, Footer, FooterError, FooterKind, FOOTER_SIZE, LEGACY_FOOTER_SIZE};
+pub use index::{Chunk, Index};
+pub use toc::{EntryType, Toc, TocEntry, TocError, TOC_TAR_NAME, TOC_VERSION};
