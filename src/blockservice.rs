@@ -107,8 +107,14 @@ impl BlockGet for SessionGetter {
 pub struct StoreSource(pub Arc<dyn Blocks>);
 
 impl BlockSource for StoreSource {
-    fn has(&self, cid: &Cid) -> bool {
-        Blocks::has(&*self.0, cid).unwrap_or(false)
+    fn size(&self, cid: &Cid) -> Option<usize> {
+        match Blocks::get(&*self.0, cid) {
+            Ok(data) => data.map(|d| d.len()),
+            Err(e) => {
+                tracing::warn!(%cid, "cannot read block to answer a want-have: {e}");
+                None
+            }
+        }
     }
 
     fn get(&self, cid: &Cid) -> Option<Bytes> {

@@ -6,6 +6,8 @@ use cid::Cid;
 /// A read-only view of the local blocks. Implementations must be cheap to call from a
 /// blocking thread; the server calls them from `spawn_blocking`.
 pub trait BlockSource: Send + Sync + 'static {
-    fn has(&self, cid: &Cid) -> bool;
+    /// The block's length, without reading it for the client: answers want-haves.
+    fn size(&self, cid: &Cid) -> Option<usize>;
+    /// The block's bytes, checked against `cid`: answers want-blocks.
     fn get(&self, cid: &Cid) -> Option<Bytes>;
 }

@@ -96,24 +96,23 @@ fn answer(
             None if want.send_dont_have => msg.presences.push((cid, Presence::DontHave)),
             None => {}
         },
-        WantType::Have => {
-            if !source.has(&cid) {
-                if want.send_dont_have {
-                    msg.presences.push((cid, Presence::DontHave));
-                }
-                return;
-            }
-            match source.get(&cid) {
-                Some(data) if data.len() <= WANT_HAVE_REPLACE_SIZE => {
+        WantType::Have => match source.size(&cid) {
+            None if want.send_dont_have => msg.presences.push((cid, Presence::DontHave)),
+            None => {}
+            Some(len) if len <= WANT_HAVE_REPLACE_SIZE => match source.get(&cid) {
+                Some(data) => {
                     *size += data.len();
                     msg.blocks.push(Block {
                         cid,
                         data: maybe_corrupt(data, corrupt),
                     });
                 }
-                _ => msg.presences.push((cid, Presence::Have)),
-            }
-        }
+                // stored but unservable (corrupt on disk): still say we have it, as before
+                None => msg.presences.push((cid, Presence::Have)),
+            },
+            // only the length is needed: the block is neither read for the peer nor hashed
+            Some(_) => msg.presences.push((cid, Presence::Have)),
+        },
     }
 }
 
@@ -143,8 +142,8 @@ mod tests {
 
     struct Map(HashMap<Cid, Bytes>);
     impl BlockSource for Map {
-        fn has(&self, cid: &Cid) -> bool {
-            self.0.contains_key(cid)
+        fn size(&self, cid: &Cid) -> Option<usize> {
+            self.0.get(cid).map(Bytes::len)
         }
         fn get(&self, cid: &Cid) -> Option<Bytes> {
             self.0.get(cid).cloned()
