@@ -95,18 +95,15 @@ async fn push(
     buf: Vec<u8>,
     only_hash: bool,
 ) -> Result<Adder, ApiError> {
-    let store = st.blocks.store().clone();
-    let res = tokio::task::spawn_blocking(move || {
+    let (adder, blocks) = tokio::task::spawn_blocking(move || {
         let blocks = adder.push(&buf);
-        if !only_hash {
-            for (cid, data) in &blocks {
-                store.put(cid, data)?;
-            }
-        }
-        Ok::<_, crate::blockstore::Error>(adder)
+        (adder, blocks)
     })
     .await?;
-    Ok(res?)
+    if !only_hash {
+        st.blocks.put_many(blocks).await?;
+    }
+    Ok(adder)
 }
 
 /// kubo's add options: `cid-version`, `raw-leaves`, `chunker=size-N`, `hash=sha2-256`.

@@ -46,7 +46,7 @@ pub async fn files_stat(
             "{path:?}: only /ipfs/<cid> paths are supported (there is no MFS)"
         )));
     }
-    let root = crate::cidref::parse(path).map_err(|e| ApiError::client(e.to_string()))?;
+    let root = super::parse_cid(path)?;
     let info = unixfs::stat(&st.blocks.session(), root).await?;
     Ok(Json(json!({
         "Hash": root.to_string(),

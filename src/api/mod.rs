@@ -59,6 +59,11 @@ pub fn router(state: AppState) -> Router {
     api.with_state(Arc::new(state))
 }
 
+/// A CID reference from a request; a bad one is the client's error.
+pub(crate) fn parse_cid(text: &str) -> Result<cid::Cid, ApiError> {
+    crate::cidref::parse(text).map_err(|e| ApiError::client(e.to_string()))
+}
+
 /// Query parameters in kubo's style (repeated `arg=`).
 pub(crate) struct Params(Vec<(String, String)>);
 
@@ -117,6 +122,6 @@ impl Params {
 
     /// The first argument as a CID reference.
     pub fn cid(&self, name: &str) -> Result<cid::Cid, ApiError> {
-        crate::cidref::parse(self.arg(name)?).map_err(|e| ApiError::client(e.to_string()))
+        parse_cid(self.arg(name)?)
     }
 }

@@ -38,7 +38,7 @@ pub async fn ls(
     let pins = st.blocks.with_store(|s| s.pins()).await?;
     let wanted = match p.args().first() {
         Some(a) => {
-            let cid = crate::cidref::parse(a).map_err(|e| ApiError::client(e.to_string()))?;
+            let cid = super::parse_cid(a)?;
             if !pins.contains(&cid) {
                 return Err(ApiError::Failed(anyhow::anyhow!(
                     "path '{a}' is not pinned"

@@ -235,13 +235,7 @@ impl Bitswap {
     /// Called by the event loop when the last connection to `peer` is gone.
     pub fn peer_disconnected(&self, peer: PeerId) {
         lock(&self.inner.connected).remove(&peer);
-        if let Some(h) = lock(&self.inner.peers).remove(&peer) {
-            h.closed.store(true, Ordering::Relaxed);
-            h.ledger.notify.notify_one();
-        }
-        let connected = self.connected();
-        let sends = lock(&self.inner.wants).on_disconnect(peer, &connected, Instant::now());
-        self.dispatch(sends);
+        self.peer_unreachable(peer);
     }
 
     fn connected(&self) -> HashSet<PeerId> {
@@ -470,6 +464,8 @@ impl Bitswap {
         true
     }
 
+    /// Stops serving `peer` and moves its wants to other peers (it may still be connected, e.g.
+    /// when it speaks no bitswap).
     fn peer_unreachable(&self, peer: PeerId) {
         if let Some(h) = lock(&self.inner.peers).remove(&peer) {
             h.closed.store(true, Ordering::Relaxed);
