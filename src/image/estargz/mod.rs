@@ -13,6 +13,7 @@
 //!
 //! Planned: `build` (tar → eStargz blob).
 
+pub mod build;
 pub mod footer;
 pub mod index;
 pub mod toc;

@@ -14,7 +14,6 @@
 //! Everything here is pure; the caller fetches and gunzips the TOC member.
 
 use std::collections::BTreeMap;
-use std::io;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -231,75 +230,9 @@ pub fn digest(json: &[u8]) -> String {
 
 /// Serialize like Go's `json.MarshalIndent(toc, "", "\t")` (no trailing newline).
 pub fn to_json(toc: &Toc) -> Vec<u8> {
-    let mut out = Vec::new();
-    let fmt = GoFormatter(serde_json::ser::PrettyFormatter::with_indent(b"\t"));
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-    // Cannot fail: the writer is a Vec and every map key is a string. Should it ever fail, an
-    // empty document is rejected by any reader instead of a truncated one being half-trusted.
-    match toc.serialize(&mut ser) {
-        Ok(()) => out,
-        Err(_) => Vec::new(),
-    }
-}
-
-/// serde_json's pretty layout plus Go's HTML-safe string escaping.
-struct GoFormatter<'a>(serde_json::ser::PrettyFormatter<'a>);
-
-impl serde_json::ser::Formatter for GoFormatter<'_> {
-    fn begin_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.begin_array(w)
-    }
-    fn end_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.end_array(w)
-    }
-    fn begin_array_value<W: ?Sized + io::Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> io::Result<()> {
-        self.0.begin_array_value(w, first)
-    }
-    fn end_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.end_array_value(w)
-    }
-    fn begin_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.begin_object(w)
-    }
-    fn end_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.end_object(w)
-    }
-    fn begin_object_key<W: ?Sized + io::Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> io::Result<()> {
-        self.0.begin_object_key(w, first)
-    }
-    fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.begin_object_value(w)
-    }
-    fn end_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.end_object_value(w)
-    }
-    fn write_string_fragment<W: ?Sized + io::Write>(
-        &mut self,
-        w: &mut W,
-        fragment: &str,
-    ) -> io::Result<()> {
-        let mut buf = [0u8; 4];
-        for c in fragment.chars() {
-            let bytes: &[u8] = match c {
-                '<' => b"\\u003c",
-                '>' => b"\\u003e",
-                '&' => b"\\u0026",
-                '\u{2028}' => b"\\u2028",
-                '\u{2029}' => b"\\u2029",
-                c => c.encode_utf8(&mut buf).as_bytes(),
-            };
-            w.write_all(bytes)?;
-        }
-        Ok(())
-    }
+    // Cannot fail: every map key is a string. Should it ever fail, an empty document is
+    // rejected by any reader instead of a truncated one being half-trusted.
+    crate::image::gojson::to_vec_indent(toc).unwrap_or_default()
 }
 
 #[cfg(test)]
