@@ -4,6 +4,7 @@
 pub mod args;
 mod client;
 mod files;
+mod image;
 mod info;
 
 use anyhow::Context;
@@ -91,6 +92,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Id => info::id(&api()?).await,
         Command::Swarm(s) => info::swarm(&api()?, s).await,
         Command::Pin(p) => info::pin(&api()?, p).await,
+        Command::Image(i) => image::run(&api()?, i).await,
         Command::Repo(r) => info::repo(&api()?, r).await.context("repo command failed"),
     }
 }

@@ -16,6 +16,7 @@
 pub mod build;
 pub mod footer;
 pub mod index;
+pub mod reader;
 pub mod toc;
 
 pub use footer::{Defect, Footer, FooterError, FooterKind, FOOTER_SIZE, LEGACY_FOOTER_SIZE};

@@ -1,0 +1,229 @@
+//! `image push | pull | inspect`: the image module driven over the daemon's API, with a
+//! progress bar per blob on a terminal.
+
+use anyhow::{anyhow, Context};
+use cid::Cid;
+use futures::StreamExt;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::Path;
+use tokio::io::AsyncWriteExt;
+
+use super::args::{ImageCommand, InspectArgs, PullArgs, PushArgs};
+use super::client::ApiClient;
+use crate::image::estargz::build::BuildOptions;
+use crate::image::oci::Platform;
+use crate::image::store::{Bar, BlobStore, Reporter, Silent};
+use crate::image::{inspect, location, pull, push, source};
+
+pub async fn run(api: &ApiClient, cmd: ImageCommand) -> anyhow::Result<()> {
+    match cmd {
+        ImageCommand::Push(a) => push_cmd(api, a).await,
+        ImageCommand::Pull(a) => pull_cmd(api, a).await,
+        ImageCommand::Inspect(a) => inspect_cmd(api, a).await,
+    }
+}
+
+fn platforms(list: &[String]) -> anyhow::Result<Vec<Platform>> {
+    list.iter()
+        .map(|p| Platform::parse(p).map_err(|e| anyhow!(e)))
+        .collect()
+}
+
+fn reporter(quiet: bool) -> Box<dyn Reporter> {
+    if quiet || !std::io::stderr().is_terminal() {
+        Box::new(Silent)
+    } else {
+        Box::new(Bars(MultiProgress::new()))
+    }
+}
+
+async fn push_cmd(api: &ApiClient, a: PushArgs) -> anyhow::Result<()> {
+    let src: location::Source = a.source.parse().map_err(|e: String| anyhow!(e))?;
+    let estargz = a.estargz.then(|| BuildOptions {
+        chunk_size: a.chunk_size,
+        prefetch: a.prefetch.clone(),
+        level: a.compression_level,
+        threads: 0,
+    });
+    let opts = push::PushOptions {
+        estargz,
+        platforms: platforms(&a.platform)?,
+    };
+    let reg = source::RegistryOptions {
+        insecure: a.insecure,
+        creds: a.creds.clone(),
+        authfile: a.authfile.clone(),
+    };
+    let work = tempfile::Builder::new()
+        .prefix("cidfs-push-")
+        .tempdir()
+        .context("creating a work directory (set TMPDIR to choose where)")?;
+    let source = source::Source::open(&src, &reg, work.path()).await?;
+    let rep = reporter(a.quiet);
+    let pushed = push::push(&source, api, &opts, work.path(), rep.as_ref()).await?;
+    println!("{}", pushed.root);
+    Ok(())
+}
+
+async fn pull_cmd(api: &ApiClient, a: PullArgs) -> anyhow::Result<()> {
+    let root = crate::cidref::parse(&a.image)?;
+    let dest: location::Dest = a.to.parse().map_err(|e: String| anyhow!(e))?;
+    let resolved = pull::resolve(api, root, &platforms(&a.platform)?).await?;
+    let rep = reporter(a.quiet);
+    pull::pull(api, &resolved, &dest, rep.as_ref()).await
+}
+
+async fn inspect_cmd(api: &ApiClient, a: InspectArgs) -> anyhow::Result<()> {
+    let root = crate::cidref::parse(&a.image)?;
+    let resolved = pull::resolve(api, root, &[]).await?;
+    let report = inspect::inspect(api, &resolved).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", inspect::render(&report));
+    }
+    Ok(())
+}
+
+impl ApiClient {
+    async fn add_part(&self, part: reqwest::multipart::Part) -> anyhow::Result<Cid> {
+        let form = reqwest::multipart::Form::new().part("file", part.file_name("file"));
+        let params = [
+            ("cid-version", "1".to_string()),
+            ("pin", "false".to_string()),
+        ];
+        let text = self.post("add", &params, Some(form)).await?.text().await?;
+        let first = text
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_default();
+        let v: serde_json::Value =
+            serde_json::from_str(first).context("daemon sent invalid JSON")?;
+        let hash = v["Hash"].as_str().unwrap_or_default();
+        Cid::try_from(hash).map_err(|e| anyhow!("daemon answered a bad CID {hash:?}: {e}"))
+    }
+}
+
+impl BlobStore for ApiClient {
+    async fn add_file(
+        &self,
+        path: &Path,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> anyhow::Result<Cid> {
+        let f = tokio::fs::File::open(path)
+            .await
+            .with_context(|| format!("opening {}", path.display()))?;
+        let len = f.metadata().await?.len();
+        // the body stream must be 'static; progress is reported as the daemon answers instead
+        let stream = tokio_util::io::ReaderStream::with_capacity(f, 1 << 20);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+        let stream = stream.inspect(move |c| {
+            if let Ok(c) = c {
+                let _ = tx.send(c.len() as u64);
+            }
+        });
+        let part =
+            reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), len);
+        let add = self.add_part(part);
+        tokio::pin!(add);
+        loop {
+            tokio::select! {
+                r = &mut add => return r,
+                Some(n) = rx.recv() => progress(n),
+            }
+        }
+    }
+
+    async fn add_bytes(&self, bytes: Vec<u8>) -> anyhow::Result<Cid> {
+        self.add_part(reqwest::multipart::Part::bytes(bytes)).await
+    }
+
+    async fn pin(&self, cid: &Cid) -> anyhow::Result<()> {
+        self.json("pin/add", &[("arg", cid.to_string())])
+            .await
+            .map(|_| ())
+    }
+
+    async fn cat_bytes(&self, cid: &Cid, offset: u64, len: Option<u64>) -> anyhow::Result<Vec<u8>> {
+        let mut params = vec![("arg", cid.to_string()), ("offset", offset.to_string())];
+        if let Some(l) = len {
+            params.push(("length", l.to_string()));
+        }
+        let resp = self.post("cat", &params, None).await?;
+        let bytes = resp
+            .bytes()
+            .await
+            .context("the transfer broke off (see the daemon's log)")?;
+        Ok(bytes.to_vec())
+    }
+
+    async fn cat_to_file(
+        &self,
+        cid: &Cid,
+        path: &Path,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> anyhow::Result<u64> {
+        let resp = self.post("cat", &[("arg", cid.to_string())], None).await?;
+        let mut out = tokio::io::BufWriter::with_capacity(
+            1 << 20,
+            tokio::fs::File::create(path)
+                .await
+                .with_context(|| format!("creating {}", path.display()))?,
+        );
+        let mut body = resp.bytes_stream();
+        let mut n = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.context("the transfer broke off (see the daemon's log)")?;
+            out.write_all(&chunk)
+                .await
+                .with_context(|| format!("writing {}", path.display()))?;
+            n += chunk.len() as u64;
+            progress(chunk.len() as u64);
+        }
+        out.flush().await?;
+        out.into_inner().sync_all().await?;
+        Ok(n)
+    }
+}
+
+/// One indicatif bar per blob.
+struct Bars(MultiProgress);
+
+impl Reporter for Bars {
+    fn start(&self, label: &str, total: u64) -> Box<dyn Bar> {
+        let pb = if total > 0 {
+            let pb = self.0.add(ProgressBar::new(total));
+            if let Ok(s) = ProgressStyle::with_template(
+                "{prefix:32} {msg:10} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+            ) {
+                pb.set_style(s);
+            }
+            pb
+        } else {
+            let pb = self.0.add(ProgressBar::new_spinner());
+            if let Ok(s) = ProgressStyle::with_template("{prefix:32} {msg:10} {spinner} {elapsed}")
+            {
+                pb.set_style(s);
+            }
+            pb.enable_steady_tick(std::time::Duration::from_millis(200));
+            pb
+        };
+        pb.set_prefix(label.to_string());
+        Box::new(IndicatifBar(pb))
+    }
+}
+
+struct IndicatifBar(ProgressBar);
+
+impl Bar for IndicatifBar {
+    fn inc(&self, n: u64) {
+        self.0.inc(n)
+    }
+    fn set_message(&self, msg: &str) {
+        self.0.set_message(msg.to_string())
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear()
+    }
+}

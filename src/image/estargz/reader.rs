@@ -1,0 +1,114 @@
+//! Finding and reading the TOC of a blob: footer → TOC member → `stargz.index.json` JSON.
+//! The blob is reached through a `read_at(offset, len)` callback, so a file, a node range read
+//! or a registry range request all work, and only the tail of the blob is read.
+
+use flate2::read::GzDecoder;
+use std::io::Read;
+
+use super::footer::{self, FOOTER_SIZE};
+use super::toc::{self, Toc, TOC_TAR_NAME};
+
+/// Largest TOC JSON accepted (a TOC has one entry per file and chunk; 64 MiB is far beyond
+/// any real layer).
+pub const MAX_TOC: u64 = 64 << 20;
+
+/// The TOC of an eStargz blob.
+#[derive(Debug, Clone)]
+pub struct TocInfo {
+    /// Compressed offset of the TOC member.
+    pub toc_offset: u64,
+    /// The TOC JSON exactly as stored.
+    pub json: Vec<u8>,
+    /// `sha256:` of `json` (the `toc.digest` annotation).
+    pub digest: String,
+    pub toc: Toc,
+}
+
+/// Why a blob is not a readable eStargz blob.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("reading the blob: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("not eStargz: {0}")]
+    Footer(#[from] footer::FooterError),
+    #[error("not eStargz: the footer's TOC offset {offset} is outside the {size}-byte blob")]
+    Offset { offset: u64, size: u64 },
+    #[error("not eStargz: the TOC member is {0} bytes, more than the limit")]
+    TooBig(u64),
+    #[error("not eStargz: TOC member: {0}")]
+    Member(String),
+    #[error("bad eStargz TOC: {0}")]
+    Toc(#[from] toc::TocError),
+}
+
+/// Read the TOC of a `size`-byte blob through `read_at(offset, len)`.
+pub fn read_toc(
+    size: u64,
+    mut read_at: impl FnMut(u64, u64) -> std::io::Result<Vec<u8>>,
+) -> Result<TocInfo, ReadError> {
+    let tail_len = (FOOTER_SIZE as u64).min(size);
+    let tail = read_at(size - tail_len, tail_len)?;
+    let f = footer::parse_footer(&tail)?;
+    let end = size - f.kind.size() as u64;
+    if f.toc_offset >= end {
+        return Err(ReadError::Offset {
+            offset: f.toc_offset,
+            size,
+        });
+    }
+    if end - f.toc_offset > MAX_TOC {
+        return Err(ReadError::TooBig(end - f.toc_offset));
+    }
+    let member = read_at(f.toc_offset, end - f.toc_offset)?;
+    let json = json_from_member(&member)?;
+    let toc = toc::parse(&json)?;
+    Ok(TocInfo {
+        toc_offset: f.toc_offset,
+        digest: toc::digest(&json),
+        json,
+        toc,
+    })
+}
+
+/// The `stargz.index.json` bytes inside a TOC gzip member.
+pub fn json_from_member(member: &[u8]) -> Result<Vec<u8>, ReadError> {
+    let bad = |m: String| ReadError::Member(m);
+    let mut ar = tar::Archive::new(GzDecoder::new(member));
+    let mut entries = ar.entries().map_err(|e| bad(e.to_string()))?;
+    let mut first = entries
+        .next()
+        .ok_or_else(|| bad("no tar entry".into()))?
+        .map_err(|e| bad(e.to_string()))?;
+    let name = first
+        .path()
+        .map_err(|e| bad(e.to_string()))?
+        .to_string_lossy()
+        .into_owned();
+    if name != TOC_TAR_NAME {
+        return Err(bad(format!("first entry is {name:?}, not {TOC_TAR_NAME}")));
+    }
+    let len = first.header().size().map_err(|e| bad(e.to_string()))?;
+    if len > MAX_TOC {
+        return Err(ReadError::TooBig(len));
+    }
+    let mut json = Vec::with_capacity(len as usize);
+    first
+        .read_to_end(&mut json)
+        .map_err(|e| bad(e.to_string()))?;
+    if json.len() as u64 != len {
+        return Err(bad("truncated TOC JSON".into()));
+    }
+    Ok(json)
+}
+
+/// [`read_toc`] of a file.
+pub fn read_toc_file(path: &std::path::Path) -> Result<TocInfo, ReadError> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path)?;
+    let size = f.metadata()?.len();
+    read_toc(size, |off, len| {
+        let mut buf = vec![0u8; len as usize];
+        f.read_exact_at(&mut buf, off)?;
+        Ok(buf)
+    })
+}

@@ -1,0 +1,252 @@
+//! `image pull` and `image inspect`: resolve an image CID to its index, manifests and configs
+//! (each fetched by the CID in its `ipfs://` URL and checked against its digest and size), then
+//! write it out as an OCI layout or a docker-archive. Nothing is left half-written: blobs are
+//! verified in temporary files before they are moved into place.
+
+use anyhow::{anyhow, bail, Context};
+use cid::Cid;
+use std::path::{Path, PathBuf};
+
+use super::archive;
+use super::layout::{self, LayoutWriter, MAX_JSON};
+use super::location::Dest;
+use super::oci::{self, Descriptor, Index, Kind, Manifest, Platform};
+use super::store::{short, BlobStore, Reporter};
+
+/// Largest root descriptor accepted.
+const MAX_ROOT: u64 = 64 << 10;
+
+/// An image as found from its CID.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub root: Cid,
+    /// The root descriptor (of the index, or of a lone manifest).
+    pub root_desc: Descriptor,
+    /// The index (synthesized around a lone manifest) and its bytes (None when synthesized).
+    pub index: Index,
+    pub index_bytes: Option<Vec<u8>>,
+    pub images: Vec<Image>,
+}
+
+/// One platform's manifest and config.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub desc: Descriptor,
+    pub manifest: Manifest,
+    pub manifest_bytes: Vec<u8>,
+    pub config: Vec<u8>,
+}
+
+/// Fetch a JSON blob by its descriptor's CID, verified.
+async fn fetch_json<S: BlobStore>(store: &S, desc: &Descriptor) -> anyhow::Result<Vec<u8>> {
+    if desc.size < 0 || desc.size as u64 > MAX_JSON {
+        bail!(
+            "{} {} claims {} bytes; refusing",
+            desc.media_type,
+            desc.digest,
+            desc.size
+        );
+    }
+    let cid = desc.cid().map_err(|e| anyhow!(e))?;
+    let bytes = store
+        .cat_bytes(&cid, 0, Some(desc.size as u64 + 1))
+        .await
+        .with_context(|| {
+            format!(
+                "fetching {} {} ({cid})",
+                desc.media_type,
+                short(&desc.digest)
+            )
+        })?;
+    layout::verify_bytes(desc, &bytes)?;
+    Ok(bytes)
+}
+
+/// Resolve `root` to the images it names, keeping the `platforms` asked for (all if empty).
+pub async fn resolve<S: BlobStore>(
+    store: &S,
+    root: Cid,
+    platforms: &[Platform],
+) -> anyhow::Result<Resolved> {
+    let raw = store
+        .cat_bytes(&root, 0, Some(MAX_ROOT + 1))
+        .await
+        .with_context(|| format!("fetching the image root {root}"))?;
+    if raw.len() as u64 > MAX_ROOT {
+        bail!("{root} is not an image: its content is larger than a descriptor");
+    }
+    let root_desc: Descriptor = serde_json::from_slice(&raw).map_err(|e| {
+        anyhow!("{root} is not an image: its content is not an OCI descriptor ({e})")
+    })?;
+    let (_, kind) =
+        oci::classify(&root_desc.media_type).map_err(|e| anyhow!("image root {root}: {e}"))?;
+    let (index, index_bytes) = match kind {
+        Kind::Index => {
+            let bytes = fetch_json(store, &root_desc).await?;
+            let index: Index = serde_json::from_slice(&bytes).context("bad image index JSON")?;
+            (index, Some(bytes))
+        }
+        Kind::Manifest => (Index::new(vec![root_desc.clone()]), None),
+        _ => bail!(
+            "image root {root} describes a {}, not an index or manifest",
+            root_desc.media_type
+        ),
+    };
+    let mut images = Vec::new();
+    let mut seen = Vec::new();
+    for desc in &index.manifests {
+        let (_, k) = oci::classify(&desc.media_type)
+            .map_err(|e| anyhow!("index entry {}: {e}", desc.digest))?;
+        if k != Kind::Manifest {
+            bail!(
+                "index entry {} is a {}; nested indexes are not supported",
+                desc.digest,
+                desc.media_type
+            );
+        }
+        if let Some(p) = &desc.platform {
+            seen.push(p.to_string());
+            if !platforms.is_empty() && !platforms.iter().any(|w| w.matches(p)) {
+                continue;
+            }
+        }
+        let manifest_bytes = fetch_json(store, desc).await?;
+        let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+            .with_context(|| format!("manifest {}: bad JSON", desc.digest))?;
+        let config = fetch_json(store, &manifest.config).await?;
+        for l in &manifest.layers {
+            l.cid()
+                .map_err(|e| anyhow!("manifest {}: {e}", short(&desc.digest)))?;
+            oci::digest_hex(&l.digest).map_err(|e| anyhow!(e))?;
+        }
+        images.push(Image {
+            desc: desc.clone(),
+            manifest,
+            manifest_bytes,
+            config,
+        });
+    }
+    if images.is_empty() {
+        bail!(
+            "no image in {root} matches the platform(s) asked for; it has: {}",
+            seen.join(", ")
+        );
+    }
+    Ok(Resolved {
+        root,
+        root_desc,
+        index,
+        index_bytes,
+        images,
+    })
+}
+
+/// Download a blob into `tmp`, then check its size and digest.
+async fn download<S: BlobStore>(
+    store: &S,
+    desc: &Descriptor,
+    tmp: &Path,
+    rep: &dyn Reporter,
+    label: &str,
+) -> anyhow::Result<()> {
+    let cid = desc.cid().map_err(|e| anyhow!(e))?;
+    let bar = rep.start(label, desc.size.max(0) as u64);
+    store
+        .cat_to_file(&cid, tmp, &|n| bar.inc(n))
+        .await
+        .with_context(|| format!("fetching {} ({cid})", desc.digest))?;
+    bar.set_message("verifying");
+    let f = std::fs::File::open(tmp)?;
+    let (digest, size) = tokio::task::block_in_place(|| layout::hash_reader(f, &|_| {}))?;
+    bar.finish();
+    layout::check(desc, &digest, size)
+}
+
+/// Write `img` to `dest`.
+pub async fn pull<S: BlobStore>(
+    store: &S,
+    img: &Resolved,
+    dest: &Dest,
+    rep: &dyn Reporter,
+) -> anyhow::Result<()> {
+    match dest {
+        Dest::Oci { dir, tag } => {
+            let w = LayoutWriter::create(dir)?;
+            if let Some(b) = &img.index_bytes {
+                w.write_blob(&img.root_desc, b)?;
+            }
+            let total: usize = img.images.iter().map(|i| i.manifest.layers.len()).sum();
+            let mut n = 0;
+            for i in &img.images {
+                w.write_blob(&i.desc, &i.manifest_bytes)?;
+                w.write_blob(&i.manifest.config, &i.config)?;
+                for l in &i.manifest.layers {
+                    n += 1;
+                    if w.has_blob(l) {
+                        continue;
+                    }
+                    let tmp = w.temp_blob()?;
+                    download(
+                        store,
+                        l,
+                        &tmp,
+                        rep,
+                        &format!("layer {n}/{total} {}", short(&l.digest)),
+                    )
+                    .await?;
+                    w.commit_blob(tmp, &l.digest)?;
+                }
+            }
+            let descs = img.images.iter().map(|i| i.desc.clone()).collect();
+            w.finish(descs, tag.as_deref())
+        }
+        Dest::DockerArchive { file, name } => {
+            let i = match img.images.as_slice() {
+                [one] => one,
+                many => {
+                    let host = Platform::host();
+                    many.iter()
+                        .find(|i| i.desc.platform.as_ref().is_some_and(|p| host.matches(p)))
+                        .ok_or_else(|| {
+                            anyhow!(
+                                "the image has {} platforms; choose one with --platform",
+                                many.len()
+                            )
+                        })?
+                }
+            };
+            let parent = match file.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            let tmp = tempfile::Builder::new()
+                .prefix(".cidfs-pull-")
+                .tempdir_in(&parent)
+                .with_context(|| format!("creating a work directory in {}", parent.display()))?;
+            let cfg = tmp.path().join("config.json");
+            std::fs::write(&cfg, &i.config)?;
+            let mut layers = Vec::new();
+            let total = i.manifest.layers.len();
+            for (n, l) in i.manifest.layers.iter().enumerate() {
+                let p = tmp.path().join(format!("layer-{n}"));
+                download(
+                    store,
+                    l,
+                    &p,
+                    rep,
+                    &format!("layer {}/{total} {}", n + 1, short(&l.digest)),
+                )
+                .await?;
+                layers.push((l.digest.clone(), p));
+            }
+            let tag = name
+                .clone()
+                .unwrap_or_else(|| format!("ipfs/{}:latest", img.root));
+            let (file, cfgd) = (file.clone(), i.manifest.config.digest.clone());
+            tokio::task::spawn_blocking(move || {
+                archive::write_docker_archive(&file, (&cfgd, &cfg), &layers, &tag)
+            })
+            .await?
+        }
+    }
+}
