@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Push/pull benchmark: an image with one ~SIZE_MB (default 500) layer tarred from this machine's
+# /usr. Prints MB/s (uncompressed tar bytes per second) of `cidfs image push` on node A (eStargz
+# conversion at the default level 6 and with --estargz=false), the ratio to `gzip -6` of the same
+# tar measured in the same run, and the MB/s of `cidfs image pull` on node B from node A.
+# Usage: scripts/bench-push.sh [SIZE_MB]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZE_MB=${1:-500}
+cargo build --release --quiet
+BIN=$PWD/target/release/cidfs
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+"$BIN" keygen > "$WORK/swarm.key"
+chmod 600 "$WORK/swarm.key"
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+secs() { python3 -c "print(f'{$2-$1:.2f}')"; }
+mbps() { python3 -c "print(f'{$1/($3-$2)/1e6:.0f}')"; }
+
+# The layer: regular files of /usr (skipping unreadable ones) until SIZE_MB, as one tar.
+python3 - "$WORK/layer.tar" "$SIZE_MB" <<'PY'
+import os, sys, tarfile
+out, limit = sys.argv[1], int(sys.argv[2]) * 10**6
+total = 0
+with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as t:
+    for root, dirs, files in os.walk("/usr"):
+        dirs.sort(); files.sort()
+        for f in files:
+            p = os.path.join(root, f)
+            try:
+                st = os.lstat(p)
+                t.add(p, arcname=p.lstrip("/"), recursive=False)
+            except OSError:
+                continue
+            total += st.st_size if not os.path.islink(p) else 0
+            if total >= limit:
+                sys.exit(0)
+PY
+BYTES=$(stat -c %s "$WORK/layer.tar")
+# An OCI layout around it (uncompressed layer, as `docker save` gives).
+python3 - "$WORK" <<'PY'
+import hashlib, json, os, sys, shutil
+w = sys.argv[1]
+blobs = os.path.join(w, "layout/blobs/sha256"); os.makedirs(blobs)
+def put(b):
+    d = hashlib.sha256(b).hexdigest(); open(os.path.join(blobs, d), "wb").write(b); return d
+h = hashlib.sha256()
+with open(os.path.join(w, "layer.tar"), "rb") as f:
+    for c in iter(lambda: f.read(1 << 20), b""): h.update(c)
+ld = h.hexdigest(); size = os.path.getsize(os.path.join(w, "layer.tar"))
+os.link(os.path.join(w, "layer.tar"), os.path.join(blobs, ld))
+cfg = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": ["sha256:" + ld]}}).encode()
+cd = put(cfg)
+man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:" + cd, "size": len(cfg)},
+    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": "sha256:" + ld, "size": size}]}).encode()
+md = put(man)
+json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "digest": "sha256:" + md, "size": len(man), "annotations": {"org.opencontainers.image.ref.name": "bench"}}]},
+    open(os.path.join(w, "layout/index.json"), "w"))
+open(os.path.join(w, "layout/oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
+PY
+
+cat "$WORK/layer.tar" > /dev/null
+t0=$(now); gzip -6 -c "$WORK/layer.tar" > "$WORK/layer.tar.gz"; t1=$(now)
+GZ_T0=$t0; GZ_T1=$t1
+GZ_SIZE=$(stat -c %s "$WORK/layer.tar.gz"); rm "$WORK/layer.tar.gz"
+
+start_cidfs a
+start_cidfs b --peer "$a_ADDR"
+
+t0=$(now); CID=$("$BIN" --repo "$WORK/a" image push -q "oci:$WORK/layout:bench"); t1=$(now)
+P_T0=$t0; P_T1=$t1
+t0=$(now); CID_RAW=$("$BIN" --repo "$WORK/a" image push -q --estargz=false "oci:$WORK/layout:bench"); t1=$(now)
+R_T0=$t0; R_T1=$t1
+LAYER=$("$BIN" --repo "$WORK/a" image inspect --json "$CID" | python3 -c "import json,sys; r=json.load(sys.stdin); print(r['images'][0]['layers'][0]['size'])")
+
+t0=$(now); "$BIN" --repo "$WORK/b" image pull -q "$CID" --to "oci:$WORK/pulled:bench"; t1=$(now)
+L_T0=$t0; L_T1=$t1
+
+echo "cidfs bench-push: one layer of $BYTES bytes from /usr; image $CID"
+printf "%-52s %6s s %6s MB/s\n" "gzip -6 of the tar (baseline, one core)" "$(secs $GZ_T0 $GZ_T1)" "$(mbps $BYTES $GZ_T0 $GZ_T1)"
+printf "%-52s %6s s %6s MB/s\n" "image push, eStargz level 6 (convert + add)" "$(secs $P_T0 $P_T1)" "$(mbps $BYTES $P_T0 $P_T1)"
+printf "%-52s %6s s %6s MB/s\n" "image push --estargz=false (check + add)" "$(secs $R_T0 $R_T1)" "$(mbps $BYTES $R_T0 $R_T1)"
+printf "%-52s %6s s %6s MB/s\n" "image pull on B from A (eStargz blob bytes)" "$(secs $L_T0 $L_T1)" "$(mbps $LAYER $L_T0 $L_T1)"
+echo "ratio push (eStargz) / gzip -6: $(python3 -c "print(f'{($GZ_T1-$GZ_T0)/($P_T1-$P_T0):.2f}')") (speed; >1 = faster than gzip -6)"
+echo "sizes: gzip -6 $GZ_SIZE bytes, eStargz layer $LAYER bytes ($(python3 -c "print(f'{$LAYER/$GZ_SIZE:.3f}')") of gzip -6)"
