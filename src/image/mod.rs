@@ -28,3 +28,5 @@ pub mod push;
 pub mod registry;
 pub mod source;
 pub mod store;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,367 @@
+//! Push → pull round trips through an in-memory node (the real UnixFS adder and range reader
+//! over a `MemStore`), and the bad inputs a push or pull must refuse cleanly. The same flows
+//! against real daemons and real container tools are in `tests/image.rs`.
+
+use cid::Cid;
+use futures::StreamExt;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::estargz::build::BuildOptions;
+use super::location::{Dest, Source as Loc};
+use super::oci::{self, Descriptor};
+use super::store::{BlobStore, Silent};
+use super::{pull, push, source};
+use crate::blockstore::{Blocks, MemStore};
+use crate::unixfs::{self, AddOptions, Adder};
+
+/// A node in memory.
+#[derive(Clone, Default)]
+pub struct MemNode(pub Arc<MemStore>);
+
+impl BlobStore for MemNode {
+    async fn add_file(&self, path: &Path, _: &(dyn Fn(u64) + Send + Sync)) -> anyhow::Result<Cid> {
+        self.add_bytes(std::fs::read(path)?).await
+    }
+    async fn add_bytes(&self, bytes: Vec<u8>) -> anyhow::Result<Cid> {
+        let mut a = Adder::new(&AddOptions::default())?;
+        let mut blocks = a.push(&bytes);
+        let (root, rest) = a.finish();
+        blocks.extend(rest);
+        for (c, b) in blocks {
+            self.0.put(&c, &b)?;
+        }
+        Ok(root)
+    }
+    async fn pin(&self, cid: &Cid) -> anyhow::Result<()> {
+        Ok(self.0.pin(cid)?)
+    }
+    async fn cat_bytes(&self, cid: &Cid, offset: u64, len: Option<u64>) -> anyhow::Result<Vec<u8>> {
+        let s = unixfs::cat(Arc::clone(&self.0), *cid, offset, len, 4);
+        futures::pin_mut!(s);
+        let mut out = Vec::new();
+        while let Some(c) = s.next().await {
+            out.extend_from_slice(&c?);
+        }
+        Ok(out)
+    }
+    async fn cat_to_file(
+        &self,
+        cid: &Cid,
+        path: &Path,
+        _: &(dyn Fn(u64) + Send + Sync),
+    ) -> anyhow::Result<u64> {
+        let b = self.cat_bytes(cid, 0, None).await?;
+        std::fs::write(path, &b)?;
+        Ok(b.len() as u64)
+    }
+}
+
+/// A gzip layer tar of `files` (name → content).
+fn layer(files: &[(&str, &[u8])]) -> (Vec<u8>, String) {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1_700_000_000);
+        h.set_cksum();
+        b.append_data(&mut h, name, *data).unwrap();
+    }
+    let tar = b.into_inner().unwrap();
+    let diff_id = oci::sha256_digest(&tar);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar).unwrap();
+    (gz.finish().unwrap(), diff_id)
+}
+
+/// Writes an OCI layout of a two-layer image with Docker media types; returns the layer blobs.
+pub fn write_layout(dir: &Path, tag: &str) -> Vec<Vec<u8>> {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8], mt: &str| {
+        let d = Descriptor::of(mt, bytes);
+        std::fs::write(blobs.join(&d.digest[7..]), bytes).unwrap();
+        d
+    };
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let (l1, id1) = layer(&[
+        ("etc/hello", b"hello from cidfs\n"),
+        ("big.bin", &big),
+        ("empty", b""),
+    ]);
+    let (l2, id2) = layer(&[("etc/second", b"two\n")]);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [id1, id2]},
+    }))
+    .unwrap();
+    let manifest = oci::Manifest {
+        schema_version: 2,
+        media_type: oci::DOCKER_MANIFEST.into(),
+        artifact_type: String::new(),
+        config: put(&config, oci::DOCKER_CONFIG),
+        layers: vec![
+            put(&l1, oci::DOCKER_LAYER_GZIP),
+            put(&l2, oci::DOCKER_LAYER_GZIP),
+        ],
+        subject: None,
+        annotations: BTreeMap::new(),
+    };
+    let mut mdesc = put(&oci::to_json(&manifest), oci::DOCKER_MANIFEST);
+    mdesc
+        .annotations
+        .insert(oci::ANNOTATION_REF_NAME.into(), tag.into());
+    std::fs::write(
+        dir.join("index.json"),
+        oci::to_json(&oci::Index::new(vec![mdesc])),
+    )
+    .unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    vec![l1, l2]
+}
+
+async fn push_dir(node: &MemNode, dir: &Path, estargz: bool) -> anyhow::Result<push::Pushed> {
+    let work = tempfile::tempdir()?;
+    let src = Loc::Oci {
+        dir: dir.to_path_buf(),
+        tag: Some("v1".into()),
+    };
+    let s = source::Source::open(&src, &Default::default(), work.path()).await?;
+    let opts = push::PushOptions {
+        estargz: estargz.then(|| BuildOptions {
+            chunk_size: 1 << 20,
+            ..Default::default()
+        }),
+        platforms: vec![],
+    };
+    push::push(&s, node, &opts, work.path(), &Silent).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_writes_the_ipfs_enabled_format() {
+    let node = MemNode::default();
+    let dir = tempfile::tempdir().unwrap();
+    let originals = write_layout(dir.path(), "v1");
+    let pushed = push_dir(&node, dir.path(), false).await.unwrap();
+    // root → index descriptor with an ipfs:// URL
+    let root: Descriptor =
+        serde_json::from_slice(&node.cat_bytes(&pushed.root, 0, None).await.unwrap()).unwrap();
+    assert_eq!(root.media_type, oci::OCI_INDEX);
+    let index: oci::Index =
+        serde_json::from_slice(&node.cat_bytes(&root.cid().unwrap(), 0, None).await.unwrap())
+            .unwrap();
+    assert_eq!(index.manifests.len(), 1);
+    let md = &index.manifests[0];
+    assert_eq!(md.media_type, oci::OCI_MANIFEST);
+    assert_eq!(md.platform.as_ref().unwrap().to_string(), "linux/amd64");
+    let mbytes = node.cat_bytes(&md.cid().unwrap(), 0, None).await.unwrap();
+    assert_eq!(oci::sha256_digest(&mbytes), md.digest);
+    let m: oci::Manifest = serde_json::from_slice(&mbytes).unwrap();
+    assert_eq!(m.config.media_type, oci::OCI_CONFIG);
+    // --estargz=false keeps layer bytes; media types become OCI; each blob's CID holds it
+    for (l, orig) in m.layers.iter().zip(&originals) {
+        assert_eq!(l.media_type, oci::OCI_LAYER_GZIP);
+        assert_eq!(
+            node.cat_bytes(&l.cid().unwrap(), 0, None).await.unwrap(),
+            *orig
+        );
+    }
+    // every CID is pinned
+    let pins = node.0.pins().unwrap();
+    for c in &pushed.cids {
+        assert!(pins.contains(c), "{c} not pinned");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn estargz_push_pulls_back_into_a_layout_and_an_archive() {
+    let node = MemNode::default();
+    let dir = tempfile::tempdir().unwrap();
+    write_layout(dir.path(), "v1");
+    let pushed = push_dir(&node, dir.path(), true).await.unwrap();
+    let img = pull::resolve(&node, pushed.root, &[]).await.unwrap();
+    let m = &img.images[0].manifest;
+    for l in &m.layers {
+        assert!(l.annotations.contains_key(oci::ANNOTATION_TOC_DIGEST));
+        assert!(l
+            .annotations
+            .contains_key(oci::ANNOTATION_UNCOMPRESSED_SIZE));
+    }
+    let out = tempfile::tempdir().unwrap();
+    let oci_dir = out.path().join("layout");
+    let dest = Dest::Oci {
+        dir: oci_dir.clone(),
+        tag: Some("pulled".into()),
+    };
+    pull::pull(&node, &img, &dest, &Silent).await.unwrap();
+    let l = super::layout::Layout::open(&oci_dir).unwrap();
+    let d = l.select(Some("pulled")).unwrap();
+    assert_eq!(d.digest, img.images[0].desc.digest);
+    for b in &m.layers {
+        l.verified_blob(b, &|_| {}).unwrap();
+    }
+    // the converted image pushes again unchanged: its layers already are eStargz
+    let again = push_dir_tag(&node, &oci_dir, "pulled").await.unwrap();
+    let img2 = pull::resolve(&node, again.root, &[]).await.unwrap();
+    assert_eq!(
+        img2.images[0].manifest.layers,
+        img.images[0].manifest.layers
+    );
+    let file = out.path().join("img.tar");
+    let dest = Dest::DockerArchive {
+        file: file.clone(),
+        name: Some("x/y:1".into()),
+    };
+    pull::pull(&node, &img, &dest, &Silent).await.unwrap();
+    let ex = tempfile::tempdir().unwrap();
+    super::archive::extract(&file, ex.path()).unwrap();
+    let mf: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ex.path().join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(mf[0]["RepoTags"][0], "x/y:1");
+    assert_eq!(mf[0]["Layers"].as_array().unwrap().len(), 2);
+    // and a docker-archive is a push source too
+    let back = tempfile::tempdir().unwrap();
+    let s = source::Source::open(
+        &Loc::DockerArchive { file, name: None },
+        &Default::default(),
+        back.path(),
+    )
+    .await
+    .unwrap();
+    let opts = push::PushOptions {
+        estargz: Some(BuildOptions::default()),
+        platforms: vec![],
+    };
+    let p3 = push::push(&s, &node, &opts, back.path(), &Silent)
+        .await
+        .unwrap();
+    let img3 = pull::resolve(&node, p3.root, &[]).await.unwrap();
+    assert_eq!(
+        img3.images[0].manifest.layers,
+        img.images[0].manifest.layers
+    );
+}
+
+async fn push_dir_tag(node: &MemNode, dir: &Path, tag: &str) -> anyhow::Result<push::Pushed> {
+    let work = tempfile::tempdir()?;
+    let src = Loc::Oci {
+        dir: dir.to_path_buf(),
+        tag: Some(tag.into()),
+    };
+    let s = source::Source::open(&src, &Default::default(), work.path()).await?;
+    let opts = push::PushOptions {
+        estargz: Some(BuildOptions::default()),
+        platforms: vec![],
+    };
+    push::push(&s, node, &opts, work.path(), &Silent).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_blob_fails_the_push_and_pins_nothing() {
+    let node = MemNode::default();
+    let dir = tempfile::tempdir().unwrap();
+    let layers = write_layout(dir.path(), "v1");
+    std::fs::remove_file(
+        dir.path()
+            .join("blobs/sha256")
+            .join(&oci::sha256_digest(&layers[1])[7..]),
+    )
+    .unwrap();
+    let e = format!("{:#}", push_dir(&node, dir.path(), true).await.unwrap_err());
+    assert!(e.contains("missing from the layout"), "{e}");
+    assert!(node.0.pins().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_blob_or_unknown_media_type_fails_the_push() {
+    let node = MemNode::default();
+    let dir = tempfile::tempdir().unwrap();
+    let layers = write_layout(dir.path(), "v1");
+    let p = dir
+        .path()
+        .join("blobs/sha256")
+        .join(&oci::sha256_digest(&layers[0])[7..]);
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&p, &bytes).unwrap();
+    let e = format!("{:#}", push_dir(&node, dir.path(), true).await.unwrap_err());
+    assert!(e.contains("digest mismatch"), "{e}");
+    // unknown media type
+    let dir = tempfile::tempdir().unwrap();
+    write_layout(dir.path(), "v1");
+    let l = super::layout::Layout::open(dir.path()).unwrap();
+    let d = l.select(Some("v1")).unwrap();
+    let mut m: oci::Manifest = serde_json::from_slice(&l.read_blob(&d).unwrap()).unwrap();
+    m.layers[1].media_type = "application/x-mystery".into();
+    let bytes = oci::to_json(&m);
+    let mut nd = Descriptor::of(oci::DOCKER_MANIFEST, &bytes);
+    std::fs::write(
+        dir.path().join("blobs/sha256").join(&nd.digest[7..]),
+        &bytes,
+    )
+    .unwrap();
+    nd.annotations
+        .insert(oci::ANNOTATION_REF_NAME.into(), "v1".into());
+    std::fs::write(
+        dir.path().join("index.json"),
+        oci::to_json(&oci::Index::new(vec![nd])),
+    )
+    .unwrap();
+    let e = format!("{:#}", push_dir(&node, dir.path(), true).await.unwrap_err());
+    assert!(
+        e.contains("unknown media type \"application/x-mystery\""),
+        "{e}"
+    );
+    assert!(node.0.pins().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_mismatch_on_pull_leaves_no_output() {
+    let node = MemNode::default();
+    let dir = tempfile::tempdir().unwrap();
+    write_layout(dir.path(), "v1");
+    let pushed = push_dir(&node, dir.path(), false).await.unwrap();
+    let img = pull::resolve(&node, pushed.root, &[]).await.unwrap();
+    // a manifest whose second layer points at the first layer's CID
+    let mut m = img.images[0].manifest.clone();
+    m.layers[1].urls = m.layers[0].urls.clone();
+    let mbytes = oci::to_json(&m);
+    let mut md = Descriptor::of(oci::OCI_MANIFEST, &mbytes);
+    md.set_cid(&node.add_bytes(mbytes).await.unwrap());
+    let ibytes = oci::to_json(&oci::Index::new(vec![md]));
+    let mut id = Descriptor::of(oci::OCI_INDEX, &ibytes);
+    id.set_cid(&node.add_bytes(ibytes).await.unwrap());
+    let bad_root = node.add_bytes(oci::to_json(&id)).await.unwrap();
+    let bad = pull::resolve(&node, bad_root, &[]).await.unwrap();
+    let out = tempfile::tempdir().unwrap();
+    for dest in [
+        Dest::Oci {
+            dir: out.path().join("layout"),
+            tag: None,
+        },
+        Dest::DockerArchive {
+            file: out.path().join("a.tar"),
+            name: None,
+        },
+    ] {
+        let e = format!(
+            "{:#}",
+            pull::pull(&node, &bad, &dest, &Silent).await.unwrap_err()
+        );
+        assert!(
+            e.contains("size is") || e.contains("digest mismatch"),
+            "{e}"
+        );
+        let left: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+    // a root that is not a descriptor
+    let junk = node.add_bytes(b"not json".to_vec()).await.unwrap();
+    let e = format!("{:#}", pull::resolve(&node, junk, &[]).await.unwrap_err());
+    assert!(e.contains("not an OCI descriptor"), "{e}");
+}
