@@ -11,12 +11,13 @@
 //! - [`index`]: the reader-side [`Index`] of cleaned names and chunks per regular file
 //!   (also reachable as `toc::index`).
 //!
-//! Planned: `build` (tar → eStargz blob).
+//! - [`build`]: layer tar → eStargz blob (and [`build::scan`], the same checks without converting).
 
 pub mod build;
 pub mod footer;
 pub mod index;
 pub mod reader;
+mod tarstream;
 pub mod toc;
 
 pub use footer::{Defect, Footer, FooterError, FooterKind, FOOTER_SIZE, LEGACY_FOOTER_SIZE};
