@@ -3,6 +3,7 @@
 
 mod util;
 
+mod images;
 mod interop;
 mod netns;
 mod node;

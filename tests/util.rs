@@ -272,7 +272,7 @@ fn command(netns: Option<&str>, repo: &Path, args: &[String]) -> Command {
 }
 
 /// Forwards a child's stderr lines to a channel and a log file.
-fn pipe_lines(stderr: impl Read + Send + 'static, log: PathBuf) -> Receiver<String> {
+pub fn pipe_lines(stderr: impl Read + Send + 'static, log: PathBuf) -> Receiver<String> {
     let (tx, rx) = channel();
     std::thread::spawn(move || {
         let mut file = std::fs::File::create(log).ok();
