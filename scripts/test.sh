@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command (README "Quick start", and CI through .ci/run):
 #   1. installs the system tools the tests need when they are missing (fuse3 for FUSE mounts,
-#      iproute2 for the network-namespace tests), with apt-get, non-interactively;
+#      iproute2 for the network-namespace tests, the container clients of tests/images), with
+#      apt-get, non-interactively;
 #   2. installs the pinned npm packages of the interop tests (tests/interop: Helia, kubo-rpc-client)
 #      with `npm ci` when tests/interop/node_modules is missing;
 #   3. cargo fmt --check, cargo clippy (warnings are errors), cargo test --release --workspace.
@@ -11,8 +12,27 @@ cd "$(dirname "$0")/.."
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-# Debian package providing each command the tests run.
-declare -A NEEDED=([fusermount3]=fuse3 [ip]=iproute2)
+# Debian package providing each command the tests run. The container-image tests
+# (tests/images) drive real clients: skopeo, podman (with runc, conmon, fuse-overlayfs), containerd
+# (+ ctr), ctr-remote (eStargz conversion), the distribution registry, dockerd, htpasswd (bcrypt for
+# the registry's basic auth) and a static busybox put into generated images (busybox-static ships
+# /bin/busybox; the dynamic `busybox` package would not run inside the images).
+declare -A NEEDED=(
+    [fusermount3]=fuse3
+    [ip]=iproute2
+    [skopeo]=skopeo
+    [podman]=podman
+    [runc]=runc
+    [conmon]=conmon
+    [fuse-overlayfs]=fuse-overlayfs
+    [containerd]=containerd
+    [ctr]=containerd
+    [ctr-remote]=stargz-snapshotter
+    [docker-registry]=docker-registry
+    [dockerd]=docker.io
+    [busybox]=busybox-static
+    [htpasswd]=apache2-utils
+)
 
 install_missing() {
     local cmd missing=()
@@ -20,6 +40,7 @@ install_missing() {
         command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEEDED[$cmd]}")
     done
     [ "${#missing[@]}" -eq 0 ] && return 0
+    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
 
     local sudo=()
     if [ "$(id -u)" -ne 0 ]; then

@@ -52,7 +52,10 @@ pub struct GenSpec {
     pub big_file_size: usize,
     /// Add busybox, `bin/sh`, `bin/cat`, `etc/hello` and `Cmd = cat /etc/hello`.
     pub busybox: bool,
-    /// Docker schema2 media types for manifest, config and layers instead of OCI ones.
+    /// Docker schema2 media types for manifest, config and layers instead of OCI ones. Such a
+    /// layout is for readers that accept it (cidfs); skopeo 1.9 does not (it only looks at
+    /// `index.json` entries of OCI media types: "no descriptor found"), so the skopeo helpers
+    /// below need an OCI layout — use [`push_to_registry_v2s2`] to get schema2 into a registry.
     pub docker_media_types: bool,
     /// Seed of the pseudo-random file contents; another seed gives other digests.
     pub seed: u64,
@@ -216,7 +219,8 @@ pub fn to_docker_archive(layout: &Path, tag: &str, file: &Path, name_tag: &str) 
 }
 
 /// Pushes the layout's `tag` to `docker://ADDR/NAME_TAG` over plain HTTP; `creds` is `user:pass`.
-/// Returns the pushed reference (`ADDR/NAME_TAG`).
+/// Returns the pushed reference (`ADDR/NAME_TAG`). The manifest keeps the layout's (OCI) media types;
+/// see [`push_to_registry_v2s2`] for a Docker schema2 manifest.
 pub fn push_to_registry(
     layout: &Path,
     tag: &str,
@@ -224,12 +228,38 @@ pub fn push_to_registry(
     name_tag: &str,
     creds: Option<&str>,
 ) -> String {
+    push(layout, tag, addr, name_tag, creds, None)
+}
+
+/// [`push_to_registry`] with `skopeo copy --format v2s2`: the registry gets a Docker schema2 manifest
+/// (the blobs, config included, stay byte for byte the same).
+pub fn push_to_registry_v2s2(
+    layout: &Path,
+    tag: &str,
+    addr: &str,
+    name_tag: &str,
+    creds: Option<&str>,
+) -> String {
+    push(layout, tag, addr, name_tag, creds, Some("v2s2"))
+}
+
+fn push(
+    layout: &Path,
+    tag: &str,
+    addr: &str,
+    name_tag: &str,
+    creds: Option<&str>,
+    format: Option<&str>,
+) -> String {
     let dest = format!("{addr}/{name_tag}");
     let src = format!("oci:{}:{tag}", layout.display());
     let dst = format!("docker://{dest}");
     let mut args = vec!["copy", "--dest-tls-verify=false"];
     if let Some(c) = creds {
         args.extend(["--dest-creds", c]);
+    }
+    if let Some(f) = format {
+        args.extend(["--format", f]);
     }
     args.extend([src.as_str(), dst.as_str()]);
     skopeo_ok(&args);
@@ -424,7 +454,7 @@ fn layer_entries(spec: &GenSpec) -> (Vec<Entry>, Vec<Entry>) {
     assert!(long_file.len() > 100);
     let mut xattr_file = Entry::file("a/xattr.txt", 0o644, b"has xattrs\n".to_vec()).mtime(7);
     xattr_file.xattrs = vec![
-        ("user.bin", vec![0u8, 1, 2, 0xff, 0xfe, b'=', b'\n', 0]),
+        ("user.bin", vec![0u8, 1, 2, 0xff, 0xfe, b'=', b' ', 0]),
         ("user.foo", b"bar baz".to_vec()),
     ];
     let mut lower = vec![

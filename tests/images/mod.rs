@@ -110,7 +110,8 @@ fn podman_runs_generated_busybox_image_from_docker_archive() {
     let tmp = tempfile::tempdir().unwrap();
     let (img, archive) = busybox_archive(tmp.path());
     let da = tree::layers_of_docker_archive(&archive);
-    assert_eq!(da.repo_tags, ["cidfs-test/bb:v1"]);
+    // skopeo writes the normalized name.
+    assert_eq!(da.repo_tags, ["docker.io/cidfs-test/bb:v1"]);
     assert_same_tree(&tree_of_layers(&da.layers), &img.expected);
 
     let podman = Podman::new();
@@ -166,7 +167,6 @@ fn registry_with_basic_auth_refuses_anonymous_pulls() {
         &tmp.path().join("layout"),
         &GenSpec {
             big_file_size: 1 << 20,
-            docker_media_types: true,
             ..Default::default()
         },
     );
@@ -177,10 +177,25 @@ fn registry_with_basic_auth_refuses_anonymous_pulls() {
     assert_eq!(reg.get_status("/v2/", false), Some(401));
     assert_eq!(reg.get_status("/v2/", true), Some(200));
     let creds = reg.creds().unwrap();
-    let r = gen::push_to_registry(&img.layout, &img.tag, &reg.addr(), "p/img:v1", Some(&creds));
+    let r =
+        gen::push_to_registry_v2s2(&img.layout, &img.tag, &reg.addr(), "p/img:v1", Some(&creds));
     let anon = runtimes::skopeo(&["inspect", "--tls-verify=false", &format!("docker://{r}")]);
     assert!(!anon.status.success(), "anonymous inspect succeeded");
-    gen::pull_from_registry(&r, &tmp.path().join("copy"), "v1", Some(&creds));
+    let raw = runtimes::skopeo_ok(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        &format!("docker://{r}"),
+    ]);
+    let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(m["mediaType"], gen::DOCKER_MANIFEST);
+    assert_eq!(m["layers"][0]["digest"], img.layer_digests[0].as_str());
+    let copy = tmp.path().join("copy");
+    gen::pull_from_registry(&r, &copy, "v1", Some(&creds));
+    let back = tree::layers_of_oci_layout(&copy, Some("v1"));
+    assert_same_tree(&tree_of_layers(&back.layers), &img.expected);
     done("registry auth", t);
 }
 
