@@ -120,7 +120,93 @@ fn podman_runs_generated_busybox_image_from_docker_archive() {
     assert_eq!(out.trim(), HELLO_LINE);
     // The config's Cmd is `cat /etc/hello` too.
     assert_eq!(podman.run_output(&name, &[]).trim(), HELLO_LINE);
+
+    // And from a registry (plain HTTP, `--tls-verify=false`).
+    let reg = Registry::start();
+    let r = gen::push_to_registry(
+        &img.layout,
+        &img.tag,
+        &reg.addr(),
+        "cidfs-test/pull:v1",
+        None,
+    );
+    let fresh = Podman::new();
+    let id = fresh.pull(&r);
+    assert!(!id.is_empty());
+    assert_eq!(
+        fresh.run_output(&r, &["cat", "/etc/hello"]).trim(),
+        HELLO_LINE
+    );
     done("podman", t);
+}
+
+/// State of a process (`R`, `S`, `Z`…) or `None` when it is gone.
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+fn assert_gone(pid: u32) {
+    let gone = crate::util::eventually(std::time::Duration::from_secs(10), || {
+        matches!(proc_state(pid), None | Some('Z')).then_some(())
+    });
+    assert!(gone.is_some(), "process {pid} still runs");
+}
+
+#[test]
+fn dropping_the_clients_stops_running_containers_and_unmounts() {
+    let t = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_img, archive) = busybox_archive(tmp.path());
+
+    let ctd = Containerd::start();
+    let name = ctd.import(&archive).remove(0);
+    let id = runtimes::unique("cidfs-detached");
+    let runc_root = ctd.dir.path().join("runc");
+    ctd.ctr_ok(&[
+        "run",
+        "-d",
+        "--snapshotter",
+        "overlayfs",
+        "--runc-root",
+        runc_root.to_str().unwrap(),
+        &name,
+        &id,
+        "/bin/busybox",
+        "sleep",
+        "600",
+    ]);
+    let tasks = ctd.ctr_ok(&["tasks", "ls"]);
+    let ctr_pid: u32 = tasks
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no task {id} in {tasks}"));
+    let ctd_dir = ctd.dir.path().to_path_buf();
+    let sock = ctd.address().to_string_lossy().into_owned();
+    assert!(!runtimes::mounts_under(&ctd_dir).is_empty());
+    assert!(!runtimes::pids_mentioning(&sock).is_empty());
+    drop(ctd);
+    assert_gone(ctr_pid);
+    assert!(runtimes::mounts_under(&ctd_dir).is_empty());
+    assert!(runtimes::pids_mentioning(&sock).is_empty());
+
+    let podman = Podman::new();
+    let name = podman.load(&archive);
+    let cid = podman.podman_ok(&["run", "-d", &name, "/bin/busybox", "sleep", "600"]);
+    let pid: u32 = podman
+        .podman_ok(&["inspect", "--format", "{{.State.Pid}}", cid.trim()])
+        .trim()
+        .parse()
+        .unwrap();
+    let root = podman.dir.path().to_path_buf();
+    assert!(!runtimes::mounts_under(&root).is_empty());
+    drop(podman);
+    assert_gone(pid);
+    assert!(runtimes::mounts_under(&root).is_empty());
+    assert!(runtimes::pids_mentioning(&root.to_string_lossy()).is_empty());
+    done("cleanup on drop", t);
 }
 
 #[test]
@@ -156,6 +242,12 @@ fn registry_round_trip_keeps_the_tree() {
     let tree_back = tree_of_layers(&back.layers);
     assert_same_tree(&tree_back, &img.expected);
     assert_same_tree(&tree_back, &tree_of_layers(&img.layer_paths));
+
+    let oci_archive = tmp.path().join("image.oci.tar");
+    gen::to_oci_archive(&img.layout, &img.tag, &oci_archive);
+    let from_archive = tree::layers_of_oci_archive(&oci_archive, Some(&img.tag));
+    assert_eq!(from_archive.manifest_digest, img.manifest_digest);
+    assert_same_tree(&tree_of_layers(&from_archive.layers), &img.expected);
     done("registry round trip", t);
 }
 
