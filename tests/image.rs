@@ -10,15 +10,25 @@ use cidfs::image::oci;
 
 use crate::images::gen::{self, GenSpec};
 use crate::images::runtimes::{skopeo, Containerd, Podman, Registry};
-use crate::images::tree::{assert_same_tree, layers_of_docker_archive, layers_of_oci_layout, tree_of_layers};
+use crate::images::tree::layers_of_oci_archive;
+use crate::images::tree::{
+    assert_same_tree, layers_of_docker_archive, layers_of_oci_layout, tree_of_layers,
+};
 use crate::util::{swarm_key, Daemon, Opts};
 
-const MIB: u64 = 1 << 20;
+const MIB: usize = 1 << 20;
 
 fn pair() -> (Daemon, Daemon) {
     let key = swarm_key();
-    let a = Daemon::start(Opts { swarm_key: Some(key.clone()), ..Default::default() });
-    let b = Daemon::start(Opts { swarm_key: Some(key), peers: vec![a.addr.clone()], ..Default::default() });
+    let a = Daemon::start(Opts {
+        swarm_key: Some(key.clone()),
+        ..Default::default()
+    });
+    let b = Daemon::start(Opts {
+        swarm_key: Some(key),
+        peers: vec![a.addr.clone()],
+        ..Default::default()
+    });
     (a, b)
 }
 
@@ -33,7 +43,10 @@ fn push(d: &Daemon, args: &[&str]) -> String {
     let out = String::from_utf8(d.ok(&all)).expect("utf-8");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 1, "push printed more than the CID: {out:?}");
-    assert!(lines[0].starts_with("bafkrei"), "image CID is not a CIDv1 raw block: {out:?}");
+    assert!(
+        lines[0].starts_with("bafkrei"),
+        "image CID is not a CIDv1 raw block: {out:?}"
+    );
     lines[0].to_string()
 }
 
@@ -43,19 +56,16 @@ fn push_fails(d: &Daemon, args: &[&str]) -> String {
     all.extend_from_slice(args);
     let out = d.cli(&all);
     assert!(!out.status.success(), "push {args:?} should have failed");
-    assert!(out.stdout.is_empty(), "a failed push printed {:?}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.stdout.is_empty(),
+        "a failed push printed {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn pins(d: &Daemon) -> String {
     String::from_utf8(d.ok(&["pin", "ls"])).expect("utf-8")
-}
-
-fn tar_of_dir(dir: &Path, file: &Path) {
-    let f = std::fs::File::create(file).expect("create tar");
-    let mut b = tar::Builder::new(f);
-    b.append_dir_all(".", dir).expect("tar a dir");
-    b.finish().expect("finish tar");
 }
 
 /// Round trip: one generated image pushed on A from each source kind, pulled on B into `oci:`
@@ -65,16 +75,21 @@ fn push_from_every_source_and_pull_into_both_formats() {
     let (a, b) = pair();
     let work = tempfile::tempdir().expect("tempdir");
     let layout = work.path().join("layout");
-    let img = gen::build_oci_layout(&layout, &GenSpec { big_file_size: 11 * MIB, ..Default::default() });
-    let expected = &img.tree;
+    let img = gen::build_oci_layout(
+        &layout,
+        &GenSpec {
+            big_file_size: 11 * MIB,
+            ..Default::default()
+        },
+    );
+    let expected = &img.expected;
 
     let oci_archive = work.path().join("img.oci.tar");
     gen::to_oci_archive(&layout, &img.tag, &oci_archive);
     let docker_archive = work.path().join("img.docker.tar");
     gen::to_docker_archive(&layout, &img.tag, &docker_archive, "gen/image:1");
     let registry = Registry::start();
-    let remote = format!("{}/gen/image:1", registry.addr());
-    gen::to_registry(&layout, &img.tag, &remote);
+    let remote = gen::push_to_registry(&layout, &img.tag, &registry.addr(), "gen/image:1", None);
 
     let sources = [
         vec![format!("oci:{}:{}", s(&layout), img.tag)],
@@ -87,11 +102,18 @@ fn push_from_every_source_and_pull_into_both_formats() {
         let args: Vec<&str> = src.iter().map(String::as_str).collect();
         let cid = push(&a, &args);
         let out = work.path().join(format!("pulled-{i}"));
-        b.ok(&["image", "pull", "-q", &cid, "--to", &format!("oci:{}:t", s(&out))]);
-        let (manifest, _config, layers) = layers_of_oci_layout(&out, Some("t"));
-        assert_same_tree(expected, &tree_of_layers(&layers));
+        b.ok(&[
+            "image",
+            "pull",
+            "-q",
+            &cid,
+            "--to",
+            &format!("oci:{}:t", s(&out)),
+        ]);
+        let pulled = layers_of_oci_layout(&out, Some("t"));
+        assert_same_tree(expected, &tree_of_layers(&pulled.layers));
         // the conversion is deterministic: the same layer tars give the same eStargz blobs
-        let m: oci::Manifest = serde_json::from_slice(&manifest).expect("manifest");
+        let m: oci::Manifest = serde_json::from_value(pulled.manifest).expect("manifest");
         let digests: Vec<String> = m.layers.iter().map(|l| l.digest.clone()).collect();
         match &layer_digests {
             None => layer_digests = Some(digests),
@@ -100,12 +122,33 @@ fn push_from_every_source_and_pull_into_both_formats() {
         if i == 0 || i == 3 {
             let archive = work.path().join(format!("pulled-{i}.tar"));
             let ref_arg = format!("docker-archive:{}:cidfs/pulled:{i}", s(&archive));
-            b.ok(&["image", "pull", "-q", &format!("ipfs://{cid}"), "--to", &ref_arg]);
-            let (_config, layers, _guard) = layers_of_docker_archive(&archive);
-            assert_same_tree(expected, &tree_of_layers(&layers));
+            b.ok(&[
+                "image",
+                "pull",
+                "-q",
+                &format!("ipfs://{cid}"),
+                "--to",
+                &ref_arg,
+            ]);
+            let unpacked = layers_of_docker_archive(&archive);
+            assert_eq!(unpacked.repo_tags.len(), 1);
+            assert!(
+                unpacked.repo_tags[0].ends_with(&format!("cidfs/pulled:{i}")),
+                "{:?}",
+                unpacked.repo_tags
+            );
+            assert_same_tree(expected, &tree_of_layers(&unpacked.layers));
             let copy = work.path().join(format!("skopeo-{i}"));
-            let out = skopeo(&["copy", &format!("docker-archive:{}", s(&archive)), &format!("oci:{}:x", s(&copy))]);
-            assert!(out.status.success(), "skopeo cannot read the archive: {}", String::from_utf8_lossy(&out.stderr));
+            let out = skopeo(&[
+                "copy",
+                &format!("docker-archive:{}", s(&archive)),
+                &format!("oci:{}:x", s(&copy)),
+            ]);
+            assert!(
+                out.status.success(),
+                "skopeo cannot read the archive: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 }
@@ -136,36 +179,71 @@ fn estargz_layers_match_ctr_remote() {
     let (a, b) = pair();
     let work = tempfile::tempdir().expect("tempdir");
     let layout = work.path().join("layout");
-    let img = gen::build_oci_layout(&layout, &GenSpec { big_file_size: 11 * MIB, ..Default::default() });
+    let img = gen::build_oci_layout(
+        &layout,
+        &GenSpec {
+            big_file_size: 11 * MIB,
+            ..Default::default()
+        },
+    );
     let archive = work.path().join("src.tar");
     gen::to_oci_archive(&layout, &img.tag, &archive);
 
     let ctd = Containerd::start();
-    let src_ref = ctd.import(&archive);
+    let src_ref = ctd
+        .import(&archive)
+        .into_iter()
+        .next()
+        .expect("an imported image");
     let dst_ref = "example.com/converted:esgz";
     ctd.convert_estargz(&src_ref, dst_ref);
     let exported = work.path().join("converted.tar");
     ctd.export(dst_ref, &exported);
-    let theirs_dir = work.path().join("theirs");
-    std::fs::create_dir_all(&theirs_dir).expect("mkdir");
-    let out = std::process::Command::new("tar").arg("-xf").arg(&exported).arg("-C").arg(&theirs_dir).output().expect("tar");
-    assert!(out.status.success());
-    let (_, _, theirs) = layers_of_oci_layout(&theirs_dir, None);
+    let theirs = layers_of_oci_archive(&exported, None);
+    let theirs = &theirs.layers;
 
     let cid = push(&a, &[&format!("oci:{}:{}", s(&layout), img.tag)]);
     let ours_dir = work.path().join("ours");
-    b.ok(&["image", "pull", "-q", &cid, "--to", &format!("oci:{}", s(&ours_dir))]);
-    let (_, _, ours) = layers_of_oci_layout(&ours_dir, None);
-    assert_eq!(tocs(&ours), tocs(&theirs));
+    b.ok(&[
+        "image",
+        "pull",
+        "-q",
+        &cid,
+        "--to",
+        &format!("oci:{}", s(&ours_dir)),
+    ]);
+    let ours = layers_of_oci_layout(&ours_dir, None).layers;
+    let (ours, theirs_tocs) = (tocs(&ours), tocs(theirs));
+    assert_eq!(ours.len(), 2, "two layers");
+    assert!(
+        ours.iter().all(|t| t.len() > 10),
+        "TOCs too small to compare: {ours:?}"
+    );
+    assert!(
+        ours[0].iter().any(|e| e.contains("Chunk")),
+        "no multi-chunk file in the layer"
+    );
+    assert_eq!(ours, theirs_tocs);
 
     // ctr-remote's eStargz layers go through cidfs unchanged
     let cid2 = push(&a, &[&format!("oci-archive:{}", s(&exported))]);
     let back = work.path().join("back");
-    b.ok(&["image", "pull", "-q", &cid2, "--to", &format!("oci:{}", s(&back))]);
-    let (_, _, kept) = layers_of_oci_layout(&back, None);
+    b.ok(&[
+        "image",
+        "pull",
+        "-q",
+        &cid2,
+        "--to",
+        &format!("oci:{}", s(&back)),
+    ]);
+    let kept = layers_of_oci_layout(&back, None).layers;
     assert_eq!(kept.len(), theirs.len());
-    for (k, t) in kept.iter().zip(&theirs) {
-        assert_eq!(std::fs::read(k).expect("read"), std::fs::read(t).expect("read"), "layer changed");
+    for (k, t) in kept.iter().zip(theirs) {
+        assert_eq!(
+            std::fs::read(k).expect("read"),
+            std::fs::read(t).expect("read"),
+            "layer changed"
+        );
     }
 }
 
@@ -176,18 +254,42 @@ fn pulled_archives_run_in_containerd_and_podman() {
     let (a, b) = pair();
     let work = tempfile::tempdir().expect("tempdir");
     let layout = work.path().join("layout");
-    let img = gen::build_oci_layout(&layout, &GenSpec { busybox: true, big_file_size: MIB, ..Default::default() });
+    let img = gen::build_oci_layout(
+        &layout,
+        &GenSpec {
+            busybox: true,
+            big_file_size: MIB,
+            ..Default::default()
+        },
+    );
     let cid = push(&a, &[&format!("oci:{}:{}", s(&layout), img.tag)]);
     let archive = work.path().join("run.tar");
-    b.ok(&["image", "pull", "-q", &cid, "--to", &format!("docker-archive:{}:cidfs/hello:1", s(&archive))]);
+    b.ok(&[
+        "image",
+        "pull",
+        "-q",
+        &cid,
+        "--to",
+        &format!("docker-archive:{}:cidfs/hello:1", s(&archive)),
+    ]);
 
     let ctd = Containerd::start();
-    let name = ctd.import(&archive);
-    assert_eq!(ctd.run_output(&name, &["cat", "/etc/hello"]).trim(), gen::HELLO.trim());
+    let name = ctd
+        .import(&archive)
+        .into_iter()
+        .next()
+        .expect("an imported image");
+    assert_eq!(
+        ctd.run_output(&name, &["cat", "/etc/hello"]).trim(),
+        gen::HELLO_LINE
+    );
 
     let podman = Podman::new();
     let name = podman.load(&archive);
-    assert_eq!(podman.run_output(&name, &["cat", "/etc/hello"]).trim(), gen::HELLO.trim());
+    assert_eq!(
+        podman.run_output(&name, &["cat", "/etc/hello"]).trim(),
+        gen::HELLO_LINE
+    );
 }
 
 /// REFERENCE §2: the root is a raw block holding the index descriptor; every descriptor below
@@ -200,12 +302,21 @@ fn the_image_format_follows_reference_2() {
     let layout = work.path().join("layout");
     let img = gen::build_oci_layout(
         &layout,
-        &GenSpec { big_file_size: 5 * MIB, docker_media_types: true, ..Default::default() },
+        &GenSpec {
+            big_file_size: 5 * MIB,
+            docker_media_types: true,
+            ..Default::default()
+        },
     );
     let cid = push(&a, &[&format!("oci:{}:{}", s(&layout), img.tag)]);
     let root = a.ok(&["block", "get", &cid]);
     let text = String::from_utf8(root.clone()).expect("utf-8");
-    assert!(text.starts_with(r#"{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:"#), "{text}");
+    assert!(
+        text.starts_with(
+            r#"{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:"#
+        ),
+        "{text}"
+    );
     let desc: oci::Descriptor = serde_json::from_slice(&root).expect("descriptor");
     assert_eq!(desc.urls.len(), 1);
 
@@ -223,7 +334,10 @@ fn the_image_format_follows_reference_2() {
     assert_eq!(index.manifests.len(), 1);
     let md = &index.manifests[0];
     assert_eq!(md.media_type, oci::OCI_MANIFEST);
-    assert_eq!(md.platform.as_ref().expect("platform").to_string(), "linux/amd64");
+    assert_eq!(
+        md.platform.as_ref().expect("platform").to_string(),
+        "linux/amd64"
+    );
     let m: oci::Manifest = serde_json::from_slice(&fetch(md)).expect("manifest");
     assert_eq!(m.config.media_type, oci::OCI_CONFIG);
     let config: serde_json::Value = serde_json::from_slice(&fetch(&m.config)).expect("config");
@@ -233,15 +347,21 @@ fn the_image_format_follows_reference_2() {
         assert_eq!(l.media_type, oci::OCI_LAYER_GZIP);
         let blob = fetch(l);
         let mut tar = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&blob[..]), &mut tar).expect("gunzip");
+        std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&blob[..]), &mut tar)
+            .expect("gunzip");
         assert_eq!(id.as_str(), Some(oci::sha256_digest(&tar).as_str()));
-        assert_eq!(l.annotations[oci::ANNOTATION_UNCOMPRESSED_SIZE], tar.len().to_string());
+        assert_eq!(
+            l.annotations[oci::ANNOTATION_UNCOMPRESSED_SIZE],
+            tar.len().to_string()
+        );
         assert!(l.annotations[oci::ANNOTATION_TOC_DIGEST].starts_with("sha256:"));
     }
     // inspect shows the same, as a table and as JSON
     let table = String::from_utf8(a.ok(&["image", "inspect", &cid])).expect("utf-8");
     assert!(table.contains(&m.layers[0].digest[..19]), "{table}");
-    let json: serde_json::Value = serde_json::from_slice(&a.ok(&["image", "inspect", "--json", &format!("/ipfs/{cid}")])).expect("json");
+    let json: serde_json::Value =
+        serde_json::from_slice(&a.ok(&["image", "inspect", "--json", &format!("/ipfs/{cid}")]))
+            .expect("json");
     for l in json["images"][0]["layers"].as_array().expect("layers") {
         assert_eq!(l["estargz"], true);
     }
@@ -255,7 +375,13 @@ fn bad_images_fail_cleanly() {
     let work = tempfile::tempdir().expect("tempdir");
     let fresh = |name: &str| {
         let dir = work.path().join(name);
-        let img = gen::build_oci_layout(&dir, &GenSpec { big_file_size: MIB, ..Default::default() });
+        let img = gen::build_oci_layout(
+            &dir,
+            &GenSpec {
+                big_file_size: MIB,
+                ..Default::default()
+            },
+        );
         (dir, img)
     };
 
@@ -267,45 +393,65 @@ fn bad_images_fail_cleanly() {
 
     // an unknown layer media type
     let (dir, img) = fresh("mediatype");
-    gen::rewrite_manifest(&dir, &img.tag, |m| m["layers"][0]["mediaType"] = "application/x-mystery".into());
+    rewrite_manifest(&dir, &img.tag, |m| {
+        m["layers"][0]["mediaType"] = "application/x-mystery".into()
+    });
     let e = push_fails(&a, &[&format!("oci:{}:{}", s(&dir), img.tag)]);
-    assert!(e.contains("unknown media type \"application/x-mystery\""), "{e}");
+    assert!(
+        e.contains("unknown media type \"application/x-mystery\""),
+        "{e}"
+    );
 
     // a truncated archive
     let (dir, img) = fresh("truncated");
     let archive = work.path().join("t.tar");
     gen::to_docker_archive(&dir, &img.tag, &archive, "t/t:1");
     let len = std::fs::metadata(&archive).expect("stat").len();
-    std::fs::OpenOptions::new().write(true).open(&archive).expect("open").set_len(len / 2 + 7).expect("truncate");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&archive)
+        .expect("open")
+        .set_len(len / 2 + 7)
+        .expect("truncate");
     let e = push_fails(&a, &[&format!("docker-archive:{}", s(&archive))]);
     assert!(e.contains("truncated"), "{e}");
 
     // layer tar entries with ../ and absolute names
     for hostile in ["../escape", "/etc/evil"] {
         let dir = work.path().join(format!("hostile{}", hostile.len()));
-        let tag = gen::build_layout_with_raw_entry(&dir, hostile);
+        let tag = layout_with_raw_entry(&dir, hostile);
         let e = push_fails(&a, &[&format!("oci:{}:{tag}", s(&dir))]);
-        assert!(e.contains(hostile.trim_start_matches('/')), "{hostile}: {e}");
+        assert!(
+            e.contains(hostile.trim_start_matches('/')),
+            "{hostile}: {e}"
+        );
     }
     assert_eq!(pins(&a).trim(), "", "a failed push left pins");
 
     // a digest mismatch on pull: a root whose index descriptor has the wrong digest
     let (dir, img) = fresh("good");
     let cid = push(&a, &[&format!("oci:{}:{}", s(&dir), img.tag)]);
-    let mut root: oci::Descriptor = serde_json::from_slice(&a.ok(&["block", "get", &cid])).expect("root");
+    let mut root: oci::Descriptor =
+        serde_json::from_slice(&a.ok(&["block", "get", &cid])).expect("root");
     root.digest = oci::sha256_digest(b"something else");
     let forged = work.path().join("forged.json");
     std::fs::write(&forged, oci::to_json(&root)).expect("write");
     let bad = String::from_utf8(a.ok(&["block", "put", s(&forged)])).expect("utf-8");
     let out_dir = work.path().join("out-layout");
     let out_tar = work.path().join("out.tar");
-    for dest in [format!("oci:{}", s(&out_dir)), format!("docker-archive:{}", s(&out_tar))] {
+    for dest in [
+        format!("oci:{}", s(&out_dir)),
+        format!("docker-archive:{}", s(&out_tar)),
+    ] {
         let out = a.cli(&["image", "pull", bad.trim(), "--to", &dest]);
         assert!(!out.status.success());
         let e = String::from_utf8_lossy(&out.stderr);
         assert!(e.contains("digest mismatch"), "{e}");
     }
-    assert!(!out_dir.exists() && !out_tar.exists(), "a failed pull left output");
+    assert!(
+        !out_dir.exists() && !out_tar.exists(),
+        "a failed pull left output"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(work.path())
         .expect("ls")
         .filter_map(|e| e.ok())
@@ -318,4 +464,74 @@ fn bad_images_fail_cleanly() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid CID"));
     let e = push_fails(&a, &["zip:/tmp/x"]);
     assert!(e.contains("unknown transport"), "{e}");
+}
+
+/// Rewrites the manifest tagged `tag` in a layout with `edit`; index.json follows.
+fn rewrite_manifest(dir: &Path, tag: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+    let index_path = dir.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).expect("index")).expect("json");
+    let entry = index["manifests"]
+        .as_array_mut()
+        .expect("manifests")
+        .iter_mut()
+        .find(|d| d["annotations"][gen::REF_NAME] == tag)
+        .expect("tagged entry");
+    let old = dir
+        .join("blobs/sha256")
+        .join(&entry["digest"].as_str().expect("digest")[7..]);
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(old).expect("manifest")).expect("json");
+    edit(&mut m);
+    let bytes = serde_json::to_vec(&m).expect("json");
+    let d = oci::sha256_digest(&bytes);
+    std::fs::write(dir.join("blobs/sha256").join(&d[7..]), &bytes).expect("write");
+    entry["digest"] = d.into();
+    entry["size"] = bytes.len().into();
+    std::fs::write(&index_path, serde_json::to_vec(&index).expect("json")).expect("write");
+}
+
+/// A one-layer layout whose layer has an entry named `name` written raw (tar libraries refuse
+/// to write `..` and absolute names); returns its tag.
+fn layout_with_raw_entry(dir: &Path, name: &str) -> &'static str {
+    let mut h = tar::Header::new_gnu();
+    h.as_gnu_mut().expect("gnu").name[..name.len()].copy_from_slice(name.as_bytes());
+    h.set_size(4);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    let mut tar = Vec::new();
+    tar.extend_from_slice(h.as_bytes());
+    tar.extend_from_slice(b"evil");
+    tar.resize(tar.len() + 508 + 1024, 0);
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).expect("mkdir");
+    let put = |bytes: &[u8]| {
+        let d = oci::sha256_digest(bytes);
+        std::fs::write(blobs.join(&d[7..]), bytes).expect("write");
+        d
+    };
+    let layer = put(&tar);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [layer]}
+    }))
+    .expect("json");
+    let cd = put(&config);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": oci::OCI_MANIFEST,
+        "config": {"mediaType": oci::OCI_CONFIG, "digest": cd, "size": config.len()},
+        "layers": [{"mediaType": oci::OCI_LAYER, "digest": layer, "size": tar.len()}],
+    }))
+    .expect("json");
+    let md = put(&manifest);
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [
+        {"mediaType": oci::OCI_MANIFEST, "digest": md, "size": manifest.len(), "annotations": {(gen::REF_NAME): "hostile"}}
+    ]});
+    std::fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&index).expect("json"),
+    )
+    .expect("write");
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("write");
+    "hostile"
 }

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod image;
 mod images;
 mod interop;
 mod netns;

@@ -151,7 +151,10 @@ impl<R: Read> TarStream<R> {
         };
         BuildError::Read(io::Error::new(
             ErrorKind::UnexpectedEof,
-            format!("truncated tar: it ends inside {what} (at byte {})", self.pos),
+            format!(
+                "truncated tar: it ends inside {what} (at byte {})",
+                self.pos
+            ),
         ))
     }
 

@@ -16,7 +16,6 @@ pub mod client;
 pub mod error;
 pub mod reference;
 
-
 pub use auth::{credentials_for, Credentials};
 pub use client::Client;
 pub use error::Error;
