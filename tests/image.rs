@@ -216,7 +216,7 @@ fn estargz_layers_match_ctr_remote() {
     let (ours, theirs_tocs) = (tocs(&ours), tocs(theirs));
     assert_eq!(ours.len(), 2, "two layers");
     assert!(
-        ours.iter().all(|t| t.len() > 10),
+        ours[0].len() > 20 && ours[1].len() > 3,
         "TOCs too small to compare: {ours:?}"
     );
     assert!(
