@@ -36,8 +36,8 @@ pub const NO_PREFETCH_LANDMARK: &str = ".no.prefetch.landmark";
 const LANDMARK_CONTENTS: u8 = 0x0f;
 /// Chunk size when [`BuildOptions::chunk_size`] is 0 (Go `Writer.chunkSize`).
 pub const DEFAULT_CHUNK_SIZE: u64 = 4 << 20;
-/// Uncompressed bytes handed to the compression pool at once.
-const BATCH: usize = 32 << 20;
+/// Uncompressed bytes handed to the compression pool at once (small in tests, to cross batches).
+const BATCH: usize = if cfg!(test) { 64 << 10 } else { 32 << 20 };
 /// `sha256:` of nothing, the digest of an empty regular file.
 const EMPTY_DIGEST: &str =
     "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -102,11 +102,21 @@ pub enum BuildError {
 ///
 /// Reading stops at the tar's end-of-archive marker; anything after it is left in `tar`.
 pub fn build(tar: impl Read, opts: &BuildOptions, out: impl Write) -> Result<Built, BuildError> {
+    build_batched(tar, opts, out, BATCH)
+}
+
+/// [`build`] handing about `batch` uncompressed bytes to the pool at once.
+fn build_batched(
+    tar: impl Read,
+    opts: &BuildOptions,
+    out: impl Write,
+    batch: usize,
+) -> Result<Built, BuildError> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .thread_name(|i| format!("estargz-{i}"))
         .build()?;
-    let mut w = Writer::new(opts, &pool, out);
+    let mut w = Writer::new(opts, &pool, out, batch);
     let mut ts = TarStream::new(tar);
     if opts.prefetch.is_empty() {
         w.landmark(NO_PREFETCH_LANDMARK)?;
@@ -325,6 +335,7 @@ struct Writer<'p, W> {
     members: usize,
     batch: Vec<Member>,
     batch_bytes: usize,
+    batch_limit: usize,
     in_flight: Option<Receiver<std::io::Result<Vec<Packed>>>>,
     /// Compressed offset and chunk digest of every written member.
     offsets: Vec<u64>,
@@ -335,7 +346,7 @@ struct Writer<'p, W> {
 }
 
 impl<'p, W: Write> Writer<'p, W> {
-    fn new(opts: &BuildOptions, pool: &'p rayon::ThreadPool, out: W) -> Self {
+    fn new(opts: &BuildOptions, pool: &'p rayon::ThreadPool, out: W, batch_limit: usize) -> Self {
         Writer {
             chunk_size: if opts.chunk_size == 0 {
                 DEFAULT_CHUNK_SIZE
@@ -356,6 +367,7 @@ impl<'p, W: Write> Writer<'p, W> {
             members: 1,
             batch: Vec::new(),
             batch_bytes: 0,
+            batch_limit,
             in_flight: None,
             offsets: Vec::new(),
             chunk_digests: Vec::new(),
@@ -391,7 +403,7 @@ impl<'p, W: Write> Writer<'p, W> {
         self.members += 1;
         self.batch_bytes += done.data.len();
         self.batch.push(done);
-        if self.batch_bytes >= BATCH {
+        if self.batch_bytes >= self.batch_limit {
             self.flush_batch()?;
         }
         Ok(())
