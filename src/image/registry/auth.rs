@@ -352,7 +352,8 @@ mod tests {
         assert!(lookup(&json, "127.0.0.1:5001").unwrap().is_none());
         let e = format!("{:#}", lookup(&json, "broken.io").unwrap_err());
         assert!(e.contains("not base64"), "{e}");
-        assert!(lookup("[]", "x").is_err());
+        assert!(lookup("{", "x").is_err());
+        assert!(lookup(r#"{"auths":[1]}"#, "x").is_err());
         assert!(format!("{:?}", c).contains("redacted"));
     }
 

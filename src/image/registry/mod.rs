@@ -15,6 +15,8 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod reference;
+#[cfg(test)]
+mod tests;
 
 pub use auth::{credentials_for, Credentials};
 pub use client::Client;
