@@ -10,26 +10,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB=${1:-256}
 BYTES=$((SIZE_MIB << 20))
-cargo build --release --quiet
-BIN=$PWD/target/release/cidfs
 PEER=$PWD/tests/interop/peer.mjs
 [ -d tests/interop/node_modules ] || npm ci --prefix tests/interop --no-audit --no-fund </dev/null
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    [ -n "${KEEP:-}" ] && cp "$WORK"/*.log /tmp/
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-"$BIN" keygen > "$WORK/swarm.key"
-chmod 600 "$WORK/swarm.key"
-head -c "$BYTES" /dev/urandom > "$WORK/data"
-
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
+bench_setup
+head -c "$BYTES" /dev/urandom > "$WORK/data"
 
 fail() { echo "bench-interop: $*" >&2; exit 1; }
 mbps() { python3 -c "print(f'{$BYTES/($1)/1e6:.0f}')"; }

@@ -7,20 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MB=${1:-500}
-cargo build --release --quiet
-BIN=$PWD/target/release/cidfs
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-"$BIN" keygen > "$WORK/swarm.key"
-chmod 600 "$WORK/swarm.key"
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
+bench_setup
 secs() { python3 -c "print(f'{$2-$1:.2f}')"; }
 mbps() { python3 -c "print(f'{$1/($3-$2)/1e6:.0f}')"; }
 

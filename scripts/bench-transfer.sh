@@ -6,22 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB=${1:-256}
-cargo build --release --quiet
-BIN=$PWD/target/release/cidfs
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    [ -n "${KEEP:-}" ] && cp "$WORK"/*.log /tmp/ ; rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-"$BIN" keygen > "$WORK/swarm.key"
-chmod 600 "$WORK/swarm.key"
-
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
+bench_setup
 
 mbps() { python3 -c "import sys; b=$1; t=$2; print(f'{b/t/1e6:.0f}')"; }
 cpu_s() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"; }

@@ -1,6 +1,24 @@
-# Shared by the scripts/bench-* benchmarks (sourced, not run). Expects BIN (the cidfs binary) and
-# WORK (a scratch directory holding swarm.key); appends every process it starts to PIDS, which the
-# caller's EXIT trap kills.
+# Shared by the scripts/bench-* benchmarks (sourced, not run, from the repo root).
+# bench_setup builds the release binary and sets BIN (the cidfs binary), WORK (a scratch directory
+# holding a fresh swarm.key) and PIDS; its EXIT trap kills every process in PIDS and removes WORK
+# (KEEP=1 copies the daemon logs to /tmp first).
+
+bench_setup() {
+    cargo build --release --quiet
+    BIN=$PWD/target/release/cidfs
+    WORK=$(mktemp -d)
+    PIDS=()
+    trap bench_cleanup EXIT
+    "$BIN" keygen > "$WORK/swarm.key"
+    chmod 600 "$WORK/swarm.key"
+}
+
+bench_cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    if [ -n "${KEEP:-}" ]; then cp "$WORK"/*.log /tmp/ 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}
 
 now() { date +%s.%N; }
 

@@ -64,6 +64,14 @@ fn push_fails(d: &Daemon, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// A temp dir holding `layout/`, a generated image.
+fn generate(spec: GenSpec) -> (tempfile::TempDir, PathBuf, gen::GeneratedImage) {
+    let work = tempfile::tempdir().expect("tempdir");
+    let layout = work.path().join("layout");
+    let img = gen::build_oci_layout(&layout, &spec);
+    (work, layout, img)
+}
+
 fn pins(d: &Daemon) -> String {
     String::from_utf8(d.ok(&["pin", "ls"])).expect("utf-8")
 }
@@ -73,15 +81,10 @@ fn pins(d: &Daemon) -> String {
 #[test]
 fn push_from_every_source_and_pull_into_both_formats() {
     let (a, b) = pair();
-    let work = tempfile::tempdir().expect("tempdir");
-    let layout = work.path().join("layout");
-    let img = gen::build_oci_layout(
-        &layout,
-        &GenSpec {
-            big_file_size: 11 * MIB,
-            ..Default::default()
-        },
-    );
+    let (work, layout, img) = generate(GenSpec {
+        big_file_size: 11 * MIB,
+        ..Default::default()
+    });
     let expected = &img.expected;
 
     let oci_archive = work.path().join("img.oci.tar");
@@ -177,15 +180,10 @@ fn tocs(layers: &[PathBuf]) -> Vec<Vec<String>> {
 #[test]
 fn estargz_layers_match_ctr_remote() {
     let (a, b) = pair();
-    let work = tempfile::tempdir().expect("tempdir");
-    let layout = work.path().join("layout");
-    let img = gen::build_oci_layout(
-        &layout,
-        &GenSpec {
-            big_file_size: 11 * MIB,
-            ..Default::default()
-        },
-    );
+    let (work, layout, img) = generate(GenSpec {
+        big_file_size: 11 * MIB,
+        ..Default::default()
+    });
     let archive = work.path().join("src.tar");
     gen::to_oci_archive(&layout, &img.tag, &archive);
 
@@ -252,16 +250,11 @@ fn estargz_layers_match_ctr_remote() {
 #[test]
 fn pulled_archives_run_in_containerd_and_podman() {
     let (a, b) = pair();
-    let work = tempfile::tempdir().expect("tempdir");
-    let layout = work.path().join("layout");
-    let img = gen::build_oci_layout(
-        &layout,
-        &GenSpec {
-            busybox: true,
-            big_file_size: MIB,
-            ..Default::default()
-        },
-    );
+    let (work, layout, img) = generate(GenSpec {
+        busybox: true,
+        big_file_size: MIB,
+        ..Default::default()
+    });
     let cid = push(&a, &[&format!("oci:{}:{}", s(&layout), img.tag)]);
     let archive = work.path().join("run.tar");
     b.ok(&[
@@ -298,16 +291,11 @@ fn pulled_archives_run_in_containerd_and_podman() {
 #[test]
 fn the_image_format_follows_reference_2() {
     let a = Daemon::start(Opts::default());
-    let work = tempfile::tempdir().expect("tempdir");
-    let layout = work.path().join("layout");
-    let img = gen::build_oci_layout(
-        &layout,
-        &GenSpec {
-            big_file_size: 5 * MIB,
-            docker_media_types: true,
-            ..Default::default()
-        },
-    );
+    let (_work, layout, img) = generate(GenSpec {
+        big_file_size: 5 * MIB,
+        docker_media_types: true,
+        ..Default::default()
+    });
     let cid = push(&a, &[&format!("oci:{}:{}", s(&layout), img.tag)]);
     let root = a.ok(&["block", "get", &cid]);
     let text = String::from_utf8(root.clone()).expect("utf-8");
@@ -541,15 +529,10 @@ fn layout_with_raw_entry(dir: &Path, name: &str) -> &'static str {
 #[test]
 fn registry_sources_authenticate() {
     let a = Daemon::start(Opts::default());
-    let work = tempfile::tempdir().expect("tempdir");
-    let layout = work.path().join("layout");
-    let img = gen::build_oci_layout(
-        &layout,
-        &GenSpec {
-            big_file_size: MIB,
-            ..Default::default()
-        },
-    );
+    let (work, layout, img) = generate(GenSpec {
+        big_file_size: MIB,
+        ..Default::default()
+    });
     let registry = Registry::start_with(Some(Auth {
         user: "alice".into(),
         password: "s3cret".into(),

@@ -302,15 +302,24 @@ pub fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<std::process
     }
 }
 
-/// Runs a command to completion with a time bound; output is captured.
-pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Output {
+/// Runs a command to completion with a time bound; output is captured. Panics if the command
+/// cannot be spawned or times out (it is killed then).
+pub fn run_bounded(cmd: Command, timeout: Duration) -> Output {
+    let what = format!("{cmd:?}");
+    try_run(cmd, timeout)
+        .unwrap_or_else(|| panic!("{what} could not run or timed out after {timeout:?}"))
+}
+
+/// Like [`run_bounded`] but never panics (for `Drop`): `None` if the command cannot be spawned or
+/// times out (it is killed then).
+pub fn try_run(mut cmd: Command, timeout: Duration) -> Option<Output> {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
+        .ok()?;
+    let mut out = child.stdout.take()?;
+    let mut err = child.stderr.take()?;
     let t_out = std::thread::spawn(move || {
         let mut v = Vec::new();
         let _ = out.read_to_end(&mut v);
@@ -321,13 +330,12 @@ pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Output {
         let _ = err.read_to_end(&mut v);
         v
     });
-    let status = wait_bounded(&mut child, timeout)
-        .unwrap_or_else(|| panic!("command timed out after {timeout:?}"));
-    Output {
+    let status = wait_bounded(&mut child, timeout)?;
+    Some(Output {
         status,
         stdout: t_out.join().unwrap_or_default(),
         stderr: t_err.join().unwrap_or_default(),
-    }
+    })
 }
 
 /// Minimal HTTP/1.0 request; returns (status, body).

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use crate::util::{pipe_lines, run_bounded, wait_bounded};
+use crate::util::{pipe_lines, run_bounded, try_run, wait_bounded};
 
 /// Bound of one client command (pull, push, run, convert…).
 pub const CMD_TIMEOUT: Duration = Duration::from_secs(180);
@@ -62,35 +62,6 @@ pub fn skopeo(args: &[&str]) -> Output {
 #[track_caller]
 pub fn skopeo_ok(args: &[&str]) -> String {
     check(&format!("skopeo {args:?}"), skopeo(args))
-}
-
-/// Like [`run_bounded`] but never panics (for `Drop`): `None` if the command cannot be spawned or
-/// times out (it is killed then).
-pub fn try_run(mut cmd: Command, timeout: Duration) -> Option<Output> {
-    use std::io::Read;
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .ok()?;
-    let mut out = child.stdout.take()?;
-    let mut err = child.stderr.take()?;
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let status = wait_bounded(&mut child, timeout)?;
-    Some(Output {
-        status,
-        stdout: t_out.join().unwrap_or_default(),
-        stderr: t_err.join().unwrap_or_default(),
-    })
 }
 
 // ---------------------------------------------------------------------------------------------
