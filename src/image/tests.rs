@@ -365,3 +365,112 @@ async fn a_digest_mismatch_on_pull_leaves_no_output() {
     let e = format!("{:#}", pull::resolve(&node, junk, &[]).await.unwrap_err());
     assert!(e.contains("not an OCI descriptor"), "{e}");
 }
+
+/// Turns the single-image layout of [`write_layout`] into a two-platform index (amd64 and an
+/// arm64 twin with the same layers), tagged `multi`.
+fn make_multi_platform(dir: &Path) {
+    let l = super::layout::Layout::open(dir).unwrap();
+    let amd = l.select(Some("v1")).unwrap();
+    let m: oci::Manifest = serde_json::from_slice(&l.read_blob(&amd).unwrap()).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&l.read_blob(&m.config).unwrap()).unwrap();
+    cfg["architecture"] = "arm64".into();
+    let cfg = serde_json::to_vec(&cfg).unwrap();
+    let put = |bytes: &[u8], mt: &str| {
+        let d = Descriptor::of(mt, bytes);
+        std::fs::write(dir.join("blobs/sha256").join(&d.digest[7..]), bytes).unwrap();
+        d
+    };
+    let mut arm = m.clone();
+    arm.config = put(&cfg, oci::DOCKER_CONFIG);
+    let mut arm_desc = put(&oci::to_json(&arm), oci::DOCKER_MANIFEST);
+    arm_desc.platform = Some(oci::Platform::parse("linux/arm64").unwrap());
+    let mut amd_desc = amd.clone();
+    amd_desc.annotations.clear();
+    amd_desc.platform = Some(oci::Platform::parse("linux/amd64").unwrap());
+    let mut idx = put(
+        &oci::to_json(&oci::Index::new(vec![amd_desc, arm_desc])),
+        oci::OCI_INDEX,
+    );
+    idx.annotations
+        .insert(oci::ANNOTATION_REF_NAME.into(), "multi".into());
+    std::fs::write(
+        dir.join("index.json"),
+        oci::to_json(&oci::Index::new(vec![idx])),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_platform_indexes_keep_every_platform_unless_narrowed() {
+    let node = MemNode::default();
+    let dir = tempfile::tempdir().unwrap();
+    write_layout(dir.path(), "v1");
+    make_multi_platform(dir.path());
+    let push_with = |platforms: Vec<&'static str>| {
+        let node = node.clone();
+        let dir = dir.path().to_path_buf();
+        async move {
+            let work = tempfile::tempdir()?;
+            let src = Loc::Oci {
+                dir,
+                tag: Some("multi".into()),
+            };
+            let s = source::Source::open(&src, &Default::default(), work.path()).await?;
+            let opts = push::PushOptions {
+                estargz: Some(BuildOptions::default()),
+                platforms: platforms
+                    .iter()
+                    .map(|p| oci::Platform::parse(p).unwrap())
+                    .collect(),
+            };
+            push::push(&s, &node, &opts, work.path(), &Silent).await
+        }
+    };
+    let all = push_with(vec![]).await.unwrap();
+    let img = pull::resolve(&node, all.root, &[]).await.unwrap();
+    let platforms: Vec<String> = img
+        .images
+        .iter()
+        .map(|i| i.desc.platform.clone().unwrap().to_string())
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    // both share the converted layers
+    assert_eq!(img.images[0].manifest.layers, img.images[1].manifest.layers);
+
+    let arm = push_with(vec!["linux/arm64"]).await.unwrap();
+    let img = pull::resolve(&node, arm.root, &[]).await.unwrap();
+    assert_eq!(img.images.len(), 1);
+    assert_eq!(
+        img.images[0].desc.platform.clone().unwrap().to_string(),
+        "linux/arm64"
+    );
+
+    let e = format!("{:#}", push_with(vec!["linux/s390x"]).await.unwrap_err());
+    assert!(e.contains("linux/amd64, linux/arm64"), "{e}");
+
+    // pull narrows too; a docker-archive of a two-platform image takes the host's
+    let only_arm = pull::resolve(
+        &node,
+        all.root,
+        &[oci::Platform::parse("linux/arm64").unwrap()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(only_arm.images.len(), 1);
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("a.tar");
+    let both = pull::resolve(&node, all.root, &[]).await.unwrap();
+    pull::pull(
+        &node,
+        &both,
+        &Dest::DockerArchive {
+            file: file.clone(),
+            name: None,
+        },
+        &Silent,
+    )
+    .await
+    .unwrap();
+    assert!(file.exists());
+}
