@@ -9,14 +9,13 @@
 //! number of threads. Compressed offsets are only known once a batch is written, so TOC entries
 //! remember their member's index until [`Writer::finish`] fills the offsets in.
 //!
-//! With prefetch files the input is spooled to a temporary file first (see [`order`]), as the
+//! With prefetch files the input is spooled to a temporary file first (see [`super::prefetch`]), as the
 //! prioritized entries and their parents go before everything else.
 //!
 //! [`scan`] runs the same entry checks over a tar without converting it.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{sync_channel, Receiver};
 
 use base64::Engine as _;
@@ -25,6 +24,7 @@ use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
 
 use super::footer;
+use super::prefetch::{order, Spool};
 use super::tarstream::{self, Entry, Kind, Meta, TarStream, BLOCK};
 use super::toc::{self, EntryType, Toc, TocEntry, TOC_TAR_NAME, TOC_VERSION};
 
@@ -169,7 +169,7 @@ pub fn scan(tar: impl Read) -> Result<Scanned, BuildError> {
 }
 
 /// Entries the builder writes itself.
-fn dropped(name: &str) -> bool {
+pub(super) fn dropped(name: &str) -> bool {
     let c = tarstream::clean(name);
     c == TOC_TAR_NAME || c == PREFETCH_LANDMARK || c == NO_PREFETCH_LANDMARK
 }
@@ -190,7 +190,7 @@ impl<R: Read> Read for Hashing<R> {
 }
 
 /// Appends `len` bytes of the current entry's payload to a buffer.
-trait Payload {
+pub(super) trait Payload {
     fn read_into(&mut self, buf: &mut Vec<u8>, len: usize) -> Result<(), BuildError>;
 }
 
@@ -198,104 +198,6 @@ impl<F: FnMut(&mut Vec<u8>, usize) -> Result<(), BuildError>> Payload for F {
     fn read_into(&mut self, buf: &mut Vec<u8>, len: usize) -> Result<(), BuildError> {
         self(buf, len)
     }
-}
-
-/// The input with its payloads in a temporary file, for reordering.
-struct Spool {
-    file: std::fs::File,
-    /// Non-dropped entries and the offsets of their payloads in `file`.
-    entries: Vec<(Entry, u64)>,
-}
-
-impl Spool {
-    fn read<R: Read>(ts: &mut TarStream<R>) -> Result<Spool, BuildError> {
-        let file = tempfile::tempfile().map_err(BuildError::Write)?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, &file);
-        let mut entries = Vec::new();
-        let mut pos = 0u64;
-        while let Some(e) = ts.next()? {
-            let len = e.meta.padded();
-            if dropped(&e.meta.name) {
-                ts.skip_payload(len)?;
-                continue;
-            }
-            ts.payload_with(len, |b| w.write_all(b).map_err(BuildError::Write))?;
-            entries.push((e, pos));
-            pos += len;
-        }
-        w.flush().map_err(BuildError::Write)?;
-        drop(w);
-        Ok(Spool { file, entries })
-    }
-
-    fn payload(&self, i: usize) -> impl Payload + '_ {
-        let mut pos = self.entries[i].1;
-        move |buf: &mut Vec<u8>, len: usize| {
-            let start = buf.len();
-            buf.resize(start + len, 0);
-            self.file
-                .read_exact_at(&mut buf[start..], pos)
-                .map_err(BuildError::Read)?;
-            pos += len as u64;
-            Ok(())
-        }
-    }
-}
-
-/// Splits spooled entries into the prioritized ones (REFERENCE §1.5: each prefetch path after
-/// its parents, the root and a hardlink's target) and the rest, both in output order.
-fn order(
-    entries: &[(Entry, u64)],
-    prefetch: &[String],
-) -> Result<(Vec<usize>, Vec<usize>), BuildError> {
-    let mut by_name: HashMap<String, usize> = HashMap::with_capacity(entries.len());
-    for (i, (e, _)) in entries.iter().enumerate() {
-        by_name.insert(tarstream::clean(&e.meta.name), i);
-    }
-    // 0 = not moved, 1 = being moved, 2 = moved
-    let mut state = vec![0u8; entries.len()];
-    let mut first = Vec::new();
-    for p in prefetch {
-        let c = tarstream::clean(p);
-        if c.is_empty() || !by_name.contains_key(&c) {
-            return Err(BuildError::PrefetchMissing(p.clone()));
-        }
-        move_rec(&c, entries, &by_name, &mut state, &mut first);
-    }
-    let rest = (0..entries.len()).filter(|&i| state[i] == 0).collect();
-    Ok((first, rest))
-}
-
-fn move_rec(
-    name: &str,
-    entries: &[(Entry, u64)],
-    by_name: &HashMap<String, usize>,
-    state: &mut [u8],
-    out: &mut Vec<usize>,
-) {
-    if !name.is_empty() {
-        let parent = name.rsplit_once('/').map_or("", |p| p.0);
-        move_rec(parent, entries, by_name, state, out);
-    }
-    let Some(&i) = by_name.get(name) else {
-        return;
-    };
-    if state[i] != 0 {
-        return;
-    }
-    state[i] = 1;
-    let meta = &entries[i].0.meta;
-    if meta.kind == Kind::Hardlink {
-        move_rec(
-            &tarstream::clean(&meta.link_name),
-            entries,
-            by_name,
-            state,
-            out,
-        );
-    }
-    state[i] = 2;
-    out.push(i);
 }
 
 /// Uncompressed bytes of one gzip member.

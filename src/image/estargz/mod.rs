@@ -16,6 +16,7 @@
 pub mod build;
 pub mod footer;
 pub mod index;
+mod prefetch;
 pub mod reader;
 mod tarstream;
 pub mod toc;
