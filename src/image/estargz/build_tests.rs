@@ -502,6 +502,47 @@ fn hostile() -> Vec<(&'static str, Vec<u8>, &'static str)> {
             tar_of(|b| raw(b, "g", b'g', "", b"")),
             "PAX global",
         ),
+        (
+            "contiguous file",
+            tar_of(|b| raw(b, "c", b'7', "", b"")),
+            "unsupported tar entry type '7'",
+        ),
+        (
+            "symlink to the parent of the root",
+            tar_of(|b| raw(b, "up", b'2', "..", b"")),
+            "points outside the layer",
+        ),
+        (
+            "hardlink target under a symlink",
+            tar_of(|b| {
+                raw(b, "lnk", b'2', "t", b"");
+                raw(b, "h", b'1', "lnk/passwd", b"");
+            }),
+            "under the symlink \"lnk\"",
+        ),
+        (
+            "PAX path made absolute",
+            tar_of(|b| {
+                b.append_pax_extensions([("path", &b"/etc/cron.d/x"[..])])
+                    .unwrap();
+                raw(b, "innocent", b'0', "", b"x");
+            }),
+            "\"/etc/cron.d/x\"",
+        ),
+        (
+            "PAX linkpath escaping",
+            tar_of(|b| {
+                b.append_pax_extensions([("linkpath", &b"../../../etc"[..])])
+                    .unwrap();
+                raw(b, "d/l", b'2', "fine", b"");
+            }),
+            "points outside the layer",
+        ),
+        (
+            "header-only entry with a payload",
+            tar_of(|b| raw(b, "d/", b'5', "", b"hidden")),
+            "non-zero size",
+        ),
     ]
 }
 
