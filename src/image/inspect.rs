@@ -117,6 +117,20 @@ pub fn render(r: &Report) -> String {
             i.manifest.config.size,
             i.manifest.config.urls.join(" ")
         );
+        let c = &i.config;
+        let show = |v: &serde_json::Value| match v {
+            serde_json::Value::Null => "-".to_string(),
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let _ = writeln!(s, "Created    {}", show(&c["created"]));
+        let _ = writeln!(s, "Entrypoint {}", show(&c["config"]["Entrypoint"]));
+        let _ = writeln!(s, "Cmd        {}", show(&c["config"]["Cmd"]));
+        if let Some(env) = c["config"]["Env"].as_array() {
+            for e in env {
+                let _ = writeln!(s, "Env        {}", show(e));
+            }
+        }
         let total: i64 = i.layers.iter().map(|l| l.size).sum();
         let _ = writeln!(s, "Layers     {} ({} bytes)", i.layers.len(), total);
         let _ = writeln!(

@@ -36,8 +36,9 @@ pub const NO_PREFETCH_LANDMARK: &str = ".no.prefetch.landmark";
 const LANDMARK_CONTENTS: u8 = 0x0f;
 /// Chunk size when [`BuildOptions::chunk_size`] is 0 (Go `Writer.chunkSize`).
 pub const DEFAULT_CHUNK_SIZE: u64 = 4 << 20;
-/// Uncompressed bytes handed to the compression pool at once (small in tests, to cross batches).
-const BATCH: usize = if cfg!(test) { 64 << 10 } else { 32 << 20 };
+/// Uncompressed bytes handed to the compression pool at once (tests pass smaller batches to
+/// `build_batched` to cross batch boundaries).
+const BATCH: usize = 32 << 20;
 /// `sha256:` of nothing, the digest of an empty regular file.
 const EMPTY_DIGEST: &str =
     "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";

@@ -600,33 +600,3 @@ fn helpers() {
     });
     assert_eq!((th.mode().unwrap(), th.mtime().unwrap()), (0, 0));
 }
-
-#[cfg(test)]
-mod bench {
-    use super::*;
-
-    /// `CIDFS_BENCH_TAR=/path/to.tar cargo test --release --lib bench_build -- --ignored --nocapture`
-    #[test]
-    #[ignore]
-    fn bench_build() {
-        let Ok(path) = std::env::var("CIDFS_BENCH_TAR") else {
-            return;
-        };
-        let input = std::fs::read(path).unwrap();
-        for threads in [0, 1] {
-            let o = BuildOptions {
-                threads,
-                ..BuildOptions::default()
-            };
-            let t = std::time::Instant::now();
-            let b = build(&input[..], &o, std::io::sink()).unwrap();
-            let s = t.elapsed().as_secs_f64();
-            println!(
-                "threads {threads}: {} MB in {s:.2}s = {:.0} MB/s, blob {} MB",
-                input.len() / 1_000_000,
-                input.len() as f64 / 1e6 / s,
-                b.size / 1_000_000
-            );
-        }
-    }
-}
