@@ -115,6 +115,9 @@ fn push_from_every_source_and_pull_into_both_formats() {
         ]);
         let pulled = layers_of_oci_layout(&out, Some("t"));
         assert_same_tree(expected, &tree_of_layers(&pulled.layers));
+        if i == 0 {
+            assert_inode_table_matches(expected, &pulled.layers);
+        }
         // the conversion is deterministic: the same layer tars give the same eStargz blobs
         let m: oci::Manifest = serde_json::from_value(pulled.manifest).expect("manifest");
         let digests: Vec<String> = m.layers.iter().map(|l| l.digest.clone()).collect();
@@ -565,4 +568,75 @@ fn registry_sources_authenticate() {
         e.to_lowercase().contains("tls") || e.contains("https"),
         "{e}"
     );
+}
+
+/// The lazy mount's inode table, merged from the pulled layers' TOCs alone, describes the same
+/// tree as a real unpack: kinds, modes, owners, sizes, link targets, xattrs, mtimes, and one
+/// inode per hardlinked file.
+fn assert_inode_table_matches(expected: &crate::images::tree::Tree, layers: &[PathBuf]) {
+    use crate::images::tree::{Kind, Node};
+    use cidfs::mount::inode::{Kind as K, Table};
+    let tocs: Vec<_> = layers
+        .iter()
+        .map(|l| read_toc_file(l).expect("TOC").toc)
+        .collect();
+    let table = Table::build(&tocs).expect("inode table");
+    let mut got = crate::images::tree::Tree::new();
+    for (path, n) in table.walk().into_iter().filter(|(p, _)| !p.is_empty()) {
+        let (kind, link) = match &n.kind {
+            K::Dir { .. } => (Kind::Dir, None),
+            K::File(_) => (Kind::File, None),
+            K::Symlink { target } => (Kind::Symlink, Some(target.clone())),
+            K::Char { major, minor } => (
+                Kind::CharDev {
+                    major: *major,
+                    minor: *minor,
+                },
+                None,
+            ),
+            K::Block { major, minor } => (
+                Kind::BlockDev {
+                    major: *major,
+                    minor: *minor,
+                },
+                None,
+            ),
+            K::Fifo => (Kind::Fifo, None),
+        };
+        let size = if kind == Kind::File { n.size } else { 0 };
+        got.insert(
+            path,
+            Node {
+                kind,
+                mode: n.perm,
+                uid: n.uid.into(),
+                gid: n.gid.into(),
+                size,
+                sha256: None,
+                link,
+                xattrs: n.xattrs.clone(),
+                mtime: n.mtime as u64,
+                hardlink: None,
+            },
+        );
+    }
+    let mut want = expected.clone();
+    for node in want.values_mut() {
+        node.sha256 = None;
+        node.hardlink = None;
+    }
+    assert_same_tree(&want, &got);
+    let mut links = 0;
+    for (path, node) in expected {
+        if let Some(target) = &node.hardlink {
+            let (a, b) = (
+                table.resolve(path).expect("link"),
+                table.resolve(target).expect("target"),
+            );
+            assert_eq!(a.ino, b.ino, "{path} and {target} are one file");
+            assert!(a.nlink >= 2);
+            links += 1;
+        }
+    }
+    assert!(links > 0, "the generated image has a hardlink");
 }

@@ -1,0 +1,602 @@
+//! The merged rootfs of an image as an immutable inode table, built once from the layers' eStargz
+//! TOCs (bottom layer first) with OCI/overlay semantics:
+//!
+//! - a later layer's entry replaces the same path from lower layers (a directory over a
+//!   directory merges; anything else replaces the whole subtree);
+//! - `.wh.NAME` removes NAME (and everything under it) from the layers below;
+//!   `.wh..wh..opq` hides everything the layers below put in its directory. Whiteouts act on the
+//!   layers below only, never on entries of their own layer;
+//! - hardlinks share one inode (`nlink` counts the names); directories missing from a TOC are
+//!   made with mode 0755, owner 0:0;
+//! - eStargz's own files at the root (`stargz.index.json`, landmarks) are not part of the rootfs.
+//!
+//! Inode 1 is the root. The table never changes after [`Table::build`], so lookups need no locks.
+//! Pure: TOCs in, table out; file contents are found through [`File::layer`] and [`File::name`]
+//! in that layer's chunk index.
+
+use base64::Engine as _;
+use std::collections::{BTreeMap, HashMap};
+
+use crate::image::estargz::index::clean_name;
+use crate::image::estargz::{EntryType, Toc, TOC_TAR_NAME};
+
+/// Inode number of the root directory.
+pub const ROOT: u64 = 1;
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE: &str = ".wh..wh..opq";
+const ESTARGZ_ROOT_FILES: [&str; 3] = [TOC_TAR_NAME, ".prefetch.landmark", ".no.prefetch.landmark"];
+
+/// What an inode is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Dir { children: BTreeMap<String, u64> },
+    File(File),
+    Symlink { target: String },
+    Char { major: u32, minor: u32 },
+    Block { major: u32, minor: u32 },
+    Fifo,
+}
+
+/// Where a regular file's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct File {
+    /// Index of the layer (bottom = 0) whose blob holds the content.
+    pub layer: usize,
+    /// The cleaned name under which that layer's chunk index lists it.
+    pub name: String,
+}
+
+/// One inode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inode {
+    pub ino: u64,
+    pub kind: Kind,
+    /// Permission bits, including setuid/setgid/sticky (no type bits).
+    pub perm: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Bytes for files, target length for symlinks, 0 otherwise.
+    pub size: u64,
+    /// Seconds since the Unix epoch (0 when the TOC has none).
+    pub mtime: i64,
+    pub nlink: u32,
+    pub xattrs: BTreeMap<String, Vec<u8>>,
+}
+
+impl Inode {
+    /// 512-byte blocks, as `st_blocks`.
+    pub fn blocks(&self) -> u64 {
+        self.size.div_ceil(512)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    #[error("layer {layer}: entry {name:?}: {reason}")]
+    Entry {
+        layer: usize,
+        name: String,
+        reason: String,
+    },
+}
+
+/// The merged tree.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// `inodes[ino - 1]`; removed inodes stay as unreachable slots.
+    inodes: Vec<Inode>,
+}
+
+impl Table {
+    /// Merge `layers` (bottom first).
+    pub fn build(layers: &[Toc]) -> Result<Table, Error> {
+        let mut b = Builder { inodes: Vec::new() };
+        b.inodes.push(dir_inode(ROOT, 0o755));
+        for (layer, toc) in layers.iter().enumerate() {
+            b.apply(layer, toc)?;
+        }
+        b.count_links();
+        Ok(Table { inodes: b.inodes })
+    }
+
+    pub fn get(&self, ino: u64) -> Option<&Inode> {
+        ino.checked_sub(1).and_then(|i| self.inodes.get(i as usize))
+    }
+
+    /// The child `name` of directory `parent`.
+    pub fn lookup(&self, parent: u64, name: &str) -> Option<&Inode> {
+        match &self.get(parent)?.kind {
+            Kind::Dir { children } => self.get(*children.get(name)?),
+            _ => None,
+        }
+    }
+
+    /// The inode at a cleaned path (`""` is the root).
+    pub fn resolve(&self, path: &str) -> Option<&Inode> {
+        let mut ino = ROOT;
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            ino = self.lookup(ino, part)?.ino;
+        }
+        self.get(ino)
+    }
+
+    /// Every reachable path (cleaned, `""` for the root) with its inode, depth first in name order.
+    pub fn walk(&self) -> Vec<(String, &Inode)> {
+        let mut out = Vec::new();
+        let mut stack = vec![(String::new(), ROOT)];
+        while let Some((path, ino)) = stack.pop() {
+            let Some(node) = self.get(ino) else { continue };
+            if let Kind::Dir { children } = &node.kind {
+                for (name, child) in children.iter().rev() {
+                    let p = if path.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{path}/{name}")
+                    };
+                    stack.push((p, *child));
+                }
+            }
+            out.push((path, node));
+        }
+        out
+    }
+}
+
+struct Builder {
+    inodes: Vec<Inode>,
+}
+
+fn dir_inode(ino: u64, perm: u32) -> Inode {
+    Inode {
+        ino,
+        kind: Kind::Dir {
+            children: BTreeMap::new(),
+        },
+        perm,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        mtime: 0,
+        nlink: 2,
+        xattrs: BTreeMap::new(),
+    }
+}
+
+fn split(path: &str) -> (&str, &str) {
+    path.rsplit_once('/').unwrap_or(("", path))
+}
+
+impl Builder {
+    fn node(&mut self, ino: u64) -> &mut Inode {
+        &mut self.inodes[(ino - 1) as usize]
+    }
+
+    fn children(&mut self, ino: u64) -> Option<&mut BTreeMap<String, u64>> {
+        match &mut self.node(ino).kind {
+            Kind::Dir { children } => Some(children),
+            _ => None,
+        }
+    }
+
+    fn find(&self, path: &str) -> Option<u64> {
+        let mut ino = ROOT;
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            match &self.inodes[(ino - 1) as usize].kind {
+                Kind::Dir { children } => ino = *children.get(part)?,
+                _ => return None,
+            }
+        }
+        Some(ino)
+    }
+
+    /// The directory at `path`, made (0755, 0:0) where missing; a non-directory in the way is
+    /// replaced, as a tar extraction would.
+    fn dir(&mut self, path: &str) -> u64 {
+        let mut ino = ROOT;
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            let existing = self.children(ino).and_then(|c| c.get(part).copied());
+            ino = match existing {
+                Some(c) if matches!(self.node(c).kind, Kind::Dir { .. }) => c,
+                _ => {
+                    let new = self.inodes.len() as u64 + 1;
+                    self.inodes.push(dir_inode(new, 0o755));
+                    if let Some(c) = self.children(ino) {
+                        c.insert(part.to_string(), new);
+                    }
+                    new
+                }
+            };
+        }
+        ino
+    }
+
+    fn remove(&mut self, path: &str) {
+        let (parent, name) = split(path);
+        if let Some(p) = self.find(parent) {
+            if let Some(c) = self.children(p) {
+                c.remove(name);
+            }
+        }
+    }
+
+    fn apply(&mut self, layer: usize, toc: &Toc) -> Result<(), Error> {
+        let bad = |name: &str, reason: &str| Error::Entry {
+            layer,
+            name: name.into(),
+            reason: reason.into(),
+        };
+        // whiteouts first: they act on the layers below only
+        for e in &toc.entries {
+            let path = clean_name(&e.name);
+            let (parent, base) = split(&path);
+            if base == OPAQUE {
+                if let Some(dir) = self.find(parent) {
+                    if let Some(c) = self.children(dir) {
+                        c.clear();
+                    }
+                }
+            } else if let Some(hidden) = base.strip_prefix(WHITEOUT_PREFIX) {
+                let target = if parent.is_empty() {
+                    hidden.to_string()
+                } else {
+                    format!("{parent}/{hidden}")
+                };
+                self.remove(&target);
+            }
+        }
+        // this layer's inode per cleaned path, for hardlinks
+        let mut mine: HashMap<String, u64> = HashMap::new();
+        for e in &toc.entries {
+            if e.kind == EntryType::Chunk {
+                continue;
+            }
+            let path = clean_name(&e.name);
+            let (parent, base) = split(&path);
+            if base.starts_with(WHITEOUT_PREFIX)
+                || (parent.is_empty() && ESTARGZ_ROOT_FILES.contains(&base))
+            {
+                continue;
+            }
+            let xattrs = e
+                .xattrs
+                .iter()
+                .map(|(k, v)| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(v)
+                        .map(|v| (k.clone(), v))
+                        .map_err(|_| bad(&e.name, &format!("xattr {k} is not base64")))
+                })
+                .collect::<Result<BTreeMap<_, _>, _>>()?;
+            let perm = (e.mode & 0o7777) as u32;
+            let (uid, gid) = (e.uid as u32, e.gid as u32);
+            let mtime = parse_rfc3339(&e.mod_time).ok_or_else(|| bad(&e.name, "bad modtime"))?;
+            if path.is_empty() {
+                // the root itself: take its metadata
+                let root = self.node(ROOT);
+                (root.perm, root.uid, root.gid, root.mtime, root.xattrs) =
+                    (perm, uid, gid, mtime, xattrs);
+                continue;
+            }
+            if e.kind == EntryType::Hardlink {
+                let target = clean_name(&e.link_name);
+                let ino = mine
+                    .get(&target)
+                    .copied()
+                    .or_else(|| self.find(&target))
+                    .filter(|i| !matches!(self.node(*i).kind, Kind::Dir { .. }))
+                    .ok_or_else(|| {
+                        bad(
+                            &e.name,
+                            &format!("hardlink target {target:?} is not an earlier file"),
+                        )
+                    })?;
+                let dir = self.dir(parent);
+                if let Some(c) = self.children(dir) {
+                    c.insert(base.to_string(), ino);
+                }
+                mine.insert(path, ino);
+                continue;
+            }
+            let kind = match e.kind {
+                EntryType::Dir => {
+                    // a directory over a directory merges; keep its children
+                    let ino = self.dir(&path);
+                    let n = self.node(ino);
+                    (n.perm, n.uid, n.gid, n.mtime, n.xattrs) = (perm, uid, gid, mtime, xattrs);
+                    mine.insert(path, ino);
+                    continue;
+                }
+                EntryType::Reg => Kind::File(File {
+                    layer,
+                    name: path.clone(),
+                }),
+                EntryType::Symlink => Kind::Symlink {
+                    target: e.link_name.clone(),
+                },
+                EntryType::Char => Kind::Char {
+                    major: e.dev_major as u32,
+                    minor: e.dev_minor as u32,
+                },
+                EntryType::Block => Kind::Block {
+                    major: e.dev_major as u32,
+                    minor: e.dev_minor as u32,
+                },
+                EntryType::Fifo => Kind::Fifo,
+                EntryType::Hardlink | EntryType::Chunk => unreachable!("handled above"),
+            };
+            let size = match &kind {
+                Kind::File(_) => e.size.max(0) as u64,
+                Kind::Symlink { target } => target.len() as u64,
+                _ => 0,
+            };
+            let ino = self.inodes.len() as u64 + 1;
+            self.inodes.push(Inode {
+                ino,
+                kind,
+                perm,
+                uid,
+                gid,
+                size,
+                mtime,
+                nlink: 1,
+                xattrs,
+            });
+            let dir = self.dir(parent);
+            if let Some(c) = self.children(dir) {
+                c.insert(base.to_string(), ino);
+            }
+            mine.insert(path, ino);
+        }
+        Ok(())
+    }
+
+    /// `nlink`: names per non-directory; 2 + subdirectories per directory.
+    fn count_links(&mut self) {
+        let mut names: HashMap<u64, u32> = HashMap::new();
+        let mut subdirs: HashMap<u64, u32> = HashMap::new();
+        let mut stack = vec![ROOT];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(ino) = stack.pop() {
+            if !seen.insert(ino) {
+                continue;
+            }
+            let Kind::Dir { children } = &self.inodes[(ino - 1) as usize].kind else {
+                continue;
+            };
+            for child in children.values() {
+                if matches!(self.inodes[(*child - 1) as usize].kind, Kind::Dir { .. }) {
+                    *subdirs.entry(ino).or_default() += 1;
+                    stack.push(*child);
+                } else {
+                    *names.entry(*child).or_default() += 1;
+                }
+            }
+        }
+        for n in &mut self.inodes {
+            n.nlink = match n.kind {
+                Kind::Dir { .. } => 2 + subdirs.get(&n.ino).copied().unwrap_or(0),
+                _ => names.get(&n.ino).copied().unwrap_or(1),
+            };
+        }
+    }
+}
+
+/// Seconds since the epoch of a TOC `modtime` (`YYYY-MM-DDTHH:MM:SSZ`, as Go writes it; an
+/// offset like `+02:00` is applied). Empty is 0.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    if s.is_empty() {
+        return Some(0);
+    }
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    // skip fractional seconds
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            sign * (o[1..3].parse::<i64>().ok()? * 3600 + o[4..6].parse::<i64>().ok()? * 60)
+        }
+        _ => return None,
+    };
+    // days from civil (Howard Hinnant's algorithm)
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + mi * 60 + sec - offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::estargz::TocEntry;
+
+    fn e(name: &str, kind: EntryType) -> TocEntry {
+        let mut t = TocEntry::new(name, kind);
+        t.mode = match kind {
+            EntryType::Dir => 0o755,
+            _ => 0o644,
+        };
+        t
+    }
+
+    fn reg(name: &str, size: i64) -> TocEntry {
+        let mut t = e(name, EntryType::Reg);
+        t.size = size;
+        t
+    }
+
+    fn toc(entries: Vec<TocEntry>) -> Toc {
+        Toc {
+            version: 1,
+            entries,
+        }
+    }
+
+    fn paths(t: &Table) -> Vec<String> {
+        t.walk().into_iter().map(|(p, _)| p).collect()
+    }
+
+    #[test]
+    fn layers_merge_with_whiteouts_and_opaque_dirs() {
+        let mut link = e("bin/sh", EntryType::Symlink);
+        link.link_name = "busybox".into();
+        let lower = toc(vec![
+            e(".no.prefetch.landmark", EntryType::Reg),
+            e("bin/", EntryType::Dir),
+            reg("bin/busybox", 100),
+            link,
+            e("etc/", EntryType::Dir),
+            reg("etc/gone", 1),
+            reg("etc/kept", 2),
+            e("etc/sub/", EntryType::Dir),
+            reg("etc/sub/deep", 3),
+            e("var/", EntryType::Dir),
+            reg("var/old", 4),
+            reg("stargz.index.json", 10),
+        ]);
+        let upper = toc(vec![
+            reg("etc/.wh.gone", 0),
+            reg("var/.wh..wh..opq", 0),
+            reg("var/new", 5),
+            reg("etc/kept", 20),
+            reg("etc/sub", 6),
+            // a whiteout never hides its own layer's entries
+            reg("etc/fresh", 7),
+            reg("etc/.wh.fresh", 0),
+        ]);
+        let t = Table::build(&[lower, upper]).unwrap();
+        assert_eq!(
+            paths(&t),
+            [
+                "",
+                "bin",
+                "bin/busybox",
+                "bin/sh",
+                "etc",
+                "etc/fresh",
+                "etc/kept",
+                "etc/sub",
+                "var",
+                "var/new"
+            ]
+        );
+        let kept = t.resolve("etc/kept").unwrap();
+        assert_eq!(kept.size, 20);
+        assert_eq!(
+            kept.kind,
+            Kind::File(File {
+                layer: 1,
+                name: "etc/kept".into()
+            })
+        );
+        assert!(
+            matches!(t.resolve("etc/sub").unwrap().kind, Kind::File(_)),
+            "a file replaces a directory"
+        );
+        let sh = t.resolve("bin/sh").unwrap();
+        assert_eq!(
+            (sh.kind.clone(), sh.size),
+            (
+                Kind::Symlink {
+                    target: "busybox".into()
+                },
+                7
+            )
+        );
+        assert_eq!(t.get(ROOT).unwrap().nlink, 5);
+    }
+
+    #[test]
+    fn hardlinks_share_an_inode_and_metadata_comes_through() {
+        let mut a = reg("usr/bin/a", 9);
+        a.mode = 0o104755;
+        a.uid = 1000;
+        a.gid = 65534;
+        a.mod_time = "2024-01-02T03:04:05Z".into();
+        a.xattrs.insert("user.x".into(), "aGk=".into());
+        let mut b = e("usr/bin/b", EntryType::Hardlink);
+        b.link_name = "usr/bin/a".into();
+        let mut dev = e("dev/null", EntryType::Char);
+        (dev.dev_major, dev.dev_minor) = (1, 3);
+        let t = Table::build(&[toc(vec![
+            a,
+            b,
+            dev,
+            e("tmp/", EntryType::Dir),
+            e("run/fifo", EntryType::Fifo),
+        ])])
+        .unwrap();
+        let (a, b) = (
+            t.resolve("usr/bin/a").unwrap(),
+            t.resolve("usr/bin/b").unwrap(),
+        );
+        assert_eq!(a.ino, b.ino);
+        assert_eq!(a.nlink, 2);
+        assert_eq!((a.perm, a.uid, a.gid), (0o4755, 1000, 65534));
+        assert_eq!(a.mtime, 1_704_164_645);
+        assert_eq!(a.xattrs["user.x"], b"hi");
+        assert_eq!(a.blocks(), 1);
+        assert_eq!(
+            t.resolve("dev/null").unwrap().kind,
+            Kind::Char { major: 1, minor: 3 }
+        );
+        // implicit parents
+        let usr = t.resolve("usr").unwrap();
+        assert_eq!((usr.perm, usr.nlink), (0o755, 3));
+        assert_eq!(
+            t.lookup(usr.ino, "bin").unwrap().ino,
+            t.resolve("usr/bin").unwrap().ino
+        );
+        assert!(t.lookup(a.ino, "x").is_none());
+        // a hardlink to nothing is an error naming the entry
+        let mut bad = e("x", EntryType::Hardlink);
+        bad.link_name = "missing".into();
+        let err = Table::build(&[toc(vec![bad])]).unwrap_err();
+        assert!(err.to_string().contains("\"x\""), "{err}");
+    }
+
+    #[test]
+    fn rfc3339_times() {
+        assert_eq!(parse_rfc3339(""), Some(0));
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2000-03-01T00:00:00Z"), Some(951_868_800));
+        assert_eq!(
+            parse_rfc3339("2024-01-02T05:04:05+02:00"),
+            Some(1_704_164_645)
+        );
+        assert_eq!(parse_rfc3339("2024-01-02T03:04:05.5Z"), Some(1_704_164_645));
+        assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), Some(-1));
+        for bad in [
+            "2024-13-01T00:00:00Z",
+            "yesterday",
+            "2024-01-02 03:04:05Z",
+            "2024-01-02T03:04:05",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+}
