@@ -20,7 +20,7 @@ pub struct Config {
     pub mdns: bool,
     pub kademlia: bool,
     pub idle_connection_timeout: Duration,
-    /// How often disconnected static peers are redialled.
+    /// How often disconnected static peers (and peers mDNS reports on the LAN) are redialled.
     pub redial_interval: Duration,
     pub bitswap: bitswap::Config,
     /// `agent_version` sent by identify.

@@ -1,5 +1,5 @@
 //! The task that owns the libp2p `Swarm`. It `select!`s over swarm events, [`Command`]s from
-//! [`Client`]s, DHT searches asked for by bitswap, and a redial timer for static peers. Pending
+//! [`Client`]s, DHT searches asked for by bitswap, and a redial timer for static and mDNS peers. Pending
 //! requests live in maps keyed by connection or query id; nothing else touches the swarm.
 
 use cid::Cid;
@@ -39,6 +39,9 @@ struct EventLoop {
     commands: mpsc::Receiver<Command>,
     searches: mpsc::Receiver<Cid>,
     static_peers: Vec<(PeerId, Multiaddr)>,
+    /// Peers mDNS currently reports on the LAN: redialled like static peers until mDNS expires
+    /// them, so one failed dial (a peer still starting up) does not lose the peer.
+    lan_peers: HashMap<PeerId, Vec<Multiaddr>>,
     pending_dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, Error>>>,
     provider_queries: HashMap<kad::QueryId, ProviderQuery>,
     peers: HashMap<PeerId, PeerInfo>,
@@ -102,6 +105,7 @@ impl Node {
             commands: cmd_rx,
             searches: search_rx,
             static_peers,
+            lan_peers: HashMap::new(),
             pending_dials: HashMap::new(),
             provider_queries: HashMap::new(),
             peers: HashMap::new(),
@@ -132,17 +136,24 @@ impl EventLoop {
     }
 
     fn redial(&mut self) {
-        for (peer, addr) in self.static_peers.clone() {
-            if self.swarm.is_connected(&peer) {
-                continue;
-            }
-            let opts = DialOpts::peer_id(peer)
-                .addresses(vec![addr.clone()])
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .build();
-            if let Err(e) = self.swarm.dial(opts) {
-                trace!(%peer, %addr, "static peer dial not started: {e}");
-            }
+        let statics = self.static_peers.iter().map(|(p, a)| (*p, vec![a.clone()]));
+        let lan = self.lan_peers.iter().map(|(p, a)| (*p, a.clone()));
+        let wanted: Vec<(PeerId, Vec<Multiaddr>)> = statics.chain(lan).collect();
+        for (peer, addrs) in wanted {
+            self.dial_if_disconnected(peer, addrs);
+        }
+    }
+
+    fn dial_if_disconnected(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        if self.swarm.is_connected(&peer) {
+            return;
+        }
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            trace!(%peer, "dial not started: {e}");
         }
     }
 
@@ -295,13 +306,21 @@ impl EventLoop {
                     if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
                         kad.add_address(&peer, addr.clone());
                     }
-                    if !self.swarm.is_connected(&peer) {
-                        let opts = DialOpts::peer_id(peer)
-                            .addresses(vec![addr])
-                            .condition(PeerCondition::DisconnectedAndNotDialing)
-                            .build();
-                        if let Err(e) = self.swarm.dial(opts) {
-                            trace!(%peer, "mDNS dial not started: {e}");
+                    let known = self.lan_peers.entry(peer).or_default();
+                    if !known.contains(&addr) {
+                        known.push(addr);
+                    }
+                    let addrs = known.clone();
+                    self.dial_if_disconnected(peer, addrs);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Expired(gone))) => {
+                for (peer, addr) in gone {
+                    debug!(%peer, %addr, "mDNS record expired");
+                    if let Some(known) = self.lan_peers.get_mut(&peer) {
+                        known.retain(|a| a != &addr);
+                        if known.is_empty() {
+                            self.lan_peers.remove(&peer);
                         }
                     }
                 }
