@@ -163,7 +163,8 @@ impl BlobStore for ApiClient {
         cid: &Cid,
         path: &Path,
         progress: &(dyn Fn(u64) + Send + Sync),
-    ) -> anyhow::Result<u64> {
+    ) -> anyhow::Result<(String, u64)> {
+        use sha2::Digest as _;
         let resp = self.post("cat", &[("arg", cid.to_string())], None).await?;
         let mut out = tokio::io::BufWriter::with_capacity(
             1 << 20,
@@ -173,8 +174,10 @@ impl BlobStore for ApiClient {
         );
         let mut body = resp.bytes_stream();
         let mut n = 0u64;
+        let mut hasher = sha2::Sha256::new();
         while let Some(chunk) = body.next().await {
             let chunk = chunk.context("the transfer broke off (see the daemon's log)")?;
+            hasher.update(&chunk);
             out.write_all(&chunk)
                 .await
                 .with_context(|| format!("writing {}", path.display()))?;
@@ -183,7 +186,7 @@ impl BlobStore for ApiClient {
         }
         out.flush().await?;
         out.into_inner().sync_all().await?;
-        Ok(n)
+        Ok((format!("sha256:{}", hex::encode(hasher.finalize())), n))
     }
 }
 

@@ -151,13 +151,10 @@ async fn download<S: BlobStore>(
 ) -> anyhow::Result<()> {
     let cid = desc.cid().map_err(|e| anyhow!(e))?;
     let bar = rep.start(label, desc.size.max(0) as u64);
-    store
+    let (digest, size) = store
         .cat_to_file(&cid, tmp, &|n| bar.inc(n))
         .await
         .with_context(|| format!("fetching {} ({cid})", desc.digest))?;
-    bar.set_message("verifying");
-    let f = std::fs::File::open(tmp)?;
-    let (digest, size) = tokio::task::block_in_place(|| layout::hash_reader(f, &|_| {}))?;
     bar.finish();
     layout::check(desc, &digest, size)
 }

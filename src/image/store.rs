@@ -27,13 +27,14 @@ pub trait BlobStore: Sync {
         len: Option<u64>,
     ) -> impl Future<Output = anyhow::Result<Vec<u8>>> + Send;
     /// Stream the content of `cid` into `path` (created or truncated); `progress(n)` per piece.
-    /// Returns the number of bytes written. The caller verifies them.
+    /// Returns the `sha256:` digest and the length of what was written, hashed on the way, so
+    /// the caller can verify the blob without reading the file back.
     fn cat_to_file(
         &self,
         cid: &Cid,
         path: &Path,
         progress: &(dyn Fn(u64) + Send + Sync),
-    ) -> impl Future<Output = anyhow::Result<u64>> + Send;
+    ) -> impl Future<Output = anyhow::Result<(String, u64)>> + Send;
 }
 
 /// Progress of the blobs of one push or pull (a bar each on a terminal, nothing otherwise).

@@ -51,10 +51,10 @@ impl BlobStore for MemNode {
         cid: &Cid,
         path: &Path,
         _: &(dyn Fn(u64) + Send + Sync),
-    ) -> anyhow::Result<u64> {
+    ) -> anyhow::Result<(String, u64)> {
         let b = self.cat_bytes(cid, 0, None).await?;
         std::fs::write(path, &b)?;
-        Ok(b.len() as u64)
+        Ok((oci::sha256_digest(&b), b.len() as u64))
     }
 }
 
