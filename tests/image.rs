@@ -50,6 +50,11 @@ fn push(d: &Daemon, args: &[&str]) -> String {
     lines[0].to_string()
 }
 
+/// `cidfs image pull -q IMAGE --to DEST` on `d`, which must succeed.
+fn pull(d: &Daemon, image: &str, dest: &str) {
+    d.ok(&["image", "pull", "-q", image, "--to", dest]);
+}
+
 /// `cidfs image push` that must fail; returns stderr.
 fn push_fails(d: &Daemon, args: &[&str]) -> String {
     let mut all = vec!["image", "push", "-q"];
@@ -105,14 +110,7 @@ fn push_from_every_source_and_pull_into_both_formats() {
         let args: Vec<&str> = src.iter().map(String::as_str).collect();
         let cid = push(&a, &args);
         let out = work.path().join(format!("pulled-{i}"));
-        b.ok(&[
-            "image",
-            "pull",
-            "-q",
-            &cid,
-            "--to",
-            &format!("oci:{}:t", s(&out)),
-        ]);
+        pull(&b, &cid, &format!("oci:{}:t", s(&out)));
         let pulled = layers_of_oci_layout(&out, Some("t"));
         assert_same_tree(expected, &tree_of_layers(&pulled.layers));
         if i == 0 {
@@ -128,14 +126,7 @@ fn push_from_every_source_and_pull_into_both_formats() {
         {
             let archive = work.path().join(format!("pulled-{i}.tar"));
             let ref_arg = format!("docker-archive:{}:cidfs/pulled:{i}", s(&archive));
-            b.ok(&[
-                "image",
-                "pull",
-                "-q",
-                &format!("ipfs://{cid}"),
-                "--to",
-                &ref_arg,
-            ]);
+            pull(&b, &format!("ipfs://{cid}"), &ref_arg);
             let unpacked = layers_of_docker_archive(&archive);
             assert_eq!(unpacked.repo_tags.len(), 1);
             assert!(
@@ -205,14 +196,7 @@ fn estargz_layers_match_ctr_remote() {
 
     let cid = push(&a, &[&format!("oci:{}:{}", s(&layout), img.tag)]);
     let ours_dir = work.path().join("ours");
-    b.ok(&[
-        "image",
-        "pull",
-        "-q",
-        &cid,
-        "--to",
-        &format!("oci:{}", s(&ours_dir)),
-    ]);
+    pull(&b, &cid, &format!("oci:{}", s(&ours_dir)));
     let ours = layers_of_oci_layout(&ours_dir, None).layers;
     let (ours, theirs_tocs) = (tocs(&ours), tocs(theirs));
     assert_eq!(ours.len(), 2, "two layers");
@@ -229,14 +213,7 @@ fn estargz_layers_match_ctr_remote() {
     // ctr-remote's eStargz layers go through cidfs unchanged
     let cid2 = push(&a, &[&format!("oci-archive:{}", s(&exported))]);
     let back = work.path().join("back");
-    b.ok(&[
-        "image",
-        "pull",
-        "-q",
-        &cid2,
-        "--to",
-        &format!("oci:{}", s(&back)),
-    ]);
+    pull(&b, &cid2, &format!("oci:{}", s(&back)));
     let kept = layers_of_oci_layout(&back, None).layers;
     assert_eq!(kept.len(), theirs.len());
     for (k, t) in kept.iter().zip(theirs) {
@@ -260,14 +237,11 @@ fn pulled_archives_run_in_containerd_and_podman() {
     });
     let cid = push(&a, &[&format!("oci:{}:{}", s(&layout), img.tag)]);
     let archive = work.path().join("run.tar");
-    b.ok(&[
-        "image",
-        "pull",
-        "-q",
+    pull(
+        &b,
         &cid,
-        "--to",
         &format!("docker-archive:{}:cidfs/hello:1", s(&archive)),
-    ]);
+    );
 
     let ctd = Containerd::start();
     let name = ctd
