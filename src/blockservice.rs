@@ -97,6 +97,13 @@ pub struct SessionGetter {
     session: Session,
 }
 
+impl SessionGetter {
+    /// Peers that delivered blocks of this session so far (for logs).
+    pub fn peers(&self) -> Vec<libp2p::PeerId> {
+        self.session.peers()
+    }
+}
+
 impl BlockGet for SessionGetter {
     async fn get(&self, cid: Cid) -> anyhow::Result<Bytes> {
         self.service.get(cid, &self.session).await

@@ -35,6 +35,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// `[metrics]`: Prometheus metrics.
     pub metrics: MetricsConfig,
+    /// `[mount]`: lazy image mounts.
+    pub mount: MountConfig,
 }
 
 /// `[api]` section.
@@ -190,6 +192,44 @@ impl Default for MetricsConfig {
     }
 }
 
+/// `[mount]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MountConfig {
+    /// A read in a mount whose blocks no peer delivers within this time fails with EIO.
+    pub read_timeout_secs: u64,
+    /// At mount, fetch in the background what each layer puts before `.prefetch.landmark`.
+    pub prefetch: bool,
+    /// After the prefetch, fetch (and pin) the rest of every mounted image in the background,
+    /// so the node ends up holding the whole image and can serve it to others.
+    pub background_fetch: bool,
+    /// Memory for inflated eStargz chunks shared by all mounts, in MiB.
+    pub cache_mb: u64,
+}
+
+impl Default for MountConfig {
+    fn default() -> Self {
+        MountConfig {
+            read_timeout_secs: 30,
+            prefetch: true,
+            background_fetch: false,
+            cache_mb: 256,
+        }
+    }
+}
+
+impl MountConfig {
+    /// `read_timeout_secs` as a duration.
+    pub fn read_timeout(&self) -> Duration {
+        Duration::from_secs(self.read_timeout_secs)
+    }
+
+    /// `cache_mb` in bytes.
+    pub fn cache_bytes(&self) -> u64 {
+        self.cache_mb.saturating_mul(1024 * 1024)
+    }
+}
+
 impl Config {
     /// Reads and checks a config file; errors name the file and the offending key or line.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
@@ -237,6 +277,7 @@ impl Config {
                 "bitswap.readahead_blocks",
                 self.bitswap.readahead_blocks as u64,
             ),
+            ("mount.read_timeout_secs", self.mount.read_timeout_secs),
         ];
         for (key, value) in positive {
             anyhow::ensure!(value > 0, "{key} must be at least 1");

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use crate::api::{self, AppState};
 use crate::blockservice::{BlockService, StoreSource};
 use crate::blockstore::{Blocks, SledStore};
+use crate::mount::Mounts;
 use crate::repo::{self, Repo};
 
 /// Command-line overrides of the config file.
@@ -109,12 +110,19 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the API to {}", config.api.listen))?;
     let api_addr = listener.local_addr()?;
+    let mounts = Mounts::new(
+        blocks.clone(),
+        config.mount.clone(),
+        repo.root(),
+        config.bitswap.readahead_blocks.max(1),
+    )?;
     let state = AppState {
         blocks,
         public_key: keypair.public(),
         repo_path: repo.root().to_path_buf(),
         readahead: config.bitswap.readahead_blocks.max(1),
         metrics: config.metrics.enabled,
+        mounts: mounts.clone(),
     };
     repo.write_api_file(&repo::api_multiaddr(api_addr))?;
     info!("API server listening on {}", repo::api_multiaddr(api_addr));
@@ -124,6 +132,7 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await;
     info!("shutting down");
+    mounts.unmount_all().await;
     net.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(5), net_task).await;
     repo.remove_api_file()?;

@@ -6,7 +6,7 @@
 //! 2. [`blockservice`]: local store first, then bitswap through the p2p node
 //! 3. [`unixfs`]: kubo-identical `add` and range reads over any block getter
 //! 4. [`image`]: the IPFS-enabled OCI format, eStargz, push / pull / inspect
-//! 5. [`mount`]: lazy rootfs mounts (the merged inode table so far)
+//! 5. [`mount`]: lazy FUSE rootfs mounts of images, chunk by chunk from the swarm
 //! 6. [`api`]: the kubo RPC subset on axum
 //! 7. [`daemon`]: wires it all together
 //! 8. [`cli`]: clap front-end; every networked subcommand is an API client

@@ -6,6 +6,7 @@ mod add;
 mod block;
 mod cat;
 mod error;
+mod mount;
 mod node;
 mod pin;
 mod repo;
@@ -27,6 +28,7 @@ pub struct AppState {
     /// Leaves fetched in parallel by `cat`.
     pub readahead: usize,
     pub metrics: bool,
+    pub mounts: crate::mount::Mounts,
 }
 
 /// The API router.
@@ -48,6 +50,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v0/pin/rm", post(pin::rm))
         .route("/api/v0/repo/gc", post(repo::gc))
         .route("/api/v0/repo/stat", post(repo::stat))
+        .route("/api/v0/mount", post(mount::mount))
+        .route("/api/v0/umount", post(mount::umount))
+        .route("/api/v0/mounts", post(mount::mounts))
         .fallback(error::unknown_command)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::disable());
@@ -75,11 +80,7 @@ impl Params {
 
     /// Positional arguments.
     pub fn args(&self) -> Vec<&str> {
-        self.0
-            .iter()
-            .filter(|(k, _)| k == "arg")
-            .map(|(_, v)| v.as_str())
-            .collect()
+        self.all("arg")
     }
 
     /// The first positional argument, or a client error naming it.
@@ -95,6 +96,15 @@ impl Params {
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a repeated option.
+    pub fn all(&self, key: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     pub fn bool(&self, key: &str, default: bool) -> Result<bool, ApiError> {

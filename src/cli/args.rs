@@ -52,6 +52,44 @@ pub enum Command {
     /// stargz-snapshotter and nerdctl).
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Mount an image's root filesystem, read-only, fetching file contents only when read.
+    ///
+    /// The daemon mounts the merged layers (whiteouts applied) over FUSE at DIR, an existing
+    /// directory, and this command returns once the mount is ready. Only metadata is fetched
+    /// now; each read fetches just the eStargz chunks it needs from peers (and keeps them).
+    /// Needs root (or FUSE rights) for the daemon. See `[mount]` in config.toml for the read
+    /// timeout, prefetch and background fetch.
+    ///
+    /// Examples:
+    ///   cidfs mount bafkrei... /mnt/app
+    ///   chroot /mnt/app /bin/sh -c 'cat /etc/os-release'
+    ///   cidfs umount /mnt/app
+    #[command(verbatim_doc_comment)]
+    Mount(MountArgs),
+    /// Unmount a directory mounted with `cidfs mount` (a busy mount is detached: it goes from
+    /// the tree at once and ends when its last open file closes).
+    Umount {
+        /// The mount point.
+        dir: PathBuf,
+    },
+    /// List the daemon's mounts: directory, image CID, platform.
+    Mounts,
+}
+
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// The image: CID, ipfs://CID or /ipfs/CID (as printed by `cidfs image push`).
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// An existing directory to mount it on.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Let every user read the mount, not only the daemon's user (FUSE `allow_other`).
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Which platform of a multi-platform image, OS/ARCH[/VARIANT] (default: this host's).
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]

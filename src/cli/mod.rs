@@ -6,6 +6,7 @@ mod client;
 mod files;
 mod image;
 mod info;
+mod mount;
 
 use anyhow::Context;
 use clap::Parser;
@@ -93,6 +94,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Swarm(s) => info::swarm(&api()?, s).await,
         Command::Pin(p) => info::pin(&api()?, p).await,
         Command::Image(i) => image::run(&api()?, i).await,
+        Command::Mount(m) => mount::mount(&api()?, m).await,
+        Command::Umount { dir } => mount::umount(&api()?, &dir).await,
+        Command::Mounts => mount::list(&api()?).await,
         Command::Repo(r) => info::repo(&api()?, r).await.context("repo command failed"),
     }
 }

@@ -71,3 +71,93 @@ pub fn short(digest: &str) -> &str {
     let end = digest.find(':').map_or(0, |i| i + 13).min(digest.len());
     &digest[..end]
 }
+
+/// The daemon's own node (local store, then the swarm): what mounts resolve images through.
+/// Adds use kubo's `--cid-version=1` layout; a pin first fetches the whole DAG.
+impl BlobStore for crate::blockservice::BlockService {
+    async fn add_file(
+        &self,
+        path: &Path,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> anyhow::Result<Cid> {
+        use anyhow::Context as _;
+        use tokio::io::AsyncReadExt as _;
+        let mut f = tokio::fs::File::open(path)
+            .await
+            .with_context(|| format!("opening {}", path.display()))?;
+        let mut adder = crate::unixfs::Adder::new(&crate::unixfs::AddOptions::default())?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f
+                .read(&mut buf)
+                .await
+                .with_context(|| format!("reading {}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            self.put_many(adder.push(&buf[..n])).await?;
+            progress(n as u64);
+        }
+        let (root, rest) = adder.finish();
+        self.put_many(rest).await?;
+        Ok(root)
+    }
+
+    async fn add_bytes(&self, bytes: Vec<u8>) -> anyhow::Result<Cid> {
+        let mut adder = crate::unixfs::Adder::new(&crate::unixfs::AddOptions::default())?;
+        let mut blocks = adder.push(&bytes);
+        let (root, rest) = adder.finish();
+        blocks.extend(rest);
+        self.put_many(blocks).await?;
+        Ok(root)
+    }
+
+    async fn pin(&self, cid: &Cid) -> anyhow::Result<()> {
+        self.fetch_dag(*cid, 8).await?;
+        let cid = *cid;
+        self.with_store(move |s| s.pin(&cid)).await
+    }
+
+    async fn cat_bytes(&self, cid: &Cid, offset: u64, len: Option<u64>) -> anyhow::Result<Vec<u8>> {
+        use futures::StreamExt as _;
+        let s = crate::unixfs::cat(self.session(), *cid, offset, len, 32);
+        futures::pin_mut!(s);
+        let mut out = Vec::new();
+        while let Some(piece) = s.next().await {
+            out.extend_from_slice(&piece?);
+        }
+        Ok(out)
+    }
+
+    async fn cat_to_file(
+        &self,
+        cid: &Cid,
+        path: &Path,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> anyhow::Result<(String, u64)> {
+        use anyhow::Context as _;
+        use futures::StreamExt as _;
+        use sha2::Digest as _;
+        use tokio::io::AsyncWriteExt as _;
+        let mut out = tokio::io::BufWriter::with_capacity(
+            1 << 20,
+            tokio::fs::File::create(path)
+                .await
+                .with_context(|| format!("creating {}", path.display()))?,
+        );
+        let s = crate::unixfs::cat(self.session(), *cid, 0, None, 32);
+        futures::pin_mut!(s);
+        let (mut n, mut hasher) = (0u64, sha2::Sha256::new());
+        while let Some(piece) = s.next().await {
+            let piece = piece?;
+            hasher.update(&piece);
+            out.write_all(&piece)
+                .await
+                .with_context(|| format!("writing {}", path.display()))?;
+            n += piece.len() as u64;
+            progress(piece.len() as u64);
+        }
+        out.flush().await?;
+        Ok((format!("sha256:{}", hex::encode(hasher.finalize())), n))
+    }
+}

@@ -121,6 +121,17 @@ impl Table {
         self.get(ino)
     }
 
+    /// Inodes in use and the 512-byte blocks of all files (for `statfs`).
+    pub fn totals(&self) -> (u64, u64) {
+        let blocks = self
+            .inodes
+            .iter()
+            .filter(|n| matches!(n.kind, Kind::File(_)))
+            .map(Inode::blocks)
+            .sum();
+        (self.inodes.len() as u64, blocks)
+    }
+
     /// Every reachable path (cleaned, `""` for the root) with its inode, depth first in name order.
     pub fn walk(&self) -> Vec<(String, &Inode)> {
         let mut out = Vec::new();

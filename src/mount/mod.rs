@@ -1,9 +1,415 @@
-//! Lazy rootfs mounts of images (issue 6). Level 5 of the crate: it uses `image` and below.
+//! Lazy rootfs mounts of images. Level 5 of the crate: it uses `image` and below.
 //!
-//! - [`inode`]: the merged rootfs as an immutable inode table, built from the layers' eStargz
-//!   TOCs with overlay semantics (pure).
+//! `cidfs mount CID DIR` asks the daemon, which owns the node, to mount the merged, read-only
+//! rootfs of an image over FUSE. Mounting reads only metadata: the image's index, manifest and
+//! config, then each eStargz layer's footer and TOC by range; file contents are fetched chunk by
+//! chunk when something reads them.
 //!
-//! Planned (STYLE.md): `reader.rs` (file range → chunks → node range reads → inflate →
-//! chunkDigest), `prefetch.rs`, `fs.rs` (a thin fuser adapter).
+//! - [`inode`]: the merged rootfs as an immutable inode table, built from the layers' TOCs with
+//!   overlay semantics (pure).
+//! - [`layer`]: one layer opened for reading: its TOC checked against the manifest, its chunk
+//!   index; a layer that is not eStargz is fetched whole and converted into a local spool file.
+//! - [`reader`]: file range → chunks → node range reads → inflate → `chunkDigest` check.
+//! - [`cache`]: the bounded cache of inflated chunks, one fetch per chunk however many readers.
+//! - `prefetch`: the background work of a mount (landmark prefetch, then optionally the whole
+//!   image).
+//! - [`fs`]: the thin fuser adapter.
+//!
+//! [`Mounts`] is the daemon's registry of live mounts: mount, unmount, list, unmount everything
+//! at shutdown, and detach mounts a killed daemon of the same repo left behind.
 
+pub mod cache;
+pub mod fs;
 pub mod inode;
+pub mod layer;
+mod prefetch;
+pub mod reader;
+
+use anyhow::{anyhow, bail, Context as _};
+use cid::Cid;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::blockservice::BlockService;
+use crate::config::MountConfig;
+use crate::image::oci::{ConfigSummary, Platform};
+use crate::image::pull;
+use cache::ChunkCache;
+use inode::Table;
+use reader::Reader;
+
+/// FUSE subtype: mounts show as `fuse.cidfs`.
+pub const SUBTYPE: &str = "cidfs";
+/// Longest wait for a FUSE session thread to end after its unmount.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What to mount.
+#[derive(Debug, Clone)]
+pub struct MountRequest {
+    pub image: Cid,
+    pub dir: PathBuf,
+    /// Let users other than the daemon's own use the mount (`allow_other`).
+    pub allow_other: bool,
+    /// Platforms to choose from (all if empty); several left → the host's.
+    pub platforms: Vec<Platform>,
+}
+
+/// A live mount.
+#[derive(Debug, Clone, Serialize)]
+pub struct MountInfo {
+    #[serde(rename = "Mountpoint")]
+    pub dir: PathBuf,
+    #[serde(rename = "Image")]
+    pub image: String,
+    #[serde(rename = "Platform")]
+    pub platform: String,
+    #[serde(rename = "Layers")]
+    pub layers: usize,
+    #[serde(rename = "Inodes")]
+    pub inodes: u64,
+}
+
+struct Active {
+    info: MountInfo,
+    session: fuser::BackgroundSession,
+    background: tokio::task::AbortHandle,
+}
+
+struct Inner {
+    blocks: BlockService,
+    settings: MountConfig,
+    cache: Arc<ChunkCache>,
+    spool: PathBuf,
+    /// Source name of this daemon's mounts in the mount table (`cidfs-<repo hash>`).
+    fsname: String,
+    /// UnixFS leaves fetched in parallel per chunk.
+    parallel: usize,
+    active: tokio::sync::Mutex<BTreeMap<PathBuf, Active>>,
+}
+
+/// The daemon's mounts. Cheap to clone.
+#[derive(Clone)]
+pub struct Mounts {
+    inner: Arc<Inner>,
+}
+
+impl Mounts {
+    /// Mounts for the repo at `repo` (its `spool/` holds converted non-eStargz layers). Detaches
+    /// mounts that an earlier daemon of this repo left behind.
+    pub fn new(
+        blocks: BlockService,
+        settings: MountConfig,
+        repo: &Path,
+        parallel: usize,
+    ) -> anyhow::Result<Mounts> {
+        let spool = repo.join("spool");
+        if spool.exists() {
+            std::fs::remove_dir_all(&spool)
+                .with_context(|| format!("clearing {}", spool.display()))?;
+        }
+        std::fs::create_dir_all(&spool).with_context(|| format!("creating {}", spool.display()))?;
+        let fsname = fsname_of(repo);
+        for dir in stale_mounts(&fsname) {
+            tracing::warn!("detaching a stale mount of this repo at {}", dir.display());
+            if let Err(e) = umount(&dir, libc::MNT_DETACH) {
+                tracing::warn!("cannot detach {}: {e}", dir.display());
+            }
+        }
+        Ok(Mounts {
+            inner: Arc::new(Inner {
+                blocks,
+                cache: Arc::new(ChunkCache::new(settings.cache_bytes())),
+                settings,
+                spool,
+                fsname,
+                parallel: parallel.max(1),
+                active: Default::default(),
+            }),
+        })
+    }
+
+    /// Mounts `req.image` at `req.dir`; returns once the mount serves requests.
+    pub async fn mount(&self, req: MountRequest) -> anyhow::Result<MountInfo> {
+        let me = &self.inner;
+        let dir = std::fs::canonicalize(&req.dir)
+            .with_context(|| format!("mount point {}", req.dir.display()))?;
+        if !dir.is_dir() {
+            bail!("mount point {} is not a directory", dir.display());
+        }
+        if me.active.lock().await.contains_key(&dir) {
+            bail!("{} is already a cidfs mount", dir.display());
+        }
+        let resolved = pull::resolve(&me.blocks, req.image, &req.platforms).await?;
+        let image = match resolved.images.as_slice() {
+            [one] => one,
+            many => {
+                let host = Platform::host();
+                many.iter()
+                    .find(|i| i.desc.platform.as_ref().is_some_and(|p| host.matches(p)))
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "the image has {} platforms and none is this host's ({host}); choose one with --platform",
+                            many.len()
+                        )
+                    })?
+            }
+        };
+        let config = ConfigSummary::parse(&image.config).map_err(|e| anyhow!(e))?;
+        let diff_ids = &config.rootfs.diff_ids;
+        let layers = &image.manifest.layers;
+        if diff_ids.len() != layers.len() {
+            bail!(
+                "the image config lists {} diff_ids for {} layers",
+                diff_ids.len(),
+                layers.len()
+            );
+        }
+        let opened = futures::future::try_join_all(
+            layers
+                .iter()
+                .zip(diff_ids)
+                .map(|(l, d)| layer::open(&me.blocks, l, d, &me.spool)),
+        )
+        .await?;
+        let (layers, tocs): (Vec<_>, Vec<_>) = opened.into_iter().unzip();
+        let table = Arc::new(Table::build(&tocs).context("merging the layers")?);
+        drop(tocs);
+        let reader = Reader::new(
+            me.blocks.clone(),
+            Arc::new(layers),
+            me.cache.clone(),
+            me.settings.read_timeout(),
+            me.parallel,
+        );
+        let platform = config.platform().to_string();
+        let info = MountInfo {
+            dir: dir.clone(),
+            image: req.image.to_string(),
+            platform,
+            layers: reader.layers().len(),
+            inodes: table.totals().0,
+        };
+        let fs = fs::Fs::new(table, reader.clone(), tokio::runtime::Handle::current());
+        let mut options = fuser::Config::default();
+        options.mount_options = vec![
+            fuser::MountOption::FSName(me.fsname.clone()),
+            fuser::MountOption::Subtype(SUBTYPE.into()),
+            fuser::MountOption::RO,
+            fuser::MountOption::DefaultPermissions,
+            fuser::MountOption::Dev,
+            fuser::MountOption::Suid,
+            fuser::MountOption::NoAtime,
+        ];
+        if req.allow_other {
+            options.acl = fuser::SessionACL::All;
+        }
+        options.n_threads = Some(2);
+        let at = dir.clone();
+        let session = tokio::task::spawn_blocking(move || fuser::spawn_mount(fs, &at, &options))
+            .await
+            .context("mount task failed")?
+            .with_context(|| {
+                format!(
+                    "mounting FUSE at {} (is /dev/fuse there, and are we root?)",
+                    dir.display()
+                )
+            })?;
+        let mut pin = None;
+        if me.settings.background_fetch {
+            let mut cids = vec![resolved.root];
+            for d in std::iter::once(&resolved.root_desc)
+                .filter(|_| resolved.index_bytes.is_some())
+                .chain([&image.desc, &image.manifest.config])
+                .chain(&image.manifest.layers)
+            {
+                cids.push(d.cid().map_err(|e| anyhow!(e))?);
+            }
+            pin = Some(cids);
+        }
+        let plan = prefetch::Plan {
+            prefetch: me.settings.prefetch,
+            pin,
+        };
+        let background =
+            tokio::spawn(prefetch::run(reader, me.blocks.clone(), plan)).abort_handle();
+        tracing::info!(
+            "mounted {} ({}, {} layers, {} inodes) at {}",
+            info.image,
+            info.platform,
+            info.layers,
+            info.inodes,
+            dir.display()
+        );
+        let mut active = me.active.lock().await;
+        if active.contains_key(&dir) {
+            // another mount of the same directory won the race: undo ours
+            drop(active);
+            background.abort();
+            finish(&dir, session, libc::MNT_DETACH).await;
+            bail!("{} is already a cidfs mount", dir.display());
+        }
+        active.insert(
+            dir,
+            Active {
+                info: info.clone(),
+                session,
+                background,
+            },
+        );
+        Ok(info)
+    }
+
+    /// Unmounts `dir`. A busy mount (open files, a process inside) is detached: it disappears
+    /// from the tree at once and ends when the last user lets go.
+    pub async fn unmount(&self, dir: &Path) -> anyhow::Result<MountInfo> {
+        let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let mut active = self.inner.active.lock().await;
+        let key = if active.contains_key(&abs) {
+            abs
+        } else {
+            std::fs::canonicalize(&abs)
+                .ok()
+                .filter(|c| active.contains_key(c))
+                .ok_or_else(|| anyhow!("{} is not a cidfs mount", dir.display()))?
+        };
+        let Some(a) = active.remove(&key) else {
+            bail!("{} is not a cidfs mount", dir.display());
+        };
+        drop(active);
+        a.background.abort();
+        finish(&key, a.session, 0).await;
+        tracing::info!("unmounted {}", key.display());
+        Ok(a.info)
+    }
+
+    /// The live mounts, by directory.
+    pub async fn list(&self) -> Vec<MountInfo> {
+        let active = self.inner.active.lock().await;
+        active.values().map(|a| a.info.clone()).collect()
+    }
+
+    /// Unmounts everything (at shutdown): each mount is detached, so none can stay busy.
+    pub async fn unmount_all(&self) {
+        let all = std::mem::take(&mut *self.inner.active.lock().await);
+        for (dir, a) in all {
+            a.background.abort();
+            finish(&dir, a.session, libc::MNT_DETACH).await;
+            tracing::info!("unmounted {}", dir.display());
+        }
+    }
+}
+
+/// Unmounts `dir` (`flags` for `umount2`; EBUSY falls back to a detach), then lets the FUSE
+/// session end, waiting at most [`JOIN_TIMEOUT`].
+async fn finish(dir: &Path, session: fuser::BackgroundSession, flags: i32) {
+    match umount(dir, flags) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+            tracing::warn!(
+                "{} is busy; detaching it (it ends when its last user goes)",
+                dir.display()
+            );
+            if let Err(e) = umount(dir, libc::MNT_DETACH) {
+                tracing::warn!("cannot detach {}: {e}", dir.display());
+            }
+        }
+        // EINVAL: no longer a mount point (someone ran umount); the session ends by itself
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+        Err(e) => tracing::warn!("unmounting {}: {e}", dir.display()),
+    }
+    let join = tokio::task::spawn_blocking(move || session.join());
+    match tokio::time::timeout(JOIN_TIMEOUT, join).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::debug!("FUSE session of {} ended: {e}", dir.display()),
+        Ok(Err(e)) => tracing::warn!("FUSE session of {}: {e}", dir.display()),
+        Err(_) => tracing::info!(
+            "FUSE session of {} still has users; it ends when they close their files",
+            dir.display()
+        ),
+    }
+}
+
+fn umount(dir: &Path, flags: i32) -> std::io::Result<()> {
+    let c = CString::new(dir.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    if unsafe { libc::umount2(c.as_ptr(), flags) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// `cidfs-` and 12 hex digits of the repo path's sha256: tells this repo's mounts apart.
+fn fsname_of(repo: &Path) -> String {
+    use sha2::Digest as _;
+    let abs = std::path::absolute(repo).unwrap_or_else(|_| repo.to_path_buf());
+    let h = sha2::Sha256::digest(abs.as_os_str().as_bytes());
+    format!("cidfs-{}", &hex::encode(h)[..12])
+}
+
+/// Mount points of `fuse.cidfs` mounts named `fsname` in this process's mount table.
+fn stale_mounts(fsname: &str) -> Vec<PathBuf> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    parse_mountinfo(&table, fsname)
+}
+
+/// See [`stale_mounts`]; pure.
+fn parse_mountinfo(table: &str, fsname: &str) -> Vec<PathBuf> {
+    let fstype = format!("fuse.{SUBTYPE}");
+    table
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let point = left.split(' ').nth(4)?;
+            let mut r = right.split(' ');
+            (r.next()? == fstype && r.next()? == fsname).then(|| PathBuf::from(unescape(point)))
+        })
+        .collect()
+}
+
+/// Undoes the octal escapes (`\040` for a space) of `/proc/self/mountinfo`.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_lines_name_our_mounts() {
+        let table = "\
+36 35 98:0 / /mnt1 rw,noatime master:1 - ext3 /dev/root rw
+40 25 0:50 / /tmp/a\\040b ro,nosuid - fuse.cidfs cidfs-0123456789ab ro,user_id=0
+41 25 0:51 / /tmp/other ro - fuse.cidfs cidfs-ffffffffffff ro
+42 25 0:52 / /tmp/c ro - fuse.sshfs cidfs-0123456789ab ro
+";
+        assert_eq!(
+            parse_mountinfo(table, "cidfs-0123456789ab"),
+            [PathBuf::from("/tmp/a b")]
+        );
+        assert_eq!(unescape("a\\134b\\011"), "a\\b\t");
+        assert_eq!(unescape("trailing\\04"), "trailing\\04");
+        assert_ne!(fsname_of(Path::new("/r1")), fsname_of(Path::new("/r2")));
+    }
+}

@@ -46,10 +46,23 @@ pub fn read_toc(
     size: u64,
     mut read_at: impl FnMut(u64, u64) -> std::io::Result<Vec<u8>>,
 ) -> Result<TocInfo, ReadError> {
-    let tail_len = (FOOTER_SIZE as u64).min(size);
-    let tail = read_at(size - tail_len, tail_len)?;
-    let f = footer::parse_footer(&tail)?;
-    let end = size - f.kind.size() as u64;
+    let tail = tail_range(size);
+    let tail = read_at(tail.start, tail.end - tail.start)?;
+    let member = toc_member(size, &tail)?;
+    let bytes = read_at(member.start, member.end - member.start)?;
+    parse_member(member.start, &bytes)
+}
+
+/// The last bytes of a `size`-byte blob, where the footer is.
+pub fn tail_range(size: u64) -> std::ops::Range<u64> {
+    size - (FOOTER_SIZE as u64).min(size)..size
+}
+
+/// The compressed range of the TOC member, from the blob's [`tail_range`] bytes; checked to lie
+/// inside the blob and to be at most [`MAX_TOC`] long, before anything of it is fetched.
+pub fn toc_member(size: u64, tail: &[u8]) -> Result<std::ops::Range<u64>, ReadError> {
+    let f = footer::parse_footer(tail)?;
+    let end = size.saturating_sub(f.kind.size() as u64);
     if f.toc_offset >= end {
         return Err(ReadError::Offset {
             offset: f.toc_offset,
@@ -59,11 +72,15 @@ pub fn read_toc(
     if end - f.toc_offset > MAX_TOC {
         return Err(ReadError::TooBig(end - f.toc_offset));
     }
-    let member = read_at(f.toc_offset, end - f.toc_offset)?;
-    let json = json_from_member(&member)?;
+    Ok(f.toc_offset..end)
+}
+
+/// The TOC from the bytes of its member, which starts at `toc_offset`.
+pub fn parse_member(toc_offset: u64, member: &[u8]) -> Result<TocInfo, ReadError> {
+    let json = json_from_member(member)?;
     let toc = toc::parse(&json)?;
     Ok(TocInfo {
-        toc_offset: f.toc_offset,
+        toc_offset,
         digest: toc::digest(&json),
         json,
         toc,

@@ -1,0 +1,159 @@
+//! One layer of a mounted image: where its eStargz blob is, its TOC and its chunk index.
+//!
+//! An eStargz layer stays in the swarm: its footer and TOC are read by range at mount time (two
+//! small UnixFS range reads), the TOC is checked against the manifest's `toc.digest` annotation,
+//! and file contents are fetched chunk by chunk later ([`super::reader`]). A layer that is not
+//! eStargz cannot be read piecewise, so it is fetched whole at mount time, checked against its
+//! digest and the config's DiffID, and converted here into a local eStargz spool file (gzip level
+//! 1), which is then read like any other eStargz blob.
+
+use anyhow::{anyhow, bail, Context as _};
+use cid::Cid;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::blockservice::BlockService;
+use crate::image::estargz::build::BuildOptions;
+use crate::image::estargz::reader::{self, TocInfo};
+use crate::image::estargz::{index, Index, Toc};
+use crate::image::oci::{Descriptor, ANNOTATION_TOC_DIGEST};
+use crate::image::store::BlobStore;
+use crate::image::{convert, layout};
+
+/// Marks the end of the files to prefetch (REFERENCE §1.5).
+pub const PREFETCH_LANDMARK: &str = ".prefetch.landmark";
+
+/// Where a layer's eStargz bytes are.
+#[derive(Debug, Clone)]
+pub enum Blob {
+    /// In the swarm (and the local store as far as fetched): UnixFS range reads of `cid`.
+    Remote,
+    /// A local eStargz file converted at mount time from a layer that was not eStargz.
+    Local(Arc<std::fs::File>),
+}
+
+/// A layer ready to serve reads.
+#[derive(Debug)]
+pub struct Layer {
+    /// The layer's digest in the manifest (its identity in logs and in the chunk cache).
+    pub digest: Arc<str>,
+    /// The layer blob's CID (its `ipfs://` URL).
+    pub cid: Cid,
+    pub blob: Blob,
+    /// Size of the eStargz blob (the local one for converted layers).
+    pub size: u64,
+    /// Compressed offset of the TOC member: no chunk's range goes past it.
+    pub toc_offset: u64,
+    pub index: Index,
+    /// Compressed offset of `.prefetch.landmark`: the bytes before it are worth fetching at once.
+    pub prefetch_end: Option<u64>,
+}
+
+/// Opens layer `n` (`desc`, with `diff_id` from the config); spools a non-eStargz layer in `spool`.
+/// Returns the layer and its TOC (for the inode table).
+pub async fn open(
+    blocks: &BlockService,
+    desc: &Descriptor,
+    diff_id: &str,
+    spool: &Path,
+) -> anyhow::Result<(Layer, Toc)> {
+    let cid = desc
+        .cid()
+        .map_err(|e| anyhow!("layer {}: {e}", desc.digest))?;
+    let size =
+        u64::try_from(desc.size).map_err(|_| anyhow!("layer {}: negative size", desc.digest))?;
+    let what = || format!("layer {} ({cid})", desc.digest);
+    let tail = reader::tail_range(size);
+    let tail = blocks
+        .cat_bytes(&cid, tail.start, Some(tail.end - tail.start))
+        .await
+        .with_context(|| format!("fetching the footer of {}", what()))?;
+    let (info, blob, size) = match reader::toc_member(size, &tail) {
+        Ok(range) => {
+            let member = blocks
+                .cat_bytes(&cid, range.start, Some(range.end - range.start))
+                .await
+                .with_context(|| format!("fetching the TOC of {}", what()))?;
+            let info = reader::parse_member(range.start, &member).with_context(what)?;
+            (info, Blob::Remote, size)
+        }
+        // a footer that parses but points outside the blob is hostile, not "plain gzip"
+        Err(e @ (reader::ReadError::Offset { .. } | reader::ReadError::TooBig(_))) => {
+            return Err(anyhow!(e)).with_context(what)
+        }
+        Err(_) => {
+            let (info, file) = spool_layer(blocks, desc, &cid, diff_id, spool)
+                .await
+                .with_context(|| {
+                    format!("{} is not eStargz; fetching and indexing it whole", what())
+                })?;
+            let size = file.metadata()?.len();
+            (info, Blob::Local(Arc::new(file)), size)
+        }
+    };
+    if matches!(blob, Blob::Remote) {
+        match desc.annotations.get(ANNOTATION_TOC_DIGEST) {
+            Some(want) if *want != info.digest => bail!(
+                "{}: its TOC hashes to {}, but the manifest's {ANNOTATION_TOC_DIGEST} says {want}",
+                what(),
+                info.digest
+            ),
+            Some(_) => {}
+            None => tracing::warn!(
+                "{}: no {ANNOTATION_TOC_DIGEST} annotation; the TOC is trusted as found (chunk digests are still checked)",
+                what()
+            ),
+        }
+    }
+    let index = index::index(&info.toc, size).with_context(what)?;
+    let prefetch_end = index
+        .files
+        .get(PREFETCH_LANDMARK)
+        .and_then(|c| c.first())
+        .map(|c| c.offset);
+    let layer = Layer {
+        digest: Arc::from(desc.digest.as_str()),
+        cid,
+        blob,
+        size,
+        toc_offset: info.toc_offset,
+        index,
+        prefetch_end,
+    };
+    Ok((layer, info.toc))
+}
+
+/// Fetches a whole non-eStargz layer, verifies it and converts it into a local eStargz file.
+async fn spool_layer(
+    blocks: &BlockService,
+    desc: &Descriptor,
+    cid: &Cid,
+    diff_id: &str,
+    spool: &Path,
+) -> anyhow::Result<(TocInfo, std::fs::File)> {
+    let raw = tempfile::Builder::new()
+        .prefix("fetched-")
+        .tempfile_in(spool)
+        .with_context(|| format!("creating a spool file in {}", spool.display()))?;
+    let (digest, len) = blocks.cat_to_file(cid, raw.path(), &|_| {}).await?;
+    layout::check(desc, &digest, len)?;
+    let (desc, diff_id, spool) = (desc.clone(), diff_id.to_string(), spool.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let opts = BuildOptions {
+            level: 1,
+            ..BuildOptions::default()
+        };
+        let converted = convert::prepare(raw.path(), &desc, &diff_id, Some(&opts), &spool)?;
+        let path = converted.path;
+        let result = (|| {
+            let info = reader::read_toc_file(&path)?;
+            let file = std::fs::File::open(&path)?;
+            anyhow::Ok((info, file))
+        })();
+        // the open file keeps the data; nothing is left on disk once the mount goes
+        let _ = std::fs::remove_file(&path);
+        result
+    })
+    .await
+    .context("layer conversion task failed")?
+}

@@ -1,0 +1,64 @@
+//! Background work of a fresh mount. First the prefetch: every chunk that a layer puts before its
+//! `.prefetch.landmark` (the files `image push --prefetch` chose) is fetched into the chunk cache,
+//! a few at a time. Then, with `mount.background_fetch`, the whole image: every blob's DAG is
+//! fetched and pinned, so this node ends up holding the image and can serve it to its peers.
+//! The task is aborted when the mount goes.
+
+use cid::Cid;
+use futures::{stream, StreamExt as _};
+
+use super::reader::Reader;
+use crate::blockservice::BlockService;
+use crate::image::store::BlobStore as _;
+
+/// Chunks prefetched at once.
+const PREFETCH_PARALLEL: usize = 4;
+
+/// What to do in the background.
+pub struct Plan {
+    pub prefetch: bool,
+    /// Fetch and pin these CIDs (the image's root, index, manifests, configs and layers).
+    pub pin: Option<Vec<Cid>>,
+}
+
+pub async fn run(reader: Reader, blocks: BlockService, plan: Plan) {
+    if plan.prefetch {
+        let mut wanted = Vec::new();
+        for (i, l) in reader.layers().iter().enumerate() {
+            let Some(end) = l.prefetch_end else { continue };
+            for (name, chunks) in &l.index.files {
+                for c in chunks.iter().filter(|c| c.offset < end) {
+                    wanted.push((i, name.clone(), c.clone()));
+                }
+            }
+        }
+        let n = wanted.len();
+        let failed = stream::iter(wanted)
+            .map(|(i, name, c)| {
+                let reader = reader.clone();
+                async move {
+                    let layer = &reader.layers()[i];
+                    reader.chunk(layer, &name, &c).await
+                }
+            })
+            .buffer_unordered(PREFETCH_PARALLEL)
+            .filter(|r| std::future::ready(r.is_err()))
+            .count()
+            .await;
+        if n > 0 {
+            tracing::info!("prefetched {} of {n} chunks", n - failed);
+        }
+    }
+    if let Some(cids) = plan.pin {
+        for cid in &cids {
+            if let Err(e) = blocks.pin(cid).await {
+                tracing::warn!("background fetch of {cid} failed: {e:#}");
+                return;
+            }
+        }
+        tracing::info!(
+            "background fetch done: {} blobs fetched and pinned",
+            cids.len()
+        );
+    }
+}

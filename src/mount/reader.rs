@@ -1,0 +1,367 @@
+//! File reads of a mounted image: a byte range of a file → the eStargz chunks that cover it →
+//! each chunk's compressed range of the layer blob → the UnixFS leaves that hold it (from the
+//! local store, else bitswap) → inflate → check `chunkDigest` → the bytes asked for.
+//!
+//! Inflated chunks go through the shared [`ChunkCache`], so readers of one chunk share one fetch.
+//! A read that ends in the second half of a chunk starts fetching the file's next chunk in the
+//! background (sequential readahead). Every chunk fetch is bounded by `read_timeout`; a chunk
+//! whose bytes do not match its digest is an error, and the unpinned blocks it came from are
+//! dropped so that a later read fetches them again.
+
+use bytes::Bytes;
+use cid::Cid;
+use futures::StreamExt as _;
+use sha2::Digest as _;
+use std::io::Read as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::cache::{ChunkCache, Key};
+use super::inode::File;
+use super::layer::{Blob, Layer};
+use crate::blockservice::{BlockService, SessionGetter};
+use crate::blockstore::RAW;
+use crate::image::estargz::Chunk;
+use crate::unixfs::{self, BlockGet};
+
+/// Why a read failed. Each maps to an errno in [`ReadError::errno`].
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReadError {
+    #[error("no peer delivered the blocks of layer {cid} (bytes {start}..{end}) within {secs}s")]
+    Timeout {
+        cid: String,
+        start: u64,
+        end: u64,
+        secs: u64,
+    },
+    #[error("fetching layer {cid} (bytes {start}..{end}): {reason}")]
+    Fetch {
+        cid: String,
+        start: u64,
+        end: u64,
+        reason: String,
+    },
+    #[error("layer {cid}: chunk at {chunk_offset} of {name:?} {reason}")]
+    Corrupt {
+        cid: String,
+        name: String,
+        chunk_offset: u64,
+        reason: String,
+    },
+    #[error("{0:?} is not in its layer's chunk index")]
+    NotIndexed(String),
+}
+
+impl ReadError {
+    /// The errno a FUSE reply carries.
+    pub fn errno(&self) -> i32 {
+        libc::EIO
+    }
+}
+
+/// Reads file contents of one mounted image. Cheap to clone.
+#[derive(Clone)]
+pub struct Reader {
+    blocks: BlockService,
+    layers: Arc<Vec<Layer>>,
+    cache: Arc<ChunkCache>,
+    read_timeout: Duration,
+    /// UnixFS leaves fetched in parallel for one chunk.
+    parallel: usize,
+}
+
+impl Reader {
+    pub fn new(
+        blocks: BlockService,
+        layers: Arc<Vec<Layer>>,
+        cache: Arc<ChunkCache>,
+        read_timeout: Duration,
+        parallel: usize,
+    ) -> Self {
+        Reader {
+            blocks,
+            layers,
+            cache,
+            read_timeout,
+            parallel: parallel.max(1),
+        }
+    }
+
+    pub fn layers(&self) -> &Arc<Vec<Layer>> {
+        &self.layers
+    }
+
+    /// Up to `size` bytes of `file` (whose length is `file_size`) from `offset`. Cancel-safe.
+    pub async fn read(
+        &self,
+        file: &File,
+        file_size: u64,
+        offset: u64,
+        size: u64,
+    ) -> Result<Bytes, ReadError> {
+        let end = offset.saturating_add(size).min(file_size);
+        if offset >= end {
+            return Ok(Bytes::new());
+        }
+        let (layer, chunks) = self.chunks_of(file)?;
+        let first = chunks.partition_point(|c| c.chunk_offset + c.chunk_size <= offset);
+        let mut pieces = Vec::new();
+        let mut last = first;
+        for (i, c) in chunks.iter().enumerate().skip(first) {
+            if c.chunk_offset >= end {
+                break;
+            }
+            last = i;
+            let data = self.chunk(layer, &file.name, c).await?;
+            let from = (offset.max(c.chunk_offset) - c.chunk_offset) as usize;
+            let to = (end.min(c.chunk_offset + c.chunk_size) - c.chunk_offset) as usize;
+            pieces.push(data.slice(from.min(data.len())..to.min(data.len())));
+        }
+        // sequential readahead: a read into the second half of a chunk wants the next one soon
+        if let (Some(c), Some(next)) = (chunks.get(last), chunks.get(last + 1)) {
+            if end >= c.chunk_offset + c.chunk_size / 2 {
+                self.spawn_readahead(file.layer, file.name.clone(), next.clone());
+            }
+        }
+        Ok(match pieces.len() {
+            1 => pieces.swap_remove(0),
+            _ => pieces.concat().into(),
+        })
+    }
+
+    fn chunks_of<'a>(&'a self, file: &File) -> Result<(&'a Layer, &'a [Chunk]), ReadError> {
+        let layer = self
+            .layers
+            .get(file.layer)
+            .ok_or_else(|| ReadError::NotIndexed(file.name.clone()))?;
+        let chunks = layer
+            .index
+            .files
+            .get(&file.name)
+            .ok_or_else(|| ReadError::NotIndexed(file.name.clone()))?;
+        Ok((layer, chunks))
+    }
+
+    fn spawn_readahead(&self, layer: usize, name: String, chunk: Chunk) {
+        let Some(l) = self.layers.get(layer) else {
+            return;
+        };
+        if self.cache.contains(&key(l, &chunk)) {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Some(l) = me.layers.get(layer) {
+                if let Err(e) = me.chunk(l, &name, &chunk).await {
+                    tracing::debug!("readahead of {name:?}: {e}");
+                }
+            }
+        });
+    }
+
+    /// The inflated, verified bytes of chunk `c` of file `name` in `layer`.
+    pub async fn chunk(&self, layer: &Layer, name: &str, c: &Chunk) -> Result<Bytes, ReadError> {
+        self.cache
+            .get_or_fetch(&key(layer, c), self.fetch_chunk(layer, name, c))
+            .await
+    }
+
+    async fn fetch_chunk(&self, layer: &Layer, name: &str, c: &Chunk) -> Result<Bytes, ReadError> {
+        // the last chunk's nextOffset is the blob size: stop at the TOC instead
+        let start = c.offset;
+        let end = c.next_offset.min(layer.toc_offset).max(start + 1);
+        let (compressed, fetched) = match &layer.blob {
+            Blob::Remote => self.fetch_remote(layer, name, start, end).await?,
+            Blob::Local(f) => {
+                let f = f.clone();
+                let read = tokio::task::spawn_blocking(move || {
+                    use std::os::unix::fs::FileExt as _;
+                    let mut buf = vec![0u8; (end - start) as usize];
+                    f.read_exact_at(&mut buf, start).map(|()| buf)
+                })
+                .await;
+                let buf = read
+                    .map_err(std::io::Error::other)
+                    .and_then(|r| r)
+                    .map_err(|e| ReadError::Fetch {
+                        cid: layer.cid.to_string(),
+                        start,
+                        end,
+                        reason: format!("reading the spooled layer: {e}"),
+                    })?;
+                (buf, Vec::new())
+            }
+        };
+        let (skip, len, want) = (c.inner_offset, c.chunk_size, c.chunk_digest.clone());
+        let inflated =
+            tokio::task::spawn_blocking(move || inflate_and_check(&compressed, skip, len, want))
+                .await
+                .unwrap_or_else(|e| Err(format!("inflate task failed: {e}")));
+        match inflated {
+            Ok(data) => Ok(data),
+            Err(reason) => {
+                self.drop_blocks(layer, &fetched).await;
+                let e = ReadError::Corrupt {
+                    cid: layer.cid.to_string(),
+                    name: name.to_string(),
+                    chunk_offset: c.chunk_offset,
+                    reason,
+                };
+                tracing::warn!("read failed: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    /// The compressed bytes `start..end` of a layer in the swarm, and the blocks they came from.
+    async fn fetch_remote(
+        &self,
+        layer: &Layer,
+        name: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<(Vec<u8>, Vec<Cid>), ReadError> {
+        let getter = Recording {
+            inner: self.blocks.session(),
+            seen: Arc::default(),
+        };
+        let fetch = async {
+            let s = unixfs::cat(
+                getter.clone(),
+                layer.cid,
+                start,
+                Some(end - start),
+                self.parallel,
+            );
+            futures::pin_mut!(s);
+            let mut buf = Vec::with_capacity((end - start) as usize);
+            while let Some(piece) = s.next().await {
+                buf.extend_from_slice(&piece?);
+            }
+            anyhow::Ok(buf)
+        };
+        let result = tokio::time::timeout(self.read_timeout, fetch).await;
+        let peers = getter.inner.peers();
+        let connected = match self.blocks.net() {
+            Some(n) => n.peers().await.map(|p| p.len()).unwrap_or(0),
+            None => 0,
+        };
+        let err = match result {
+            Ok(Ok(buf)) if buf.len() as u64 == end - start => {
+                return Ok((buf, getter.cids()));
+            }
+            Ok(Ok(buf)) => ReadError::Fetch {
+                cid: layer.cid.to_string(),
+                start,
+                end,
+                reason: format!("the blob ends after {} of {} bytes", buf.len(), end - start),
+            },
+            Ok(Err(e)) => ReadError::Fetch {
+                cid: layer.cid.to_string(),
+                start,
+                end,
+                reason: format!("{e:#}"),
+            },
+            Err(_) => ReadError::Timeout {
+                cid: layer.cid.to_string(),
+                start,
+                end,
+                secs: self.read_timeout.as_secs(),
+            },
+        };
+        tracing::warn!(
+            "read failed: {name:?} in layer {}: {err}; peers that served this read: [{}], {connected} peers connected",
+            layer.digest,
+            peers.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+        );
+        Err(err)
+    }
+
+    /// Drops the unpinned raw leaves a bad chunk came from, so they are fetched anew next time.
+    async fn drop_blocks(&self, layer: &Layer, cids: &[Cid]) {
+        let (root, cids) = (layer.cid, cids.to_vec());
+        let dropped = self
+            .blocks
+            .with_store(move |s| {
+                if s.pins()?.contains(&root) {
+                    return Ok(0);
+                }
+                let mut n = 0;
+                for c in cids.iter().filter(|c| c.codec() == RAW) {
+                    s.delete(c)?;
+                    n += 1;
+                }
+                Ok(n)
+            })
+            .await;
+        match dropped {
+            Ok(n) if n > 0 => tracing::warn!(
+                "dropped {n} blocks of layer {} that inflate to a bad chunk",
+                layer.cid
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("dropping bad blocks of layer {}: {e:#}", layer.cid),
+        }
+    }
+}
+
+fn key(layer: &Layer, c: &Chunk) -> Key {
+    Key {
+        blob: layer.digest.clone(),
+        offset: c.offset,
+        inner_offset: c.inner_offset,
+    }
+}
+
+/// Inflates a chunk from the start of its gzip member: skips `skip` bytes, keeps `len`, and
+/// checks them against `want` (`sha256:…`) when the TOC has a digest.
+pub fn inflate_and_check(
+    compressed: &[u8],
+    skip: u64,
+    len: u64,
+    want: Option<String>,
+) -> Result<Bytes, String> {
+    let mut gz = flate2::read::MultiGzDecoder::new(compressed);
+    std::io::copy(&mut (&mut gz).take(skip), &mut std::io::sink())
+        .map_err(|e| format!("does not inflate: {e}"))?;
+    let mut data = Vec::with_capacity(len.min(64 << 20) as usize);
+    gz.take(len)
+        .read_to_end(&mut data)
+        .map_err(|e| format!("does not inflate: {e}"))?;
+    if data.len() as u64 != len {
+        return Err(format!(
+            "inflates to {} bytes, but the TOC says {len}",
+            data.len()
+        ));
+    }
+    if let Some(want) = want {
+        let got = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&data)));
+        if got != want {
+            return Err(format!("hashes to {got}, but the TOC says {want}"));
+        }
+    }
+    Ok(Bytes::from(data))
+}
+
+/// A getter that remembers which blocks it returned.
+#[derive(Clone)]
+struct Recording {
+    inner: SessionGetter,
+    seen: Arc<Mutex<Vec<Cid>>>,
+}
+
+impl Recording {
+    fn cids(&self) -> Vec<Cid> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl BlockGet for Recording {
+    async fn get(&self, cid: Cid) -> anyhow::Result<Bytes> {
+        let data = self.inner.get(cid).await?;
+        if let Ok(mut s) = self.seen.lock() {
+            s.push(cid);
+        }
+        Ok(data)
+    }
+}
