@@ -1,0 +1,335 @@
+//! The mount core without FUSE: real eStargz blobs (the builder), added to an in-memory store
+//! with the real UnixFS adder, opened by [`layer::open`] and read through [`Reader`] as the
+//! FUSE adapter would. Hostile TOCs are made by rewriting a built blob's TOC member and footer.
+//! The same flows over real FUSE between two daemons are in `tests/mount.rs`.
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::cache::ChunkCache;
+use super::inode::{Kind, Table};
+use super::layer::{self, Blob, Layer};
+use super::reader::Reader;
+use crate::blockservice::BlockService;
+use crate::blockstore::{Blocks, MemStore};
+use crate::image::estargz::build::{build, BuildOptions};
+use crate::image::estargz::reader::read_toc;
+use crate::image::estargz::{footer, toc, EntryType, Toc, TOC_TAR_NAME};
+use crate::image::oci::{self, Descriptor, ANNOTATION_TOC_DIGEST};
+use crate::unixfs::{add_bytes, AddOptions};
+
+/// A plain layer tar of `(name, content)` files, plus a symlink `link -> big`.
+fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1_700_000_000);
+        h.set_cksum();
+        b.append_data(&mut h, name, *data).unwrap();
+    }
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    h.set_mode(0o777);
+    h.set_cksum();
+    b.append_link(&mut h, "link", "big").unwrap();
+    b.into_inner().unwrap()
+}
+
+/// eStargz of `tar` with 64 KiB chunks.
+fn estargz(tar: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let opts = BuildOptions {
+        chunk_size: 64 << 10,
+        ..BuildOptions::default()
+    };
+    build(tar, &opts, &mut out).unwrap();
+    out
+}
+
+/// The blob with its TOC replaced by `edit` of it (a new TOC member and footer).
+fn rewrite_toc(blob: &[u8], edit: impl FnOnce(&mut Toc)) -> Vec<u8> {
+    let info = read_toc(blob.len() as u64, |o, l| {
+        Ok(blob[o as usize..(o + l) as usize].to_vec())
+    })
+    .unwrap();
+    let mut t = info.toc;
+    edit(&mut t);
+    let json = toc::to_json(&t);
+    let mut out = blob[..info.toc_offset as usize].to_vec();
+    out.extend_from_slice(&toc_member(&json, json.len() as u64));
+    out.extend_from_slice(&footer::build(info.toc_offset));
+    out
+}
+
+/// A gzip TOC member holding `json` under a tar header that claims `claimed` bytes.
+fn toc_member(json: &[u8], claimed: u64) -> Vec<u8> {
+    let mut h = tar::Header::new_ustar();
+    h.set_path(TOC_TAR_NAME).unwrap();
+    h.set_size(claimed);
+    h.set_cksum();
+    let mut tar = h.as_bytes().to_vec();
+    tar.extend_from_slice(json);
+    tar.resize(tar.len().div_ceil(512) * 512 + 1024, 0);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    gz.finish().unwrap()
+}
+
+struct Fixture {
+    store: Arc<MemStore>,
+    blocks: BlockService,
+    spool: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let store = Arc::new(MemStore::default());
+        Fixture {
+            blocks: BlockService::new(store.clone(), None),
+            store,
+            spool: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Adds `blob` as a layer; the descriptor carries its CID and, if given, a TOC digest.
+    fn add(&self, blob: &[u8], media_type: &str, toc_digest: Option<String>) -> Descriptor {
+        let added = add_bytes(&*self.store, blob, &AddOptions::default()).unwrap();
+        let mut d = Descriptor::of(media_type, blob);
+        d.set_cid(&added.root);
+        if let Some(t) = toc_digest {
+            d.annotations.insert(ANNOTATION_TOC_DIGEST.into(), t);
+        }
+        d
+    }
+
+    async fn open(&self, d: &Descriptor, diff_id: &str) -> anyhow::Result<(Layer, Toc)> {
+        layer::open(&self.blocks, d, diff_id, self.spool.path()).await
+    }
+
+    fn reader(&self, layers: Vec<Layer>) -> Reader {
+        Reader::new(
+            self.blocks.clone(),
+            Arc::new(layers),
+            Arc::new(ChunkCache::new(1 << 20)),
+            Duration::from_secs(5),
+            4,
+        )
+    }
+}
+
+fn toc_digest(blob: &[u8]) -> String {
+    read_toc(blob.len() as u64, |o, l| {
+        Ok(blob[o as usize..(o + l) as usize].to_vec())
+    })
+    .unwrap()
+    .digest
+}
+
+fn big() -> Vec<u8> {
+    (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect()
+}
+
+/// Reads `path` of a one-layer mount through the reader.
+async fn read(t: &Table, r: &Reader, path: &str, offset: u64, len: u64) -> Vec<u8> {
+    let n = t.resolve(path).unwrap_or_else(|| panic!("{path} missing"));
+    let Kind::File(f) = &n.kind else {
+        panic!("{path} is not a file")
+    };
+    r.read(f, n.size, offset, len).await.unwrap().to_vec()
+}
+
+#[tokio::test]
+async fn ranges_across_chunks_read_back_exactly() {
+    let fx = Fixture::new();
+    let big = big();
+    let tar = tar_of(&[("big", &big), ("etc/small", b"hello\n"), ("empty", b"")]);
+    let blob = estargz(&tar);
+    let d = fx.add(&blob, oci::OCI_LAYER_GZIP, Some(toc_digest(&blob)));
+    let (l, toc) = fx.open(&d, &oci::sha256_digest(&tar)).await.unwrap();
+    assert!(
+        matches!(l.blob, Blob::Remote),
+        "an eStargz layer is read in place"
+    );
+    assert!(l.index.files["big"].len() > 4, "several chunks");
+    let t = Table::build(&[toc]).unwrap();
+    let r = fx.reader(vec![l]);
+    for (off, len) in [
+        (0, 10),
+        (65_530, 20),      // across a chunk boundary
+        (0, 300_000),      // the whole file, every chunk
+        (131_072, 65_536), // exactly one chunk
+        (299_990, 100),    // past the end: clipped
+        (400_000, 10),     // beyond the end: empty
+    ] {
+        let end = (off + len).min(big.len() as u64) as usize;
+        let want = big.get(off as usize..end).unwrap_or_default();
+        assert_eq!(read(&t, &r, "big", off, len).await, want, "{off}+{len}");
+    }
+    assert_eq!(read(&t, &r, "etc/small", 0, 4096).await, b"hello\n");
+    assert_eq!(read(&t, &r, "empty", 0, 4096).await, b"");
+    assert!(matches!(
+        &t.resolve("link").unwrap().kind,
+        Kind::Symlink { target } if target == "big"
+    ));
+}
+
+#[tokio::test]
+async fn a_layer_that_is_not_estargz_is_spooled_and_served() {
+    let fx = Fixture::new();
+    let big = big();
+    let tar = tar_of(&[("big", &big), ("etc/small", b"hi\n")]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    let gz = gz.finish().unwrap();
+    let d = fx.add(&gz, oci::OCI_LAYER_GZIP, None);
+    let (l, toc) = fx.open(&d, &oci::sha256_digest(&tar)).await.unwrap();
+    assert!(matches!(l.blob, Blob::Local(_)));
+    assert_eq!(
+        std::fs::read_dir(fx.spool.path()).unwrap().count(),
+        0,
+        "the spool file is unlinked once open"
+    );
+    let t = Table::build(&[toc]).unwrap();
+    let r = fx.reader(vec![l]);
+    assert_eq!(
+        read(&t, &r, "big", 1000, 200_000).await,
+        &big[1000..201_000]
+    );
+    assert_eq!(read(&t, &r, "etc/small", 0, 10).await, b"hi\n");
+    // a plain tar whose content is not what the config says is refused
+    let d = fx.add(&tar, oci::OCI_LAYER, None);
+    let err = fx.open(&d, "sha256:0000").await.unwrap_err();
+    assert!(format!("{err:#}").contains("config says"), "{err:#}");
+}
+
+#[tokio::test]
+async fn chunk_digest_mismatch_is_eio_and_drops_the_blocks() {
+    let fx = Fixture::new();
+    let big = big();
+    let tar = tar_of(&[("big", &big), ("etc/small", b"hello\n")]);
+    let blob = rewrite_toc(&estargz(&tar), |t| {
+        for e in &mut t.entries {
+            if e.name == "etc/small" {
+                e.chunk_digest = format!("sha256:{}", "0".repeat(64));
+            }
+        }
+    });
+    let d = fx.add(&blob, oci::OCI_LAYER_GZIP, Some(toc_digest(&blob)));
+    let (l, toc) = fx.open(&d, "").await.unwrap();
+    let t = Table::build(&[toc]).unwrap();
+    let r = fx.reader(vec![l]);
+    assert_eq!(read(&t, &r, "big", 0, 5).await, &big[..5]);
+    let before = fx.store.stat().unwrap().blocks;
+    let n = t.resolve("etc/small").unwrap();
+    let Kind::File(f) = &n.kind else { panic!() };
+    let err = r.read(f, n.size, 0, 100).await.unwrap_err();
+    assert_eq!(err.errno(), libc::EIO);
+    assert!(err.to_string().contains("etc/small"), "{err}");
+    assert!(
+        fx.store.stat().unwrap().blocks < before,
+        "the blocks of the bad chunk are dropped"
+    );
+    // so the next read goes back to the network for them (offline here: a fetch error)
+    let err = r.read(f, n.size, 0, 100).await.unwrap_err();
+    assert!(err.to_string().contains("not found locally"), "{err}");
+    assert_eq!(err.errno(), libc::EIO);
+}
+
+#[tokio::test]
+async fn a_toc_that_does_not_match_the_manifest_is_refused() {
+    let fx = Fixture::new();
+    let blob = estargz(&tar_of(&[("a", b"x")]));
+    let d = fx.add(
+        &blob,
+        oci::OCI_LAYER_GZIP,
+        Some(format!("sha256:{}", "1".repeat(64))),
+    );
+    let err = fx.open(&d, "").await.unwrap_err();
+    assert!(format!("{err:#}").contains("TOC hashes to"), "{err:#}");
+}
+
+#[tokio::test]
+async fn hostile_names_and_links_stay_inside_the_mount() {
+    let fx = Fixture::new();
+    let tar = tar_of(&[("a", b"inside"), ("b", b"first"), ("c", b"second")]);
+    let blob = rewrite_toc(&estargz(&tar), |t| {
+        for e in &mut t.entries {
+            match e.name.as_str() {
+                "a" => e.name = "../../../etc/passwd".into(),
+                "b" => e.name = "/abs/../../dup".into(),
+                "c" => e.name = "dup".into(),
+                "link" => e.link_name = "/../../../etc/shadow".into(),
+                _ => {}
+            }
+        }
+    });
+    let d = fx.add(&blob, oci::OCI_LAYER_GZIP, Some(toc_digest(&blob)));
+    let (l, toc) = fx.open(&d, "").await.unwrap();
+    let t = Table::build(std::slice::from_ref(&toc)).unwrap();
+    let paths: Vec<String> = t.walk().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(paths, ["", "dup", "etc", "etc/passwd", "link"]);
+    let r = fx.reader(vec![l]);
+    assert_eq!(read(&t, &r, "etc/passwd", 0, 100).await, b"inside");
+    assert_eq!(
+        read(&t, &r, "dup", 0, 100).await,
+        b"second",
+        "a later entry of the same name replaces the earlier one"
+    );
+    // a symlink target is data: it is shown as stored and resolved by the reader's own root
+    assert!(matches!(
+        &t.resolve("link").unwrap().kind,
+        Kind::Symlink { target } if target == "/../../../etc/shadow"
+    ));
+    // a hardlink whose target cleans to nothing earlier in the image is refused, naming it
+    let mut bad = toc;
+    let mut h = crate::image::estargz::TocEntry::new("h", EntryType::Hardlink);
+    h.link_name = "../../../outside".into();
+    bad.entries.push(h);
+    let err = Table::build(&[bad]).unwrap_err();
+    assert!(err.to_string().contains("\"h\""), "{err}");
+}
+
+#[tokio::test]
+async fn toc_offsets_outside_the_blob_and_huge_tocs_are_refused() {
+    let fx = Fixture::new();
+    let blob = estargz(&tar_of(&[("a", b"x")]));
+    let body = &blob[..blob.len() - footer::FOOTER_SIZE];
+    // footer pointing past the end
+    let mut past = body.to_vec();
+    past.extend_from_slice(&footer::build(10 << 30));
+    let d = fx.add(&past, oci::OCI_LAYER_GZIP, None);
+    let err = fx.open(&d, "").await.unwrap_err();
+    assert!(format!("{err:#}").contains("outside"), "{err:#}");
+    // a TOC entry claiming 100 MB (its member is small): refused before reading it
+    let mut huge = body.to_vec();
+    let at = huge.len() as u64;
+    huge.extend_from_slice(&toc_member(b"{}", 100_000_000));
+    huge.extend_from_slice(&footer::build(at));
+    let d = fx.add(&huge, oci::OCI_LAYER_GZIP, None);
+    let err = fx.open(&d, "").await.unwrap_err();
+    assert!(
+        format!("{err:#}").contains("more than the limit"),
+        "{err:#}"
+    );
+    // a TOC member of more than 64 MiB is refused from the footer alone, before any fetch
+    let tail = footer::build(0);
+    let err = crate::image::estargz::reader::toc_member(100 << 20, &tail).unwrap_err();
+    assert!(err.to_string().contains("more than the limit"), "{err}");
+    // chunk offsets past the TOC: the index refuses the layer
+    let bad = rewrite_toc(&blob, |t| {
+        for e in &mut t.entries {
+            if e.name == "a" {
+                e.offset = 1 << 40;
+            }
+        }
+    });
+    let d = fx.add(&bad, oci::OCI_LAYER_GZIP, Some(toc_digest(&bad)));
+    let err = fx.open(&d, "").await.unwrap_err();
+    assert!(format!("{err:#}").contains("\"a\""), "{err:#}");
+}
