@@ -63,6 +63,8 @@ impl ReadError {
 #[derive(Clone)]
 pub struct Reader {
     blocks: BlockService,
+    /// One bitswap session for the whole mount: peers that served it are asked first.
+    session: SessionGetter,
     layers: Arc<Vec<Layer>>,
     cache: Arc<ChunkCache>,
     read_timeout: Duration,
@@ -79,6 +81,7 @@ impl Reader {
         parallel: usize,
     ) -> Self {
         Reader {
+            session: blocks.session(),
             blocks,
             layers,
             cache,
@@ -222,7 +225,7 @@ impl Reader {
         end: u64,
     ) -> Result<(Vec<u8>, Vec<Cid>), ReadError> {
         let getter = Recording {
-            inner: self.blocks.session(),
+            inner: self.session.clone(),
             seen: Arc::default(),
         };
         let fetch = async {
@@ -241,11 +244,6 @@ impl Reader {
             anyhow::Ok(buf)
         };
         let result = tokio::time::timeout(self.read_timeout, fetch).await;
-        let peers = getter.inner.peers();
-        let connected = match self.blocks.net() {
-            Some(n) => n.peers().await.map(|p| p.len()).unwrap_or(0),
-            None => 0,
-        };
         let err = match result {
             Ok(Ok(buf)) if buf.len() as u64 == end - start => {
                 return Ok((buf, getter.cids()));
@@ -269,8 +267,13 @@ impl Reader {
                 secs: self.read_timeout.as_secs(),
             },
         };
+        let peers = self.session.peers();
+        let connected = match self.blocks.net() {
+            Some(n) => n.peers().await.map(|p| p.len()).unwrap_or(0),
+            None => 0,
+        };
         tracing::warn!(
-            "read failed: {name:?} in layer {}: {err}; peers that served this read: [{}], {connected} peers connected",
+            "read failed: {name:?} in layer {}: {err}; peers that served this mount: [{}], {connected} peers connected",
             layer.digest,
             peers.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
         );
