@@ -1,11 +1,13 @@
 # Shared by the scripts/bench-* benchmarks (sourced, not run, from the repo root).
 # bench_setup builds the release binary and sets BIN (the cidfs binary), WORK (a scratch directory
 # holding a fresh swarm.key) and PIDS; its EXIT trap kills every process in PIDS and removes WORK
-# (KEEP=1 copies the daemon logs to /tmp first).
+# (KEEP=1 copies the daemon logs to /tmp first). BENCH_NO_BUILD=1 skips the build and uses the
+# existing target/release/cidfs as it is.
 
 bench_setup() {
-    cargo build --release --quiet
+    if [ -z "${BENCH_NO_BUILD:-}" ]; then cargo build --release --quiet; fi
     BIN=$PWD/target/release/cidfs
+    [ -x "$BIN" ] || { echo "no $BIN: build it with cargo build --release" >&2; exit 1; }
     WORK=$(mktemp -d)
     PIDS=()
     trap bench_cleanup EXIT

@@ -6,5 +6,6 @@ mod util;
 mod image;
 mod images;
 mod interop;
+mod mount;
 mod netns;
 mod node;

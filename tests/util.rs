@@ -46,6 +46,9 @@ pub struct Opts {
     pub mdns: bool,
     /// Run inside this network namespace (`ip netns exec`), listening on all its interfaces.
     pub netns: Option<String>,
+    /// Written to `config.toml` in the repo before the daemon starts (the daemon keeps an
+    /// existing config file; any key may be left out), e.g. `"[mount]\nread_timeout_secs = 5\n"`.
+    pub config: Option<String>,
 }
 
 pub struct Daemon {
@@ -74,6 +77,9 @@ impl Daemon {
             std::fs::write(&path, k).expect("write swarm.key");
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
                 .expect("chmod swarm.key");
+        }
+        if let Some(c) = &opts.config {
+            std::fs::write(repo.path().join("config.toml"), c).expect("write config.toml");
         }
         let listen = if opts.netns.is_some() {
             "/ip4/0.0.0.0/tcp/0"
@@ -245,6 +251,16 @@ impl Daemon {
     pub fn opts(&self) -> Opts {
         self.opts.clone()
     }
+
+    /// SIGKILLs the daemon by PID and reaps it (bounded); the repo stays until `self` drops.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        assert!(
+            wait_bounded(&mut self.child, Duration::from_secs(30)).is_some(),
+            "daemon {} did not die after SIGKILL",
+            self.child.id()
+        );
+    }
 }
 
 impl Drop for Daemon {
@@ -361,6 +377,31 @@ pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, Vec<u8>) {
         .and_then(|c| c.parse().ok())
         .expect("status code");
     (status, resp[split + 4..].to_vec())
+}
+
+/// Runs `f` on its own thread and waits for it at most `timeout`: for work that may block on a
+/// FUSE mount (a hung read must fail the test, not hang it). A panic in `f` is passed on; on a
+/// timeout this panics naming `what` (the thread is left behind, blocked; it ends when the
+/// mount goes away).
+pub fn call_bounded<T: Send + 'static>(
+    what: &str,
+    timeout: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = channel();
+    let handle = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(v) => v,
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => panic!("{what}: the worker thread sent nothing"),
+        },
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what} did not finish within {timeout:?}")
+        }
+    }
 }
 
 /// Polls `f` until it returns `Some` or `timeout` passes.

@@ -7,7 +7,6 @@ use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::Path;
-use tokio::io::AsyncWriteExt;
 
 use super::args::{ImageCommand, InspectArgs, PullArgs, PushArgs};
 use super::client::ApiClient;
@@ -164,29 +163,11 @@ impl BlobStore for ApiClient {
         path: &Path,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> anyhow::Result<(String, u64)> {
-        use sha2::Digest as _;
         let resp = self.post("cat", &[("arg", cid.to_string())], None).await?;
-        let mut out = tokio::io::BufWriter::with_capacity(
-            1 << 20,
-            tokio::fs::File::create(path)
-                .await
-                .with_context(|| format!("creating {}", path.display()))?,
-        );
-        let mut body = resp.bytes_stream();
-        let mut n = 0u64;
-        let mut hasher = sha2::Sha256::new();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.context("the transfer broke off (see the daemon's log)")?;
-            hasher.update(&chunk);
-            out.write_all(&chunk)
-                .await
-                .with_context(|| format!("writing {}", path.display()))?;
-            n += chunk.len() as u64;
-            progress(chunk.len() as u64);
-        }
-        out.flush().await?;
-        out.into_inner().sync_all().await?;
-        Ok((format!("sha256:{}", hex::encode(hasher.finalize())), n))
+        let body = resp
+            .bytes_stream()
+            .map(|c| c.context("the transfer broke off (see the daemon's log)"));
+        crate::image::store::write_hashed(body, path, progress).await
     }
 }
 

@@ -37,6 +37,26 @@ pub struct Image {
     pub config: Vec<u8>,
 }
 
+impl Resolved {
+    /// The one image to unpack: the only one, or the host's platform of several.
+    pub fn one_image(&self) -> anyhow::Result<&Image> {
+        match self.images.as_slice() {
+            [one] => Ok(one),
+            many => {
+                let host = Platform::host();
+                many.iter()
+                    .find(|i| i.desc.platform.as_ref().is_some_and(|p| host.matches(p)))
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "the image has {} platforms and none is this host's ({host}); choose one with --platform",
+                            many.len()
+                        )
+                    })
+            }
+        }
+    }
+}
+
 /// Fetch a JSON blob by its descriptor's CID, verified.
 async fn fetch_json<S: BlobStore>(store: &S, desc: &Descriptor) -> anyhow::Result<Vec<u8>> {
     if desc.size < 0 || desc.size as u64 > MAX_JSON {
@@ -198,20 +218,7 @@ pub async fn pull<S: BlobStore>(
             w.finish(descs, tag.as_deref())
         }
         Dest::DockerArchive { file, name } => {
-            let i = match img.images.as_slice() {
-                [one] => one,
-                many => {
-                    let host = Platform::host();
-                    many.iter()
-                        .find(|i| i.desc.platform.as_ref().is_some_and(|p| host.matches(p)))
-                        .ok_or_else(|| {
-                            anyhow!(
-                                "the image has {} platforms; choose one with --platform",
-                                many.len()
-                            )
-                        })?
-                }
-            };
+            let i = img.one_image()?;
             let parent = match file.parent() {
                 Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
                 _ => PathBuf::from("."),

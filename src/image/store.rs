@@ -135,29 +135,40 @@ impl BlobStore for crate::blockservice::BlockService {
         path: &Path,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> anyhow::Result<(String, u64)> {
-        use anyhow::Context as _;
-        use futures::StreamExt as _;
-        use sha2::Digest as _;
-        use tokio::io::AsyncWriteExt as _;
-        let mut out = tokio::io::BufWriter::with_capacity(
-            1 << 20,
-            tokio::fs::File::create(path)
-                .await
-                .with_context(|| format!("creating {}", path.display()))?,
-        );
         let s = crate::unixfs::cat(self.session(), *cid, 0, None, 32);
-        futures::pin_mut!(s);
-        let (mut n, mut hasher) = (0u64, sha2::Sha256::new());
-        while let Some(piece) = s.next().await {
-            let piece = piece?;
-            hasher.update(&piece);
-            out.write_all(&piece)
-                .await
-                .with_context(|| format!("writing {}", path.display()))?;
-            n += piece.len() as u64;
-            progress(piece.len() as u64);
-        }
-        out.flush().await?;
-        Ok((format!("sha256:{}", hex::encode(hasher.finalize())), n))
+        write_hashed(s, path, progress).await
     }
+}
+
+/// Writes a stream of pieces to `path` (created or truncated) and syncs it, hashing on the way:
+/// returns the `sha256:` digest and the length written.
+pub async fn write_hashed(
+    pieces: impl futures::Stream<Item = anyhow::Result<bytes::Bytes>>,
+    path: &Path,
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> anyhow::Result<(String, u64)> {
+    use anyhow::Context as _;
+    use futures::StreamExt as _;
+    use sha2::Digest as _;
+    use tokio::io::AsyncWriteExt as _;
+    let mut out = tokio::io::BufWriter::with_capacity(
+        1 << 20,
+        tokio::fs::File::create(path)
+            .await
+            .with_context(|| format!("creating {}", path.display()))?,
+    );
+    futures::pin_mut!(pieces);
+    let (mut n, mut hasher) = (0u64, sha2::Sha256::new());
+    while let Some(piece) = pieces.next().await {
+        let piece = piece?;
+        hasher.update(&piece);
+        out.write_all(&piece)
+            .await
+            .with_context(|| format!("writing {}", path.display()))?;
+        n += piece.len() as u64;
+        progress(piece.len() as u64);
+    }
+    out.flush().await?;
+    out.into_inner().sync_all().await?;
+    Ok((format!("sha256:{}", hex::encode(hasher.finalize())), n))
 }

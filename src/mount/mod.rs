@@ -145,20 +145,7 @@ impl Mounts {
             bail!("{} is already a cidfs mount", dir.display());
         }
         let resolved = pull::resolve(&me.blocks, req.image, &req.platforms).await?;
-        let image = match resolved.images.as_slice() {
-            [one] => one,
-            many => {
-                let host = Platform::host();
-                many.iter()
-                    .find(|i| i.desc.platform.as_ref().is_some_and(|p| host.matches(p)))
-                    .ok_or_else(|| {
-                        anyhow!(
-                            "the image has {} platforms and none is this host's ({host}); choose one with --platform",
-                            many.len()
-                        )
-                    })?
-            }
-        };
+        let image = resolved.one_image()?;
         let config = ConfigSummary::parse(&image.config).map_err(|e| anyhow!(e))?;
         let diff_ids = &config.rootfs.diff_ids;
         let layers = &image.manifest.layers;

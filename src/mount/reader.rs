@@ -12,9 +12,10 @@ use bytes::Bytes;
 use cid::Cid;
 use futures::StreamExt as _;
 use sha2::Digest as _;
+use std::collections::HashMap;
 use std::io::Read as _;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::cache::{ChunkCache, Key};
 use super::inode::File;
@@ -23,6 +24,12 @@ use crate::blockservice::{BlockService, SessionGetter};
 use crate::blockstore::RAW;
 use crate::image::estargz::Chunk;
 use crate::unixfs::{self, BlockGet};
+
+/// Chunks fetched ahead of a sequential reader: two keep both cores inflating.
+const READAHEAD_CHUNKS: usize = 2;
+/// A chunk whose fetch failed this recently fails again at once: the kernel retries a failed
+/// readahead page by page, and each retry must not wait out another `read_timeout`.
+const FAILURE_MEMORY: Duration = Duration::from_secs(2);
 
 /// Why a read failed. Each maps to an errno in [`ReadError::errno`].
 #[derive(Debug, Clone, thiserror::Error)]
@@ -70,6 +77,8 @@ pub struct Reader {
     read_timeout: Duration,
     /// UnixFS leaves fetched in parallel for one chunk.
     parallel: usize,
+    /// Chunks whose last fetch failed: when, and why.
+    failed: Arc<Mutex<HashMap<Key, (Instant, ReadError)>>>,
 }
 
 impl Reader {
@@ -87,6 +96,7 @@ impl Reader {
             cache,
             read_timeout,
             parallel: parallel.max(1),
+            failed: Arc::default(),
         }
     }
 
@@ -120,10 +130,12 @@ impl Reader {
             let to = (end.min(c.chunk_offset + c.chunk_size) - c.chunk_offset) as usize;
             pieces.push(data.slice(from.min(data.len())..to.min(data.len())));
         }
-        // sequential readahead: a read into the second half of a chunk wants the next one soon
-        if let (Some(c), Some(next)) = (chunks.get(last), chunks.get(last + 1)) {
+        // sequential readahead: a read into the second half of a chunk wants the next ones soon
+        if let Some(c) = chunks.get(last) {
             if end >= c.chunk_offset + c.chunk_size / 2 {
-                self.spawn_readahead(file.layer, file.name.clone(), next.clone());
+                for next in chunks.iter().skip(last + 1).take(READAHEAD_CHUNKS) {
+                    self.spawn_readahead(file.layer, file.name.clone(), next.clone());
+                }
             }
         }
         Ok(match pieces.len() {
@@ -164,9 +176,27 @@ impl Reader {
 
     /// The inflated, verified bytes of chunk `c` of file `name` in `layer`.
     pub async fn chunk(&self, layer: &Layer, name: &str, c: &Chunk) -> Result<Bytes, ReadError> {
-        self.cache
-            .get_or_fetch(&key(layer, c), self.fetch_chunk(layer, name, c))
-            .await
+        let key = key(layer, c);
+        if let Some((at, e)) = lock(&self.failed).get(&key) {
+            if at.elapsed() < FAILURE_MEMORY {
+                return Err(e.clone());
+            }
+        }
+        let result = self
+            .cache
+            .get_or_fetch(&key, self.fetch_chunk(layer, name, c))
+            .await;
+        let mut failed = lock(&self.failed);
+        match &result {
+            Ok(_) => {
+                failed.remove(&key);
+            }
+            Err(e) => {
+                failed.retain(|_, (at, _)| at.elapsed() < FAILURE_MEMORY);
+                failed.insert(key, (Instant::now(), e.clone()));
+            }
+        }
+        result
     }
 
     async fn fetch_chunk(&self, layer: &Layer, name: &str, c: &Chunk) -> Result<Bytes, ReadError> {
@@ -308,6 +338,10 @@ impl Reader {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn key(layer: &Layer, c: &Chunk) -> Key {
     Key {
         blob: layer.digest.clone(),
@@ -355,16 +389,14 @@ struct Recording {
 
 impl Recording {
     fn cids(&self) -> Vec<Cid> {
-        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+        lock(&self.seen).clone()
     }
 }
 
 impl BlockGet for Recording {
     async fn get(&self, cid: Cid) -> anyhow::Result<Bytes> {
         let data = self.inner.get(cid).await?;
-        if let Ok(mut s) = self.seen.lock() {
-            s.push(cid);
-        }
+        lock(&self.seen).push(cid);
         Ok(data)
     }
 }

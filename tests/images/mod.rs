@@ -1,6 +1,7 @@
 //! Harness for container-image integration tests: a deterministic image generator ([`gen`]),
-//! layer unpacking and tree comparison ([`tree`]) and real clients ([`runtimes`]: registry,
-//! containerd, podman, skopeo). The self-tests below check the harness against the real tools.
+//! layer unpacking and tree comparison ([`tree`]), the same tree read from a real directory such
+//! as a mount ([`dirtree`]) and real clients ([`runtimes`]: registry, containerd, podman, skopeo).
+//! The self-tests below check the harness against the real tools.
 //!
 //! Typical use in a push/pull test:
 //! ```ignore
@@ -14,6 +15,7 @@
 
 #![allow(dead_code)]
 
+pub mod dirtree;
 pub mod gen;
 pub mod runtimes;
 pub mod tree;

@@ -82,6 +82,38 @@ pub fn mounts_under(dir: &Path) -> Vec<String> {
     v
 }
 
+/// One line of `/proc/self/mountinfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    /// Where it is mounted (unescaped).
+    pub point: String,
+    /// Per-mount options (`ro,nosuid,…`).
+    pub options: String,
+    /// File system type (`fuse`, `fuse.cidfs`, `tmpfs`…).
+    pub fs_type: String,
+    /// Source (`cidfs`, `/dev/sda1`…).
+    pub source: String,
+}
+
+/// The mount at exactly `dir` (the topmost if several are stacked), from `/proc/self/mountinfo`.
+pub fn mount_at(dir: &Path) -> Option<MountEntry> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let dir = dir.to_string_lossy().trim_end_matches('/').to_string();
+    info.lines()
+        .filter_map(|l| {
+            let (head, tail) = l.split_once(" - ")?;
+            let head: Vec<&str> = head.split(' ').collect();
+            let mut tail = tail.split(' ');
+            Some(MountEntry {
+                point: unescape_mountinfo(head.get(4)?),
+                options: head.get(5)?.to_string(),
+                fs_type: tail.next()?.to_string(),
+                source: unescape_mountinfo(tail.next()?),
+            })
+        })
+        .rfind(|e| e.point == dir)
+}
+
 fn unescape_mountinfo(s: &str) -> String {
     let mut out = String::new();
     let b = s.as_bytes();
