@@ -240,7 +240,10 @@ impl Reader {
                     chunk_offset: c.chunk_offset,
                     reason,
                 };
-                tracing::warn!("read failed: {e}");
+                tracing::warn!(
+                    "read failed: {e}; the blocks came from [{}] (or this node's store)",
+                    peer_list(&self.session.peers())
+                );
                 Err(e)
             }
         }
@@ -305,7 +308,7 @@ impl Reader {
         tracing::warn!(
             "read failed: {name:?} in layer {}: {err}; peers that served this mount: [{}], {connected} peers connected",
             layer.digest,
-            peers.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+            peer_list(&peers)
         );
         Err(err)
     }
@@ -336,6 +339,14 @@ impl Reader {
             Err(e) => tracing::warn!("dropping bad blocks of layer {}: {e:#}", layer.cid),
         }
     }
+}
+
+fn peer_list(peers: &[libp2p::PeerId]) -> String {
+    peers
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

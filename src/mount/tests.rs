@@ -332,3 +332,48 @@ async fn toc_offsets_outside_the_blob_and_huge_tocs_are_refused() {
     let err = fx.open(&d, "").await.unwrap_err();
     assert!(format!("{err:#}").contains("\"a\""), "{err:#}");
 }
+
+#[tokio::test]
+async fn prefetch_fills_the_cache_and_background_fetch_pins_the_image() {
+    let fx = Fixture::new();
+    let big = big();
+    let tar = tar_of(&[("big", &big), ("etc/small", b"first\n")]);
+    let mut blob = Vec::new();
+    let opts = BuildOptions {
+        chunk_size: 64 << 10,
+        prefetch: vec!["etc/small".into()],
+        ..BuildOptions::default()
+    };
+    build(&tar[..], &opts, &mut blob).unwrap();
+    let d = fx.add(&blob, oci::OCI_LAYER_GZIP, Some(toc_digest(&blob)));
+    let (l, _) = fx.open(&d, "").await.unwrap();
+    let end = l.prefetch_end.expect("a .prefetch.landmark");
+    let small = l.index.files["etc/small"][0].clone();
+    let first_big = l.index.files["big"][0].clone();
+    assert!(small.offset < end && first_big.offset > end);
+    let cache = Arc::new(ChunkCache::new(1 << 20));
+    let r = Reader::new(
+        fx.blocks.clone(),
+        Arc::new(vec![l]),
+        cache.clone(),
+        Duration::from_secs(5),
+        4,
+    );
+    let cid = d.cid().unwrap();
+    let plan = super::prefetch::Plan {
+        prefetch: true,
+        pin: Some(vec![cid]),
+    };
+    super::prefetch::run(r.clone(), fx.blocks.clone(), plan).await;
+    let key = |c: &crate::image::estargz::Chunk| super::cache::Key {
+        blob: Arc::from(d.digest.as_str()),
+        offset: c.offset,
+        inner_offset: c.inner_offset,
+    };
+    assert!(cache.contains(&key(&small)), "the prefetch file is cached");
+    assert!(
+        !cache.contains(&key(&first_big)),
+        "nothing after the landmark"
+    );
+    assert_eq!(fx.store.pins().unwrap(), vec![cid]);
+}
