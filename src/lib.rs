@@ -22,4 +22,6 @@ pub mod image;
 pub mod metrics;
 pub mod mount;
 pub mod repo;
+#[cfg(test)]
+pub(crate) mod test_utils;
 pub mod unixfs;

@@ -14,23 +14,9 @@ use crate::images::tree::layers_of_oci_archive;
 use crate::images::tree::{
     assert_same_tree, layers_of_docker_archive, layers_of_oci_layout, tree_of_layers,
 };
-use crate::util::{swarm_key, Daemon, Opts};
+use crate::util::{pair, Daemon, Opts};
 
 const MIB: usize = 1 << 20;
-
-fn pair() -> (Daemon, Daemon) {
-    let key = swarm_key();
-    let a = Daemon::start(Opts {
-        swarm_key: Some(key.clone()),
-        ..Default::default()
-    });
-    let b = Daemon::start(Opts {
-        swarm_key: Some(key),
-        peers: vec![a.addr.clone()],
-        ..Default::default()
-    });
-    (a, b)
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
@@ -85,7 +71,7 @@ fn pins(d: &Daemon) -> String {
 /// and `docker-archive:`; every pull unpacks to the generator's tree; skopeo reads the archive.
 #[test]
 fn push_from_every_source_and_pull_into_both_formats() {
-    let (a, b) = pair();
+    let (a, b) = pair(None);
     let (work, layout, img) = generate(GenSpec {
         big_file_size: 11 * MIB,
         ..Default::default()
@@ -173,7 +159,7 @@ fn tocs(layers: &[PathBuf]) -> Vec<Vec<String>> {
 /// through a cidfs push and pull.
 #[test]
 fn estargz_layers_match_ctr_remote() {
-    let (a, b) = pair();
+    let (a, b) = pair(None);
     let (work, layout, img) = generate(GenSpec {
         big_file_size: 11 * MIB,
         ..Default::default()
@@ -229,7 +215,7 @@ fn estargz_layers_match_ctr_remote() {
 /// podman (`podman load` + `podman run`).
 #[test]
 fn pulled_archives_run_in_containerd_and_podman() {
-    let (a, b) = pair();
+    let (a, b) = pair(None);
     let (work, layout, img) = generate(GenSpec {
         busybox: true,
         big_file_size: MIB,

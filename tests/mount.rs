@@ -29,7 +29,7 @@ use crate::images::dirtree::{assert_inodes_match, c_path, tree_of_dir, DirTree};
 use crate::images::gen::{self, GenSpec, GeneratedImage};
 use crate::images::runtimes::{mount_at, mounts_under, MountEntry};
 use crate::images::tree::assert_same_tree;
-use crate::util::{call_bounded, eventually, run_bounded, swarm_key, try_run, Daemon, Opts};
+use crate::util::{call_bounded, eventually, pair, run_bounded, try_run, Daemon, Opts};
 
 const MIB: usize = 1 << 20;
 /// Leaf size of the UnixFS DAG of every blob cidfs adds.
@@ -40,22 +40,6 @@ const READ_BOUND: Duration = Duration::from_secs(120);
 const WALK_BOUND: Duration = Duration::from_secs(600);
 /// The content of `a/small.txt` in every generated image.
 const SMALL: &[u8] = b"hello world\n";
-
-/// Nodes A and B in one private swarm, B dialling A; `b_config` is B's `config.toml`.
-fn pair(b_config: &str) -> (Daemon, Daemon) {
-    let key = swarm_key();
-    let a = Daemon::start(Opts {
-        swarm_key: Some(key.clone()),
-        ..Default::default()
-    });
-    let b = Daemon::start(Opts {
-        swarm_key: Some(key),
-        peers: vec![a.addr.clone()],
-        config: Some(b_config.to_string()),
-        ..Default::default()
-    });
-    (a, b)
-}
 
 /// Generates the image of `spec` and pushes it on `d` (`image push -q`, which must print one
 /// CID line); returns the image and its CID. The layout is removed once pushed.
@@ -282,7 +266,7 @@ fn assert_read_only(mnt: &Path) {
 /// whole mounted tree (contents and metadata) equals the generator's merged tree.
 #[test]
 fn mount_matches_the_layers() {
-    let (a, b) = pair("[mount]\nbackground_fetch = false\n");
+    let (a, b) = pair(Some("[mount]\nbackground_fetch = false\n"));
     // big.bin is incompressible, so the layer is about as big as the file
     let (img, cid) = generate_and_push(
         &a,
@@ -350,7 +334,7 @@ fn chroot_hello(mnt: &Path, userspec: Option<&str>) -> std::process::Output {
 /// may run it only from a mount made with `--allow-other`.
 #[test]
 fn chroot_runs_busybox_from_a_lazy_mount() {
-    let (a, b) = pair("");
+    let (a, b) = pair(None);
     let (_img, cid) = generate_and_push(
         &a,
         GenSpec {
@@ -398,9 +382,9 @@ fn provider_killed_mid_read_gives_eio_and_the_mount_stays_usable() {
     const READ_TIMEOUT_SECS: u64 = 5;
     // no --fetch-timeout: the bitswap default (60 s) is longer than the bound below, so only
     // the mount's own read timeout can end the read in time
-    let (mut a, b) = pair(&format!(
+    let (mut a, b) = pair(Some(&format!(
         "[mount]\nread_timeout_secs = {READ_TIMEOUT_SECS}\nbackground_fetch = false\n"
-    ));
+    )));
     let (img, cid) = generate_and_push(
         &a,
         GenSpec {

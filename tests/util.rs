@@ -417,3 +417,20 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Opt
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Nodes A and B in one private swarm (a fresh key), B dialling A; `b_config`, if any, is B's
+/// `config.toml`.
+pub fn pair(b_config: Option<&str>) -> (Daemon, Daemon) {
+    let key = swarm_key();
+    let a = Daemon::start(Opts {
+        swarm_key: Some(key.clone()),
+        ..Default::default()
+    });
+    let b = Daemon::start(Opts {
+        swarm_key: Some(key),
+        peers: vec![a.addr.clone()],
+        config: b_config.map(str::to_string),
+        ..Default::default()
+    });
+    (a, b)
+}

@@ -60,16 +60,7 @@ impl BlobStore for MemNode {
 
 /// A gzip layer tar of `files` (name → content).
 fn layer(files: &[(&str, &[u8])]) -> (Vec<u8>, String) {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in files {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(1_700_000_000);
-        h.set_cksum();
-        b.append_data(&mut h, name, *data).unwrap();
-    }
-    let tar = b.into_inner().unwrap();
+    let tar = crate::test_utils::tar_of(files, &[]);
     let diff_id = oci::sha256_digest(&tar);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     std::io::Write::write_all(&mut gz, &tar).unwrap();

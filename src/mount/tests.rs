@@ -21,22 +21,7 @@ use crate::unixfs::{add_bytes, AddOptions};
 
 /// A plain layer tar of `(name, content)` files, plus a symlink `link -> big`.
 fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in files {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(1_700_000_000);
-        h.set_cksum();
-        b.append_data(&mut h, name, *data).unwrap();
-    }
-    let mut h = tar::Header::new_ustar();
-    h.set_entry_type(tar::EntryType::Symlink);
-    h.set_size(0);
-    h.set_mode(0o777);
-    h.set_cksum();
-    b.append_link(&mut h, "link", "big").unwrap();
-    b.into_inner().unwrap()
+    crate::test_utils::tar_of(files, &[("link", "big")])
 }
 
 /// eStargz of `tar` with 64 KiB chunks.
