@@ -31,7 +31,7 @@ start_cidfs() {
     mkdir -p "$WORK/$name"
     cp "$WORK/swarm.key" "$WORK/$name/swarm.key"
     RUST_LOG=${BENCH_LOG:-info} "$BIN" --repo "$WORK/$name" daemon --listen /ip4/127.0.0.1/tcp/0 \
-        --api-listen 127.0.0.1:0 --no-mdns "$@" 2> "$WORK/$name.log" &
+        --api-listen 127.0.0.1:0 --registry-listen 127.0.0.1:0 --no-mdns "$@" 2> "$WORK/$name.log" &
     PIDS+=($!)
     eval "${name}_PID=$!"
     for _ in $(seq 1 300); do

@@ -37,6 +37,27 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[mount]`: lazy image mounts.
     pub mount: MountConfig,
+    /// `[registry]`: the read-only registry endpoint.
+    pub registry: RegistryConfig,
+}
+
+/// `[registry]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Serve images of the swarm as `HOST:PORT/ipfs/<CID>` to docker, podman, skopeo, containerd.
+    pub enabled: bool,
+    /// `IP:port` it listens on; port 0 lets the OS pick.
+    pub listen: SocketAddr,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 5050)),
+        }
+    }
 }
 
 /// `[api]` section.

@@ -12,7 +12,9 @@ use tracing::{info, warn};
 use crate::api::{self, AppState};
 use crate::blockservice::{BlockService, StoreSource};
 use crate::blockstore::{Blocks, SledStore};
+use crate::metrics::RegistryCounters;
 use crate::mount::Mounts;
+use crate::registry::{self, Registry};
 use crate::repo::{self, Repo};
 
 /// Command-line overrides of the config file.
@@ -24,6 +26,7 @@ pub struct Overrides {
     pub api: Option<SocketAddr>,
     pub no_mdns: bool,
     pub fetch_timeout_secs: Option<u64>,
+    pub registry: Option<SocketAddr>,
 }
 
 /// Longest wait for the final flush of the block store at shutdown.
@@ -47,6 +50,10 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
     }
     if let Some(api) = o.api {
         config.api.listen = api;
+    }
+    if let Some(r) = o.registry {
+        config.registry.listen = r;
+        config.registry.enabled = true;
     }
     if let Some(t) = o.fetch_timeout_secs {
         config.bitswap.fetch_timeout_secs = t;
@@ -116,6 +123,32 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         repo.root(),
         config.bitswap.readahead_blocks.max(1),
     )?;
+    let counters = Arc::new(RegistryCounters::default());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let registry = if config.registry.enabled {
+        let listener = tokio::net::TcpListener::bind(config.registry.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "binding the registry endpoint to {} (registry.listen; --registry-listen)",
+                    config.registry.listen
+                )
+            })?;
+        let addr = listener.local_addr()?;
+        repo.write_registry_file(addr)?;
+        info!("registry listening on {addr} (pull {addr}/ipfs/<CID>)");
+        let app = registry::router(Registry::new(blocks.clone(), counters.clone()));
+        let mut stopped = stopped.clone();
+        Some(tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await
+        }))
+    } else {
+        None
+    };
     let state = AppState {
         blocks,
         public_key: keypair.public(),
@@ -123,16 +156,28 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         readahead: config.bitswap.readahead_blocks.max(1),
         metrics: config.metrics.enabled,
         mounts: mounts.clone(),
+        registry: counters,
     };
     repo.write_api_file(&repo::api_multiaddr(api_addr))?;
     info!("API server listening on {}", repo::api_multiaddr(api_addr));
     info!("daemon is ready");
 
     let served = axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        })
         .await;
     info!("shutting down");
     mounts.unmount_all().await;
+    if let Some(r) = registry {
+        match tokio::time::timeout(Duration::from_secs(5), r).await {
+            Ok(Ok(Err(e))) => warn!("registry endpoint failed: {e}"),
+            Err(_) => warn!("the registry endpoint did not stop within 5 s"),
+            _ => {}
+        }
+        repo.remove_registry_file()?;
+    }
     net.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(5), net_task).await;
     repo.remove_api_file()?;

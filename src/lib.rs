@@ -7,7 +7,7 @@
 //! 3. [`unixfs`]: kubo-identical `add` and range reads over any block getter
 //! 4. [`image`]: the IPFS-enabled OCI format, eStargz, push / pull / inspect
 //! 5. [`mount`]: lazy FUSE rootfs mounts of images, chunk by chunk from the swarm
-//! 6. [`api`]: the kubo RPC subset on axum
+//! 6. [`api`]: the kubo RPC subset on axum; [`registry`]: the read-only OCI registry endpoint
 //! 7. [`daemon`]: wires it all together
 //! 8. [`cli`]: clap front-end; every networked subcommand is an API client
 
@@ -21,6 +21,7 @@ pub mod daemon;
 pub mod image;
 pub mod metrics;
 pub mod mount;
+pub mod registry;
 pub mod repo;
 #[cfg(test)]
 pub(crate) mod test_utils;

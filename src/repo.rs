@@ -43,6 +43,8 @@ pub const IDENTITY_FILE: &str = "identity.key";
 pub const SWARM_KEY_FILE: &str = "swarm.key";
 /// API address file name inside the repo.
 pub const API_FILE: &str = "api";
+/// `<root>/registry`: `IP:port` of the running daemon's registry endpoint.
+pub const REGISTRY_FILE: &str = "registry";
 /// Lock file name inside the repo.
 pub const LOCK_FILE: &str = "repo.lock";
 const BLOCKS_DIR: &str = "blocks";
@@ -204,18 +206,37 @@ impl Repo {
     /// Publishes the API address (a multiaddr such as `/ip4/127.0.0.1/tcp/5001`, see
     /// [`api_multiaddr`]) for clients. Written atomically, without a trailing newline, as kubo does.
     pub fn write_api_file(&self, multiaddr: &str) -> anyhow::Result<()> {
-        let path = self.api_file();
+        self.write_small_file(API_FILE, multiaddr)
+    }
+
+    /// Removes the api file (at shutdown); a missing file is fine.
+    pub fn remove_api_file(&self) -> anyhow::Result<()> {
+        self.remove_small_file(API_FILE)
+    }
+
+    /// Writes `<root>/registry`: the `IP:port` of the running daemon's registry endpoint.
+    pub fn write_registry_file(&self, addr: SocketAddr) -> anyhow::Result<()> {
+        self.write_small_file(REGISTRY_FILE, &addr.to_string())
+    }
+
+    /// Removes the registry file (at shutdown); a missing file is fine.
+    pub fn remove_registry_file(&self) -> anyhow::Result<()> {
+        self.remove_small_file(REGISTRY_FILE)
+    }
+
+    /// Replaces `<root>/<name>` with `text` atomically (a temporary file renamed over it).
+    fn write_small_file(&self, name: &str, text: &str) -> anyhow::Result<()> {
+        let path = self.root.join(name);
         let tmp = self
             .root
-            .join(format!(".{API_FILE}.{}.tmp", std::process::id()));
-        fs::write(&tmp, multiaddr.trim())
+            .join(format!(".{name}.{}.tmp", std::process::id()));
+        fs::write(&tmp, text.trim())
             .and_then(|()| fs::rename(&tmp, &path))
             .with_context(|| format!("writing {}", path.display()))
     }
 
-    /// Removes the api file; a missing file is fine.
-    pub fn remove_api_file(&self) -> anyhow::Result<()> {
-        let path = self.api_file();
+    fn remove_small_file(&self, name: &str) -> anyhow::Result<()> {
+        let path = self.root.join(name);
         match fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 Err(e).with_context(|| format!("removing {}", path.display()))
@@ -224,7 +245,6 @@ impl Repo {
         }
     }
 
-    /// The running daemon's API address, from the api file.
     pub fn read_api_addr(&self) -> anyhow::Result<SocketAddr> {
         let path = self.api_file();
         let bytes = match read_small_file(&path) {

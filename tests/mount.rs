@@ -43,7 +43,7 @@ const SMALL: &[u8] = b"hello world\n";
 
 /// Generates the image of `spec` and pushes it on `d` (`image push -q`, which must print one
 /// CID line); returns the image and its CID. The layout is removed once pushed.
-fn generate_and_push(d: &Daemon, spec: GenSpec) -> (GeneratedImage, String) {
+pub fn generate_and_push(d: &Daemon, spec: GenSpec) -> (GeneratedImage, String) {
     let work = tempfile::tempdir().expect("tempdir");
     let img = gen::build_oci_layout(&work.path().join("layout"), &spec);
     let out = String::from_utf8(d.ok(&["image", "push", "-q", &img.oci_ref()])).expect("utf-8");

@@ -9,3 +9,4 @@ mod interop;
 mod mount;
 mod netns;
 mod node;
+mod registry;

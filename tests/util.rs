@@ -58,6 +58,8 @@ pub struct Daemon {
     /// `/ip4/127.0.0.1/tcp/<port>/p2p/<id>`
     pub addr: String,
     pub api: SocketAddr,
+    /// The registry endpoint (`HOST:PORT`, images at `HOST:PORT/ipfs/<CID>`).
+    pub registry: SocketAddr,
     lines: Receiver<String>,
     netns: Option<String>,
     opts: Opts,
@@ -92,6 +94,8 @@ impl Daemon {
             listen.into(),
             "--api-listen".into(),
             "127.0.0.1:0".into(),
+            "--registry-listen".into(),
+            "127.0.0.1:0".into(),
         ];
         if !opts.mdns {
             args.push("--no-mdns".into());
@@ -122,6 +126,7 @@ impl Daemon {
             peer_id: String::new(),
             addr: String::new(),
             api: SocketAddr::from(([127, 0, 0, 1], 0)),
+            registry: SocketAddr::from(([127, 0, 0, 1], 0)),
             lines,
             netns: opts.netns.clone(),
             opts,
@@ -156,6 +161,11 @@ impl Daemon {
             .and_then(|p| p.parse().ok())
             .expect("api port");
         d.api = SocketAddr::from(([127, 0, 0, 1], port));
+        d.registry = std::fs::read_to_string(d.repo.path().join("registry"))
+            .expect("registry file")
+            .trim()
+            .parse()
+            .expect("registry address");
         d
     }
 

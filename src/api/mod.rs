@@ -29,6 +29,8 @@ pub struct AppState {
     pub readahead: usize,
     pub metrics: bool,
     pub mounts: crate::mount::Mounts,
+    /// What the registry endpoint served (shown by `repo/stat` and `/metrics`).
+    pub registry: Arc<crate::metrics::RegistryCounters>,
 }
 
 /// The API router.

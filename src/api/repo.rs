@@ -25,7 +25,7 @@ pub async fn gc(State(st): State<Arc<AppState>>) -> Result<impl IntoResponse, Ap
 }
 
 pub async fn stat(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let s = metrics::Snapshot::take(&st.blocks, &st.repo_path).await?;
+    let s = metrics::Snapshot::take(&st.blocks, &st.repo_path, &st.registry).await?;
     Ok(Json(json!({
         "RepoSize": s.disk_bytes,
         "StorageMax": 0,
@@ -39,11 +39,15 @@ pub async fn stat(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiErr
         "BytesSent": s.net.bytes_sent,
         "DuplicateBlocks": s.net.duplicate_blocks,
         "RejectedBlocks": s.net.rejected_blocks,
+        "RegistryManifests": s.registry[0],
+        "RegistryConfigs": s.registry[1],
+        "RegistryLayers": s.registry[2],
+        "RegistryLayerBytes": s.registry[3],
     })))
 }
 
 pub async fn metrics(State(st): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
-    let s = metrics::Snapshot::take(&st.blocks, &st.repo_path).await?;
+    let s = metrics::Snapshot::take(&st.blocks, &st.repo_path, &st.registry).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.render(),

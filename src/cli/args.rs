@@ -205,6 +205,10 @@ pub struct DaemonArgs {
     /// Seconds before a block that no peer provides fails (bitswap.fetch_timeout_secs).
     #[arg(long, value_name = "SECS")]
     pub fetch_timeout: Option<u64>,
+    /// Registry endpoint address (HOST:PORT/ipfs/<CID> images); replaces registry.listen and
+    /// turns it on (port 0 picks a free port, written to $CIDFS_PATH/registry).
+    #[arg(long = "registry-listen", value_name = "HOST:PORT")]
+    pub registry_listen: Option<SocketAddr>,
 }
 
 #[derive(Args, Debug)]

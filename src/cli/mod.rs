@@ -79,6 +79,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 api: a.api_listen,
                 no_mdns: a.no_mdns,
                 fetch_timeout_secs: a.fetch_timeout,
+                registry: a.registry_listen,
             };
             crate::daemon::run(repo, o).await
         }

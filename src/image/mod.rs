@@ -29,4 +29,4 @@ pub mod registry;
 pub mod source;
 pub mod store;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -37,7 +37,67 @@ pub struct Image {
     pub config: Vec<u8>,
 }
 
+/// A blob of a resolved image found by its digest.
+#[derive(Debug, Clone, Copy)]
+pub struct Found<'a> {
+    pub desc: &'a Descriptor,
+    /// The verified bytes when resolving already fetched them (index, manifests, configs).
+    pub bytes: Option<&'a [u8]>,
+    pub kind: Kind,
+}
+
 impl Resolved {
+    /// The index (or the lone manifest) the image CID names, with its bytes.
+    pub fn top(&self) -> Found<'_> {
+        match &self.index_bytes {
+            Some(b) => Found {
+                desc: &self.root_desc,
+                bytes: Some(b),
+                kind: Kind::Index,
+            },
+            None => {
+                let i = &self.images[0];
+                Found {
+                    desc: &i.desc,
+                    bytes: Some(&i.manifest_bytes),
+                    kind: Kind::Manifest,
+                }
+            }
+        }
+    }
+
+    /// The index, a manifest, a config or a layer of this image with the digest `digest`.
+    pub fn find(&self, digest: &str) -> Option<Found<'_>> {
+        if self.index_bytes.is_some() && self.root_desc.digest == digest {
+            return Some(self.top());
+        }
+        self.images.iter().find_map(|i| {
+            if i.desc.digest == digest {
+                return Some(Found {
+                    desc: &i.desc,
+                    bytes: Some(&i.manifest_bytes),
+                    kind: Kind::Manifest,
+                });
+            }
+            if i.manifest.config.digest == digest {
+                return Some(Found {
+                    desc: &i.manifest.config,
+                    bytes: Some(&i.config),
+                    kind: Kind::Config,
+                });
+            }
+            let l = i.manifest.layers.iter().find(|l| l.digest == digest)?;
+            let kind = oci::classify(&l.media_type)
+                .map(|(_, k)| k)
+                .unwrap_or(Kind::Layer { gzip: false });
+            Some(Found {
+                desc: l,
+                bytes: None,
+                kind,
+            })
+        })
+    }
+
     /// The one image to unpack: the only one, or the host's platform of several.
     pub fn one_image(&self) -> anyhow::Result<&Image> {
         match self.images.as_slice() {

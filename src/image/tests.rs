@@ -116,7 +116,11 @@ pub fn write_layout(dir: &Path, tag: &str) -> Vec<Vec<u8>> {
     vec![l1, l2]
 }
 
-async fn push_dir(node: &MemNode, dir: &Path, estargz: bool) -> anyhow::Result<push::Pushed> {
+pub(crate) async fn push_dir<S: BlobStore>(
+    node: &S,
+    dir: &Path,
+    estargz: bool,
+) -> anyhow::Result<push::Pushed> {
     let work = tempfile::tempdir()?;
     let src = Loc::Oci {
         dir: dir.to_path_buf(),

@@ -16,6 +16,7 @@
 #![allow(dead_code)]
 
 pub mod dirtree;
+pub mod dockerd;
 pub mod gen;
 pub mod runtimes;
 pub mod tree;

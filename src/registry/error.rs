@@ -1,0 +1,79 @@
+//! OCI distribution errors (REFERENCE §7): `{"errors":[{"code","message","detail"}]}` with the
+//! status each code goes with. Every failure of the registry becomes one of these here.
+
+use axum::{
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde_json::json;
+
+#[derive(Debug)]
+pub struct RegistryError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// For a 416: the blob size, sent as `Content-Range: bytes */SIZE`.
+    pub size: Option<u64>,
+}
+
+impl RegistryError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        RegistryError {
+            status,
+            code,
+            message: message.into(),
+            size: None,
+        }
+    }
+    pub fn name_invalid(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "NAME_INVALID", m)
+    }
+    pub fn name_unknown(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NAME_UNKNOWN", m)
+    }
+    pub fn digest_invalid(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", m)
+    }
+    pub fn manifest_unknown(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", m)
+    }
+    pub fn blob_unknown(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", m)
+    }
+    pub fn unsupported(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", m)
+    }
+    /// 416 for a range outside the blob (no OCI code fits better than SIZE_INVALID).
+    pub fn range(size: u64, why: impl std::fmt::Display) -> Self {
+        let mut e = Self::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "SIZE_INVALID",
+            format!("the requested range does not fit the {size}-byte blob: {why}"),
+        );
+        e.size = Some(size);
+        e
+    }
+    /// The node failed (a block store error, a broken image): 500 with the reason.
+    pub fn internal(e: anyhow::Error) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "UNKNOWN",
+            format!("{e:#}"),
+        )
+    }
+}
+
+impl IntoResponse for RegistryError {
+    fn into_response(self) -> Response {
+        let body =
+            json!({ "errors": [{ "code": self.code, "message": self.message, "detail": null }] });
+        let mut r = (self.status, Json(body)).into_response();
+        if let Some(size) = self.size {
+            if let Ok(v) = format!("bytes */{size}").parse() {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+        }
+        r
+    }
+}

@@ -1,0 +1,302 @@
+//! The registry over real HTTP on loopback, serving an image pushed into an in-memory node:
+//! manifests by tag and digest, blobs with single and multiple ranges, HEAD, and the bad requests
+//! a registry must answer with the right status and OCI code. Real clients (skopeo, podman,
+//! docker) pull from it in `tests/registry.rs`.
+
+use std::sync::Arc;
+
+use super::{router, Registry};
+use crate::blockservice::BlockService;
+use crate::blockstore::MemStore;
+use crate::image::oci::{self, Descriptor};
+use crate::image::pull;
+use crate::image::tests::{push_dir, write_layout};
+use crate::metrics::RegistryCounters;
+
+struct Fixture {
+    base: String,
+    http: reqwest::Client,
+    img: pull::Resolved,
+    counters: Arc<RegistryCounters>,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let blocks = BlockService::new(Arc::new(MemStore::default()), None);
+    let dir = tempfile::tempdir().unwrap();
+    write_layout(dir.path(), "v1");
+    let pushed = push_dir(&blocks, dir.path(), true).await.unwrap();
+    let img = pull::resolve(&blocks, pushed.root, &[]).await.unwrap();
+    let counters = Arc::new(RegistryCounters::default());
+    let app = router(Registry::new(blocks, counters.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!(
+        "http://{}/v2/ipfs/{}",
+        listener.local_addr().unwrap(),
+        pushed.root
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Fixture {
+        base,
+        http: reqwest::Client::new(),
+        img,
+        counters,
+        _dir: dir,
+    }
+}
+
+impl Fixture {
+    async fn get(&self, path: &str, range: Option<&str>) -> reqwest::Response {
+        let mut r = self.http.get(format!("{}{path}", self.base));
+        if let Some(range) = range {
+            r = r.header("Range", range);
+        }
+        r.send().await.unwrap()
+    }
+
+    fn layer(&self) -> &Descriptor {
+        &self.img.images[0].manifest.layers[0]
+    }
+
+    async fn layer_bytes(&self) -> Vec<u8> {
+        let r = self
+            .get(&format!("/blobs/{}", self.layer().digest), None)
+            .await;
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap().to_vec()
+    }
+}
+
+/// The OCI error code of a response, with its status.
+async fn code(r: reqwest::Response) -> (u16, String) {
+    let status = r.status().as_u16();
+    let v: serde_json::Value = r.json().await.unwrap();
+    (
+        status,
+        v["errors"][0]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifests_and_blobs_with_digests_and_ranges() {
+    let fx = fixture().await;
+    // latest is the index, served with its media type and digest
+    let r = fx.get("/manifests/latest", None).await;
+    assert_eq!(r.status(), 200);
+    let h = r.headers().clone();
+    assert_eq!(h["content-type"], oci::OCI_INDEX);
+    assert_eq!(h["docker-content-digest"], fx.img.root_desc.digest.as_str());
+    let body = r.bytes().await.unwrap();
+    assert_eq!(oci::sha256_digest(&body), fx.img.root_desc.digest);
+    assert_eq!(h["content-length"], body.len().to_string().as_str());
+    // the manifest by digest, and HEAD of it (headers only)
+    let m = &fx.img.images[0].desc;
+    let r = fx.get(&format!("/manifests/{}", m.digest), None).await;
+    assert_eq!(r.headers()["content-type"], oci::OCI_MANIFEST);
+    assert_eq!(oci::sha256_digest(&r.bytes().await.unwrap()), m.digest);
+    let r = fx
+        .http
+        .head(format!("{}/manifests/{}", fx.base, m.digest))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-length"], m.size.to_string().as_str());
+    assert_eq!(r.headers()["docker-content-digest"], m.digest.as_str());
+    assert!(r.bytes().await.unwrap().is_empty());
+    // blobs: the config and a layer, whole and verified
+    let cfg = &fx.img.images[0].manifest.config;
+    let r = fx.get(&format!("/blobs/{}", cfg.digest), None).await;
+    assert_eq!(oci::sha256_digest(&r.bytes().await.unwrap()), cfg.digest);
+    let layer = fx.layer_bytes().await;
+    assert_eq!(oci::sha256_digest(&layer), fx.layer().digest);
+    // one range
+    let path = format!("/blobs/{}", fx.layer().digest);
+    let r = fx.get(&path, Some("bytes=10-99")).await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes 10-99/{}", layer.len()).as_str()
+    );
+    assert_eq!(&r.bytes().await.unwrap()[..], &layer[10..100]);
+    let r = fx.get(&path, Some("bytes=-5")).await;
+    assert_eq!(&r.bytes().await.unwrap()[..], &layer[layer.len() - 5..]);
+    // several ranges: multipart/byteranges, each part with its Content-Range
+    let r = fx.get(&path, Some("bytes=0-3,1000-1009")).await;
+    assert_eq!(r.status(), 206);
+    let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+    let boundary = ct.split("boundary=").nth(1).unwrap().to_string();
+    assert!(ct.starts_with("multipart/byteranges"), "{ct}");
+    let body = r.bytes().await.unwrap();
+    let mut want = Vec::new();
+    for (a, b) in [(0usize, 3usize), (1000, 1009)] {
+        want.extend_from_slice(
+            format!(
+                "\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes {a}-{b}/{}\r\n\r\n",
+                layer.len()
+            )
+            .as_bytes(),
+        );
+        want.extend_from_slice(&layer[a..=b]);
+    }
+    want.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    assert_eq!(&body[..], &want[..]);
+    // what was served is counted: 1 layer GET whole, 3 ranged (+ the ones above)
+    let c = &fx.counters;
+    assert_eq!(c.layers.load(std::sync::atomic::Ordering::Relaxed), 4);
+    assert_eq!(c.configs.load(std::sync::atomic::Ordering::Relaxed), 1);
+    // tags
+    let r = fx.get("/tags/list", None).await;
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["tags"], serde_json::json!(["latest"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_the_right_status_and_code() {
+    let fx = fixture().await;
+    let host = fx.base.split("/v2/").next().unwrap().to_string();
+    let root = fx.img.root.to_string();
+    let get = |p: String| {
+        let http = fx.http.clone();
+        async move { http.get(p).send().await.unwrap() }
+    };
+    let zero = format!("sha256:{}", "0".repeat(64));
+    let layer = fx.layer().digest.clone();
+    let size = fx.layer().size;
+    let cases: Vec<(String, u16, &str)> = vec![
+        (format!("{}/manifests/v9", fx.base), 404, "MANIFEST_UNKNOWN"),
+        (
+            format!("{}/manifests/{zero}", fx.base),
+            404,
+            "MANIFEST_UNKNOWN",
+        ),
+        // a layer is a blob, not a manifest
+        (
+            format!("{}/manifests/{layer}", fx.base),
+            404,
+            "MANIFEST_UNKNOWN",
+        ),
+        (format!("{}/blobs/{zero}", fx.base), 404, "BLOB_UNKNOWN"),
+        (
+            format!("{}/blobs/sha256:xyz", fx.base),
+            400,
+            "DIGEST_INVALID",
+        ),
+        (
+            format!("{}/blobs/md5:{}", fx.base, "0".repeat(32)),
+            400,
+            "DIGEST_INVALID",
+        ),
+        (
+            format!("{host}/v2/ipfs/notacid/manifests/latest"),
+            400,
+            "NAME_INVALID",
+        ),
+        (
+            format!("{host}/v2/ipfs/{}/manifests/latest", root.to_uppercase()),
+            400,
+            "NAME_INVALID",
+        ),
+        // CIDv0 of some block: refused by form, before any fetch
+        (
+            format!(
+                "{host}/v2/ipfs/QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG/manifests/latest"
+            ),
+            400,
+            "NAME_INVALID",
+        ),
+        (
+            format!("{host}/v2/library/busybox/manifests/latest"),
+            404,
+            "NAME_UNKNOWN",
+        ),
+    ];
+    for (url, status, want) in cases {
+        assert_eq!(
+            code(get(url.clone()).await).await,
+            (status, want.to_string()),
+            "{url}"
+        );
+    }
+    // path traversal, sent byte for byte (HTTP clients normalise `..` away before sending)
+    let addr = host.trim_start_matches("http://").to_string();
+    for path in [
+        format!("/v2/ipfs/../{root}/manifests/latest"),
+        format!("/v2/ipfs/%2e%2e/{root}/manifests/latest"),
+        format!("/v2/ipfs/{root}/../x/blobs/{layer}"),
+        format!("/v2/ipfs/{root}//blobs/{layer}"),
+    ] {
+        let (status, body) = raw_get(&addr, &path).await;
+        assert_eq!(status, 400, "{path}");
+        assert!(body.contains("NAME_INVALID"), "{path}: {body}");
+    }
+    // an image CID that names no image here (a block that is not a descriptor)
+    let not_image = fx.img.images[0].manifest.layers[0].cid().unwrap();
+    let (status, c) = code(get(format!("{host}/v2/ipfs/{not_image}/manifests/latest")).await).await;
+    assert_eq!((status, c.as_str()), (404, "NAME_UNKNOWN"));
+    // a range past the end: 416 with the size
+    let r = fx
+        .http
+        .get(format!("{}/blobs/{layer}", fx.base))
+        .header("Range", format!("bytes={}-", size + 10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes */{size}").as_str()
+    );
+    assert_eq!(code(r).await, (416, "SIZE_INVALID".to_string()));
+    // writes: 405 UNSUPPORTED
+    for (m, p) in [
+        (
+            reqwest::Method::PUT,
+            format!("{}/manifests/latest", fx.base),
+        ),
+        (reqwest::Method::POST, format!("{}/blobs/uploads/", fx.base)),
+        (
+            reqwest::Method::DELETE,
+            format!("{}/blobs/{layer}", fx.base),
+        ),
+    ] {
+        let r = fx.http.request(m, p).send().await.unwrap();
+        assert_eq!(code(r).await, (405, "UNSUPPORTED".to_string()));
+    }
+    // a TLS ClientHello on the plain port does not take the registry down
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(&[
+        0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03,
+    ])
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert_eq!(fx.get("/manifests/latest", None).await.status(), 200);
+}
+
+/// A GET of `path` exactly as written; status and body.
+async fn raw_get(addr: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("answer in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}

@@ -1,0 +1,97 @@
+//! The registry endpoint (issue 7) with the real clients: an image pushed on node A is pulled
+//! through node B's endpoint (`B/ipfs/<CID>`, blobs fetched from A by bitswap as they are read)
+//! by skopeo, podman and docker (dockerd on the test's own containerd), each of which checks every
+//! digest; what they get must unpack to the generated tree and run.
+
+use crate::images::dockerd::Dockerd;
+use crate::images::gen::{self, GenSpec, HELLO_LINE};
+use crate::images::runtimes::{skopeo_ok, Podman};
+use crate::images::tree::{assert_same_tree, tree_of_layers};
+use crate::mount::generate_and_push;
+use crate::util::pair;
+
+/// B's count of a `repo/stat` field.
+fn stat(d: &crate::util::Daemon, key: &str) -> u64 {
+    d.stat()[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("repo/stat has no {key}"))
+}
+
+#[test]
+fn skopeo_podman_and_docker_pull_through_the_registry_endpoint() {
+    let (a, b) = pair(None);
+    let (img, cid) = generate_and_push(
+        &a,
+        GenSpec {
+            busybox: true,
+            big_file_size: 6 << 20,
+            ..Default::default()
+        },
+    );
+    let reference = format!("{}/ipfs/{cid}:latest", b.registry);
+
+    // skopeo: copy into a `dir:` (an `oci:` layout would keep the ipfs:// URLs instead of the
+    // layers: containers/image skips blobs with URLs for destinations that accept them); the
+    // manifest is byte for byte the one cidfs stored, and the layers unpack to the generated tree
+    let work = tempfile::tempdir().expect("tempdir");
+    let copy = work.path().join("copy");
+    skopeo_ok(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{reference}"),
+        &format!("dir:{}", copy.display()),
+    ]);
+    let manifest_bytes = std::fs::read(copy.join("manifest.json")).expect("manifest.json");
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes).expect("JSON");
+    let layers: Vec<_> = manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| {
+            copy.join(
+                l["digest"]
+                    .as_str()
+                    .expect("digest")
+                    .trim_start_matches("sha256:"),
+            )
+        })
+        .collect();
+    assert_same_tree(&tree_of_layers(&layers), &img.expected);
+    assert!(
+        stat(&b, "RegistryLayers") >= 2,
+        "skopeo fetched both layers"
+    );
+    assert!(stat(&b, "BlocksFetched") > 0, "B fetched the image from A");
+
+    // podman: pull and run
+    let podman = Podman::new();
+    podman.pull(&reference);
+    let out = podman.run_output(&reference, &["cat", "/etc/hello"]);
+    assert_eq!(out.trim(), HELLO_LINE);
+
+    // docker: pull (127.0.0.0/8 is plain HTTP for dockerd) and run
+    let docker = Dockerd::start();
+    docker.docker_ok(&["pull", &reference]);
+    let out = docker.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &reference,
+        "cat",
+        "/etc/hello",
+    ]);
+    assert_eq!(out.trim(), HELLO_LINE);
+    // every client got the very manifest and config cidfs stored
+    let info: serde_json::Value =
+        serde_json::from_slice(&a.ok(&["image", "inspect", "--json", &cid])).expect("inspect JSON");
+    let manifest = info["images"][0]["descriptor"]["digest"]
+        .as_str()
+        .expect("manifest digest");
+    let config = info["images"][0]["manifest"]["config"]["digest"]
+        .as_str()
+        .expect("config");
+    assert_eq!(gen::digest(&manifest_bytes), manifest);
+    let id = docker.docker_ok(&["image", "inspect", "--format", "{{.Id}}", &reference]);
+    assert_eq!(id.trim(), config, "docker's image id is the config digest");
+}
