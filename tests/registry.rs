@@ -63,10 +63,18 @@ fn skopeo_podman_and_docker_pull_through_the_registry_endpoint() {
     );
     assert!(stat(&b, "BlocksFetched") > 0, "B fetched the image from A");
 
-    // podman: pull and run
+    // podman: `podman run` pulls by itself, over plain HTTP thanks to the deploy/ drop-in
     let podman = Podman::new();
-    podman.pull(&reference);
-    let out = podman.run_output(&reference, &["cat", "/etc/hello"]);
+    let drop_in = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/podman/registries.conf"),
+    )
+    .expect("deploy/podman/registries.conf");
+    assert!(drop_in.contains("127.0.0.1:5050"));
+    let conf = podman.dir.path().join("registries.conf");
+    let mut text = std::fs::read_to_string(&conf).expect("podman registries.conf");
+    text.push_str(&drop_in.replace("127.0.0.1:5050", &b.registry.to_string()));
+    std::fs::write(&conf, text).expect("write registries.conf");
+    let out = podman.podman_ok(&["run", "--rm", &reference, "cat", "/etc/hello"]);
     assert_eq!(out.trim(), HELLO_LINE);
 
     // docker: pull (127.0.0.0/8 is plain HTTP for dockerd) and run
