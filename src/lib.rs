@@ -7,7 +7,8 @@
 //! 3. [`unixfs`]: kubo-identical `add` and range reads over any block getter
 //! 4. [`image`]: the IPFS-enabled OCI format, eStargz, push / pull / inspect
 //! 5. [`mount`]: lazy FUSE rootfs mounts of images, chunk by chunk from the swarm
-//! 6. [`api`]: the kubo RPC subset on axum; [`registry`]: the read-only OCI registry endpoint
+//! 6. [`api`]: the kubo RPC subset on axum; [`registry`]: the read-only OCI registry endpoint;
+//!    [`store`]: the Podman additional layer store (its layout so far)
 //! 7. [`daemon`]: wires it all together
 //! 8. [`cli`]: clap front-end; every networked subcommand is an API client
 
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod mount;
 pub mod registry;
 pub mod repo;
+pub mod store;
 #[cfg(test)]
 pub(crate) mod test_utils;
 pub mod unixfs;

@@ -154,6 +154,66 @@ impl Table {
     }
 }
 
+/// `trusted.overlay.opaque`: the xattr that makes a directory opaque in an overlayfs lower dir.
+pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+/// One layer's TOC in overlayfs lower-dir form, for a layer served on its own (the Podman
+/// additional layer store): each `.wh.NAME` becomes a 0/0 character device `NAME`, and each
+/// `DIR/.wh..wh..opq` becomes the xattr `trusted.overlay.opaque=y` on `DIR` (which is added to
+/// the TOC when it has no entry of its own). [`Table::build`] of the result applies no whiteouts,
+/// as overlayfs applies them when it stacks the layers.
+pub fn overlay_form(toc: &Toc) -> Toc {
+    use crate::image::estargz::TocEntry;
+    let yes = base64::engine::general_purpose::STANDARD.encode(b"y");
+    let mut opaque: Vec<String> = Vec::new();
+    let mut entries: Vec<TocEntry> = Vec::with_capacity(toc.entries.len());
+    for e in &toc.entries {
+        let path = clean_name(&e.name);
+        let (parent, base) = split(&path);
+        if base == OPAQUE {
+            opaque.push(parent.to_string());
+        } else if let Some(hidden) = base.strip_prefix(WHITEOUT_PREFIX) {
+            let mut w = TocEntry::new(
+                if parent.is_empty() {
+                    hidden.to_string()
+                } else {
+                    format!("{parent}/{hidden}")
+                },
+                EntryType::Char,
+            );
+            (w.uid, w.gid, w.mod_time) = (e.uid, e.gid, e.mod_time.clone());
+            entries.push(w);
+        } else {
+            entries.push(e.clone());
+        }
+    }
+    for dir in opaque {
+        let found = entries
+            .iter_mut()
+            .find(|e| e.kind == EntryType::Dir && clean_name(&e.name) == dir);
+        match found {
+            Some(e) => {
+                e.xattrs.insert(OVERLAY_OPAQUE_XATTR.into(), yes.clone());
+            }
+            None => {
+                let mut d = TocEntry::new(format!("{dir}/"), EntryType::Dir);
+                d.mode = 0o755;
+                d.xattrs.insert(OVERLAY_OPAQUE_XATTR.into(), yes.clone());
+                // before the first entry under it, so its children land inside it
+                let at = entries
+                    .iter()
+                    .position(|e| clean_name(&e.name).starts_with(&format!("{dir}/")))
+                    .unwrap_or(entries.len());
+                entries.insert(at, d);
+            }
+        }
+    }
+    Toc {
+        version: toc.version,
+        entries,
+    }
+}
+
 struct Builder {
     inodes: Vec<Inode>,
 }
@@ -588,6 +648,34 @@ mod tests {
         bad.link_name = "missing".into();
         let err = Table::build(&[toc(vec![bad])]).unwrap_err();
         assert!(err.to_string().contains("\"x\""), "{err}");
+    }
+
+    #[test]
+    fn overlay_form_turns_whiteouts_into_devices_and_xattrs() {
+        let layer = toc(vec![
+            reg("etc/.wh.gone", 0),
+            e("var/", EntryType::Dir),
+            reg("var/.wh..wh..opq", 0),
+            reg("var/new", 5),
+            reg("opt/.wh..wh..opq", 0),
+            reg("opt/x", 1),
+            reg(".wh.top", 0),
+        ]);
+        let t = Table::build(&[overlay_form(&layer)]).unwrap();
+        assert_eq!(
+            paths(&t),
+            ["", "etc", "etc/gone", "opt", "opt/x", "top", "var", "var/new"]
+        );
+        for w in ["etc/gone", "top"] {
+            let n = t.resolve(w).unwrap();
+            assert_eq!(n.kind, Kind::Char { major: 0, minor: 0 }, "{w}");
+        }
+        for d in ["var", "opt"] {
+            let n = t.resolve(d).unwrap();
+            assert!(matches!(n.kind, Kind::Dir { .. }), "{d}");
+            assert_eq!(n.xattrs[OVERLAY_OPAQUE_XATTR], b"y", "{d}");
+        }
+        assert!(t.resolve("etc").unwrap().xattrs.is_empty());
     }
 
     #[test]
