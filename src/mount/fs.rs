@@ -18,20 +18,22 @@ use super::inode::{Inode, Kind, Table, ROOT};
 use super::reader::Reader;
 
 /// The image never changes: the kernel may cache attributes and names for long.
-const TTL: Duration = Duration::from_secs(3600);
+pub const TTL: Duration = Duration::from_secs(3600);
 /// Largest readahead asked of the kernel (it may grant less).
 const MAX_READAHEAD: u32 = 1 << 20;
 
-pub struct Fs {
+/// One merged tree and its reader: every request as a function of inode numbers that returns
+/// `Result<_, Errno>`. [`Fs`] serves one tree as a mount; the additional layer store serves many
+/// (one per layer `diff`) under its own inode numbers.
+pub struct Tree {
     table: Arc<Table>,
     reader: Reader,
     /// Parent of every directory, for `..`.
     parents: HashMap<u64, u64>,
-    rt: tokio::runtime::Handle,
 }
 
-impl Fs {
-    pub fn new(table: Arc<Table>, reader: Reader, rt: tokio::runtime::Handle) -> Self {
+impl Tree {
+    pub fn new(table: Arc<Table>, reader: Reader) -> Self {
         let mut parents = HashMap::from([(ROOT, ROOT)]);
         for (_, node) in table.walk() {
             if let Kind::Dir { children } = &node.kind {
@@ -42,20 +44,141 @@ impl Fs {
                 }
             }
         }
-        Fs {
+        Tree {
             table,
             reader,
             parents,
-            rt,
         }
     }
 
-    fn inode(&self, ino: INodeNo) -> Result<&Inode, Errno> {
-        self.table.get(ino.0).ok_or(Errno::ENOENT)
+    fn inode(&self, ino: u64) -> Result<&Inode, Errno> {
+        self.table.get(ino).ok_or(Errno::ENOENT)
+    }
+
+    pub fn attr(&self, ino: u64) -> Result<FileAttr, Errno> {
+        self.inode(ino).map(attr)
+    }
+
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<FileAttr, Errno> {
+        let name = name.to_str().ok_or(Errno::ENOENT)?;
+        self.table
+            .lookup(parent, name)
+            .map(attr)
+            .ok_or(Errno::ENOENT)
+    }
+
+    pub fn readlink(&self, ino: u64) -> Result<&[u8], Errno> {
+        match &self.inode(ino)?.kind {
+            Kind::Symlink { target } => Ok(target.as_bytes()),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// `open`: read-only files only.
+    pub fn open(&self, ino: u64, flags: OpenFlags) -> Result<FopenFlags, Errno> {
+        let n = self.inode(ino)?;
+        if flags.acc_mode() != OpenAccMode::O_RDONLY {
+            return Err(Errno::EROFS);
+        }
+        match n.kind {
+            Kind::Dir { .. } => Err(Errno::EISDIR),
+            _ => Ok(FopenFlags::FOPEN_KEEP_CACHE),
+        }
+    }
+
+    /// `read`: the future that answers it (run it off the FUSE thread).
+    pub fn read(
+        &self,
+        ino: u64,
+        offset: u64,
+        size: u32,
+    ) -> Result<
+        impl std::future::Future<Output = Result<bytes::Bytes, Errno>> + Send + 'static,
+        Errno,
+    > {
+        let (file, file_size) = match self.inode(ino)? {
+            Inode {
+                kind: Kind::File(f),
+                size,
+                ..
+            } => (f.clone(), *size),
+            _ => return Err(Errno::EISDIR),
+        };
+        let reader = self.reader.clone();
+        Ok(async move {
+            reader
+                .read(&file, file_size, offset, size as u64)
+                .await
+                .map_err(|e| Errno::from_i32(e.errno()))
+        })
+    }
+
+    /// `readdir`: `.`, `..` and the children, in order.
+    pub fn entries(&self, ino: u64) -> Result<Vec<(u64, FileType, &OsStr)>, Errno> {
+        let Kind::Dir { children } = &self.inode(ino)?.kind else {
+            return Err(Errno::ENOTDIR);
+        };
+        let parent = self.parents.get(&ino).copied().unwrap_or(ROOT);
+        let mut out = vec![
+            (ino, FileType::Directory, OsStr::new(".")),
+            (parent, FileType::Directory, OsStr::new("..")),
+        ];
+        out.extend(children.iter().filter_map(|(name, c)| {
+            let kind = file_type(&self.table.get(*c)?.kind);
+            Some((*c, kind, OsStr::from_bytes(name.as_bytes())))
+        }));
+        Ok(out)
+    }
+
+    pub fn xattr(&self, ino: u64, name: &OsStr) -> Result<&[u8], Errno> {
+        let n = self.inode(ino)?;
+        name.to_str()
+            .and_then(|k| n.xattrs.get(k))
+            .map(Vec::as_slice)
+            .ok_or(Errno::from_i32(libc::ENODATA))
+    }
+
+    /// `listxattr`: NUL-terminated names.
+    pub fn xattr_names(&self, ino: u64) -> Result<Vec<u8>, Errno> {
+        let mut names = Vec::new();
+        for k in self.inode(ino)?.xattrs.keys() {
+            names.extend_from_slice(k.as_bytes());
+            names.push(0);
+        }
+        Ok(names)
+    }
+
+    pub fn access(&self, ino: u64, mask: fuser::AccessFlags) -> Result<(), Errno> {
+        self.inode(ino)?;
+        if mask.contains(fuser::AccessFlags::W_OK) {
+            return Err(Errno::EROFS);
+        }
+        Ok(())
+    }
+
+    /// `statfs`: (blocks of 4 KiB, inodes).
+    pub fn usage(&self) -> (u64, u64) {
+        let (files, blocks) = self.table.totals();
+        (blocks.div_ceil(8), files)
     }
 }
 
-fn file_type(kind: &Kind) -> FileType {
+/// A mount of one merged tree.
+pub struct Fs {
+    tree: Tree,
+    rt: tokio::runtime::Handle,
+}
+
+impl Fs {
+    pub fn new(table: Arc<Table>, reader: Reader, rt: tokio::runtime::Handle) -> Self {
+        Fs {
+            tree: Tree::new(table, reader),
+            rt,
+        }
+    }
+}
+
+pub fn file_type(kind: &Kind) -> FileType {
     match kind {
         Kind::Dir { .. } => FileType::Directory,
         Kind::File(_) => FileType::RegularFile,
@@ -101,7 +224,7 @@ pub fn attr(n: &Inode) -> FileAttr {
 }
 
 /// Answers an xattr request: the size when `size` is 0, the bytes when they fit, else ERANGE.
-fn xattr_reply(reply: ReplyXattr, data: &[u8], size: u32) {
+pub fn xattr_reply(reply: ReplyXattr, data: &[u8], size: u32) {
     if size == 0 {
         reply.size(data.len() as u32);
     } else if data.len() <= size as usize {
@@ -120,35 +243,29 @@ impl Filesystem for Fs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let Some(name) = name.to_str() else {
-            return reply.error(Errno::ENOENT);
-        };
-        match self.table.lookup(parent.0, name) {
-            Some(n) => reply.entry(&TTL, &attr(n), fuser::Generation(0)),
-            None => reply.error(Errno::ENOENT),
+        match self.tree.lookup(parent.0, name) {
+            Ok(a) => reply.entry(&TTL, &a, fuser::Generation(0)),
+            Err(e) => reply.error(e),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.inode(ino) {
-            Ok(n) => reply.attr(&TTL, &attr(n)),
+        match self.tree.attr(ino.0) {
+            Ok(a) => reply.attr(&TTL, &a),
             Err(e) => reply.error(e),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.inode(ino).map(|n| &n.kind) {
-            Ok(Kind::Symlink { target }) => reply.data(target.as_bytes()),
-            Ok(_) => reply.error(Errno::EINVAL),
+        match self.tree.readlink(ino.0) {
+            Ok(t) => reply.data(t),
             Err(e) => reply.error(e),
         }
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.inode(ino).map(|n| &n.kind) {
-            Ok(_) if flags.acc_mode() != OpenAccMode::O_RDONLY => reply.error(Errno::EROFS),
-            Ok(Kind::Dir { .. }) => reply.error(Errno::EISDIR),
-            Ok(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+        match self.tree.open(ino.0, flags) {
+            Ok(f) => reply.opened(FileHandle(0), f),
             Err(e) => reply.error(e),
         }
     }
@@ -164,22 +281,17 @@ impl Filesystem for Fs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let (file, file_size) = match self.inode(ino) {
-            Ok(Inode {
-                kind: Kind::File(f),
-                size,
-                ..
-            }) => (f.clone(), *size),
-            Ok(_) => return reply.error(Errno::EISDIR),
-            Err(e) => return reply.error(e),
-        };
-        let reader = self.reader.clone();
-        self.rt.spawn(async move {
-            match reader.read(&file, file_size, offset, size as u64).await {
-                Ok(data) => reply.data(&data),
-                Err(e) => reply.error(Errno::from_i32(e.errno())),
+        match self.tree.read(ino.0, offset, size) {
+            Ok(read) => {
+                self.rt.spawn(async move {
+                    match read.await {
+                        Ok(data) => reply.data(&data),
+                        Err(e) => reply.error(e),
+                    }
+                });
             }
-        });
+            Err(e) => reply.error(e),
+        }
     }
 
     fn readdir(
@@ -190,57 +302,38 @@ impl Filesystem for Fs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let children = match self.inode(ino).map(|n| &n.kind) {
-            Ok(Kind::Dir { children }) => children,
-            Ok(_) => return reply.error(Errno::ENOTDIR),
-            Err(e) => return reply.error(e),
-        };
-        let parent = self.parents.get(&ino.0).copied().unwrap_or(ROOT);
-        let dots = [
-            (ino.0, FileType::Directory, OsStr::new(".")),
-            (parent, FileType::Directory, OsStr::new("..")),
-        ];
-        let entries = dots
-            .into_iter()
-            .chain(children.iter().filter_map(|(name, c)| {
-                let kind = file_type(&self.table.get(*c)?.kind);
-                Some((*c, kind, OsStr::from_bytes(name.as_bytes())))
-            }));
-        for (i, (child, kind, name)) in entries.enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(child), i as u64 + 1, kind, name) {
-                break;
+        match self.tree.entries(ino.0) {
+            Ok(entries) => {
+                for (i, (child, kind, name)) in
+                    entries.into_iter().enumerate().skip(offset as usize)
+                {
+                    if reply.add(INodeNo(child), i as u64 + 1, kind, name) {
+                        break;
+                    }
+                }
+                reply.ok();
             }
+            Err(e) => reply.error(e),
         }
-        reply.ok();
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let (files, blocks) = self.table.totals();
-        reply.statfs(blocks.div_ceil(8), 0, 0, files, 0, 4096, 255, 4096);
+        let (blocks, files) = self.tree.usage();
+        reply.statfs(blocks, 0, 0, files, 0, 4096, 255, 4096);
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let n = match self.inode(ino) {
-            Ok(n) => n,
-            Err(e) => return reply.error(e),
-        };
-        match name.to_str().and_then(|k| n.xattrs.get(k)) {
-            Some(v) => xattr_reply(reply, v, size),
-            None => reply.error(Errno::from_i32(libc::ENODATA)),
+        match self.tree.xattr(ino.0, name) {
+            Ok(v) => xattr_reply(reply, v, size),
+            Err(e) => reply.error(e),
         }
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        let n = match self.inode(ino) {
-            Ok(n) => n,
-            Err(e) => return reply.error(e),
-        };
-        let mut names = Vec::new();
-        for k in n.xattrs.keys() {
-            names.extend_from_slice(k.as_bytes());
-            names.push(0);
+        match self.tree.xattr_names(ino.0) {
+            Ok(names) => xattr_reply(reply, &names, size),
+            Err(e) => reply.error(e),
         }
-        xattr_reply(reply, &names, size);
     }
 
     fn access(
@@ -250,9 +343,8 @@ impl Filesystem for Fs {
         mask: fuser::AccessFlags,
         reply: fuser::ReplyEmpty,
     ) {
-        match self.inode(ino) {
-            Ok(_) if mask.contains(fuser::AccessFlags::W_OK) => reply.error(Errno::EROFS),
-            Ok(_) => reply.ok(),
+        match self.tree.access(ino.0, mask) {
+            Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
     }
