@@ -39,6 +39,16 @@ pub struct Config {
     pub mount: MountConfig,
     /// `[registry]`: the read-only registry endpoint.
     pub registry: RegistryConfig,
+    /// `[layer_store]`: the Podman / CRI-O additional layer store.
+    pub layer_store: LayerStoreConfig,
+}
+
+/// `[layer_store]` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LayerStoreConfig {
+    /// Where the daemon mounts the additional layer store; empty: not mounted.
+    pub mountpoint: std::path::PathBuf,
 }
 
 /// `[registry]` section.

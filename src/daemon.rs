@@ -27,6 +27,7 @@ pub struct Overrides {
     pub no_mdns: bool,
     pub fetch_timeout_secs: Option<u64>,
     pub registry: Option<SocketAddr>,
+    pub layer_store: Option<PathBuf>,
 }
 
 /// Longest wait for the final flush of the block store at shutdown.
@@ -50,6 +51,9 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
     }
     if let Some(api) = o.api {
         config.api.listen = api;
+    }
+    if let Some(d) = &o.layer_store {
+        config.layer_store.mountpoint = d.clone();
     }
     if let Some(r) = o.registry {
         config.registry.listen = r;
@@ -123,6 +127,12 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         repo.root(),
         config.bitswap.readahead_blocks.max(1),
     )?;
+    if !config.layer_store.mountpoint.as_os_str().is_empty() {
+        let m = crate::store::mount(&mounts, &config.layer_store.mountpoint)
+            .await
+            .context("mounting the layer store (layer_store.mountpoint; --layer-store)")?;
+        info!("layer store mounted at {}", m.dir.display());
+    }
     let counters = Arc::new(RegistryCounters::default());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let registry = if config.registry.enabled {

@@ -105,7 +105,7 @@ fn stat_u64(d: &Daemon, key: &str) -> u64 {
 /// An empty directory to mount on, `mnt` in a temp dir of its own (canonical path). On drop,
 /// whatever is mounted anywhere in that temp dir is unmounted with `umount -l` (bounded), before
 /// the temp dir is removed.
-struct MountPoint {
+pub struct MountPoint {
     dir: PathBuf,
     /// The canonical temp dir holding `dir`.
     root: PathBuf,
@@ -113,7 +113,7 @@ struct MountPoint {
 }
 
 impl MountPoint {
-    fn new() -> MountPoint {
+    pub fn new() -> MountPoint {
         let tmp = tempfile::tempdir().expect("tempdir");
         let root = tmp.path().canonicalize().expect("canonical temp dir");
         let dir = root.join("mnt");
@@ -125,7 +125,7 @@ impl MountPoint {
         }
     }
 
-    fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         &self.dir
     }
 
@@ -134,7 +134,7 @@ impl MountPoint {
     }
 
     /// The mount at the mount point, if any (`/proc/self/mountinfo`).
-    fn entry(&self) -> Option<MountEntry> {
+    pub fn entry(&self) -> Option<MountEntry> {
         mount_at(&self.dir)
     }
 }

@@ -7,7 +7,7 @@ use crate::images::dockerd::Dockerd;
 use crate::images::gen::{self, GenSpec, HELLO_LINE};
 use crate::images::runtimes::{skopeo_ok, Podman};
 use crate::images::tree::{assert_same_tree, tree_of_layers};
-use crate::mount::generate_and_push;
+use crate::mount::{generate_and_push, MountPoint};
 use crate::util::pair;
 
 /// B's count of a `repo/stat` field.
@@ -102,4 +102,90 @@ fn skopeo_podman_and_docker_pull_through_the_registry_endpoint() {
     assert_eq!(gen::digest(&manifest_bytes), manifest);
     let id = docker.docker_ok(&["image", "inspect", "--format", "{{.Id}}", &reference]);
     assert_eq!(id.trim(), config, "docker's image id is the config digest");
+}
+
+/// Podman with the additional layer store of node B: `podman run B/ipfs/<CID>` takes the layers
+/// from the store (lazily, by bitswap from A), not from the registry endpoint.
+#[test]
+fn podman_runs_from_the_additional_layer_store_without_pulling_layers() {
+    // declared before B: dropped after it, unmounting whatever B left
+    let store = MountPoint::new();
+    let mnt = store.path().to_path_buf();
+    let (a, b) = pair(Some(&format!(
+        "[layer_store]\nmountpoint = \"{}\"\n",
+        mnt.display()
+    )));
+    let (_img, cid) = generate_and_push(
+        &a,
+        GenSpec {
+            busybox: true,
+            big_file_size: 64 << 20,
+            ..Default::default()
+        },
+    );
+    let blocks_on_a = stat(&a, "NumObjects");
+    let reference = format!("{}/ipfs/{cid}:latest", b.registry);
+    let podman = Podman::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/podman");
+    let conf = podman.dir.path();
+    let drop_in = std::fs::read_to_string(root.join("registries.conf")).expect("snippet");
+    let registries = conf.join("registries.conf");
+    let mut text = std::fs::read_to_string(&registries).expect("podman registries.conf");
+    text.push_str(&drop_in.replace("127.0.0.1:5050", &b.registry.to_string()));
+    std::fs::write(&registries, text).expect("write registries.conf");
+    // the harness passes --storage-driver, with which podman ignores storage.conf's
+    // [storage.options]; the same store goes in as the equivalent --storage-opt
+    let storage = std::fs::read_to_string(root.join("storage.conf")).expect("snippet");
+    let line = r#"additionallayerstores = ["/var/lib/cidfs/store:ref"]"#;
+    assert!(
+        storage.contains(line),
+        "deploy/podman/storage.conf has {line}"
+    );
+    let opt = format!("overlay.additionallayerstore={}:ref", mnt.display());
+    let out = podman.podman_ok(&[
+        "--storage-opt",
+        &opt,
+        "run",
+        "--rm",
+        &reference,
+        "cat",
+        "/etc/hello",
+    ]);
+    assert_eq!(out.trim(), HELLO_LINE);
+    assert_eq!(
+        stat(&b, "RegistryLayers"),
+        0,
+        "no layer blob came from the registry; B's log:\n{}",
+        b.log()
+    );
+    assert!(stat(&b, "RegistryConfigs") >= 1);
+    let fetched = stat(&b, "BlocksFetched");
+    assert!(
+        fetched * 20 < blocks_on_a,
+        "B fetched {fetched} of the image's {blocks_on_a} blocks (5 % or more)"
+    );
+    // the store's own files for that layer: info for containers/storage, and blob, the whole
+    // compressed layer (read last: it fetches every block)
+    let layer: serde_json::Value =
+        serde_json::from_slice(&a.ok(&["image", "inspect", "--json", &cid])).expect("inspect");
+    let digest = layer["images"][0]["manifest"]["layers"][0]["digest"]
+        .as_str()
+        .expect("layer digest")
+        .to_string();
+    let dir = mnt
+        .join(cidfs::store::layout::ref_dir_name(&reference))
+        .join(&digest);
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("info")).expect("info")).expect("JSON");
+    assert_eq!(info["compressed-diff-digest"], digest.as_str());
+    assert_eq!(info["compression"], 2);
+    let blob = std::fs::read(dir.join("blob")).expect("blob");
+    assert_eq!(gen::digest(&blob), digest, "blob is the compressed layer");
+    drop(podman);
+    let (status, _) = b.terminate();
+    assert!(status.success());
+    assert!(
+        crate::images::runtimes::mount_at(&mnt).is_none(),
+        "the store is unmounted"
+    );
 }

@@ -109,9 +109,12 @@ impl Daemon {
             args.push(t.to_string());
         }
         let mut cmd = command(opts.netns.as_deref(), repo.path(), &args);
-        cmd.env("RUST_LOG", "info,cidfs_p2p=debug,libp2p=warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.env(
+            "RUST_LOG",
+            "info,cidfs_p2p=debug,cidfs::store=debug,libp2p=warn",
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }

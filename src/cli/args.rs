@@ -209,6 +209,10 @@ pub struct DaemonArgs {
     /// turns it on (port 0 picks a free port, written to $CIDFS_PATH/registry).
     #[arg(long = "registry-listen", value_name = "HOST:PORT")]
     pub registry_listen: Option<SocketAddr>,
+    /// Mount the additional layer store of podman / CRI-O here (layer_store.mountpoint); point
+    /// storage.conf's `additionallayerstores = ["DIR:ref"]` at it.
+    #[arg(long = "layer-store", value_name = "DIR")]
+    pub layer_store: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -80,6 +80,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 no_mdns: a.no_mdns,
                 fetch_timeout_secs: a.fetch_timeout,
                 registry: a.registry_listen,
+                layer_store: a.layer_store,
             };
             crate::daemon::run(repo, o).await
         }

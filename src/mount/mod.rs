@@ -59,6 +59,28 @@ pub struct MountRequest {
     pub platforms: Vec<Platform>,
 }
 
+/// See [`Mounts::reader_parts`].
+#[derive(Clone)]
+pub struct ReaderParts {
+    pub blocks: BlockService,
+    pub cache: Arc<ChunkCache>,
+    pub read_timeout: Duration,
+    pub spool: PathBuf,
+    pub parallel: usize,
+}
+
+impl ReaderParts {
+    pub fn reader(&self, layers: Vec<layer::Layer>) -> Reader {
+        Reader::new(
+            self.blocks.clone(),
+            Arc::new(layers),
+            self.cache.clone(),
+            self.read_timeout,
+            self.parallel,
+        )
+    }
+}
+
 /// A live mount.
 #[derive(Debug, Clone, Serialize)]
 pub struct MountInfo {
@@ -166,13 +188,7 @@ impl Mounts {
         let (layers, tocs): (Vec<_>, Vec<_>) = opened.into_iter().unzip();
         let table = Arc::new(Table::build(&tocs).context("merging the layers")?);
         drop(tocs);
-        let reader = Reader::new(
-            me.blocks.clone(),
-            Arc::new(layers),
-            me.cache.clone(),
-            me.settings.read_timeout(),
-            me.parallel,
-        );
+        let reader = self.reader_parts().reader(layers);
         let platform = config.platform().to_string();
         let info = MountInfo {
             dir: dir.clone(),
@@ -182,31 +198,6 @@ impl Mounts {
             inodes: table.totals().0,
         };
         let fs = fs::Fs::new(table, reader.clone(), tokio::runtime::Handle::current());
-        let mut options = fuser::Config::default();
-        options.mount_options = vec![
-            fuser::MountOption::FSName(me.fsname.clone()),
-            fuser::MountOption::Subtype(SUBTYPE.into()),
-            fuser::MountOption::RO,
-            fuser::MountOption::DefaultPermissions,
-            fuser::MountOption::Dev,
-            fuser::MountOption::Suid,
-            fuser::MountOption::NoAtime,
-        ];
-        if req.allow_other {
-            options.acl = fuser::SessionACL::All;
-        }
-        options.n_threads = Some(2);
-        let at = dir.clone();
-        let session = tokio::task::spawn_blocking(move || fuser::spawn_mount(fs, &at, &options))
-            .await
-            .context("mount task failed")?
-            .with_context(|| {
-                format!(
-                    "mounting FUSE at {} (is /dev/fuse there, and are we root?)",
-                    dir.display()
-                )
-            })?;
-        raise_readahead(&dir);
         let mut pin = None;
         if me.settings.background_fetch {
             let mut cids = vec![resolved.root];
@@ -223,8 +214,55 @@ impl Mounts {
             prefetch: me.settings.prefetch,
             pin,
         };
-        let background =
-            tokio::spawn(prefetch::run(reader, me.blocks.clone(), plan)).abort_handle();
+        let background = prefetch::run(reader, me.blocks.clone(), plan);
+        self.attach(fs, info, req.allow_other, true, background)
+            .await
+    }
+
+    /// Mounts `fs` at `info.dir` (`allow_other` and read-only if asked), runs `background` until
+    /// the mount goes, and registers the mount. Also serves filesystems of higher levels (the
+    /// layer store, which must see `create` calls, so it is not mounted read-only).
+    pub async fn attach(
+        &self,
+        fs: impl fuser::Filesystem,
+        info: MountInfo,
+        allow_other: bool,
+        read_only: bool,
+        background: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<MountInfo> {
+        let me = &self.inner;
+        let dir = info.dir.clone();
+        if me.active.lock().await.contains_key(&dir) {
+            bail!("{} is already a cidfs mount", dir.display());
+        }
+        let mut options = fuser::Config::default();
+        options.mount_options = vec![
+            fuser::MountOption::FSName(me.fsname.clone()),
+            fuser::MountOption::Subtype(SUBTYPE.into()),
+            fuser::MountOption::DefaultPermissions,
+            fuser::MountOption::Dev,
+            fuser::MountOption::Suid,
+            fuser::MountOption::NoAtime,
+        ];
+        if read_only {
+            options.mount_options.push(fuser::MountOption::RO);
+        }
+        if allow_other {
+            options.acl = fuser::SessionACL::All;
+        }
+        options.n_threads = Some(2);
+        let at = dir.clone();
+        let session = tokio::task::spawn_blocking(move || fuser::spawn_mount(fs, &at, &options))
+            .await
+            .context("mount task failed")?
+            .with_context(|| {
+                format!(
+                    "mounting FUSE at {} (is /dev/fuse there, and are we root?)",
+                    dir.display()
+                )
+            })?;
+        raise_readahead(&dir);
+        let background = tokio::spawn(background).abort_handle();
         tracing::info!(
             "mounted {} ({}, {} layers, {} inodes) at {}",
             info.image,
@@ -250,6 +288,19 @@ impl Mounts {
             },
         );
         Ok(info)
+    }
+
+    /// What layers opened for reading need: the node, the shared chunk cache, the read timeout,
+    /// the spool directory and the fetch parallelism.
+    pub fn reader_parts(&self) -> ReaderParts {
+        let me = &self.inner;
+        ReaderParts {
+            blocks: me.blocks.clone(),
+            cache: me.cache.clone(),
+            read_timeout: me.settings.read_timeout(),
+            spool: me.spool.clone(),
+            parallel: me.parallel,
+        }
     }
 
     /// Unmounts `dir`. A busy mount (open files, a process inside) is detached: it disappears

@@ -6,8 +6,35 @@
 //!   pure. Both keyings are understood: by compressed layer digest (containers/storage 1.43, the
 //!   Podman 4.3 of Debian bookworm) and by TOC digest (containers/storage ≥ 1.54).
 //!
-//! Each layer's `diff` is that layer alone in overlayfs lower-dir form
-//! ([`crate::mount::inode::overlay_form`]), read through the mount reader. The FUSE adapter
-//! (`fs.rs`) and the daemon's `[store]` section are still to come.
+//! - [`fs`]: the FUSE filesystem. Each layer's `diff` is that layer alone in overlayfs lower-dir
+//!   form ([`crate::mount::inode::overlay_form`]), read chunk by chunk through the mount reader;
+//!   `blob` is the compressed layer, read by range.
+//!
+//! [`mount`] puts the store at a directory (the daemon does so for `layer_store.mountpoint`);
+//! containers/storage then finds it through `additionallayerstores = ["DIR:ref"]`.
 
+pub mod fs;
 pub mod layout;
+
+use anyhow::Context as _;
+use std::path::Path;
+
+use crate::image::oci::Platform;
+use crate::mount::{MountInfo, Mounts};
+
+/// Mounts the layer store at `dir` (created when missing), registered with the daemon's mounts.
+pub async fn mount(mounts: &Mounts, dir: &Path) -> anyhow::Result<MountInfo> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir =
+        std::fs::canonicalize(dir).with_context(|| format!("layer store {}", dir.display()))?;
+    let fs = fs::StoreFs::new(mounts.reader_parts(), tokio::runtime::Handle::current());
+    let info = MountInfo {
+        dir,
+        image: "additional-layer-store".into(),
+        platform: Platform::host().to_string(),
+        layers: 0,
+        inodes: 0,
+    };
+    // other users (rootless podman) may read it: it only shows what the swarm serves anyway
+    mounts.attach(fs, info, true, false, async {}).await
+}
