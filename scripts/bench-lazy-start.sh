@@ -19,6 +19,9 @@
 #   (ii)     lazy start on a fresh B (daemon stopped, repo wiped, restarted): `cidfs mount CID MNT`
 #            + the same chroot run in MNT.
 #            For both: seconds, and the bytes B fetched from A (BytesFetched of repo/stat).
+#   podman   (iii) `podman run IMAGE python3 …` by B's registry endpoint with B's additional layer
+#            store, and (iv) the same without it (podman pulls every layer from the endpoint);
+#            both on a fresh B and fresh podman storage; skipped without podman.
 #   reads    `dd bs=1M` of /filler/seq-256m.bin through a fresh mount (cold: fetched from A over
 #            bitswap; warm: read again, best of 3), and of the same file in the directory unpacked
 #            in (i) (the same way); times are dd's own.
@@ -326,6 +329,62 @@ if [ "$HAVE_MOUNT" = 1 ]; then
     cmp -s "$MNT/$SEQ" "$WORK/rootfs/$SEQ" || { echo "$SEQ differs between the mount and (i)" >&2; exit 1; }
     "$BIN" --repo "$WORK/b" umount "$MNT"
 fi
+# ---- 7b. podman: first start through B's additional layer store vs a plain pull from B's
+# registry endpoint (both on a fresh B and a fresh podman storage)
+HAVE_PODMAN=0
+if [ "$HAVE_MOUNT" = 1 ] && command -v podman > /dev/null && "$BIN" daemon --help | grep -q -- --layer-store; then
+    HAVE_PODMAN=1
+fi
+if [ "$HAVE_PODMAN" = 1 ]; then
+    # podman storage, configs and registries.conf (B's endpoint is plain HTTP) in $1
+    podman_env() {
+        mkdir -p "$1/root" "$1/runroot" "$1/tmp"
+        printf '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\nnetns = "none"\n[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n' > "$1/containers.conf"
+        printf '[storage]\ndriver = "overlay"\ngraphroot = "%s/root"\nrunroot = "%s/runroot"\n' "$1" "$1" > "$1/storage.conf"
+        printf 'unqualified-search-registries = []\n[[registry]]\nlocation = "%s"\ninsecure = true\n' "$REG" > "$1/registries.conf"
+    }
+    pod() {
+        local d=$1; shift
+        CONTAINERS_CONF=$d/containers.conf CONTAINERS_STORAGE_CONF=$d/storage.conf \
+            CONTAINERS_REGISTRIES_CONF=$d/registries.conf \
+            podman --root "$d/root" --runroot "$d/runroot" --tmpdir "$d/tmp" --storage-driver overlay "$@"
+    }
+    fresh_b() {
+        stop_cidfs b
+        rm -rf "$WORK/b"
+        b_config
+        start_cidfs b --peer "$a_ADDR" "$@"
+        wait_peer b "$A_ID"
+        REG=$(cat "$WORK/b/registry")
+    }
+    registry_layers() {
+        curl -sf -X POST "http://$(api_of b)/api/v0/repo/stat" \
+            | python3 -c 'import json, sys; print(json.load(sys.stdin)["RegistryLayers"])'
+    }
+    # (iii) the layer store: podman takes the layers from it, lazily
+    fresh_b --layer-store "$WORK/store"
+    podman_env "$WORK/p-als"
+    drop_caches
+    F0=$(bytes_fetched b)
+    t0=$(now)
+    OUT=$(pod "$WORK/p-als" --storage-opt "overlay.additionallayerstore=$WORK/store:ref" \
+        run --rm "$REG/ipfs/$CID:latest" python3 -c 'print("hello")')
+    t1=$(now)
+    [ "$OUT" = hello ] || { echo "podman (iii) printed '$OUT'" >&2; exit 1; }
+    ALS_T=$(secs "$t0" "$t1"); ALS_BYTES=$(( $(bytes_fetched b) - F0 )); ALS_REG_LAYERS=$(registry_layers)
+    # (iv) no layer store: podman pulls every layer from the endpoint, then runs
+    fresh_b
+    podman_env "$WORK/p-pull"
+    drop_caches
+    F0=$(bytes_fetched b)
+    t0=$(now)
+    OUT=$(pod "$WORK/p-pull" run --rm "$REG/ipfs/$CID:latest" python3 -c 'print("hello")')
+    t1=$(now)
+    [ "$OUT" = hello ] || { echo "podman (iv) printed '$OUT'" >&2; exit 1; }
+    PULL_T=$(secs "$t0" "$t1"); PULL_BYTES=$(( $(bytes_fetched b) - F0 )); PULL_REG_LAYERS=$(registry_layers)
+    for d in "$WORK/p-als" "$WORK/p-pull"; do pod "$d" system reset -f > /dev/null 2>&1 || true; done
+fi
+
 drop_caches
 LCOLD_T0=0; LCOLD_T1=$(dd_secs "$WORK/rootfs/$SEQ"); LCOLD_DROPPED=$DROPPED
 LWARM_T0=0; LWARM_T1=$(best_of_3 "$WORK/rootfs/$SEQ")
@@ -348,6 +407,11 @@ if [ "$HAVE_MOUNT" = 1 ]; then
     printf "%-50s %8s s %8s MB/s\n" "read it again through the mount, warm" "$(secs "$WARM_T0" "$WARM_T1")" "$(mbps "$SEQ_BYTES" "$WARM_T0" "$WARM_T1")"
 else
     printf "%-50s %8s\n" "(ii) lazy: mount + run" "$NA (this cidfs has no mount command)"
+fi
+if [ "${HAVE_PODMAN:-0}" = 1 ]; then
+    printf "%-50s %8s s %14s bytes  (%s layer blobs from the registry)\n" "(iii) podman run via the layer store" "$ALS_T" "$ALS_BYTES" "$ALS_REG_LAYERS"
+    printf "%-50s %8s s %14s bytes  (%s layer blobs from the registry)\n" "(iv) podman run, pulling from the endpoint" "$PULL_T" "$PULL_BYTES" "$PULL_REG_LAYERS"
+    echo "ratio time (iv) / (iii): $(ratio "$PULL_T" "$ALS_T" 1)x"
 fi
 [ "$LCOLD_DROPPED" = 1 ] && cold=cold || cold="first read, cache not dropped"
 printf "%-50s %8s s %8s MB/s\n" "baseline: the local file unpacked in (i), $cold" "$(secs "$LCOLD_T0" "$LCOLD_T1")" "$(mbps "$SEQ_BYTES" "$LCOLD_T0" "$LCOLD_T1")"
