@@ -57,6 +57,30 @@ fn skopeo_podman_and_docker_pull_through_the_registry_endpoint() {
         })
         .collect();
     assert_same_tree(&tree_of_layers(&layers), &img.expected);
+    // into an OCI layout skopeo copies the manifest and config and, as for any layer with URLs
+    // when the destination accepts them, keeps the layers as their ipfs:// URLs
+    let oci = work.path().join("oci");
+    skopeo_ok(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{reference}"),
+        &format!("oci:{}:got", oci.display()),
+    ]);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(oci.join("index.json")).expect("index.json"))
+            .expect("JSON");
+    assert_eq!(
+        index["manifests"][0]["digest"].as_str(),
+        Some(gen::digest(&manifest_bytes).as_str()),
+        "the oci: copy has the same manifest"
+    );
+    for l in manifest["layers"].as_array().expect("layers") {
+        let url = l["urls"][0].as_str().unwrap_or_default();
+        assert!(
+            url.starts_with("ipfs://"),
+            "layer {l} keeps its ipfs:// URL"
+        );
+    }
     assert!(
         stat(&b, "RegistryLayers") >= 2,
         "skopeo fetched both layers"
@@ -159,6 +183,13 @@ fn podman_runs_from_the_additional_layer_store_without_pulling_layers() {
         b.log()
     );
     assert!(stat(&b, "RegistryConfigs") >= 1);
+    // podman notified the use of each layer (create `use`) and released it (rmdir) after the pull
+    let log = b.log();
+    assert!(log.contains("in use (1)"), "no use notification:\n{log}");
+    assert!(
+        log.contains("released (0 users left)"),
+        "no release:\n{log}"
+    );
     let fetched = stat(&b, "BlocksFetched");
     assert!(
         fetched * 20 < blocks_on_a,

@@ -53,6 +53,8 @@ struct Nodes {
     names: HashMap<(u64, String), u64>,
     /// Opened layer trees and the ino of their layer directory.
     trees: Vec<(Arc<Tree>, u64)>,
+    /// Users of each layer directory: `use` notifications minus releases (`rmdir`).
+    uses: HashMap<u64, i64>,
 }
 
 impl Nodes {
@@ -486,23 +488,40 @@ impl Filesystem for StoreFs {
         }
     }
 
-    /// `use` is a notification: answered ENOENT, as containers/storage expects.
+    /// Creating `use` in a layer directory is a use notification: counted, and answered
+    /// ENOENT, as containers/storage expects.
     fn create(
         &self,
         _req: &Request,
-        _parent: INodeNo,
+        parent: INodeNo,
         name: &OsStr,
         _mode: u32,
         _umask: u32,
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        tracing::debug!("layer store: create {name:?}");
+        let mut n = lock(&self.nodes);
+        if name == "use" && matches!(n.get(parent.0), Some(Node::Layer { .. })) {
+            let uses = n.uses.entry(parent.0).or_default();
+            *uses += 1;
+            tracing::debug!("layer store: layer {} in use ({uses})", parent.0);
+        }
         reply.error(Errno::ENOENT);
     }
 
-    /// Releasing a layer: answered ENOENT, as containers/storage expects.
-    fn rmdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+    /// Removing a layer directory releases it: counted, and answered ENOENT. The layer's tree
+    /// stays open (a container may still read it through overlayfs after the release that
+    /// follows a pull) until the store is unmounted.
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let mut n = lock(&self.nodes);
+        let layer = name
+            .to_str()
+            .and_then(|name| n.names.get(&(parent.0, name.to_string())).copied());
+        if let Some(ino) = layer {
+            let uses = n.uses.entry(ino).or_default();
+            *uses -= 1;
+            tracing::debug!("layer store: layer {ino} released ({uses} users left)");
+        }
         reply.error(Errno::ENOENT);
     }
 }
