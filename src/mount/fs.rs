@@ -163,6 +163,42 @@ impl Tree {
     }
 }
 
+/// Answers a `read` from a task on `rt`, so the FUSE thread never waits for the data.
+pub fn spawn_read_reply(
+    rt: &tokio::runtime::Handle,
+    read: Result<
+        impl std::future::Future<Output = Result<bytes::Bytes, Errno>> + Send + 'static,
+        Errno,
+    >,
+    reply: ReplyData,
+) {
+    match read {
+        Ok(read) => {
+            rt.spawn(async move {
+                match read.await {
+                    Ok(data) => reply.data(&data),
+                    Err(e) => reply.error(e),
+                }
+            });
+        }
+        Err(e) => reply.error(e),
+    }
+}
+
+/// Answers a `readdir` with `entries` from `offset` on (each entry's offset is its index + 1).
+pub fn reply_entries<N: AsRef<OsStr>>(
+    mut reply: ReplyDirectory,
+    entries: Vec<(u64, FileType, N)>,
+    offset: u64,
+) {
+    for (i, (child, kind, name)) in entries.into_iter().enumerate().skip(offset as usize) {
+        if reply.add(INodeNo(child), i as u64 + 1, kind, name) {
+            break;
+        }
+    }
+    reply.ok();
+}
+
 /// A mount of one merged tree.
 pub struct Fs {
     tree: Tree,
@@ -281,17 +317,7 @@ impl Filesystem for Fs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.tree.read(ino.0, offset, size) {
-            Ok(read) => {
-                self.rt.spawn(async move {
-                    match read.await {
-                        Ok(data) => reply.data(&data),
-                        Err(e) => reply.error(e),
-                    }
-                });
-            }
-            Err(e) => reply.error(e),
-        }
+        spawn_read_reply(&self.rt, self.tree.read(ino.0, offset, size), reply);
     }
 
     fn readdir(
@@ -300,19 +326,10 @@ impl Filesystem for Fs {
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectory,
+        reply: ReplyDirectory,
     ) {
         match self.tree.entries(ino.0) {
-            Ok(entries) => {
-                for (i, (child, kind, name)) in
-                    entries.into_iter().enumerate().skip(offset as usize)
-                {
-                    if reply.add(INodeNo(child), i as u64 + 1, kind, name) {
-                        break;
-                    }
-                }
-                reply.ok();
-            }
+            Ok(entries) => reply_entries(reply, entries, offset),
             Err(e) => reply.error(e),
         }
     }

@@ -23,7 +23,7 @@ use std::time::UNIX_EPOCH;
 use super::layout::{self, ImageRef, Info};
 use crate::image::oci::{ConfigSummary, Descriptor};
 use crate::image::pull;
-use crate::mount::fs::{xattr_reply, Tree, TTL};
+use crate::mount::fs::{reply_entries, spawn_read_reply, xattr_reply, Tree, TTL};
 use crate::mount::inode::{overlay_form, Table, ROOT};
 use crate::mount::{layer, ReaderParts};
 
@@ -357,17 +357,7 @@ impl Filesystem for StoreFs {
         reply: ReplyData,
     ) {
         if let Some((tree, inner, ..)) = self.tree_of(ino.0) {
-            return match tree.read(inner, offset, size) {
-                Ok(read) => {
-                    self.rt.spawn(async move {
-                        match read.await {
-                            Ok(data) => reply.data(&data),
-                            Err(e) => reply.error(e),
-                        }
-                    });
-                }
-                Err(e) => reply.error(e),
-            };
+            return spawn_read_reply(&self.rt, tree.read(inner, offset, size), reply);
         }
         let node = match lock(&self.nodes).get(ino.0) {
             Some(Node::Info(json)) => Ok(Bytes::copy_from_slice(json)),
@@ -420,7 +410,7 @@ impl Filesystem for StoreFs {
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectory,
+        reply: ReplyDirectory,
     ) {
         let ino = ino.0;
         let entries: Vec<(u64, FileType, String)> =
@@ -455,12 +445,7 @@ impl Filesystem for StoreFs {
                 }
                 v
             };
-        for (i, (child, kind, name)) in entries.into_iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(child), i as u64 + 1, kind, name) {
-                break;
-            }
-        }
-        reply.ok();
+        reply_entries(reply, entries, offset);
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
