@@ -16,9 +16,24 @@ pub struct RegistryCounters {
     pub layer_bytes: AtomicU64,
 }
 
+/// [`RegistryCounters`] at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RegistryStat {
+    pub manifests: u64,
+    pub configs: u64,
+    pub layers: u64,
+    pub layer_bytes: u64,
+}
+
 impl RegistryCounters {
-    fn get(c: &AtomicU64) -> u64 {
-        c.load(Ordering::Relaxed)
+    pub fn stat(&self) -> RegistryStat {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        RegistryStat {
+            manifests: get(&self.manifests),
+            configs: get(&self.configs),
+            layers: get(&self.layers),
+            layer_bytes: get(&self.layer_bytes),
+        }
     }
 }
 
@@ -28,8 +43,8 @@ pub struct Snapshot {
     pub net: cidfs_p2p::Stats,
     /// Bytes the repo directory takes on disk.
     pub disk_bytes: u64,
-    /// Manifests, configs, layers and layer bytes the registry served.
-    pub registry: [u64; 4],
+    /// What the registry endpoint served.
+    pub registry: RegistryStat,
 }
 
 impl Snapshot {
@@ -42,17 +57,11 @@ impl Snapshot {
         let net = blocks.net().map(|n| n.stats()).unwrap_or_default();
         let repo = repo.to_path_buf();
         let disk_bytes = tokio::task::spawn_blocking(move || dir_size(&repo)).await?;
-        let g = RegistryCounters::get;
         Ok(Snapshot {
             store,
             net,
             disk_bytes,
-            registry: [
-                g(&registry.manifests),
-                g(&registry.configs),
-                g(&registry.layers),
-                g(&registry.layer_bytes),
-            ],
+            registry: registry.stat(),
         })
     }
 
@@ -121,25 +130,25 @@ impl Snapshot {
                 "cidfs_registry_manifests_total",
                 "counter",
                 "Manifests and indexes the registry endpoint served",
-                r[0],
+                r.manifests,
             ),
             (
                 "cidfs_registry_configs_total",
                 "counter",
                 "Image configs the registry endpoint served",
-                r[1],
+                r.configs,
             ),
             (
                 "cidfs_registry_layers_total",
                 "counter",
                 "Layer blob requests (GET) the registry endpoint served",
-                r[2],
+                r.layers,
             ),
             (
                 "cidfs_registry_layer_bytes_total",
                 "counter",
                 "Layer bytes the registry endpoint sent",
-                r[3],
+                r.layer_bytes,
             ),
         ];
         let mut out = String::new();

@@ -39,10 +39,10 @@ pub async fn stat(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiErr
         "BytesSent": s.net.bytes_sent,
         "DuplicateBlocks": s.net.duplicate_blocks,
         "RejectedBlocks": s.net.rejected_blocks,
-        "RegistryManifests": s.registry[0],
-        "RegistryConfigs": s.registry[1],
-        "RegistryLayers": s.registry[2],
-        "RegistryLayerBytes": s.registry[3],
+        "RegistryManifests": s.registry.manifests,
+        "RegistryConfigs": s.registry.configs,
+        "RegistryLayers": s.registry.layers,
+        "RegistryLayerBytes": s.registry.layer_bytes,
     })))
 }
 

@@ -117,6 +117,30 @@ impl Resolved {
     }
 }
 
+impl Image {
+    /// The config's summary, and the layers bottom first, each with the DiffID the config gives
+    /// it (an error when the counts differ).
+    pub fn layers_with_diff_ids(
+        &self,
+    ) -> anyhow::Result<(oci::ConfigSummary, Vec<(Descriptor, String)>)> {
+        let config = oci::ConfigSummary::parse(&self.config).map_err(|e| anyhow!(e))?;
+        let (diff_ids, layers) = (&config.rootfs.diff_ids, &self.manifest.layers);
+        if diff_ids.len() != layers.len() {
+            bail!(
+                "the image config lists {} diff_ids for {} layers",
+                diff_ids.len(),
+                layers.len()
+            );
+        }
+        let pairs = layers
+            .iter()
+            .cloned()
+            .zip(diff_ids.iter().cloned())
+            .collect();
+        Ok((config, pairs))
+    }
+}
+
 /// Fetch a JSON blob by its descriptor's CID, verified.
 async fn fetch_json<S: BlobStore>(store: &S, desc: &Descriptor) -> anyhow::Result<Vec<u8>> {
     if desc.size < 0 || desc.size as u64 > MAX_JSON {

@@ -2,8 +2,6 @@
 //! over a `MemStore`), and the bad inputs a push or pull must refuse cleanly. The same flows
 //! against real daemons and real container tools are in `tests/image.rs`.
 
-use cid::Cid;
-use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -13,49 +11,12 @@ use super::location::{Dest, Source as Loc};
 use super::oci::{self, Descriptor};
 use super::store::{BlobStore, Silent};
 use super::{pull, push, source};
-use crate::blockstore::{Blocks, MemStore};
-use crate::unixfs::{self, AddOptions, Adder};
+use crate::blockservice::BlockService;
+use crate::blockstore::MemStore;
 
-/// A node in memory.
-#[derive(Clone, Default)]
-pub struct MemNode(pub Arc<MemStore>);
-
-impl BlobStore for MemNode {
-    async fn add_file(&self, path: &Path, _: &(dyn Fn(u64) + Send + Sync)) -> anyhow::Result<Cid> {
-        self.add_bytes(std::fs::read(path)?).await
-    }
-    async fn add_bytes(&self, bytes: Vec<u8>) -> anyhow::Result<Cid> {
-        let mut a = Adder::new(&AddOptions::default())?;
-        let mut blocks = a.push(&bytes);
-        let (root, rest) = a.finish();
-        blocks.extend(rest);
-        for (c, b) in blocks {
-            self.0.put(&c, &b)?;
-        }
-        Ok(root)
-    }
-    async fn pin(&self, cid: &Cid) -> anyhow::Result<()> {
-        Ok(self.0.pin(cid)?)
-    }
-    async fn cat_bytes(&self, cid: &Cid, offset: u64, len: Option<u64>) -> anyhow::Result<Vec<u8>> {
-        let s = unixfs::cat(Arc::clone(&self.0), *cid, offset, len, 4);
-        futures::pin_mut!(s);
-        let mut out = Vec::new();
-        while let Some(c) = s.next().await {
-            out.extend_from_slice(&c?);
-        }
-        Ok(out)
-    }
-    async fn cat_to_file(
-        &self,
-        cid: &Cid,
-        path: &Path,
-        _: &(dyn Fn(u64) + Send + Sync),
-    ) -> anyhow::Result<(String, u64)> {
-        let b = self.cat_bytes(cid, 0, None).await?;
-        std::fs::write(path, &b)?;
-        Ok((oci::sha256_digest(&b), b.len() as u64))
-    }
+/// A node in memory: the daemon's own `BlobStore` (the block service) over a `MemStore`, offline.
+fn mem_node() -> BlockService {
+    BlockService::new(Arc::new(MemStore::default()), None)
 }
 
 /// A gzip layer tar of `files` (name → content).
@@ -139,7 +100,7 @@ pub(crate) async fn push_dir<S: BlobStore>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_writes_the_ipfs_enabled_format() {
-    let node = MemNode::default();
+    let node = mem_node();
     let dir = tempfile::tempdir().unwrap();
     let originals = write_layout(dir.path(), "v1");
     let pushed = push_dir(&node, dir.path(), false).await.unwrap();
@@ -167,7 +128,7 @@ async fn push_writes_the_ipfs_enabled_format() {
         );
     }
     // every CID is pinned
-    let pins = node.0.pins().unwrap();
+    let pins = node.store().pins().unwrap();
     for c in &pushed.cids {
         assert!(pins.contains(c), "{c} not pinned");
     }
@@ -175,7 +136,7 @@ async fn push_writes_the_ipfs_enabled_format() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn estargz_push_pulls_back_into_a_layout_and_an_archive() {
-    let node = MemNode::default();
+    let node = mem_node();
     let dir = tempfile::tempdir().unwrap();
     write_layout(dir.path(), "v1");
     let pushed = push_dir(&node, dir.path(), true).await.unwrap();
@@ -242,7 +203,7 @@ async fn estargz_push_pulls_back_into_a_layout_and_an_archive() {
     );
 }
 
-async fn push_dir_tag(node: &MemNode, dir: &Path, tag: &str) -> anyhow::Result<push::Pushed> {
+async fn push_dir_tag(node: &BlockService, dir: &Path, tag: &str) -> anyhow::Result<push::Pushed> {
     let work = tempfile::tempdir()?;
     let src = Loc::Oci {
         dir: dir.to_path_buf(),
@@ -258,7 +219,7 @@ async fn push_dir_tag(node: &MemNode, dir: &Path, tag: &str) -> anyhow::Result<p
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_blob_fails_the_push_and_pins_nothing() {
-    let node = MemNode::default();
+    let node = mem_node();
     let dir = tempfile::tempdir().unwrap();
     let layers = write_layout(dir.path(), "v1");
     std::fs::remove_file(
@@ -269,12 +230,12 @@ async fn a_missing_blob_fails_the_push_and_pins_nothing() {
     .unwrap();
     let e = format!("{:#}", push_dir(&node, dir.path(), true).await.unwrap_err());
     assert!(e.contains("missing from the layout"), "{e}");
-    assert!(node.0.pins().unwrap().is_empty());
+    assert!(node.store().pins().unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_blob_or_unknown_media_type_fails_the_push() {
-    let node = MemNode::default();
+    let node = mem_node();
     let dir = tempfile::tempdir().unwrap();
     let layers = write_layout(dir.path(), "v1");
     let p = dir
@@ -312,12 +273,12 @@ async fn a_corrupt_blob_or_unknown_media_type_fails_the_push() {
         e.contains("unknown media type \"application/x-mystery\""),
         "{e}"
     );
-    assert!(node.0.pins().unwrap().is_empty());
+    assert!(node.store().pins().unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_digest_mismatch_on_pull_leaves_no_output() {
-    let node = MemNode::default();
+    let node = mem_node();
     let dir = tempfile::tempdir().unwrap();
     write_layout(dir.path(), "v1");
     let pushed = push_dir(&node, dir.path(), false).await.unwrap();
@@ -398,7 +359,7 @@ fn make_multi_platform(dir: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_platform_indexes_keep_every_platform_unless_narrowed() {
-    let node = MemNode::default();
+    let node = mem_node();
     let dir = tempfile::tempdir().unwrap();
     write_layout(dir.path(), "v1");
     make_multi_platform(dir.path());

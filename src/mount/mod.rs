@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use crate::blockservice::BlockService;
 use crate::config::MountConfig;
-use crate::image::oci::{ConfigSummary, Platform};
+use crate::image::oci::Platform;
 use crate::image::pull;
 use cache::ChunkCache;
 use inode::Table;
@@ -168,20 +168,10 @@ impl Mounts {
         }
         let resolved = pull::resolve(&me.blocks, req.image, &req.platforms).await?;
         let image = resolved.one_image()?;
-        let config = ConfigSummary::parse(&image.config).map_err(|e| anyhow!(e))?;
-        let diff_ids = &config.rootfs.diff_ids;
-        let layers = &image.manifest.layers;
-        if diff_ids.len() != layers.len() {
-            bail!(
-                "the image config lists {} diff_ids for {} layers",
-                diff_ids.len(),
-                layers.len()
-            );
-        }
+        let (config, layers) = image.layers_with_diff_ids()?;
         let opened = futures::future::try_join_all(
             layers
                 .iter()
-                .zip(diff_ids)
                 .map(|(l, d)| layer::open(&me.blocks, l, d, &me.spool)),
         )
         .await?;

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
 
 use super::layout::{self, ImageRef, Info};
-use crate::image::oci::{ConfigSummary, Descriptor};
+use crate::image::oci::Descriptor;
 use crate::image::pull;
 use crate::mount::fs::{reply_entries, spawn_read_reply, xattr_reply, Tree, TTL};
 use crate::mount::inode::{overlay_form, Table, ROOT};
@@ -161,21 +161,7 @@ impl StoreFs {
 /// Resolves `r` and lists its layers with their DiffIDs (the host's platform).
 async fn layers_of(parts: &ReaderParts, r: &ImageRef) -> anyhow::Result<Vec<(Descriptor, String)>> {
     let resolved = pull::resolve(&parts.blocks, r.image, &[]).await?;
-    let image = resolved.one_image()?;
-    let config = ConfigSummary::parse(&image.config).map_err(|e| anyhow::anyhow!(e))?;
-    anyhow::ensure!(
-        config.rootfs.diff_ids.len() == image.manifest.layers.len(),
-        "the image config lists {} diff_ids for {} layers",
-        config.rootfs.diff_ids.len(),
-        image.manifest.layers.len()
-    );
-    Ok(image
-        .manifest
-        .layers
-        .iter()
-        .cloned()
-        .zip(config.rootfs.diff_ids.iter().cloned())
-        .collect())
+    Ok(resolved.one_image()?.layers_with_diff_ids()?.1)
 }
 
 /// Opens a layer as its own tree in overlayfs lower-dir form.
