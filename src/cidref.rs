@@ -14,6 +14,10 @@ pub enum CidRefError {
     Path { text: String },
     #[error("{text:?}: IPNS names are not supported; give an /ipfs/ CID")]
     Ipns { text: String },
+    #[error(
+        "{text:?} is not a reference to an image by CID (HOST[:PORT]/ipfs/<CID>[:TAG|@DIGEST])"
+    )]
+    NotRegistryRef { text: String },
 }
 
 /// Parses a CID reference.
@@ -38,6 +42,28 @@ pub fn parse(text: &str) -> Result<Cid, CidRefError> {
     }
     Cid::try_from(rest).map_err(|e| CidRefError::Invalid {
         text: rest.into(),
+        reason: e.to_string(),
+    })
+}
+
+/// The image CID of a registry reference to a cidfs registry endpoint,
+/// `[docker://]HOST[:PORT]/ipfs/<CID>[:TAG|@DIGEST]`, as containers/storage and containerd pass
+/// it on. Whichever host serves it, `ipfs/<CID>` names the same content.
+pub fn parse_registry_ref(text: &str) -> Result<Cid, CidRefError> {
+    let bare = text
+        .strip_prefix("docker://")
+        .or_else(|| text.strip_prefix("//"))
+        .unwrap_or(text);
+    let not_ref = || CidRefError::NotRegistryRef { text: text.into() };
+    let (_host, path) = bare.split_once('/').ok_or_else(not_ref)?;
+    let rest = path.strip_prefix("ipfs/").ok_or_else(not_ref)?;
+    // a CID has neither `:` nor `@`: what follows is the tag or the digest
+    let cid = rest.split([':', '@']).next().unwrap_or(rest);
+    if cid.is_empty() || cid.contains('/') {
+        return Err(not_ref());
+    }
+    Cid::try_from(cid).map_err(|e| CidRefError::Invalid {
+        text: cid.into(),
         reason: e.to_string(),
     })
 }

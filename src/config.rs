@@ -41,6 +41,27 @@ pub struct Config {
     pub registry: RegistryConfig,
     /// `[layer_store]`: the Podman / CRI-O additional layer store.
     pub layer_store: LayerStoreConfig,
+    /// `[snapshotter]`: the containerd snapshotter.
+    pub snapshotter: SnapshotterConfig,
+}
+
+/// `[snapshotter]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SnapshotterConfig {
+    /// Unix socket of the containerd snapshotter (relative: in the repo); empty: off.
+    pub socket: std::path::PathBuf,
+    /// Directory of the snapshots (relative: in the repo).
+    pub root: std::path::PathBuf,
+}
+
+impl Default for SnapshotterConfig {
+    fn default() -> Self {
+        SnapshotterConfig {
+            socket: "snapshotter.sock".into(),
+            root: "snapshotter".into(),
+        }
+    }
 }
 
 /// `[layer_store]` section.

@@ -16,6 +16,7 @@ use crate::metrics::RegistryCounters;
 use crate::mount::Mounts;
 use crate::registry::{self, Registry};
 use crate::repo::{self, Repo};
+use crate::snapshotter::{self, Snapshotter};
 
 /// Command-line overrides of the config file.
 #[derive(Debug, Default, Clone)]
@@ -28,6 +29,7 @@ pub struct Overrides {
     pub fetch_timeout_secs: Option<u64>,
     pub registry: Option<SocketAddr>,
     pub layer_store: Option<PathBuf>,
+    pub snapshotter_socket: Option<PathBuf>,
 }
 
 /// Longest wait for the final flush of the block store at shutdown.
@@ -54,6 +56,9 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
     }
     if let Some(d) = &o.layer_store {
         config.layer_store.mountpoint = d.clone();
+    }
+    if let Some(s) = &o.snapshotter_socket {
+        config.snapshotter.socket = s.clone();
     }
     if let Some(r) = o.registry {
         config.registry.listen = r;
@@ -159,6 +164,28 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
     } else {
         None
     };
+    let snapshotter = if config.snapshotter.socket.as_os_str().is_empty() {
+        None
+    } else {
+        let root = repo.root().join(&config.snapshotter.root);
+        let socket = repo.root().join(&config.snapshotter.socket);
+        let remote = snapshotter::remote::Remote {
+            mounts: mounts.clone(),
+            timeout: config.mount.read_timeout(),
+        };
+        let s = Arc::new(Snapshotter::open(&root, remote).with_context(|| {
+            format!(
+                "opening the snapshotter at {} (snapshotter.root)",
+                root.display()
+            )
+        })?);
+        s.restore().await;
+        let mut stopped = stopped.clone();
+        let stop = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        Some(snapshotter::serve(s, socket, stop).await?)
+    };
     let state = AppState {
         blocks,
         public_key: keypair.public(),
@@ -179,6 +206,14 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         })
         .await;
     info!("shutting down");
+    if let Some(s) = snapshotter {
+        if tokio::time::timeout(Duration::from_secs(5), s)
+            .await
+            .is_err()
+        {
+            warn!("the snapshotter did not stop within 5 s");
+        }
+    }
     mounts.unmount_all().await;
     if let Some(r) = registry {
         match tokio::time::timeout(Duration::from_secs(5), r).await {

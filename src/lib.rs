@@ -8,7 +8,7 @@
 //! 4. [`image`]: the IPFS-enabled OCI format, eStargz, push / pull / inspect
 //! 5. [`mount`]: lazy FUSE rootfs mounts of images, chunk by chunk from the swarm
 //! 6. [`api`]: the kubo RPC subset on axum; [`registry`]: the read-only OCI registry endpoint;
-//!    [`store`]: the Podman additional layer store (its layout so far)
+//!    [`store`]: the Podman additional layer store; [`snapshotter`]: the containerd snapshotter
 //! 7. [`daemon`]: wires it all together
 //! 8. [`cli`]: clap front-end; every networked subcommand is an API client
 
@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod mount;
 pub mod registry;
 pub mod repo;
+pub mod snapshotter;
 pub mod store;
 #[cfg(test)]
 pub(crate) mod test_utils;

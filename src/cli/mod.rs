@@ -81,6 +81,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 fetch_timeout_secs: a.fetch_timeout,
                 registry: a.registry_listen,
                 layer_store: a.layer_store,
+                snapshotter_socket: a.snapshotter_socket,
             };
             crate::daemon::run(repo, o).await
         }

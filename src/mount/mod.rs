@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use crate::blockservice::BlockService;
 use crate::config::MountConfig;
-use crate::image::oci::Platform;
+use crate::image::oci::{Descriptor, Platform};
 use crate::image::pull;
 use cache::ChunkCache;
 use inode::Table;
@@ -70,6 +70,19 @@ pub struct ReaderParts {
 }
 
 impl ReaderParts {
+    /// Opens one layer as a tree of its own in overlayfs lower-dir form (whiteouts as 0/0
+    /// character devices, opaque directories marked by xattr): the layer store's `diff`, a
+    /// snapshotter's lazily served layer.
+    pub async fn open_overlay(
+        &self,
+        desc: &Descriptor,
+        diff_id: &str,
+    ) -> anyhow::Result<(Arc<Table>, Reader)> {
+        let (l, toc) = layer::open(&self.blocks, desc, diff_id, &self.spool).await?;
+        let table = Arc::new(Table::build(&[inode::overlay_form(&toc)])?);
+        Ok((table, self.reader(vec![l])))
+    }
+
     pub fn reader(&self, layers: Vec<layer::Layer>) -> Reader {
         Reader::new(
             self.blocks.clone(),
@@ -207,6 +220,38 @@ impl Mounts {
         let background = prefetch::run(reader, me.blocks.clone(), plan);
         self.attach(fs, info, req.allow_other, true, background)
             .await
+    }
+
+    /// Mounts layer `desc` of `image` alone at `dir`, in overlayfs lower-dir form
+    /// ([`ReaderParts::open_overlay`]), read-only and open to every user (overlayfs and the
+    /// container's processes read it), and prefetches what the layer puts before its landmark.
+    pub async fn mount_layer(
+        &self,
+        dir: &Path,
+        image: &str,
+        desc: &Descriptor,
+        diff_id: &str,
+    ) -> anyhow::Result<MountInfo> {
+        let (table, reader) = self.reader_parts().open_overlay(desc, diff_id).await?;
+        let info = MountInfo {
+            dir: dir.to_path_buf(),
+            image: format!("{image} layer {}", desc.digest),
+            platform: String::new(),
+            layers: 1,
+            inodes: table.totals().0,
+        };
+        let fs = fs::Fs::new(table, reader.clone(), tokio::runtime::Handle::current());
+        let plan = prefetch::Plan {
+            prefetch: self.inner.settings.prefetch,
+            pin: None,
+        };
+        let background = prefetch::run(reader, self.inner.blocks.clone(), plan);
+        self.attach(fs, info, true, true, background).await
+    }
+
+    /// Whether this daemon serves a mount at `dir`.
+    pub async fn is_mounted(&self, dir: &Path) -> bool {
+        self.inner.active.lock().await.contains_key(dir)
     }
 
     /// Mounts `fs` at `info.dir` (`allow_other` and read-only if asked), runs `background` until
@@ -421,6 +466,19 @@ fn parse_mountinfo(table: &str, fsname: &str) -> Vec<PathBuf> {
             (r.next()? == fstype && r.next()? == fsname).then(|| PathBuf::from(unescape(point)))
         })
         .collect()
+}
+
+/// Mount points at or under `dir` in this process's mount table, deepest first.
+pub fn mount_points_under(dir: &Path) -> Vec<PathBuf> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut v: Vec<PathBuf> = table
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape(p)))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    v.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    v
 }
 
 /// Undoes the octal escapes (`\040` for a space) of `/proc/self/mountinfo`.

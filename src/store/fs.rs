@@ -24,8 +24,8 @@ use super::layout::{self, ImageRef, Info};
 use crate::image::oci::Descriptor;
 use crate::image::pull;
 use crate::mount::fs::{reply_entries, spawn_read_reply, xattr_reply, Tree, TTL};
-use crate::mount::inode::{overlay_form, Table, ROOT};
-use crate::mount::{layer, ReaderParts};
+use crate::mount::inode::ROOT;
+use crate::mount::ReaderParts;
 
 /// Inodes below this are the store's own; trees start at `1 << 32`.
 const TREE_SHIFT: u32 = 32;
@@ -166,9 +166,8 @@ async fn layers_of(parts: &ReaderParts, r: &ImageRef) -> anyhow::Result<Vec<(Des
 
 /// Opens a layer as its own tree in overlayfs lower-dir form.
 async fn open_tree(parts: &ReaderParts, desc: &Descriptor, diff_id: &str) -> anyhow::Result<Tree> {
-    let (l, toc) = layer::open(&parts.blocks, desc, diff_id, &parts.spool).await?;
-    let table = Arc::new(Table::build(&[overlay_form(&toc)])?);
-    Ok(Tree::new(table, parts.reader(vec![l])))
+    let (table, reader) = parts.open_overlay(desc, diff_id).await?;
+    Ok(Tree::new(table, reader))
 }
 
 impl Filesystem for StoreFs {

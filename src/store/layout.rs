@@ -47,21 +47,12 @@ pub fn parse_ref_dir(name: &str) -> Result<ImageRef, LayoutError> {
         .decode(name)
         .map_err(|_| LayoutError::NotBase64(name.into()))?;
     let text = String::from_utf8(raw).map_err(|_| LayoutError::NotBase64(name.into()))?;
-    let bare = text
-        .strip_prefix("docker://")
-        .or_else(|| text.strip_prefix("//"))
-        .unwrap_or(&text);
-    let not_ipfs = || LayoutError::NotIpfs(text.clone());
-    let (_host, path) = bare.split_once('/').ok_or_else(not_ipfs)?;
-    let rest = path.strip_prefix("ipfs/").ok_or_else(not_ipfs)?;
-    // a CID has neither `:` nor `@`: what follows is the tag or the digest
-    let cid = rest.split([':', '@']).next().unwrap_or(rest);
-    if cid.contains('/') {
-        return Err(not_ipfs());
-    }
-    let image = Cid::try_from(cid).map_err(|e| LayoutError::Cid {
-        reference: text.clone(),
-        reason: e.to_string(),
+    let image = crate::cidref::parse_registry_ref(&text).map_err(|e| match e {
+        crate::cidref::CidRefError::Invalid { reason, .. } => LayoutError::Cid {
+            reference: text.clone(),
+            reason,
+        },
+        _ => LayoutError::NotIpfs(text.clone()),
     })?;
     Ok(ImageRef { text, image })
 }

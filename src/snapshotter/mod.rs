@@ -1,0 +1,497 @@
+//! A containerd snapshotter (issue 8), served over gRPC on a unix socket for containerd's
+//! `proxy_plugins` (type `snapshot`). Level 6 of the crate: it uses `mount` and `image`.
+//!
+//! It is containerd's overlay snapshotter — the same directories, mounts and metadata rules —
+//! plus remote layers, as stargz-snapshotter does them: when `Prepare` carries the labels of
+//! `ctr-remote image rpull` for a layer of an image in the swarm ([`remote`]), the layer is
+//! mounted lazily from the swarm at the snapshot's directory, committed at once under the chain
+//! ID containerd asked for, and `Prepare` answers AlreadyExists, so containerd neither downloads
+//! nor unpacks it. Every other layer unpacks as usual into the snapshot's own directory.
+//!
+//! - [`meta`]: the snapshots and their rules, in sled (survives restarts).
+//! - [`filter`]: containerd's filter syntax for `List`.
+//! - [`remote`]: the rpull labels and the lazy layer mounts.
+//! - `grpc`: the service adapter (containerd.services.snapshots.v1).
+//!
+//! Layout under the root: `metadata.db/`, `snapshots/<id>/fs` (the layer, or a container's
+//! upper dir) and `snapshots/<id>/work` (overlayfs' work dir, for active snapshots). At start
+//! the remote layers containerd knows are mounted again.
+
+pub mod filter;
+mod grpc;
+pub mod meta;
+pub mod proto;
+pub mod remote;
+#[cfg(test)]
+mod tests;
+
+use anyhow::Context as _;
+use std::collections::BTreeMap;
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use filter::Filter;
+use meta::{Kind, Meta, Named, Usage};
+use remote::{Remote, REMOTE_LABEL, REMOTE_VALUE, TARGET_LABEL};
+
+/// Why a call failed; each maps to the gRPC code containerd's `errdefs` expects.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+fn io_error(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("{what}: {e}"))
+}
+
+/// One mount for the caller to perform (containerd.types.Mount).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountSpec {
+    pub kind: String,
+    pub source: String,
+    pub options: Vec<String>,
+}
+
+/// The snapshotter.
+pub struct Snapshotter {
+    root: PathBuf,
+    meta: Meta,
+    remote: Remote,
+    /// Add `index=off` to overlay mounts (containerd does when the kernel has the option).
+    index_off: bool,
+    /// Held while a snapshot directory exists without its record, and by `Cleanup`.
+    dirs: tokio::sync::Mutex<()>,
+}
+
+impl Snapshotter {
+    /// Opens the snapshotter at `root` (created when missing).
+    pub fn open(root: &Path, remote: Remote) -> anyhow::Result<Snapshotter> {
+        std::fs::create_dir_all(root.join("snapshots"))
+            .with_context(|| format!("creating {}", root.join("snapshots").display()))?;
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("chmod 700 {}", root.display()))?;
+        let root = std::fs::canonicalize(root)?;
+        let meta = Meta::open(&root.join("metadata.db"))?;
+        Ok(Snapshotter {
+            root,
+            meta,
+            remote,
+            index_off: Path::new("/sys/module/overlay/parameters/index").exists(),
+            dirs: Default::default(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn dir(&self, id: u64) -> PathBuf {
+        self.root.join("snapshots").join(id.to_string())
+    }
+
+    fn fs_dir(&self, id: u64) -> PathBuf {
+        self.dir(id).join("fs")
+    }
+
+    /// Mounts again the remote layers containerd knows (after a restart); failures are logged
+    /// and retried when containerd next uses the layer.
+    pub async fn restore(&self) {
+        let all = match self.meta.all() {
+            Ok(a) => a,
+            Err(e) => return tracing::warn!("snapshotter: cannot list snapshots: {e}"),
+        };
+        let remote: Vec<_> = all.into_iter().filter(is_remote).collect();
+        let mut restored = 0;
+        for n in &remote {
+            match self.ensure_mounted(n).await {
+                Ok(()) => restored += 1,
+                Err(e) => tracing::warn!("snapshotter: {e}"),
+            }
+        }
+        if !remote.is_empty() {
+            tracing::info!(
+                "snapshotter: {restored} of {} lazily served layers mounted again",
+                remote.len()
+            );
+        }
+    }
+
+    /// Mounts a remote snapshot's layer unless it is mounted.
+    async fn ensure_mounted(&self, n: &Named) -> Result<(), Error> {
+        let dir = self.fs_dir(n.snapshot.id);
+        if self.remote.mounts.is_mounted(&dir).await {
+            return Ok(());
+        }
+        let unavailable = |why: String| {
+            Error::Unavailable(format!("layer snapshot {:?} is unavailable: {why}", n.name))
+        };
+        let t = remote::target(&n.snapshot.labels)
+            .map_err(unavailable)?
+            .ok_or_else(|| unavailable("its labels name no image".into()))?;
+        self.remote
+            .mount(&dir, &t)
+            .await
+            .map_err(|e| unavailable(format!("{e:#}")))?;
+        Ok(())
+    }
+
+    /// Creates the directory and the record of a new snapshot.
+    async fn create(
+        &self,
+        kind: Kind,
+        key: &str,
+        parent: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<meta::Snapshot, Error> {
+        let _dirs = self.dirs.lock().await;
+        let id = self.meta.next_id()?;
+        let dir = self.dir(id);
+        let made = (|| {
+            std::fs::create_dir(&dir)?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+            std::fs::create_dir(dir.join("fs"))?;
+            std::fs::set_permissions(dir.join("fs"), std::fs::Permissions::from_mode(0o755))?;
+            if kind == Kind::Active {
+                std::fs::create_dir(dir.join("work"))?;
+                std::fs::set_permissions(dir.join("work"), std::fs::Permissions::from_mode(0o711))?;
+            }
+            // a container's upper dir belongs to whoever owns the image's root
+            if let Ok(p) = self.meta.get(parent) {
+                let m = std::fs::metadata(self.fs_dir(p.id))?;
+                std::os::unix::fs::lchown(dir.join("fs"), Some(m.uid()), Some(m.gid()))?;
+            }
+            Ok::<_, std::io::Error>(())
+        })();
+        let created = made
+            .map_err(|e| io_error(format!("creating {}", dir.display()), e))
+            .and_then(|()| self.meta.create(id, kind, key, parent, labels));
+        if created.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        created
+    }
+
+    /// `Prepare`: an active snapshot on `parent`, or a remote layer committed at once.
+    pub async fn prepare(
+        &self,
+        key: &str,
+        parent: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Vec<MountSpec>, Error> {
+        let s = self
+            .create(Kind::Active, key, parent, labels.clone())
+            .await?;
+        if let Some(target) = labels.get(TARGET_LABEL) {
+            match remote::target(&labels) {
+                Ok(Some(t)) => {
+                    if let Some(e) = self.prepare_remote(key, &s, target, &t, &labels).await {
+                        return Err(e);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!("snapshotter: {key}: bad remote labels: {e}"),
+            }
+        }
+        self.mounts(key).await
+    }
+
+    /// Serves layer `t` at snapshot `s` and commits it as `target`; the error for `Prepare`,
+    /// or None when the layer is to be unpacked as usual.
+    async fn prepare_remote(
+        &self,
+        key: &str,
+        s: &meta::Snapshot,
+        target: &str,
+        t: &remote::Target,
+        labels: &BTreeMap<String, String>,
+    ) -> Option<Error> {
+        let dir = self.fs_dir(s.id);
+        if let Err(e) = self.remote.mount(&dir, t).await {
+            tracing::warn!("snapshotter: not serving lazily, containerd unpacks it: {e:#}");
+            return None;
+        }
+        let mut labels = labels.clone();
+        labels.insert(REMOTE_LABEL.into(), REMOTE_VALUE.into());
+        match self.meta.commit(key, target, labels, Usage::default()) {
+            Ok(_) => {
+                tracing::info!(
+                    "snapshotter: layer {} of {} served lazily as {target}",
+                    t.layer,
+                    t.image
+                );
+                Some(Error::AlreadyExists(format!(
+                    "target snapshot {target:?} exists (served lazily)"
+                )))
+            }
+            Err(e) => {
+                // another Prepare committed the target first (AlreadyExists), or the commit
+                // failed: either way this snapshot goes
+                let _ = self.remote.mounts.unmount(&dir).await;
+                if let Err(e) = self.remove(key).await {
+                    tracing::warn!("snapshotter: removing {key:?}: {e}");
+                }
+                Some(e)
+            }
+        }
+    }
+
+    /// `View`: a read-only snapshot of `parent`.
+    pub async fn view(
+        &self,
+        key: &str,
+        parent: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Vec<MountSpec>, Error> {
+        self.create(Kind::View, key, parent, labels).await?;
+        self.mounts(key).await
+    }
+
+    /// `Mounts`: what to mount for active or view snapshot `key` (containerd's overlay rules).
+    /// Remote layers below it are checked, and mounted again if they went.
+    pub async fn mounts(&self, key: &str) -> Result<Vec<MountSpec>, Error> {
+        let chain = self.meta.chain(key)?;
+        let (_, s) = &chain[0];
+        for (name, p) in &chain[1..] {
+            let n = Named {
+                name: name.clone(),
+                snapshot: p.clone(),
+            };
+            if is_remote(&n) {
+                self.ensure_mounted(&n).await?;
+            }
+        }
+        let path = |id: u64| self.fs_dir(id).to_string_lossy().into_owned();
+        let parents: Vec<String> = chain[1..].iter().map(|(_, p)| path(p.id)).collect();
+        let bind = |source: String, rw: bool| MountSpec {
+            kind: "bind".into(),
+            source,
+            options: vec![if rw { "rw" } else { "ro" }.into(), "rbind".into()],
+        };
+        let mut options = Vec::new();
+        match (s.kind, parents.len()) {
+            (Kind::Active, 0) => return Ok(vec![bind(path(s.id), true)]),
+            (_, 0) => return Ok(vec![bind(path(s.id), false)]),
+            (Kind::Active, _) => {
+                let dir = self.dir(s.id);
+                options.push(format!("workdir={}", dir.join("work").display()));
+                options.push(format!("upperdir={}", dir.join("fs").display()));
+            }
+            (_, 1) => return Ok(vec![bind(parents[0].clone(), false)]),
+            _ => {}
+        }
+        options.push(format!("lowerdir={}", parents.join(":")));
+        if self.index_off {
+            options.push("index=off".into());
+        }
+        Ok(vec![MountSpec {
+            kind: "overlay".into(),
+            source: "overlay".into(),
+            options,
+        }])
+    }
+
+    /// `Commit`: active snapshot `key` becomes committed `name`.
+    pub async fn commit(
+        &self,
+        name: &str,
+        key: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<(), Error> {
+        let s = self.meta.get(key)?;
+        let usage = if s.kind == Kind::Active {
+            disk_usage(self.fs_dir(s.id)).await?
+        } else {
+            Usage::default()
+        };
+        self.meta.commit(key, name, labels, usage)?;
+        Ok(())
+    }
+
+    /// `Remove`: forgets `key` and deletes its directory (unmounting a remote layer first).
+    pub async fn remove(&self, key: &str) -> Result<(), Error> {
+        let s = self.meta.remove(key)?;
+        self.remove_dir(self.dir(s.id)).await;
+        Ok(())
+    }
+
+    /// Deletes a snapshot directory, after detaching anything mounted in it: never removes
+    /// files through a mount.
+    async fn remove_dir(&self, dir: PathBuf) {
+        let fs = dir.join("fs");
+        if self.remote.mounts.is_mounted(&fs).await {
+            if let Err(e) = self.remote.mounts.unmount(&fs).await {
+                tracing::warn!("snapshotter: unmounting {}: {e:#}", fs.display());
+            }
+        }
+        let removed = tokio::task::spawn_blocking(move || {
+            for m in crate::mount::mount_points_under(&dir) {
+                let c = std::ffi::CString::new(m.as_os_str().as_encoded_bytes()).ok();
+                if let Some(c) = c {
+                    // SAFETY: a NUL-terminated path; umount2 does not keep it
+                    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+                }
+            }
+            std::fs::remove_dir_all(&dir).map_err(|e| (dir, e))
+        })
+        .await;
+        if let Ok(Err((dir, e))) = removed {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!("snapshotter: removing {}: {e}", dir.display());
+            }
+        }
+    }
+
+    /// `Stat`.
+    pub fn stat(&self, key: &str) -> Result<Named, Error> {
+        Ok(Named {
+            name: key.to_string(),
+            snapshot: self.meta.get(key)?,
+        })
+    }
+
+    /// `Update`: labels only.
+    pub fn update(
+        &self,
+        key: &str,
+        labels: BTreeMap<String, String>,
+        paths: &[String],
+    ) -> Result<Named, Error> {
+        Ok(Named {
+            name: key.to_string(),
+            snapshot: self.meta.update(key, labels, paths)?,
+        })
+    }
+
+    /// `List` with containerd filters over `name`, `parent`, `kind` and `labels.<key>`.
+    pub fn list(&self, filters: &[String]) -> Result<Vec<Named>, Error> {
+        let f = Filter::parse(filters)?;
+        let all = self.meta.all()?;
+        Ok(all
+            .into_iter()
+            .filter(|n| {
+                f.matches(|path| match path {
+                    [p] if p == "name" => Some(n.name.as_str()),
+                    [p] if p == "parent" => Some(n.snapshot.parent.as_str()),
+                    [p] if p == "kind" => Some(n.snapshot.kind.name()),
+                    [p, k] if p == "labels" => n.snapshot.labels.get(k).map(String::as_str),
+                    _ => None,
+                })
+            })
+            .collect())
+    }
+
+    /// `Usage`: measured now for active snapshots, as committed otherwise.
+    pub async fn usage(&self, key: &str) -> Result<Usage, Error> {
+        let s = self.meta.get(key)?;
+        if s.kind == Kind::Active {
+            disk_usage(self.fs_dir(s.id)).await
+        } else {
+            Ok(s.usage)
+        }
+    }
+
+    /// `Cleanup`: deletes directories no snapshot owns (left by a crash or a failed call).
+    pub async fn cleanup(&self) -> Result<(), Error> {
+        let _dirs = self.dirs.lock().await;
+        let owned: std::collections::HashSet<String> = self
+            .meta
+            .all()?
+            .into_iter()
+            .map(|n| n.snapshot.id.to_string())
+            .collect();
+        let base = self.root.join("snapshots");
+        let entries = std::fs::read_dir(&base).map_err(|e| io_error(base.display(), e))?;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !owned.contains(&name) {
+                tracing::info!("snapshotter: cleanup removes {}", e.path().display());
+                self.remove_dir(e.path()).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_remote(n: &Named) -> bool {
+    n.snapshot.kind == Kind::Committed && n.snapshot.labels.contains_key(REMOTE_LABEL)
+}
+
+/// Disk used under `dir` as containerd counts it: 512-byte blocks of each inode once.
+async fn disk_usage(dir: PathBuf) -> Result<Usage, Error> {
+    tokio::task::spawn_blocking(move || {
+        let mut seen = std::collections::HashSet::new();
+        let mut usage = Usage::default();
+        let mut stack = vec![dir.clone()];
+        while let Some(p) = stack.pop() {
+            let m = std::fs::symlink_metadata(&p).map_err(|e| io_error(p.display(), e))?;
+            if seen.insert((m.dev(), m.ino())) {
+                usage.size += m.blocks() as i64 * 512;
+                usage.inodes += 1;
+            }
+            if m.is_dir() {
+                let entries = std::fs::read_dir(&p).map_err(|e| io_error(p.display(), e))?;
+                stack.extend(entries.flatten().map(|e| e.path()));
+            }
+        }
+        Ok(usage)
+    })
+    .await
+    .map_err(|e| io_error("measuring disk usage", e))?
+}
+
+/// Serves `snapshotter` on the unix socket `socket` until `stop` resolves; the socket file is
+/// removed at the end. A socket left by an earlier daemon is replaced; any other file is not.
+pub async fn serve(
+    snapshotter: Arc<Snapshotter>,
+    socket: PathBuf,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    if let Ok(m) = std::fs::symlink_metadata(&socket) {
+        anyhow::ensure!(
+            m.file_type().is_socket(),
+            "{} exists and is not a socket; refusing to replace it (snapshotter.socket)",
+            socket.display()
+        );
+        std::fs::remove_file(&socket)
+            .with_context(|| format!("removing the stale socket {}", socket.display()))?;
+    }
+    if let Some(d) = socket.parent() {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(&socket).with_context(|| {
+        format!(
+            "binding the snapshotter socket {} (snapshotter.socket; --snapshotter-socket)",
+            socket.display()
+        )
+    })?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+    tracing::info!(
+        "containerd snapshotter listening on {} (root {})",
+        socket.display(),
+        snapshotter.root().display()
+    );
+    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    let service = grpc::service(snapshotter);
+    Ok(tokio::spawn(async move {
+        let served = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, stop)
+            .await;
+        if let Err(e) = served {
+            tracing::warn!("containerd snapshotter failed: {e}");
+        }
+        let _ = std::fs::remove_file(&socket);
+    }))
+}

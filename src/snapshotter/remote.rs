@@ -1,0 +1,103 @@
+//! Layers served lazily: which `Prepare` calls name a layer of an image in the swarm, and the
+//! FUSE mount that serves it.
+//!
+//! `ctr-remote image rpull` (stargz-snapshotter's `source.AppendDefaultLabelsHandlerWrapper`)
+//! puts labels on each layer descriptor, and containerd's unpacker passes them to `Prepare`
+//! with the chain ID it wants in `containerd.io/snapshot.ref`:
+//! - `containerd.io/snapshot/remote/stargz.reference`: the image reference pulled, here
+//!   `HOST:PORT/ipfs/<CID>:latest` on a cidfs registry endpoint;
+//! - `containerd.io/snapshot/remote/stargz.digest`: the layer's digest in the manifest;
+//! - `…/stargz.layers` and `…/urls.N`: the image's other layers (not needed: the CID names the
+//!   whole image).
+//!
+//! The CID is resolved through the node (index, manifest, config: small blocks the registry
+//! endpoint fetched a moment before), the layer found by digest in any of the image's
+//! manifests, and mounted alone in overlayfs lower-dir form. Only eStargz layers (a
+//! `toc.digest` annotation) are served so; containerd unpacks the others.
+
+use anyhow::{anyhow, bail, Context as _};
+use cid::Cid;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::image::oci::ANNOTATION_TOC_DIGEST;
+use crate::image::pull;
+use crate::mount::{MountInfo, Mounts};
+
+/// The chain ID containerd's unpacker wants the layer committed as.
+pub const TARGET_LABEL: &str = "containerd.io/snapshot.ref";
+/// Marks a snapshot served lazily (stargz-snapshotter's label and value).
+pub const REMOTE_LABEL: &str = "containerd.io/snapshot/remote";
+pub const REMOTE_VALUE: &str = "remote snapshot";
+pub const REFERENCE_LABEL: &str = "containerd.io/snapshot/remote/stargz.reference";
+pub const DIGEST_LABEL: &str = "containerd.io/snapshot/remote/stargz.digest";
+
+/// A layer to serve lazily.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub reference: String,
+    pub image: Cid,
+    pub layer: String,
+}
+
+/// The layer `labels` ask for; `Ok(None)` when they carry no reference or one that does not
+/// name an image by CID (another registry's image: unpacked as usual).
+pub fn target(labels: &BTreeMap<String, String>) -> Result<Option<Target>, String> {
+    let Some(reference) = labels.get(REFERENCE_LABEL) else {
+        return Ok(None);
+    };
+    let image = match crate::cidref::parse_registry_ref(reference) {
+        Ok(c) => c,
+        Err(crate::cidref::CidRefError::NotRegistryRef { .. }) => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let layer = labels
+        .get(DIGEST_LABEL)
+        .ok_or_else(|| format!("{REFERENCE_LABEL} is set but {DIGEST_LABEL} is not"))?;
+    Ok(Some(Target {
+        reference: reference.clone(),
+        image,
+        layer: layer.clone(),
+    }))
+}
+
+/// Mounts remote layers.
+#[derive(Clone)]
+pub struct Remote {
+    pub mounts: Mounts,
+    /// Longest wait for resolving the image and reading the layer's TOC.
+    pub timeout: Duration,
+}
+
+impl Remote {
+    /// Mounts layer `t` at `dir`.
+    pub async fn mount(&self, dir: &Path, t: &Target) -> anyhow::Result<MountInfo> {
+        let what = || format!("layer {} of {}", t.layer, t.reference);
+        let work = async {
+            let blocks = self.mounts.reader_parts().blocks;
+            let resolved = pull::resolve(&blocks, t.image, &[]).await?;
+            let mut found = None;
+            for image in &resolved.images {
+                if image.manifest.layers.iter().any(|l| l.digest == t.layer) {
+                    let (_, layers) = image.layers_with_diff_ids()?;
+                    found = layers.into_iter().find(|(l, _)| l.digest == t.layer);
+                    break;
+                }
+            }
+            let (desc, diff_id) =
+                found.ok_or_else(|| anyhow!("image {} has no layer {}", t.image, t.layer))?;
+            if !desc.annotations.contains_key(ANNOTATION_TOC_DIGEST) {
+                bail!("the layer is not eStargz (no {ANNOTATION_TOC_DIGEST} annotation)");
+            }
+            self.mounts
+                .mount_layer(dir, &t.image.to_string(), &desc, &diff_id)
+                .await
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| anyhow!("no answer within {:?}", self.timeout))
+            .and_then(|r| r)
+            .with_context(what)
+    }
+}
