@@ -3,6 +3,7 @@
 
 mod util;
 
+mod containerd;
 mod image;
 mod images;
 mod interop;

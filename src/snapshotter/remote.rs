@@ -10,6 +10,9 @@
 //! - `…/stargz.layers` and `…/urls.N`: the image's other layers (not needed: the CID names the
 //!   whole image).
 //!
+//! The CRI plugin's `containerd.io/snapshot/cri.image-ref` and `…/cri.layer-digest` (Kubernetes
+//! with `disable_snapshot_annotations = false`) are read the same way.
+//!
 //! The CID is resolved through the node (index, manifest, config: small blocks the registry
 //! endpoint fetched a moment before), the layer found by digest in any of the image's
 //! manifests, and mounted alone in overlayfs lower-dir form. Only eStargz layers (a
@@ -32,6 +35,9 @@ pub const REMOTE_LABEL: &str = "containerd.io/snapshot/remote";
 pub const REMOTE_VALUE: &str = "remote snapshot";
 pub const REFERENCE_LABEL: &str = "containerd.io/snapshot/remote/stargz.reference";
 pub const DIGEST_LABEL: &str = "containerd.io/snapshot/remote/stargz.digest";
+/// The same from the CRI plugin (Kubernetes) with `disable_snapshot_annotations = false`.
+pub const CRI_REFERENCE_LABEL: &str = "containerd.io/snapshot/cri.image-ref";
+pub const CRI_DIGEST_LABEL: &str = "containerd.io/snapshot/cri.layer-digest";
 
 /// A layer to serve lazily.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,11 +47,16 @@ pub struct Target {
     pub layer: String,
 }
 
-/// The layer `labels` ask for; `Ok(None)` when they carry no reference or one that does not
-/// name an image by CID (another registry's image: unpacked as usual).
+/// The layer `labels` ask for (rpull's labels, else the CRI plugin's); `Ok(None)` when they
+/// carry no reference or one that does not name an image by CID (another registry's image:
+/// unpacked as usual).
 pub fn target(labels: &BTreeMap<String, String>) -> Result<Option<Target>, String> {
-    let Some(reference) = labels.get(REFERENCE_LABEL) else {
-        return Ok(None);
+    let (reference, digest_label) = match labels.get(REFERENCE_LABEL) {
+        Some(r) => (r, DIGEST_LABEL),
+        None => match labels.get(CRI_REFERENCE_LABEL) {
+            Some(r) => (r, CRI_DIGEST_LABEL),
+            None => return Ok(None),
+        },
     };
     let image = match crate::cidref::parse_registry_ref(reference) {
         Ok(c) => c,
@@ -53,8 +64,8 @@ pub fn target(labels: &BTreeMap<String, String>) -> Result<Option<Target>, Strin
         Err(e) => return Err(e.to_string()),
     };
     let layer = labels
-        .get(DIGEST_LABEL)
-        .ok_or_else(|| format!("{REFERENCE_LABEL} is set but {DIGEST_LABEL} is not"))?;
+        .get(digest_label)
+        .ok_or_else(|| format!("{reference:?} is labelled but {digest_label} is not"))?;
     Ok(Some(Target {
         reference: reference.clone(),
         image,

@@ -384,6 +384,11 @@ pub const CTR_NAMESPACE: &str = "default";
 
 impl Containerd {
     pub fn start() -> Containerd {
+        Self::start_with("")
+    }
+
+    /// [`Self::start`] with `extra` appended to the config (e.g. a `[proxy_plugins]` table).
+    pub fn start_with(extra: &str) -> Containerd {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         let sock = d.join("containerd.sock");
@@ -397,7 +402,7 @@ impl Containerd {
             state = d.join("state").display(),
             sock = sock.display(),
             opt = d.join("opt").display(),
-        );
+        ) + extra;
         let cfg_path = d.join("config.toml");
         std::fs::write(&cfg_path, cfg).expect("write containerd config");
         let mut child = Command::new("containerd")
@@ -477,13 +482,18 @@ impl Containerd {
     /// `ctr run --rm --snapshotter overlayfs IMAGE ID CMD…` (fresh ID, runc state in the temp dir);
     /// panics on failure, returns stdout.
     pub fn run_output(&self, image: &str, cmd: &[&str]) -> String {
+        self.run_output_on("overlayfs", image, cmd)
+    }
+
+    /// [`Self::run_output`] with another snapshotter.
+    pub fn run_output_on(&self, snapshotter: &str, image: &str, cmd: &[&str]) -> String {
         let id = unique("cidfs-ctr");
         let runc_root = self.dir.path().join("runc");
         let mut args = vec![
             "run",
             "--rm",
             "--snapshotter",
-            "overlayfs",
+            snapshotter,
             "--runc-root",
             runc_root.to_str().expect("utf8"),
             image,
@@ -493,18 +503,26 @@ impl Containerd {
         self.ctr_ok(&args)
     }
 
-    /// `ctr-remote image convert --estargz --oci SRC DST`.
-    pub fn convert_estargz(&self, src: &str, dst: &str) {
+    /// `ctr-remote --address SOCK --namespace default ARGS…`, bounded; panics (with the daemon
+    /// log) on failure, returns stdout.
+    #[track_caller]
+    pub fn ctr_remote_ok(&self, args: &[&str]) -> String {
         let mut c = Command::new("ctr-remote");
         c.arg("--address")
             .arg(&self.sock)
             .args(["--namespace", CTR_NAMESPACE])
-            .args(["image", "convert", "--estargz", "--oci", src, dst])
+            .args(args)
             .stdin(Stdio::null());
-        check(
-            &format!("ctr-remote image convert --estargz --oci {src} {dst}"),
-            run_bounded(c, CMD_TIMEOUT),
-        );
+        let out = run_bounded(c, CMD_TIMEOUT);
+        if !out.status.success() {
+            eprintln!("--- containerd log ---\n{}", self.log());
+        }
+        check(&format!("ctr-remote {args:?}"), out)
+    }
+
+    /// `ctr-remote image convert --estargz --oci SRC DST`.
+    pub fn convert_estargz(&self, src: &str, dst: &str) {
+        self.ctr_remote_ok(&["image", "convert", "--estargz", "--oci", src, dst]);
     }
 
     /// `ctr images export --platform linux/amd64 FILE REF` (an oci-archive with a manifest.json).

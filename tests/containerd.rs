@@ -1,0 +1,224 @@
+//! The containerd snapshotter (issue 8) with the real containerd 1.6 and `ctr-remote`: node A
+//! pushes an eStargz image, containerd (started by the test with `deploy/containerd/config.toml`'s
+//! proxy plugin pointed at node B's socket) rpulls it through B's registry endpoint, and
+//! B serves every layer lazily: no layer blob leaves the registry, a container runs, the merged
+//! view equals the generated tree, and all of it survives a restart of B.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::images::dirtree::tree_of_dir;
+use crate::images::gen::{GenSpec, HELLO_LINE};
+use crate::images::runtimes::{unmount_under, Containerd};
+use crate::images::tree::assert_same_tree;
+use crate::mount::generate_and_push;
+use crate::util::{call_bounded, eventually, pair, Daemon};
+
+const SNAPSHOTTER: &str = "cidfs";
+
+fn stat(d: &Daemon, key: &str) -> u64 {
+    d.stat()[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("repo/stat has no {key}"))
+}
+
+/// containerd's config tail from the deploy snippet, with B's socket for the example path.
+fn proxy_plugin_config(socket: &Path) -> String {
+    let snippet = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/containerd/config.toml"),
+    )
+    .expect("deploy/containerd/config.toml");
+    let example = "/var/lib/cidfs/snapshotter.sock";
+    assert!(snippet.contains(example), "the snippet names {example}");
+    let from = snippet
+        .find("[proxy_plugins]")
+        .expect("a [proxy_plugins] table");
+    // the CRI table of the snippet is for Kubernetes; the test's containerd runs without CRI
+    let to = snippet.find("\n# Kubernetes").unwrap_or(snippet.len());
+    format!(
+        "\n{}\n",
+        snippet[from..to].replace(example, &socket.to_string_lossy())
+    )
+}
+
+/// `ctr snapshots ls` lines of the cidfs snapshotter (KEY PARENT KIND), sorted.
+fn snapshots(c: &Containerd) -> Vec<String> {
+    let out = c.ctr_ok(&["snapshots", "--snapshotter", SNAPSHOTTER, "ls"]);
+    let mut v: Vec<String> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Unmounts what a failed test left under B's repo (the lazily served layers).
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        unmount_under(&self.0);
+    }
+}
+
+#[test]
+fn ctr_remote_rpull_runs_a_container_from_lazily_served_layers() {
+    let (a, b) = pair(None);
+    let _unmount = Unmount(b.repo.path().to_path_buf());
+    let (img, cid) = generate_and_push(
+        &a,
+        GenSpec {
+            busybox: true,
+            big_file_size: 64 << 20,
+            ..Default::default()
+        },
+    );
+    let blocks_on_a = stat(&a, "NumObjects");
+    let socket = b.repo.path().join("snapshotter.sock");
+    let c = Containerd::start_with(&proxy_plugin_config(&socket));
+    let plugins = c.ctr_ok(&["plugins", "ls"]);
+    assert!(
+        plugins
+            .lines()
+            .any(|l| l.contains("io.containerd.snapshotter.v1")
+                && l.contains(SNAPSHOTTER)
+                && l.contains("ok")),
+        "containerd did not load the proxy snapshotter:\n{plugins}"
+    );
+
+    let reference = format!("{}/ipfs/{cid}:latest", b.registry);
+    c.ctr_remote_ok(&[
+        "image",
+        "rpull",
+        "--plain-http",
+        &format!("--snapshotter={SNAPSHOTTER}"),
+        &reference,
+    ]);
+    assert_eq!(
+        stat(&b, "RegistryLayers"),
+        0,
+        "no layer blob came from the registry; B's log:\n{}",
+        b.log()
+    );
+    assert!(stat(&b, "RegistryManifests") >= 1 && stat(&b, "RegistryConfigs") >= 1);
+    let fetched = stat(&b, "BlocksFetched");
+    assert!(
+        fetched * 20 < blocks_on_a,
+        "rpull made B fetch {fetched} of the image's {blocks_on_a} blocks (5 % or more)"
+    );
+    let lazy = b.log().matches("served lazily as").count();
+    assert_eq!(
+        lazy,
+        img.diff_ids.len(),
+        "every layer served lazily:\n{}",
+        b.log()
+    );
+
+    // the layers are committed (under containerd's chain IDs), one on the other
+    let before = snapshots(&c);
+    let rows: Vec<Vec<&str>> = before.iter().map(|l| l.split(' ').collect()).collect();
+    let (bottom, top) = match rows.as_slice() {
+        [x, y] if x.len() == 3 && y.len() == 2 => (y, x),
+        [x, y] if x.len() == 2 && y.len() == 3 => (x, y),
+        _ => panic!("ctr snapshots ls: {before:?}"),
+    };
+    assert_eq!(
+        (bottom[1], top[2]),
+        ("Committed", "Committed"),
+        "{before:?}"
+    );
+    assert_eq!(
+        top[1], bottom[0],
+        "the top layer's parent is the bottom one"
+    );
+    let top = top[0].to_string();
+
+    let out = c.run_output_on(SNAPSHOTTER, &reference, &["cat", "/etc/hello"]);
+    assert_eq!(out.trim(), HELLO_LINE);
+
+    // the merged view of both layers (overlayfs over the two lazy mounts, whiteouts and the
+    // opaque dir of layer 2 applied by the kernel) is the generated tree
+    let view = tempfile::tempdir().expect("tempdir");
+    // (containerd's GC may take the view, which nothing references, once ctr returns: the
+    // mount command is printed by the same call, and the view is only a list of lower dirs)
+    let target = view.path().to_string_lossy().into_owned();
+    let cmd = c.ctr_ok(&[
+        "snapshots",
+        "--snapshotter",
+        SNAPSHOTTER,
+        "view",
+        "--target",
+        &target,
+        "check-view",
+        &top,
+    ]);
+    let status = std::process::Command::new("sh")
+        .args(["-c", cmd.trim()])
+        .status()
+        .expect("sh");
+    assert!(status.success(), "{cmd}");
+    let root = view.path().to_path_buf();
+    let w = call_bounded("walking the view", Duration::from_secs(120), move || {
+        tree_of_dir(&root)
+    });
+    unmount_under(view.path());
+    let mut want = img.expected.clone();
+    for n in want.values_mut() {
+        n.hardlink = None;
+    }
+    // layer 2 has entries under `a/` but no entry for `a` itself, so its own `a` is implicit
+    // (0755, root, mtime 0, as stargz-snapshotter makes such dirs), and overlayfs shows the
+    // topmost copy's attributes
+    want.get_mut("a").expect("a").mtime = 0;
+    assert_same_tree(&want, &w.tree);
+    c.ctr_ok(&[
+        "snapshots",
+        "--snapshotter",
+        SNAPSHOTTER,
+        "rm",
+        "check-view",
+    ]);
+
+    // restart B: containerd keeps its snapshots, B mounts the layers again, and a container
+    // reads a file nobody read before
+    let opts = b.opts();
+    let (status, repo) = b.terminate();
+    assert!(status.success());
+    let b = Daemon::start_in(repo, opts);
+    assert!(
+        b.log()
+            .contains("2 of 2 lazily served layers mounted again"),
+        "B's log:\n{}",
+        b.log()
+    );
+    let after = eventually(Duration::from_secs(60), || {
+        let out = c.ctr(&["snapshots", "--snapshotter", SNAPSHOTTER, "ls"]);
+        out.status.success().then(|| snapshots(&c))
+    })
+    .expect("containerd reconnects to the snapshotter");
+    assert_eq!(after, before);
+    let big = img.expected["big.bin"]
+        .sha256
+        .clone()
+        .expect("big.bin digest");
+    let out = c.run_output_on(
+        SNAPSHOTTER,
+        &reference,
+        &["/bin/busybox", "sha256sum", "/big.bin"],
+    );
+    assert_eq!(out.split_whitespace().next(), Some(big.as_str()), "{out}");
+    assert_eq!(stat(&b, "RegistryLayers"), 0);
+
+    // removing the image lets containerd's GC remove the snapshots, which unmounts the layers
+    c.ctr_ok(&["images", "rm", "--sync", &reference]);
+    let gone = eventually(Duration::from_secs(60), || {
+        snapshots(&c).is_empty().then_some(())
+    });
+    assert!(gone.is_some(), "snapshots left: {:?}", snapshots(&c));
+    let mounts = String::from_utf8(b.ok(&["mounts"])).expect("utf-8");
+    assert!(!mounts.contains(&cid), "layers still mounted:\n{mounts}");
+    drop(c);
+    let (status, _) = b.terminate();
+    assert!(status.success());
+}
