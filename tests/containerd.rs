@@ -222,3 +222,55 @@ fn ctr_remote_rpull_runs_a_container_from_lazily_served_layers() {
     let (status, _) = b.terminate();
     assert!(status.success());
 }
+
+/// Without rpull's labels (`ctr pull`, `ctr images import`) the layers unpack into the
+/// snapshotter's own directories, as with containerd's overlayfs snapshotter, and go when
+/// containerd removes them.
+#[test]
+fn plain_pulls_unpack_into_the_snapshotters_own_directories() {
+    let (a, b) = pair(None);
+    let _unmount = Unmount(b.repo.path().to_path_buf());
+    let (_img, cid) = generate_and_push(
+        &a,
+        GenSpec {
+            busybox: true,
+            ..Default::default()
+        },
+    );
+    let socket = b.repo.path().join("snapshotter.sock");
+    let c = Containerd::start_with(&proxy_plugin_config(&socket));
+    let reference = format!("{}/ipfs/{cid}:latest", b.registry);
+    c.ctr_ok(&[
+        "images",
+        "pull",
+        "--plain-http",
+        "--snapshotter",
+        SNAPSHOTTER,
+        &reference,
+    ]);
+    assert_eq!(stat(&b, "RegistryLayers"), 2, "both layers downloaded");
+    assert!(!b.log().contains("served lazily"), "{}", b.log());
+    let out = c.run_output_on(SNAPSHOTTER, &reference, &["cat", "/etc/hello"]);
+    assert_eq!(out.trim(), HELLO_LINE);
+    // the unpacked files are in B's snapshot directories
+    let dirs = b.repo.path().join("snapshotter/snapshots");
+    let unpacked: Vec<PathBuf> = std::fs::read_dir(&dirs)
+        .expect("snapshot dirs")
+        .map(|e| e.expect("entry").path().join("fs"))
+        .collect();
+    assert_eq!(unpacked.len(), 2, "{unpacked:?}");
+    assert!(
+        unpacked.iter().any(|d| d.join("etc/hello").is_file()),
+        "no layer holds etc/hello: {unpacked:?}"
+    );
+    let usage = c.ctr_ok(&["snapshots", "--snapshotter", SNAPSHOTTER, "usage"]);
+    assert!(
+        usage.lines().count() == 3,
+        "two snapshots with usage:\n{usage}"
+    );
+    c.ctr_ok(&["images", "rm", "--sync", &reference]);
+    let gone = eventually(Duration::from_secs(60), || {
+        (snapshots(&c).is_empty() && std::fs::read_dir(&dirs).ok()?.next().is_none()).then_some(())
+    });
+    assert!(gone.is_some(), "left: {:?}", snapshots(&c));
+}

@@ -332,3 +332,36 @@ async fn a_layer_the_swarm_lacks_is_unpacked_as_usual() {
     assert_eq!(n.snapshot.kind, Kind::Active);
     assert!(matches!(f.s.stat("sha256:chain"), Err(Error::NotFound(_))));
 }
+
+#[tokio::test]
+async fn keys_are_never_paths_and_the_socket_never_replaces_a_file() {
+    let f = fixture();
+    // keys and names are containerd's strings; directories are numbered by the snapshotter
+    let m =
+        f.s.prepare("../../etc/x", "", BTreeMap::new())
+            .await
+            .unwrap();
+    let dir = std::path::PathBuf::from(&m[0].source);
+    assert!(dir.starts_with(f.s.root().join("snapshots")), "{dir:?}");
+    f.s.commit("/abs/../name", "../../etc/x", BTreeMap::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        f.s.stat("/abs/../name").unwrap().snapshot.kind,
+        Kind::Committed
+    );
+    assert!(matches!(
+        f.s.prepare("", "", BTreeMap::new()).await,
+        Err(Error::InvalidArgument(_))
+    ));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("not-a-socket");
+    std::fs::write(&file, b"keep me").unwrap();
+    let s = Arc::new(fixture().s);
+    let err = super::serve(s, file.clone(), std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is not a socket"), "{err:#}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+}
