@@ -22,6 +22,10 @@
 #   podman   (iii) `podman run IMAGE python3 …` by B's registry endpoint with B's additional layer
 #            store, and (iv) the same without it (podman pulls every layer from the endpoint);
 #            both on a fresh B and fresh podman storage; skipped without podman.
+#   containerd  (v) `ctr-remote image rpull --snapshotter=cidfs` + `ctr run` through B's registry
+#            endpoint and B's snapshotter (layers served lazily), and (vi) `ctr pull` + `ctr run`
+#            with containerd's overlayfs snapshotter (every layer downloaded and unpacked); both on
+#            a fresh B and a fresh containerd; skipped without containerd and ctr-remote.
 #   reads    `dd bs=1M` of /filler/seq-256m.bin through a fresh mount (cold: fetched from A over
 #            bitswap; warm: read again, best of 3), and of the same file in the directory unpacked
 #            in (i) (the same way); times are dd's own.
@@ -329,6 +333,19 @@ if [ "$HAVE_MOUNT" = 1 ]; then
     cmp -s "$MNT/$SEQ" "$WORK/rootfs/$SEQ" || { echo "$SEQ differs between the mount and (i)" >&2; exit 1; }
     "$BIN" --repo "$WORK/b" umount "$MNT"
 fi
+# A fresh B (no blocks, no connections, fresh counters) started with "$@"; REG is its endpoint.
+fresh_b() {
+    stop_cidfs b
+    rm -rf "$WORK/b"
+    b_config
+    start_cidfs b --peer "$a_ADDR" "$@"
+    wait_peer b "$A_ID"
+    REG=$(cat "$WORK/b/registry")
+}
+registry_layers() {
+    curl -sf -X POST "http://$(api_of b)/api/v0/repo/stat" \
+        | python3 -c 'import json, sys; print(json.load(sys.stdin)["RegistryLayers"])'
+}
 # ---- 7b. podman: first start through B's additional layer store vs a plain pull from B's
 # registry endpoint (both on a fresh B and a fresh podman storage)
 HAVE_PODMAN=0
@@ -348,18 +365,6 @@ if [ "$HAVE_PODMAN" = 1 ]; then
         CONTAINERS_CONF=$d/containers.conf CONTAINERS_STORAGE_CONF=$d/storage.conf \
             CONTAINERS_REGISTRIES_CONF=$d/registries.conf \
             podman --root "$d/root" --runroot "$d/runroot" --tmpdir "$d/tmp" --storage-driver overlay "$@"
-    }
-    fresh_b() {
-        stop_cidfs b
-        rm -rf "$WORK/b"
-        b_config
-        start_cidfs b --peer "$a_ADDR" "$@"
-        wait_peer b "$A_ID"
-        REG=$(cat "$WORK/b/registry")
-    }
-    registry_layers() {
-        curl -sf -X POST "http://$(api_of b)/api/v0/repo/stat" \
-            | python3 -c 'import json, sys; print(json.load(sys.stdin)["RegistryLayers"])'
     }
     # (iii) the layer store: podman takes the layers from it, lazily
     fresh_b --layer-store "$WORK/store"
@@ -383,6 +388,64 @@ if [ "$HAVE_PODMAN" = 1 ]; then
     [ "$OUT" = hello ] || { echo "podman (iv) printed '$OUT'" >&2; exit 1; }
     PULL_T=$(secs "$t0" "$t1"); PULL_BYTES=$(( $(bytes_fetched b) - F0 )); PULL_REG_LAYERS=$(registry_layers)
     for d in "$WORK/p-als" "$WORK/p-pull"; do pod "$d" system reset -f > /dev/null 2>&1 || true; done
+fi
+
+# ---- 7c. containerd: `ctr-remote image rpull` + `ctr run` through B's snapshotter (v) vs
+# `ctr pull` + `ctr run` with containerd's overlayfs snapshotter (vi); each on a fresh B and a
+# fresh containerd (its own root, state and socket under $WORK, CRI off)
+HAVE_CTRD=0
+if [ "$HAVE_MOUNT" = 1 ] && command -v containerd > /dev/null && command -v ctr-remote > /dev/null \
+        && "$BIN" daemon --help | grep -q -- --snapshotter-socket; then
+    HAVE_CTRD=1
+fi
+if [ "$HAVE_CTRD" = 1 ]; then
+    # start_containerd DIR [CONFIG_TAIL]: sets CTRD (DIR) and CTRD_PID; waits (bounded) for it
+    start_containerd() {
+        CTRD=$1; mkdir -p "$CTRD"
+        printf 'version = 2\nroot = "%s/root"\nstate = "%s/state"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "%s/c.sock"\n[ttrpc]\n  address = "%s/c.sock.ttrpc"\n%s\n' \
+            "$CTRD" "$CTRD" "$CTRD" "$CTRD" "${2:-}" > "$CTRD/config.toml"
+        containerd --config "$CTRD/config.toml" 2> "$CTRD/containerd.log" &
+        CTRD_PID=$!; PIDS+=("$CTRD_PID")
+        local deadline=$(( $(date +%s) + 30 ))
+        until ctr --address "$CTRD/c.sock" version > /dev/null 2>&1; do
+            [ "$(date +%s)" -lt "$deadline" ] || { cat "$CTRD/containerd.log" >&2; echo "containerd did not start" >&2; exit 1; }
+            sleep 0.1
+        done
+    }
+    stop_containerd() {
+        kill "$CTRD_PID" 2>/dev/null || true; wait "$CTRD_PID" 2>/dev/null || true
+        for m in $(mounted_under "$CTRD"); do umount -l "$m"; done
+    }
+    ctrd() { ctr --address "$CTRD/c.sock" --namespace default "$@"; }
+    ctrd_run() { ctrd run --rm --snapshotter "$1" --runc-root "$CTRD/runc" "$REG/ipfs/$CID:latest" "bench-$1" python3 -c 'print("hello")'; }
+    # (v) rpull: B's snapshotter serves the layers lazily
+    fresh_b
+    start_containerd "$WORK/ctrd-lazy" "$(printf '[proxy_plugins]\n  [proxy_plugins.cidfs]\n    type = "snapshot"\n    address = "%s/b/snapshotter.sock"' "$WORK")"
+    drop_caches
+    F0=$(bytes_fetched b)
+    t0=$(now)
+    ctr-remote --address "$CTRD/c.sock" --namespace default image rpull --plain-http --snapshotter=cidfs "$REG/ipfs/$CID:latest" > /dev/null
+    t1=$(now)
+    OUT=$(ctrd_run cidfs)
+    t2=$(now)
+    [ "$OUT" = hello ] || { echo "containerd (v) printed '$OUT'" >&2; exit 1; }
+    RPULL_PULL_T=$(secs "$t0" "$t1"); RPULL_RUN_T=$(secs "$t1" "$t2"); RPULL_T=$(secs "$t0" "$t2")
+    RPULL_BYTES=$(( $(bytes_fetched b) - F0 )); RPULL_REG_LAYERS=$(registry_layers)
+    stop_containerd
+    # (vi) full pull into the overlayfs snapshotter
+    fresh_b
+    start_containerd "$WORK/ctrd-full"
+    drop_caches
+    F0=$(bytes_fetched b)
+    t0=$(now)
+    ctrd images pull --plain-http --snapshotter overlayfs "$REG/ipfs/$CID:latest" > /dev/null
+    t1=$(now)
+    OUT=$(ctrd_run overlayfs)
+    t2=$(now)
+    [ "$OUT" = hello ] || { echo "containerd (vi) printed '$OUT'" >&2; exit 1; }
+    CPULL_PULL_T=$(secs "$t0" "$t1"); CPULL_RUN_T=$(secs "$t1" "$t2"); CPULL_T=$(secs "$t0" "$t2")
+    CPULL_BYTES=$(( $(bytes_fetched b) - F0 )); CPULL_REG_LAYERS=$(registry_layers)
+    stop_containerd
 fi
 
 drop_caches
@@ -412,6 +475,13 @@ if [ "${HAVE_PODMAN:-0}" = 1 ]; then
     printf "%-50s %8s s %14s bytes  (%s layer blobs from the registry)\n" "(iii) podman run via the layer store" "$ALS_T" "$ALS_BYTES" "$ALS_REG_LAYERS"
     printf "%-50s %8s s %14s bytes  (%s layer blobs from the registry)\n" "(iv) podman run, pulling from the endpoint" "$PULL_T" "$PULL_BYTES" "$PULL_REG_LAYERS"
     echo "ratio time (iv) / (iii): $(ratio "$PULL_T" "$ALS_T" 1)x"
+fi
+if [ "${HAVE_CTRD:-0}" = 1 ]; then
+    printf "%-50s %8s s %14s bytes  (%s layer blobs from the registry)\n" "(v) ctr-remote rpull + ctr run, cidfs snapshotter" "$RPULL_T" "$RPULL_BYTES" "$RPULL_REG_LAYERS"
+    printf "%-50s %8s s\n" "    rpull / run" "$RPULL_PULL_T / $RPULL_RUN_T"
+    printf "%-50s %8s s %14s bytes  (%s layer blobs from the registry)\n" "(vi) ctr pull + ctr run, overlayfs snapshotter" "$CPULL_T" "$CPULL_BYTES" "$CPULL_REG_LAYERS"
+    printf "%-50s %8s s\n" "    pull / run" "$CPULL_PULL_T / $CPULL_RUN_T"
+    echo "ratio time (vi) / (v): $(ratio "$CPULL_T" "$RPULL_T" 1)x"
 fi
 [ "$LCOLD_DROPPED" = 1 ] && cold=cold || cold="first read, cache not dropped"
 printf "%-50s %8s s %8s MB/s\n" "baseline: the local file unpacked in (i), $cold" "$(secs "$LCOLD_T0" "$LCOLD_T1")" "$(mbps "$SEQ_BYTES" "$LCOLD_T0" "$LCOLD_T1")"
