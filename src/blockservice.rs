@@ -52,6 +52,7 @@ impl BlockService {
             .await
             .context("block store task failed")?
             .with_context(|| format!("storing fetched block {cid}"))?;
+        net.stored(&cid);
         Ok(data)
     }
 
@@ -144,20 +145,26 @@ impl BlockSource for StoreSource {
 
 impl BlockService {
     /// Fetches every block of the DAG under `root` (breadth first, `parallel` at a time) so it
-    /// can be pinned. Returns the number of blocks walked.
+    /// can be pinned. Returns the number of blocks walked. Each level is walked in an order of
+    /// this call's own (a keyed hash of the CIDs): nodes that fetch the same DAG at once ask for
+    /// different blocks, and then trade them, instead of all asking its first holder for the
+    /// same ones.
     pub async fn fetch_dag(&self, root: Cid, parallel: usize) -> anyhow::Result<u64> {
         use futures::{stream, StreamExt, TryStreamExt};
+        use std::hash::BuildHasher as _;
+        let order = std::hash::RandomState::new();
         let session = Session::new();
         let mut frontier = vec![root];
         let mut seen = std::collections::HashSet::from([root]);
         let mut walked = 0u64;
         while !frontier.is_empty() {
+            frontier.sort_by_cached_key(|c| order.hash_one(c));
             let level: Vec<(Cid, Bytes)> = stream::iter(frontier.drain(..))
                 .map(|cid| {
                     let session = session.clone();
                     async move { Ok::<_, anyhow::Error>((cid, self.get(cid, &session).await?)) }
                 })
-                .buffered(parallel.max(1))
+                .buffer_unordered(parallel.max(1))
                 .try_collect()
                 .await?;
             for (cid, data) in level {

@@ -67,6 +67,12 @@ impl Client {
         self.bitswap.stats()
     }
 
+    /// Tells bitswap that `cid` was stored locally (after a fetch): peers that asked for it
+    /// before it was here hear HAVE.
+    pub fn stored(&self, cid: &Cid) {
+        self.bitswap.stored(cid);
+    }
+
     /// Connects to `addr` (which may end in `/p2p/<id>`); returns the peer's id once connected.
     pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, Error> {
         self.request(|reply| Command::Dial { addr, reply }).await?

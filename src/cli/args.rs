@@ -213,8 +213,9 @@ pub struct DaemonArgs {
     /// storage.conf's `additionallayerstores = ["DIR:ref"]` at it.
     #[arg(long = "layer-store", value_name = "DIR")]
     pub layer_store: Option<PathBuf>,
-    /// Serve the containerd snapshotter on this unix socket (snapshotter.socket; "" turns it
-    /// off); name it in containerd's `[proxy_plugins.cidfs]` with `type = "snapshot"`.
+    /// Serve the containerd snapshotter on this unix socket (snapshotter.socket; `socket = ""`
+    /// in the config turns it off); name it in containerd's `[proxy_plugins.cidfs]` with
+    /// `type = "snapshot"`.
     #[arg(long = "snapshotter-socket", value_name = "PATH")]
     pub snapshotter_socket: Option<PathBuf>,
 }

@@ -31,6 +31,10 @@ const RECENT_CAPACITY: usize = 4096;
 const BAN_DURATION: Duration = Duration::from_secs(60);
 /// How often one CID may trigger a DHT provider search.
 const PROVIDER_SEARCH_INTERVAL: Duration = Duration::from_secs(10);
+/// Want-blocks in flight to one peer. More wait here, not in the peer's queue, so that when
+/// another peer turns out to hold the block (its HAVE arrives) it can serve it instead: a seed
+/// that everybody asks does not end up with everybody's whole backlog.
+pub(crate) const MAX_BLOCKS_IN_FLIGHT: usize = 16;
 
 /// Timing knobs of the want side.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +54,8 @@ struct WantState {
     failed: HashSet<PeerId>,
     last_broadcast: Instant,
     last_search: Option<Instant>,
+    /// Held back because every peer that may hold it has [`MAX_BLOCKS_IN_FLIGHT`] already.
+    waiting: bool,
 }
 
 /// What a received block turned out to be.
@@ -115,6 +121,7 @@ impl Wants {
                 failed: HashSet::new(),
                 last_broadcast: now,
                 last_search: None,
+                waiting: false,
             },
         );
         let sends = self.advance(cid, connected, now);
@@ -185,12 +192,14 @@ impl Wants {
             o.remove(&block.cid);
         }
         if let Some(st) = self.pending.remove(&block.cid) {
-            let sends = self.cancels(block.cid, &st, Some(peer));
+            let mut sends = self.cancels(block.cid, &st, Some(peer));
             st.session.add_peer(peer);
             for w in st.waiters {
                 let _ = w.send(block.data.clone());
             }
             self.remember(block.cid, st.session);
+            // a slot with `peer` is free: a want waiting for one may go now
+            sends.extend(self.advance_waiting(connected, now));
             return (BlockOutcome::Wanted, sends);
         }
         if let Some(session) = self.recent_set.get(&block.cid) {
@@ -280,6 +289,7 @@ impl Wants {
                 searches.push(cid);
             }
         }
+        sends.extend(self.advance_waiting(connected, now));
         (sends, searches)
     }
 
@@ -314,9 +324,28 @@ impl Wants {
         sends
     }
 
+    /// Advances every want that has no want-block in flight (after a slot freed up).
+    fn advance_waiting(&mut self, connected: &HashSet<PeerId>, now: Instant) -> Sends {
+        let waiting: Vec<Cid> = self
+            .pending
+            .iter()
+            .filter(|(_, st)| st.waiting && st.block_at.is_none())
+            .map(|(c, _)| *c)
+            .collect();
+        let mut sends = Vec::new();
+        for cid in waiting {
+            sends.extend(self.advance(cid, connected, now));
+        }
+        sends
+    }
+
     /// Sends the next want for `cid` if nothing is in flight for it.
     fn advance(&mut self, cid: Cid, connected: &HashSet<PeerId>, now: Instant) -> Sends {
         let banned = &self.banned;
+        let outstanding = &self.outstanding;
+        // want-blocks in flight to a peer: the least loaded holder serves next, so a seed that
+        // everyone asks yields to peers that already hold the block
+        let load = |p: &PeerId| outstanding.get(p).map_or(0, HashSet::len);
         let Some(st) = self.pending.get_mut(&cid) else {
             return Vec::new();
         };
@@ -328,19 +357,41 @@ impl Wants {
                 && !st.failed.contains(p)
                 && banned.get(p).is_none_or(|u| *u <= now)
         };
-        let (target, from_session) = match st.haves.iter().position(&usable) {
+        let free = |p: &PeerId| load(p) < MAX_BLOCKS_IN_FLIGHT;
+        let have = (0..st.haves.len())
+            .filter(|i| usable(&st.haves[*i]) && free(&st.haves[*i]))
+            .min_by_key(|i| load(&st.haves[*i]));
+        if have.is_none() && st.haves.iter().any(&usable) {
+            // every known holder is busy: wait for a slot (or a HAVE from someone else)
+            st.waiting = true;
+            return Vec::new();
+        }
+        let (target, from_session) = match have {
             Some(i) => (Some(st.haves.remove(i)), false),
-            None => (st.session.pick(usable), true),
+            None => (st.session.pick(|p| usable(p) && free(p), load), true),
         };
+        if target.is_none() && st.session.peers().iter().any(&usable) {
+            // session peers that may hold it are all busy: wait, unless nobody was asked yet
+            if !st.asked.is_empty() {
+                st.waiting = true;
+                return Vec::new();
+            }
+        }
+        st.waiting = false;
         if let Some(peer) = target {
             st.block_at = Some((peer, now));
             st.asked.insert(peer);
             self.outstanding.entry(peer).or_default().insert(cid);
             let mut sends = vec![(peer, Want::block(cid))];
             if from_session {
-                // discovery: ask one connected peer outside the session (a different one for
-                // different CIDs) whether it has this block; a HAVE makes it a session peer
+                // a guess: ask the rest of the session (and one peer outside it) whether they
+                // hold the block, so that a DONT_HAVE finds the next holder at once
                 let members = st.session.peers();
+                for m in members.iter().filter(|m| **m != peer && usable(m)) {
+                    if st.asked.insert(*m) {
+                        sends.push((*m, Want::have(cid)));
+                    }
+                }
                 let outside: Vec<PeerId> = connected
                     .iter()
                     .filter(|p| usable(p) && !members.contains(p) && !st.asked.contains(*p))

@@ -211,6 +211,18 @@ impl Bitswap {
         }
     }
 
+    /// `cid` is now in the local store: peers that wanted it from us and heard DONT_HAVE are
+    /// told HAVE, so they can fetch it here instead of from its first holder.
+    pub fn stored(&self, cid: &Cid) {
+        let ledgers: Vec<Arc<Ledger>> = lock(&self.inner.peers)
+            .values()
+            .map(|h| h.ledger.clone())
+            .collect();
+        for l in ledgers {
+            l.stored(cid);
+        }
+    }
+
     pub fn stats(&self) -> Stats {
         let c = &self.inner.counters;
         Stats {

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use cid::Cid;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 use tokio::sync::Notify;
 
@@ -18,10 +18,16 @@ pub const WANT_HAVE_REPLACE_SIZE: usize = 1024;
 /// Answers are batched up to this many bytes per message.
 pub const TARGET_MESSAGE_SIZE: usize = 1 << 20;
 
+/// Wants of one peer that we could not answer, kept (up to this many) so that the peer hears
+/// HAVE as soon as the block lands here: a node that is still downloading serves what it has.
+pub const MAX_MISSED_PER_PEER: usize = 4096;
+
 /// Wants one peer has queued with us.
 #[derive(Default)]
 pub(crate) struct Ledger {
     queue: Mutex<VecDeque<Want>>,
+    /// CIDs the peer wanted and we lacked, oldest first (a bounded set).
+    missed: Mutex<(VecDeque<Cid>, HashSet<Cid>)>,
     pub notify: Notify,
 }
 
@@ -33,9 +39,16 @@ impl Ledger {
             q.clear();
         }
         let mut dropped = 0;
+        let mut missed = lock(&self.missed);
+        if full {
+            *missed = Default::default();
+        }
         for w in wants {
             if w.cancel {
                 q.retain(|x| x.cid != w.cid);
+                if missed.1.remove(&w.cid) {
+                    missed.0.retain(|c| *c != w.cid);
+                }
                 continue;
             }
             if q.iter()
@@ -49,9 +62,39 @@ impl Ledger {
             }
             q.push_back(w);
         }
+        drop(missed);
         drop(q);
         self.notify.notify_one();
         dropped
+    }
+
+    /// We now hold `cid`: if this peer wanted it and heard that we lacked it, queue a HAVE for it
+    /// (a want-have, so a block no longer needed is not pushed). Returns whether one was queued.
+    pub fn stored(&self, cid: &Cid) -> bool {
+        {
+            let mut missed = lock(&self.missed);
+            if !missed.1.remove(cid) {
+                return false;
+            }
+            missed.0.retain(|c| c != cid);
+        }
+        let mut w = Want::have(*cid);
+        w.send_dont_have = false;
+        lock(&self.queue).push_back(w);
+        self.notify.notify_one();
+        true
+    }
+
+    fn miss(&self, cid: Cid) {
+        let mut missed = lock(&self.missed);
+        if missed.1.insert(cid) {
+            missed.0.push_back(cid);
+            if missed.0.len() > MAX_MISSED_PER_PEER {
+                if let Some(old) = missed.0.pop_front() {
+                    missed.1.remove(&old);
+                }
+            }
+        }
     }
 
     /// Takes queued wants and builds one answer of at most about [`TARGET_MESSAGE_SIZE`] bytes.
@@ -63,7 +106,9 @@ impl Ledger {
             let Some(want) = lock(&self.queue).pop_front() else {
                 break;
             };
-            answer(&want, source, corrupt, &mut msg, &mut size);
+            if !answer(&want, source, corrupt, &mut msg, &mut size) {
+                self.miss(want.cid);
+            }
             if size >= TARGET_MESSAGE_SIZE {
                 break;
             }
@@ -76,13 +121,14 @@ impl Ledger {
     }
 }
 
+/// Adds the answer to `want` to `msg`; false when we lack the block.
 fn answer(
     want: &Want,
     source: &dyn BlockSource,
     corrupt: bool,
     msg: &mut Message,
     size: &mut usize,
-) {
+) -> bool {
     let cid = want.cid;
     match want.want_type {
         WantType::Block => match source.get(&cid) {
@@ -93,12 +139,20 @@ fn answer(
                     data: maybe_corrupt(data, corrupt),
                 });
             }
-            None if want.send_dont_have => msg.presences.push((cid, Presence::DontHave)),
-            None => {}
+            None => {
+                if want.send_dont_have {
+                    msg.presences.push((cid, Presence::DontHave));
+                }
+                return false;
+            }
         },
         WantType::Have => match source.size(&cid) {
-            None if want.send_dont_have => msg.presences.push((cid, Presence::DontHave)),
-            None => {}
+            None => {
+                if want.send_dont_have {
+                    msg.presences.push((cid, Presence::DontHave));
+                }
+                return false;
+            }
             Some(len) if len <= WANT_HAVE_REPLACE_SIZE => match source.get(&cid) {
                 Some(data) => {
                     *size += data.len();
@@ -114,6 +168,7 @@ fn answer(
             Some(_) => msg.presences.push((cid, Presence::Have)),
         },
     }
+    true
 }
 
 /// Test-only fault: flips a byte so the block no longer hashes to its CID.

@@ -41,15 +41,23 @@ impl Session {
         lock(&self.inner.peers).retain(|p| p != peer);
     }
 
-    /// The next session peer, round-robin, that passes `usable`.
-    pub fn pick(&self, usable: impl Fn(&PeerId) -> bool) -> Option<PeerId> {
+    /// The session peer that passes `usable` with the least `load` (want-blocks in flight to
+    /// it); ties go round-robin, so equal peers share the work.
+    pub fn pick(
+        &self,
+        usable: impl Fn(&PeerId) -> bool,
+        load: impl Fn(&PeerId) -> usize,
+    ) -> Option<PeerId> {
         let peers = lock(&self.inner.peers);
         let n = peers.len();
         if n == 0 {
             return None;
         }
         let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
-        (0..n).map(|i| peers[(start + i) % n]).find(|p| usable(p))
+        (0..n)
+            .map(|i| peers[(start + i) % n])
+            .filter(|p| usable(p))
+            .min_by_key(|p| load(p))
     }
 
     pub fn peers(&self) -> Vec<PeerId> {
@@ -73,10 +81,14 @@ mod tests {
         s.add_peer(a);
         s.add_peer(b);
         s.add_peer(a);
-        let picks: Vec<_> = (0..4).filter_map(|_| s.pick(|_| true)).collect();
+        let picks: Vec<_> = (0..4).filter_map(|_| s.pick(|_| true, |_| 0)).collect();
         assert_eq!(picks.iter().filter(|p| **p == a).count(), 2);
-        assert_eq!(s.pick(|p| *p != a), Some(b));
+        assert_eq!(s.pick(|p| *p != a, |_| 0), Some(b));
+        // the less loaded peer wins whatever the turn
+        for _ in 0..3 {
+            assert_eq!(s.pick(|_| true, |p| usize::from(*p == a)), Some(b));
+        }
         s.remove_peer(&b);
-        assert_eq!(s.pick(|p| *p != a), None);
+        assert_eq!(s.pick(|p| *p != a, |_| 0), None);
     }
 }
