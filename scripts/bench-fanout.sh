@@ -8,6 +8,7 @@
 # Prints each fetcher's time, the makespan (last fetcher done), the ratio makespan / single, the
 # bytes the seed sent (and its ratio to the file), and the duplicate blocks received.
 # Targets (issue 9): makespan <= 2x single, seed upload <= 2x the file.
+# BENCH_CONFIG (printf %b text) is written to every host's config.toml, to compare settings.
 # Usage: scripts/bench-fanout.sh [SIZE_MIB] [HOSTS] [RATE]   (root: namespaces, tc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +36,7 @@ stat_of() { cli "$1" repo stat | awk -v k="$2:" '$1 == k {print $2}'; }
 start_host() {
     local i=$1; shift
     mkdir -p "$WORK/h$i"; cp "$WORK/swarm.key" "$WORK/h$i/swarm.key"
+    if [ -n "${BENCH_CONFIG:-}" ]; then printf '%b' "$BENCH_CONFIG" > "$WORK/h$i/config.toml"; fi
     RUST_LOG=${BENCH_LOG:-info} ip netns exec "$NAME-$i" "$BIN" --repo "$WORK/h$i" daemon \
         --listen /ip4/0.0.0.0/tcp/4001 --api-listen 127.0.0.1:0 --registry-listen 127.0.0.1:0 \
         "$@" 2> "$WORK/h$i.log" &

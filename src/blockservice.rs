@@ -145,20 +145,23 @@ impl BlockSource for StoreSource {
 
 impl BlockService {
     /// Fetches every block of the DAG under `root` (breadth first, `parallel` at a time) so it
-    /// can be pinned. Returns the number of blocks walked. Each level is walked in an order of
-    /// this call's own (a keyed hash of the CIDs): nodes that fetch the same DAG at once ask for
-    /// different blocks, and then trade them, instead of all asking its first holder for the
-    /// same ones.
+    /// can be pinned. Returns the number of blocks walked.
+    ///
+    /// Each level is walked around a ring, starting at this node's own place: a block's place
+    /// is the first 8 bytes of its digest, and the nodes of the swarm (this one and its peers,
+    /// by peer id) divide the ring evenly. Nodes that fetch the same DAG at once thus start on
+    /// different blocks and meet each other's blocks later, when they can take them from each
+    /// other instead of all asking the first holder for the same ones; and by the time each is
+    /// a few `1/n` of the way round, every block is held by one of them.
     pub async fn fetch_dag(&self, root: Cid, parallel: usize) -> anyhow::Result<u64> {
         use futures::{stream, StreamExt, TryStreamExt};
-        use std::hash::BuildHasher as _;
-        let order = std::hash::RandomState::new();
+        let start = self.ring_start().await;
         let session = Session::new();
         let mut frontier = vec![root];
         let mut seen = std::collections::HashSet::from([root]);
         let mut walked = 0u64;
         while !frontier.is_empty() {
-            frontier.sort_by_cached_key(|c| order.hash_one(c));
+            frontier.sort_by_cached_key(|c| ring_place(c).wrapping_sub(start));
             let level: Vec<(Cid, Bytes)> = stream::iter(frontier.drain(..))
                 .map(|cid| {
                     let session = session.clone();
@@ -178,4 +181,30 @@ impl BlockService {
         }
         Ok(walked)
     }
+
+    /// This node's place on the ring of [`Self::fetch_dag`].
+    async fn ring_start(&self) -> u64 {
+        let Some(net) = &self.net else { return 0 };
+        let me = net.peer_id();
+        let mut ids: Vec<libp2p::PeerId> = net
+            .peers()
+            .await
+            .map(|v| v.into_iter().map(|p| p.peer).collect())
+            .unwrap_or_default();
+        ids.push(me);
+        ids.sort();
+        ids.dedup();
+        let j = ids.iter().position(|p| *p == me).unwrap_or(0) as u64;
+        tracing::debug!("fetching a DAG from place {j} of {} on the ring", ids.len());
+        (u64::MAX / ids.len() as u64).wrapping_mul(j)
+    }
+}
+
+/// A block's place on the ring: the first 8 bytes of its digest (uniform for sha2-256).
+fn ring_place(cid: &Cid) -> u64 {
+    let d = cid.hash().digest();
+    let mut b = [0u8; 8];
+    let n = d.len().min(8);
+    b[..n].copy_from_slice(&d[..n]);
+    u64::from_be_bytes(b)
 }

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod cluster;
 mod containerd;
 mod image;
 mod images;

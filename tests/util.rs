@@ -111,7 +111,7 @@ impl Daemon {
         let mut cmd = command(opts.netns.as_deref(), repo.path(), &args);
         cmd.env(
             "RUST_LOG",
-            "info,cidfs_p2p=debug,cidfs::store=debug,libp2p=warn",
+            "info,cidfs_p2p=debug,cidfs::store=debug,cidfs::blockservice=debug,libp2p=warn",
         )
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -238,8 +238,23 @@ impl Daemon {
         (status, v)
     }
 
-    /// `repo/stat` as JSON (via the CLI, so it works inside a namespace too).
+    /// `repo/stat` as JSON; inside a namespace through the CLI (`Key: value` lines).
     pub fn stat(&self) -> serde_json::Value {
+        if self.netns.is_some() {
+            let out = String::from_utf8(self.ok(&["repo", "stat"])).expect("utf-8");
+            let mut m = serde_json::Map::new();
+            for line in out.lines() {
+                if let Some((k, v)) = line.split_once(": ") {
+                    let v = v.trim();
+                    let val = v
+                        .parse::<u64>()
+                        .map(serde_json::Value::from)
+                        .unwrap_or_else(|_| serde_json::Value::from(v));
+                    m.insert(k.to_string(), val);
+                }
+            }
+            return serde_json::Value::Object(m);
+        }
         let (s, v) = self.rpc("repo/stat", "");
         assert_eq!(s, 200, "repo/stat: {v}");
         v

@@ -52,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v0/pin/rm", post(pin::rm))
         .route("/api/v0/repo/gc", post(repo::gc))
         .route("/api/v0/repo/stat", post(repo::stat))
+        .route("/api/v0/refs/local", post(repo::refs_local))
         .route("/api/v0/mount", post(mount::mount))
         .route("/api/v0/umount", post(mount::umount))
         .route("/api/v0/mounts", post(mount::mounts))

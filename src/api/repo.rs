@@ -24,6 +24,23 @@ pub async fn gc(State(st): State<Arc<AppState>>) -> Result<impl IntoResponse, Ap
     ))
 }
 
+/// `refs/local`: every stored block, as kubo's NDJSON lines `{"Ref":"<cid>","Err":""}`.
+pub async fn refs_local(State(st): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
+    let cids = st.blocks.with_store(|s| s.cids()).await?;
+    let mut lines = String::new();
+    for cid in &cids {
+        lines.push_str(&json!({ "Ref": cid.to_string(), "Err": "" }).to_string());
+        lines.push('\n');
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::HeaderName::from_static("x-chunked-output"), "1"),
+        ],
+        lines,
+    ))
+}
+
 pub async fn stat(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let s = metrics::Snapshot::take(&st.blocks, &st.repo_path, &st.registry).await?;
     Ok(Json(json!({

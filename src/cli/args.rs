@@ -289,4 +289,6 @@ pub enum RepoCommand {
     Gc,
     /// Blocks and bytes stored, fetched from and sent to peers.
     Stat,
+    /// List the CID of every block stored here, one per line (kubo's `ipfs refs local`).
+    Ls,
 }

@@ -69,6 +69,14 @@ pub async fn repo(api: &ApiClient, cmd: RepoCommand) -> anyhow::Result<()> {
             return Ok(());
         }
         RepoCommand::Stat => api.json("repo/stat", &[]).await?,
+        RepoCommand::Ls => {
+            let text = api.post("refs/local", &[], None).await?.text().await?;
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let v: serde_json::Value = serde_json::from_str(line)?;
+                println!("{}", v["Ref"].as_str().unwrap_or_default());
+            }
+            return Ok(());
+        }
     };
     if let Some(o) = v.as_object() {
         for (k, val) in o {
