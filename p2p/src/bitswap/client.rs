@@ -54,8 +54,9 @@ struct WantState {
     failed: HashSet<PeerId>,
     last_broadcast: Instant,
     last_search: Option<Instant>,
-    /// Held back because every peer that may hold it has [`MAX_BLOCKS_IN_FLIGHT`] already.
-    waiting: bool,
+    /// Held back because every peer that may hold it has [`MAX_BLOCKS_IN_FLIGHT`] already;
+    /// the number orders the waiting wants, oldest first, so none starves.
+    waiting: Option<u64>,
 }
 
 /// What a received block turned out to be.
@@ -78,6 +79,8 @@ pub(crate) struct Wants {
     recent_set: HashMap<Cid, Session>,
     banned: HashMap<PeerId, Instant>,
     timing: Timing,
+    /// Numbers the wants that start waiting.
+    waits: u64,
 }
 
 impl Wants {
@@ -89,6 +92,7 @@ impl Wants {
             recent_set: HashMap::new(),
             banned: HashMap::new(),
             timing,
+            waits: 0,
         }
     }
 
@@ -121,7 +125,7 @@ impl Wants {
                 failed: HashSet::new(),
                 last_broadcast: now,
                 last_search: None,
-                waiting: false,
+                waiting: None,
             },
         );
         let sends = self.advance(cid, connected, now);
@@ -326,14 +330,15 @@ impl Wants {
 
     /// Advances every want that has no want-block in flight (after a slot freed up).
     fn advance_waiting(&mut self, connected: &HashSet<PeerId>, now: Instant) -> Sends {
-        let waiting: Vec<Cid> = self
+        let mut waiting: Vec<(u64, Cid)> = self
             .pending
             .iter()
-            .filter(|(_, st)| st.waiting && st.block_at.is_none())
-            .map(|(c, _)| *c)
+            .filter(|(_, st)| st.block_at.is_none())
+            .filter_map(|(c, st)| Some((st.waiting?, *c)))
             .collect();
+        waiting.sort_unstable();
         let mut sends = Vec::new();
-        for cid in waiting {
+        for (_, cid) in waiting {
             sends.extend(self.advance(cid, connected, now));
         }
         sends
@@ -343,6 +348,7 @@ impl Wants {
     fn advance(&mut self, cid: Cid, connected: &HashSet<PeerId>, now: Instant) -> Sends {
         let banned = &self.banned;
         let outstanding = &self.outstanding;
+        let next_wait = self.waits;
         // want-blocks in flight to a peer: the least loaded holder serves next, so a seed that
         // everyone asks yields to peers that already hold the block
         let load = |p: &PeerId| outstanding.get(p).map_or(0, HashSet::len);
@@ -363,7 +369,10 @@ impl Wants {
             .min_by_key(|i| load(&st.haves[*i]));
         if have.is_none() && st.haves.iter().any(&usable) {
             // every known holder is busy: wait for a slot (or a HAVE from someone else)
-            st.waiting = true;
+            if st.waiting.is_none() {
+                st.waiting = Some(next_wait);
+                self.waits += 1;
+            }
             return Vec::new();
         }
         let (target, from_session) = match have {
@@ -373,11 +382,14 @@ impl Wants {
         if target.is_none() && st.session.peers().iter().any(&usable) {
             // session peers that may hold it are all busy: wait, unless nobody was asked yet
             if !st.asked.is_empty() {
-                st.waiting = true;
+                if st.waiting.is_none() {
+                    st.waiting = Some(next_wait);
+                    self.waits += 1;
+                }
                 return Vec::new();
             }
         }
-        st.waiting = false;
+        st.waiting = None;
         if let Some(peer) = target {
             st.block_at = Some((peer, now));
             st.asked.insert(peer);
