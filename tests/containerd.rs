@@ -16,12 +16,6 @@ use crate::util::{call_bounded, eventually, pair, Daemon};
 
 const SNAPSHOTTER: &str = "cidfs";
 
-fn stat(d: &Daemon, key: &str) -> u64 {
-    d.stat()[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("repo/stat has no {key}"))
-}
-
 /// containerd's config tail from the deploy snippet, with B's socket for the example path.
 fn proxy_plugin_config(socket: &Path) -> String {
     let snippet = std::fs::read_to_string(
@@ -74,7 +68,7 @@ fn ctr_remote_rpull_runs_a_container_from_lazily_served_layers() {
             ..Default::default()
         },
     );
-    let blocks_on_a = stat(&a, "NumObjects");
+    let blocks_on_a = a.stat_u64("NumObjects");
     let socket = b.repo.path().join("snapshotter.sock");
     let c = Containerd::start_with(&proxy_plugin_config(&socket));
     let plugins = c.ctr_ok(&["plugins", "ls"]);
@@ -96,13 +90,13 @@ fn ctr_remote_rpull_runs_a_container_from_lazily_served_layers() {
         &reference,
     ]);
     assert_eq!(
-        stat(&b, "RegistryLayers"),
+        b.stat_u64("RegistryLayers"),
         0,
         "no layer blob came from the registry; B's log:\n{}",
         b.log()
     );
-    assert!(stat(&b, "RegistryManifests") >= 1 && stat(&b, "RegistryConfigs") >= 1);
-    let fetched = stat(&b, "BlocksFetched");
+    assert!(b.stat_u64("RegistryManifests") >= 1 && b.stat_u64("RegistryConfigs") >= 1);
+    let fetched = b.stat_u64("BlocksFetched");
     assert!(
         fetched * 20 < blocks_on_a,
         "rpull made B fetch {fetched} of the image's {blocks_on_a} blocks (5 % or more)"
@@ -209,7 +203,7 @@ fn ctr_remote_rpull_runs_a_container_from_lazily_served_layers() {
         &["/bin/busybox", "sha256sum", "/big.bin"],
     );
     assert_eq!(out.split_whitespace().next(), Some(big.as_str()), "{out}");
-    assert_eq!(stat(&b, "RegistryLayers"), 0);
+    assert_eq!(b.stat_u64("RegistryLayers"), 0);
 
     // removing the image lets containerd's GC remove the snapshots, which unmounts the layers
     c.ctr_ok(&["images", "rm", "--sync", &reference]);
@@ -249,7 +243,7 @@ fn plain_pulls_unpack_into_the_snapshotters_own_directories() {
         SNAPSHOTTER,
         &reference,
     ]);
-    assert_eq!(stat(&b, "RegistryLayers"), 2, "both layers downloaded");
+    assert_eq!(b.stat_u64("RegistryLayers"), 2, "both layers downloaded");
     assert!(!b.log().contains("served lazily"), "{}", b.log());
     let out = c.run_output_on(SNAPSHOTTER, &reference, &["cat", "/etc/hello"]);
     assert_eq!(out.trim(), HELLO_LINE);

@@ -94,14 +94,6 @@ fn inspect(d: &Daemon, cid: &str) -> ImageInfo {
     }
 }
 
-/// A counter of `repo stat`, which must be there.
-fn stat_u64(d: &Daemon, key: &str) -> u64 {
-    let v = d.stat();
-    v[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("repo stat has no {key}: {v}"))
-}
-
 /// An empty directory to mount on, `mnt` in a temp dir of its own (canonical path). On drop,
 /// whatever is mounted anywhere in that temp dir is unmounted with `umount -l` (bounded), before
 /// the temp dir is removed.
@@ -282,22 +274,18 @@ fn mount_matches_the_layers() {
         "image of {} bytes is too small for the 1 % check",
         info.bytes
     );
-    let stored = stat_u64(&a, "NumObjects");
+    let stored = a.stat_u64("NumObjects");
     assert!(
         stored >= info.leaves,
         "A stores {stored} blocks, fewer than the image's {} leaves",
         info.leaves
     );
-    assert_eq!(
-        stat_u64(&b, "BlocksFetched"),
-        0,
-        "B fetched before mounting"
-    );
+    assert_eq!(b.stat_u64("BlocksFetched"), 0, "B fetched before mounting");
 
     let mp = mount(&b, &format!("ipfs://{cid}"), &[]);
     let (small, _) = read_through(&mp.path().join("a/small.txt"), READ_BOUND);
     assert_eq!(small.expect("read a/small.txt through the mount"), SMALL);
-    let fetched = stat_u64(&b, "BlocksFetched");
+    let fetched = b.stat_u64("BlocksFetched");
     assert!(
         fetched > 0 && fetched * 100 < info.leaves,
         "mount + one small read fetched {fetched} blocks; the image has at least {} (limit: < 1 %)",

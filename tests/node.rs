@@ -27,12 +27,6 @@ fn pair(key: &str) -> (Daemon, Daemon) {
     (a, b)
 }
 
-fn stat_u64(d: &Daemon, key: &str) -> u64 {
-    d.stat()[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("repo/stat has no {key}"))
-}
-
 /// (a) A adds a 64 MiB random file; B (same key, --peer A) cats it; sha256 equal.
 #[test]
 fn a_private_swarm_transfers_64_mib() {
@@ -44,8 +38,8 @@ fn a_private_swarm_transfers_64_mib() {
     let got = b.ok(&["cat", &cid]);
     assert_eq!(got.len(), data.len());
     assert_eq!(sha256(&got), sha256(&data));
-    assert!(stat_u64(&a, "BlocksSent") >= 256, "A served the leaves");
-    assert!(stat_u64(&b, "BlocksFetched") >= 257);
+    assert!(a.stat_u64("BlocksSent") >= 256, "A served the leaves");
+    assert!(b.stat_u64("BlocksFetched") >= 257);
     let (status, body) = crate::util::http(a.api, "GET", "/metrics");
     let metrics = String::from_utf8_lossy(&body);
     assert_eq!(status, 200);
@@ -71,9 +65,9 @@ fn b_range_read_fetches_only_covering_blocks() {
     let got = b.ok(&["cat", &cid, "--offset", &off.to_string(), "--length", "1"]);
     assert_eq!(got, vec![data[off]]);
     // 256 leaves > 174: root → 2 interior nodes → leaves; depth 2 means 3 blocks on the path
-    assert_eq!(stat_u64(&b, "BlocksFetched"), 3, "{}", b.stat());
-    assert_eq!(stat_u64(&b, "NumObjects"), 3);
-    let fetched = stat_u64(&b, "BytesFetched");
+    assert_eq!(b.stat_u64("BlocksFetched"), 3, "{}", b.stat());
+    assert_eq!(b.stat_u64("NumObjects"), 3);
+    let fetched = b.stat_u64("BytesFetched");
     assert!(
         fetched < 256 * 1024 + 16 * 1024,
         "fetched {fetched} bytes for a 1-byte read"
@@ -163,7 +157,7 @@ fn f_blocks_and_pins_survive_restart_and_gc_drops_unpinned_only() {
         .unwrap()
         .trim()
         .to_string();
-    let before = stat_u64(&a, "NumObjects");
+    let before = a.stat_u64("NumObjects");
     assert_eq!(before, 13 + 1 + 1, "13 leaves + root + loose block");
     let opts = a.opts();
     let (status, repo) = a.terminate();
@@ -174,13 +168,13 @@ fn f_blocks_and_pins_survive_restart_and_gc_drops_unpinned_only() {
     );
 
     let a = Daemon::start_in(repo, opts);
-    assert_eq!(stat_u64(&a, "NumObjects"), before);
+    assert_eq!(a.stat_u64("NumObjects"), before);
     let pins = String::from_utf8(a.ok(&["pin", "ls"])).unwrap();
     assert!(pins.contains(&cid), "{pins}");
     assert_eq!(a.ok(&["block", "get", &loose_cid]), b"an unpinned block");
     let removed = String::from_utf8(a.ok(&["repo", "gc"])).unwrap();
     assert_eq!(removed.trim(), format!("removed {loose_cid}"));
-    assert_eq!(stat_u64(&a, "NumObjects"), before - 1);
+    assert_eq!(a.stat_u64("NumObjects"), before - 1);
     assert_eq!(sha256(&a.ok(&["cat", &cid])), sha256(&data));
     let out = a.cli(&["block", "get", &loose_cid]);
     assert!(!out.status.success(), "gc removed the unpinned block");
@@ -209,7 +203,7 @@ fn g_corrupt_peer_is_rejected_and_another_peer_serves() {
     });
     let reader = b.cli_in_background(&["cat", &cid]);
     let rejected = eventually(Duration::from_secs(30), || {
-        (stat_u64(&b, "RejectedBlocks") > 0).then_some(())
+        (b.stat_u64("RejectedBlocks") > 0).then_some(())
     });
     assert!(
         rejected.is_some(),
@@ -323,7 +317,7 @@ fn i_peer_vanishing_mid_transfer_is_survived() {
     let reader = b.cli_in_background(&["cat", &cid]);
     // both peers serve the session; kill A once it has sent some blocks
     let started = eventually(Duration::from_secs(60), || {
-        (stat_u64(&a, "BlocksSent") >= 4).then_some(())
+        (a.stat_u64("BlocksSent") >= 4).then_some(())
     });
     assert!(started.is_some(), "A never served B:\n{}", b.log());
     drop(a); // killed by PID mid-transfer
@@ -335,7 +329,7 @@ fn i_peer_vanishing_mid_transfer_is_survived() {
         b.log()
     );
     assert_eq!(sha256(&out.stdout), sha256(&data));
-    assert!(stat_u64(&c, "BlocksSent") > 0);
+    assert!(c.stat_u64("BlocksSent") > 0);
 }
 
 /// `add --only-hash` computes kubo's CID with no daemon running (vector from cids.tsv).

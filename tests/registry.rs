@@ -10,13 +10,6 @@ use crate::images::tree::{assert_same_tree, tree_of_layers};
 use crate::mount::{generate_and_push, MountPoint};
 use crate::util::pair;
 
-/// B's count of a `repo/stat` field.
-fn stat(d: &crate::util::Daemon, key: &str) -> u64 {
-    d.stat()[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("repo/stat has no {key}"))
-}
-
 #[test]
 fn skopeo_podman_and_docker_pull_through_the_registry_endpoint() {
     let (a, b) = pair(None);
@@ -82,10 +75,13 @@ fn skopeo_podman_and_docker_pull_through_the_registry_endpoint() {
         );
     }
     assert!(
-        stat(&b, "RegistryLayers") >= 2,
+        b.stat_u64("RegistryLayers") >= 2,
         "skopeo fetched both layers"
     );
-    assert!(stat(&b, "BlocksFetched") > 0, "B fetched the image from A");
+    assert!(
+        b.stat_u64("BlocksFetched") > 0,
+        "B fetched the image from A"
+    );
 
     // podman: `podman run` pulls by itself, over plain HTTP thanks to the deploy/ drop-in
     let podman = Podman::new();
@@ -147,7 +143,7 @@ fn podman_runs_from_the_additional_layer_store_without_pulling_layers() {
             ..Default::default()
         },
     );
-    let blocks_on_a = stat(&a, "NumObjects");
+    let blocks_on_a = a.stat_u64("NumObjects");
     let reference = format!("{}/ipfs/{cid}:latest", b.registry);
     let podman = Podman::new();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/podman");
@@ -177,12 +173,12 @@ fn podman_runs_from_the_additional_layer_store_without_pulling_layers() {
     ]);
     assert_eq!(out.trim(), HELLO_LINE);
     assert_eq!(
-        stat(&b, "RegistryLayers"),
+        b.stat_u64("RegistryLayers"),
         0,
         "no layer blob came from the registry; B's log:\n{}",
         b.log()
     );
-    assert!(stat(&b, "RegistryConfigs") >= 1);
+    assert!(b.stat_u64("RegistryConfigs") >= 1);
     // podman notified the use of each layer (create `use`, at lookup and again when it made its
     // layer) and released one (rmdir) after the pull: its image still holds the layers
     let log = b.log();
@@ -191,7 +187,7 @@ fn podman_runs_from_the_additional_layer_store_without_pulling_layers() {
         log.contains("released (1 users left)"),
         "no release:\n{log}"
     );
-    let fetched = stat(&b, "BlocksFetched");
+    let fetched = b.stat_u64("BlocksFetched");
     assert!(
         fetched * 20 < blocks_on_a,
         "B fetched {fetched} of the image's {blocks_on_a} blocks (5 % or more)"

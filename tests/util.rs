@@ -238,6 +238,14 @@ impl Daemon {
         (status, v)
     }
 
+    /// One numeric field of [`Self::stat`] (panics, with the whole answer, if it is missing).
+    pub fn stat_u64(&self, key: &str) -> u64 {
+        let v = self.stat();
+        v[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("repo stat has no {key}: {v}"))
+    }
+
     /// `repo/stat` as JSON; inside a namespace through the CLI (`Key: value` lines).
     pub fn stat(&self) -> serde_json::Value {
         if self.netns.is_some() {
