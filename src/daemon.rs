@@ -184,7 +184,7 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         let stop = async move {
             let _ = stopped.wait_for(|s| *s).await;
         };
-        Some(snapshotter::serve(s, socket, stop).await?)
+        Some((snapshotter::serve(s, socket.clone(), stop).await?, socket))
     };
     let state = AppState {
         blocks,
@@ -206,12 +206,15 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         })
         .await;
     info!("shutting down");
-    if let Some(s) = snapshotter {
-        if tokio::time::timeout(Duration::from_secs(5), s)
+    if let Some((task, socket)) = snapshotter {
+        let abort = task.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(5), task)
             .await
             .is_err()
         {
-            warn!("the snapshotter did not stop within 5 s");
+            warn!("the snapshotter did not stop within 5 s (a client kept a call open)");
+            abort.abort();
+            let _ = std::fs::remove_file(socket);
         }
     }
     mounts.unmount_all().await;
