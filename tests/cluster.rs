@@ -115,8 +115,20 @@ impl Swarm {
         s
     }
 
+    /// The seed adds `mib` MiB of random data.
+    fn seed(&self, mib: usize) -> Seeded {
+        let data = random_bytes(mib << 20);
+        let cid = self.nodes[0].add(&data);
+        Seeded {
+            digest: sha256(&data),
+            blocks: self.blocks(0),
+            size: data.len() as u64,
+            cid,
+        }
+    }
+
     fn blocks(&self, i: usize) -> u64 {
-        self.nodes[i].stat()["NumObjects"].as_u64().unwrap_or(0)
+        self.stat(i, "NumObjects")
     }
 
     /// The CIDs host `i + 1` stores (`cidfs repo ls`).
@@ -126,7 +138,7 @@ impl Swarm {
     }
 
     fn stat(&self, i: usize, key: &str) -> u64 {
-        self.nodes[i].stat()[key].as_u64().unwrap_or(0)
+        self.nodes[i].stat_u64(key)
     }
 
     /// Every fetcher `pin add`s `cid` at once; returns their join handles.
@@ -138,19 +150,10 @@ impl Swarm {
     }
 
     /// Waits for the fetches; each must succeed, and each fetcher must hold the right bytes.
-    fn finish(
-        &self,
-        fetches: Vec<std::thread::JoinHandle<std::process::Output>>,
-        cid: &str,
-        digest: &str,
-        skip: &[usize],
-    ) {
-        for (i, f) in fetches.into_iter().enumerate() {
-            let out = f.join().expect("fetch thread");
+    fn finish(&self, fetches: Vec<std::thread::JoinHandle<std::process::Output>>, f: &Seeded) {
+        for (i, fetch) in fetches.into_iter().enumerate() {
+            let out = fetch.join().expect("fetch thread");
             let host = i + 2;
-            if skip.contains(&host) {
-                continue;
-            }
             assert!(
                 out.status.success(),
                 "host {host}: pin add failed: {}\n--- log ---\n{}",
@@ -159,18 +162,20 @@ impl Swarm {
             );
         }
         for (i, d) in self.nodes.iter().enumerate().skip(1) {
-            if skip.contains(&(i + 1)) {
-                continue;
-            }
             // from the local store: the pin fetched every block
-            let data = d.ok(&["cat", cid]);
-            assert_eq!(sha256(&data), digest, "host {}: wrong bytes", i + 1);
+            let data = d.ok(&["cat", &f.cid]);
+            assert_eq!(sha256(&data), f.digest, "host {}: wrong bytes", i + 1);
         }
     }
 }
 
-fn file(mib: usize) -> Vec<u8> {
-    random_bytes(mib << 20)
+/// The file a seed added.
+struct Seeded {
+    cid: String,
+    digest: String,
+    /// Blocks of its DAG (all the seed stores).
+    blocks: u64,
+    size: u64,
 }
 
 /// A fan-out from one seed to 5 fetchers: all get the file, duplicates stay under 10 % of it,
@@ -178,29 +183,26 @@ fn file(mib: usize) -> Vec<u8> {
 #[test]
 fn fan_out_spreads_over_the_swarm_with_few_duplicates() {
     let s = Swarm::start(5, "200mbit", &[]);
-    let data = file(48);
-    let digest = sha256(&data);
-    let cid = s.nodes[0].add(&data);
-    let blocks = s.blocks(0);
-    let f = s.fan_out(&cid);
-    s.finish(f, &cid, &digest, &[]);
+    let f = s.seed(48);
+    let fetches = s.fan_out(&f.cid);
+    s.finish(fetches, &f);
     let dups: u64 = (1..s.nodes.len())
         .map(|i| s.stat(i, "DuplicateBlocks"))
         .sum();
     assert!(
-        dups * 10 < blocks,
-        "{dups} duplicate blocks received in all, for a file of {blocks} blocks"
+        dups * 10 < f.blocks,
+        "{dups} duplicate blocks received in all, for a file of {} blocks",
+        f.blocks
     );
     let sent = s.stat(0, "BytesSent");
-    let size = data.len() as u64;
     assert!(
-        sent < 3 * size,
+        sent < 3 * f.size,
         "the seed sent {sent} bytes ({:.2} copies) to 5 fetchers",
-        sent as f64 / size as f64
+        sent as f64 / f.size as f64
     );
     eprintln!(
         "fan-out to 5: seed sent {:.2} copies, {dups} duplicates",
-        sent as f64 / size as f64
+        sent as f64 / f.size as f64
     );
 }
 
@@ -209,18 +211,15 @@ fn fan_out_spreads_over_the_swarm_with_few_duplicates() {
 #[test]
 fn fetchers_finish_from_each_other_when_the_seed_dies_halfway() {
     let mut s = Swarm::start(4, "100mbit", &[]);
-    let data = file(96);
-    let digest = sha256(&data);
-    let cid = s.nodes[0].add(&data);
-    let blocks = s.blocks(0);
-    let f = s.fan_out(&cid);
+    let f = s.seed(96);
+    let fetches = s.fan_out(&f.cid);
     // halfway: every fetcher holds half the blocks, and together they hold all of them (else
     // no swarm could finish without the seed)
     let all = s.refs(0);
     let deadline = Instant::now() + FETCH_BOUND;
     loop {
         let least = (1..s.nodes.len()).map(|i| s.blocks(i)).min().unwrap_or(0);
-        if least * 2 >= blocks {
+        if least * 2 >= f.blocks {
             let mut held = std::collections::HashSet::new();
             for i in 1..s.nodes.len() {
                 held.extend(s.refs(i));
@@ -234,26 +233,23 @@ fn fetchers_finish_from_each_other_when_the_seed_dies_halfway() {
     }
     let progress: Vec<u64> = (1..s.nodes.len()).map(|i| s.blocks(i)).collect();
     assert!(
-        progress.iter().any(|b| *b < blocks),
+        progress.iter().any(|b| *b < f.blocks),
         "everyone had finished before the seed died: {progress:?}"
     );
     s.nodes[0].kill();
-    eprintln!("seed killed at {progress:?} of {blocks} blocks");
-    s.finish(f, &cid, &digest, &[]);
+    eprintln!("seed killed at {progress:?} of {} blocks", f.blocks);
+    s.finish(fetches, &f);
 }
 
 /// A fetcher cut off from the LAN for 5 s in the middle of a fan-out gets back and finishes.
 #[test]
 fn a_host_partitioned_for_five_seconds_recovers() {
     let s = Swarm::start(3, "100mbit", &[]);
-    let data = file(64);
-    let digest = sha256(&data);
-    let cid = s.nodes[0].add(&data);
-    let blocks = s.blocks(0);
-    let f = s.fan_out(&cid);
+    let f = s.seed(64);
+    let fetches = s.fan_out(&f.cid);
     let cut = 2; // host 2, the first fetcher
     let started = eventually(FETCH_BOUND, || {
-        (s.blocks(cut - 1) * 5 >= blocks).then_some(())
+        (s.blocks(cut - 1) * 5 >= f.blocks).then_some(())
     });
     assert!(
         started.is_some(),
@@ -263,8 +259,8 @@ fn a_host_partitioned_for_five_seconds_recovers() {
     let before = s.blocks(cut - 1);
     std::thread::sleep(Duration::from_secs(5)); // the partition itself, not a synchronisation
     s.cluster.heal(cut);
-    assert!(before < blocks, "host {cut} finished before the cut");
-    s.finish(f, &cid, &digest, &[]);
+    assert!(before < f.blocks, "host {cut} finished before the cut");
+    s.finish(fetches, &f);
 }
 
 /// One fetcher serves corrupt blocks (the test fault switch): the others drop it, finish from
@@ -273,12 +269,10 @@ fn a_host_partitioned_for_five_seconds_recovers() {
 fn a_peer_serving_corrupt_blocks_is_dropped_and_nothing_corrupt_is_stored() {
     let bad = 2;
     let s = Swarm::start(4, "200mbit", &[(bad, "CIDFS_TEST_CORRUPT_BLOCKS", "1")]);
-    let data = file(48);
-    let digest = sha256(&data);
-    let cid = s.nodes[0].add(&data);
-    let f = s.fan_out(&cid);
+    let f = s.seed(48);
+    let fetches = s.fan_out(&f.cid);
     // the corrupt host's own copy is fine (it verifies what it receives); what it serves is not
-    s.finish(f, &cid, &digest, &[]);
+    s.finish(fetches, &f);
     let rejected: u64 = (1..s.nodes.len())
         .filter(|i| i + 1 != bad)
         .map(|i| s.stat(i, "RejectedBlocks"))

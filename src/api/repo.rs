@@ -10,35 +10,38 @@ use crate::metrics;
 /// kubo's answer: one NDJSON line `{"Key":{"/":"<cid>"}}` per removed block.
 pub async fn gc(State(st): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
     let report = st.blocks.with_store(crate::blockstore::gc).await?;
-    let mut lines = String::new();
-    for cid in &report.removed {
-        lines.push_str(&json!({ "Key": { "/": cid.to_string() } }).to_string());
-        lines.push('\n');
-    }
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::HeaderName::from_static("x-chunked-output"), "1"),
-        ],
-        lines,
+    Ok(ndjson(
+        report
+            .removed
+            .iter()
+            .map(|cid| json!({ "Key": { "/": cid.to_string() } })),
     ))
 }
 
 /// `refs/local`: every stored block, as kubo's NDJSON lines `{"Ref":"<cid>","Err":""}`.
 pub async fn refs_local(State(st): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
     let cids = st.blocks.with_store(|s| s.cids()).await?;
+    Ok(ndjson(
+        cids.iter()
+            .map(|cid| json!({ "Ref": cid.to_string(), "Err": "" })),
+    ))
+}
+
+/// A kubo-style NDJSON answer (`X-Chunked-Output: 1`), one line per value.
+fn ndjson(values: impl Iterator<Item = Value>) -> axum::response::Response {
     let mut lines = String::new();
-    for cid in &cids {
-        lines.push_str(&json!({ "Ref": cid.to_string(), "Err": "" }).to_string());
+    for v in values {
+        lines.push_str(&v.to_string());
         lines.push('\n');
     }
-    Ok((
+    (
         [
             (header::CONTENT_TYPE, "application/json"),
             (header::HeaderName::from_static("x-chunked-output"), "1"),
         ],
         lines,
-    ))
+    )
+        .into_response()
 }
 
 pub async fn stat(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {

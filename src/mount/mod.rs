@@ -468,8 +468,9 @@ fn parse_mountinfo(table: &str, fsname: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Mount points at or under `dir` in this process's mount table, deepest first.
-pub fn mount_points_under(dir: &Path) -> Vec<PathBuf> {
+/// Detaches (`MNT_DETACH`) every mount at or under `dir` in this process's mount table,
+/// deepest first, so that `dir` can be removed without reaching into another filesystem.
+pub fn detach_all_under(dir: &Path) {
     let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut v: Vec<PathBuf> = table
         .lines()
@@ -478,7 +479,11 @@ pub fn mount_points_under(dir: &Path) -> Vec<PathBuf> {
         .filter(|p| p.starts_with(dir))
         .collect();
     v.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    v
+    for m in v {
+        if let Err(e) = umount(&m, libc::MNT_DETACH) {
+            tracing::warn!("cannot detach {}: {e}", m.display());
+        }
+    }
 }
 
 /// Undoes the octal escapes (`\040` for a space) of `/proc/self/mountinfo`.

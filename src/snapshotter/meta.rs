@@ -129,7 +129,7 @@ impl Meta {
             .collect()
     }
 
-    /// The ids of `key` and of its ancestors, nearest first (`key` itself first).
+    /// `key` and its ancestors with their records, nearest first (`key` itself first).
     pub fn chain(&self, key: &str) -> Result<Vec<(String, Snapshot)>, Error> {
         let mut out = Vec::new();
         let mut next = key.to_string();
@@ -145,10 +145,13 @@ impl Meta {
         Ok(out)
     }
 
+    fn encode(s: &Snapshot) -> Result<Vec<u8>, Error> {
+        serde_json::to_vec(s).map_err(|e| internal("encoding", e))
+    }
+
     fn put(&self, key: &str, s: &Snapshot) -> Result<(), Error> {
-        let v = serde_json::to_vec(s).map_err(|e| internal("encoding", e))?;
         self.tree
-            .insert(key, v)
+            .insert(key, Self::encode(s)?)
             .map_err(|e| internal("writing", e))?;
         Ok(())
     }
@@ -247,10 +250,9 @@ impl Meta {
             usage,
             ..s
         };
-        let v = serde_json::to_vec(&committed).map_err(|e| internal("encoding", e))?;
         let mut batch = sled::Batch::default();
         batch.remove(key);
-        batch.insert(name, v);
+        batch.insert(name, Self::encode(&committed)?);
         self.tree
             .apply_batch(batch)
             .map_err(|e| internal("writing", e))?;

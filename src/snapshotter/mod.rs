@@ -112,10 +112,10 @@ impl Snapshotter {
             Ok(a) => a,
             Err(e) => return tracing::warn!("snapshotter: cannot list snapshots: {e}"),
         };
-        let remote: Vec<_> = all.into_iter().filter(is_remote).collect();
+        let remote: Vec<_> = all.into_iter().filter(|n| is_remote(&n.snapshot)).collect();
         let mut restored = 0;
         for n in &remote {
-            match self.ensure_mounted(n).await {
+            match self.ensure_mounted(&n.name, &n.snapshot).await {
                 Ok(()) => restored += 1,
                 Err(e) => tracing::warn!("snapshotter: {e}"),
             }
@@ -129,15 +129,15 @@ impl Snapshotter {
     }
 
     /// Mounts a remote snapshot's layer unless it is mounted.
-    async fn ensure_mounted(&self, n: &Named) -> Result<(), Error> {
-        let dir = self.fs_dir(n.snapshot.id);
+    async fn ensure_mounted(&self, name: &str, s: &meta::Snapshot) -> Result<(), Error> {
+        let dir = self.fs_dir(s.id);
         if self.remote.mounts.is_mounted(&dir).await {
             return Ok(());
         }
         let unavailable = |why: String| {
-            Error::Unavailable(format!("layer snapshot {:?} is unavailable: {why}", n.name))
+            Error::Unavailable(format!("layer snapshot {name:?} is unavailable: {why}"))
         };
-        let t = remote::target(&n.snapshot.labels)
+        let t = remote::target(&s.labels)
             .map_err(unavailable)?
             .ok_or_else(|| unavailable("its labels name no image".into()))?;
         self.remote
@@ -237,8 +237,7 @@ impl Snapshotter {
             }
             Err(e) => {
                 // another Prepare committed the target first (AlreadyExists), or the commit
-                // failed: either way this snapshot goes
-                let _ = self.remote.mounts.unmount(&dir).await;
+                // failed: either way this snapshot goes (remove unmounts the layer)
                 if let Err(e) = self.remove(key).await {
                     tracing::warn!("snapshotter: removing {key:?}: {e}");
                 }
@@ -264,12 +263,8 @@ impl Snapshotter {
         let chain = self.meta.chain(key)?;
         let (_, s) = &chain[0];
         for (name, p) in &chain[1..] {
-            let n = Named {
-                name: name.clone(),
-                snapshot: p.clone(),
-            };
-            if is_remote(&n) {
-                self.ensure_mounted(&n).await?;
+            if is_remote(p) {
+                self.ensure_mounted(name, p).await?;
             }
         }
         let path = |id: u64| self.fs_dir(id).to_string_lossy().into_owned();
@@ -336,13 +331,7 @@ impl Snapshotter {
             }
         }
         let removed = tokio::task::spawn_blocking(move || {
-            for m in crate::mount::mount_points_under(&dir) {
-                let c = std::ffi::CString::new(m.as_os_str().as_encoded_bytes()).ok();
-                if let Some(c) = c {
-                    // SAFETY: a NUL-terminated path; umount2 does not keep it
-                    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-                }
-            }
+            crate::mount::detach_all_under(&dir);
             std::fs::remove_dir_all(&dir).map_err(|e| (dir, e))
         })
         .await;
@@ -424,8 +413,8 @@ impl Snapshotter {
     }
 }
 
-fn is_remote(n: &Named) -> bool {
-    n.snapshot.kind == Kind::Committed && n.snapshot.labels.contains_key(REMOTE_LABEL)
+fn is_remote(s: &meta::Snapshot) -> bool {
+    s.kind == Kind::Committed && s.labels.contains_key(REMOTE_LABEL)
 }
 
 /// Disk used under `dir` as containerd counts it: 512-byte blocks of each inode once.
