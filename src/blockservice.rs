@@ -144,35 +144,47 @@ impl BlockSource for StoreSource {
 }
 
 impl BlockService {
-    /// Fetches every block of the DAG under `root` (breadth first, `parallel` at a time) so it
-    /// can be pinned. Returns the number of blocks walked.
+    /// Fetches every block of the DAG under `root` (breadth first) so it can be pinned.
+    /// Returns the number of blocks walked.
     ///
-    /// Each level is walked around a ring, starting at this node's own place: a block's place
-    /// is the first 8 bytes of its digest, and the nodes of the swarm (this one and its peers,
-    /// by peer id) divide the ring evenly. Nodes that fetch the same DAG at once thus start on
-    /// different blocks and meet each other's blocks later, when they can take them from each
-    /// other instead of all asking the first holder for the same ones; and by the time each is
-    /// a few `1/n` of the way round, every block is held by one of them.
+    /// Nodes that fetch the same DAG at once share the work (a fan-out): the session is divided
+    /// among this node and the peers that asked it for the root (every fetcher broadcasts that
+    /// want when it starts), by [`Session::divide`], and divided again when more such peers
+    /// show up. Each level is walked in two queues at once, `parallel` blocks at a time each:
+    /// this node's own part, from whoever holds it, and the other members' parts side by side,
+    /// each block from its owner as soon as the owner has it. So the first holder sends each
+    /// block about once, and every member uses its whole downlink from the start. Alone, the
+    /// whole level is this node's own part.
     pub async fn fetch_dag(&self, root: Cid, parallel: usize) -> anyhow::Result<u64> {
-        use futures::{stream, StreamExt, TryStreamExt};
-        let start = self.ring_start().await;
+        use futures::stream::{FuturesUnordered, StreamExt};
+        let parallel = parallel.max(1);
         let session = Session::new();
+        let mut members = std::collections::HashSet::new();
         let mut frontier = vec![root];
         let mut seen = std::collections::HashSet::from([root]);
         let mut walked = 0u64;
         while !frontier.is_empty() {
-            frontier.sort_by_cached_key(|c| ring_place(c).wrapping_sub(start));
-            let level: Vec<(Cid, Bytes)> = stream::iter(frontier.drain(..))
-                .map(|cid| {
-                    let session = session.clone();
-                    async move { Ok::<_, anyhow::Error>((cid, self.get(cid, &session).await?)) }
-                })
-                .buffer_unordered(parallel.max(1))
-                .try_collect()
-                .await?;
-            for (cid, data) in level {
+            let mut queues = Queues::new(std::mem::take(&mut frontier), &session);
+            let mut running = FuturesUnordered::new();
+            let mut busy = [0usize; 2];
+            loop {
+                if walked > 0 && self.divide(&session, &root, &mut members) {
+                    queues.sort(&session);
+                }
+                for (q, n) in busy.iter_mut().enumerate() {
+                    while *n < parallel {
+                        let Some(cid) = queues.0[q].pop() else { break };
+                        *n += 1;
+                        let session = &session;
+                        running.push(async move { (q, cid, self.get(cid, session).await) });
+                    }
+                }
+                let Some((q, cid, data)) = running.next().await else {
+                    break;
+                };
+                busy[q] -= 1;
                 walked += 1;
-                for link in blockstore::links(&cid, &data)? {
+                for link in blockstore::links(&cid, &data?)? {
                     if seen.insert(link) {
                         frontier.push(link);
                     }
@@ -182,29 +194,53 @@ impl BlockService {
         Ok(walked)
     }
 
-    /// This node's place on the ring of [`Self::fetch_dag`].
-    async fn ring_start(&self) -> u64 {
-        let Some(net) = &self.net else { return 0 };
-        let me = net.peer_id();
-        let mut ids: Vec<libp2p::PeerId> = net
-            .peers()
-            .await
-            .map(|v| v.into_iter().map(|p| p.peer).collect())
-            .unwrap_or_default();
-        ids.push(me);
-        ids.sort();
-        ids.dedup();
-        let j = ids.iter().position(|p| *p == me).unwrap_or(0) as u64;
-        tracing::debug!("fetching a DAG from place {j} of {} on the ring", ids.len());
-        (u64::MAX / ids.len() as u64).wrapping_mul(j)
+    /// Divides `session` among this node and the peers that asked it for `root` lately, when
+    /// there are new ones among them. Returns whether it did.
+    fn divide(
+        &self,
+        session: &Session,
+        root: &Cid,
+        members: &mut std::collections::HashSet<libp2p::PeerId>,
+    ) -> bool {
+        let Some(net) = &self.net else { return false };
+        let before = members.len();
+        members.extend(net.wanted_by(root));
+        if members.len() == before {
+            return false;
+        }
+        tracing::debug!(%root, "fetching a DAG with {} other peers", members.len());
+        session.divide(net.peer_id(), members.iter().copied());
+        true
     }
 }
 
-/// A block's place on the ring: the first 8 bytes of its digest (uniform for sha2-256).
-fn ring_place(cid: &Cid) -> u64 {
-    let d = cid.hash().digest();
-    let mut b = [0u8; 8];
-    let n = d.len().min(8);
-    b[..n].copy_from_slice(&d[..n]);
-    u64::from_be_bytes(b)
+/// The blocks of one level still to fetch in [`BlockService::fetch_dag`]: this node's own part,
+/// and the other members' parts, each popped from the back in fetch order.
+struct Queues([Vec<Cid>; 2]);
+
+impl Queues {
+    fn new(cids: Vec<Cid>, session: &Session) -> Queues {
+        let mut q = Queues([cids, Vec::new()]);
+        q.sort(session);
+        q
+    }
+
+    /// Splits and orders the level as `session` is divided now: by offset inside a part, then
+    /// by distance round the ring, so the other members' parts are walked side by side.
+    fn sort(&mut self, session: &Session) {
+        let [a, b] = &mut self.0;
+        let mut all: Vec<(u64, usize, Cid)> = a
+            .drain(..)
+            .chain(b.drain(..))
+            .map(|c| {
+                let (distance, offset) = session.place(&c);
+                (offset, distance, c)
+            })
+            .collect();
+        // popped from the back: reverse order
+        all.sort_unstable_by(|x, y| y.cmp(x));
+        for (_, distance, c) in all {
+            self.0[usize::from(distance != 0)].push(c);
+        }
+    }
 }

@@ -73,6 +73,12 @@ impl Client {
         self.bitswap.stored(cid);
     }
 
+    /// Peers that asked this node for `cid` lately: for a DAG's root, the ones fetching it too
+    /// (see [`Session::divide`]).
+    pub fn wanted_by(&self, cid: &Cid) -> Vec<PeerId> {
+        self.bitswap.wanted_by(cid)
+    }
+
     /// Connects to `addr` (which may end in `/p2p/<id>`); returns the peer's id once connected.
     pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, Error> {
         self.request(|reply| Command::Dial { addr, reply }).await?

@@ -7,6 +7,11 @@
 //!    want-block, round-robin, so a read is spread over every peer that has it;
 //! 3. else every connected peer gets a want-have; the first HAVE leads to 1.
 //!
+//! In a divided session (a fan-out, see [`Session::divide`]) a CID that another member owns is
+//! asked of that member alone, with a want-have, and fetched from it once it says HAVE (its
+//! server tells us when the block lands there). An owner that gives nothing for
+//! [`Timing::owner_patience`], times out or goes away is *stalled*: its CIDs fall back to 1–3.
+//!
 //! A DONT_HAVE, a timeout or a disconnect moves the want to the next candidate; when nobody is
 //! left, [`Wants::tick`] rebroadcasts and names the CIDs whose providers should be looked up in
 //! the DHT. A block whose bytes hash to no wanted CID is corrupt or unsolicited: its sender is
@@ -43,6 +48,8 @@ pub(crate) struct Timing {
     pub block_timeout: Duration,
     /// Interval between want-have rebroadcasts for a want nobody has answered.
     pub rebroadcast: Duration,
+    /// How long a want waits for the member of a divided session that owns it.
+    pub owner_patience: Duration,
 }
 
 struct WantState {
@@ -57,6 +64,9 @@ struct WantState {
     /// Held back because every peer that may hold it has [`MAX_BLOCKS_IN_FLIGHT`] already;
     /// the number orders the waiting wants, oldest first, so none starves.
     waiting: Option<u64>,
+    /// The member of a divided session that owns this CID, while we wait for it.
+    owner: Option<PeerId>,
+    since: Instant,
 }
 
 /// What a received block turned out to be.
@@ -126,6 +136,8 @@ impl Wants {
                 last_broadcast: now,
                 last_search: None,
                 waiting: None,
+                owner: session.owner(&cid),
+                since: now,
             },
         );
         let sends = self.advance(cid, connected, now);
@@ -164,7 +176,9 @@ impl Wants {
         };
         match presence {
             Presence::Have => {
-                if !st.haves.contains(&peer) && !st.failed.contains(&peer) {
+                // a HAVE after a DONT_HAVE: the block has landed there since
+                st.failed.remove(&peer);
+                if !st.haves.contains(&peer) {
                     st.haves.push(peer);
                 }
                 // it holds blocks of this read: later wants of the session may go to it directly
@@ -259,11 +273,14 @@ impl Wants {
                     if let Some(o) = self.outstanding.get_mut(&p) {
                         o.remove(&cid);
                     }
+                    if st.owner.take() == Some(p) {
+                        st.session.stall(&p);
+                    }
                 } else {
                     continue;
                 }
             }
-            if !st.haves.is_empty() {
+            if !st.haves.is_empty() || st.owner.is_some() {
                 sends.extend(self.advance(cid, connected, now));
                 continue;
             }
@@ -308,11 +325,16 @@ impl Wants {
         now: Instant,
         failed: bool,
     ) -> Sends {
-        let cids = self.outstanding.remove(&peer).unwrap_or_default();
+        let mut cids = self.outstanding.remove(&peer).unwrap_or_default();
         let mut sends = Vec::new();
-        for st in self.pending.values_mut() {
+        for (cid, st) in self.pending.iter_mut() {
             st.haves.retain(|p| *p != peer);
             st.session.remove_peer(&peer);
+            if st.owner == Some(peer) {
+                st.owner = None;
+                st.session.stall(&peer);
+                cids.insert(*cid);
+            }
         }
         for cid in cids {
             if let Some(st) = self.pending.get_mut(&cid) {
@@ -364,6 +386,34 @@ impl Wants {
                 && banned.get(p).is_none_or(|u| *u <= now)
         };
         let free = |p: &PeerId| load(p) < MAX_BLOCKS_IN_FLIGHT;
+        if let Some(o) = st.owner {
+            let alive = connected.contains(&o) && banned.get(&o).is_none_or(|u| *u <= now);
+            if alive && now.duration_since(st.since) < self.timing.owner_patience {
+                // ask the owner alone: its HAVE comes when the block lands there
+                if !st.haves.contains(&o) {
+                    return match st.asked.insert(o) {
+                        true => vec![(o, Want::have(cid))],
+                        false => Vec::new(),
+                    };
+                }
+                if !free(&o) {
+                    if st.waiting.is_none() {
+                        st.waiting = Some(next_wait);
+                        self.waits += 1;
+                    }
+                    return Vec::new();
+                }
+                st.waiting = None;
+                st.haves.retain(|p| *p != o);
+                st.block_at = Some((o, now));
+                self.outstanding.entry(o).or_default().insert(cid);
+                return vec![(o, Want::block(cid))];
+            }
+            if alive {
+                st.session.stall(&o);
+            }
+            st.owner = None;
+        }
         let have = (0..st.haves.len())
             .filter(|i| usable(&st.haves[*i]) && free(&st.haves[*i]))
             .min_by_key(|i| load(&st.haves[*i]));
@@ -478,6 +528,7 @@ mod tests {
         Wants::new(Timing {
             block_timeout: Duration::from_secs(5),
             rebroadcast: Duration::from_secs(1),
+            owner_patience: Duration::from_secs(3),
         })
     }
 
@@ -590,6 +641,85 @@ mod tests {
         connected.remove(&b);
         let sends = w.on_disconnect(b, &connected, t0);
         assert!(sends.iter().all(|(p, _)| *p != b));
+    }
+
+    /// In a divided session, a CID another member owns is asked of that member alone; the
+    /// first holder's HAVE is not used while the owner may still deliver. The owner's HAVE
+    /// (after its DONT_HAVE) gets the want-block; patience or a disconnect falls back.
+    #[test]
+    fn a_want_owned_by_another_member_waits_for_that_member() {
+        let me = PeerId::random();
+        let seed = PeerId::random();
+        let mut members: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
+        members.push(me);
+        let connected: HashSet<PeerId> = members
+            .iter()
+            .copied()
+            .filter(|p| *p != me)
+            .chain([seed])
+            .collect();
+        let s = Session::new();
+        s.divide(me, members.iter().copied());
+        s.add_peer(seed);
+        let t0 = Instant::now();
+        let owned = |i: u32| -> Option<(Block, PeerId)> {
+            let data: &'static [u8] =
+                Box::leak(format!("block {i}").into_bytes().into_boxed_slice());
+            let b = block(data);
+            s.owner(&b.cid).map(|o| (b, o))
+        };
+        let mut found = (0..).filter_map(owned);
+        let (blk, owner) = found.next().unwrap();
+        let mut w = wants();
+        let (mut rx, sends) = w.want(blk.cid, &s, &connected, t0);
+        assert_eq!(
+            sends,
+            vec![(owner, Want::have(blk.cid))],
+            "only the owner is asked"
+        );
+        // the seed's HAVE (from some earlier probe) does not draw a want-block
+        assert!(w
+            .on_presence(seed, blk.cid, Presence::Have, &connected, t0)
+            .is_empty());
+        assert!(w
+            .on_presence(owner, blk.cid, Presence::DontHave, &connected, t0)
+            .is_empty());
+        let (sends, _) = w.tick(&connected, t0 + Duration::from_secs(2));
+        assert!(sends.is_empty(), "still within patience: {sends:?}");
+        // the block lands at the owner: its server says HAVE
+        let sends = w.on_presence(owner, blk.cid, Presence::Have, &connected, t0);
+        assert_eq!(sends, vec![(owner, Want::block(blk.cid))]);
+        assert_eq!(
+            w.on_block(owner, &blk, &connected, t0).0,
+            BlockOutcome::Wanted
+        );
+        assert_eq!(rx.try_recv().unwrap(), blk.data);
+
+        // an owner that says nothing for the whole patience is stalled: the holder serves
+        let (blk2, owner2) = found.find(|(_, o)| *o == owner).unwrap();
+        assert_eq!(owner2, owner);
+        let (_rx2, _) = w.want(blk2.cid, &s, &connected, t0);
+        w.on_presence(seed, blk2.cid, Presence::Have, &connected, t0);
+        let (sends, _) = w.tick(&connected, t0 + Duration::from_secs(4));
+        assert_eq!(sends, vec![(seed, Want::block(blk2.cid))]);
+        assert_eq!(
+            s.owner(&blk2.cid),
+            None,
+            "the owner stalled for the whole session"
+        );
+
+        // an owner that goes away: its wants fall back at once
+        let (blk3, owner3) = found.find(|(_, o)| *o != owner).unwrap();
+        let (_rx3, sends) = w.want(blk3.cid, &s, &connected, t0);
+        assert_eq!(sends, vec![(owner3, Want::have(blk3.cid))]);
+        let rest: HashSet<PeerId> = connected.iter().copied().filter(|p| *p != owner3).collect();
+        let sends = w.on_disconnect(owner3, &rest, t0);
+        assert!(
+            sends
+                .iter()
+                .any(|(p, x)| *p != owner3 && *x == Want::block(blk3.cid)),
+            "{sends:?}"
+        );
     }
 
     #[test]

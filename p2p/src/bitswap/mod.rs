@@ -145,6 +145,8 @@ impl Bitswap {
         let timing = Timing {
             block_timeout: config.block_timeout,
             rebroadcast: config.rebroadcast,
+            // an owner that has not delivered within one block timeout is not keeping up
+            owner_patience: config.block_timeout,
         };
         let inner = Arc::new(Inner {
             inbound: Arc::new(Semaphore::new(config.max_inbound_streams)),
@@ -221,6 +223,16 @@ impl Bitswap {
         for l in ledgers {
             l.stored(cid);
         }
+    }
+
+    /// Peers that asked us for `cid` lately (its want is among their last
+    /// [`server::RECENT_WANTS_PER_PEER`]): for a DAG's root, the peers fetching it too.
+    pub fn wanted_by(&self, cid: &Cid) -> Vec<PeerId> {
+        lock(&self.inner.peers)
+            .iter()
+            .filter(|(_, h)| h.ledger.wanted(cid))
+            .map(|(p, _)| *p)
+            .collect()
     }
 
     pub fn stats(&self) -> Stats {

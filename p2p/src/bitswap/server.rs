@@ -21,13 +21,45 @@ pub const TARGET_MESSAGE_SIZE: usize = 1 << 20;
 /// Wants of one peer that we could not answer, kept (up to this many) so that the peer hears
 /// HAVE as soon as the block lands here: a node that is still downloading serves what it has.
 pub const MAX_MISSED_PER_PEER: usize = 4096;
+/// CIDs remembered per peer as wanted lately, whatever we answered.
+pub const RECENT_WANTS_PER_PEER: usize = 4096;
+
+/// A set of CIDs that forgets the oldest beyond its capacity.
+#[derive(Default)]
+struct Recent {
+    order: VecDeque<Cid>,
+    set: HashSet<Cid>,
+}
+
+impl Recent {
+    fn insert(&mut self, cid: Cid, cap: usize) {
+        if self.set.insert(cid) {
+            self.order.push_back(cid);
+            if self.order.len() > cap {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, cid: &Cid) -> bool {
+        let had = self.set.remove(cid);
+        if had {
+            self.order.retain(|c| c != cid);
+        }
+        had
+    }
+}
 
 /// Wants one peer has queued with us.
 #[derive(Default)]
 pub(crate) struct Ledger {
     queue: Mutex<VecDeque<Want>>,
-    /// CIDs the peer wanted and we lacked, oldest first (a bounded set).
-    missed: Mutex<(VecDeque<Cid>, HashSet<Cid>)>,
+    /// CIDs the peer wanted and we lacked.
+    missed: Mutex<Recent>,
+    /// CIDs the peer wanted lately.
+    wanted: Mutex<Recent>,
     pub notify: Notify,
 }
 
@@ -43,14 +75,14 @@ impl Ledger {
         if full {
             *missed = Default::default();
         }
+        let mut wanted = lock(&self.wanted);
         for w in wants {
             if w.cancel {
                 q.retain(|x| x.cid != w.cid);
-                if missed.1.remove(&w.cid) {
-                    missed.0.retain(|c| *c != w.cid);
-                }
+                missed.remove(&w.cid);
                 continue;
             }
+            wanted.insert(w.cid, RECENT_WANTS_PER_PEER);
             if q.iter()
                 .any(|x| x.cid == w.cid && x.want_type == w.want_type)
             {
@@ -62,8 +94,7 @@ impl Ledger {
             }
             q.push_back(w);
         }
-        drop(missed);
-        drop(q);
+        drop((wanted, missed, q));
         self.notify.notify_one();
         dropped
     }
@@ -71,12 +102,8 @@ impl Ledger {
     /// We now hold `cid`: if this peer wanted it and heard that we lacked it, queue a HAVE for it
     /// (a want-have, so a block no longer needed is not pushed). Returns whether one was queued.
     pub fn stored(&self, cid: &Cid) -> bool {
-        {
-            let mut missed = lock(&self.missed);
-            if !missed.1.remove(cid) {
-                return false;
-            }
-            missed.0.retain(|c| c != cid);
+        if !lock(&self.missed).remove(cid) {
+            return false;
         }
         let mut w = Want::have(*cid);
         w.send_dont_have = false;
@@ -86,15 +113,12 @@ impl Ledger {
     }
 
     fn miss(&self, cid: Cid) {
-        let mut missed = lock(&self.missed);
-        if missed.1.insert(cid) {
-            missed.0.push_back(cid);
-            if missed.0.len() > MAX_MISSED_PER_PEER {
-                if let Some(old) = missed.0.pop_front() {
-                    missed.1.remove(&old);
-                }
-            }
-        }
+        lock(&self.missed).insert(cid, MAX_MISSED_PER_PEER);
+    }
+
+    /// Whether the peer asked for `cid` lately.
+    pub fn wanted(&self, cid: &Cid) -> bool {
+        lock(&self.wanted).set.contains(cid)
     }
 
     /// Takes queued wants and builds one answer of at most about [`TARGET_MESSAGE_SIZE`] bytes.
