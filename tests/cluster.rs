@@ -179,7 +179,8 @@ struct Seeded {
 }
 
 /// A fan-out from one seed to 5 fetchers: all get the file, duplicates stay under 10 % of it,
-/// and the fetchers serve each other (the seed sends well under one copy per fetcher).
+/// and the fetchers serve each other: the seed sends under 2 copies (about 1 with the session
+/// divided among them), not one per fetcher.
 #[test]
 fn fan_out_spreads_over_the_swarm_with_few_duplicates() {
     let s = Swarm::start(5, "200mbit", &[]);
@@ -196,7 +197,7 @@ fn fan_out_spreads_over_the_swarm_with_few_duplicates() {
     );
     let sent = s.stat(0, "BytesSent");
     assert!(
-        sent < 3 * f.size,
+        sent < 2 * f.size,
         "the seed sent {sent} bytes ({:.2} copies) to 5 fetchers",
         sent as f64 / f.size as f64
     );
