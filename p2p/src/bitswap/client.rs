@@ -80,6 +80,15 @@ pub(crate) enum BlockOutcome {
     Unsolicited,
 }
 
+/// Holds a want back until a holder has a free slot, numbered so that waiting wants go oldest
+/// first (a want already waiting keeps its number).
+fn hold(st: &mut WantState, waits: &mut u64) {
+    if st.waiting.is_none() {
+        st.waiting = Some(*waits);
+        *waits += 1;
+    }
+}
+
 pub(crate) struct Wants {
     pending: HashMap<Cid, WantState>,
     /// want-blocks sent to each peer and not yet answered
@@ -370,7 +379,6 @@ impl Wants {
     fn advance(&mut self, cid: Cid, connected: &HashSet<PeerId>, now: Instant) -> Sends {
         let banned = &self.banned;
         let outstanding = &self.outstanding;
-        let next_wait = self.waits;
         // want-blocks in flight to a peer: the least loaded holder serves next, so a seed that
         // everyone asks yields to peers that already hold the block
         let load = |p: &PeerId| outstanding.get(p).map_or(0, HashSet::len);
@@ -397,10 +405,7 @@ impl Wants {
                     };
                 }
                 if !free(&o) {
-                    if st.waiting.is_none() {
-                        st.waiting = Some(next_wait);
-                        self.waits += 1;
-                    }
+                    hold(st, &mut self.waits);
                     return Vec::new();
                 }
                 st.waiting = None;
@@ -419,10 +424,7 @@ impl Wants {
             .min_by_key(|i| load(&st.haves[*i]));
         if have.is_none() && st.haves.iter().any(&usable) {
             // every known holder is busy: wait for a slot (or a HAVE from someone else)
-            if st.waiting.is_none() {
-                st.waiting = Some(next_wait);
-                self.waits += 1;
-            }
+            hold(st, &mut self.waits);
             return Vec::new();
         }
         let (target, from_session) = match have {
@@ -432,10 +434,7 @@ impl Wants {
         if target.is_none() && st.session.peers().iter().any(&usable) {
             // session peers that may hold it are all busy: wait, unless nobody was asked yet
             if !st.asked.is_empty() {
-                if st.waiting.is_none() {
-                    st.waiting = Some(next_wait);
-                    self.waits += 1;
-                }
+                hold(st, &mut self.waits);
                 return Vec::new();
             }
         }
@@ -705,7 +704,7 @@ mod tests {
         assert_eq!(
             s.owner(&blk2.cid),
             None,
-            "the owner stalled for the whole session"
+            "the owner is stalled for STALL_FOR"
         );
 
         // an owner that goes away: its wants fall back at once
