@@ -56,6 +56,8 @@ const MAX_SMALL_FILE: u64 = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repo {
     root: PathBuf,
+    /// A config file outside the repo (`--config`), read instead of `<root>/config.toml`.
+    config_file: Option<PathBuf>,
 }
 
 impl Repo {
@@ -67,7 +69,18 @@ impl Repo {
 
     /// The repo at `root`, as given.
     pub fn at(root: impl Into<PathBuf>) -> Repo {
-        Repo { root: root.into() }
+        Repo {
+            root: root.into(),
+            config_file: None,
+        }
+    }
+
+    /// Reads the config from `file` instead of `<root>/config.toml` (`--config`, e.g. a
+    /// read-only `/etc/cidfs/cidfs.toml` or a Kubernetes ConfigMap). `init` then writes no
+    /// config into the repo.
+    pub fn with_config_file(mut self, file: Option<PathBuf>) -> Repo {
+        self.config_file = file;
+        self
     }
 
     /// The repo directory.
@@ -75,9 +88,11 @@ impl Repo {
         &self.root
     }
 
-    /// `<root>/config.toml`.
+    /// The config file: the `--config` file if one was given, else `<root>/config.toml`.
     pub fn config_path(&self) -> PathBuf {
-        self.root.join(CONFIG_FILE)
+        self.config_file
+            .clone()
+            .unwrap_or_else(|| self.root.join(CONFIG_FILE))
     }
 
     /// `<root>/identity.key`.
@@ -105,34 +120,54 @@ impl Repo {
         self.root.join(LOCK_FILE)
     }
 
-    /// Whether `init` has run (the config file exists).
+    /// Whether `init` has run (the identity exists).
     pub fn is_initialized(&self) -> bool {
-        self.config_path().is_file()
+        self.identity_path().is_file()
     }
 
     /// Creates whatever is missing: the directory (mode 0700), the commented default
-    /// `config.toml` and the identity. Returns `true` if this call wrote the config, i.e. the
-    /// repo is new. Existing files are never overwritten.
+    /// `config.toml` (unless `--config` names another file) and the identity. Returns `true` if
+    /// this call made the repo, i.e. it is new. Existing files are never overwritten.
     pub fn init(&self) -> anyhow::Result<bool> {
         self.create_root()?;
-        let config_path = self.config_path();
-        let created = write_new_file(&config_path, DEFAULT_CONFIG_TOML.as_bytes(), 0o644)
-            .with_context(|| format!("writing default config {}", config_path.display()))?;
+        let created = !self.is_initialized();
+        if self.config_file.is_none() {
+            let config_path = self.config_path();
+            write_new_file(&config_path, DEFAULT_CONFIG_TOML.as_bytes(), 0o644)
+                .with_context(|| format!("writing default config {}", config_path.display()))?;
+        }
         self.identity()?;
         Ok(created)
     }
 
-    /// Opens the repo for the daemon: [`init`](Self::init) if needed, then nothing else.
-    pub fn ensure_init(&self) -> anyhow::Result<()> {
-        if self.init()? {
-            tracing::info!(repo = %self.root.display(), "initialized new repo");
+    /// Writes `<root>/swarm.key` (mode 0600). Returns `false` when the repo already holds this
+    /// very key; a different key already there is an error (it is never overwritten: nodes on
+    /// the old key would be cut off).
+    pub fn write_swarm_key(&self, key: &SwarmKey) -> anyhow::Result<bool> {
+        let path = self.default_swarm_key_path();
+        if write_new_file(&path, key.to_file_string().as_bytes(), 0o600)
+            .with_context(|| format!("writing swarm key {}", path.display()))?
+        {
+            return Ok(true);
         }
-        Ok(())
+        match self.swarm_key(None, "")? {
+            Some(old) if old.bytes() == key.bytes() => Ok(false),
+            old => bail!(
+                "{} already holds another swarm key{}; remove it first to move this node to the \
+                 new swarm",
+                path.display(),
+                old.map(|k| format!(" (fingerprint {})", k.fingerprint()))
+                    .unwrap_or_default()
+            ),
+        }
     }
 
     /// Loads `config.toml`; errors name the file and the bad key.
     pub fn config(&self) -> anyhow::Result<Config> {
         let path = self.config_path();
+        if !path.exists() && self.config_file.is_some() {
+            bail!("config file {} (--config, CIDFS_CONFIG) not found", path.display());
+        }
         if !path.exists() {
             bail!(
                 "{} not found: run `cidfs init` (repo {})",

@@ -56,6 +56,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v0/mount", post(mount::mount))
         .route("/api/v0/umount", post(mount::umount))
         .route("/api/v0/mounts", post(mount::mounts))
+        // for load balancers and Kubernetes probes: the daemon serves its API
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
         .fallback(error::unknown_command)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::disable());

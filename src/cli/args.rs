@@ -18,14 +18,31 @@ pub struct Cli {
     /// Talk to the daemon at this address instead of the one in $CIDFS_PATH/api.
     #[arg(long, global = true, value_name = "HOST:PORT")]
     pub api: Option<SocketAddr>,
+    /// Read the config from FILE instead of $CIDFS_PATH/config.toml (e.g. a read-only
+    /// /etc/cidfs/cidfs.toml, or a Kubernetes ConfigMap).
+    #[arg(long, global = true, env = "CIDFS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log lines as text (for people) or json (one object per line, for journald, Loki or
+    /// Elasticsearch). Which lines: RUST_LOG, e.g. RUST_LOG=info,cidfs_p2p=debug.
+    #[arg(long, global = true, env = "CIDFS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Create the repo (config, identity) if it does not exist.
-    Init,
+    /// Create the repo (config, identity) if it does not exist; set up a private swarm.
+    ///
+    /// A private swarm is a set of nodes that share one secret key (kubo's swarm.key format):
+    /// they talk only to each other. On the first node:
+    ///   cidfs init --private
+    /// writes a fresh key and prints the line to run on every other node:
+    ///   cidfs init --swarm-key-from <64 hex digits>
+    /// (or copy $CIDFS_PATH/swarm.key there and pass its path). Nodes on one LAN then find each
+    /// other by mDNS as soon as `cidfs daemon` runs on them; no other config is needed.
+    #[command(verbatim_doc_comment)]
+    Init(InitArgs),
     /// Run the node: p2p swarm, block store and HTTP API, until SIGINT/SIGTERM.
     Daemon(DaemonArgs),
     /// Add a file; prints its CID (the same CID as `ipfs add --cid-version=1`).
@@ -74,6 +91,25 @@ pub enum Command {
     },
     /// List the daemon's mounts: directory, image CID, platform.
     Mounts,
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Start a private swarm: write a fresh swarm key to $CIDFS_PATH/swarm.key and print the
+    /// line that joins another node to it.
+    #[arg(long, conflicts_with = "swarm_key_from")]
+    pub private: bool,
+    /// Join a private swarm: the key as 64 hex digits (the line `init --private` printed), a
+    /// swarm.key file, or - for stdin. Written to $CIDFS_PATH/swarm.key.
+    #[arg(long, value_name = "KEY|FILE|-")]
+    pub swarm_key_from: Option<String>,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Args, Debug)]

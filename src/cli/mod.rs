@@ -6,6 +6,7 @@ mod client;
 mod files;
 mod image;
 mod info;
+mod init;
 mod mount;
 
 use anyhow::Context;
@@ -13,14 +14,14 @@ use clap::Parser;
 use std::process::ExitCode;
 
 use crate::repo::Repo;
-use args::{Cli, Command};
+use args::{Cli, Command, LogFormat};
 use client::ApiClient;
 
 /// Parses the command line and runs it.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let daemon = matches!(cli.command, Command::Daemon(_));
-    init_tracing(if daemon { "info" } else { "warn" });
+    init_tracing(if daemon { "info" } else { "warn" }, cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -47,30 +48,25 @@ pub fn run() -> ExitCode {
     }
 }
 
-fn init_tracing(default: &str) {
+fn init_tracing(default: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
+        // one JSON object per line: timestamp, level, target, fields (message included)
+        LogFormat::Json => fmt.json().flatten_event(true).with_current_span(false).init(),
+    }
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    let repo = Repo::resolve(cli.repo.clone())?;
+    let repo = Repo::resolve(cli.repo.clone())?.with_config_file(cli.config.clone());
     let api = || ApiClient::connect(&repo, cli.api);
     match cli.command {
-        Command::Init => {
-            if repo.init()? {
-                println!("initialized cidfs repo at {}", repo.root().display());
-            } else {
-                println!("cidfs repo already exists at {}", repo.root().display());
-            }
-            println!("peer identity: {}", repo.identity()?.public().to_peer_id());
-            Ok(())
-        }
+        Command::Init(a) => init::init(&repo, &a),
         Command::Daemon(a) => {
             let o = crate::daemon::Overrides {
                 swarm_key: a.swarm_key,
