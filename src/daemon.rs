@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use crate::api::{self, AppState};
 use crate::blockservice::{BlockService, StoreSource};
 use crate::blockstore::{Blocks, SledStore};
-use crate::metrics::RegistryCounters;
+use crate::metrics::Metrics;
 use crate::mount::Mounts;
 use crate::registry::{self, Registry};
 use crate::repo::{self, Repo};
@@ -126,11 +126,13 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the API to {}", config.api.listen))?;
     let api_addr = listener.local_addr()?;
+    let instruments = Metrics::default();
     let mounts = Mounts::new(
         blocks.clone(),
         config.mount.clone(),
         repo.root(),
         config.bitswap.readahead_blocks.max(1),
+        instruments.clone(),
     )?;
     if !config.layer_store.mountpoint.as_os_str().is_empty() {
         let m = crate::store::mount(&mounts, &config.layer_store.mountpoint)
@@ -138,7 +140,6 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
             .context("mounting the layer store (layer_store.mountpoint; --layer-store)")?;
         info!("layer store mounted at {}", m.dir.display());
     }
-    let counters = Arc::new(RegistryCounters::default());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let registry = if config.registry.enabled {
         let listener = tokio::net::TcpListener::bind(config.registry.listen)
@@ -152,7 +153,7 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         repo.write_registry_file(addr)?;
         info!("registry listening on {addr} (pull {addr}/ipfs/<CID>)");
-        let app = registry::router(Registry::new(blocks.clone(), counters.clone()));
+        let app = registry::router(Registry::new(blocks.clone(), instruments.registry.clone()));
         let mut stopped = stopped.clone();
         Some(tokio::spawn(async move {
             axum::serve(listener, app)
@@ -193,7 +194,7 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         readahead: config.bitswap.readahead_blocks.max(1),
         metrics: config.metrics.enabled,
         mounts: mounts.clone(),
-        registry: counters,
+        instruments,
     };
     repo.write_api_file(&repo::api_multiaddr(api_addr))?;
     info!("API server listening on {}", repo::api_multiaddr(api_addr));

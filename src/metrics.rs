@@ -1,10 +1,36 @@
-//! Prometheus names and the snapshot behind `/metrics` and `repo/stat`.
+//! Prometheus names, the live instruments, and the snapshot behind `/metrics` and `repo/stat`.
+//!
+//! Two kinds of figures reach `/metrics`:
+//! - live instruments ([`Metrics`]: counters and a histogram of the `prometheus-client` crate),
+//!   bumped where things happen: FUSE reads (mounts and the layer store), chunk-cache lookups,
+//!   layer-store requests, registry requests;
+//! - a [`Snapshot`] taken at scrape time from the parts that already count for themselves: the
+//!   block store (blocks, bytes, disk), bitswap (totals and per peer, from the p2p crate).
+//!
+//! [`render`] puts both in one Prometheus text page (format 0.0.4).
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
 use crate::blockservice::BlockService;
 use crate::blockstore::StoreStat;
+
+/// `Content-Type` of the page [`render`] writes.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// One label, e.g. `[("fs", "mount")]`.
+type Label = [(&'static str, &'static str); 1];
+/// Labels of a registry request: route kind, method and status code.
+type RequestLabels = [(&'static str, String); 3];
 
 /// What the read-only registry endpoint served, by kind of blob (updated by `registry`).
 #[derive(Debug, Default)]
@@ -14,6 +40,8 @@ pub struct RegistryCounters {
     pub layers: AtomicU64,
     /// Body bytes of layer blobs sent (ranges included).
     pub layer_bytes: AtomicU64,
+    /// Every request, by route (`ping`, `manifest`, `blob`, `tags`, `other`), method and code.
+    requests: Family<RequestLabels, Counter>,
 }
 
 /// [`RegistryCounters`] at one moment.
@@ -35,12 +63,103 @@ impl RegistryCounters {
             layer_bytes: get(&self.layer_bytes),
         }
     }
+
+    /// Counts one answered request.
+    pub fn request(&self, route: &'static str, method: &str, code: u16) {
+        self.requests
+            .get_or_create(&[
+                ("route", route.to_string()),
+                ("method", method.to_string()),
+                ("code", code.to_string()),
+            ])
+            .inc();
+    }
+}
+
+/// Read counters of one FUSE filesystem kind (`fs` label: `mount` or `layer_store`).
+#[derive(Debug, Clone)]
+pub struct FuseReads {
+    reads: Counter,
+    bytes: Counter,
+    errors: Counter,
+    seconds: Histogram,
+}
+
+impl FuseReads {
+    /// Records one answered `read`, started at `started`.
+    pub fn record(&self, started: Instant, result: Result<usize, ()>) {
+        self.seconds.observe(started.elapsed().as_secs_f64());
+        self.reads.inc();
+        match result {
+            Ok(n) => {
+                self.bytes.inc_by(n as u64);
+            }
+            Err(()) => {
+                self.errors.inc();
+            }
+        }
+    }
+}
+
+/// The daemon's live instruments. Cheap to clone: every field is shared.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub registry: Arc<RegistryCounters>,
+    fuse_reads: Family<Label, Counter>,
+    fuse_bytes: Family<Label, Counter>,
+    fuse_errors: Family<Label, Counter>,
+    fuse_seconds: Family<Label, Histogram, fn() -> Histogram>,
+    /// Inflated eStargz chunks found in the chunk cache, and not found (then fetched).
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
+    layer_store_requests: Family<Label, Counter>,
+}
+
+/// Read latency buckets: 100 µs × 4ⁿ, up to ~6.5 s (a read that waits for the swarm).
+fn read_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_1, 4.0, 9))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            registry: Arc::default(),
+            fuse_reads: Family::default(),
+            fuse_bytes: Family::default(),
+            fuse_errors: Family::default(),
+            fuse_seconds: Family::new_with_constructor(read_histogram as fn() -> Histogram),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            layer_store_requests: Family::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// The read counters of FUSE filesystems of kind `fs` (`mount`, `layer_store`).
+    pub fn fuse(&self, fs: &'static str) -> FuseReads {
+        let l = [("fs", fs)];
+        FuseReads {
+            reads: self.fuse_reads.get_or_create_owned(&l),
+            bytes: self.fuse_bytes.get_or_create_owned(&l),
+            errors: self.fuse_errors.get_or_create_owned(&l),
+            seconds: self.fuse_seconds.get_or_create_owned(&l),
+        }
+    }
+
+    /// Counts one request to the layer store's filesystem (`op`: `lookup`, `read`, `use`, …).
+    pub fn layer_store_request(&self, op: &'static str) {
+        self.layer_store_requests.get_or_create(&[("op", op)]).inc();
+    }
 }
 
 /// Counters at one moment.
+#[derive(Debug)]
 pub struct Snapshot {
     pub store: StoreStat,
     pub net: cidfs_p2p::Stats,
+    /// Bitswap counters per peer.
+    pub peers: Vec<(cidfs_p2p::PeerId, cidfs_p2p::PeerStats)>,
     /// Bytes the repo directory takes on disk.
     pub disk_bytes: u64,
     /// What the registry endpoint served.
@@ -55,109 +174,194 @@ impl Snapshot {
     ) -> anyhow::Result<Snapshot> {
         let store = blocks.with_store(|s| s.stat()).await?;
         let net = blocks.net().map(|n| n.stats()).unwrap_or_default();
+        let peers = blocks.net().map(|n| n.peer_stats()).unwrap_or_default();
         let repo = repo.to_path_buf();
         let disk_bytes = tokio::task::spawn_blocking(move || dir_size(&repo)).await?;
         Ok(Snapshot {
             store,
             net,
+            peers,
             disk_bytes,
             registry: registry.stat(),
         })
     }
+}
 
-    /// Prometheus text exposition format.
-    pub fn render(&self) -> String {
-        let n = &self.net;
-        let r = &self.registry;
-        let rows: [(&str, &str, &str, u64); 15] = [
+/// The `/metrics` page: the live instruments and `snap`.
+pub fn render(metrics: &Metrics, snap: Snapshot) -> String {
+    let mut r = prometheus_client::registry::Registry::default();
+    let m = metrics.clone();
+    r.register(
+        "cidfs_registry_requests",
+        "Requests the registry endpoint answered, by route, method and status code",
+        m.registry.requests.clone(),
+    );
+    r.register(
+        "cidfs_fuse_reads",
+        "FUSE reads answered, by filesystem (mount: cidfs mount; layer_store: podman's store; snapshotter: containerd's lazy layers)",
+        m.fuse_reads,
+    );
+    r.register(
+        "cidfs_fuse_read_bytes",
+        "Bytes FUSE reads served",
+        m.fuse_bytes,
+    );
+    r.register(
+        "cidfs_fuse_read_errors",
+        "FUSE reads answered with an error (EIO after mount.read_timeout_secs, …)",
+        m.fuse_errors,
+    );
+    r.register(
+        "cidfs_fuse_read_seconds",
+        "Time from a FUSE read to its answer",
+        m.fuse_seconds,
+    );
+    r.register(
+        "cidfs_chunk_cache_hits",
+        "eStargz chunks a read found inflated in the chunk cache",
+        m.cache_hits,
+    );
+    r.register(
+        "cidfs_chunk_cache_misses",
+        "eStargz chunks a read had to fetch and inflate",
+        m.cache_misses,
+    );
+    r.register(
+        "cidfs_layer_store_requests",
+        "Requests to the additional layer store's filesystem, by operation",
+        m.layer_store_requests,
+    );
+    r.register_collector(Box::new(snap));
+    let mut out = String::new();
+    // writing to a String cannot fail
+    let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &r);
+    out
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (n, r) = (&self.net, &self.registry);
+        let counters: [(&str, &str, u64); 10] = [
             (
-                "cidfs_blocks_received_total",
-                "counter",
+                "cidfs_blocks_received",
                 "Blocks fetched from peers",
                 n.blocks_received,
             ),
             (
-                "cidfs_bytes_received_total",
-                "counter",
+                "cidfs_bytes_received",
                 "Block bytes fetched from peers",
                 n.bytes_received,
             ),
+            ("cidfs_blocks_sent", "Blocks sent to peers", n.blocks_sent),
             (
-                "cidfs_blocks_sent_total",
-                "counter",
-                "Blocks sent to peers",
-                n.blocks_sent,
-            ),
-            (
-                "cidfs_bytes_sent_total",
-                "counter",
+                "cidfs_bytes_sent",
                 "Block bytes sent to peers",
                 n.bytes_sent,
             ),
             (
-                "cidfs_duplicate_blocks_total",
-                "counter",
+                "cidfs_duplicate_blocks",
                 "Blocks received more than once",
                 n.duplicate_blocks,
             ),
             (
-                "cidfs_rejected_blocks_total",
-                "counter",
+                "cidfs_rejected_blocks",
                 "Blocks dropped because they hashed to no wanted CID",
                 n.rejected_blocks,
             ),
-            ("cidfs_wants", "gauge", "CIDs currently wanted", n.wants),
-            ("cidfs_peers", "gauge", "Connected peers", n.peers),
+            (
+                "cidfs_registry_manifests",
+                "Manifests and indexes the registry endpoint served",
+                r.manifests,
+            ),
+            (
+                "cidfs_registry_configs",
+                "Image configs the registry endpoint served",
+                r.configs,
+            ),
+            (
+                "cidfs_registry_layers",
+                "Layer blob requests (GET) the registry endpoint served",
+                r.layers,
+            ),
+            (
+                "cidfs_registry_layer_bytes",
+                "Layer bytes the registry endpoint sent",
+                r.layer_bytes,
+            ),
+        ];
+        for (name, help, v) in counters {
+            let c = ConstCounter::new(v);
+            c.encode(enc.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        let gauges: [(&str, &str, u64); 5] = [
+            ("cidfs_wants", "CIDs currently wanted", n.wants),
+            ("cidfs_peers", "Connected peers", n.peers),
             (
                 "cidfs_store_blocks",
-                "gauge",
                 "Blocks in the store",
                 self.store.blocks,
             ),
             (
                 "cidfs_store_bytes",
-                "gauge",
                 "Bytes of blocks in the store",
                 self.store.bytes,
             ),
             (
                 "cidfs_repo_disk_bytes",
-                "gauge",
                 "Bytes the repo takes on disk",
                 self.disk_bytes,
             ),
+        ];
+        for (name, help, v) in gauges {
+            let g = ConstGauge::new(v as i64);
+            g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)?;
+        }
+        type Field = fn(&cidfs_p2p::PeerStats) -> u64;
+        let per_peer: [(&str, &str, Field); 7] = [
             (
-                "cidfs_registry_manifests_total",
-                "counter",
-                "Manifests and indexes the registry endpoint served",
-                r.manifests,
+                "cidfs_bitswap_peer_wants_received",
+                "Wantlist entries the peer sent",
+                |p| p.wants_received,
             ),
             (
-                "cidfs_registry_configs_total",
-                "counter",
-                "Image configs the registry endpoint served",
-                r.configs,
+                "cidfs_bitswap_peer_wants_sent",
+                "Wantlist entries sent to the peer",
+                |p| p.wants_sent,
             ),
             (
-                "cidfs_registry_layers_total",
-                "counter",
-                "Layer blob requests (GET) the registry endpoint served",
-                r.layers,
+                "cidfs_bitswap_peer_blocks_received",
+                "Blocks the peer delivered",
+                |p| p.blocks_received,
             ),
             (
-                "cidfs_registry_layer_bytes_total",
-                "counter",
-                "Layer bytes the registry endpoint sent",
-                r.layer_bytes,
+                "cidfs_bitswap_peer_bytes_received",
+                "Block bytes the peer delivered",
+                |p| p.bytes_received,
+            ),
+            (
+                "cidfs_bitswap_peer_blocks_sent",
+                "Blocks sent to the peer",
+                |p| p.blocks_sent,
+            ),
+            (
+                "cidfs_bitswap_peer_bytes_sent",
+                "Block bytes sent to the peer",
+                |p| p.bytes_sent,
+            ),
+            (
+                "cidfs_bitswap_peer_duplicate_blocks",
+                "Blocks the peer delivered that another peer had delivered already",
+                |p| p.duplicate_blocks,
             ),
         ];
-        let mut out = String::new();
-        for (name, kind, help, v) in rows {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
-            ));
+        for (name, help, field) in per_peer {
+            let mut family = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (peer, stats) in &self.peers {
+                let labels = [("peer", peer.to_string())];
+                ConstCounter::new(field(stats)).encode(family.encode_family(&labels)?)?;
+            }
         }
-        out
+        Ok(())
     }
 }
 
@@ -174,4 +378,93 @@ pub fn dir_size(dir: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> Snapshot {
+        let peer = cidfs_p2p::PeerId::random();
+        Snapshot {
+            store: StoreStat {
+                blocks: 3,
+                bytes: 300,
+            },
+            net: cidfs_p2p::Stats {
+                blocks_received: 7,
+                ..Default::default()
+            },
+            peers: vec![(
+                peer,
+                cidfs_p2p::PeerStats {
+                    blocks_received: 7,
+                    duplicate_blocks: 1,
+                    ..Default::default()
+                },
+            )],
+            disk_bytes: 4096,
+            registry: RegistryStat::default(),
+        }
+    }
+
+    /// The value of the sample line that starts with `prefix`.
+    fn sample(page: &str, prefix: &str) -> Option<f64> {
+        page.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn page_holds_snapshot_live_and_per_peer_figures() {
+        let m = Metrics::default();
+        let reads = m.fuse("mount");
+        reads.record(Instant::now(), Ok(4096));
+        reads.record(Instant::now(), Err(()));
+        m.cache_hits.inc();
+        m.layer_store_request("lookup");
+        m.registry.request("blob", "GET", 206);
+        let snap = snapshot();
+        let peer = snap.peers[0].0.to_string();
+        let page = render(&m, snap);
+        assert_eq!(sample(&page, "cidfs_blocks_received_total "), Some(7.0));
+        assert_eq!(sample(&page, "cidfs_store_bytes "), Some(300.0));
+        assert_eq!(
+            sample(&page, "cidfs_fuse_reads_total{fs=\"mount\"} "),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(&page, "cidfs_fuse_read_bytes_total{fs=\"mount\"} "),
+            Some(4096.0)
+        );
+        assert_eq!(
+            sample(&page, "cidfs_fuse_read_errors_total{fs=\"mount\"} "),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&page, "cidfs_fuse_read_seconds_count{fs=\"mount\"} "),
+            Some(2.0)
+        );
+        assert_eq!(sample(&page, "cidfs_chunk_cache_hits_total "), Some(1.0));
+        assert_eq!(
+            sample(&page, "cidfs_layer_store_requests_total{op=\"lookup\"} "),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &page,
+                "cidfs_registry_requests_total{route=\"blob\",method=\"GET\",code=\"206\"} "
+            ),
+            Some(1.0)
+        );
+        let dup = format!("cidfs_bitswap_peer_duplicate_blocks_total{{peer=\"{peer}\"}} ");
+        assert_eq!(sample(&page, &dup), Some(1.0), "{page}");
+        // every family is typed once
+        assert_eq!(
+            page.matches("# TYPE cidfs_bitswap_peer_blocks_received_total counter")
+                .count(),
+            1
+        );
+    }
 }

@@ -166,7 +166,10 @@ impl Repo {
     pub fn config(&self) -> anyhow::Result<Config> {
         let path = self.config_path();
         if !path.exists() && self.config_file.is_some() {
-            bail!("config file {} (--config, CIDFS_CONFIG) not found", path.display());
+            bail!(
+                "config file {} (--config, CIDFS_CONFIG) not found",
+                path.display()
+            );
         }
         if !path.exists() {
             bail!(
@@ -507,12 +510,38 @@ mod tests {
         // Second init changes nothing.
         fs::write(repo.config_path(), "[metrics]\nenabled = false\n").expect("edit");
         assert!(!repo.init().expect("re-init"));
-        repo.ensure_init().expect("ensure_init");
         assert!(!repo.config().expect("config").metrics.enabled);
         assert_eq!(
             repo.identity().expect("identity").public().to_peer_id(),
             first
         );
+    }
+
+    #[test]
+    fn config_file_outside_the_repo_is_read_and_never_written() {
+        let (dir, repo) = temp_repo();
+        let outside = dir.path().join("etc-cidfs.toml");
+        let repo = repo.with_config_file(Some(outside.clone()));
+        let err = repo.config().unwrap_err();
+        assert!(format!("{err:#}").contains("--config"), "{err:#}");
+        assert!(repo.init().expect("init"));
+        assert!(!outside.exists() && !repo.root().join(CONFIG_FILE).exists());
+        fs::write(&outside, "[metrics]\nenabled = false\n").expect("write");
+        assert!(!repo.config().expect("config").metrics.enabled);
+    }
+
+    #[test]
+    fn swarm_key_is_written_once_and_never_replaced() {
+        let (_dir, repo) = temp_repo();
+        repo.init().expect("init");
+        let key = SwarmKey::generate();
+        assert!(repo.write_swarm_key(&key).expect("first"));
+        assert_eq!(mode_of(&repo.default_swarm_key_path()), 0o600);
+        assert!(!repo.write_swarm_key(&key).expect("same key again"));
+        let err = repo.write_swarm_key(&SwarmKey::generate()).unwrap_err();
+        assert!(format!("{err:#}").contains(&key.fingerprint()), "{err:#}");
+        let kept = repo.swarm_key(None, "").expect("read").expect("key");
+        assert_eq!(kept.bytes(), key.bytes());
     }
 
     #[test]

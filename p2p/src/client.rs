@@ -8,7 +8,7 @@ use libp2p::{Multiaddr, PeerId};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::bitswap::{Bitswap, Session, Stats};
+use crate::bitswap::{Bitswap, PeerStats, Session, Stats};
 use crate::Error;
 
 /// A connected peer.
@@ -65,6 +65,11 @@ impl Client {
 
     pub fn stats(&self) -> Stats {
         self.bitswap.stats()
+    }
+
+    /// Bitswap counters per peer, sorted by peer id.
+    pub fn peer_stats(&self) -> Vec<(PeerId, PeerStats)> {
+        self.bitswap.peer_stats()
     }
 
     /// Tells bitswap that `cid` was stored locally (after a fetch): peers that asked for it

@@ -23,7 +23,7 @@ mod event_loop;
 pub mod psk;
 pub mod transport;
 
-pub use bitswap::{Session, Stats};
+pub use bitswap::{PeerStats, Session, Stats};
 pub use block_source::BlockSource;
 pub use client::{Client, PeerInfo};
 pub use config::Config;

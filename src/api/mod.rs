@@ -29,8 +29,8 @@ pub struct AppState {
     pub readahead: usize,
     pub metrics: bool,
     pub mounts: crate::mount::Mounts,
-    /// What the registry endpoint served (shown by `repo/stat` and `/metrics`).
-    pub registry: Arc<crate::metrics::RegistryCounters>,
+    /// The live instruments (`/metrics`; the registry's counters are in `repo/stat` too).
+    pub instruments: crate::metrics::Metrics,
 }
 
 /// The API router.
@@ -52,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v0/pin/rm", post(pin::rm))
         .route("/api/v0/repo/gc", post(repo::gc))
         .route("/api/v0/repo/stat", post(repo::stat))
+        .route("/api/v0/repo/verify", post(repo::verify))
         .route("/api/v0/refs/local", post(repo::refs_local))
         .route("/api/v0/mount", post(mount::mount))
         .route("/api/v0/umount", post(mount::umount))

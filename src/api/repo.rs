@@ -1,15 +1,33 @@
-//! `repo/gc`, `repo/stat` and the Prometheus `/metrics` page.
+//! `repo/gc`, `repo/stat`, `repo/verify` and the Prometheus `/metrics` page.
 
-use axum::{extract::State, http::header, response::IntoResponse, Json};
+use axum::{
+    body::Body,
+    extract::{RawQuery, State},
+    http::header,
+    response::IntoResponse,
+    Json,
+};
+use futures::StreamExt as _;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Params};
 use crate::metrics;
 
-/// kubo's answer: one NDJSON line `{"Key":{"/":"<cid>"}}` per removed block.
-pub async fn gc(State(st): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
-    let report = st.blocks.with_store(crate::blockstore::gc).await?;
+/// `repo/verify` reports progress after this many blocks.
+const VERIFY_PROGRESS_EVERY: u64 = 1024;
+
+/// kubo's answer: one NDJSON line `{"Key":{"/":"<cid>"}}` per removed block. `target=BYTES`
+/// (a cidfs extension) stops once the store holds at most that many bytes of blocks.
+pub async fn gc(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+) -> Result<impl IntoResponse, ApiError> {
+    let target = Params::parse(q).u64("target")?;
+    let report = st
+        .blocks
+        .with_store(move |s| crate::blockstore::gc_to(s, target))
+        .await?;
     Ok(ndjson(
         report
             .removed
@@ -24,6 +42,63 @@ pub async fn refs_local(State(st): State<Arc<AppState>>) -> Result<impl IntoResp
     Ok(ndjson(
         cids.iter()
             .map(|cid| json!({ "Ref": cid.to_string(), "Err": "" })),
+    ))
+}
+
+/// `repo/verify`, as kubo: re-hashes every block and streams NDJSON lines, `{"Msg":"","Progress":N}`
+/// every [`VERIFY_PROGRESS_EVERY`] blocks, `{"Msg":"block <cid> was corrupt (<why>)","Progress":0}`
+/// per bad block, and a last line with the verdict. `remove=true` (a cidfs extension) deletes
+/// corrupt blocks so that the next read fetches good copies from peers.
+pub async fn verify(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+) -> Result<impl IntoResponse, ApiError> {
+    let remove = Params::parse(q).bool("remove", false)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Value>(64);
+    let blocks = st.blocks.clone();
+    tokio::spawn(async move {
+        let progress = tx.clone();
+        let report = blocks
+            .with_store(move |s| {
+                crate::blockstore::verify_all(s, remove, |n| {
+                    if n % VERIFY_PROGRESS_EVERY == 0 {
+                        // the client went away: finish anyway (the log has the findings)
+                        let _ = progress.blocking_send(json!({ "Msg": "", "Progress": n }));
+                    }
+                })
+            })
+            .await;
+        let mut lines = Vec::new();
+        match report {
+            Ok(r) => {
+                for c in &r.corrupt {
+                    let removed = if c.removed { "; removed" } else { "" };
+                    lines.push(json!({
+                        "Msg": format!("block {} was corrupt ({}){removed}", c.cid, c.reason),
+                        "Progress": 0,
+                    }));
+                }
+                let verdict = if r.corrupt.is_empty() {
+                    "verified repo integrity".to_string()
+                } else {
+                    format!("{} of {} blocks were corrupt", r.corrupt.len(), r.checked)
+                };
+                lines.push(json!({ "Msg": verdict, "Progress": r.checked }));
+            }
+            Err(e) => lines.push(json!({ "Message": format!("{e:#}"), "Type": "error" })),
+        }
+        for l in lines {
+            let _ = tx.send(l).await;
+        }
+    });
+    let body = tokio_stream::wrappers::ReceiverStream::new(rx)
+        .map(|v| Ok::<_, std::convert::Infallible>(format!("{v}\n")));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::HeaderName::from_static("x-chunked-output"), "1"),
+        ],
+        Body::from_stream(body),
     ))
 }
 
@@ -45,7 +120,7 @@ fn ndjson(values: impl Iterator<Item = Value>) -> axum::response::Response {
 }
 
 pub async fn stat(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let s = metrics::Snapshot::take(&st.blocks, &st.repo_path, &st.registry).await?;
+    let s = metrics::Snapshot::take(&st.blocks, &st.repo_path, &st.instruments.registry).await?;
     Ok(Json(json!({
         "RepoSize": s.disk_bytes,
         "StorageMax": 0,
@@ -67,9 +142,9 @@ pub async fn stat(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiErr
 }
 
 pub async fn metrics(State(st): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
-    let s = metrics::Snapshot::take(&st.blocks, &st.repo_path, &st.registry).await?;
+    let s = metrics::Snapshot::take(&st.blocks, &st.repo_path, &st.instruments.registry).await?;
     Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.render(),
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        metrics::render(&st.instruments, s),
     ))
 }

@@ -99,6 +99,26 @@ pub struct GcReport {
     pub removed_bytes: u64,
     /// The removed blocks, in the order they were removed.
     pub removed: Vec<Cid>,
+    /// Bytes of blocks left in the store.
+    pub left_bytes: u64,
+}
+
+/// What [`verify_all`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Blocks re-hashed.
+    pub checked: u64,
+    pub corrupt: Vec<Corrupt>,
+}
+
+/// One stored block that does not hash to its CID (see [`verify_all`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corrupt {
+    pub cid: Cid,
+    /// What is wrong, e.g. "block data does not match bafk…: it hashes to bafk…".
+    pub reason: String,
+    /// Whether it was removed (`remove`), so that the next read fetches a good copy.
+    pub removed: bool,
 }
 
 /// A block store. Methods are blocking but short (one key); call them from `spawn_blocking` when
@@ -207,6 +227,20 @@ pub fn dag_pb_links(cid: &Cid, data: &[u8]) -> Result<Vec<PbLink>, Error> {
 /// missing block ends its branch), then deletes every unmarked block. Blocks put while gc runs
 /// may be removed unless they are pinned first.
 pub fn gc(store: &dyn Blocks) -> Result<GcReport, Error> {
+    gc_to(store, None)
+}
+
+/// Like [`gc`], but with a `target` it stops once the store holds at most `target` bytes of
+/// blocks (removing unpinned blocks in CID order). Pinned blocks are never removed, so the
+/// store may stay above the target: [`GcReport::left_bytes`] says where it ended.
+pub fn gc_to(store: &dyn Blocks, target: Option<u64>) -> Result<GcReport, Error> {
+    let mut report = GcReport {
+        left_bytes: store.stat()?.bytes,
+        ..GcReport::default()
+    };
+    if target.is_some_and(|t| report.left_bytes <= t) {
+        return Ok(report);
+    }
     let mut live = HashSet::new();
     let mut stack = store.pins()?;
     while let Some(cid) = stack.pop() {
@@ -221,8 +255,10 @@ pub fn gc(store: &dyn Blocks) -> Result<GcReport, Error> {
         stack.extend(links(&cid, &data)?);
     }
 
-    let mut report = GcReport::default();
     for cid in store.cids()? {
+        if target.is_some_and(|t| report.left_bytes <= t) {
+            break;
+        }
         if live.contains(&cid) {
             continue;
         }
@@ -230,10 +266,40 @@ pub fn gc(store: &dyn Blocks) -> Result<GcReport, Error> {
             store.delete(&cid)?;
             report.removed_blocks += 1;
             report.removed_bytes += data.len() as u64;
+            report.left_bytes = report.left_bytes.saturating_sub(data.len() as u64);
             report.removed.push(cid);
         }
     }
     tracing::debug!(?report, "gc finished");
+    Ok(report)
+}
+
+/// Re-hashes every stored block against its CID and returns the ones that do not match; with
+/// `remove`, deletes them too (a pinned DAG then fetches a good copy from peers on its next
+/// `pin add` or read). `progress` is called with the count of blocks checked so far.
+pub fn verify_all(
+    store: &dyn Blocks,
+    remove: bool,
+    mut progress: impl FnMut(u64),
+) -> Result<VerifyReport, Error> {
+    let mut report = VerifyReport::default();
+    for cid in store.cids()? {
+        if let Some(data) = store.get(&cid)? {
+            if let Err(e) = verify(&cid, &data) {
+                if remove {
+                    store.delete(&cid)?;
+                }
+                tracing::warn!(%cid, "corrupt block: {e}");
+                report.corrupt.push(Corrupt {
+                    cid,
+                    reason: e.to_string(),
+                    removed: remove,
+                });
+            }
+        }
+        report.checked += 1;
+        progress(report.checked);
+    }
     Ok(report)
 }
 
@@ -451,11 +517,66 @@ mod tests {
         assert!(!store.has(&dropped.root).unwrap());
         assert_eq!(after.blocks, 14);
         assert_eq!(after.bytes, kept.cumulative_size);
-        assert_eq!(gc(store).unwrap(), GcReport::default());
+        assert_eq!(gc(store).unwrap().removed_blocks, 0);
 
         store.unpin(&kept.root).unwrap();
         gc(store).unwrap();
         assert_eq!(store.stat().unwrap(), StoreStat::default());
+    }
+
+    store_test!(gc_to_a_target_stops_there_and_keeps_pins);
+    fn gc_to_a_target_stops_there_and_keeps_pins(store: &dyn Blocks) {
+        let blocks: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 1000]).collect();
+        for b in &blocks {
+            store.put(&raw_cid(b), b).unwrap();
+        }
+        let pinned = raw_cid(&blocks[0]);
+        store.pin(&pinned).unwrap();
+        // under the target already: nothing to do
+        assert_eq!(gc_to(store, Some(20_000)).unwrap().removed_blocks, 0);
+        let r = gc_to(store, Some(5_500)).unwrap();
+        assert_eq!(r.removed_blocks, 5, "stops as soon as the store fits");
+        assert_eq!(r.left_bytes, 5_000);
+        assert_eq!(store.stat().unwrap().bytes, 5_000);
+        // a target below the pinned data removes every unpinned block and says where it ended
+        let r = gc_to(store, Some(0)).unwrap();
+        assert_eq!(r.left_bytes, 1_000);
+        assert!(store.has(&pinned).unwrap());
+        assert_eq!(store.stat().unwrap().blocks, 1);
+    }
+
+    #[test]
+    fn verify_all_finds_and_removes_blocks_that_rotted_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::blockstore::SledStore::open(dir.path(), 1 << 22).unwrap();
+        let good = raw_cid(b"good");
+        store.put(&good, b"good").unwrap();
+        // put_hashed trusts its caller: the way bytes that changed on disk look to a reader
+        let rotten = raw_cid(b"rotten");
+        store.put_hashed(&rotten, b"r0tten").unwrap();
+        let mut seen = 0;
+        let found = verify_all(&store, false, |n| seen = n).unwrap();
+        assert_eq!((seen, found.checked), (2, 2));
+        let found = found.corrupt;
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].cid, rotten);
+        assert!(
+            found[0].reason.contains("does not match"),
+            "{}",
+            found[0].reason
+        );
+        assert!(
+            store.has(&rotten).unwrap(),
+            "reporting alone removes nothing"
+        );
+        let found = verify_all(&store, true, |_| {}).unwrap().corrupt;
+        assert!(found[0].removed);
+        assert!(!store.has(&rotten).unwrap());
+        assert!(store.has(&good).unwrap());
+        assert!(verify_all(&store, false, |_| {})
+            .unwrap()
+            .corrupt
+            .is_empty());
     }
 
     #[test]

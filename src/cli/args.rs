@@ -91,6 +91,41 @@ pub enum Command {
     },
     /// List the daemon's mounts: directory, image CID, platform.
     Mounts,
+    /// A live summary of what the daemon is doing: peers, bitswap traffic, FUSE reads,
+    /// registry and layer-store requests, store size (from its /metrics page).
+    ///
+    /// Refreshes every --interval seconds until Ctrl-C; --once prints one summary and exits.
+    /// Rates are per second over the last interval.
+    #[command(verbatim_doc_comment)]
+    Stats(StatsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// Print one summary and exit (rates are then averaged over --interval).
+    #[arg(long)]
+    pub once: bool,
+    /// Seconds between refreshes.
+    #[arg(long, default_value_t = 2.0, value_name = "SECS", value_parser = parse_interval)]
+    pub interval: f64,
+    /// Rows in the per-peer table (busiest peers first; 0 hides it).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub peers: usize,
+}
+
+fn parse_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.1..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds from 0.1 to 3600")),
+    }
+}
+
+/// A size such as `1048576`, `500MB` or `20GiB`.
+fn parse_size(s: &str) -> Result<u64, String> {
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(s)
+        .map_err(|e| format!("{s:?} is not a size ({e}); e.g. 500MB, 20GiB or 1048576"))
 }
 
 #[derive(Args, Debug)]
@@ -321,8 +356,29 @@ pub enum PinCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum RepoCommand {
-    /// Remove every block that no pin reaches.
-    Gc,
+    /// Remove blocks that no pin reaches (all of them, or until the store fits --target).
+    ///
+    /// Examples:
+    ///   cidfs repo gc                  # every unpinned block
+    ///   cidfs repo gc --target 20GiB   # unpinned blocks until the store holds at most 20 GiB
+    #[command(verbatim_doc_comment)]
+    Gc {
+        /// Stop once the blocks take at most this much: bytes, or with a unit (500MB, 20GiB).
+        /// Pinned blocks are never removed, so the store may stay above it.
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        target: Option<u64>,
+        /// Print only the summary, not every removed CID.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Re-hash every stored block against its CID and list the corrupt ones (disk rot, a
+    /// bad copy). Exits with status 1 when any block is corrupt.
+    Verify {
+        /// Also delete the corrupt blocks, so that the next read or `pin add` fetches good
+        /// copies from peers.
+        #[arg(long)]
+        remove: bool,
+    },
     /// Blocks and bytes stored, fetched from and sent to peers.
     Stat,
     /// List the CID of every block stored here, one per line (kubo's `ipfs refs local`).

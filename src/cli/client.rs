@@ -8,6 +8,7 @@ use crate::repo::Repo;
 pub struct ApiClient {
     http: reqwest::Client,
     base: String,
+    addr: SocketAddr,
 }
 
 impl ApiClient {
@@ -22,6 +23,7 @@ impl ApiClient {
         Ok(ApiClient {
             http: reqwest::Client::new(),
             base: format!("http://{addr}/api/v0"),
+            addr,
         })
     }
 
@@ -51,6 +53,24 @@ impl ApiClient {
             }
             _ => bail!("daemon answered {status}: {body}"),
         }
+    }
+
+    /// The daemon's Prometheus page (`GET /metrics`).
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        let url = format!("http://{}/metrics", self.addr);
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the cidfs daemon at {url}"))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            bail!(
+                "the daemon serves no /metrics: set `enabled = true` under [metrics] in its config"
+            );
+        }
+        let resp = resp.error_for_status()?;
+        Ok(resp.text().await?)
     }
 
     pub async fn json(

@@ -2,6 +2,8 @@
 
 use super::args::{PinCommand, RepoCommand, SwarmCommand};
 use super::client::ApiClient;
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use std::io::IsTerminal as _;
 
 pub async fn id(api: &ApiClient) -> anyhow::Result<()> {
     let v = api.json("id", &[]).await?;
@@ -57,17 +59,31 @@ pub async fn pin(api: &ApiClient, cmd: PinCommand) -> anyhow::Result<()> {
 
 pub async fn repo(api: &ApiClient, cmd: RepoCommand) -> anyhow::Result<()> {
     let v = match cmd {
-        RepoCommand::Gc => {
-            let text = api.post("repo/gc", &[], None).await?.text().await?;
+        RepoCommand::Gc { target, quiet } => {
+            let params: Vec<(&str, String)> =
+                target.iter().map(|t| ("target", t.to_string())).collect();
+            let text = api.post("repo/gc", &params, None).await?.text().await?;
             let mut n = 0;
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 let v: serde_json::Value = serde_json::from_str(line)?;
-                println!("removed {}", v["Key"]["/"].as_str().unwrap_or_default());
+                if !quiet {
+                    println!("removed {}", v["Key"]["/"].as_str().unwrap_or_default());
+                }
                 n += 1;
             }
-            eprintln!("{n} blocks removed");
+            let left = api.json("repo/stat", &[]).await?["BlockBytes"]
+                .as_u64()
+                .unwrap_or_default();
+            eprintln!("{n} blocks removed; the store holds {}", HumanBytes(left));
+            if let Some(t) = target.filter(|t| left > *t) {
+                eprintln!(
+                    "still above the target of {}: the rest is pinned (`cidfs pin ls`)",
+                    HumanBytes(t)
+                );
+            }
             return Ok(());
         }
+        RepoCommand::Verify { remove } => return verify(api, remove).await,
         RepoCommand::Stat => api.json("repo/stat", &[]).await?,
         RepoCommand::Ls => {
             let text = api.post("refs/local", &[], None).await?.text().await?;
@@ -87,6 +103,68 @@ pub async fn repo(api: &ApiClient, cmd: RepoCommand) -> anyhow::Result<()> {
                     .unwrap_or_else(|| val.to_string())
             );
         }
+    }
+    Ok(())
+}
+
+/// `repo verify`: follows the daemon's NDJSON stream with a progress bar (on a terminal) and
+/// fails when any block is corrupt.
+async fn verify(api: &ApiClient, remove: bool) -> anyhow::Result<()> {
+    let total = api.json("repo/stat", &[]).await?["NumObjects"]
+        .as_u64()
+        .unwrap_or_default();
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let pb = ProgressBar::new(total);
+        pb.set_style(
+            ProgressStyle::with_template("verifying {bar:40} {pos}/{len} blocks ({eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        pb
+    });
+    let mut resp = api
+        .post("repo/verify", &[("remove", remove.to_string())], None)
+        .await?;
+    let (mut buf, mut corrupt, mut last) = (Vec::new(), 0u64, String::new());
+    while let Some(chunk) = resp.chunk().await? {
+        buf.extend_from_slice(&chunk);
+        while let Some(end) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=end).collect();
+            let v: serde_json::Value = serde_json::from_slice(&line)?;
+            if let Some(err) = v["Message"].as_str() {
+                anyhow::bail!("verify failed: {err}");
+            }
+            let msg = v["Msg"].as_str().unwrap_or_default();
+            let progress = v["Progress"].as_u64().unwrap_or_default();
+            if msg.starts_with("block ") {
+                corrupt += 1;
+                match &bar {
+                    Some(pb) => pb.println(msg),
+                    None => println!("{msg}"),
+                }
+            } else if !msg.is_empty() {
+                last = msg.to_string();
+            }
+            if let (Some(pb), true) = (&bar, progress > 0) {
+                pb.set_position(progress);
+            }
+        }
+    }
+    if let Some(pb) = bar {
+        pb.finish_and_clear();
+    }
+    if last.is_empty() {
+        anyhow::bail!("the daemon ended the verify stream early");
+    }
+    println!("{last}");
+    if corrupt > 0 {
+        anyhow::bail!(
+            "{corrupt} corrupt blocks{}",
+            if remove {
+                " removed: `cidfs pin add` fetches them again"
+            } else {
+                "; `cidfs repo verify --remove` deletes them so that peers can resupply them"
+            }
+        );
     }
     Ok(())
 }

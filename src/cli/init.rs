@@ -75,7 +75,9 @@ fn read_key(source: &str) -> anyhow::Result<SwarmKey> {
         return parse_key_text(source.as_bytes());
     }
     let data = std::fs::read(source).with_context(|| {
-        format!("reading swarm key file {source} (--swarm-key-from takes 64 hex digits, a file or -)")
+        format!(
+            "reading swarm key file {source} (--swarm-key-from takes 64 hex digits, a file or -)"
+        )
     })?;
     parse_key_text(&data).with_context(|| format!("invalid swarm key file {source}"))
 }
@@ -115,6 +117,9 @@ mod tests {
             assert!(!format!("{err:#}").is_empty());
         }
         let err = read_key("/nonexistent/swarm.key").unwrap_err();
-        assert!(format!("{err:#}").contains("/nonexistent/swarm.key"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("/nonexistent/swarm.key"),
+            "{err:#}"
+        );
     }
 }

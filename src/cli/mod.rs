@@ -8,6 +8,7 @@ mod image;
 mod info;
 mod init;
 mod mount;
+mod stats;
 
 use anyhow::Context;
 use clap::Parser;
@@ -58,7 +59,11 @@ fn init_tracing(default: &str, format: LogFormat) {
     match format {
         LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
         // one JSON object per line: timestamp, level, target, fields (message included)
-        LogFormat::Json => fmt.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Json => fmt
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
     }
 }
 
@@ -96,6 +101,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Mount(m) => mount::mount(&api()?, m).await,
         Command::Umount { dir } => mount::umount(&api()?, &dir).await,
         Command::Mounts => mount::list(&api()?).await,
+        Command::Stats(s) => stats::run(&api()?, &s).await,
         Command::Repo(r) => info::repo(&api()?, r).await.context("repo command failed"),
     }
 }

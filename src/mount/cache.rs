@@ -7,6 +7,7 @@
 //! that several small reads (or files sharing one gzip member) touch.
 
 use bytes::Bytes;
+use prometheus_client::metrics::counter::Counter;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,8 @@ struct Inner {
 pub struct ChunkCache {
     capacity: u64,
     inner: Mutex<Inner>,
+    hits: Counter,
+    misses: Counter,
 }
 
 impl ChunkCache {
@@ -40,7 +43,16 @@ impl ChunkCache {
         ChunkCache {
             capacity,
             inner: Mutex::new(Inner::default()),
+            hits: Counter::default(),
+            misses: Counter::default(),
         }
+    }
+
+    /// Counts lookups that found their chunk (`hits`) and lookups that fetched it (`misses`).
+    pub fn with_counters(mut self, hits: Counter, misses: Counter) -> Self {
+        self.hits = hits;
+        self.misses = misses;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -68,6 +80,9 @@ impl ChunkCache {
             .await
             .cloned();
         let mut inner = self.lock();
+        if result.is_ok() {
+            if fetched { &self.misses } else { &self.hits }.inc();
+        }
         match &result {
             Ok(bytes) if fetched => {
                 inner.order.push_back((key.clone(), bytes.len() as u64));

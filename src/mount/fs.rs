@@ -16,6 +16,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use super::inode::{Inode, Kind, Table, ROOT};
 use super::reader::Reader;
+use crate::metrics::FuseReads;
 
 /// The image never changes: the kernel may cache attributes and names for long.
 pub const TTL: Duration = Duration::from_secs(3600);
@@ -164,6 +165,7 @@ impl Tree {
 }
 
 /// Answers a `read` from a task on `rt`, so the FUSE thread never waits for the data.
+/// `counts` records the read (latency, bytes, error).
 pub fn spawn_read_reply(
     rt: &tokio::runtime::Handle,
     read: Result<
@@ -171,17 +173,29 @@ pub fn spawn_read_reply(
         Errno,
     >,
     reply: ReplyData,
+    counts: &FuseReads,
 ) {
+    let started = std::time::Instant::now();
     match read {
         Ok(read) => {
+            let counts = counts.clone();
             rt.spawn(async move {
                 match read.await {
-                    Ok(data) => reply.data(&data),
-                    Err(e) => reply.error(e),
+                    Ok(data) => {
+                        counts.record(started, Ok(data.len()));
+                        reply.data(&data)
+                    }
+                    Err(e) => {
+                        counts.record(started, Err(()));
+                        reply.error(e)
+                    }
                 }
             });
         }
-        Err(e) => reply.error(e),
+        Err(e) => {
+            counts.record(started, Err(()));
+            reply.error(e)
+        }
     }
 }
 
@@ -203,13 +217,20 @@ pub fn reply_entries<N: AsRef<OsStr>>(
 pub struct Fs {
     tree: Tree,
     rt: tokio::runtime::Handle,
+    counts: FuseReads,
 }
 
 impl Fs {
-    pub fn new(table: Arc<Table>, reader: Reader, rt: tokio::runtime::Handle) -> Self {
+    pub fn new(
+        table: Arc<Table>,
+        reader: Reader,
+        rt: tokio::runtime::Handle,
+        counts: FuseReads,
+    ) -> Self {
         Fs {
             tree: Tree::new(table, reader),
             rt,
+            counts,
         }
     }
 }
@@ -317,7 +338,12 @@ impl Filesystem for Fs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        spawn_read_reply(&self.rt, self.tree.read(ino.0, offset, size), reply);
+        spawn_read_reply(
+            &self.rt,
+            self.tree.read(ino.0, offset, size),
+            reply,
+            &self.counts,
+        );
     }
 
     fn readdir(

@@ -39,6 +39,7 @@ use crate::blockservice::BlockService;
 use crate::config::MountConfig;
 use crate::image::oci::{Descriptor, Platform};
 use crate::image::pull;
+use crate::metrics::Metrics;
 use cache::ChunkCache;
 use inode::Table;
 use reader::Reader;
@@ -63,6 +64,7 @@ pub struct MountRequest {
 #[derive(Clone)]
 pub struct ReaderParts {
     pub blocks: BlockService,
+    pub metrics: Metrics,
     pub cache: Arc<ChunkCache>,
     pub read_timeout: Duration,
     pub spool: PathBuf,
@@ -117,6 +119,7 @@ struct Active {
 
 struct Inner {
     blocks: BlockService,
+    metrics: Metrics,
     settings: MountConfig,
     cache: Arc<ChunkCache>,
     spool: PathBuf,
@@ -141,6 +144,7 @@ impl Mounts {
         settings: MountConfig,
         repo: &Path,
         parallel: usize,
+        metrics: Metrics,
     ) -> anyhow::Result<Mounts> {
         let spool = repo.join("spool");
         if spool.exists() {
@@ -158,7 +162,11 @@ impl Mounts {
         Ok(Mounts {
             inner: Arc::new(Inner {
                 blocks,
-                cache: Arc::new(ChunkCache::new(settings.cache_bytes())),
+                cache: Arc::new(
+                    ChunkCache::new(settings.cache_bytes())
+                        .with_counters(metrics.cache_hits.clone(), metrics.cache_misses.clone()),
+                ),
+                metrics,
                 settings,
                 spool,
                 fsname,
@@ -200,7 +208,12 @@ impl Mounts {
             layers: reader.layers().len(),
             inodes: table.totals().0,
         };
-        let fs = fs::Fs::new(table, reader.clone(), tokio::runtime::Handle::current());
+        let fs = fs::Fs::new(
+            table,
+            reader.clone(),
+            tokio::runtime::Handle::current(),
+            me.metrics.fuse("mount"),
+        );
         let mut pin = None;
         if me.settings.background_fetch {
             let mut cids = vec![resolved.root];
@@ -240,7 +253,12 @@ impl Mounts {
             layers: 1,
             inodes: table.totals().0,
         };
-        let fs = fs::Fs::new(table, reader.clone(), tokio::runtime::Handle::current());
+        let fs = fs::Fs::new(
+            table,
+            reader.clone(),
+            tokio::runtime::Handle::current(),
+            self.inner.metrics.fuse("snapshotter"),
+        );
         let plan = prefetch::Plan {
             prefetch: self.inner.settings.prefetch,
             pin: None,
@@ -331,6 +349,7 @@ impl Mounts {
         let me = &self.inner;
         ReaderParts {
             blocks: me.blocks.clone(),
+            metrics: me.metrics.clone(),
             cache: me.cache.clone(),
             read_timeout: me.settings.read_timeout(),
             spool: me.spool.clone(),

@@ -90,7 +90,40 @@ pub fn router(reg: Arc<Registry>) -> Router {
         .route("/v2/", any(v2))
         .route("/v2/{*path}", any(dispatch))
         .fallback(|| async { RegistryError::name_unknown("not a registry path: use /v2/") })
+        .layer(axum::middleware::from_fn_with_state(
+            reg.clone(),
+            count_request,
+        ))
         .with_state(reg)
+}
+
+/// Counts every answered request by route, method and status (`cidfs_registry_requests_total`).
+async fn count_request(
+    State(reg): State<Arc<Registry>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    let route = if path.trim_end_matches('/') == "/v2" {
+        "ping"
+    } else if path.contains("/manifests/") {
+        "manifest"
+    } else if path.contains("/blobs/") {
+        "blob"
+    } else if path.ends_with("/tags/list") {
+        "tags"
+    } else {
+        "other"
+    };
+    // any other method is refused: one label keeps clients from minting new series
+    let method = match *req.method() {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        _ => "other",
+    };
+    let resp = next.run(req).await;
+    reg.counters.request(route, method, resp.status().as_u16());
+    resp
 }
 
 fn read_only(method: &Method) -> Result<(), RegistryError> {

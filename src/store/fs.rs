@@ -23,6 +23,7 @@ use std::time::UNIX_EPOCH;
 use super::layout::{self, ImageRef, Info};
 use crate::image::oci::Descriptor;
 use crate::image::pull;
+use crate::metrics::FuseReads;
 use crate::mount::fs::{reply_entries, spawn_read_reply, xattr_reply, Tree, TTL};
 use crate::mount::inode::ROOT;
 use crate::mount::ReaderParts;
@@ -87,6 +88,7 @@ impl Nodes {
 /// The store's filesystem.
 pub struct StoreFs {
     parts: ReaderParts,
+    reads: FuseReads,
     nodes: Arc<Mutex<Nodes>>,
     rt: tokio::runtime::Handle,
 }
@@ -126,6 +128,7 @@ fn tree_ino(slot: usize, ino: u64) -> u64 {
 impl StoreFs {
     pub fn new(parts: ReaderParts, rt: tokio::runtime::Handle) -> Self {
         StoreFs {
+            reads: parts.metrics.fuse("layer_store"),
             parts,
             nodes: Arc::default(),
             rt,
@@ -172,6 +175,7 @@ async fn open_tree(parts: &ReaderParts, desc: &Descriptor, diff_id: &str) -> any
 
 impl Filesystem for StoreFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.parts.metrics.layer_store_request("lookup");
         let Some(name) = name.to_str().map(str::to_string) else {
             return reply.error(Errno::ENOENT);
         };
@@ -295,6 +299,7 @@ impl Filesystem for StoreFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.parts.metrics.layer_store_request("getattr");
         match self.attr(ino.0) {
             Ok(a) => reply.attr(&TTL, &a),
             Err(e) => reply.error(e),
@@ -302,6 +307,7 @@ impl Filesystem for StoreFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.parts.metrics.layer_store_request("readlink");
         match self.tree_of(ino.0) {
             Some((tree, inner, ..)) => match tree.readlink(inner) {
                 Ok(t) => reply.data(t),
@@ -312,6 +318,7 @@ impl Filesystem for StoreFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.parts.metrics.layer_store_request("open");
         if let Some((tree, inner, ..)) = self.tree_of(ino.0) {
             return match tree.open(inner, flags) {
                 Ok(f) => reply.opened(FileHandle(0), f),
@@ -341,8 +348,9 @@ impl Filesystem for StoreFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        self.parts.metrics.layer_store_request("read");
         if let Some((tree, inner, ..)) = self.tree_of(ino.0) {
-            return spawn_read_reply(&self.rt, tree.read(inner, offset, size), reply);
+            return spawn_read_reply(&self.rt, tree.read(inner, offset, size), reply, &self.reads);
         }
         let node = match lock(&self.nodes).get(ino.0) {
             Some(Node::Info(json)) => Ok(Bytes::copy_from_slice(json)),
@@ -397,6 +405,7 @@ impl Filesystem for StoreFs {
         offset: u64,
         reply: ReplyDirectory,
     ) {
+        self.parts.metrics.layer_store_request("readdir");
         let ino = ino.0;
         let entries: Vec<(u64, FileType, String)> =
             if let Some((tree, inner, layer_dir, slot)) = self.tree_of(ino) {
@@ -434,10 +443,12 @@ impl Filesystem for StoreFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.parts.metrics.layer_store_request("statfs");
         reply.statfs(0, 0, 0, 0, 0, 4096, 255, 4096);
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        self.parts.metrics.layer_store_request("getxattr");
         match self.tree_of(ino.0) {
             Some((tree, inner, ..)) => match tree.xattr(inner, name) {
                 Ok(v) => xattr_reply(reply, v, size),
@@ -448,6 +459,7 @@ impl Filesystem for StoreFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.parts.metrics.layer_store_request("listxattr");
         let names = match self.tree_of(ino.0) {
             Some((tree, inner, ..)) => tree.xattr_names(inner),
             None => Ok(Vec::new()),
@@ -470,6 +482,7 @@ impl Filesystem for StoreFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
+        self.parts.metrics.layer_store_request("create");
         let mut n = lock(&self.nodes);
         if name == "use" && matches!(n.get(parent.0), Some(Node::Layer { .. })) {
             let uses = n.uses.entry(parent.0).or_default();
@@ -483,6 +496,7 @@ impl Filesystem for StoreFs {
     /// stays open (a container may still read it through overlayfs after the release that
     /// follows a pull) until the store is unmounted.
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.parts.metrics.layer_store_request("rmdir");
         let mut n = lock(&self.nodes);
         let layer = name
             .to_str()

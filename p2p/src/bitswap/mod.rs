@@ -91,6 +91,25 @@ pub struct Stats {
     pub peers: u64,
 }
 
+/// What one peer and this node traded over bitswap (see [`Bitswap::peer_stats`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PeerStats {
+    /// Wantlist entries the peer sent us.
+    pub wants_received: u64,
+    /// Wantlist entries we sent the peer.
+    pub wants_sent: u64,
+    pub blocks_received: u64,
+    pub bytes_received: u64,
+    pub blocks_sent: u64,
+    pub bytes_sent: u64,
+    /// Blocks the peer sent that another peer had delivered already.
+    pub duplicate_blocks: u64,
+}
+
+/// Peers whose [`PeerStats`] are kept. Past it, a new peer replaces one that is no longer
+/// connected, or goes uncounted (the totals in [`Stats`] still count it).
+pub const MAX_PEER_STATS: usize = 1024;
+
 #[derive(Default)]
 struct Counters {
     blocks_received: AtomicU64,
@@ -115,6 +134,7 @@ struct Inner {
     connected: Mutex<HashSet<PeerId>>,
     peers: Mutex<HashMap<PeerId, PeerHandle>>,
     counters: Counters,
+    per_peer: Mutex<HashMap<PeerId, PeerStats>>,
     inbound: Arc<Semaphore>,
     provider_search: mpsc::Sender<Cid>,
 }
@@ -157,6 +177,7 @@ impl Bitswap {
             connected: Mutex::new(HashSet::new()),
             peers: Mutex::new(HashMap::new()),
             counters: Counters::default(),
+            per_peer: Mutex::new(HashMap::new()),
             provider_search,
         });
         let bitswap = Bitswap { inner };
@@ -247,6 +268,30 @@ impl Bitswap {
             wants: lock(&self.inner.wants).len() as u64,
             peers: lock(&self.inner.connected).len() as u64,
         }
+    }
+
+    /// Per-peer counters, for every peer seen (up to [`MAX_PEER_STATS`]), sorted by peer id.
+    pub fn peer_stats(&self) -> Vec<(PeerId, PeerStats)> {
+        let mut v: Vec<_> = lock(&self.inner.per_peer)
+            .iter()
+            .map(|(p, s)| (*p, *s))
+            .collect();
+        v.sort_by_key(|(p, _)| *p);
+        v
+    }
+
+    /// Adds to `peer`'s counters.
+    fn count(&self, peer: PeerId, f: impl FnOnce(&mut PeerStats)) {
+        let mut map = lock(&self.inner.per_peer);
+        if map.len() >= MAX_PEER_STATS && !map.contains_key(&peer) {
+            let connected = self.connected();
+            if let Some(gone) = map.keys().find(|p| !connected.contains(*p)).copied() {
+                map.remove(&gone);
+            } else {
+                return;
+            }
+        }
+        f(map.entry(peer).or_default());
     }
 
     /// Called by the event loop when the first connection to `peer` is up.
@@ -346,6 +391,10 @@ impl Bitswap {
         let now = Instant::now();
         let connected = self.connected();
         let mut sends = Vec::new();
+        let mut traded = PeerStats {
+            wants_received: msg.wants.len() as u64,
+            ..PeerStats::default()
+        };
         {
             let mut wants = lock(&self.inner.wants);
             for (cid, presence) in msg.presences {
@@ -360,9 +409,12 @@ impl Bitswap {
                         c.blocks_received.fetch_add(1, Ordering::Relaxed);
                         c.bytes_received
                             .fetch_add(block.data.len() as u64, Ordering::Relaxed);
+                        traded.blocks_received += 1;
+                        traded.bytes_received += block.data.len() as u64;
                     }
                     BlockOutcome::Duplicate => {
                         c.duplicate_blocks.fetch_add(1, Ordering::Relaxed);
+                        traded.duplicate_blocks += 1;
                     }
                     BlockOutcome::Unsolicited => {
                         c.rejected_blocks.fetch_add(1, Ordering::Relaxed);
@@ -371,6 +423,12 @@ impl Bitswap {
                 }
             }
         }
+        self.count(peer, |p| {
+            p.wants_received += traded.wants_received;
+            p.blocks_received += traded.blocks_received;
+            p.bytes_received += traded.bytes_received;
+            p.duplicate_blocks += traded.duplicate_blocks;
+        });
         self.dispatch(sends);
         if msg.full || !msg.wants.is_empty() {
             let (_, ledger) = self.handle(peer);
@@ -484,6 +542,11 @@ impl Bitswap {
             .fetch_add(msg.blocks.len() as u64, Ordering::Relaxed);
         let bytes: usize = msg.blocks.iter().map(|b| b.data.len()).sum();
         c.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.count(peer, |p| {
+            p.wants_sent += msg.wants.len() as u64;
+            p.blocks_sent += msg.blocks.len() as u64;
+            p.bytes_sent += bytes as u64;
+        });
         trace!(%peer, blocks = msg.blocks.len(), wants = msg.wants.len(), "bitswap message sent");
         true
     }
