@@ -5,69 +5,12 @@
 //! dies halfway, a host is cut off for 5 s, a peer serves corrupt blocks. Every fetcher must end
 //! with the right bytes, and duplicates must stay rare.
 
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::util::{eventually, random_bytes, sha256, swarm_key, Daemon, Opts};
+use crate::util::{eventually, random_bytes, sha256, swarm_key, Cluster, Daemon, Opts};
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster.sh");
 /// Longest wait for a fan-out to finish.
 const FETCH_BOUND: Duration = Duration::from_secs(180);
-
-/// The namespaces of `scripts/cluster.sh up`; `down` on drop.
-struct Cluster {
-    name: String,
-}
-
-fn cluster_sh(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("bash")
-        .arg(SCRIPT)
-        .args(args)
-        .output()
-        .map_err(|e| format!("bash {SCRIPT}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "cluster.sh {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
-impl Cluster {
-    fn up(hosts: usize, rate: &str) -> Cluster {
-        let name = format!(
-            "cc{}x{}",
-            std::process::id() % 100_000,
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let c = Cluster { name };
-        cluster_sh(&["up", &c.name, &hosts.to_string(), rate])
-            .expect("creating the namespaces (needs root and iproute2)");
-        c
-    }
-
-    fn ns(&self, i: usize) -> String {
-        format!("{}-{i}", self.name)
-    }
-
-    fn cut(&self, i: usize) {
-        cluster_sh(&["cut", &self.name, &i.to_string()]).expect("cut");
-    }
-
-    fn heal(&self, i: usize) {
-        cluster_sh(&["heal", &self.name, &i.to_string()]).expect("heal");
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = cluster_sh(&["down", &self.name]);
-    }
-}
 
 /// A seed (host 1) and `fetchers` more hosts, all started; `env` goes to the hosts it names.
 struct Swarm {

@@ -470,3 +470,83 @@ pub fn pair(b_config: Option<&str>) -> (Daemon, Daemon) {
     });
     (a, b)
 }
+
+static NEXT_CLUSTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+const CLUSTER_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster.sh");
+
+/// A LAN of network namespaces made by `scripts/cluster.sh up` (hosts `<name>-1` …, on one
+/// bridge, addresses 10.78.0.I); `down` on drop.
+pub struct Cluster {
+    name: String,
+}
+
+fn cluster_sh(args: &[&str]) -> Result<(), String> {
+    let out = run_bounded(
+        {
+            let mut c = Command::new("bash");
+            c.arg(CLUSTER_SH).args(args);
+            c
+        },
+        Duration::from_secs(60),
+    );
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "cluster.sh {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+impl Cluster {
+    /// `hosts` hosts; `rate` (tc units, e.g. `100mbit`; empty: unshaped) on every link.
+    pub fn up(hosts: usize, rate: &str) -> Cluster {
+        let name = format!(
+            "cc{}x{}",
+            std::process::id() % 100_000,
+            NEXT_CLUSTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let c = Cluster { name };
+        cluster_sh(&["up", &c.name, &hosts.to_string(), rate])
+            .expect("creating the namespaces (needs root and iproute2)");
+        c
+    }
+
+    /// The namespace of host `i` (1-based).
+    pub fn ns(&self, i: usize) -> String {
+        format!("{}-{i}", self.name)
+    }
+
+    /// Partitions host `i` (its bridge port goes down).
+    pub fn cut(&self, i: usize) {
+        cluster_sh(&["cut", &self.name, &i.to_string()]).expect("cut");
+    }
+
+    pub fn heal(&self, i: usize) {
+        cluster_sh(&["heal", &self.name, &i.to_string()]).expect("heal");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = cluster_sh(&["down", &self.name]);
+    }
+}
+
+/// [`http`] from inside network namespace `ns` (a thread of ours joins it with `setns`; the
+/// rest of the test process stays where it is).
+pub fn http_in_netns(ns: &str, addr: SocketAddr, method: &str, path: &str) -> (u16, Vec<u8>) {
+    let file = std::fs::File::open(format!("/var/run/netns/{ns}"))
+        .unwrap_or_else(|e| panic!("namespace {ns}: {e}"));
+    let (method, path) = (method.to_string(), path.to_string());
+    std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns on a valid namespace fd changes only this thread's network namespace
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        http(addr, &method, &path)
+    })
+    .join()
+    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
