@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use crate::images::gen::{build_oci_layout, GenSpec};
 use crate::util::{
-    eventually, http_in_netns, pipe_lines, run_bounded, swarm_key, wait_bounded, Cluster, BIN,
-    START_TIMEOUT,
+    eventually, http_in_netns, pipe_lines, run_bounded, swarm_key, wait_bounded, Cluster,
+    MetricsPage, BIN, START_TIMEOUT,
 };
 
 const COMPOSE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/compose");
@@ -219,10 +219,10 @@ impl Node {
     }
 
     /// Scrapes `/metrics` from inside the namespace.
-    fn metrics(&self) -> Metrics {
+    fn metrics(&self) -> MetricsPage {
         let (status, body) = http_in_netns(&self.ns, self.api(), "GET", "/metrics");
         assert_eq!(status, 200, "{}: /metrics", self.name);
-        Metrics(String::from_utf8(body).expect("utf-8"))
+        MetricsPage(String::from_utf8(body).expect("utf-8"))
     }
 
     fn peer_id(&self) -> String {
@@ -235,28 +235,6 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = wait_bounded(&mut self.child, Duration::from_secs(30));
-    }
-}
-
-/// One `/metrics` page.
-struct Metrics(String);
-
-impl Metrics {
-    /// The sum of the samples whose series starts with `series` (a name, or a name and the
-    /// beginning of its labels).
-    fn get(&self, series: &str) -> f64 {
-        self.0
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.rsplit_once(' '))
-            .filter(|(s, _)| {
-                // a bare name takes every label set; a name with labels is a prefix
-                *s == series
-                    || s.starts_with(&format!("{series}{{"))
-                    || (series.contains('{') && s.starts_with(series))
-            })
-            .map(|(_, v)| v.parse::<f64>().expect("a number"))
-            .sum()
     }
 }
 
@@ -301,7 +279,7 @@ fn compose_cluster_shares_an_image_and_its_metrics_move() {
         );
     }
     let ids: Vec<String> = nodes.iter().map(Node::peer_id).collect();
-    let before: Vec<Metrics> = nodes.iter().map(Node::metrics).collect();
+    let before: Vec<MetricsPage> = nodes.iter().map(Node::metrics).collect();
 
     // node1 pushes an image (6 MiB file: two eStargz chunks of 4 MiB)
     let work = tempfile::tempdir().expect("work");
@@ -445,6 +423,11 @@ fn compose_cluster_shares_an_image_and_its_metrics_move() {
     );
     assert!(moved("cidfs_blocks_received_total") > 0.0);
     nodes[2].ok(&["umount", mnt.to_str().expect("utf-8")]);
+
+    // the live summary
+    let stats = nodes[1].ok(&["stats", "--once", "--interval", "0.2"]);
+    assert!(stats.contains("peers       2 connected"), "{stats}");
+    assert!(stats.contains(&ids[0]), "node1 in the peer table:\n{stats}");
 
     // repo verify and gc with a target, on node2 (the pulled blocks are not pinned there)
     let verified = nodes[1].ok(&["repo", "verify"]);

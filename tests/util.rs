@@ -268,6 +268,13 @@ impl Daemon {
         v
     }
 
+    /// Scrapes `GET /metrics` (only for daemons on the host network namespace).
+    pub fn metrics(&self) -> MetricsPage {
+        let (status, body) = http(self.api, "GET", "/metrics");
+        assert_eq!(status, 200, "/metrics");
+        MetricsPage(String::from_utf8(body).expect("utf-8"))
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -549,4 +556,25 @@ pub fn http_in_netns(ns: &str, addr: SocketAddr, method: &str, path: &str) -> (u
     })
     .join()
     .unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// One `/metrics` page (Prometheus text format).
+pub struct MetricsPage(pub String);
+
+impl MetricsPage {
+    /// The sum of the samples of `series`: a bare name takes every label set; a name with the
+    /// beginning of its labels (`name{a="x"`) takes the samples whose series starts so.
+    pub fn get(&self, series: &str) -> f64 {
+        self.0
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' '))
+            .filter(|(s, _)| {
+                *s == series
+                    || s.starts_with(&format!("{series}{{"))
+                    || (series.contains('{') && s.starts_with(series))
+            })
+            .map(|(_, v)| v.parse::<f64>().expect("a number"))
+            .sum()
+    }
 }

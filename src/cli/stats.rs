@@ -32,9 +32,12 @@ pub async fn run(api: &ApiClient, args: &StatsArgs) -> anyhow::Result<()> {
     }
 }
 
+/// A sample's labels, `(name, value)` pairs in page order.
+type Labels = Vec<(String, String)>;
+
 /// One scrape: every sample by name, each with its labels.
 #[derive(Debug, Default)]
-struct Page(BTreeMap<String, Vec<(Vec<(String, String)>, f64)>>);
+struct Page(BTreeMap<String, Vec<(Labels, f64)>>);
 
 impl Page {
     /// Reads the Prometheus text format; comments and lines it cannot read are skipped.
@@ -108,7 +111,7 @@ impl Page {
 }
 
 /// `a="x",b="y"` → pairs (backslash escapes kept simple: `\"`, `\\`, `\n`).
-fn labels(text: &str) -> Vec<(String, String)> {
+fn labels(text: &str) -> Labels {
     let mut out = Vec::new();
     let mut rest = text;
     while let Some((key, after)) = rest.split_once("=\"") {
