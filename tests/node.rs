@@ -52,7 +52,10 @@ fn a_private_swarm_transfers_64_mib() {
         "{metrics}"
     );
     // the readiness probe of deploy/kubernetes
-    assert_eq!(crate::util::http(b.api, "GET", "/healthz"), (200, b"ok\n".to_vec()));
+    assert_eq!(
+        crate::util::http(b.api, "GET", "/healthz"),
+        (200, b"ok\n".to_vec())
+    );
 }
 
 /// (b) 1 byte at offset 40 MiB of a fresh 64 MiB file: B fetches the root, the interior node on
