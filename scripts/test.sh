@@ -32,6 +32,7 @@ declare -A NEEDED=(
     [dockerd]=docker.io
     [busybox]=busybox-static
     [htpasswd]=apache2-utils
+    [systemd-analyze]=systemd
 )
 
 install_missing() {
@@ -62,6 +63,15 @@ install_missing() {
 }
 
 install_missing
+
+# tests/deploy_files.rs validates deploy/kubernetes with kubernetes-validate (pinned; it bundles
+# the Kubernetes JSON schemas, so it needs no cluster), installed into a venv under target/.
+if [ ! -x target/venv/bin/kubernetes-validate ]; then
+    log "pip install kubernetes-validate into target/venv"
+    python3 -m venv target/venv \
+        && target/venv/bin/pip install -q --disable-pip-version-check kubernetes-validate==1.37.0 </dev/null \
+        || log "could not install kubernetes-validate (python3-venv missing?): tests/deploy_files.rs will fail"
+fi
 
 # The interop tests (tests/interop.rs) run Node.js; they also run `npm ci` themselves when needed.
 if [ ! -d tests/interop/node_modules ]; then
