@@ -3,8 +3,11 @@
 
 mod util;
 
+mod airgap;
 mod cluster;
 mod containerd;
+mod deploy;
+mod deploy_files;
 mod image;
 mod images;
 mod interop;

@@ -488,14 +488,10 @@ pub struct Cluster {
 }
 
 fn cluster_sh(args: &[&str]) -> Result<(), String> {
-    let out = run_bounded(
-        {
-            let mut c = Command::new("bash");
-            c.arg(CLUSTER_SH).args(args);
-            c
-        },
-        Duration::from_secs(60),
-    );
+    let mut cmd = Command::new("bash");
+    cmd.arg(CLUSTER_SH).args(args).stdin(Stdio::null());
+    // never panics: it also runs from Drop
+    let out = try_run(cmd, Duration::from_secs(60)).ok_or("cluster.sh timed out")?;
     if out.status.success() {
         Ok(())
     } else {
