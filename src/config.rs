@@ -236,11 +236,33 @@ impl StoreConfig {
 pub struct MetricsConfig {
     /// Serve Prometheus metrics at `/metrics` on the API port.
     pub enabled: bool,
+    /// `IP:port` of a listener serving only `/metrics` and `/healthz` (empty: none), so that
+    /// Prometheus can scrape a node whose API stays on loopback.
+    pub listen: String,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        MetricsConfig { enabled: true }
+        MetricsConfig {
+            enabled: true,
+            listen: String::new(),
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// The separate metrics listener, if one is set (and metrics are on).
+    pub fn listen_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        if !self.enabled || self.listen.trim().is_empty() {
+            return Ok(None);
+        }
+        let addr = self.listen.trim().parse().map_err(|_| {
+            anyhow::anyhow!(
+                "metrics.listen: `{}` is not an IP:port such as 0.0.0.0:9101",
+                self.listen
+            )
+        })?;
+        Ok(Some(addr))
     }
 }
 
@@ -334,6 +356,7 @@ impl Config {
         for (key, value) in positive {
             anyhow::ensure!(value > 0, "{key} must be at least 1");
         }
+        self.metrics.listen_addr()?;
         Ok(())
     }
 }
@@ -417,6 +440,24 @@ mod tests {
         let e = error_text("[swarm]\npeers = [\"/ip4/10.0.0.1/tcp/4001\"]\n");
         assert!(e.contains("swarm.peers"), "{e}");
         assert!(e.contains("/p2p/"), "{e}");
+    }
+
+    #[test]
+    fn metrics_listen_is_an_address_or_nothing() {
+        let c = Config::from_toml_str("[metrics]\nlisten = \"0.0.0.0:9101\"\n").expect("parses");
+        assert_eq!(
+            c.metrics.listen_addr().unwrap(),
+            Some(SocketAddr::from(([0, 0, 0, 0], 9101)))
+        );
+        assert_eq!(Config::default().metrics.listen_addr().unwrap(), None);
+        let off = Config::from_toml_str("[metrics]\nenabled = false\nlisten = \"0.0.0.0:9101\"\n")
+            .expect("parses");
+        assert_eq!(off.metrics.listen_addr().unwrap(), None, "disabled wins");
+        let e = error_text("[metrics]\nlisten = \"localhost\"\n");
+        assert!(
+            e.contains("metrics.listen") && e.contains("localhost"),
+            "{e}"
+        );
     }
 
     #[test]

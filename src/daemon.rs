@@ -196,6 +196,24 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         mounts: mounts.clone(),
         instruments,
     };
+    let metrics_server = match config.metrics.listen_addr()? {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!("binding the metrics listener to {addr} (metrics.listen)")
+            })?;
+            info!("metrics listening on {}", listener.local_addr()?);
+            let app = api::metrics_router(state.clone());
+            let mut stopped = stopped.clone();
+            Some(tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    })
+                    .await
+            }))
+        }
+        None => None,
+    };
     repo.write_api_file(&repo::api_multiaddr(api_addr))?;
     info!("API server listening on {}", repo::api_multiaddr(api_addr));
     info!("daemon is ready");
@@ -219,6 +237,14 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         }
     }
     mounts.unmount_all().await;
+    if let Some(m) = metrics_server {
+        if tokio::time::timeout(Duration::from_secs(5), m)
+            .await
+            .is_err()
+        {
+            warn!("the metrics listener did not stop within 5 s");
+        }
+    }
     if let Some(r) = registry {
         match tokio::time::timeout(Duration::from_secs(5), r).await {
             Ok(Ok(Err(e))) => warn!("registry endpoint failed: {e}"),

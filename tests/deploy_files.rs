@@ -481,6 +481,13 @@ fn kubernetes_manifests_agree_with_the_repo() {
         );
     }
     assert_eq!(config["api"]["listen"].as_str(), Some("127.0.0.1:5001"));
+    // Prometheus scrapes the metrics listener, whose port the annotations name
+    let metrics = config["metrics"]["listen"]
+        .as_str()
+        .expect("metrics.listen");
+    let port = metrics.rsplit(':').next().unwrap();
+    let annotations = &ds["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/port"].as_str(), Some(port));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -419,3 +419,31 @@ fn k_full_disk_is_a_clear_error_and_loses_nothing() {
     let (_, repo) = a.terminate();
     assert!(!repo.path().join("api").exists());
 }
+
+/// `metrics.listen`: a second listener with `/metrics` and `/healthz` only, for a scraper that
+/// must not reach the RPC API.
+#[test]
+fn metrics_listener_serves_metrics_and_nothing_else() {
+    let a = Daemon::start(Opts {
+        config: Some("[metrics]\nlisten = \"127.0.0.1:0\"\n".into()),
+        ..Default::default()
+    });
+    let log = a.log();
+    let addr: std::net::SocketAddr = log
+        .lines()
+        .find_map(|l| l.split("metrics listening on ").nth(1))
+        .unwrap_or_else(|| panic!("no metrics listener in the log:\n{log}"))
+        .trim()
+        .parse()
+        .expect("an address");
+    assert_ne!(addr, a.api);
+    let (status, body) = crate::util::http(addr, "GET", "/metrics");
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("# TYPE cidfs_store_blocks gauge"));
+    assert_eq!(crate::util::http(addr, "GET", "/healthz").0, 200);
+    assert_eq!(
+        crate::util::http(addr, "POST", "/api/v0/id").0,
+        404,
+        "no RPC there"
+    );
+}

@@ -70,6 +70,14 @@ pub fn router(state: AppState) -> Router {
     api.with_state(Arc::new(state))
 }
 
+/// The metrics listener's router (`metrics.listen`): `/metrics` and `/healthz`, nothing else.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(repo::metrics))
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .with_state(Arc::new(state))
+}
+
 /// A CID reference from a request; a bad one is the client's error.
 pub(crate) fn parse_cid(text: &str) -> Result<cid::Cid, ApiError> {
     crate::cidref::parse(text).map_err(|e| ApiError::client(e.to_string()))
