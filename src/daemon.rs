@@ -154,14 +154,7 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         repo.write_registry_file(addr)?;
         info!("registry listening on {addr} (pull {addr}/ipfs/<CID>)");
         let app = registry::router(Registry::new(blocks.clone(), instruments.registry.clone()));
-        let mut stopped = stopped.clone();
-        Some(tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await
-        }))
+        Some(serve_until(listener, app, stopped.clone()))
     } else {
         None
     };
@@ -202,15 +195,11 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
                 format!("binding the metrics listener to {addr} (metrics.listen)")
             })?;
             info!("metrics listening on {}", listener.local_addr()?);
-            let app = api::metrics_router(state.clone());
-            let mut stopped = stopped.clone();
-            Some(tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stopped.wait_for(|s| *s).await;
-                    })
-                    .await
-            }))
+            Some(serve_until(
+                listener,
+                api::metrics_router(state.clone()),
+                stopped.clone(),
+            ))
         }
         None => None,
     };
@@ -264,6 +253,21 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
     flushed?.context("flushing the block store")?;
     info!("stopped");
     Ok(())
+}
+
+/// Serves `app` on `listener` from a task of its own until `stopped` turns true.
+fn serve_until(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+    })
 }
 
 async fn shutdown_signal() {

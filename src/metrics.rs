@@ -428,36 +428,22 @@ mod tests {
         let snap = snapshot();
         let peer = snap.peers[0].0.to_string();
         let page = render(&m, snap);
-        assert_eq!(sample(&page, "cidfs_blocks_received_total "), Some(7.0));
-        assert_eq!(sample(&page, "cidfs_store_bytes "), Some(300.0));
-        assert_eq!(
-            sample(&page, "cidfs_fuse_reads_total{fs=\"mount\"} "),
-            Some(2.0)
-        );
-        assert_eq!(
-            sample(&page, "cidfs_fuse_read_bytes_total{fs=\"mount\"} "),
-            Some(4096.0)
-        );
-        assert_eq!(
-            sample(&page, "cidfs_fuse_read_errors_total{fs=\"mount\"} "),
-            Some(1.0)
-        );
-        assert_eq!(
-            sample(&page, "cidfs_fuse_read_seconds_count{fs=\"mount\"} "),
-            Some(2.0)
-        );
-        assert_eq!(sample(&page, "cidfs_chunk_cache_hits_total "), Some(1.0));
-        assert_eq!(
-            sample(&page, "cidfs_layer_store_requests_total{op=\"lookup\"} "),
-            Some(1.0)
-        );
-        assert_eq!(
-            sample(
-                &page,
-                "cidfs_registry_requests_total{route=\"blob\",method=\"GET\",code=\"206\"} "
+        for (series, want) in [
+            ("cidfs_blocks_received_total", 7.0),
+            ("cidfs_store_bytes", 300.0),
+            ("cidfs_fuse_reads_total{fs=\"mount\"}", 2.0),
+            ("cidfs_fuse_read_bytes_total{fs=\"mount\"}", 4096.0),
+            ("cidfs_fuse_read_errors_total{fs=\"mount\"}", 1.0),
+            ("cidfs_fuse_read_seconds_count{fs=\"mount\"}", 2.0),
+            ("cidfs_chunk_cache_hits_total", 1.0),
+            ("cidfs_layer_store_requests_total{op=\"lookup\"}", 1.0),
+            (
+                "cidfs_registry_requests_total{route=\"blob\",method=\"GET\",code=\"206\"}",
+                1.0,
             ),
-            Some(1.0)
-        );
+        ] {
+            assert_eq!(sample(&page, &format!("{series} ")), Some(want), "{series}");
+        }
         let dup = format!("cidfs_bitswap_peer_duplicate_blocks_total{{peer=\"{peer}\"}} ");
         assert_eq!(sample(&page, &dup), Some(1.0), "{page}");
         // every family is typed once

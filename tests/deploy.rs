@@ -196,31 +196,23 @@ impl Node {
         String::from_utf8(out.stdout).expect("utf-8")
     }
 
-    /// The API port from the config the service runs with.
-    fn api(&self) -> SocketAddr {
-        let text = std::fs::read_to_string(self.repo() + "/api").expect("api file");
-        let port: u16 = text
-            .rsplit('/')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("port");
-        SocketAddr::from(([127, 0, 0, 1], port))
-    }
-
-    fn registry(&self) -> SocketAddr {
-        let text = std::fs::read_to_string(self.repo() + "/registry").expect("registry file");
+    /// The loopback address of the port in the repo's `api` (a multiaddr ending in `/tcp/P`) or
+    /// `registry` (`IP:P`) file: the listener's port, to reach from inside the namespace.
+    fn local(&self, file: &str) -> SocketAddr {
+        let text = std::fs::read_to_string(format!("{}/{file}", self.repo()))
+            .unwrap_or_else(|e| panic!("{}: {file} file: {e}", self.name));
         let port: u16 = text
             .trim()
-            .rsplit(':')
+            .rsplit(['/', ':'])
             .next()
             .and_then(|p| p.parse().ok())
-            .expect("port");
+            .unwrap_or_else(|| panic!("{}: no port in {file}: {text}", self.name));
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
     /// Scrapes `/metrics` from inside the namespace.
     fn metrics(&self) -> MetricsPage {
-        let (status, body) = http_in_netns(&self.ns, self.api(), "GET", "/metrics");
+        let (status, body) = http_in_netns(&self.ns, self.local("api"), "GET", "/metrics");
         assert_eq!(status, 200, "{}: /metrics", self.name);
         MetricsPage(String::from_utf8(body).expect("utf-8"))
     }
@@ -346,7 +338,7 @@ fn compose_cluster_shares_an_image_and_its_metrics_move() {
     );
 
     // node3 serves it through its registry endpoint (as podman would pull it) …
-    let reg = nodes[2].registry();
+    let reg = nodes[2].local("registry");
     let (status, manifest) = http_in_netns(
         &nodes[2].ns,
         reg,
