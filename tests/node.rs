@@ -447,3 +447,71 @@ fn metrics_listener_serves_metrics_and_nothing_else() {
         "no RPC there"
     );
 }
+
+/// A block that rotted on B's disk (written into B's sled while B is stopped, as disk rot would
+/// leave it): `repo verify` names it and exits 1, `--remove` drops it, and the next `cat`
+/// fetches a good copy from A.
+#[test]
+fn repo_verify_finds_a_rotten_block_and_the_swarm_heals_it() {
+    use cidfs::blockstore::{Blocks, SledStore};
+    let key = swarm_key();
+    let (a, b) = pair(&key);
+    let data = random_bytes(4 * MIB);
+    let cid = a.add(&data);
+    b.ok(&["pin", "add", &cid]);
+    let refs = String::from_utf8(b.ok(&["repo", "ls"])).expect("utf-8");
+    let leaf = refs
+        .lines()
+        .find(|r| r.starts_with("bafkrei"))
+        .expect("a raw leaf")
+        .to_string();
+    let opts = b.opts();
+    let (_, repo) = b.terminate();
+    {
+        let store = SledStore::open(&repo.path().join("blocks"), 1 << 22).expect("open B's store");
+        let c = cid::Cid::try_from(leaf.as_str()).expect("CID");
+        store.delete(&c).expect("delete");
+        store
+            .put_hashed(&c, b"rotten bytes")
+            .expect("write the rot");
+        store.flush().expect("flush");
+    }
+    let b = Daemon::start_in(repo, opts);
+    let out = b.cli(&["repo", "verify"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        !out.status.success(),
+        "verify passed a rotten block: {stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("block {leaf} was corrupt")),
+        "{stdout}"
+    );
+    assert!(stderr.contains("1 corrupt blocks"), "{stderr}");
+    let out = b.cli(&["repo", "verify", "--remove"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("removed"));
+    let clean = String::from_utf8(b.ok(&["repo", "verify"])).expect("utf-8");
+    assert!(clean.contains("verified repo integrity"), "{clean}");
+    assert_eq!(
+        sha256(&b.ok(&["cat", &cid])),
+        sha256(&data),
+        "healed from A"
+    );
+    drop(a);
+}
+
+/// `cidfs stats` on a daemon that serves no /metrics says how to turn them on.
+#[test]
+fn stats_without_metrics_says_how_to_enable_them() {
+    let a = Daemon::start(Opts {
+        config: Some("[metrics]\nenabled = false\n".into()),
+        ..Default::default()
+    });
+    let out = a.cli(&["stats", "--once"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[metrics]"), "{err}");
+}

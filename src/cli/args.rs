@@ -122,8 +122,8 @@ fn parse_interval(s: &str) -> Result<f64, String> {
 
 /// A size such as `1048576`, `500MB` or `20GiB`.
 fn parse_size(s: &str) -> Result<u64, String> {
+    // MB and GB are powers of 10, MiB and GiB of 2 (as `du`, `df -H` and kubo's StorageMax)
     parse_size::Config::new()
-        .with_binary()
         .parse_size(s)
         .map_err(|e| format!("{s:?} is not a size ({e}); e.g. 500MB, 20GiB or 1048576"))
 }
@@ -383,4 +383,19 @@ pub enum RepoCommand {
     Stat,
     /// List the CID of every block stored here, one per line (kubo's `ipfs refs local`).
     Ls,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_units_and_bad_ones_say_what_is_wanted() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("20GiB"), Ok(20 << 30));
+        assert_eq!(parse_size("500MB"), Ok(500_000_000));
+        let e = parse_size("1x").unwrap_err();
+        assert!(e.contains("\"1x\"") && e.contains("20GiB"), "{e}");
+        assert!(parse_interval("0").is_err() && parse_interval("2.5").is_ok());
+    }
 }
