@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::images::gen::{build_oci_layout, GenSpec};
 use crate::util::{
-    eventually, http_in_netns, pipe_lines, run_bounded, swarm_key, wait_bounded, Cluster,
+    command, eventually, http_in_netns, pipe_lines, run_bounded, swarm_key, wait_bounded, Cluster,
     MetricsPage, BIN, START_TIMEOUT,
 };
 
@@ -177,10 +177,8 @@ impl Node {
 
     /// `cidfs <args>` in the node's namespace, on its repo.
     fn cli(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns, BIN, "--repo", &self.repo()])
-            .args(args)
-            .stdin(Stdio::null());
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let cmd = command(Some(&self.ns), Path::new(&self.repo()), &args);
         run_bounded(cmd, Duration::from_secs(300))
     }
 

@@ -313,7 +313,8 @@ impl Drop for Daemon {
     }
 }
 
-fn command(netns: Option<&str>, repo: &Path, args: &[String]) -> Command {
+/// `cidfs --repo REPO ARGS…`, inside `netns` if given (`ip netns exec`), stdin closed.
+pub fn command(netns: Option<&str>, repo: &Path, args: &[String]) -> Command {
     let mut cmd = match netns {
         Some(ns) => {
             let mut c = Command::new("ip");

@@ -57,8 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v0/mount", post(mount::mount))
         .route("/api/v0/umount", post(mount::umount))
         .route("/api/v0/mounts", post(mount::mounts))
-        // for load balancers and Kubernetes probes: the daemon serves its API
-        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .route("/healthz", axum::routing::get(healthz))
         .fallback(error::unknown_command)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::disable());
@@ -74,8 +73,13 @@ pub fn router(state: AppState) -> Router {
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", axum::routing::get(repo::metrics))
-        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .route("/healthz", axum::routing::get(healthz))
         .with_state(Arc::new(state))
+}
+
+/// `GET /healthz`, for load balancers and Kubernetes probes: the daemon serves requests.
+async fn healthz() -> &'static str {
+    "ok\n"
 }
 
 /// A CID reference from a request; a bad one is the client's error.

@@ -55,6 +55,21 @@ impl ApiClient {
         }
     }
 
+    /// POSTs `cmd` and reads its NDJSON answer (kubo's streaming commands), one value per
+    /// non-empty line.
+    pub async fn ndjson(
+        &self,
+        cmd: &str,
+        params: &[(&str, String)],
+        form: Option<reqwest::multipart::Form>,
+    ) -> anyhow::Result<Vec<serde_json::Value>> {
+        let text = self.post(cmd, params, form).await?.text().await?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).context("daemon sent invalid JSON"))
+            .collect()
+    }
+
     /// The daemon's Prometheus page (`GET /metrics`).
     pub async fn metrics(&self) -> anyhow::Result<String> {
         let url = format!("http://{}/metrics", self.addr);

@@ -10,18 +10,20 @@ use super::args::{AddArgs, BlockCommand, CatArgs};
 use super::client::ApiClient;
 use crate::unixfs::{AddOptions, Adder};
 
-fn progress(len: u64) -> Option<ProgressBar> {
+/// A progress bar of `len` steps drawn with `template`, when both stdout and stderr are
+/// terminals (piped output stays clean).
+pub(super) fn progress(len: u64, template: &str) -> Option<ProgressBar> {
     if !std::io::stdout().is_terminal() || !std::io::stderr().is_terminal() {
         return None;
     }
     let pb = ProgressBar::new(len);
-    if let Ok(style) =
-        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-    {
+    if let Ok(style) = ProgressStyle::with_template(template) {
         pb.set_style(style);
     }
     Some(pb)
 }
+
+const BYTES_BAR: &str = "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}";
 
 pub async fn add(api: &ApiClient, a: &AddArgs) -> anyhow::Result<()> {
     let (body, len, name) = if a.file.as_os_str() == "-" {
@@ -43,7 +45,7 @@ pub async fn add(api: &ApiClient, a: &AddArgs) -> anyhow::Result<()> {
                 a.file.display()
             );
         }
-        let pb = progress(meta.len());
+        let pb = progress(meta.len(), BYTES_BAR);
         let stream = tokio_util::io::ReaderStream::with_capacity(f, 1 << 20).inspect(move |c| {
             if let (Some(pb), Ok(c)) = (&pb, c) {
                 pb.inc(c.len() as u64);
@@ -62,10 +64,7 @@ pub async fn add(api: &ApiClient, a: &AddArgs) -> anyhow::Result<()> {
         ("cid-version", a.cid_version.to_string()),
         ("pin", (!a.no_pin).to_string()),
     ];
-    let text = api.post("add", &params, Some(form)).await?.text().await?;
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let v: serde_json::Value =
-            serde_json::from_str(line).context("daemon sent invalid JSON")?;
+    for v in api.ndjson("add", &params, Some(form)).await? {
         let hash = v["Hash"].as_str().unwrap_or_default();
         if a.quiet {
             println!("{hash}");

@@ -2,8 +2,7 @@
 
 use super::args::{PinCommand, RepoCommand, SwarmCommand};
 use super::client::ApiClient;
-use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
-use std::io::IsTerminal as _;
+use indicatif::HumanBytes;
 
 pub async fn id(api: &ApiClient) -> anyhow::Result<()> {
     let v = api.json("id", &[]).await?;
@@ -62,15 +61,13 @@ pub async fn repo(api: &ApiClient, cmd: RepoCommand) -> anyhow::Result<()> {
         RepoCommand::Gc { target, quiet } => {
             let params: Vec<(&str, String)> =
                 target.iter().map(|t| ("target", t.to_string())).collect();
-            let text = api.post("repo/gc", &params, None).await?.text().await?;
-            let mut n = 0;
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                let v: serde_json::Value = serde_json::from_str(line)?;
-                if !quiet {
+            let removed = api.ndjson("repo/gc", &params, None).await?;
+            if !quiet {
+                for v in &removed {
                     println!("removed {}", v["Key"]["/"].as_str().unwrap_or_default());
                 }
-                n += 1;
             }
+            let n = removed.len();
             let left = api.json("repo/stat", &[]).await?["BlockBytes"]
                 .as_u64()
                 .unwrap_or_default();
@@ -86,9 +83,7 @@ pub async fn repo(api: &ApiClient, cmd: RepoCommand) -> anyhow::Result<()> {
         RepoCommand::Verify { remove } => return verify(api, remove).await,
         RepoCommand::Stat => api.json("repo/stat", &[]).await?,
         RepoCommand::Ls => {
-            let text = api.post("refs/local", &[], None).await?.text().await?;
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                let v: serde_json::Value = serde_json::from_str(line)?;
+            for v in api.ndjson("refs/local", &[], None).await? {
                 println!("{}", v["Ref"].as_str().unwrap_or_default());
             }
             return Ok(());
@@ -113,14 +108,7 @@ async fn verify(api: &ApiClient, remove: bool) -> anyhow::Result<()> {
     let total = api.json("repo/stat", &[]).await?["NumObjects"]
         .as_u64()
         .unwrap_or_default();
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let pb = ProgressBar::new(total);
-        pb.set_style(
-            ProgressStyle::with_template("verifying {bar:40} {pos}/{len} blocks ({eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        pb
-    });
+    let bar = super::files::progress(total, "verifying {bar:40} {pos}/{len} blocks ({eta})");
     let mut resp = api
         .post("repo/verify", &[("remove", remove.to_string())], None)
         .await?;
