@@ -5,7 +5,8 @@
 #      apt-get, non-interactively;
 #   2. installs the pinned npm packages of the interop tests (tests/interop: Helia, kubo-rpc-client)
 #      with `npm ci` when tests/interop/node_modules is missing;
-#   3. cargo fmt --check, cargo clippy (warnings are errors), cargo test --release --workspace.
+#   3. cargo fmt --check, cargo clippy (warnings are errors), cargo test --release --workspace
+#      (the swarm tests last, on their own).
 # Release mode keeps the 64 MiB transfer tests quick. Run from anywhere: bash scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -89,5 +90,13 @@ cargo fmt --all --check
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
-log "cargo test --release --workspace"
-cargo test --release --workspace
+# The swarm tests (tests/cluster.rs: 4-6 daemons in namespaces on shaped links, 48-96 MiB each)
+# run on their own after the rest, one at a time, so they never compete with the container-client
+# tests for the two cores. They decide on events, not timing, and hold under load too (see
+# tests/cluster.rs); this keeps their run time steady. Other whole-swarm tests take turns
+# through util::swarm_turn.
+log "cargo test --release --workspace (all but the swarm tests)"
+cargo test --release --workspace -- --skip cluster::
+
+log "cargo test --release: the swarm tests, one at a time"
+cargo test --release --test integration -- cluster:: --test-threads=1

@@ -59,6 +59,7 @@ const LOG_TAIL: usize = 60;
 
 #[test]
 fn the_airgap_walkthrough_runs_as_written() {
+    let _turn = crate::util::swarm_turn();
     let started = Instant::now();
     let doc = std::fs::read_to_string(DOC).expect("read docs/airgap.md");
     let steps = parse_steps(&doc).unwrap_or_else(|e| panic!("{e}"));

@@ -230,6 +230,7 @@ impl Drop for Node {
 
 #[test]
 fn compose_cluster_shares_an_image_and_its_metrics_move() {
+    let _turn = crate::util::swarm_turn();
     let svcs = services();
     let names: Vec<&str> = svcs.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(

@@ -295,6 +295,29 @@ impl Daemon {
         self.opts.clone()
     }
 
+    /// Freezes the daemon (SIGSTOP): its connections stay open but nothing answers, as with a
+    /// hung peer. [`Self::resume`] thaws it; SIGKILL (drop, [`Self::kill`]) works on it too.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Thaws a daemon that [`Self::pause`] froze (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) on our own child's PID (not yet reaped, so not reused)
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(
+            rc,
+            0,
+            "kill({pid}, {sig}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
     /// SIGKILLs the daemon by PID and reaps it (bounded); the repo stays until `self` drops.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -477,6 +500,19 @@ pub fn pair(b_config: Option<&str>) -> (Daemon, Daemon) {
         ..Default::default()
     });
     (a, b)
+}
+
+static SWARM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A turn for a test that runs a whole swarm (three or more daemons, or a LAN of namespaces,
+/// moving tens of MiB): such tests take turns, so no two of them share the machine's two cores
+/// however the test threads are scheduled, and each keeps its bounds with only light tests
+/// beside it. Hold the guard for the whole test: bind it first, so that it drops last.
+pub fn swarm_turn() -> std::sync::MutexGuard<'static, ()> {
+    // a test that panicked in its turn poisons the lock; the next one may still go
+    SWARM
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 static NEXT_CLUSTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
