@@ -34,6 +34,16 @@ impl MemStore {
     }
 }
 
+#[cfg(test)]
+impl MemStore {
+    /// Replaces a stored block's bytes unchecked, as rot on disk would (tests only).
+    pub fn rot(&self, cid: &Cid, data: &[u8]) {
+        self.write()
+            .blocks
+            .insert(*cid, Bytes::copy_from_slice(data));
+    }
+}
+
 impl Blocks for MemStore {
     fn get(&self, cid: &Cid) -> Result<Option<Bytes>, Error> {
         Ok(self.read().blocks.get(cid).cloned())

@@ -68,7 +68,11 @@ impl Reporter for Silent {
 
 /// `sha256:0123456789ab` — a digest shortened for labels.
 pub fn short(digest: &str) -> &str {
-    let end = digest.find(':').map_or(0, |i| i + 13).min(digest.len());
+    let mut end = digest.find(':').map_or(0, |i| i + 13).min(digest.len());
+    // a hostile digest may hold any characters: never cut one in two
+    while !digest.is_char_boundary(end) {
+        end -= 1;
+    }
     &digest[..end]
 }
 
@@ -171,4 +175,19 @@ pub async fn write_hashed(
     out.flush().await?;
     out.into_inner().sync_all().await?;
     Ok((format!("sha256:{}", hex::encode(hasher.finalize())), n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short;
+
+    #[test]
+    fn short_never_splits_a_character() {
+        assert_eq!(short("sha256:0123456789abcdef"), "sha256:0123456789ab");
+        assert_eq!(short("sha256:abc"), "sha256:abc");
+        assert_eq!(short("nodigest"), "");
+        // a hostile digest with a multi-byte character across the cut (a panic once)
+        let hostile = format!("sha256:{}\u{20ac}x", "0".repeat(11));
+        assert_eq!(short(&hostile), "sha256:00000000000");
+    }
 }

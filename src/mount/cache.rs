@@ -13,12 +13,20 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 
-/// A chunk: the layer's blob digest, the compressed offset of its member and the inner offset.
+/// A chunk, named only by what was verified, never by what a manifest claims: the bytes the
+/// cache holds under a key are those that the key itself determines. `blob` is the layer
+/// blob's CID (its bytes are checked against it block by block), marked when the chunk comes
+/// from a local spool instead; then the compressed offset of the chunk's gzip member, the inner
+/// offset and length, and the `chunkDigest` the bytes were checked against. So two images that
+/// claim one layer digest for different blobs never share a chunk, and a hit is always a chunk
+/// that matched the digest of the reader's own TOC.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
     pub blob: Arc<str>,
     pub offset: u64,
     pub inner_offset: u64,
+    pub len: u64,
+    pub digest: Option<Arc<str>>,
 }
 
 type Cell = Arc<OnceCell<Bytes>>;
@@ -123,9 +131,11 @@ mod tests {
 
     fn key(offset: u64) -> Key {
         Key {
-            blob: Arc::from("sha256:x"),
+            blob: Arc::from("bafyx"),
             offset,
             inner_offset: 0,
+            len: 6,
+            digest: None,
         }
     }
 

@@ -483,7 +483,12 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     }
     let offset = match rest {
         "Z" | "z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
+        // ASCII first: slicing a hostile string at fixed bytes must not split a character
+        o if o.len() == 6
+            && o.is_ascii()
+            && (o.starts_with('+') || o.starts_with('-'))
+            && &o[3..4] == ":" =>
+        {
             let sign = if o.starts_with('-') { -1 } else { 1 };
             sign * (o[1..3].parse::<i64>().ok()? * 3600 + o[4..6].parse::<i64>().ok()? * 60)
         }
@@ -694,6 +699,9 @@ mod tests {
             "yesterday",
             "2024-01-02 03:04:05Z",
             "2024-01-02T03:04:05",
+            // hostile: a multi-byte character where the offset's colon would be (a panic once)
+            "2024-01-02T03:04:05+0\u{20ac}a",
+            "2024-01-02T03:04:05+\u{20ac}:00",
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }

@@ -35,8 +35,12 @@ pub enum Blob {
 /// A layer ready to serve reads.
 #[derive(Debug)]
 pub struct Layer {
-    /// The layer's digest in the manifest (its identity in logs and in the chunk cache).
+    /// The layer's digest in the manifest, as claimed (its identity in logs). A remote blob is
+    /// never checked against it, so nothing is keyed by it: see [`Layer::source`].
     pub digest: Arc<str>,
+    /// What the chunk cache keys this layer's chunks by: the blob's CID, with `+spool` for a
+    /// local spool (whose offsets are those of the converted file, not of the blob).
+    pub source: Arc<str>,
     /// The layer blob's CID (its `ipfs://` URL).
     pub cid: Cid,
     pub blob: Blob,
@@ -111,8 +115,13 @@ pub async fn open(
         .get(PREFETCH_LANDMARK)
         .and_then(|c| c.first())
         .map(|c| c.offset);
+    let source = match blob {
+        Blob::Remote => Arc::from(cid.to_string()),
+        Blob::Local(_) => Arc::from(format!("{cid}+spool")),
+    };
     let layer = Layer {
         digest: Arc::from(desc.digest.as_str()),
+        source,
         cid,
         blob,
         size,

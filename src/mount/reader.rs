@@ -5,8 +5,8 @@
 //! Inflated chunks go through the shared [`ChunkCache`], so readers of one chunk share one fetch.
 //! A read that ends in the second half of a chunk starts fetching the file's next chunk in the
 //! background (sequential readahead). Every chunk fetch is bounded by `read_timeout`; a chunk
-//! whose bytes do not match its digest is an error, and the unpinned blocks it came from are
-//! dropped so that a later read fetches them again.
+//! whose bytes do not match its digest is an error, and those of the blocks it came from that
+//! no longer match their CIDs (rot on disk) are dropped so that a later read fetches them again.
 
 use bytes::Bytes;
 use cid::Cid;
@@ -21,7 +21,6 @@ use super::cache::{ChunkCache, Key};
 use super::inode::File;
 use super::layer::{Blob, Layer};
 use crate::blockservice::{BlockService, SessionGetter};
-use crate::blockstore::RAW;
 use crate::image::estargz::Chunk;
 use crate::unixfs::{self, BlockGet};
 
@@ -313,30 +312,36 @@ impl Reader {
         Err(err)
     }
 
-    /// Drops the unpinned raw leaves a bad chunk came from, so they are fetched anew next time.
+    /// After a bad chunk: re-hashes the blocks it came from and drops only those whose bytes do
+    /// not match their CID (rotten on disk), so that peers resupply them. A block that matches
+    /// its CID is not corrupt, whoever links it: the layer's TOC is wrong, and the block may
+    /// belong to another image (a hostile DAG can link any public leaf), so it stays.
     async fn drop_blocks(&self, layer: &Layer, cids: &[Cid]) {
-        let (root, cids) = (layer.cid, cids.to_vec());
+        let cids = cids.to_vec();
         let dropped = self
             .blocks
             .with_store(move |s| {
-                if s.pins()?.contains(&root) {
-                    return Ok(0);
-                }
                 let mut n = 0;
-                for c in cids.iter().filter(|c| c.codec() == RAW) {
-                    s.delete(c)?;
-                    n += 1;
+                for c in &cids {
+                    let Some(data) = s.get(c)? else { continue };
+                    if crate::blockstore::verify(c, &data).is_err() {
+                        s.delete(c)?;
+                        n += 1;
+                    }
                 }
                 Ok(n)
             })
             .await;
         match dropped {
-            Ok(n) if n > 0 => tracing::warn!(
-                "dropped {n} blocks of layer {} that inflate to a bad chunk",
+            Ok(0) => tracing::warn!(
+                "layer {}: its blocks are intact, so its TOC does not describe it (a bad image)",
                 layer.cid
             ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!("dropping bad blocks of layer {}: {e:#}", layer.cid),
+            Ok(n) => tracing::warn!(
+                "dropped {n} corrupt blocks (bytes that do not match their CID) of layer {}",
+                layer.cid
+            ),
+            Err(e) => tracing::warn!("checking the blocks of layer {}: {e:#}", layer.cid),
         }
     }
 }
@@ -353,11 +358,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn key(layer: &Layer, c: &Chunk) -> Key {
+/// The cache key of chunk `c` of `layer`: see [`Key`] (nothing in it is a claim).
+pub fn key(layer: &Layer, c: &Chunk) -> Key {
     Key {
-        blob: layer.digest.clone(),
+        blob: layer.source.clone(),
         offset: c.offset,
         inner_offset: c.inner_offset,
+        len: c.chunk_size,
+        digest: c.chunk_digest.clone(),
     }
 }
 
@@ -367,7 +375,7 @@ pub fn inflate_and_check(
     compressed: &[u8],
     skip: u64,
     len: u64,
-    want: Option<String>,
+    want: Option<Arc<str>>,
 ) -> Result<Bytes, String> {
     let mut gz = flate2::read::MultiGzDecoder::new(compressed);
     std::io::copy(&mut (&mut gz).take(skip), &mut std::io::sink())
@@ -384,7 +392,7 @@ pub fn inflate_and_check(
     }
     if let Some(want) = want {
         let got = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&data)));
-        if got != want {
+        if *got != *want {
             return Err(format!("hashes to {got}, but the TOC says {want}"));
         }
     }

@@ -194,7 +194,7 @@ async fn a_layer_that_is_not_estargz_is_spooled_and_served() {
 }
 
 #[tokio::test]
-async fn chunk_digest_mismatch_is_eio_and_drops_the_blocks() {
+async fn chunk_digest_mismatch_is_eio_and_intact_blocks_stay() {
     let fx = Fixture::new();
     let big = big();
     let tar = tar_of(&[("big", &big), ("etc/small", b"hello\n")]);
@@ -216,13 +216,137 @@ async fn chunk_digest_mismatch_is_eio_and_drops_the_blocks() {
     let err = r.read(f, n.size, 0, 100).await.unwrap_err();
     assert_eq!(err.errno(), libc::EIO);
     assert!(err.to_string().contains("etc/small"), "{err}");
-    assert!(
-        fx.store.stat().unwrap().blocks < before,
-        "the blocks of the bad chunk are dropped"
+    assert_eq!(
+        fx.store.stat().unwrap().blocks,
+        before,
+        "blocks that match their CIDs are not corrupt: the TOC is, and they stay"
     );
     // the kernel's immediate retry fails at once with the same error
     let again = r.read(f, n.size, 0, 100).await.unwrap_err();
     assert_eq!(again.to_string(), err.to_string());
+}
+
+/// A block that rotted in the store (its bytes no longer match its CID) makes its chunk fail
+/// its digest; that block, and only it, is dropped, so the next read fetches it anew.
+#[tokio::test]
+async fn a_rotten_block_under_a_bad_chunk_is_dropped() {
+    let fx = Fixture::new();
+    let tar = tar_of(&[("big", &noise(600_000)), ("etc/small", b"hello\n")]);
+    let blob = estargz(&tar);
+    let d = fx.add(&blob, oci::OCI_LAYER_GZIP, Some(toc_digest(&blob)));
+    let root = d.cid().unwrap();
+    let (l, toc) = fx.open(&d, "").await.unwrap();
+    let t = Table::build(&[toc]).unwrap();
+    let leaves = crate::blockstore::links(&root, &fx.store.get(&root).unwrap().unwrap()).unwrap();
+    let first = leaves[0];
+    let good = fx.store.get(&first).unwrap().unwrap();
+    let mut rotten = good.to_vec();
+    let at = l.index.files["big"][0].offset as usize + 1000;
+    assert!(at < good.len(), "big's first chunk is in the first leaf");
+    rotten[at] ^= 0xff;
+    fx.store.rot(&first, &rotten);
+    let r = fx.reader(vec![l]);
+    let n = t.resolve("big").unwrap();
+    let Kind::File(f) = &n.kind else { panic!() };
+    let err = r.read(f, n.size, 0, 10).await.unwrap_err();
+    assert_eq!(err.errno(), libc::EIO, "{err}");
+    assert!(
+        !fx.store.has(&first).unwrap(),
+        "the rotten block is dropped"
+    );
+    for other in &leaves[1..] {
+        assert!(fx.store.has(other).unwrap(), "{other} is intact and stays");
+    }
+    assert!(fx.store.has(&root).unwrap());
+}
+
+/// A hostile layer whose DAG reuses another image's pinned leaves (fixed-size leaves: the same
+/// prefix of bytes gives the same leaf CIDs) and whose TOC gives wrong chunk digests: its reads
+/// fail, and every block of the other image stays (finding C3: they were deleted once).
+#[tokio::test]
+async fn a_hostile_layer_cannot_drop_another_images_pinned_blocks() {
+    let fx = Fixture::new();
+    let data = noise(1 << 20);
+    let victim = estargz(&tar_of(&[("big", &data)]));
+    let v = fx.add(&victim, oci::OCI_LAYER_GZIP, Some(toc_digest(&victim)));
+    fx.store.pin(&v.cid().unwrap()).unwrap();
+    let pinned = fx.store.cids().unwrap();
+    // the same gzip members (so the same first leaves), a TOC with wrong digests
+    let hostile = rewrite_toc(&victim, |t| {
+        for e in &mut t.entries {
+            if !e.chunk_digest.is_empty() {
+                e.chunk_digest = format!("sha256:{}", "0".repeat(64));
+            }
+        }
+    });
+    let h = fx.add(&hostile, oci::OCI_LAYER_GZIP, Some(toc_digest(&hostile)));
+    let hroot = h.cid().unwrap();
+    let hleaves =
+        crate::blockstore::links(&hroot, &fx.store.get(&hroot).unwrap().unwrap()).unwrap();
+    assert!(
+        hleaves.iter().filter(|c| pinned.contains(c)).count() >= 3,
+        "the hostile DAG links the pinned leaves"
+    );
+    let (l, toc) = fx.open(&h, "").await.unwrap();
+    let t = Table::build(&[toc]).unwrap();
+    let r = fx.reader(vec![l]);
+    let n = t.resolve("big").unwrap();
+    let Kind::File(f) = &n.kind else { panic!() };
+    for off in (0..data.len() as u64).step_by(64 << 10) {
+        assert!(r.read(f, n.size, off, 10).await.is_err(), "chunk at {off}");
+    }
+    for c in &pinned {
+        assert!(fx.store.has(c).unwrap(), "pinned block {c} was deleted");
+    }
+}
+
+/// Two layers that claim one digest but are different blobs (a lie the manifest can tell: a
+/// remote blob is never hashed whole) share one chunk cache: each reads its own bytes, never
+/// the other's (finding C2: the cache was keyed by the claimed digest).
+#[tokio::test]
+async fn a_layer_claiming_another_layers_digest_reads_its_own_bytes() {
+    let fx = Fixture::new();
+    let mine = vec![b'a'; 3000];
+    let theirs = vec![b'b'; 3000];
+    let a = estargz(&tar_of(&[("motd", &mine)]));
+    let b = estargz(&tar_of(&[("motd", &theirs)]));
+    let da = fx.add(&a, oci::OCI_LAYER_GZIP, Some(toc_digest(&a)));
+    let mut db = fx.add(&b, oci::OCI_LAYER_GZIP, Some(toc_digest(&b)));
+    db.digest = da.digest.clone(); // the lie
+    let cache = Arc::new(ChunkCache::new(1 << 20));
+    let mut got = Vec::new();
+    for d in [&da, &db] {
+        let (l, toc) = fx.open(d, "").await.unwrap();
+        let first = l.index.files["motd"][0].clone();
+        got.push((first.offset, first.inner_offset));
+        let t = Table::build(&[toc]).unwrap();
+        let r = Reader::new(
+            fx.blocks.clone(),
+            Arc::new(vec![l]),
+            cache.clone(),
+            Duration::from_secs(5),
+            4,
+        );
+        let want = if std::ptr::eq(d, &da) { &mine } else { &theirs };
+        assert_eq!(&read(&t, &r, "motd", 0, 3000).await, want);
+    }
+    assert_eq!(
+        got[0], got[1],
+        "the chunks sit at the same offsets in both blobs"
+    );
+}
+
+/// `n` bytes that do not compress (xorshift).
+fn noise(n: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -350,11 +474,8 @@ async fn prefetch_fills_the_cache_and_background_fetch_pins_the_image() {
         pin: Some(vec![cid]),
     };
     super::prefetch::run(r.clone(), fx.blocks.clone(), plan).await;
-    let key = |c: &crate::image::estargz::Chunk| super::cache::Key {
-        blob: Arc::from(d.digest.as_str()),
-        offset: c.offset,
-        inner_offset: c.inner_offset,
-    };
+    let layer = &r.layers()[0];
+    let key = |c: &crate::image::estargz::Chunk| super::reader::key(layer, c);
     assert!(cache.contains(&key(&small)), "the prefetch file is cached");
     assert!(
         !cache.contains(&key(&first_big)),

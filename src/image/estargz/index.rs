@@ -39,7 +39,7 @@ pub struct Chunk {
     /// End of the compressed range to fetch: the next member start, or the blob size.
     pub next_offset: u64,
     /// `sha256:<hex>` of the chunk's bytes, when the TOC has one.
-    pub chunk_digest: Option<String>,
+    pub chunk_digest: Option<std::sync::Arc<str>>,
 }
 
 /// Reader-side view of a TOC.
@@ -207,7 +207,9 @@ pub fn index(toc: &Toc, blob_size: u64) -> Result<Index, TocError> {
             chunk_offset,
             chunk_size,
             next_offset,
-            chunk_digest: Some(e.chunk_digest.clone()).filter(|d| !d.is_empty()),
+            chunk_digest: Some(e.chunk_digest.as_str())
+                .filter(|d| !d.is_empty())
+                .map(std::sync::Arc::from),
         });
     }
     if let Some(file) = open {
@@ -228,7 +230,7 @@ mod tests {
             chunk_offset: at,
             chunk_size: size,
             next_offset: next,
-            chunk_digest: Some(format!("sha256:{}", digest.to_string().repeat(64))),
+            chunk_digest: Some(format!("sha256:{}", digest.to_string().repeat(64)).into()),
         }
     }
 
