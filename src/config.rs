@@ -97,12 +97,21 @@ impl Default for RegistryConfig {
 pub struct ApiConfig {
     /// `IP:port` the HTTP API (and `/metrics`) listens on; port 0 lets the OS pick.
     pub listen: SocketAddr,
+    /// Browser origins (`scheme://host[:port]`) allowed to call the API. A request that carries
+    /// any other `Origin` (or, without one, a `Referer` from another origin, or a browser's
+    /// cross-site `Sec-Fetch-Site`) is refused with 403, as kubo refuses it.
+    pub allowed_origins: Vec<String>,
+    /// Host names the API answers to besides IP literals and `localhost`: a request whose `Host`
+    /// header names another host is refused with 403 (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 5001)),
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -279,6 +288,11 @@ pub struct MountConfig {
     pub background_fetch: bool,
     /// Memory for inflated eStargz chunks shared by all mounts, in MiB.
     pub cache_mb: u64,
+    /// `cidfs mount` targets must be empty directories strictly below one of these.
+    pub allowed_roots: Vec<std::path::PathBuf>,
+    /// Honour setuid bits and device nodes in mounted images (leaves out `nosuid,nodev`).
+    /// Containers do not need it: overlayfs applies its own mount's flags, not its lowers'.
+    pub allow_setuid_and_devices: bool,
 }
 
 impl Default for MountConfig {
@@ -288,6 +302,11 @@ impl Default for MountConfig {
             prefetch: true,
             background_fetch: false,
             cache_mb: 256,
+            allowed_roots: ["/mnt", "/media", "/srv", "/run/cidfs", "/tmp", "/var/tmp"]
+                .into_iter()
+                .map(std::path::PathBuf::from)
+                .collect(),
+            allow_setuid_and_devices: false,
         }
     }
 }

@@ -203,11 +203,12 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let guard = api::guard::Guard::new(&config.api, repo.write_api_token()?);
     repo.write_api_file(&repo::api_multiaddr(api_addr))?;
     info!("API server listening on {}", repo::api_multiaddr(api_addr));
     info!("daemon is ready");
 
-    let served = axum::serve(listener, api::router(state))
+    let served = axum::serve(listener, api::router(state, guard))
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             let _ = stop.send(true);

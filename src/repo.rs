@@ -43,6 +43,9 @@ pub const IDENTITY_FILE: &str = "identity.key";
 pub const SWARM_KEY_FILE: &str = "swarm.key";
 /// API address file name inside the repo.
 pub const API_FILE: &str = "api";
+/// `<root>/api.token`: the running daemon's API token (mode 0600), which privileged commands
+/// (`mount`, `umount`) need; the CLI sends it, so they are for the daemon's own user.
+pub const API_TOKEN_FILE: &str = "api.token";
 /// `<root>/registry`: `IP:port` of the running daemon's registry endpoint.
 pub const REGISTRY_FILE: &str = "registry";
 /// Lock file name inside the repo.
@@ -247,6 +250,34 @@ impl Repo {
         self.write_small_file(API_FILE, multiaddr)
     }
 
+    /// Makes a fresh random API token and writes it to `<root>/api.token`, readable by the
+    /// daemon's user alone (0600, created so: never readable by others, not even briefly).
+    pub fn write_api_token(&self) -> anyhow::Result<String> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let token = hex::encode(rand::random::<[u8; 32]>());
+        let path = self.root.join(API_TOKEN_FILE);
+        let tmp = self
+            .root
+            .join(format!(".{API_TOKEN_FILE}.{}.tmp", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(token.as_bytes()))
+            .and_then(|()| fs::rename(&tmp, &path))
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(token)
+    }
+
+    /// The running daemon's API token, when this user may read it.
+    pub fn read_api_token(&self) -> Option<String> {
+        let bytes = read_small_file(&self.root.join(API_TOKEN_FILE)).ok()?;
+        let token = String::from_utf8(bytes).ok()?.trim().to_string();
+        (!token.is_empty()).then_some(token)
+    }
+
     /// Removes the api file (at shutdown); a missing file is fine.
     pub fn remove_api_file(&self) -> anyhow::Result<()> {
         self.remove_small_file(API_FILE)
@@ -347,8 +378,28 @@ impl Repo {
                 Err(e).with_context(|| format!("creating repo {}", self.root.display()))
             }
             _ if !self.root.is_dir() => bail!("repo {} is not a directory", self.root.display()),
-            _ => Ok(()),
+            _ => self.close_root(),
         }
+    }
+
+    /// Makes the repo 0700 when it is more open (kubelet's `DirectoryOrCreate` makes it 0755):
+    /// it holds the identity, the API token, the blocks and the layer-store mount.
+    fn close_root(&self) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(&self.root)
+            .with_context(|| format!("reading repo {}", self.root.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("making repo {} mode 0700", self.root.display()))?;
+            tracing::warn!(
+                "repo {} was mode {:o}; made it 0700",
+                self.root.display(),
+                mode & 0o777
+            );
+        }
+        Ok(())
     }
 }
 

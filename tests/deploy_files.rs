@@ -624,7 +624,7 @@ fn compose_file_is_well_formed() {
         );
         assert_eq!(s["restart"].as_str(), Some("unless-stopped"), "{name}");
         let ports = if name == "node1" {
-            vec!["127.0.0.1:5001:5001", "127.0.0.1:5050:5050"]
+            vec!["127.0.0.1:9101:9101", "127.0.0.1:5050:5050"]
         } else {
             vec![]
         };
@@ -637,7 +637,9 @@ fn compose_file_is_well_formed() {
     assert_cli_accepts(&COMPOSE_COMMAND, "compose.yaml command");
 
     let config = assert_known_config(&read(&dir.join("cidfs.toml")), "deploy/compose/cidfs.toml");
-    assert_eq!(config["api"]["listen"].as_str(), Some("0.0.0.0:5001"));
+    // only /metrics and /healthz (and the read-only registry) beyond loopback
+    assert_eq!(config["api"]["listen"].as_str(), Some("127.0.0.1:5001"));
+    assert_eq!(config["metrics"]["listen"].as_str(), Some("0.0.0.0:9101"));
     assert_eq!(config["registry"]["listen"].as_str(), Some("0.0.0.0:5050"));
     assert!(
         config["swarm"].get("swarm_key").is_none(),

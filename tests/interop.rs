@@ -337,6 +337,8 @@ fn kubo_rpc_client_works_against_the_cidfs_api() {
         swarm_key: Some(key.clone()),
         peers: vec![b.addr.clone()],
         fetch_timeout: Some(5),
+        // rpc.mjs checks that this origin is served and any other refused
+        config: Some("[api]\nallowed_origins = [\"http://127.0.0.1:3000\"]\n".into()),
         ..Opts::default()
     });
     assert!(

@@ -15,3 +15,4 @@ mod mount;
 mod netns;
 mod node;
 mod registry;
+mod security;

@@ -423,14 +423,24 @@ pub fn try_run(mut cmd: Command, timeout: Duration) -> Option<Output> {
 
 /// Minimal HTTP/1.0 request; returns (status, body).
 pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, Vec<u8>) {
+    http_with(addr, method, path, &[("Host", &addr.to_string())])
+}
+
+/// [`http`] with these headers (and no others but `Content-Length: 0`).
+pub fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<u8>) {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to API");
     s.set_read_timeout(Some(Duration::from_secs(120)))
         .expect("timeout");
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
-    )
-    .expect("write");
+    let mut head = format!("{method} {path} HTTP/1.0\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    write!(s, "{head}Content-Length: 0\r\n\r\n").expect("write");
     let mut resp = Vec::new();
     s.read_to_end(&mut resp).expect("read response");
     let split = resp

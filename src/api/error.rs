@@ -19,6 +19,10 @@ pub enum ApiError {
     NotFound(String),
     /// Not a POST.
     Method(String),
+    /// Refused before any handler: a web page's request, or a Host that is not this API's.
+    Forbidden(String),
+    /// A privileged command without the API token.
+    Unauthorized(String),
 }
 
 impl ApiError {
@@ -40,6 +44,8 @@ impl IntoResponse for ApiError {
             ApiError::Failed(e) => (StatusCode::INTERNAL_SERVER_ERROR, 0, format!("{e:#}")),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, 0, m),
             ApiError::Method(m) => (StatusCode::METHOD_NOT_ALLOWED, 2, m),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, 1, m),
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, 1, m),
         };
         (
             status,

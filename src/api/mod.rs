@@ -6,6 +6,7 @@ mod add;
 mod block;
 mod cat;
 mod error;
+pub mod guard;
 mod mount;
 mod node;
 mod pin;
@@ -33,8 +34,8 @@ pub struct AppState {
     pub instruments: crate::metrics::Metrics,
 }
 
-/// The API router.
-pub fn router(state: AppState) -> Router {
+/// The API router; every request passes `guard` first.
+pub fn router(state: AppState, guard: guard::Guard) -> Router {
     let metrics = state.metrics;
     let api = Router::new()
         .route("/api/v0/add", post(add::add))
@@ -67,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         api
     };
     api.with_state(Arc::new(state))
+        .layer(axum::middleware::from_fn_with_state(guard, guard::admit))
 }
 
 /// The metrics listener's router (`metrics.listen`): `/metrics` and `/healthz`, nothing else.

@@ -9,6 +9,8 @@ pub struct ApiClient {
     http: reqwest::Client,
     base: String,
     addr: SocketAddr,
+    /// The daemon's API token, when this user can read it (privileged commands need it).
+    token: Option<String>,
 }
 
 impl ApiClient {
@@ -24,6 +26,7 @@ impl ApiClient {
             http: reqwest::Client::new(),
             base: format!("http://{addr}/api/v0"),
             addr,
+            token: repo.read_api_token(),
         })
     }
 
@@ -35,6 +38,9 @@ impl ApiClient {
         form: Option<reqwest::multipart::Form>,
     ) -> anyhow::Result<reqwest::Response> {
         let mut req = self.http.post(format!("{}/{cmd}", self.base)).query(params);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
         if let Some(f) = form {
             req = req.multipart(f);
         }

@@ -179,11 +179,7 @@ impl Mounts {
     /// Mounts `req.image` at `req.dir`; returns once the mount serves requests.
     pub async fn mount(&self, req: MountRequest) -> anyhow::Result<MountInfo> {
         let me = &self.inner;
-        let dir = std::fs::canonicalize(&req.dir)
-            .with_context(|| format!("mount point {}", req.dir.display()))?;
-        if !dir.is_dir() {
-            bail!("mount point {} is not a directory", dir.display());
-        }
+        let dir = mount_point(&req.dir, &me.settings.allowed_roots)?;
         if me.active.lock().await.contains_key(&dir) {
             bail!("{} is already a cidfs mount", dir.display());
         }
@@ -293,10 +289,19 @@ impl Mounts {
             fuser::MountOption::FSName(me.fsname.clone()),
             fuser::MountOption::Subtype(SUBTYPE.into()),
             fuser::MountOption::DefaultPermissions,
-            fuser::MountOption::Dev,
-            fuser::MountOption::Suid,
             fuser::MountOption::NoAtime,
         ];
+        // images come from the swarm: their setuid bits and device nodes count only if the
+        // operator says so (overlayfs over these mounts applies its own flags, not these)
+        if me.settings.allow_setuid_and_devices {
+            options
+                .mount_options
+                .extend([fuser::MountOption::Dev, fuser::MountOption::Suid]);
+        } else {
+            options
+                .mount_options
+                .extend([fuser::MountOption::NoDev, fuser::MountOption::NoSuid]);
+        }
         if read_only {
             options.mount_options.push(fuser::MountOption::RO);
         }
@@ -523,6 +528,43 @@ fn unescape(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The canonical path of a requested mount point, if it may take a mount: an empty directory
+/// strictly below one of `roots` (`mount.allowed_roots`), so a mount never hides a system
+/// directory or files someone relies on.
+pub fn mount_point(dir: &Path, roots: &[PathBuf]) -> anyhow::Result<PathBuf> {
+    let canonical =
+        std::fs::canonicalize(dir).with_context(|| format!("mount point {}", dir.display()))?;
+    if !canonical.is_dir() {
+        bail!("mount point {} is not a directory", canonical.display());
+    }
+    let below = roots.iter().any(|r| {
+        let r = std::fs::canonicalize(r).unwrap_or_else(|_| r.clone());
+        canonical != r && canonical.starts_with(&r)
+    });
+    if !below {
+        bail!(
+            "mount point {} is not below any of mount.allowed_roots ({})",
+            canonical.display(),
+            roots
+                .iter()
+                .map(|r| r.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let empty = std::fs::read_dir(&canonical)
+        .with_context(|| format!("reading mount point {}", canonical.display()))?
+        .next()
+        .is_none();
+    if !empty {
+        bail!(
+            "mount point {} is not empty: a mount would hide what it holds",
+            canonical.display()
+        );
+    }
+    Ok(canonical)
 }
 
 #[cfg(test)]

@@ -146,9 +146,15 @@ async function main () {
     assert(isKuboError(r), `body ${r.text}`)
   })
 
-  check('a request with an Origin header is served', async () => {
+  check('a request from an allowed Origin is served', async () => {
     const r = await raw(opts.api, 'POST', '/api/v0/version', { Origin: 'http://127.0.0.1:3000' })
     assert(r.status === 200 && r.json?.Version != null, `status ${r.status}: ${r.text}`)
+  })
+
+  check('a request from another Origin (a web page) is refused with a kubo error', async () => {
+    const r = await raw(opts.api, 'POST', '/api/v0/version', { Origin: 'http://evil.example' })
+    assert(r.status === 403, `status ${r.status}`)
+    assert(isKuboError(r), `body ${r.text}`)
   })
 
   check('unknown command gets a kubo error', async () => {

@@ -1,0 +1,152 @@
+//! The trust boundary (the security review's findings C1 and M2), on real daemons and real FUSE
+//! mounts: web pages and DNS rebinding cannot drive the API, `mount` and `umount` need the API
+//! token that only the daemon's user can read, mounts go only on empty directories below
+//! `mount.allowed_roots` and are `nosuid,nodev`, and the repo is 0700 whatever made it.
+
+use std::os::unix::fs::PermissionsExt as _;
+
+use crate::images::gen::GenSpec;
+use crate::images::runtimes::mount_at;
+use crate::mount::generate_and_push;
+use crate::util::{http_with, Daemon, Opts};
+
+const MIB: usize = 1 << 20;
+
+fn small_image(d: &Daemon) -> String {
+    generate_and_push(
+        d,
+        GenSpec {
+            big_file_size: MIB,
+            ..Default::default()
+        },
+    )
+    .1
+}
+
+/// An empty directory below /tmp (one of the default allowed roots).
+fn mount_point() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().canonicalize().expect("canonical").join("mnt");
+    std::fs::create_dir(&dir).expect("mkdir");
+    (tmp, dir)
+}
+
+/// A POST to the API as a browser (or a local process without the token) would send it.
+fn post(d: &Daemon, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let host = d.api.to_string();
+    let mut all = vec![("Host", host.as_str())];
+    all.extend_from_slice(headers);
+    let (status, body) = http_with(d.api, "POST", path, &all);
+    (status, String::from_utf8_lossy(&body).to_string())
+}
+
+#[test]
+fn web_pages_and_rebinding_are_refused_and_mount_needs_the_token() {
+    let d = Daemon::start(Opts::default());
+    let cid = small_image(&d);
+    let (_tmp, dir) = mount_point();
+    let mount = format!(
+        "/api/v0/mount?arg={cid}&arg={}&allow-other=true",
+        dir.display()
+    );
+    // the page's no-cors POST carries its Origin; a rebinding page's Host names its domain
+    for (headers, status) in [
+        (vec![("Origin", "http://evil.example")], 403),
+        (vec![("Origin", "null")], 403),
+        (vec![("Referer", "http://evil.example/x.html")], 403),
+        (vec![("Sec-Fetch-Site", "cross-site")], 403),
+        (vec![("Host", "rebind.evil.example:5001")], 403),
+        // a local process without the token (it cannot read api.token)
+        (vec![], 401),
+        (vec![("Authorization", "Bearer 0123")], 401),
+    ] {
+        let (got, body) = if headers.first().is_some_and(|(k, _)| *k == "Host") {
+            let (s, b) = http_with(d.api, "POST", &mount, &headers);
+            (s, String::from_utf8_lossy(&b).to_string())
+        } else {
+            post(&d, &mount, &headers)
+        };
+        assert_eq!(got, status, "{headers:?}: {body}");
+        assert!(body.contains("\"Message\""), "kubo's error shape: {body}");
+        assert!(mount_at(&dir).is_none(), "{headers:?} mounted something");
+    }
+    // other commands refuse web pages too (add is reachable with a CORS-safelisted form)
+    let (got, _) = post(&d, "/api/v0/id", &[("Origin", "http://evil.example")]);
+    assert_eq!(got, 403);
+    let (got, _) = post(&d, "/api/v0/id", &[]);
+    assert_eq!(got, 200, "the CLI's requests carry no Origin");
+
+    let token_file = d.repo.path().join("api.token");
+    let mode = std::fs::metadata(&token_file)
+        .expect("api.token")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "api.token mode {mode:o}");
+    let token = std::fs::read_to_string(&token_file).expect("read api.token");
+    let bearer = format!("Bearer {}", token.trim());
+    let (got, body) = post(&d, &mount, &[("Authorization", &bearer)]);
+    assert_eq!(got, 200, "{body}");
+    let entry = mount_at(&dir).expect("mounted with the token");
+    for flag in ["nosuid", "nodev"] {
+        assert!(
+            entry.options.split(',').any(|o| o == flag),
+            "mount options {:?} lack {flag}",
+            entry.options
+        );
+    }
+    // the CLI reads the token itself
+    d.ok(&["umount", dir.to_str().expect("utf-8")]);
+    assert!(mount_at(&dir).is_none());
+}
+
+#[test]
+fn mounts_go_only_on_empty_directories_below_the_allowed_roots() {
+    let d = Daemon::start(Opts::default());
+    let cid = small_image(&d);
+    let (_tmp, dir) = mount_point();
+    std::fs::write(dir.join("keep.txt"), b"mine").expect("write");
+    let out = d.cli(&["mount", &cid, dir.to_str().expect("utf-8")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("not empty"), "{err}");
+    assert!(mount_at(&dir).is_none());
+
+    // a root of its own: /tmp is no longer allowed
+    let roots = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(Opts {
+        config: Some(format!(
+            "[mount]\nallowed_roots = [\"{}\"]\n",
+            roots.path().display()
+        )),
+        ..Default::default()
+    });
+    let cid = small_image(&d);
+    let (_tmp2, outside) = mount_point();
+    let out = d.cli(&["mount", &cid, outside.to_str().expect("utf-8")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("mount.allowed_roots"),
+        "{err}"
+    );
+    assert!(mount_at(&outside).is_none());
+    // the root itself is refused too: only directories strictly below it
+    let root = roots.path().canonicalize().expect("canonical");
+    let out = d.cli(&["mount", &cid, root.to_str().expect("utf-8")]);
+    assert!(!out.status.success(), "mounted over an allowed root itself");
+    let inside = root.join("m");
+    std::fs::create_dir(&inside).expect("mkdir");
+    d.ok(&["mount", &cid, inside.to_str().expect("utf-8")]);
+    assert!(mount_at(&inside).is_some());
+    d.ok(&["umount", inside.to_str().expect("utf-8")]);
+}
+
+#[test]
+fn an_open_repo_is_made_0700() {
+    let repo = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(repo.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let d = Daemon::start_in(repo, Opts::default());
+    let mode = std::fs::metadata(d.repo.path())
+        .expect("repo")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "repo mode {mode:o}");
+}
