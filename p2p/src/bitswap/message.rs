@@ -20,7 +20,7 @@ const IDENTITY: u64 = 0x00;
 const DAG_PB: u64 = 0x70;
 
 /// What a wantlist entry asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WantType {
     /// Send the block.
     Block,

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use cid::Cid;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use tokio::sync::Notify;
 
@@ -24,7 +24,8 @@ pub const MAX_MISSED_PER_PEER: usize = 4096;
 /// CIDs remembered per peer as wanted lately, whatever we answered.
 pub const RECENT_WANTS_PER_PEER: usize = 4096;
 
-/// A set of CIDs that forgets the oldest beyond its capacity.
+/// A set of CIDs that forgets the oldest beyond its capacity. Every operation is O(1)
+/// (amortised): a removed CID stays in `order` until it is evicted or the list is compacted.
 #[derive(Default)]
 struct Recent {
     order: VecDeque<Cid>,
@@ -35,27 +36,97 @@ impl Recent {
     fn insert(&mut self, cid: Cid, cap: usize) {
         if self.set.insert(cid) {
             self.order.push_back(cid);
-            if self.order.len() > cap {
-                if let Some(old) = self.order.pop_front() {
-                    self.set.remove(&old);
-                }
+            while self.set.len() > cap {
+                let Some(old) = self.order.pop_front() else {
+                    break;
+                };
+                self.set.remove(&old);
             }
+            self.compact(cap);
         }
     }
 
     fn remove(&mut self, cid: &Cid) -> bool {
         let had = self.set.remove(cid);
         if had {
-            self.order.retain(|c| c != cid);
+            self.compact(0);
         }
         had
+    }
+
+    /// Drops removed CIDs (and repeats) from `order` once it is twice what it must hold.
+    fn compact(&mut self, cap: usize) {
+        if self.order.len() > 2 * self.set.len().max(cap) + 64 {
+            let Recent { order, set } = self;
+            let mut seen = HashSet::with_capacity(set.len());
+            order.retain(|c| set.contains(c) && seen.insert(*c));
+        }
+    }
+}
+
+/// The wants a peer queued, in arrival order. Queueing, the duplicate check and a cancel are
+/// O(1) (a message of 100k entries costs 100k steps, not 100k × the queue): `live` holds the
+/// queued wants by CID and type, `order` their keys; a cancelled key stays in `order` until it
+/// is popped (and skipped) or the list is compacted.
+#[derive(Default)]
+struct Queue {
+    live: HashMap<(Cid, WantType), Want>,
+    order: VecDeque<(Cid, WantType)>,
+}
+
+impl Queue {
+    fn clear(&mut self) {
+        self.live.clear();
+        self.order.clear();
+    }
+
+    /// Queues `w` unless the same want (CID and type) is queued; false when `cap` wants are.
+    fn push(&mut self, w: Want, cap: usize) -> bool {
+        let key = (w.cid, w.want_type);
+        if self.live.contains_key(&key) {
+            return true;
+        }
+        if self.live.len() >= cap {
+            return false;
+        }
+        self.live.insert(key, w);
+        self.order.push_back(key);
+        true
+    }
+
+    /// Forgets every want of `cid`.
+    fn cancel(&mut self, cid: &Cid) {
+        self.live.remove(&(*cid, WantType::Block));
+        self.live.remove(&(*cid, WantType::Have));
+    }
+
+    fn pop(&mut self) -> Option<Want> {
+        while let Some(key) = self.order.pop_front() {
+            if let Some(w) = self.live.remove(&key) {
+                return Some(w);
+            }
+        }
+        None
+    }
+
+    /// Drops cancelled keys (and repeats) from `order` once it is twice what is queued.
+    fn compact(&mut self) {
+        if self.order.len() > 2 * self.live.len() + 64 {
+            let Queue { live, order } = self;
+            let mut seen = HashSet::with_capacity(live.len());
+            order.retain(|k| live.contains_key(k) && seen.insert(*k));
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.live.is_empty()
     }
 }
 
 /// Wants one peer has queued with us.
 #[derive(Default)]
 pub(crate) struct Ledger {
-    queue: Mutex<VecDeque<Want>>,
+    queue: Mutex<Queue>,
     /// CIDs the peer wanted and we lacked.
     missed: Mutex<Recent>,
     /// CIDs the peer wanted lately.
@@ -78,22 +149,16 @@ impl Ledger {
         let mut wanted = lock(&self.wanted);
         for w in wants {
             if w.cancel {
-                q.retain(|x| x.cid != w.cid);
+                q.cancel(&w.cid);
                 missed.remove(&w.cid);
                 continue;
             }
             wanted.insert(w.cid, RECENT_WANTS_PER_PEER);
-            if q.iter()
-                .any(|x| x.cid == w.cid && x.want_type == w.want_type)
-            {
-                continue;
-            }
-            if q.len() >= max_wants {
+            if !q.push(w, max_wants) {
                 dropped += 1;
-                continue;
             }
-            q.push_back(w);
         }
+        q.compact();
         drop((wanted, missed, q));
         self.notify.notify_one();
         dropped
@@ -107,7 +172,7 @@ impl Ledger {
         }
         let mut w = Want::have(*cid);
         w.send_dont_have = false;
-        lock(&self.queue).push_back(w);
+        lock(&self.queue).push(w, usize::MAX);
         self.notify.notify_one();
         true
     }
@@ -127,7 +192,7 @@ impl Ledger {
         let mut msg = Message::default();
         let mut size = 0;
         loop {
-            let Some(want) = lock(&self.queue).pop_front() else {
+            let Some(want) = lock(&self.queue).pop() else {
                 break;
             };
             if !answer(&want, source, corrupt, &mut msg, &mut size) {
@@ -284,6 +349,70 @@ mod tests {
         l.apply(true, vec![Want::block(c)], 2);
         let m = l.next_answer(&src, false).unwrap();
         assert_eq!(m.presences, vec![(c, Presence::DontHave)]);
+    }
+
+    /// A hostile message of 100k entries (finding H3: each entry once scanned the whole queue
+    /// under the ledger lock, ~10^8 comparisons): the cap holds, order is kept, cancels and
+    /// re-wants are exact, and the bookkeeping stays bounded however wants and cancels churn.
+    #[test]
+    fn huge_wantlists_and_churn_stay_exact_and_bounded() {
+        let l = Ledger::default();
+        let cids: Vec<Cid> = (0..100_000u32).map(|i| cid(&i.to_le_bytes())).collect();
+        let wants: Vec<Want> = cids.iter().map(|c| Want::have(*c)).collect();
+        assert_eq!(l.apply(false, wants, 1024), 100_000 - 1024);
+        // cancel all but the first two, then want the first again (already queued: no repeat)
+        let mut cancels: Vec<Want> = cids[2..].iter().map(|c| Want::cancel(*c)).collect();
+        cancels.push(Want::have(cids[0]));
+        assert_eq!(l.apply(false, cancels, 1024), 0);
+        let src = Map(HashMap::new());
+        let m = l.next_answer(&src, false).unwrap();
+        assert_eq!(
+            m.presences,
+            vec![(cids[0], Presence::DontHave), (cids[1], Presence::DontHave)]
+        );
+        assert!(l.next_answer(&src, false).is_none());
+        // churn: want, cancel, want again, 100k times over 3 CIDs
+        for i in 0..100_000usize {
+            let c = cids[i % 3];
+            l.apply(
+                false,
+                vec![Want::block(c), Want::cancel(c), Want::block(c)],
+                1024,
+            );
+        }
+        {
+            let q = lock(&l.queue);
+            assert_eq!(q.live.len(), 3);
+            assert!(q.order.len() <= 2 * 3 + 64, "{} keys kept", q.order.len());
+            let missed = lock(&l.missed);
+            assert!(missed.order.len() <= 2 * MAX_MISSED_PER_PEER + 64);
+        }
+        let m = l.next_answer(&src, false).unwrap();
+        let mut got: Vec<Cid> = m.presences.iter().map(|(c, _)| *c).collect();
+        got.sort();
+        let mut want = cids[..3].to_vec();
+        want.sort();
+        assert_eq!(got, want, "each queued want answered once");
+        assert!(l.is_empty());
+    }
+
+    #[test]
+    fn recent_forgets_the_oldest_and_removes_exactly() {
+        let mut r = Recent::default();
+        let cids: Vec<Cid> = (0..10u32).map(|i| cid(&i.to_le_bytes())).collect();
+        for c in &cids {
+            r.insert(*c, 4);
+        }
+        assert_eq!(r.set.len(), 4);
+        assert!(cids[6..].iter().all(|c| r.set.contains(c)));
+        assert!(r.remove(&cids[9]));
+        assert!(!r.remove(&cids[9]));
+        for _ in 0..10_000 {
+            r.insert(cids[9], 4);
+            r.remove(&cids[9]);
+        }
+        assert!(r.order.len() <= 2 * 4 + 64, "{}", r.order.len());
+        assert_eq!(r.set.len(), 3);
     }
 
     #[test]
