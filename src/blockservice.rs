@@ -48,11 +48,14 @@ impl BlockService {
         let store = self.store.clone();
         let stored = data.clone();
         // bitswap computed `cid` from these bytes, and get_block returns only the CID asked for
-        tokio::task::spawn_blocking(move || store.put_hashed(&cid, &stored))
-            .await
-            .context("block store task failed")?
-            .with_context(|| format!("storing fetched block {cid}"))?;
-        net.stored(&cid);
+        let put = tokio::task::spawn_blocking(move || store.put_hashed(&cid, &stored)).await;
+        match put {
+            Ok(Ok(())) => net.stored(&cid),
+            // the bytes are verified: the reader gets them even when the store cannot keep
+            // them (full disk, store.min_free_mb), so one full disk does not fail every read
+            Ok(Err(e)) => tracing::warn!(%cid, "serving a fetched block without storing it: {e}"),
+            Err(e) => tracing::warn!(%cid, "serving a fetched block without storing it: {e}"),
+        }
         Ok(data)
     }
 

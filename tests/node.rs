@@ -420,6 +420,49 @@ fn k_full_disk_is_a_clear_error_and_loses_nothing() {
     assert!(!repo.path().join("api").exists());
 }
 
+/// A node whose disk is full (below `store.min_free_mb`) still reads from the swarm: the fetched,
+/// verified blocks are served without being stored (M3: the read failed).
+#[test]
+fn k2_a_full_disk_still_serves_fetched_blocks() {
+    let mnt = tempfile::tempdir().unwrap();
+    let mount = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=96m", "tmpfs"])
+        .arg(mnt.path())
+        .status()
+        .expect("mount (needs root)");
+    assert!(mount.success(), "mounting a tmpfs needs root");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(mnt.path().to_path_buf());
+    let key = swarm_key();
+    let a = Daemon::start(keyed(&key));
+    let data = random_bytes(8 * MIB);
+    let cid = a.add(&data);
+    let b = Daemon::start_in(
+        tempfile::tempdir_in(mnt.path()).unwrap(),
+        Opts {
+            peers: vec![a.addr.clone()],
+            ..keyed(&key)
+        },
+    );
+    // leave 40 MiB free, under the 64 MiB the store keeps
+    std::fs::write(mnt.path().join("filler"), vec![0u8; 50 * MIB]).unwrap();
+    let got = b.ok(&["cat", &cid]);
+    assert_eq!(sha256(&got), sha256(&data));
+    assert!(
+        b.log().contains("without storing it"),
+        "the store took the blocks: is the disk not full?\n{}",
+        b.log()
+    );
+}
+
 /// `metrics.listen`: a second listener with `/metrics` and `/healthz` only, for a scraper that
 /// must not reach the RPC API.
 #[test]

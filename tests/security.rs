@@ -150,3 +150,66 @@ fn an_open_repo_is_made_0700() {
         .mode();
     assert_eq!(mode & 0o777, 0o700, "repo mode {mode:o}");
 }
+
+/// Peak resident memory of a process (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmHWM")
+        * 1024
+}
+
+/// `block/put` of a 256 MiB part is refused once it passes the 2 MiB block limit, without
+/// buffering the part (finding M8: the whole part was read into memory before the check).
+#[test]
+fn an_oversized_block_put_is_refused_without_buffering_it() {
+    use std::io::{Read as _, Write as _};
+    let d = Daemon::start(Opts::default());
+    let before = peak_rss(d.pid());
+    const PART: usize = 256 << 20;
+    let boundary = "cidfsboundary";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"b\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+    );
+    let tail = format!("\r\n--{boundary}--\r\n");
+    let len = head.len() + PART + tail.len();
+    let mut s = std::net::TcpStream::connect(d.api).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .expect("timeout");
+    write!(
+        s,
+        "POST /api/v0/block/put HTTP/1.1\r\nHost: {}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n{head}",
+        d.api
+    )
+    .expect("write head");
+    let mut writer = s.try_clone().expect("clone");
+    let sender = std::thread::spawn(move || {
+        let chunk = vec![7u8; 1 << 20];
+        for _ in 0..PART >> 20 {
+            if writer.write_all(&chunk).is_err() {
+                return; // the daemon stopped reading: refused early
+            }
+        }
+        let _ = writer.write_all(tail.as_bytes());
+    });
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer); // may be cut short by a reset once refused
+    sender.join().expect("sender");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || (answer.starts_with("HTTP/1.1 400") && answer.contains("exceeds")),
+        "{answer}"
+    );
+    let grew = peak_rss(d.pid()).saturating_sub(before);
+    assert!(
+        grew < 64 << 20,
+        "the daemon's peak RSS grew by {} MiB for one refused upload",
+        grew >> 20
+    );
+    // and it still serves
+    let (status, _) = post(&d, "/api/v0/id", &[]);
+    assert_eq!(status, 200);
+}

@@ -70,17 +70,7 @@ pub async fn put(
         .await
         .map_err(|e| ApiError::client(format!("bad multipart body: {e}")))?
     {
-        let data = field
-            .bytes()
-            .await
-            .map_err(|e| ApiError::client(format!("reading upload: {e}")))?;
-        if data.len() > cidfs_p2p::bitswap::codec::MAX_BLOCK_SIZE {
-            return Err(ApiError::client(format!(
-                "block of {} bytes exceeds the {}-byte limit",
-                data.len(),
-                cidfs_p2p::bitswap::codec::MAX_BLOCK_SIZE
-            )));
-        }
+        let data = read_block(field).await?;
         let mh = cidfs_p2p::bitswap::message::hash(blockstore::SHA2_256, &data)?;
         let cid = match codec {
             Some(c) => Cid::new_v1(c, mh),
@@ -107,4 +97,24 @@ pub async fn put(
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(out))?)
+}
+
+/// A part's bytes, read chunk by chunk and refused as soon as they pass the block limit (M8:
+/// the whole part was buffered before the check, so one request could fill the memory).
+async fn read_block(mut field: axum::extract::multipart::Field<'_>) -> Result<Vec<u8>, ApiError> {
+    let limit = cidfs_p2p::bitswap::codec::MAX_BLOCK_SIZE;
+    let mut data = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| ApiError::client(format!("reading upload: {e}")))?
+    {
+        if data.len() + chunk.len() > limit {
+            return Err(ApiError::client(format!(
+                "block exceeds the {limit}-byte limit"
+            )));
+        }
+        data.extend_from_slice(&chunk);
+    }
+    Ok(data)
 }
