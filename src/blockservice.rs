@@ -16,11 +16,37 @@ use crate::unixfs::BlockGet;
 pub struct BlockService {
     store: Arc<dyn Blocks>,
     net: Option<cidfs_p2p::Client>,
+    /// kubo's GC lock: work that writes blocks and then pins them holds it shared from the
+    /// first block to the pin, and garbage collection holds it alone, so it never sweeps the
+    /// blocks of an `add` or `pin add` that is not pinned yet (M1).
+    gc: Arc<tokio::sync::RwLock<()>>,
 }
+
+/// Held by an add or a pin until its root is pinned: garbage collection waits for it.
+pub type PinGuard = tokio::sync::OwnedRwLockReadGuard<()>;
 
 impl BlockService {
     pub fn new(store: Arc<dyn Blocks>, net: Option<cidfs_p2p::Client>) -> Self {
-        BlockService { store, net }
+        BlockService {
+            store,
+            net,
+            gc: Arc::default(),
+        }
+    }
+
+    /// Holds off garbage collection until the guard drops (see [`BlockService`]'s `gc`).
+    pub async fn pin_guard(&self) -> PinGuard {
+        self.gc.clone().read_owned().await
+    }
+
+    /// Runs garbage collection (`f`, blocking, off the async workers) once no add or pin is
+    /// between its first block and its pin, and keeps them waiting while it runs.
+    pub async fn collect<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Blocks) -> Result<T, blockstore::Error> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let _alone = self.gc.write().await;
+        self.with_store(f).await
     }
 
     pub fn store(&self) -> &Arc<dyn Blocks> {

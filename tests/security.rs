@@ -213,3 +213,75 @@ fn an_oversized_block_put_is_refused_without_buffering_it() {
     let (status, _) = post(&d, "/api/v0/id", &[]);
     assert_eq!(status, 200);
 }
+
+/// `repo gc` in a loop while a 64 MiB `add` runs: the add's blocks are not pinned until its end,
+/// yet none is swept (M1: gc raced add, which reported success with its blocks gone).
+#[test]
+fn gc_during_an_add_sweeps_none_of_its_blocks() {
+    let d = Daemon::start(Opts::default());
+    let data = crate::util::random_bytes(64 * MIB);
+    let path = d.repo.path().join("input");
+    std::fs::write(&path, &data).expect("write");
+    let adding = d.cli_in_background(&["add", "-q", path.to_str().expect("utf-8")]);
+    let mut rounds = 0;
+    while !adding.is_finished() {
+        d.ok(&["repo", "gc", "-q"]);
+        rounds += 1;
+    }
+    let out = adding.join().expect("add thread");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cid = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string();
+    eprintln!("{rounds} gc rounds during the add");
+    assert!(rounds > 0, "no gc ran during the add");
+    d.ok(&["repo", "gc", "-q"]);
+    // no peers: every block must be in the store
+    let got = d.ok(&["cat", &cid]);
+    assert!(
+        got == data,
+        "the added file does not read back after {rounds} gc rounds"
+    );
+}
+
+/// A pin is on disk when `pin add` (here: `add`) returns: a SIGKILL right after loses nothing
+/// (L1: pins waited for sled's flush interval).
+#[test]
+fn a_pin_survives_a_kill_right_after_it_returns() {
+    let d = Daemon::start(Opts::default());
+    let data = crate::util::random_bytes(MIB);
+    let cid = d.add(&data);
+    let d = Daemon::start_in(d.crash(), Opts::default());
+    let pins = String::from_utf8(d.ok(&["pin", "ls"])).expect("utf-8");
+    assert!(pins.contains(&cid), "pin lost: {pins}");
+    d.ok(&["repo", "gc", "-q"]);
+    assert!(d.ok(&["cat", &cid]) == data);
+}
+
+/// `cidfs umount` removes only what `cidfs mount` made: the layer store stays (L4).
+#[test]
+fn umount_leaves_the_daemons_own_mounts_alone() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = tmp.path().canonicalize().expect("canonical").join("store");
+    std::fs::create_dir(&store).expect("mkdir");
+    let d = Daemon::start(Opts {
+        config: Some(format!(
+            "[layer_store]\nmountpoint = \"{}\"\n",
+            store.display()
+        )),
+        ..Default::default()
+    });
+    assert!(mount_at(&store).is_some(), "the layer store is mounted");
+    let out = d.cli(&["umount", store.to_str().expect("utf-8")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("daemon's own"),
+        "{err}"
+    );
+    assert!(mount_at(&store).is_some(), "the layer store was unmounted");
+}

@@ -318,6 +318,12 @@ impl Daemon {
         );
     }
 
+    /// SIGKILLs the daemon (as a crash would) and hands its repo over, for a restart.
+    pub fn crash(mut self) -> tempfile::TempDir {
+        self.kill();
+        std::mem::replace(&mut self.repo, tempfile::tempdir().expect("tempdir"))
+    }
+
     /// SIGKILLs the daemon by PID and reaps it (bounded); the repo stays until `self` drops.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -26,6 +26,12 @@ pub async fn add(
     let opts = options(&p)?;
     let pin = p.bool("pin", true)?;
     let only_hash = p.bool("only-hash", false)?;
+    // from the first block to the pin: gc must not sweep what is not pinned yet
+    let _guard = if pin && !only_hash {
+        Some(st.blocks.pin_guard().await)
+    } else {
+        None
+    };
     let mut lines = String::new();
     let mut roots = Vec::new();
     while let Some(mut field) = mp

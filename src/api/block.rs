@@ -64,6 +64,11 @@ pub async fn put(
         )));
     }
     let pin = p.bool("pin", false)?;
+    let _guard = if pin {
+        Some(st.blocks.pin_guard().await)
+    } else {
+        None
+    };
     let mut out = String::new();
     while let Some(field) = mp
         .next_field()

@@ -45,7 +45,7 @@ pub async fn umount(
 ) -> Result<Json<Value>, ApiError> {
     let p = Params::parse(q);
     let dir = PathBuf::from(p.arg("dir")?);
-    Ok(Json(json!(st.mounts.unmount(&dir).await?)))
+    Ok(Json(json!(st.mounts.unmount_user(&dir).await?)))
 }
 
 pub async fn mounts(State(st): State<Arc<AppState>>) -> Json<Value> {

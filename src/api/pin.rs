@@ -22,6 +22,7 @@ pub async fn add(
     if !p.bool("recursive", true)? {
         return Err(ApiError::client("only recursive pins are supported"));
     }
+    let _guard = st.blocks.pin_guard().await;
     st.blocks.fetch_dag(root, st.readahead).await?;
     st.blocks.with_store(move |s| s.pin(&root)).await?;
     if let Some(net) = st.blocks.net() {

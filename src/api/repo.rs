@@ -26,7 +26,7 @@ pub async fn gc(
     let target = Params::parse(q).u64("target")?;
     let report = st
         .blocks
-        .with_store(move |s| crate::blockstore::gc_to(s, target))
+        .collect(move |s| crate::blockstore::gc_to(s, target))
         .await?;
     Ok(ndjson(
         report

@@ -257,8 +257,12 @@ impl Blocks for SledStore {
         }
     }
 
+    /// Durable when it returns (L1: a pin was acknowledged up to sled's flush interval before it
+    /// was on disk, and a kill in between lost it, so the next gc took the data): the flush
+    /// also makes every block written before it durable.
     fn pin(&self, root: &Cid) -> Result<(), Error> {
         self.pins.insert(root.to_bytes(), &[])?;
+        self.db.flush()?;
         Ok(())
     }
 

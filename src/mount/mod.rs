@@ -115,6 +115,9 @@ struct Active {
     info: MountInfo,
     session: fuser::BackgroundSession,
     background: tokio::task::AbortHandle,
+    /// Made by [`Mounts::mount`] (`cidfs mount`), so `cidfs umount` may remove it; the layer
+    /// store and the snapshotter's layers are the daemon's own.
+    by_user: bool,
 }
 
 struct Inner {
@@ -227,8 +230,13 @@ impl Mounts {
             pin,
         };
         let background = prefetch::run(reader, me.blocks.clone(), plan);
-        self.attach(fs, info, req.allow_other, true, background)
-            .await
+        let info = self
+            .attach(fs, info, req.allow_other, true, background)
+            .await?;
+        if let Some(a) = me.active.lock().await.get_mut(&info.dir) {
+            a.by_user = true;
+        }
+        Ok(info)
     }
 
     /// Mounts layer `desc` of `image` alone at `dir`, in overlayfs lower-dir form
@@ -343,6 +351,7 @@ impl Mounts {
                 info: info.clone(),
                 session,
                 background,
+                by_user: false,
             },
         );
         Ok(info)
@@ -365,6 +374,16 @@ impl Mounts {
     /// Unmounts `dir`. A busy mount (open files, a process inside) is detached: it disappears
     /// from the tree at once and ends when the last user lets go.
     pub async fn unmount(&self, dir: &Path) -> anyhow::Result<MountInfo> {
+        self.unmount_if(dir, false).await
+    }
+
+    /// Unmounts `dir` if [`Mounts::mount`] made it (`cidfs umount`): the layer store and the
+    /// snapshotter's layer mounts are refused (L4: the API could detach them).
+    pub async fn unmount_user(&self, dir: &Path) -> anyhow::Result<MountInfo> {
+        self.unmount_if(dir, true).await
+    }
+
+    async fn unmount_if(&self, dir: &Path, only_user: bool) -> anyhow::Result<MountInfo> {
         let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
         let mut active = self.inner.active.lock().await;
         let key = if active.contains_key(&abs) {
@@ -375,6 +394,12 @@ impl Mounts {
                 .filter(|c| active.contains_key(c))
                 .ok_or_else(|| anyhow!("{} is not a cidfs mount", dir.display()))?
         };
+        if only_user && !active.get(&key).is_some_and(|a| a.by_user) {
+            bail!(
+                "{} is the daemon's own mount (layer store or snapshotter), not one of `cidfs mount`",
+                dir.display()
+            );
+        }
         let Some(a) = active.remove(&key) else {
             bail!("{} is not a cidfs mount", dir.display());
         };

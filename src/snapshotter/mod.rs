@@ -456,16 +456,27 @@ pub async fn serve(
         std::fs::remove_file(&socket)
             .with_context(|| format!("removing the stale socket {}", socket.display()))?;
     }
-    if let Some(d) = socket.parent() {
-        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-    }
-    let listener = tokio::net::UnixListener::bind(&socket).with_context(|| {
+    let parent = match socket.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    // bound in a private (0700) directory, made 0600 there, then moved into place: the socket
+    // is never reachable with the umask's mode (L5: it was chmodded after bind, at its path)
+    let private = tempfile::Builder::new()
+        .prefix(".cidfs-socket-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("creating a private directory in {}", parent.display()))?;
+    let staged = private.path().join("s");
+    let listener = tokio::net::UnixListener::bind(&staged).with_context(|| {
         format!(
             "binding the snapshotter socket {} (snapshotter.socket; --snapshotter-socket)",
             socket.display()
         )
     })?;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::rename(&staged, &socket)
+        .with_context(|| format!("moving the snapshotter socket to {}", socket.display()))?;
     tracing::info!(
         "containerd snapshotter listening on {} (root {})",
         socket.display(),
