@@ -15,6 +15,9 @@ use super::store::{short, BlobStore, Reporter};
 
 /// Largest root descriptor accepted.
 const MAX_ROOT: u64 = 64 << 10;
+/// Manifests an image index may list (multi-platform indexes with attestations list about 20;
+/// 80k entries naming one 16 MiB manifest once meant 80k copies of it: H1).
+pub const MAX_INDEX_ENTRIES: usize = 256;
 
 /// An image as found from its CID.
 #[derive(Debug, Clone)]
@@ -196,9 +199,21 @@ pub async fn resolve<S: BlobStore>(
             root_desc.media_type
         ),
     };
+    if index.manifests.len() > MAX_INDEX_ENTRIES {
+        bail!(
+            "image index {} has {} entries, over the bound of {MAX_INDEX_ENTRIES}",
+            short(&root_desc.digest),
+            index.manifests.len()
+        );
+    }
     let mut images = Vec::new();
     let mut seen = Vec::new();
+    let mut fetched = std::collections::HashSet::new();
     for desc in &index.manifests {
+        // an entry repeated (under any platform) is one image: fetched and kept once
+        if !fetched.insert(desc.digest.clone()) {
+            continue;
+        }
         let (_, k) = oci::classify(&desc.media_type)
             .map_err(|e| anyhow!("index entry {}: {e}", desc.digest))?;
         if k != Kind::Manifest {

@@ -430,3 +430,33 @@ async fn multi_platform_indexes_keep_every_platform_unless_narrowed() {
     .unwrap();
     assert!(file.exists());
 }
+
+/// An index repeating one manifest is resolved to one image; an index with more entries than
+/// the bound is refused before any manifest is fetched (H1: 80k repeats of a 16 MiB manifest).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_and_huge_indexes_are_bounded() {
+    let node = mem_node();
+    let dir = tempfile::tempdir().unwrap();
+    write_layout(dir.path(), "v1");
+    let pushed = push_dir(&node, dir.path(), false).await.unwrap();
+    let img = pull::resolve(&node, pushed.root, &[]).await.unwrap();
+    let md = img.images[0].desc.clone();
+    let root_of = |n: usize| {
+        let ibytes = oci::to_json(&oci::Index::new(vec![md.clone(); n]));
+        let mut id = Descriptor::of(oci::OCI_INDEX, &ibytes);
+        let node = node.clone();
+        async move {
+            id.set_cid(&node.add_bytes(ibytes).await.unwrap());
+            node.add_bytes(oci::to_json(&id)).await.unwrap()
+        }
+    };
+    let repeated = pull::resolve(&node, root_of(100).await, &[]).await.unwrap();
+    assert_eq!(repeated.images.len(), 1);
+    let e = format!(
+        "{:#}",
+        pull::resolve(&node, root_of(pull::MAX_INDEX_ENTRIES + 1).await, &[])
+            .await
+            .unwrap_err()
+    );
+    assert!(e.contains("over the bound"), "{e}");
+}

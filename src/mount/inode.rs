@@ -187,24 +187,29 @@ pub fn overlay_form(toc: &Toc) -> Toc {
             entries.push(e.clone());
         }
     }
+    // one pass to index the directories: O(entries), whatever the number of opaque markers
+    // (a scan per marker was O(markers × entries) on an async worker: H1)
+    let mut dirs: HashMap<String, usize> = HashMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        if e.kind == EntryType::Dir {
+            dirs.insert(clean_name(&e.name), i);
+        }
+    }
     for dir in opaque {
-        let found = entries
-            .iter_mut()
-            .find(|e| e.kind == EntryType::Dir && clean_name(&e.name) == dir);
-        match found {
-            Some(e) => {
-                e.xattrs.insert(OVERLAY_OPAQUE_XATTR.into(), yes.clone());
+        match dirs.get(&dir) {
+            Some(&i) => {
+                entries[i]
+                    .xattrs
+                    .insert(OVERLAY_OPAQUE_XATTR.into(), yes.clone());
             }
             None => {
+                // at the end: Table::build merges a directory entry into the directory its
+                // children made, keeping them
                 let mut d = TocEntry::new(format!("{dir}/"), EntryType::Dir);
                 d.mode = 0o755;
                 d.xattrs.insert(OVERLAY_OPAQUE_XATTR.into(), yes.clone());
-                // before the first entry under it, so its children land inside it
-                let at = entries
-                    .iter()
-                    .position(|e| clean_name(&e.name).starts_with(&format!("{dir}/")))
-                    .unwrap_or(entries.len());
-                entries.insert(at, d);
+                dirs.insert(dir, entries.len());
+                entries.push(d);
             }
         }
     }
@@ -213,6 +218,14 @@ pub fn overlay_form(toc: &Toc) -> Toc {
         entries,
     }
 }
+
+/// The longest entry name or link target a TOC may hold (Linux `PATH_MAX`) and the longest
+/// part of one (`NAME_MAX`): a 10^6-part name once made 10^6 directories whose paths totalled
+/// about 10^12 bytes in [`Table::walk`].
+pub const PATH_MAX: usize = 4096;
+pub const NAME_MAX: usize = 255;
+/// Entries one layer's TOC may hold (a large distribution image has about 10^5).
+pub const MAX_ENTRIES: usize = 2_000_000;
 
 struct Builder {
     inodes: Vec<Inode>,
@@ -297,6 +310,29 @@ impl Builder {
             name: name.into(),
             reason: reason.into(),
         };
+        if toc.entries.len() > MAX_ENTRIES {
+            return Err(bad(
+                "",
+                &format!(
+                    "{} TOC entries, over the bound of {MAX_ENTRIES}",
+                    toc.entries.len()
+                ),
+            ));
+        }
+        // names a kernel could hold, so every walk of the tree stays within entries × PATH_MAX
+        for e in toc.entries.iter().filter(|e| e.kind != EntryType::Chunk) {
+            for name in [&e.name, &e.link_name] {
+                if name.len() > PATH_MAX || name.split('/').any(|c| c.len() > NAME_MAX) {
+                    return Err(bad(
+                        &e.name.chars().take(64).collect::<String>(),
+                        &format!(
+                            "a name of {} bytes: over PATH_MAX ({PATH_MAX}) or a part over NAME_MAX ({NAME_MAX})",
+                            name.len()
+                        ),
+                    ));
+                }
+            }
+        }
         // whiteouts first: they act on the layers below only
         for e in &toc.entries {
             let path = clean_name(&e.name);
@@ -681,6 +717,44 @@ mod tests {
             assert_eq!(n.xattrs[OVERLAY_OPAQUE_XATTR], b"y", "{d}");
         }
         assert!(t.resolve("etc").unwrap().xattrs.is_empty());
+    }
+
+    /// Names a kernel could not hold refuse the layer (H1: a 10^6-part name made 10^6
+    /// directories and ~10^12 bytes of paths); at the limits they are fine.
+    #[test]
+    fn names_past_path_max_or_name_max_are_refused() {
+        let deep = format!("{}f", "a/".repeat(PATH_MAX / 2));
+        let long = format!("d/{}", "n".repeat(NAME_MAX + 1));
+        for bad in [deep, long] {
+            let err = Table::build(&[toc(vec![reg(&bad, 1)])]).unwrap_err();
+            assert!(err.to_string().contains("PATH_MAX"), "{err}");
+        }
+        let mut link = e("l", EntryType::Symlink);
+        link.link_name = "x/".repeat(PATH_MAX);
+        assert!(
+            Table::build(&[toc(vec![link])]).is_err(),
+            "a link target too"
+        );
+        let ok = format!("{}/{}", "a".repeat(NAME_MAX), "b".repeat(NAME_MAX));
+        let t = Table::build(&[toc(vec![reg(&ok, 1)])]).unwrap();
+        assert!(t.resolve(&ok).is_some());
+    }
+
+    /// Thousands of opaque markers for directories that have no entry: each becomes an opaque
+    /// directory holding its children, in one pass over the TOC.
+    #[test]
+    fn many_opaque_markers_without_dir_entries() {
+        let mut entries = Vec::new();
+        for i in 0..5_000 {
+            entries.push(reg(&format!("d{i}/.wh..wh..opq"), 0));
+            entries.push(reg(&format!("d{i}/f"), 1));
+        }
+        let t = Table::build(&[overlay_form(&toc(entries))]).unwrap();
+        for i in [0, 2_500, 4_999] {
+            let d = t.resolve(&format!("d{i}")).unwrap();
+            assert_eq!(d.xattrs[OVERLAY_OPAQUE_XATTR], b"y");
+            assert!(t.resolve(&format!("d{i}/f")).is_some());
+        }
     }
 
     #[test]

@@ -132,6 +132,9 @@ pub async fn open(
     Ok((layer, info.toc))
 }
 
+/// Free space a spooled layer leaves on its filesystem (its converted copy needs room too).
+const SPOOL_MARGIN: u64 = 256 << 20;
+
 /// Fetches a whole non-eStargz layer, verifies it and converts it into a local eStargz file.
 async fn spool_layer(
     blocks: &BlockService,
@@ -144,7 +147,20 @@ async fn spool_layer(
         .prefix("fetched-")
         .tempfile_in(spool)
         .with_context(|| format!("creating a spool file in {}", spool.display()))?;
-    let (digest, len) = blocks.cat_to_file(cid, raw.path(), &|_| {}).await?;
+    // bounded by the size the manifest claims, which must fit on the spool's filesystem: a
+    // DAG that repeats its children could otherwise fill the disk before the digest check (H1)
+    let claimed = u64::try_from(desc.size).map_err(|_| anyhow!("negative layer size"))?;
+    let free = fs4::available_space(spool)
+        .with_context(|| format!("reading the free space of {}", spool.display()))?;
+    if claimed.saturating_add(SPOOL_MARGIN) > free {
+        bail!(
+            "the layer claims {claimed} bytes; {} MiB are free for the spool in {}",
+            free >> 20,
+            spool.display()
+        );
+    }
+    let s = crate::unixfs::cat(blocks.session(), *cid, 0, Some(claimed + 1), 32);
+    let (digest, len) = crate::image::store::write_hashed(s, raw.path(), &|_| {}).await?;
     layout::check(desc, &digest, len)?;
     let (desc, diff_id, spool) = (desc.clone(), diff_id.to_string(), spool.to_path_buf());
     tokio::task::spawn_blocking(move || {

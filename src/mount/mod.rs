@@ -81,7 +81,11 @@ impl ReaderParts {
         diff_id: &str,
     ) -> anyhow::Result<(Arc<Table>, Reader)> {
         let (l, toc) = layer::open(&self.blocks, desc, diff_id, &self.spool).await?;
-        let table = Arc::new(Table::build(&[inode::overlay_form(&toc)])?);
+        // CPU work proportional to a hostile TOC: off the async workers
+        let table = tokio::task::spawn_blocking(move || Table::build(&[inode::overlay_form(&toc)]))
+            .await
+            .context("building the layer's tree")??;
+        let table = Arc::new(table);
         Ok((table, self.reader(vec![l])))
     }
 
@@ -95,6 +99,11 @@ impl ReaderParts {
         )
     }
 }
+
+/// Layers an image may have to be mounted (Docker's overlay2 stacks at most 128).
+pub const MAX_LAYERS: usize = 128;
+/// Layers opened (footer and TOC fetched, indexed) at once at mount.
+const OPEN_AT_ONCE: usize = 4;
 
 /// A live mount.
 #[derive(Debug, Clone, Serialize)]
@@ -189,15 +198,29 @@ impl Mounts {
         let resolved = pull::resolve(&me.blocks, req.image, &req.platforms).await?;
         let image = resolved.one_image()?;
         let (config, layers) = image.layers_with_diff_ids()?;
-        let opened = futures::future::try_join_all(
-            layers
-                .iter()
-                .map(|(l, d)| layer::open(&me.blocks, l, d, &me.spool)),
-        )
-        .await?;
+        if layers.len() > MAX_LAYERS {
+            bail!(
+                "the image has {} layers, over the bound of {MAX_LAYERS} (overlayfs stacks at most 128 lower directories)",
+                layers.len()
+            );
+        }
+        // a few at a time: each holds a TOC of up to 64 MiB while it is indexed
+        use futures::{StreamExt as _, TryStreamExt as _};
+        let mut opening = Vec::with_capacity(layers.len());
+        for (l, d) in &layers {
+            opening.push(layer::open(&me.blocks, l, d, &me.spool));
+        }
+        let opened: Vec<_> = futures::stream::iter(opening)
+            .buffered(OPEN_AT_ONCE)
+            .try_collect()
+            .await?;
         let (layers, tocs): (Vec<_>, Vec<_>) = opened.into_iter().unzip();
-        let table = Arc::new(Table::build(&tocs).context("merging the layers")?);
-        drop(tocs);
+        // CPU work proportional to hostile TOCs: off the async workers
+        let table = tokio::task::spawn_blocking(move || Table::build(&tocs))
+            .await
+            .context("merging the layers")?
+            .context("merging the layers")?;
+        let table = Arc::new(table);
         let reader = self.reader_parts().reader(layers);
         let platform = config.platform().to_string();
         let info = MountInfo {

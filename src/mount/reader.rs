@@ -269,7 +269,8 @@ impl Reader {
                 self.parallel,
             );
             futures::pin_mut!(s);
-            let mut buf = Vec::with_capacity((end - start) as usize);
+            // grows as bytes arrive: the range is bounded by the index, not trusted to size
+            let mut buf = Vec::with_capacity((end - start).min(8 << 20) as usize);
             while let Some(piece) = s.next().await {
                 buf.extend_from_slice(&piece?);
             }

@@ -187,6 +187,11 @@ async fn a_layer_that_is_not_estargz_is_spooled_and_served() {
         &big[1000..201_000]
     );
     assert_eq!(read(&t, &r, "etc/small", 0, 10).await, b"hi\n");
+    // a layer claiming more than the spool's filesystem holds is refused before any fetch
+    let mut huge = fx.add(&gz, oci::OCI_LAYER_GZIP, None);
+    huge.size = 1 << 50;
+    let err = fx.open(&huge, "").await.unwrap_err();
+    assert!(format!("{err:#}").contains("claims"), "{err:#}");
     // a plain tar whose content is not what the config says is refused
     let d = fx.add(&tar, oci::OCI_LAYER, None);
     let err = fx.open(&d, "sha256:0000").await.unwrap_err();

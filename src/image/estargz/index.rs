@@ -66,6 +66,13 @@ fn non_negative(
     })
 }
 
+/// The largest chunk a reader inflates into memory (eStargz builders cut files into 4 MiB
+/// chunks; a TOC may leave a file whole, up to this size). Its compressed range may be at most
+/// twice this (stored gzip blocks grow data a little; a chunk's member may be followed by the
+/// headers of empty entries). Bigger chunks refuse the layer: a hostile TOC would otherwise
+/// make every read of a 4 MiB gzip bomb inflate gigabytes.
+pub const MAX_CHUNK_SIZE: u64 = 64 << 20;
+
 /// The regular file whose chunks are being collected.
 struct OpenFile {
     name: String,
@@ -100,7 +107,9 @@ pub fn index(toc: &Toc, blob_size: u64) -> Result<Index, TocError> {
     for (slot, e) in next_offsets.iter_mut().zip(&toc.entries).rev() {
         *slot = next;
         if e.offset > 0 && e.inner_offset == 0 {
-            next = e.offset.unsigned_abs();
+            // an offset past the blob is refused when its own entry comes; until then it
+            // must not make an earlier chunk's range look huge
+            next = e.offset.unsigned_abs().min(blob_size);
         }
     }
 
@@ -201,6 +210,15 @@ pub fn index(toc: &Toc, blob_size: u64) -> Result<Index, TocError> {
                 next_offset,
             });
         }
+        if chunk_size > MAX_CHUNK_SIZE || next_offset - offset > 2 * MAX_CHUNK_SIZE {
+            return Err(TocError::ChunkTooBig {
+                index,
+                name: file.name.clone(),
+                chunk_size,
+                compressed: next_offset - offset,
+                max: MAX_CHUNK_SIZE,
+            });
+        }
         file.chunks.push(Chunk {
             offset,
             inner_offset,
@@ -254,6 +272,20 @@ mod tests {
             },
             blob_size,
         )
+    }
+
+    /// A chunk that would inflate past [`MAX_CHUNK_SIZE`], or whose compressed range is over
+    /// twice that, refuses the layer (H1: a 4 MiB gzip bomb claiming 4 GiB was inflated).
+    #[test]
+    fn chunks_past_the_bound_are_refused() {
+        let max = MAX_CHUNK_SIZE as i64;
+        let err = run(vec![reg("whole", max + 1, 100, 0)], 1 << 40).unwrap_err();
+        assert!(matches!(err, TocError::ChunkTooBig { .. }), "{err}");
+        assert!(err.to_string().contains("whole"), "{err}");
+        // at the bound, fine; a compressed range past twice it is not
+        assert!(run(vec![reg("at", max, 100, 0)], 100 + MAX_CHUNK_SIZE).is_ok());
+        let err = run(vec![reg("far", 10, 100, 0)], 101 + 2 * MAX_CHUNK_SIZE).unwrap_err();
+        assert!(matches!(err, TocError::ChunkTooBig { .. }), "{err}");
     }
 
     #[test]

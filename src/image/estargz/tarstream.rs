@@ -19,6 +19,9 @@ use super::build::BuildError;
 pub(super) const BLOCK: usize = 512;
 /// Largest PAX or GNU long-name payload accepted (Go `maxSpecialFileSize`).
 const MAX_SPECIAL: u64 = 1 << 20;
+/// Bytes of headers (extension headers and their payloads) before one entry: a few
+/// [`MAX_SPECIAL`]-sized ones (`x`, `L`, `K`), not an endless chain.
+pub const MAX_HEADER_CHAIN: u64 = 4 * MAX_SPECIAL;
 
 /// Entry types eStargz supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,6 +232,14 @@ impl<R: Read> TarStream<R> {
             let h = Header(&blk);
             let raw_name = h.raw_name();
             h.check_sum().map_err(|r| err(&raw_name, r))?;
+            // a chain of extension headers before one entry is bounded as each of them is:
+            // a gzip bomb of PAX headers once grew this buffer without limit (H1)
+            if raw.len() as u64 + BLOCK as u64 > MAX_HEADER_CHAIN {
+                return Err(err(
+                    &raw_name,
+                    format!("extension headers before one entry pass {MAX_HEADER_CHAIN} bytes"),
+                ));
+            }
             raw.extend_from_slice(&blk);
             let flag = blk[156];
             match flag {
@@ -637,6 +648,30 @@ mod tests {
         assert_eq!(pax_time(b"-10.25").unwrap(), (-11, 750_000_000));
         assert_eq!(pax_time(b"-10").unwrap(), (-10, 0));
         assert!(pax_time(b"1.x").is_err());
+    }
+
+    /// An endless chain of PAX headers (a gzip bomb of them inflates to gigabytes) is refused
+    /// once it passes [`MAX_HEADER_CHAIN`], having buffered no more than that.
+    #[test]
+    fn endless_pax_header_chains_are_refused() {
+        let mut one = tar::Header::new_ustar();
+        one.set_entry_type(tar::EntryType::XHeader);
+        let record = b"30 comment=aaaaaaaaaaaaaaaaaa\n";
+        one.set_size(record.len() as u64);
+        one.set_cksum();
+        let mut block = one.as_bytes().to_vec();
+        block.extend_from_slice(record);
+        block.resize(2 * BLOCK, 0);
+        let n = (2 * MAX_HEADER_CHAIN as usize) / block.len();
+        let chain: Vec<u8> = block
+            .iter()
+            .copied()
+            .cycle()
+            .take(n * block.len())
+            .collect();
+        let mut t = TarStream::new(&chain[..]);
+        let e = t.next().unwrap_err().to_string();
+        assert!(e.contains("extension headers"), "{e}");
     }
 
     #[test]

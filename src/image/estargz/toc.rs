@@ -187,6 +187,14 @@ pub enum TocError {
         offset: u64,
         next_offset: u64,
     },
+    #[error("entry {index} ({name:?}): a chunk of {chunk_size} bytes, {compressed} compressed, is over the bound of {max} bytes (inflated; twice that compressed)")]
+    ChunkTooBig {
+        index: usize,
+        name: String,
+        chunk_size: u64,
+        compressed: u64,
+        max: u64,
+    },
     #[error("entry {index} ({name:?}): chunk at {chunk_offset} (size {chunk_size}) does not continue the file at {expected} within its {size} bytes")]
     ChunkLayout {
         index: usize,
