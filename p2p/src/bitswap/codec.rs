@@ -41,8 +41,12 @@ pub async fn read_message<R: AsyncRead + Unpin>(io: &mut R) -> Result<Message, R
     if len > MAX_MESSAGE_SIZE {
         return Err(ReadError::TooLarge(len));
     }
-    let mut buf = vec![0u8; len];
-    io.read_exact(&mut buf).await?;
+    // grows as bytes arrive: a length prefix alone (a stalled peer) holds no 4 MiB buffer
+    let mut buf = Vec::with_capacity(len.min(256 << 10));
+    (&mut *io).take(len as u64).read_to_end(&mut buf).await?;
+    if buf.len() != len {
+        return Err(ReadError::Io(io::ErrorKind::UnexpectedEof.into()));
+    }
     // blocks are slices of this one buffer: no copy per block
     let msg = Message::decode_bytes(bytes::Bytes::from(buf))?;
     if let Some(b) = msg.blocks.iter().find(|b| b.data.len() > MAX_BLOCK_SIZE) {

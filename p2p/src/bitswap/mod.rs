@@ -11,6 +11,7 @@
 
 pub mod client;
 pub mod codec;
+mod inbound;
 pub mod message;
 pub mod server;
 pub mod session;
@@ -57,6 +58,9 @@ pub struct Config {
     pub max_outstanding_bytes_per_peer: usize,
     /// Concurrent inbound streams (all peers together).
     pub max_inbound_streams: usize,
+    /// Concurrent inbound streams of one peer (cidfs uses up to 5: its wants and
+    /// [`ANSWER_STREAMS`] answer streams; js peers open a stream per message).
+    pub max_inbound_streams_per_peer: usize,
     /// Test-only fault switch: corrupt every block served.
     pub corrupt_blocks: bool,
 }
@@ -69,7 +73,8 @@ impl Default for Config {
             rebroadcast: Duration::from_secs(1),
             max_wants_per_peer: 1024,
             max_outstanding_bytes_per_peer: 8 << 20,
-            max_inbound_streams: 512,
+            max_inbound_streams: 4096,
+            max_inbound_streams_per_peer: 32,
             corrupt_blocks: false,
         }
     }
@@ -135,7 +140,7 @@ struct Inner {
     peers: Mutex<HashMap<PeerId, PeerHandle>>,
     counters: Counters,
     per_peer: Mutex<HashMap<PeerId, PeerStats>>,
-    inbound: Arc<Semaphore>,
+    inbound: inbound::Slots,
     provider_search: mpsc::Sender<Cid>,
 }
 
@@ -169,7 +174,10 @@ impl Bitswap {
             owner_patience: config.block_timeout,
         };
         let inner = Arc::new(Inner {
-            inbound: Arc::new(Semaphore::new(config.max_inbound_streams)),
+            inbound: inbound::Slots::new(
+                config.max_inbound_streams_per_peer,
+                config.max_inbound_streams,
+            ),
             config,
             control: Mutex::new(control),
             source,
@@ -187,12 +195,14 @@ impl Bitswap {
                 let mut streams = streams;
                 // Keep this loop tight: libp2p-stream drops a stream it cannot hand over.
                 while let Some((peer, stream)) = streams.next().await {
-                    match bs.inner.inbound.clone().try_acquire_owned() {
-                        Ok(permit) => {
+                    match bs.inner.inbound.take(peer) {
+                        Ok(slot) => {
                             let bs = bs.clone();
-                            tokio::spawn(async move { bs.read_stream(peer, stream, permit).await });
+                            tokio::spawn(async move { bs.read_stream(peer, stream, slot).await });
                         }
-                        Err(_) => warn!(%peer, "too many inbound bitswap streams; refusing one"),
+                        Err(why) => {
+                            warn!(%peer, "too many inbound bitswap streams ({why:?}); refusing one")
+                        }
                     }
                 }
             });
@@ -365,14 +375,15 @@ impl Bitswap {
         (wants_tx, ledger)
     }
 
-    async fn read_stream(
-        self,
-        peer: PeerId,
-        mut stream: libp2p::Stream,
-        _permit: OwnedSemaphorePermit,
-    ) {
+    async fn read_stream(self, peer: PeerId, mut stream: libp2p::Stream, _slot: inbound::Slot) {
         loop {
-            match read_message(&mut stream).await {
+            // no complete message for a while: close (the peer reopens when it needs to)
+            let Ok(read) = tokio::time::timeout(inbound::IDLE, read_message(&mut stream)).await
+            else {
+                debug!(%peer, "closing an idle bitswap stream");
+                break;
+            };
+            match read {
                 Ok(msg) => self.handle_message(peer, msg),
                 Err(ReadError::Closed) => break,
                 Err(ReadError::Io(e)) => {
