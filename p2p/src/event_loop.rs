@@ -41,7 +41,7 @@ struct EventLoop {
     static_peers: Vec<(PeerId, Multiaddr)>,
     /// Peers mDNS currently reports on the LAN: redialled like static peers until mDNS expires
     /// them, so one failed dial (a peer still starting up) does not lose the peer.
-    lan_peers: HashMap<PeerId, Vec<Multiaddr>>,
+    lan_peers: crate::lan::LanPeers,
     pending_dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, Error>>>,
     provider_queries: HashMap<kad::QueryId, ProviderQuery>,
     peers: HashMap<PeerId, PeerInfo>,
@@ -105,7 +105,7 @@ impl Node {
             commands: cmd_rx,
             searches: search_rx,
             static_peers,
-            lan_peers: HashMap::new(),
+            lan_peers: Default::default(),
             pending_dials: HashMap::new(),
             provider_queries: HashMap::new(),
             peers: HashMap::new(),
@@ -137,7 +137,8 @@ impl EventLoop {
 
     fn redial(&mut self) {
         let statics = self.static_peers.iter().map(|(p, a)| (*p, vec![a.clone()]));
-        let lan = self.lan_peers.iter().map(|(p, a)| (*p, a.clone()));
+        let swarm = &self.swarm;
+        let lan = self.lan_peers.next_redials(|p| swarm.is_connected(p));
         let wanted: Vec<(PeerId, Vec<Multiaddr>)> = statics.chain(lan).collect();
         for (peer, addrs) in wanted {
             self.dial_if_disconnected(peer, addrs);
@@ -302,27 +303,23 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, addr) in found {
-                    debug!(%peer, %addr, "discovered by mDNS");
-                    if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
-                        kad.add_address(&peer, addr.clone());
+                    // not into the DHT's table: anyone on the LAN can announce, key or not;
+                    // a peer enters it through identify, once connected (with the swarm key)
+                    match self.lan_peers.discovered(peer, addr.clone()) {
+                        Some(addrs) => {
+                            debug!(%peer, %addr, "discovered by mDNS");
+                            self.dial_if_disconnected(peer, addrs);
+                        }
+                        None => {
+                            debug!(%peer, %addr, "discovered by mDNS; not kept (the LAN book is full)")
+                        }
                     }
-                    let known = self.lan_peers.entry(peer).or_default();
-                    if !known.contains(&addr) {
-                        known.push(addr);
-                    }
-                    let addrs = known.clone();
-                    self.dial_if_disconnected(peer, addrs);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Expired(gone))) => {
                 for (peer, addr) in gone {
                     debug!(%peer, %addr, "mDNS record expired");
-                    if let Some(known) = self.lan_peers.get_mut(&peer) {
-                        known.retain(|a| a != &addr);
-                        if known.is_empty() {
-                            self.lan_peers.remove(&peer);
-                        }
-                    }
+                    self.lan_peers.expired(&peer, &addr);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad_event(event),

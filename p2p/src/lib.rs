@@ -20,6 +20,7 @@ mod client;
 mod config;
 mod error;
 mod event_loop;
+mod lan;
 pub mod psk;
 pub mod transport;
 
