@@ -176,7 +176,7 @@ impl Snapshot {
         let net = blocks.net().map(|n| n.stats()).unwrap_or_default();
         let peers = blocks.net().map(|n| n.peer_stats()).unwrap_or_default();
         let repo = repo.to_path_buf();
-        let disk_bytes = tokio::task::spawn_blocking(move || dir_size(&repo)).await?;
+        let disk_bytes = tokio::task::spawn_blocking(move || disk_usage(&repo)).await?;
         Ok(Snapshot {
             store,
             net,
@@ -365,24 +365,78 @@ impl Collector for Snapshot {
     }
 }
 
-/// Total size of the files under `dir` (0 when unreadable).
+/// How long a measured disk usage is reused: scrapes and `repo/stat` come often, and each
+/// walk reads every directory of the repo (M4: every scrape walked it anew).
+const DISK_USAGE_TTL: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// [`dir_size`] of the repo, measured at most once per [`DISK_USAGE_TTL`]; concurrent callers
+/// wait for one walk instead of each making their own.
+pub fn disk_usage(repo: &Path) -> u64 {
+    type Measured = Option<(std::path::PathBuf, std::time::Instant, u64)>;
+    static LAST: std::sync::Mutex<Measured> = std::sync::Mutex::new(None);
+    let mut last = LAST
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((path, at, bytes)) = &*last {
+        if path == repo && at.elapsed() < DISK_USAGE_TTL {
+            return *bytes;
+        }
+    }
+    let bytes = dir_size(repo);
+    *last = Some((repo.to_path_buf(), std::time::Instant::now(), bytes));
+    bytes
+}
+
+/// Total size of the files under `dir` on `dir`'s own filesystem (0 when unreadable): mounts
+/// under it (the layer store, snapshot layers, tmpfs) are not entered, nor symlinks followed.
 pub fn dir_size(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(root) = std::fs::symlink_metadata(dir) else {
         return 0;
     };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
+    let dev = root.dev();
+    let mut total = 0;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            // DirEntry::metadata does not follow symlinks
+            match e.metadata() {
+                Ok(m) if m.dev() != dev => {}
+                Ok(m) if m.is_dir() => todo.push(e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A filesystem mounted under the repo (the layer store, a snapshot layer, a tmpfs) is not
+    /// counted or walked (M4).
+    #[test]
+    fn dir_size_stays_on_the_repos_filesystem() {
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::write(repo.path().join("a"), vec![0u8; 1000]).unwrap();
+        let sub = repo.path().join("mnt");
+        std::fs::create_dir(&sub).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+            .arg(&sub)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(mounted, "mounting a tmpfs needs root");
+        std::fs::write(sub.join("big"), vec![0u8; 4 << 20]).unwrap();
+        let size = dir_size(repo.path());
+        let _ = std::process::Command::new("umount").arg(&sub).status();
+        assert_eq!(size, 1000);
+    }
 
     fn snapshot() -> Snapshot {
         let peer = cidfs_p2p::PeerId::random();

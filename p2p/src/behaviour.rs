@@ -22,6 +22,10 @@ pub struct Behaviour {
     pub stream: libp2p_stream::Behaviour,
 }
 
+/// Provider records of other peers kept (keys), and keys this node provides.
+pub const KAD_MAX_RECORDS: usize = 65_536;
+pub const KAD_MAX_PROVIDED_KEYS: usize = 262_144;
+
 impl Behaviour {
     pub fn new(key: &Keypair, config: &Config) -> Result<Self, Error> {
         let peer_id = key.public().to_peer_id();
@@ -34,8 +38,17 @@ impl Behaviour {
             cfg.set_query_timeout(Duration::from_secs(30));
             // peers come from mDNS, static config and identify; no bootstrap nodes to poll
             cfg.set_periodic_bootstrap_interval(None);
-            let mut kad =
-                kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), cfg);
+            // the defaults (1024) stop announcing a node's 1025th pin, and let peers fill
+            // every provider slot (L6); a record is ~100 bytes
+            let store = kad::store::MemoryStore::with_config(
+                peer_id,
+                kad::store::MemoryStoreConfig {
+                    max_records: KAD_MAX_RECORDS,
+                    max_provided_keys: KAD_MAX_PROVIDED_KEYS,
+                    ..Default::default()
+                },
+            );
+            let mut kad = kad::Behaviour::with_config(peer_id, store, cfg);
             // a private LAN never confirms an external address: serve the DHT explicitly
             kad.set_mode(Some(kad::Mode::Server));
             kad
