@@ -8,6 +8,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
+use cid::Cid;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -18,17 +19,27 @@ pub async fn add(
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let p = Params::parse(q);
-    let root = p.cid("ipfs-path")?;
+    p.arg("ipfs-path")?;
+    let roots = p
+        .args()
+        .into_iter()
+        .map(super::parse_cid)
+        .collect::<Result<Vec<_>, _>>()?;
     if !p.bool("recursive", true)? {
         return Err(ApiError::client("only recursive pins are supported"));
     }
+    // all or none, as kubo: every DAG is fetched, then all are pinned at once
     let _guard = st.blocks.pin_guard().await;
-    st.blocks.fetch_dag(root, st.readahead).await?;
-    st.blocks.with_store(move |s| s.pin(&root)).await?;
-    if let Some(net) = st.blocks.net() {
-        net.provide(vec![root]).await?;
+    for root in &roots {
+        st.blocks.fetch_dag(*root, st.readahead).await?;
     }
-    Ok(Json(json!({ "Pins": [root.to_string()] })))
+    let pinned = roots.clone();
+    st.blocks.with_store(move |s| s.pin_all(&pinned)).await?;
+    if let Some(net) = st.blocks.net() {
+        net.provide(roots.clone()).await?;
+    }
+    let pins: Vec<String> = roots.iter().map(Cid::to_string).collect();
+    Ok(Json(json!({ "Pins": pins })))
 }
 
 pub async fn ls(

@@ -83,8 +83,8 @@ impl Blocks for MemStore {
         })
     }
 
-    fn pin(&self, root: &Cid) -> Result<(), Error> {
-        self.write().pins.insert(*root);
+    fn pin_all(&self, roots: &[Cid]) -> Result<(), Error> {
+        self.write().pins.extend(roots.iter().copied());
         Ok(())
     }
 

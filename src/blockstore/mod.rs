@@ -143,8 +143,13 @@ pub trait Blocks: Send + Sync + 'static {
     fn cids(&self) -> Result<Vec<Cid>, Error>;
     /// Block count and total bytes; correct after a restart.
     fn stat(&self) -> Result<StoreStat, Error>;
-    /// Records a recursive pin: [`gc`] keeps `root` and every block reachable from it.
-    fn pin(&self, root: &Cid) -> Result<(), Error>;
+    /// Records recursive pins of all `roots` at once (all or none, durable when it returns):
+    /// [`gc`] keeps each root and every block reachable from it.
+    fn pin_all(&self, roots: &[Cid]) -> Result<(), Error>;
+    /// [`Blocks::pin_all`] of one root.
+    fn pin(&self, root: &Cid) -> Result<(), Error> {
+        self.pin_all(std::slice::from_ref(root))
+    }
     /// Removes a pin; `false` when `root` was not pinned.
     fn unpin(&self, root: &Cid) -> Result<bool, Error>;
     /// Every pinned root.

@@ -260,8 +260,15 @@ impl Blocks for SledStore {
     /// Durable when it returns (L1: a pin was acknowledged up to sled's flush interval before it
     /// was on disk, and a kill in between lost it, so the next gc took the data): the flush
     /// also makes every block written before it durable.
-    fn pin(&self, root: &Cid) -> Result<(), Error> {
-        self.pins.insert(root.to_bytes(), &[])?;
+    ///
+    /// One batch, so a crash pins all of them or none (L2: an image's CIDs were pinned one by
+    /// one).
+    fn pin_all(&self, roots: &[Cid]) -> Result<(), Error> {
+        let mut batch = ::sled::Batch::default();
+        for root in roots {
+            batch.insert(root.to_bytes(), &[]);
+        }
+        self.pins.apply_batch(batch)?;
         self.db.flush()?;
         Ok(())
     }

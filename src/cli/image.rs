@@ -138,10 +138,9 @@ impl BlobStore for ApiClient {
         self.add_part(reqwest::multipart::Part::bytes(bytes)).await
     }
 
-    async fn pin(&self, cid: &Cid) -> anyhow::Result<()> {
-        self.json("pin/add", &[("arg", cid.to_string())])
-            .await
-            .map(|_| ())
+    async fn pin_all(&self, cids: &[Cid]) -> anyhow::Result<()> {
+        let args: Vec<(&str, String)> = cids.iter().map(|c| ("arg", c.to_string())).collect();
+        self.json("pin/add", &args).await.map(|_| ())
     }
 
     async fn cat_bytes(&self, cid: &Cid, offset: u64, len: Option<u64>) -> anyhow::Result<Vec<u8>> {

@@ -153,9 +153,11 @@ pub async fn push<S: BlobStore>(
         .await
         .context("adding the root descriptor")?;
     cids.push(root);
-    for c in &cids {
-        store.pin(c).await.with_context(|| format!("pinning {c}"))?;
-    }
+    // one pin of everything: a failure or a crash half-way pins nothing (L2)
+    store
+        .pin_all(&cids)
+        .await
+        .with_context(|| format!("pinning the image's {} CIDs", cids.len()))?;
     Ok(Pushed { root, cids })
 }
 

@@ -16,8 +16,8 @@ pub trait BlobStore: Sync {
     ) -> impl Future<Output = anyhow::Result<Cid>> + Send;
     /// Add bytes, unpinned; returns their CID.
     fn add_bytes(&self, bytes: Vec<u8>) -> impl Future<Output = anyhow::Result<Cid>> + Send;
-    /// Pin `cid` recursively.
-    fn pin(&self, cid: &Cid) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Pin every one of `cids` recursively, all or none (each DAG is fetched first).
+    fn pin_all(&self, cids: &[Cid]) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// The bytes of `cid` from `offset`, at most `len`; fails if the content is larger than
     /// `limit` (protects against a hostile root pointing at a huge file).
     fn cat_bytes(
@@ -116,10 +116,13 @@ impl BlobStore for crate::blockservice::BlockService {
         Ok(root)
     }
 
-    async fn pin(&self, cid: &Cid) -> anyhow::Result<()> {
-        self.fetch_dag(*cid, 8).await?;
-        let cid = *cid;
-        self.with_store(move |s| s.pin(&cid)).await
+    async fn pin_all(&self, cids: &[Cid]) -> anyhow::Result<()> {
+        let _guard = self.pin_guard().await;
+        for cid in cids {
+            self.fetch_dag(*cid, 8).await?;
+        }
+        let cids = cids.to_vec();
+        self.with_store(move |s| s.pin_all(&cids)).await
     }
 
     async fn cat_bytes(&self, cid: &Cid, offset: u64, len: Option<u64>) -> anyhow::Result<Vec<u8>> {

@@ -460,3 +460,23 @@ async fn repeated_and_huge_indexes_are_bounded() {
     );
     assert!(e.contains("over the bound"), "{e}");
 }
+
+/// Pinning an image is all or none: when one of its CIDs cannot be fetched, none is pinned
+/// (L2: the CIDs were pinned one by one, so a failure half-way left layers pinned and the root
+/// not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_pin_is_all_or_none() {
+    let node = mem_node();
+    let here = node.add_bytes(b"a layer".to_vec()).await.unwrap();
+    let gone = cid::Cid::new_v1(
+        crate::blockstore::RAW,
+        cid::multihash::Multihash::wrap(0x12, &[7u8; 32]).unwrap(),
+    );
+    assert!(node.pin_all(&[here, gone]).await.is_err());
+    assert!(
+        node.store().pins().unwrap().is_empty(),
+        "pinned half an image"
+    );
+    node.pin_all(&[here]).await.unwrap();
+    assert_eq!(node.store().pins().unwrap(), vec![here]);
+}

@@ -50,11 +50,10 @@ pub async fn run(reader: Reader, blocks: BlockService, plan: Plan) {
         }
     }
     if let Some(cids) = plan.pin {
-        for cid in &cids {
-            if let Err(e) = blocks.pin(cid).await {
-                tracing::warn!("background fetch of {cid} failed: {e:#}");
-                return;
-            }
+        // the whole image or nothing (a failure half-way leaves its blocks to gc)
+        if let Err(e) = blocks.pin_all(&cids).await {
+            tracing::warn!("background fetch of the image failed: {e:#}");
+            return;
         }
         tracing::info!(
             "background fetch done: {} blobs fetched and pinned",
