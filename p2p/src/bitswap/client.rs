@@ -34,6 +34,8 @@ pub(crate) type Sends = Vec<(PeerId, Want)>;
 const RECENT_CAPACITY: usize = 4096;
 /// How long a peer that sent a corrupt block is not asked for blocks.
 const BAN_DURATION: Duration = Duration::from_secs(60);
+/// How long a peer whose want-block timed out is asked last (after every other holder).
+const STRIKE_MEMORY: Duration = Duration::from_secs(60);
 /// How often one CID may trigger a DHT provider search.
 const PROVIDER_SEARCH_INTERVAL: Duration = Duration::from_secs(10);
 /// Want-blocks in flight to one peer. More wait here, not in the peer's queue, so that when
@@ -59,6 +61,13 @@ struct WantState {
     haves: Vec<PeerId>,
     asked: HashSet<PeerId>,
     failed: HashSet<PeerId>,
+    /// Peers whose want-block for this CID timed out: their HAVEs no longer count for it, and a
+    /// rebroadcast does not forgive them (M5: a peer that said HAVE and never delivered was
+    /// asked again after every rebroadcast, a block timeout each time).
+    timed_out: HashSet<PeerId>,
+    /// Rebroadcasts since the last HAVE from a peer that did not time out: after two, nobody
+    /// else holds the block, and the timed-out peers are forgiven (a slow seed is still a seed).
+    quiet_rebroadcasts: u8,
     last_broadcast: Instant,
     last_search: Option<Instant>,
     /// Held back because every peer that may hold it has [`MAX_BLOCKS_IN_FLIGHT`] already;
@@ -97,6 +106,8 @@ pub(crate) struct Wants {
     /// the session each recent CID was wanted for, so a late HAVE still grows that session
     recent_set: HashMap<Cid, Session>,
     banned: HashMap<PeerId, Instant>,
+    /// Peers whose want-block timed out lately, and when: asked last for every CID.
+    strikes: HashMap<PeerId, Instant>,
     timing: Timing,
     /// Numbers the wants that start waiting.
     waits: u64,
@@ -110,6 +121,7 @@ impl Wants {
             recent: VecDeque::new(),
             recent_set: HashMap::new(),
             banned: HashMap::new(),
+            strikes: HashMap::new(),
             timing,
             waits: 0,
         }
@@ -142,6 +154,8 @@ impl Wants {
                 haves: Vec::new(),
                 asked: HashSet::new(),
                 failed: HashSet::new(),
+                timed_out: HashSet::new(),
+                quiet_rebroadcasts: 0,
                 last_broadcast: now,
                 last_search: None,
                 waiting: None,
@@ -184,7 +198,9 @@ impl Wants {
             return Vec::new();
         };
         match presence {
+            Presence::Have if st.timed_out.contains(&peer) => {}
             Presence::Have => {
+                st.quiet_rebroadcasts = 0;
                 // a HAVE after a DONT_HAVE: the block has landed there since
                 st.failed.remove(&peer);
                 if !st.haves.contains(&peer) {
@@ -268,6 +284,8 @@ impl Wants {
     /// provider search.
     pub fn tick(&mut self, connected: &HashSet<PeerId>, now: Instant) -> (Sends, Vec<Cid>) {
         self.banned.retain(|_, until| *until > now);
+        self.strikes
+            .retain(|_, at| now.duration_since(*at) < STRIKE_MEMORY);
         let mut sends = Vec::new();
         let mut searches = Vec::new();
         let cids: Vec<Cid> = self.pending.keys().copied().collect();
@@ -278,6 +296,8 @@ impl Wants {
             if let Some((p, since)) = st.block_at {
                 if now.duration_since(since) >= self.timing.block_timeout {
                     st.failed.insert(p);
+                    st.timed_out.insert(p);
+                    self.strikes.insert(p, now);
                     st.block_at = None;
                     if let Some(o) = self.outstanding.get_mut(&p) {
                         o.remove(&cid);
@@ -302,6 +322,13 @@ impl Wants {
             // Rebroadcast to every usable peer, including ones asked before: answers get lost.
             st.last_broadcast = now;
             st.failed.clear();
+            if !st.timed_out.is_empty() {
+                st.quiet_rebroadcasts += 1;
+                if st.quiet_rebroadcasts >= 2 {
+                    st.timed_out.clear();
+                    st.quiet_rebroadcasts = 0;
+                }
+            }
             let targets: Vec<PeerId> = connected
                 .iter()
                 .filter(|p| !self.banned.contains_key(p))
@@ -379,9 +406,12 @@ impl Wants {
     fn advance(&mut self, cid: Cid, connected: &HashSet<PeerId>, now: Instant) -> Sends {
         let banned = &self.banned;
         let outstanding = &self.outstanding;
+        let strikes = &self.strikes;
         // want-blocks in flight to a peer: the least loaded holder serves next, so a seed that
-        // everyone asks yields to peers that already hold the block
-        let load = |p: &PeerId| outstanding.get(p).map_or(0, HashSet::len);
+        // everyone asks yields to peers that already hold the block; a peer that let a
+        // want-block time out lately comes after every other holder
+        let in_flight = |p: &PeerId| outstanding.get(p).map_or(0, HashSet::len);
+        let load = |p: &PeerId| in_flight(p) + usize::from(strikes.contains_key(p)) * 1_000_000;
         let Some(st) = self.pending.get_mut(&cid) else {
             return Vec::new();
         };
@@ -391,9 +421,10 @@ impl Wants {
         let usable = |p: &PeerId| {
             connected.contains(p)
                 && !st.failed.contains(p)
+                && !st.timed_out.contains(p)
                 && banned.get(p).is_none_or(|u| *u <= now)
         };
-        let free = |p: &PeerId| load(p) < MAX_BLOCKS_IN_FLIGHT;
+        let free = |p: &PeerId| in_flight(p) < MAX_BLOCKS_IN_FLIGHT;
         if let Some(o) = st.owner {
             let alive = connected.contains(&o) && banned.get(&o).is_none_or(|u| *u <= now);
             if alive && now.duration_since(st.since) < self.timing.owner_patience {
@@ -616,6 +647,80 @@ mod tests {
             BlockOutcome::Wanted
         );
         assert_eq!(rx.try_recv().unwrap(), blk.data);
+    }
+
+    /// A peer that says HAVE to everything and never delivers (M5) costs one block timeout at
+    /// most over a whole read: once a want-block to it timed out, its HAVEs stop counting for
+    /// that CID (rebroadcasts do not forgive it while another peer holds the block), and it is
+    /// asked last for the read's next CIDs, though it stays a peer of the session. A read of
+    /// 100 blocks, 10 wanted at a time as `cat`'s readahead does, ends within 2 × block_timeout
+    /// (it took a timeout per window: 10 ×).
+    #[test]
+    fn a_peer_with_false_haves_slows_a_read_by_one_timeout_at_most() {
+        let (liar, honest) = (PeerId::random(), PeerId::random());
+        let connected: HashSet<_> = [liar, honest].into();
+        let t0 = Instant::now();
+        let mut w = wants();
+        let session = Session::new();
+        let blocks: Vec<Block> = (0..100u32)
+            .map(|i| {
+                let data = Bytes::from(i.to_le_bytes().to_vec());
+                Block {
+                    cid: Cid::new_v1(0x55, hash(0x12, &data).unwrap()),
+                    data,
+                }
+            })
+            .collect();
+        let by_cid: HashMap<Cid, &Block> = blocks.iter().map(|b| (b.cid, b)).collect();
+        let mut next_want = 0;
+        let mut queue: Vec<(PeerId, Want)> = Vec::new();
+        let mut now = t0;
+        let step = Duration::from_millis(100);
+        let mut delivered = 0;
+        while delivered < blocks.len() {
+            assert!(
+                now.duration_since(t0) <= 2 * w.timing.block_timeout,
+                "{delivered} of 100 blocks after {:?}",
+                now.duration_since(t0)
+            );
+            // a readahead window of 10
+            while next_want < blocks.len() && next_want < delivered + 10 {
+                let (_rx, sends) = w.want(blocks[next_want].cid, &session, &connected, now);
+                queue.extend(sends);
+                next_want += 1;
+            }
+            // the network: the liar answers at once (HAVE to every want-have, nothing to a
+            // want-block); the honest peer answers too, after it
+            let mut next = Vec::new();
+            queue.sort_by_key(|(p, _)| *p != liar);
+            for (p, want) in queue.drain(..) {
+                match (p == liar, want.cancel, want.want_type) {
+                    (_, true, _) | (true, _, WantType::Block) => {}
+                    (true, _, WantType::Have) => {
+                        next.extend(w.on_presence(liar, want.cid, Presence::Have, &connected, now))
+                    }
+                    (false, _, WantType::Have) => next.extend(w.on_presence(
+                        honest,
+                        want.cid,
+                        Presence::Have,
+                        &connected,
+                        now,
+                    )),
+                    (false, _, WantType::Block) => {
+                        let (outcome, sends) =
+                            w.on_block(honest, by_cid[&want.cid], &connected, now);
+                        if outcome == BlockOutcome::Wanted {
+                            delivered += 1;
+                        }
+                        next.extend(sends);
+                    }
+                }
+            }
+            now += step;
+            let (sends, _) = w.tick(&connected, now);
+            next.extend(sends);
+            queue = next;
+        }
     }
 
     #[test]
