@@ -29,3 +29,6 @@ pub mod store;
 #[cfg(test)]
 pub(crate) mod test_utils;
 pub mod unixfs;
+
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;

@@ -382,3 +382,18 @@ fn response(status: StatusCode, headers: HeaderMap, body: Body) -> Response {
 
 #[cfg(test)]
 mod tests;
+
+/// Fuzz entry (`fuzz/`, feature `fuzzing`): the first line is a path after `/v2/`, the second
+/// a `Range` header, the rest picks a blob size; each is parsed as a request would be.
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_request(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let mut lines = text.splitn(3, '\n');
+    let _ = parse(lines.next().unwrap_or(""));
+    if let Ok(v) = axum::http::HeaderValue::from_str(lines.next().unwrap_or("")) {
+        let mut h = HeaderMap::new();
+        h.insert(axum::http::header::RANGE, v);
+        let size = lines.next().map_or(0, |s| s.len() as u64 * 4099);
+        let _ = range::requested(&h, size);
+    }
+}

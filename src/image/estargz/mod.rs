@@ -24,3 +24,15 @@ pub mod toc;
 pub use footer::{Defect, Footer, FooterError, FooterKind, FOOTER_SIZE, LEGACY_FOOTER_SIZE};
 pub use index::{Chunk, Index};
 pub use toc::{EntryType, Toc, TocEntry, TocError, TOC_TAR_NAME, TOC_VERSION};
+
+/// Fuzz entry (`fuzz/`, feature `fuzzing`): a tar stream of arbitrary bytes, read entry by
+/// entry as the builder reads a layer, must end in an entry list or an error, never a panic.
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_tar_stream(data: &[u8]) {
+    let mut t = tarstream::TarStream::new(data);
+    while let Ok(Some(e)) = t.next() {
+        if t.skip_payload(e.meta.padded()).is_err() {
+            break;
+        }
+    }
+}

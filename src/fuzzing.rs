@@ -1,0 +1,90 @@
+//! Entry points of the fuzz targets (`fuzz/`, run by `scripts/fuzz.sh`; feature `fuzzing`).
+//! Each feeds arbitrary bytes to the parsers of one kind of outside input. None may panic,
+//! hang or allocate without bound: every crash found becomes a regression test beside the
+//! parser it hit.
+
+use bytes::Bytes;
+
+/// Bitswap messages as peers send them (protobuf, then every CID and block checked).
+pub fn bitswap_message(data: &[u8]) {
+    let _ = cidfs_p2p::bitswap::message::Message::decode_bytes(Bytes::copy_from_slice(data));
+}
+
+/// An eStargz footer, and a TOC: parsed, indexed against a blob size, and built into the mount
+/// tree (plain and in overlayfs lower-dir form), as a mount does with a layer from the swarm.
+pub fn estargz_toc(data: &[u8]) {
+    use crate::image::estargz::{footer, index, toc};
+    use crate::mount::inode::{overlay_form, Table};
+    let _ = footer::parse_footer(data);
+    let Ok(t) = toc::parse(data) else { return };
+    let size = (data.len() as u64).saturating_mul(1031);
+    let _ = index::index(&t, size);
+    let _ = Table::build(std::slice::from_ref(&t)).map(|tb| tb.walk().len());
+    let _ = Table::build(&[overlay_form(&t)]);
+}
+
+/// A layer's tar stream, as `image push` converts it.
+pub fn tar_stream(data: &[u8]) {
+    crate::image::estargz::fuzz_tar_stream(data);
+}
+
+/// dag-pb nodes (and UnixFS data in them) under a dag-pb CIDv1 and a CIDv0.
+pub fn dag_pb(data: &[u8]) {
+    use cid::multihash::Multihash;
+    let mh = Multihash::wrap(0x12, &[0u8; 32]).expect("a sha2-256 multihash");
+    for cid in [
+        cid::Cid::new_v1(crate::blockstore::DAG_PB, mh),
+        cid::Cid::new_v0(mh).expect("CIDv0"),
+    ] {
+        let _ = crate::blockstore::links(&cid, data);
+        let _ = crate::blockstore::dag_pb_links(&cid, data);
+    }
+    // as the root of a file: its UnixFS data read whole and by a range (links lead nowhere)
+    use crate::blockstore::Blocks as _;
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(data);
+    let Ok(mh) = Multihash::wrap(0x12, &digest) else {
+        return;
+    };
+    let root = cid::Cid::new_v1(crate::blockstore::DAG_PB, mh);
+    let store = std::sync::Arc::new(crate::blockstore::MemStore::default());
+    if store.put(&root, data).is_err() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        use futures::StreamExt as _;
+        let _ = crate::unixfs::stat(&store, root).await;
+        for (offset, len) in [(0, None), (1 << 20, Some(4096))] {
+            let s = crate::unixfs::cat(store.clone(), root, offset, len, 4);
+            futures::pin_mut!(s);
+            while let Some(Ok(_)) = s.next().await {}
+        }
+    });
+}
+
+/// CIDs, `ipfs://` and registry references, image references and platforms, as typed by
+/// users or found in manifests.
+pub fn references(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let _ = crate::cidref::parse(&text);
+    let _ = crate::cidref::parse_registry_ref(&text);
+    let _ = text.parse::<crate::image::registry::reference::Reference>();
+    let _ = crate::image::oci::Platform::parse(&text);
+    let _ = crate::mount::inode::parse_rfc3339(&text);
+    let _ = crate::image::store::short(&text);
+}
+
+/// Registry paths and `Range` headers.
+pub fn registry_request(data: &[u8]) {
+    crate::registry::fuzz_request(data);
+}
+
+/// containerd's snapshot filters, one per line.
+pub fn snapshotter_filters(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let filters: Vec<String> = text.lines().map(str::to_string).collect();
+    let _ = crate::snapshotter::filter::Filter::parse(&filters);
+}
