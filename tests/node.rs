@@ -369,34 +369,41 @@ fn j_only_hash_needs_no_daemon() {
     );
 }
 
+/// A tmpfs of `size` mounted on a temp dir, unmounted (lazily) when dropped.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let mount = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount (needs root)");
+        assert!(mount.success(), "mounting a tmpfs needs root");
+        Tmpfs(dir)
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
 /// A full disk: `add` fails with a clear error, what was stored before stays readable, and the
 /// daemon still shuts down in bounded time. The repo lives on a 128 MiB tmpfs the test mounts;
 /// the store keeps 64 MiB free (the default `store.min_free_mb`).
 #[test]
 fn k_full_disk_is_a_clear_error_and_loses_nothing() {
-    let mnt = tempfile::tempdir().unwrap();
-    let mount = std::process::Command::new("mount")
-        .args([
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=128m",
-            "tmpfs",
-            mnt.path().to_str().unwrap(),
-        ])
-        .status()
-        .expect("mount (needs root)");
-    assert!(mount.success(), "mounting a tmpfs needs root");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(&self.0)
-                .status();
-        }
-    }
-    let _unmount = Unmount(mnt.path().to_path_buf());
+    let mnt = Tmpfs::mount("128m");
     let repo = tempfile::tempdir_in(mnt.path()).unwrap();
     let a = Daemon::start_in(repo, Opts::default());
     let small = random_bytes(MIB);
@@ -424,23 +431,7 @@ fn k_full_disk_is_a_clear_error_and_loses_nothing() {
 /// verified blocks are served without being stored (M3: the read failed).
 #[test]
 fn k2_a_full_disk_still_serves_fetched_blocks() {
-    let mnt = tempfile::tempdir().unwrap();
-    let mount = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=96m", "tmpfs"])
-        .arg(mnt.path())
-        .status()
-        .expect("mount (needs root)");
-    assert!(mount.success(), "mounting a tmpfs needs root");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(&self.0)
-                .status();
-        }
-    }
-    let _unmount = Unmount(mnt.path().to_path_buf());
+    let mnt = Tmpfs::mount("96m");
     let key = swarm_key();
     let a = Daemon::start(keyed(&key));
     let data = random_bytes(8 * MIB);
