@@ -473,11 +473,13 @@ fn kubernetes_manifests_agree_with_the_repo() {
     assert!(env
         .iter()
         .any(|e| e["name"] == "LIBP2P_FORCE_PNET" && e["value"] == "1"));
-    for probe in ["readinessProbe", "livenessProbe"] {
+    // readiness looks at the store (a full disk: not ready); liveness only at the process (a
+    // restart would not free the disk, and would drop every mount)
+    for (probe, path) in [("readinessProbe", "/healthz"), ("livenessProbe", "/livez")] {
         let get = &c[probe]["httpGet"];
         assert_eq!(
             (get["path"].as_str(), get["port"].as_u64()),
-            (Some("/healthz"), Some(5001))
+            (Some(path), Some(5001))
         );
     }
     assert_eq!(config["api"]["listen"].as_str(), Some("127.0.0.1:5001"));

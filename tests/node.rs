@@ -443,8 +443,17 @@ fn k2_a_full_disk_still_serves_fetched_blocks() {
             ..keyed(&key)
         },
     );
+    assert_eq!(crate::util::http(b.api, "GET", "/healthz").0, 200);
     // leave 40 MiB free, under the 64 MiB the store keeps
     std::fs::write(mnt.path().join("filler"), vec![0u8; 50 * MIB]).unwrap();
+    // not ready (M3: /healthz said ok with a full or dead store), but alive
+    let (status, body) = crate::util::http(b.api, "GET", "/healthz");
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        status == 503 && body.contains("disk full"),
+        "{status} {body}"
+    );
+    assert_eq!(crate::util::http(b.api, "GET", "/livez").0, 200);
     let got = b.ok(&["cat", &cid]);
     assert_eq!(sha256(&got), sha256(&data));
     assert!(

@@ -59,6 +59,7 @@ pub fn router(state: AppState, guard: guard::Guard) -> Router {
         .route("/api/v0/umount", post(mount::umount))
         .route("/api/v0/mounts", post(mount::mounts))
         .route("/healthz", axum::routing::get(healthz))
+        .route("/livez", axum::routing::get(livez))
         .fallback(error::unknown_command)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::disable());
@@ -76,12 +77,29 @@ pub fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", axum::routing::get(repo::metrics))
         .route("/healthz", axum::routing::get(healthz))
+        .route("/livez", axum::routing::get(livez))
         .with_state(Arc::new(state))
 }
 
-/// `GET /healthz`, for load balancers and Kubernetes probes: the daemon serves requests.
-async fn healthz() -> &'static str {
+/// `GET /livez`, for liveness probes: the daemon answers (a restart would not cure a full disk,
+/// and would drop every mount, so liveness does not look at the store).
+async fn livez() -> &'static str {
     "ok\n"
+}
+
+/// `GET /healthz`, for load balancers and readiness probes: `ok` while the daemon serves
+/// requests and its store can take writes; 503 with the reason when the store's disk is below
+/// its reserve or the database does not answer (M3: it said `ok` with a dead store).
+async fn healthz(
+    axum::extract::State(st): axum::extract::State<Arc<AppState>>,
+) -> (axum::http::StatusCode, String) {
+    match st.blocks.with_store(|s| s.health()).await {
+        Ok(()) => (axum::http::StatusCode::OK, "ok\n".into()),
+        Err(e) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("store: {e:#}\n"),
+        ),
+    }
 }
 
 /// A CID reference from a request; a bad one is the client's error.

@@ -152,6 +152,11 @@ pub trait Blocks: Send + Sync + 'static {
     }
     /// Removes a pin; `false` when `root` was not pinned.
     fn unpin(&self, root: &Cid) -> Result<bool, Error>;
+    /// Whether the store can take writes now: `Err` when its disk is below the reserve
+    /// (`store.min_free_mb`) or the database does not answer (for `/healthz`).
+    fn health(&self) -> Result<(), Error> {
+        Ok(())
+    }
     /// Every pinned root.
     fn pins(&self) -> Result<Vec<Cid>, Error>;
     /// Makes every earlier write durable.

@@ -285,6 +285,25 @@ impl Blocks for SledStore {
             .collect()
     }
 
+    fn health(&self) -> Result<(), Error> {
+        self.meta.get(CLEAN_KEY)?;
+        let s = &self.space;
+        if s.min_free > 0 {
+            let free = fs4::available_space(&s.path).map_err(|source| Error::FreeSpace {
+                path: s.path.clone(),
+                source,
+            })?;
+            if free < s.min_free {
+                return Err(Error::DiskFull {
+                    path: s.path.clone(),
+                    free_mb: free >> 20,
+                    min_free_mb: s.min_free >> 20,
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn flush(&self) -> Result<(), Error> {
         self.db.flush()?;
         if self.dirty.swap(false, Ordering::AcqRel) {
