@@ -48,6 +48,10 @@ struct SpaceGuard {
     path: std::path::PathBuf,
     min_free: u64,
     written: std::sync::atomic::AtomicU64,
+    /// Bytes put since this guard last flushed the database: sled keeps recent writes in
+    /// memory, so the free space read lags behind them by up to this much (times sled's
+    /// write amplification).
+    unflushed: std::sync::atomic::AtomicU64,
     low: AtomicBool,
 }
 
@@ -60,23 +64,41 @@ impl SpaceGuard {
             path: path.to_owned(),
             min_free,
             written: Default::default(),
+            unflushed: Default::default(),
             low: AtomicBool::new(false),
         })
     }
 
-    fn check(&self, incoming: u64) -> Result<(), Error> {
+    /// `flush` writes sled's buffered data out: called when what is buffered could bring the
+    /// disk under the reserve, so that the free space read afterwards is the real one (without
+    /// it, a fast `add` could finish in sled's cache before the disk showed it, and its pin's
+    /// flush then ran past the reserve).
+    fn check(&self, incoming: u64, flush: impl Fn() -> Result<(), Error>) -> Result<(), Error> {
         if self.min_free == 0 {
             return Ok(());
         }
+        let pending = self.unflushed.fetch_add(incoming, Ordering::Relaxed) + incoming;
         let written = self.written.fetch_add(incoming, Ordering::Relaxed) + incoming;
         if written < SPACE_CHECK_BYTES && !self.low.load(Ordering::Relaxed) {
             return Ok(());
         }
         self.written.store(0, Ordering::Relaxed);
-        let free = fs4::available_space(&self.path).map_err(|source| Error::FreeSpace {
-            path: self.path.clone(),
-            source,
-        })?;
+        let read_free = || {
+            fs4::available_space(&self.path).map_err(|source| Error::FreeSpace {
+                path: self.path.clone(),
+                source,
+            })
+        };
+        let mut free = read_free()?;
+        let worst = self
+            .min_free
+            .saturating_add(incoming.saturating_mul(4))
+            .saturating_add(pending.saturating_mul(3));
+        if free < worst {
+            flush()?;
+            self.unflushed.store(0, Ordering::Relaxed);
+            free = read_free()?;
+        }
         // sled may write a block several times over (log, then segment cleaning)
         let low = free < self.min_free.saturating_add(incoming.saturating_mul(4));
         self.low.store(low, Ordering::Relaxed);
@@ -219,7 +241,10 @@ impl Blocks for SledStore {
         if self.blocks.contains_key(&key)? {
             return Ok(());
         }
-        self.space.check(data.len() as u64)?;
+        self.space.check(data.len() as u64, || {
+            self.db.flush()?;
+            Ok(())
+        })?;
         self.mark_dirty()?;
         match self
             .blocks
