@@ -34,6 +34,18 @@ impl BlockService {
         }
     }
 
+    /// Fetches every DAG under `roots` (`parallel` blocks at a time), then pins them all at
+    /// once, all or none, holding off garbage collection from the first block to the pin.
+    /// Do not call it while holding a [`PinGuard`].
+    pub async fn fetch_and_pin(&self, roots: &[Cid], parallel: usize) -> anyhow::Result<()> {
+        let _guard = self.pin_guard().await;
+        for root in roots {
+            self.fetch_dag(*root, parallel).await?;
+        }
+        let roots = roots.to_vec();
+        self.with_store(move |s| s.pin_all(&roots)).await
+    }
+
     /// Holds off garbage collection until the guard drops (see [`BlockService`]'s `gc`).
     pub async fn pin_guard(&self) -> PinGuard {
         self.gc.clone().read_owned().await

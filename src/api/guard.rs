@@ -62,7 +62,7 @@ impl Guard {
     pub fn check(&self, headers: &HeaderMap, path: &str) -> Result<(), ApiError> {
         let r = &self.0;
         let text = |name: header::HeaderName| headers.get(name).map(|v| v.to_str().unwrap_or("?"));
-        let origin_allowed = |o: &str| r.origins.iter().any(|a| *a == normalise(o));
+        let origin_allowed = |o: &str| r.origins.contains(&normalise(o));
         if let Some(origin) = text(header::ORIGIN) {
             if !origin_allowed(origin) {
                 return Err(ApiError::Forbidden(format!(

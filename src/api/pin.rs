@@ -29,12 +29,7 @@ pub async fn add(
         return Err(ApiError::client("only recursive pins are supported"));
     }
     // all or none, as kubo: every DAG is fetched, then all are pinned at once
-    let _guard = st.blocks.pin_guard().await;
-    for root in &roots {
-        st.blocks.fetch_dag(*root, st.readahead).await?;
-    }
-    let pinned = roots.clone();
-    st.blocks.with_store(move |s| s.pin_all(&pinned)).await?;
+    st.blocks.fetch_and_pin(&roots, st.readahead).await?;
     if let Some(net) = st.blocks.net() {
         net.provide(roots.clone()).await?;
     }

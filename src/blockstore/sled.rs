@@ -83,13 +83,7 @@ impl SpaceGuard {
             return Ok(());
         }
         self.written.store(0, Ordering::Relaxed);
-        let read_free = || {
-            fs4::available_space(&self.path).map_err(|source| Error::FreeSpace {
-                path: self.path.clone(),
-                source,
-            })
-        };
-        let mut free = read_free()?;
+        let mut free = self.free()?;
         let worst = self
             .min_free
             .saturating_add(incoming.saturating_mul(4))
@@ -97,19 +91,32 @@ impl SpaceGuard {
         if free < worst {
             flush()?;
             self.unflushed.store(0, Ordering::Relaxed);
-            free = read_free()?;
+            free = self.free()?;
         }
         // sled may write a block several times over (log, then segment cleaning)
         let low = free < self.min_free.saturating_add(incoming.saturating_mul(4));
         self.low.store(low, Ordering::Relaxed);
         if low {
-            return Err(Error::DiskFull {
-                path: self.path.clone(),
-                free_mb: free >> 20,
-                min_free_mb: self.min_free >> 20,
-            });
+            return Err(self.full(free));
         }
         Ok(())
+    }
+
+    /// Free bytes on the store's filesystem now.
+    fn free(&self) -> Result<u64, Error> {
+        fs4::available_space(&self.path).map_err(|source| Error::FreeSpace {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// The error for `free` bytes left, under the reserve.
+    fn full(&self, free: u64) -> Error {
+        Error::DiskFull {
+            path: self.path.clone(),
+            free_mb: free >> 20,
+            min_free_mb: self.min_free >> 20,
+        }
     }
 }
 
@@ -314,16 +321,9 @@ impl Blocks for SledStore {
         self.meta.get(CLEAN_KEY)?;
         let s = &self.space;
         if s.min_free > 0 {
-            let free = fs4::available_space(&s.path).map_err(|source| Error::FreeSpace {
-                path: s.path.clone(),
-                source,
-            })?;
+            let free = s.free()?;
             if free < s.min_free {
-                return Err(Error::DiskFull {
-                    path: s.path.clone(),
-                    free_mb: free >> 20,
-                    min_free_mb: s.min_free >> 20,
-                });
+                return Err(s.full(free));
             }
         }
         Ok(())

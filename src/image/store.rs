@@ -117,12 +117,7 @@ impl BlobStore for crate::blockservice::BlockService {
     }
 
     async fn pin_all(&self, cids: &[Cid]) -> anyhow::Result<()> {
-        let _guard = self.pin_guard().await;
-        for cid in cids {
-            self.fetch_dag(*cid, 8).await?;
-        }
-        let cids = cids.to_vec();
-        self.with_store(move |s| s.pin_all(&cids)).await
+        self.fetch_and_pin(cids, 8).await
     }
 
     async fn cat_bytes(&self, cid: &Cid, offset: u64, len: Option<u64>) -> anyhow::Result<Vec<u8>> {
