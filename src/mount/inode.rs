@@ -224,8 +224,7 @@ pub fn overlay_form(toc: &Toc) -> Toc {
 /// about 10^12 bytes in [`Table::walk`].
 pub const PATH_MAX: usize = 4096;
 pub const NAME_MAX: usize = 255;
-/// Entries one layer's TOC may hold (a large distribution image has about 10^5).
-pub const MAX_ENTRIES: usize = 2_000_000;
+pub use crate::image::estargz::toc::MAX_ENTRIES;
 
 struct Builder {
     inodes: Vec<Inode>,

@@ -30,8 +30,41 @@ pub const TOC_VERSION: i32 = 1;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Toc {
     pub version: i32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded_entries")]
     pub entries: Vec<TocEntry>,
+}
+
+/// Entries one TOC may hold, chunk entries included (a large distribution layer has about
+/// 10^5). Enforced while the JSON is read, so a 64 MiB TOC of tiny entries is refused after
+/// at most this many entries (about 300 MB at its worst), not after all 4 million of them.
+pub const MAX_ENTRIES: usize = 1_000_000;
+
+/// `entries` read one at a time, refused at entry [`MAX_ENTRIES`] + 1; the vector grows as
+/// entries arrive rather than from any size the input claims.
+fn bounded_entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<TocEntry>, D::Error> {
+    struct Bounded;
+    impl<'de> serde::de::Visitor<'de> for Bounded {
+        type Value = Vec<TocEntry>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "an array of at most {MAX_ENTRIES} TOC entries")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+            while let Some(e) = seq.next_element::<TocEntry>()? {
+                if out.len() == MAX_ENTRIES {
+                    return Err(serde::de::Error::custom(format_args!(
+                        "more than {MAX_ENTRIES} entries"
+                    )));
+                }
+                out.push(e);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Bounded)
 }
 
 /// The `type` of a TOC entry.
@@ -349,6 +382,22 @@ pub(super) mod tests {
 		}
 	]
 }"#;
+
+    /// A TOC of more than [`MAX_ENTRIES`] entries is refused while it is read.
+    #[test]
+    fn too_many_entries_refused_while_reading() {
+        let one = r#"{"type":"dir","name":"d"},"#;
+        let mut json = String::from(r#"{"version":1,"entries":["#);
+        json.push_str(&one.repeat(MAX_ENTRIES));
+        json.push_str(r#"{"type":"dir","name":"e"}]}"#);
+        let err = parse(json.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("more than 1000000 entries"), "{err}");
+        let at_bound = json.replacen(one, "", 1);
+        assert_eq!(
+            parse(at_bound.as_bytes()).unwrap().entries.len(),
+            MAX_ENTRIES
+        );
+    }
 
     #[test]
     fn parses_every_field() {
