@@ -53,6 +53,26 @@ pub struct SnapshotterConfig {
     pub socket: std::path::PathBuf,
     /// Directory of the snapshots (relative: in the repo).
     pub root: std::path::PathBuf,
+    /// What a lazily served layer must show before containerd may use it under the chain ID
+    /// its image's config claims (which every later image with that chain ID then runs).
+    pub unverified_layers: UnverifiedLayers,
+    /// Longest full read of one layer when proving it (`verify-first`, `verify-after`).
+    pub verify_timeout_secs: u64,
+}
+
+/// `snapshotter.unverified_layers`: a layer not yet read whole on this node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnverifiedLayers {
+    /// Read it whole and check its DiffID before it is committed (later uses are lazy).
+    #[default]
+    VerifyFirst,
+    /// Commit it at once and check it in the background; withdrawn if it is not its DiffID.
+    /// Until then another image claiming the same chain ID could run it: for swarms whose
+    /// every publisher is trusted by every tenant of the node.
+    VerifyAfter,
+    /// Never check it (stargz-snapshotter's behaviour): single-tenant nodes only.
+    Trust,
 }
 
 impl Default for SnapshotterConfig {
@@ -60,7 +80,16 @@ impl Default for SnapshotterConfig {
         SnapshotterConfig {
             socket: "snapshotter.sock".into(),
             root: "snapshotter".into(),
+            unverified_layers: UnverifiedLayers::VerifyFirst,
+            verify_timeout_secs: 600,
         }
+    }
+}
+
+impl SnapshotterConfig {
+    /// `verify_timeout_secs` as a duration.
+    pub fn verify_timeout(&self) -> Duration {
+        Duration::from_secs(self.verify_timeout_secs)
     }
 }
 

@@ -167,12 +167,17 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
             mounts: mounts.clone(),
             timeout: config.mount.read_timeout(),
         };
-        let s = Arc::new(Snapshotter::open(&root, remote).with_context(|| {
+        let trust = snapshotter::Trust {
+            unverified: config.snapshotter.unverified_layers,
+            verify_timeout: config.snapshotter.verify_timeout(),
+        };
+        let s = Arc::new(Snapshotter::open(&root, remote, trust).with_context(|| {
             format!(
                 "opening the snapshotter at {} (snapshotter.root)",
                 root.display()
             )
         })?);
+        s.start_verifier();
         s.restore().await;
         let mut stopped = stopped.clone();
         let stop = async move {

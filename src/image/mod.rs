@@ -12,11 +12,13 @@
 //! - [`registry`]: a pull-only client of the OCI distribution API, with auth.
 //! - [`source`]: any of those opened as one verified image source.
 //! - [`convert`]: one layer checked and converted to eStargz.
+//! - [`diff_id`]: a gzip blob's digest and DiffID, fed in pieces (pure).
 //! - [`store`]: what push and pull need from a node ([`store::BlobStore`]) and progress.
 //! - [`push`], [`pull`] (with resolve) and [`inspect`]: the three commands.
 
 pub mod archive;
 pub mod convert;
+pub mod diff_id;
 pub mod estargz;
 pub mod gojson;
 pub mod inspect;

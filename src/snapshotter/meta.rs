@@ -75,7 +75,17 @@ pub fn now_nanos() -> i64 {
 pub struct Meta {
     db: sled::Db,
     tree: sled::Tree,
+    /// What is known of lazily served layers, by [`super::remote::Layer::proof_key`]: empty
+    /// for bytes proven to be their DiffID's, the reason for bytes proven not to be.
+    verdicts: sled::Tree,
     write: Mutex<()>,
+}
+
+/// What a full read found of a layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Proven,
+    Refused(String),
 }
 
 fn internal(what: &str, e: impl std::fmt::Display) -> Error {
@@ -93,9 +103,13 @@ impl Meta {
         let tree = db
             .open_tree("snapshots")
             .map_err(|e| anyhow::anyhow!("opening snapshot metadata {}: {e}", path.display()))?;
+        let verdicts = db
+            .open_tree("verdicts")
+            .map_err(|e| anyhow::anyhow!("opening snapshot metadata {}: {e}", path.display()))?;
         Ok(Meta {
             db,
             tree,
+            verdicts,
             write: Mutex::new(()),
         })
     }
@@ -154,6 +168,29 @@ impl Meta {
             .insert(key, Self::encode(s)?)
             .map_err(|e| internal("writing", e))?;
         Ok(())
+    }
+
+    /// What is known of the layer `key` names; None: not read whole yet.
+    pub fn verdict(&self, key: &str) -> Result<Option<Verdict>, Error> {
+        let v = self.verdicts.get(key).map_err(|e| internal("reading", e))?;
+        Ok(v.map(|v| match v.is_empty() {
+            true => Verdict::Proven,
+            false => Verdict::Refused(String::from_utf8_lossy(&v).into_owned()),
+        }))
+    }
+
+    /// Records what a full read of layer `key` found (on disk when this returns).
+    pub fn set_verdict(&self, key: &str, v: &Verdict) -> Result<(), Error> {
+        let value = match v {
+            Verdict::Proven => Vec::new(),
+            Verdict::Refused(why) if why.is_empty() => b"refused".to_vec(),
+            Verdict::Refused(why) => why.as_bytes().to_vec(),
+        };
+        let _w = self.lock();
+        self.verdicts
+            .insert(key, value)
+            .map_err(|e| internal("writing", e))?;
+        self.flush()
     }
 
     fn flush(&self) -> Result<(), Error> {

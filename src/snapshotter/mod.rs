@@ -24,6 +24,7 @@ pub mod proto;
 pub mod remote;
 #[cfg(test)]
 mod tests;
+pub mod verify;
 
 use anyhow::Context as _;
 use std::collections::BTreeMap;
@@ -31,9 +32,36 @@ use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _}
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use crate::config::UnverifiedLayers;
 use filter::Filter;
-use meta::{Kind, Meta, Named, Usage};
+use meta::{Kind, Meta, Named, Usage, Verdict};
 use remote::{Remote, REMOTE_LABEL, REMOTE_VALUE, TARGET_LABEL};
+use verify::Unproven;
+
+/// On a lazily served snapshot: the [`remote::Layer::proof_key`] of its layer.
+pub const LAYER_LABEL: &str = "containerd.io/snapshot/cidfs.layer";
+
+/// What a layer not yet read whole must show ([`UnverifiedLayers`]) and how long its full read
+/// may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Trust {
+    pub unverified: UnverifiedLayers,
+    pub verify_timeout: std::time::Duration,
+}
+
+impl Default for Trust {
+    fn default() -> Self {
+        Trust {
+            unverified: UnverifiedLayers::VerifyFirst,
+            verify_timeout: std::time::Duration::from_secs(600),
+        }
+    }
+}
+
+/// A committed lazily served layer to read whole in the background (`verify-after`).
+struct Job {
+    layer: remote::Layer,
+}
 
 /// Why a call failed; each maps to the gRPC code containerd's `errdefs` expects.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -73,24 +101,117 @@ pub struct Snapshotter {
     index_off: bool,
     /// Held while a snapshot directory exists without its record, and by `Cleanup`.
     dirs: tokio::sync::Mutex<()>,
+    trust: Trust,
+    /// Layers to prove in the background, and the receiving end until the verifier starts.
+    jobs: tokio::sync::mpsc::UnboundedSender<Job>,
+    queued: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Job>>>,
 }
 
 impl Snapshotter {
     /// Opens the snapshotter at `root` (created when missing).
-    pub fn open(root: &Path, remote: Remote) -> anyhow::Result<Snapshotter> {
+    pub fn open(root: &Path, remote: Remote, trust: Trust) -> anyhow::Result<Snapshotter> {
         std::fs::create_dir_all(root.join("snapshots"))
             .with_context(|| format!("creating {}", root.join("snapshots").display()))?;
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("chmod 700 {}", root.display()))?;
         let root = std::fs::canonicalize(root)?;
         let meta = Meta::open(&root.join("metadata.db"))?;
+        let (jobs, queued) = tokio::sync::mpsc::unbounded_channel();
         Ok(Snapshotter {
             root,
             meta,
             remote,
             index_off: Path::new("/sys/module/overlay/parameters/index").exists(),
             dirs: Default::default(),
+            trust,
+            jobs,
+            queued: std::sync::Mutex::new(Some(queued)),
         })
+    }
+
+    /// Starts proving, one at a time, the layers committed before they were read whole
+    /// (`verify-after`, and any left unproven by an earlier run or policy). A layer that is not
+    /// its DiffID is withdrawn: unmounted, its snapshots removed where nothing is built on
+    /// them, and every later mount of it refused. A layer that cannot be read now is tried
+    /// again a minute later.
+    pub fn start_verifier(self: &Arc<Self>) {
+        let Some(mut queued) = self.queued.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while let Some(job) = queued.recv().await {
+                let Some(s) = me.upgrade() else { return };
+                s.verify_in_background(job).await;
+            }
+        });
+    }
+
+    async fn verify_in_background(&self, job: Job) {
+        let key = job.layer.proof_key();
+        if !matches!(self.meta.verdict(&key), Ok(None)) {
+            return;
+        }
+        let blocks = self.remote.mounts.reader_parts().blocks;
+        let proof = verify::prove(&blocks, &job.layer.desc, &job.layer.diff_id);
+        match tokio::time::timeout(self.trust.verify_timeout, proof).await {
+            Ok(Ok(())) => {
+                tracing::info!("snapshotter: layer {} proven", job.layer.desc.digest);
+                if let Err(e) = self.meta.set_verdict(&key, &Verdict::Proven) {
+                    tracing::warn!("snapshotter: {e}");
+                }
+            }
+            Ok(Err(Unproven::Mismatch(why))) => self.withdraw(&key, why).await,
+            failed => {
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("no full read within {:?}", self.trust.verify_timeout),
+                };
+                tracing::warn!(
+                    "snapshotter: layer {} not proven yet ({why}); trying again in a minute",
+                    job.layer.desc.digest
+                );
+                let jobs = self.jobs.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                    let _ = jobs.send(job);
+                });
+            }
+        }
+    }
+
+    /// Records that layer `key` is not what its image claims, stops serving it and removes its
+    /// snapshots where containerd has built nothing on them.
+    async fn withdraw(&self, key: &str, why: String) {
+        tracing::error!("snapshotter: withdrawing a lazily served layer: {why}");
+        if let Err(e) = self.meta.set_verdict(key, &Verdict::Refused(why)) {
+            tracing::warn!("snapshotter: {e}");
+        }
+        let all = self.meta.all().unwrap_or_default();
+        for n in all
+            .iter()
+            .filter(|n| n.snapshot.labels.get(LAYER_LABEL).map(String::as_str) == Some(key))
+        {
+            let fs = self.fs_dir(n.snapshot.id);
+            if self.remote.mounts.is_mounted(&fs).await {
+                if let Err(e) = self.remote.mounts.unmount(&fs).await {
+                    tracing::warn!("snapshotter: unmounting {}: {e:#}", fs.display());
+                }
+            }
+            if let Err(e) = self.remove(&n.name).await {
+                tracing::warn!(
+                    "snapshotter: {:?} stays, refused to every mount: {e}",
+                    n.name
+                );
+            }
+        }
+    }
+
+    /// The error for a layer proven not to be what its image claims.
+    fn refused(name: &str, why: &str) -> Error {
+        Error::FailedPrecondition(format!(
+            "layer snapshot {name:?} is refused: its bytes are not what the image claims ({why})"
+        ))
     }
 
     pub fn root(&self) -> &Path {
@@ -128,8 +249,13 @@ impl Snapshotter {
         }
     }
 
-    /// Mounts a remote snapshot's layer unless it is mounted.
+    /// Mounts a remote snapshot's layer unless it is mounted; never one that was withdrawn.
     async fn ensure_mounted(&self, name: &str, s: &meta::Snapshot) -> Result<(), Error> {
+        if let Some(key) = s.labels.get(LAYER_LABEL) {
+            if let Some(Verdict::Refused(why)) = self.meta.verdict(key)? {
+                return Err(Self::refused(name, &why));
+            }
+        }
         let dir = self.fs_dir(s.id);
         if self.remote.mounts.is_mounted(&dir).await {
             return Ok(());
@@ -140,8 +266,20 @@ impl Snapshotter {
         let t = remote::target(&s.labels)
             .map_err(unavailable)?
             .ok_or_else(|| unavailable("its labels name no image".into()))?;
+        let layer = self
+            .remote
+            .resolve(&t)
+            .await
+            .map_err(|e| unavailable(format!("{e:#}")))?;
+        if self.trust.unverified != UnverifiedLayers::Trust
+            && self.meta.verdict(&layer.proof_key())?.is_none()
+        {
+            let _ = self.jobs.send(Job {
+                layer: layer.clone(),
+            });
+        }
         self.remote
-            .mount(&dir, &t)
+            .mount(&dir, &t, &layer)
             .await
             .map_err(|e| unavailable(format!("{e:#}")))?;
         Ok(())
@@ -208,7 +346,9 @@ impl Snapshotter {
     }
 
     /// Serves layer `t` at snapshot `s` and commits it as `target`; the error for `Prepare`,
-    /// or None when the layer is to be unpacked as usual.
+    /// or None when the layer is to be unpacked as usual. A layer not read whole before is
+    /// first proven ([`Trust`]); one that lies fails the `Prepare`, so the pull fails with
+    /// the reason instead of any image ever running it under the claimed chain ID.
     async fn prepare_remote(
         &self,
         key: &str,
@@ -217,13 +357,62 @@ impl Snapshotter {
         t: &remote::Target,
         labels: &BTreeMap<String, String>,
     ) -> Option<Error> {
+        let layer = match self.remote.resolve(t).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("snapshotter: not serving lazily, containerd unpacks it: {e:#}");
+                return None;
+            }
+        };
+        let proof_key = layer.proof_key();
+        let verdict = match self.meta.verdict(&proof_key) {
+            Ok(v) => v,
+            Err(e) => return Some(self.abandon(key, e).await),
+        };
+        match (&verdict, self.trust.unverified) {
+            (Some(Verdict::Refused(why)), _) => {
+                return Some(self.abandon(key, Self::refused(target, why)).await)
+            }
+            (None, UnverifiedLayers::VerifyFirst) => {
+                let blocks = self.remote.mounts.reader_parts().blocks;
+                let proof = verify::prove(&blocks, &layer.desc, &layer.diff_id);
+                match tokio::time::timeout(self.trust.verify_timeout, proof).await {
+                    Ok(Ok(())) => {
+                        if let Err(e) = self.meta.set_verdict(&proof_key, &Verdict::Proven) {
+                            return Some(self.abandon(key, e).await);
+                        }
+                    }
+                    Ok(Err(Unproven::Mismatch(why))) => {
+                        tracing::error!(
+                            "snapshotter: refusing layer {} of {}: {why}",
+                            t.layer,
+                            t.image
+                        );
+                        let _ = self
+                            .meta
+                            .set_verdict(&proof_key, &Verdict::Refused(why.clone()));
+                        return Some(self.abandon(key, Self::refused(target, &why)).await);
+                    }
+                    failed => {
+                        let why = match failed {
+                            Ok(Err(e)) => e.to_string(),
+                            _ => format!("no full read within {:?}", self.trust.verify_timeout),
+                        };
+                        tracing::warn!("snapshotter: layer {} not proven ({why}); containerd unpacks it (and checks its DiffID)", t.layer);
+                        return None;
+                    }
+                }
+            }
+            _ => {}
+        }
         let dir = self.fs_dir(s.id);
-        if let Err(e) = self.remote.mount(&dir, t).await {
+        if let Err(e) = self.remote.mount(&dir, t, &layer).await {
             tracing::warn!("snapshotter: not serving lazily, containerd unpacks it: {e:#}");
             return None;
         }
         let mut labels = labels.clone();
         labels.insert(REMOTE_LABEL.into(), REMOTE_VALUE.into());
+        labels.insert(LAYER_LABEL.into(), proof_key);
         match self.meta.commit(key, target, labels, Usage::default()) {
             Ok(_) => {
                 tracing::info!(
@@ -231,19 +420,25 @@ impl Snapshotter {
                     t.layer,
                     t.image
                 );
+                if verdict.is_none() && self.trust.unverified == UnverifiedLayers::VerifyAfter {
+                    let _ = self.jobs.send(Job { layer });
+                }
                 Some(Error::AlreadyExists(format!(
                     "target snapshot {target:?} exists (served lazily)"
                 )))
             }
-            Err(e) => {
-                // another Prepare committed the target first (AlreadyExists), or the commit
-                // failed: either way this snapshot goes (remove unmounts the layer)
-                if let Err(e) = self.remove(key).await {
-                    tracing::warn!("snapshotter: removing {key:?}: {e}");
-                }
-                Some(e)
-            }
+            // another Prepare committed the target first (AlreadyExists), or the commit
+            // failed: either way this snapshot goes (remove unmounts the layer)
+            Err(e) => Some(self.abandon(key, e).await),
         }
+    }
+
+    /// Removes the active snapshot `key` a failed remote `Prepare` made; returns `e`.
+    async fn abandon(&self, key: &str, e: Error) -> Error {
+        if let Err(e) = self.remove(key).await {
+            tracing::warn!("snapshotter: removing {key:?}: {e}");
+        }
+        e
     }
 
     /// `View`: a read-only snapshot of `parent`.

@@ -73,6 +73,23 @@ pub fn target(labels: &BTreeMap<String, String>) -> Result<Option<Target>, Strin
     }))
 }
 
+/// A layer of an image in the swarm, as the image describes it (claims, until proven).
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub desc: crate::image::oci::Descriptor,
+    /// The DiffID the image's config gives it.
+    pub diff_id: String,
+}
+
+impl Layer {
+    /// What a proof of this layer is recorded under: the blob's CID (its bytes) and the DiffID
+    /// proven for them.
+    pub fn proof_key(&self) -> String {
+        let cid = self.desc.cid().map(|c| c.to_string()).unwrap_or_default();
+        format!("{cid} {}", self.diff_id)
+    }
+}
+
 /// Mounts remote layers.
 #[derive(Clone)]
 pub struct Remote {
@@ -82,8 +99,8 @@ pub struct Remote {
 }
 
 impl Remote {
-    /// Mounts layer `t` at `dir`.
-    pub async fn mount(&self, dir: &Path, t: &Target) -> anyhow::Result<MountInfo> {
+    /// Finds layer `t` in its image: an eStargz layer (a TOC digest annotation) and its DiffID.
+    pub async fn resolve(&self, t: &Target) -> anyhow::Result<Layer> {
         let what = || format!("layer {} of {}", t.layer, t.reference);
         let work = async {
             let blocks = self.mounts.reader_parts().blocks;
@@ -101,14 +118,29 @@ impl Remote {
             if !desc.annotations.contains_key(ANNOTATION_TOC_DIGEST) {
                 bail!("the layer is not eStargz (no {ANNOTATION_TOC_DIGEST} annotation)");
             }
-            self.mounts
-                .mount_layer(dir, &t.image.to_string(), &desc, &diff_id)
-                .await
+            Ok(Layer { desc, diff_id })
         };
+        self.bounded(work).await.with_context(what)
+    }
+
+    /// Mounts `layer` (of target `t`) at `dir`.
+    pub async fn mount(&self, dir: &Path, t: &Target, layer: &Layer) -> anyhow::Result<MountInfo> {
+        let image = t.image.to_string();
+        let work = self
+            .mounts
+            .mount_layer(dir, &image, &layer.desc, &layer.diff_id);
+        self.bounded(work)
+            .await
+            .with_context(|| format!("layer {} of {}", t.layer, t.reference))
+    }
+
+    async fn bounded<T>(
+        &self,
+        work: impl std::future::Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
         tokio::time::timeout(self.timeout, work)
             .await
             .map_err(|_| anyhow!("no answer within {:?}", self.timeout))
             .and_then(|r| r)
-            .with_context(what)
     }
 }

@@ -226,7 +226,7 @@ fn fixture() -> Fixture {
         mounts,
         timeout: Duration::from_secs(2),
     };
-    let s = Snapshotter::open(&dir.path().join("sn"), remote).unwrap();
+    let s = Snapshotter::open(&dir.path().join("sn"), remote, Default::default()).unwrap();
     Fixture { _dir: dir, s }
 }
 

@@ -503,17 +503,22 @@ impl Containerd {
         self.ctr_ok(&args)
     }
 
-    /// `ctr-remote --address SOCK --namespace default ARGS…`, bounded; panics (with the daemon
-    /// log) on failure, returns stdout.
-    #[track_caller]
-    pub fn ctr_remote_ok(&self, args: &[&str]) -> String {
+    /// `ctr-remote --address SOCK --namespace default ARGS…`, bounded; output whatever the
+    /// status.
+    pub fn ctr_remote(&self, args: &[&str]) -> Output {
         let mut c = Command::new("ctr-remote");
         c.arg("--address")
             .arg(&self.sock)
             .args(["--namespace", CTR_NAMESPACE])
             .args(args)
             .stdin(Stdio::null());
-        let out = run_bounded(c, CMD_TIMEOUT);
+        run_bounded(c, CMD_TIMEOUT)
+    }
+
+    /// [`Self::ctr_remote`], panicking (with the daemon log) on failure; returns stdout.
+    #[track_caller]
+    pub fn ctr_remote_ok(&self, args: &[&str]) -> String {
+        let out = self.ctr_remote(args);
         if !out.status.success() {
             eprintln!("--- containerd log ---\n{}", self.log());
         }

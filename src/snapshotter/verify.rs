@@ -1,0 +1,87 @@
+//! Proving a layer before its bytes may stand for a chain ID: the whole blob read through the
+//! node (the CID in its `ipfs://` URL), its digest and size checked against the manifest's
+//! descriptor and its DiffID against the config's. The hashing ([`crate::image::diff_id`]) runs
+//! on a blocking thread fed as blocks arrive; nothing is kept but the blocks in the store.
+//!
+//! Why: containerd names a committed snapshot by the chain ID of the DiffIDs an image's config
+//! *claims*, and any later image with that chain ID uses the snapshot without looking at its
+//! bytes. A layer served lazily has not been read, so its DiffID is a claim until proven.
+
+use anyhow::anyhow;
+use futures::StreamExt as _;
+
+use crate::blockservice::BlockService;
+use crate::image::diff_id::LayerDigests;
+use crate::image::oci::Descriptor;
+
+/// Why a layer is not proven.
+#[derive(Debug, thiserror::Error)]
+pub enum Unproven {
+    /// The bytes are not what the image says they are: the layer must never be served.
+    #[error("{0}")]
+    Mismatch(String),
+    /// The bytes could not be read (yet): nothing is known.
+    #[error("reading the layer whole: {0:#}")]
+    Unreachable(anyhow::Error),
+}
+
+/// Pieces in flight between the fetch and the hashing thread.
+const IN_FLIGHT: usize = 8;
+
+/// Reads layer `desc` whole and checks it against its descriptor and against `diff_id`.
+pub async fn prove(
+    blocks: &BlockService,
+    desc: &Descriptor,
+    diff_id: &str,
+) -> Result<(), Unproven> {
+    let unreachable = |e: anyhow::Error| Unproven::Unreachable(e);
+    let cid = desc.cid().map_err(|e| unreachable(anyhow!("{e}")))?;
+    let claimed = u64::try_from(desc.size)
+        .map_err(|_| Unproven::Mismatch(format!("layer {}: negative size", desc.digest)))?;
+    // one byte past the claimed size is enough to tell a longer blob apart
+    let pieces = crate::unixfs::cat(blocks.session(), cid, 0, Some(claimed + 1), 32);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(IN_FLIGHT);
+    let hashing = tokio::task::spawn_blocking(move || {
+        let mut d = LayerDigests::default();
+        while let Some(piece) = rx.blocking_recv() {
+            d.update(&piece)?;
+        }
+        d.finish()
+    });
+    futures::pin_mut!(pieces);
+    let mut fetched = Ok(());
+    while let Some(piece) = pieces.next().await {
+        match piece {
+            Ok(p) => {
+                if tx.send(p).await.is_err() {
+                    break; // the hasher stopped: not gzip
+                }
+            }
+            Err(e) => {
+                fetched = Err(e);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let hashed = hashing
+        .await
+        .map_err(|e| unreachable(anyhow!("the hashing thread failed: {e}")))?;
+    fetched.map_err(unreachable)?;
+    let got = hashed.map_err(|e| {
+        Unproven::Mismatch(format!("layer {}: its blob is not gzip: {e}", desc.digest))
+    })?;
+    if got.len != claimed || got.blob != desc.digest {
+        return Err(Unproven::Mismatch(format!(
+            "layer {}: the blob {cid} is {} bytes hashing to {}, not the {claimed} bytes the manifest says",
+            desc.digest, got.len, got.blob
+        )));
+    }
+    if got.diff_id != diff_id {
+        return Err(Unproven::Mismatch(format!(
+            "layer {}: its bytes gunzip to DiffID {}, but the image's config claims {diff_id}",
+            desc.digest, got.diff_id
+        )));
+    }
+    Ok(())
+}
