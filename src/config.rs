@@ -43,6 +43,8 @@ pub struct Config {
     pub layer_store: LayerStoreConfig,
     /// `[snapshotter]`: the containerd snapshotter.
     pub snapshotter: SnapshotterConfig,
+    /// `[trust]`: what a lazily served layer must show first.
+    pub trust: Trust,
 }
 
 /// `[snapshotter]` section.
@@ -53,21 +55,45 @@ pub struct SnapshotterConfig {
     pub socket: std::path::PathBuf,
     /// Directory of the snapshots (relative: in the repo).
     pub root: std::path::PathBuf,
-    /// What a lazily served layer must show before containerd may use it under the chain ID
-    /// its image's config claims (which every later image with that chain ID then runs).
+}
+
+/// `[trust]` section: what a layer served lazily (by the containerd snapshotter or the layer
+/// store) must show before a container runtime may record it under the DiffID its image's
+/// config claims: containerd names snapshots by the chain IDs of those DiffIDs, and
+/// containers/storage finds layers by them, so every later image that claims the same
+/// DiffIDs would run the bytes without looking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Trust {
     pub unverified_layers: UnverifiedLayers,
-    /// Longest full read of one layer when proving it (`verify-first`, `verify-after`).
+    /// Longest full read of one layer when proving it.
     pub verify_timeout_secs: u64,
 }
 
-/// `snapshotter.unverified_layers`: a layer not yet read whole on this node.
+impl Default for Trust {
+    fn default() -> Self {
+        Trust {
+            unverified_layers: UnverifiedLayers::VerifyFirst,
+            verify_timeout_secs: 600,
+        }
+    }
+}
+
+impl Trust {
+    /// `verify_timeout_secs` as a duration.
+    pub fn verify_timeout(&self) -> Duration {
+        Duration::from_secs(self.verify_timeout_secs)
+    }
+}
+
+/// `trust.unverified_layers`: a layer not yet read whole on this node.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum UnverifiedLayers {
     /// Read it whole and check its DiffID before it is committed (later uses are lazy).
     #[default]
     VerifyFirst,
-    /// Commit it at once and check it in the background; withdrawn if it is not its DiffID.
+    /// Serve it at once and check it in the background; withdrawn if it is not its DiffID.
     /// Until then another image claiming the same chain ID could run it: for swarms whose
     /// every publisher is trusted by every tenant of the node.
     VerifyAfter,
@@ -80,16 +106,7 @@ impl Default for SnapshotterConfig {
         SnapshotterConfig {
             socket: "snapshotter.sock".into(),
             root: "snapshotter".into(),
-            unverified_layers: UnverifiedLayers::VerifyFirst,
-            verify_timeout_secs: 600,
         }
-    }
-}
-
-impl SnapshotterConfig {
-    /// `verify_timeout_secs` as a duration.
-    pub fn verify_timeout(&self) -> Duration {
-        Duration::from_secs(self.verify_timeout_secs)
     }
 }
 

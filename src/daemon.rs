@@ -135,7 +135,7 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         instruments.clone(),
     )?;
     if !config.layer_store.mountpoint.as_os_str().is_empty() {
-        let m = crate::store::mount(&mounts, &config.layer_store.mountpoint)
+        let m = crate::store::mount(&mounts, &config.layer_store.mountpoint, config.trust)
             .await
             .context("mounting the layer store (layer_store.mountpoint; --layer-store)")?;
         info!("layer store mounted at {}", m.dir.display());
@@ -167,16 +167,14 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
             mounts: mounts.clone(),
             timeout: config.mount.read_timeout(),
         };
-        let trust = snapshotter::Trust {
-            unverified: config.snapshotter.unverified_layers,
-            verify_timeout: config.snapshotter.verify_timeout(),
-        };
-        let s = Arc::new(Snapshotter::open(&root, remote, trust).with_context(|| {
-            format!(
-                "opening the snapshotter at {} (snapshotter.root)",
-                root.display()
-            )
-        })?);
+        let s = Arc::new(
+            Snapshotter::open(&root, remote, config.trust).with_context(|| {
+                format!(
+                    "opening the snapshotter at {} (snapshotter.root)",
+                    root.display()
+                )
+            })?,
+        );
         s.start_verifier();
         s.restore().await;
         let mut stopped = stopped.clone();

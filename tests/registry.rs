@@ -5,10 +5,12 @@
 
 use crate::images::dockerd::Dockerd;
 use crate::images::gen::{self, GenSpec, HELLO_LINE};
+use crate::images::hostile::{claiming, diff_ids_of};
 use crate::images::runtimes::{skopeo_ok, Podman};
 use crate::images::tree::{assert_same_tree, tree_of_layers};
 use crate::mount::{generate_and_push, MountPoint};
-use crate::util::pair;
+use crate::util::{pair, Daemon};
+use std::path::Path;
 
 #[test]
 fn skopeo_podman_and_docker_pull_through_the_registry_endpoint() {
@@ -124,29 +126,11 @@ fn skopeo_podman_and_docker_pull_through_the_registry_endpoint() {
     assert_eq!(id.trim(), config, "docker's image id is the config digest");
 }
 
-/// Podman with the additional layer store of node B: `podman run B/ipfs/<CID>` takes the layers
-/// from the store (lazily, by bitswap from A), not from the registry endpoint.
-#[test]
-fn podman_runs_from_the_additional_layer_store_without_pulling_layers() {
-    // declared before B: dropped after it, unmounting whatever B left
-    let store = MountPoint::new();
-    let mnt = store.path().to_path_buf();
-    let (a, b) = pair(Some(&format!(
-        "[layer_store]\nmountpoint = \"{}\"\n",
-        mnt.display()
-    )));
-    let (_img, cid) = generate_and_push(
-        &a,
-        GenSpec {
-            busybox: true,
-            big_file_size: 64 << 20,
-            ..Default::default()
-        },
-    );
-    let blocks_on_a = a.stat_u64("NumObjects");
-    let reference = format!("{}/ipfs/{cid}:latest", b.registry);
+/// Podman set up as `deploy/podman` says, with B's registry endpoint and the layer store at
+/// `mnt`; the `--storage-opt` that names the store.
+fn podman_with_store(b: &Daemon, mnt: &Path) -> (Podman, String) {
     let podman = Podman::new();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/podman");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/podman");
     let conf = podman.dir.path();
     let drop_in = std::fs::read_to_string(root.join("registries.conf")).expect("snippet");
     let registries = conf.join("registries.conf");
@@ -162,6 +146,88 @@ fn podman_runs_from_the_additional_layer_store_without_pulling_layers() {
         "deploy/podman/storage.conf has {line}"
     );
     let opt = format!("overlay.additionallayerstore={}:ref", mnt.display());
+    (podman, opt)
+}
+
+/// Finding 4 through Podman (containers/storage finds layers by the DiffIDs images claim):
+/// under the default (`verify-first`) the store reads each layer whole before handing it over,
+/// so the layers of an image that claims another image's DiffIDs are never handed over, and the
+/// real image, pulled after it, runs its own bytes from the store.
+#[test]
+fn podman_is_never_handed_a_layer_whose_image_lies_about_its_diff_id() {
+    let store = MountPoint::new();
+    let mnt = store.path().to_path_buf();
+    let (a, b) = pair(Some(&format!(
+        "[layer_store]\nmountpoint = \"{}\"\n",
+        mnt.display()
+    )));
+    let spec = |seed| GenSpec {
+        busybox: true,
+        big_file_size: 1 << 20,
+        seed,
+        ..Default::default()
+    };
+    let (_, victim) = generate_and_push(&a, spec(1));
+    let (_, other) = generate_and_push(&a, spec(2));
+    let (_, victim_ids) = diff_ids_of(&a, &victim);
+    let hostile = claiming(&a, &other, &victim_ids);
+    let (podman, opt) = podman_with_store(&b, &mnt);
+    // podman falls back to the registry endpoint and its own checks; whatever it decides, the
+    // store never hands the lying layers over
+    let _ = podman.podman(&[
+        "--storage-opt",
+        &opt,
+        "pull",
+        &format!("{}/ipfs/{hostile}:latest", b.registry),
+    ]);
+    let log = b.log();
+    assert!(
+        log.contains("layer store: refusing a layer") && log.contains("DiffID"),
+        "{log}"
+    );
+    let out = podman.podman(&[
+        "--storage-opt",
+        &opt,
+        "run",
+        "--rm",
+        &format!("{}/ipfs/{victim}:latest", b.registry),
+        "cat",
+        "/a/b/c/deep.bin",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout == gen::xorshift_bytes(1 + 1, 4097),
+        "the real image ran other bytes"
+    );
+}
+
+/// Podman with the additional layer store of node B: `podman run B/ipfs/<CID>` takes the layers
+/// from the store (lazily, by bitswap from A), not from the registry endpoint.
+#[test]
+fn podman_runs_from_the_additional_layer_store_without_pulling_layers() {
+    // declared before B: dropped after it, unmounting whatever B left
+    let store = MountPoint::new();
+    let mnt = store.path().to_path_buf();
+    // layers handed over without a full read (see the next test for the default)
+    let (a, b) = pair(Some(&format!(
+        "[layer_store]\nmountpoint = \"{}\"\n[trust]\nunverified_layers = \"trust\"\n",
+        mnt.display()
+    )));
+    let (_img, cid) = generate_and_push(
+        &a,
+        GenSpec {
+            busybox: true,
+            big_file_size: 64 << 20,
+            ..Default::default()
+        },
+    );
+    let blocks_on_a = a.stat_u64("NumObjects");
+    let reference = format!("{}/ipfs/{cid}:latest", b.registry);
+    let (podman, opt) = podman_with_store(&b, &mnt);
     let out = podman.podman_ok(&[
         "--storage-opt",
         &opt,

@@ -23,6 +23,7 @@ pub mod fs;
 pub mod inode;
 pub mod layer;
 mod prefetch;
+pub mod proof;
 pub mod reader;
 
 use anyhow::{anyhow, bail, Context as _};

@@ -75,18 +75,13 @@ pub fn now_nanos() -> i64 {
 pub struct Meta {
     db: sled::Db,
     tree: sled::Tree,
-    /// What is known of lazily served layers, by [`super::remote::Layer::proof_key`]: empty
+    /// What is known of lazily served layers, by [`crate::mount::proof::key`]: empty
     /// for bytes proven to be their DiffID's, the reason for bytes proven not to be.
     verdicts: sled::Tree,
     write: Mutex<()>,
 }
 
-/// What a full read found of a layer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    Proven,
-    Refused(String),
-}
+pub use crate::mount::proof::Verdict;
 
 fn internal(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("snapshot metadata: {what}: {e}"))

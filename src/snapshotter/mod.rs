@@ -24,7 +24,6 @@ pub mod proto;
 pub mod remote;
 #[cfg(test)]
 mod tests;
-pub mod verify;
 
 use anyhow::Context as _;
 use std::collections::BTreeMap;
@@ -32,31 +31,14 @@ use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _}
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use crate::config::UnverifiedLayers;
+pub use crate::config::{Trust, UnverifiedLayers};
+use crate::mount::proof::{self, Unproven};
 use filter::Filter;
 use meta::{Kind, Meta, Named, Usage, Verdict};
 use remote::{Remote, REMOTE_LABEL, REMOTE_VALUE, TARGET_LABEL};
-use verify::Unproven;
 
 /// On a lazily served snapshot: the [`remote::Layer::proof_key`] of its layer.
 pub const LAYER_LABEL: &str = "containerd.io/snapshot/cidfs.layer";
-
-/// What a layer not yet read whole must show ([`UnverifiedLayers`]) and how long its full read
-/// may take.
-#[derive(Debug, Clone, Copy)]
-pub struct Trust {
-    pub unverified: UnverifiedLayers,
-    pub verify_timeout: std::time::Duration,
-}
-
-impl Default for Trust {
-    fn default() -> Self {
-        Trust {
-            unverified: UnverifiedLayers::VerifyFirst,
-            verify_timeout: std::time::Duration::from_secs(600),
-        }
-    }
-}
 
 /// A committed lazily served layer to read whole in the background (`verify-after`).
 struct Job {
@@ -153,22 +135,23 @@ impl Snapshotter {
             return;
         }
         let blocks = self.remote.mounts.reader_parts().blocks;
-        let proof = verify::prove(&blocks, &job.layer.desc, &job.layer.diff_id);
-        match tokio::time::timeout(self.trust.verify_timeout, proof).await {
-            Ok(Ok(())) => {
+        let proof = proof::prove_within(
+            &blocks,
+            &job.layer.desc,
+            &job.layer.diff_id,
+            self.trust.verify_timeout(),
+        );
+        match proof.await {
+            Ok(()) => {
                 tracing::info!("snapshotter: layer {} proven", job.layer.desc.digest);
                 if let Err(e) = self.meta.set_verdict(&key, &Verdict::Proven) {
                     tracing::warn!("snapshotter: {e}");
                 }
             }
-            Ok(Err(Unproven::Mismatch(why))) => self.withdraw(&key, why).await,
-            failed => {
-                let why = match failed {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => format!("no full read within {:?}", self.trust.verify_timeout),
-                };
+            Err(Unproven::Mismatch(why)) => self.withdraw(&key, why).await,
+            Err(e) => {
                 tracing::warn!(
-                    "snapshotter: layer {} not proven yet ({why}); trying again in a minute",
+                    "snapshotter: layer {} not proven yet ({e}); trying again in a minute",
                     job.layer.desc.digest
                 );
                 let jobs = self.jobs.clone();
@@ -271,7 +254,7 @@ impl Snapshotter {
             .resolve(&t)
             .await
             .map_err(|e| unavailable(format!("{e:#}")))?;
-        if self.trust.unverified != UnverifiedLayers::Trust
+        if self.trust.unverified_layers != UnverifiedLayers::Trust
             && self.meta.verdict(&layer.proof_key())?.is_none()
         {
             let _ = self.jobs.send(Job {
@@ -369,20 +352,25 @@ impl Snapshotter {
             Ok(v) => v,
             Err(e) => return Some(self.abandon(key, e).await),
         };
-        match (&verdict, self.trust.unverified) {
+        match (&verdict, self.trust.unverified_layers) {
             (Some(Verdict::Refused(why)), _) => {
                 return Some(self.abandon(key, Self::refused(target, why)).await)
             }
             (None, UnverifiedLayers::VerifyFirst) => {
                 let blocks = self.remote.mounts.reader_parts().blocks;
-                let proof = verify::prove(&blocks, &layer.desc, &layer.diff_id);
-                match tokio::time::timeout(self.trust.verify_timeout, proof).await {
-                    Ok(Ok(())) => {
+                let proof = proof::prove_within(
+                    &blocks,
+                    &layer.desc,
+                    &layer.diff_id,
+                    self.trust.verify_timeout(),
+                );
+                match proof.await {
+                    Ok(()) => {
                         if let Err(e) = self.meta.set_verdict(&proof_key, &Verdict::Proven) {
                             return Some(self.abandon(key, e).await);
                         }
                     }
-                    Ok(Err(Unproven::Mismatch(why))) => {
+                    Err(Unproven::Mismatch(why)) => {
                         tracing::error!(
                             "snapshotter: refusing layer {} of {}: {why}",
                             t.layer,
@@ -393,12 +381,8 @@ impl Snapshotter {
                             .set_verdict(&proof_key, &Verdict::Refused(why.clone()));
                         return Some(self.abandon(key, Self::refused(target, &why)).await);
                     }
-                    failed => {
-                        let why = match failed {
-                            Ok(Err(e)) => e.to_string(),
-                            _ => format!("no full read within {:?}", self.trust.verify_timeout),
-                        };
-                        tracing::warn!("snapshotter: layer {} not proven ({why}); containerd unpacks it (and checks its DiffID)", t.layer);
+                    Err(e) => {
+                        tracing::warn!("snapshotter: layer {} not proven ({e}); containerd unpacks it (and checks its DiffID)", t.layer);
                         return None;
                     }
                 }
@@ -420,7 +404,9 @@ impl Snapshotter {
                     t.layer,
                     t.image
                 );
-                if verdict.is_none() && self.trust.unverified == UnverifiedLayers::VerifyAfter {
+                if verdict.is_none()
+                    && self.trust.unverified_layers == UnverifiedLayers::VerifyAfter
+                {
                     let _ = self.jobs.send(Job { layer });
                 }
                 Some(Error::AlreadyExists(format!(

@@ -85,8 +85,7 @@ impl Layer {
     /// What a proof of this layer is recorded under: the blob's CID (its bytes) and the DiffID
     /// proven for them.
     pub fn proof_key(&self) -> String {
-        let cid = self.desc.cid().map(|c| c.to_string()).unwrap_or_default();
-        format!("{cid} {}", self.diff_id)
+        crate::mount::proof::key(&self.desc, &self.diff_id)
     }
 }
 

@@ -21,11 +21,13 @@ use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
 
 use super::layout::{self, ImageRef, Info};
+use crate::config::{Trust, UnverifiedLayers};
 use crate::image::oci::Descriptor;
 use crate::image::pull;
 use crate::metrics::FuseReads;
 use crate::mount::fs::{reply_entries, spawn_read_reply, xattr_reply, Tree, TTL};
 use crate::mount::inode::ROOT;
+use crate::mount::proof::{self, Unproven, Verdict, Verdicts};
 use crate::mount::ReaderParts;
 
 /// Inodes below this are the store's own; trees start at `1 << 32`.
@@ -91,6 +93,8 @@ pub struct StoreFs {
     reads: FuseReads,
     nodes: Arc<Mutex<Nodes>>,
     rt: tokio::runtime::Handle,
+    trust: Trust,
+    verdicts: Arc<Verdicts>,
 }
 
 fn lock(m: &Mutex<Nodes>) -> std::sync::MutexGuard<'_, Nodes> {
@@ -126,12 +130,14 @@ fn tree_ino(slot: usize, ino: u64) -> u64 {
 }
 
 impl StoreFs {
-    pub fn new(parts: ReaderParts, rt: tokio::runtime::Handle) -> Self {
+    pub fn new(parts: ReaderParts, rt: tokio::runtime::Handle, trust: Trust) -> Self {
         StoreFs {
             reads: parts.metrics.fuse("layer_store"),
             parts,
             nodes: Arc::default(),
             rt,
+            trust,
+            verdicts: Arc::default(),
         }
     }
 
@@ -165,6 +171,56 @@ impl StoreFs {
 async fn layers_of(parts: &ReaderParts, r: &ImageRef) -> anyhow::Result<Vec<(Descriptor, String)>> {
     let resolved = pull::resolve(&parts.blocks, r.image, &[]).await?;
     Ok(resolved.one_image()?.layers_with_diff_ids()?.1)
+}
+
+/// Whether layer `desc` may be handed to containers/storage, which records it under `diff_id`
+/// and hands it to every later image claiming that DiffID ([`Trust`]). A layer proven to lie,
+/// or not proven under `verify-first`, is not found: containers/storage then pulls the blob
+/// itself and checks its digests.
+async fn admit(
+    parts: &ReaderParts,
+    trust: Trust,
+    verdicts: &Arc<Verdicts>,
+    desc: &Descriptor,
+    diff_id: &str,
+) -> bool {
+    let key = proof::key(desc, diff_id);
+    match (verdicts.get(&key), trust.unverified_layers) {
+        (Some(Verdict::Refused(_)), _) => false,
+        (Some(Verdict::Proven), _) | (None, UnverifiedLayers::Trust) => true,
+        (None, UnverifiedLayers::VerifyFirst) => {
+            let p = proof::prove_within(&parts.blocks, desc, diff_id, trust.verify_timeout());
+            judge(verdicts, key, p.await)
+        }
+        (None, UnverifiedLayers::VerifyAfter) => {
+            let (parts, verdicts, desc) = (parts.clone(), verdicts.clone(), desc.clone());
+            let diff_id = diff_id.to_string();
+            tokio::spawn(async move {
+                let p = proof::prove_within(&parts.blocks, &desc, &diff_id, trust.verify_timeout());
+                judge(&verdicts, key, p.await);
+            });
+            true
+        }
+    }
+}
+
+/// Records what a full read found; whether the layer is proven.
+fn judge(verdicts: &Verdicts, key: String, proof: Result<(), Unproven>) -> bool {
+    match proof {
+        Ok(()) => {
+            verdicts.set(key, Verdict::Proven);
+            true
+        }
+        Err(Unproven::Mismatch(why)) => {
+            tracing::error!("layer store: refusing a layer: {why}");
+            verdicts.set(key, Verdict::Refused(why));
+            false
+        }
+        Err(e) => {
+            tracing::warn!("layer store: a layer is not proven: {e}");
+            false
+        }
+    }
 }
 
 /// Opens a layer as its own tree in overlayfs lower-dir form.
@@ -201,6 +257,7 @@ impl Filesystem for StoreFs {
             };
         }
         let (parts, nodes) = (self.parts.clone(), self.nodes.clone());
+        let (trust, verdicts) = (self.trust, self.verdicts.clone());
         if parent == ROOT {
             let Ok(r) = layout::parse_ref_dir(&name) else {
                 return reply.error(Errno::ENOENT);
@@ -232,6 +289,9 @@ impl Filesystem for StoreFs {
                         return reply.error(Errno::ENOENT);
                     };
                     let (desc, diff_id) = layers[i].clone();
+                    if !admit(&parts, trust, &verdicts, &desc, &diff_id).await {
+                        return reply.error(Errno::ENOENT);
+                    }
                     let mut n = lock(&nodes);
                     let layer = n.add(
                         parent,
@@ -252,8 +312,11 @@ impl Filesystem for StoreFs {
                     reply.entry(&TTL, &dir_attr(layer), fuser::Generation(0));
                 });
             }
-            // `diff`: open the layer's tree
+            // `diff`: open the layer's tree (never of a layer refused since it was found)
             Some(Err((desc, diff_id))) if name == "diff" => {
+                if let Some(Verdict::Refused(_)) = verdicts.get(&proof::key(&desc, &diff_id)) {
+                    return reply.error(Errno::ENOENT);
+                }
                 self.rt.spawn(async move {
                     let existing = match lock(&nodes).get(parent) {
                         Some(Node::Layer { tree: Some(s), .. }) => Some(*s),

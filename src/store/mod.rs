@@ -23,11 +23,19 @@ use crate::image::oci::Platform;
 use crate::mount::{MountInfo, Mounts};
 
 /// Mounts the layer store at `dir` (created when missing), registered with the daemon's mounts.
-pub async fn mount(mounts: &Mounts, dir: &Path) -> anyhow::Result<MountInfo> {
+pub async fn mount(
+    mounts: &Mounts,
+    dir: &Path,
+    trust: crate::config::Trust,
+) -> anyhow::Result<MountInfo> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir =
         std::fs::canonicalize(dir).with_context(|| format!("layer store {}", dir.display()))?;
-    let fs = fs::StoreFs::new(mounts.reader_parts(), tokio::runtime::Handle::current());
+    let fs = fs::StoreFs::new(
+        mounts.reader_parts(),
+        tokio::runtime::Handle::current(),
+        trust,
+    );
     let info = MountInfo {
         dir,
         image: "additional-layer-store".into(),

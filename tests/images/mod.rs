@@ -18,6 +18,7 @@
 pub mod dirtree;
 pub mod dockerd;
 pub mod gen;
+pub mod hostile;
 pub mod runtimes;
 pub mod tree;
 

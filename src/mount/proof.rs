@@ -1,4 +1,5 @@
-//! Proving a layer before its bytes may stand for a chain ID: the whole blob read through the
+//! Proving a layer before its bytes may stand for its DiffID (containerd's chain IDs,
+//! containers/storage's layer lookups): the whole blob read through the
 //! node (the CID in its `ipfs://` URL), its digest and size checked against the manifest's
 //! descriptor and its DiffID against the config's. The hashing ([`crate::image::diff_id`]) runs
 //! on a blocking thread fed as blocks arrive; nothing is kept but the blocks in the store.
@@ -23,6 +24,64 @@ pub enum Unproven {
     /// The bytes could not be read (yet): nothing is known.
     #[error("reading the layer whole: {0:#}")]
     Unreachable(anyhow::Error),
+}
+
+/// What a full read found of a layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Proven,
+    Refused(String),
+}
+
+/// What a verdict is recorded under: the blob's CID (its bytes) and the DiffID claimed for
+/// them.
+pub fn key(desc: &Descriptor, diff_id: &str) -> String {
+    let cid = desc.cid().map(|c| c.to_string()).unwrap_or_default();
+    format!("{cid} {diff_id}")
+}
+
+/// Verdicts kept in memory (the layer store's), at most [`Verdicts::MAX`]: past that a layer
+/// is proven again when next looked up.
+#[derive(Default)]
+pub struct Verdicts(std::sync::Mutex<std::collections::HashMap<String, Verdict>>);
+
+impl Verdicts {
+    pub const MAX: usize = 65_536;
+
+    pub fn get(&self, key: &str) -> Option<Verdict> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    pub fn set(&self, key: String, v: Verdict) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= Self::MAX {
+            // refusals are worth more than proofs: a proof can be redone
+            m.retain(|_, v| *v != Verdict::Proven);
+        }
+        if m.len() < Self::MAX {
+            m.insert(key, v);
+        }
+    }
+}
+
+/// [`prove`], given up after `timeout` (then nothing is known).
+pub async fn prove_within(
+    blocks: &BlockService,
+    desc: &Descriptor,
+    diff_id: &str,
+    timeout: std::time::Duration,
+) -> Result<(), Unproven> {
+    tokio::time::timeout(timeout, prove(blocks, desc, diff_id))
+        .await
+        .unwrap_or_else(|_| {
+            Err(Unproven::Unreachable(anyhow!(
+                "no full read within {timeout:?}"
+            )))
+        })
 }
 
 /// Pieces in flight between the fetch and the hashing thread.
