@@ -48,39 +48,164 @@ enum Node {
     Blob(Descriptor),
 }
 
-#[derive(Default)]
+/// Store inodes (image, layer, `info`, `blob`) kept at once: every name looked up makes some,
+/// so a caller looking up endless names must not grow the daemon without end (M9).
+pub const MAX_NODES: usize = 65_536;
+/// Layer trees (a layer's TOC as inodes, up to hundreds of MB for a huge layer) open at once.
+pub const MAX_TREES: usize = 256;
+
+/// The store's inodes. Past [`MAX_NODES`] or [`MAX_TREES`] the oldest image (or tree) that no
+/// layer in use (`use` notifications of containers/storage) holds is forgotten; its inode
+/// numbers are never given again, so a kernel that still holds one gets ENOENT and looks the
+/// name up afresh.
 struct Nodes {
-    /// `nodes[ino - 2]`.
-    nodes: Vec<Node>,
-    /// (parent, name) → ino.
+    nodes: HashMap<u64, Node>,
+    next_ino: u64,
+    /// (parent, name) → ino, and back; each directory's entries.
     names: HashMap<(u64, String), u64>,
-    /// Opened layer trees and the ino of their layer directory.
-    trees: Vec<(Arc<Tree>, u64)>,
+    parent_of: HashMap<u64, (u64, String)>,
+    entries: HashMap<u64, std::collections::BTreeMap<String, u64>>,
+    /// Image inodes, oldest first.
+    refs: std::collections::VecDeque<u64>,
+    /// Opened layer trees by slot, with the ino of their layer directory; slots oldest first.
+    trees: HashMap<usize, (Arc<Tree>, u64)>,
+    next_slot: usize,
+    tree_order: std::collections::VecDeque<usize>,
     /// Users of each layer directory: `use` notifications minus releases (`rmdir`).
     uses: HashMap<u64, i64>,
 }
 
+impl Default for Nodes {
+    fn default() -> Self {
+        Nodes {
+            nodes: HashMap::new(),
+            next_ino: 2,
+            names: HashMap::new(),
+            parent_of: HashMap::new(),
+            entries: HashMap::new(),
+            refs: Default::default(),
+            trees: HashMap::new(),
+            next_slot: 0,
+            tree_order: Default::default(),
+            uses: HashMap::new(),
+        }
+    }
+}
+
 impl Nodes {
     fn get(&self, ino: u64) -> Option<&Node> {
-        ino.checked_sub(2).and_then(|i| self.nodes.get(i as usize))
+        self.nodes.get(&ino)
     }
 
-    fn add(&mut self, parent: u64, name: &str, node: Node) -> u64 {
+    /// The inode of `name` in `parent` (of image `image`, which is kept), made if new; None
+    /// when the bound is reached and nothing can be forgotten.
+    fn add(&mut self, parent: u64, name: &str, node: Node, image: u64) -> Option<u64> {
         if let Some(ino) = self.names.get(&(parent, name.to_string())) {
-            return *ino;
+            return Some(*ino);
         }
-        self.nodes.push(node);
-        let ino = self.nodes.len() as u64 + 1;
+        while self.nodes.len() >= MAX_NODES {
+            if !self.forget_oldest_image(image) {
+                tracing::warn!("layer store: {MAX_NODES} inodes, all of images in use");
+                return None;
+            }
+        }
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        if matches!(node, Node::Ref { .. }) {
+            self.refs.push_back(ino);
+        }
+        self.nodes.insert(ino, node);
         self.names.insert((parent, name.to_string()), ino);
-        ino
+        self.parent_of.insert(ino, (parent, name.to_string()));
+        self.entries
+            .entry(parent)
+            .or_default()
+            .insert(name.to_string(), ino);
+        Some(ino)
+    }
+
+    fn in_use(&self, layer: u64) -> bool {
+        self.uses.get(&layer).is_some_and(|u| *u > 0)
+    }
+
+    /// Forgets the oldest image but `keep` none of whose layers is in use; false if none.
+    fn forget_oldest_image(&mut self, keep: u64) -> bool {
+        let pos = self.refs.iter().position(|r| {
+            *r != keep
+                && !self
+                    .children(*r)
+                    .iter()
+                    .any(|(layer, _)| self.in_use(*layer))
+        });
+        let Some(pos) = pos else { return false };
+        let Some(r) = self.refs.remove(pos) else {
+            return false;
+        };
+        for (layer, _) in self.children(r) {
+            for (file, _) in self.children(layer) {
+                self.remove(file);
+            }
+            if let Some(Node::Layer {
+                tree: Some(slot), ..
+            }) = self.nodes.get(&layer)
+            {
+                let slot = *slot;
+                self.trees.remove(&slot);
+                self.tree_order.retain(|s| *s != slot);
+            }
+            self.uses.remove(&layer);
+            self.remove(layer);
+        }
+        self.remove(r);
+        true
+    }
+
+    fn remove(&mut self, ino: u64) {
+        self.nodes.remove(&ino);
+        self.entries.remove(&ino);
+        if let Some(key) = self.parent_of.remove(&ino) {
+            if let Some(e) = self.entries.get_mut(&key.0) {
+                e.remove(&key.1);
+            }
+            self.names.remove(&key);
+        }
+    }
+
+    /// Keeps `tree` for layer directory `layer`; its slot. Past [`MAX_TREES`] the oldest tree
+    /// of a layer not in use is closed (opened again when next looked up).
+    fn add_tree(&mut self, tree: Arc<Tree>, layer: u64) -> Option<usize> {
+        while self.trees.len() >= MAX_TREES {
+            let pos = self
+                .tree_order
+                .iter()
+                .position(|s| self.trees.get(s).is_some_and(|(_, l)| !self.in_use(*l)));
+            let Some(slot) = pos.and_then(|p| self.tree_order.remove(p)) else {
+                tracing::warn!("layer store: {MAX_TREES} layers open, all in use");
+                return None;
+            };
+            if let Some((_, l)) = self.trees.remove(&slot) {
+                if let Some(Node::Layer { tree, .. }) = self.nodes.get_mut(&l) {
+                    *tree = None;
+                }
+            }
+        }
+        let slot = self.next_slot;
+        self.next_slot += 1;
+        self.trees.insert(slot, (tree, layer));
+        self.tree_order.push_back(slot);
+        if let Some(Node::Layer { tree, .. }) = self.nodes.get_mut(&layer) {
+            *tree = Some(slot);
+        }
+        Some(slot)
     }
 
     fn children(&self, parent: u64) -> Vec<(u64, String)> {
         let mut v: Vec<_> = self
-            .names
-            .iter()
-            .filter(|((p, _), _)| *p == parent)
-            .map(|((_, n), ino)| (*ino, n.clone()))
+            .entries
+            .get(&parent)
+            .into_iter()
+            .flatten()
+            .map(|(n, ino)| (*ino, n.clone()))
             .collect();
         v.sort();
         v
@@ -145,7 +270,7 @@ impl StoreFs {
     fn tree_of(&self, ino: u64) -> Option<(Arc<Tree>, u64, u64, usize)> {
         let slot = (ino >> TREE_SHIFT).checked_sub(1)? as usize;
         let nodes = lock(&self.nodes);
-        let (tree, layer_dir) = nodes.trees.get(slot)?;
+        let (tree, layer_dir) = nodes.trees.get(&slot)?;
         Some((tree.clone(), ino & TREE_MASK, *layer_dir, slot))
     }
 
@@ -262,8 +387,10 @@ impl Filesystem for StoreFs {
             let Ok(r) = layout::parse_ref_dir(&name) else {
                 return reply.error(Errno::ENOENT);
             };
-            let ino = lock(&nodes).add(ROOT, &name, Node::Ref { r });
-            return reply.entry(&TTL, &dir_attr(ino), fuser::Generation(0));
+            return match lock(&nodes).add(ROOT, &name, Node::Ref { r }, 0) {
+                Some(ino) => reply.entry(&TTL, &dir_attr(ino), fuser::Generation(0)),
+                None => reply.error(Errno::ENOSPC),
+            };
         }
         let kind = match lock(&nodes).get(parent) {
             Some(Node::Ref { r }) => Some(Ok(r.clone())),
@@ -293,23 +420,24 @@ impl Filesystem for StoreFs {
                         return reply.error(Errno::ENOENT);
                     }
                     let mut n = lock(&nodes);
-                    let layer = n.add(
-                        parent,
-                        &name,
-                        Node::Layer {
-                            desc: desc.clone(),
-                            diff_id: diff_id.clone(),
-                            tree: None,
-                        },
-                    );
-                    n.add(
-                        layer,
-                        "info",
-                        Node::Info(Info::of(&desc, &diff_id).to_json()),
-                    );
-                    n.add(layer, "blob", Node::Blob(desc));
+                    let info = Node::Info(Info::of(&desc, &diff_id).to_json());
+                    let layer = Node::Layer {
+                        desc: desc.clone(),
+                        diff_id,
+                        tree: None,
+                    };
+                    // (the image may have been forgotten meanwhile: then nothing is added)
+                    let added = n.get(parent).is_some().then(|| {
+                        let layer = n.add(parent, &name, layer, parent)?;
+                        n.add(layer, "info", info, parent)?;
+                        n.add(layer, "blob", Node::Blob(desc), parent)?;
+                        Some(layer)
+                    });
                     drop(n);
-                    reply.entry(&TTL, &dir_attr(layer), fuser::Generation(0));
+                    match added.flatten() {
+                        Some(layer) => reply.entry(&TTL, &dir_attr(layer), fuser::Generation(0)),
+                        None => reply.error(Errno::ENOSPC),
+                    }
                 });
             }
             // `diff`: open the layer's tree (never of a layer refused since it was found)
@@ -327,18 +455,15 @@ impl Filesystem for StoreFs {
                         None => match open_tree(&parts, &desc, &diff_id).await {
                             Ok(tree) => {
                                 let mut n = lock(&nodes);
-                                // another lookup may have opened it meanwhile
-                                if let Some(Node::Layer { tree: Some(s), .. }) = n.get(parent) {
-                                    *s
-                                } else {
-                                    n.trees.push((Arc::new(tree), parent));
-                                    let s = n.trees.len() - 1;
-                                    if let Some(Node::Layer { tree, .. }) =
-                                        n.nodes.get_mut(parent as usize - 2)
-                                    {
-                                        *tree = Some(s);
-                                    }
-                                    s
+                                // another lookup may have opened it meanwhile, or the layer
+                                // been forgotten
+                                match n.get(parent) {
+                                    Some(Node::Layer { tree: Some(s), .. }) => *s,
+                                    Some(_) => match n.add_tree(Arc::new(tree), parent) {
+                                        Some(s) => s,
+                                        None => return reply.error(Errno::ENOSPC),
+                                    },
+                                    None => return reply.error(Errno::ENOENT),
                                 }
                             }
                             Err(e) => {
@@ -347,7 +472,9 @@ impl Filesystem for StoreFs {
                             }
                         },
                     };
-                    let tree = lock(&nodes).trees[slot].0.clone();
+                    let Some(tree) = lock(&nodes).trees.get(&slot).map(|t| t.0.clone()) else {
+                        return reply.error(Errno::ENOENT);
+                    };
                     match tree.attr(ROOT) {
                         Ok(mut a) => {
                             a.ino = INodeNo(tree_ino(slot, ROOT));
@@ -570,5 +697,59 @@ impl Filesystem for StoreFs {
             tracing::debug!("layer store: layer {ino} released ({uses} users left)");
         }
         reply.error(Errno::ENOENT);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(n: usize) -> Node {
+        let cid: cid::Cid = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e"
+            .parse()
+            .unwrap();
+        Node::Ref {
+            r: ImageRef {
+                text: format!("h/ipfs/{cid}:{n}"),
+                image: cid,
+            },
+        }
+    }
+
+    fn layer() -> Node {
+        Node::Layer {
+            desc: serde_json::from_str(r#"{"mediaType":"m","digest":"sha256:00","size":1}"#)
+                .unwrap(),
+            diff_id: "sha256:01".into(),
+            tree: None,
+        }
+    }
+
+    /// Looking up endless names keeps at most MAX_NODES inodes: the oldest images go, never
+    /// one with a layer in use, and a forgotten inode number is not given again (M9).
+    #[test]
+    fn inodes_are_bounded_and_images_in_use_stay() {
+        let mut n = Nodes::default();
+        let first = n.add(ROOT, "first", image(0), 0).unwrap();
+        let held = n.add(first, "layer", layer(), first).unwrap();
+        *n.uses.entry(held).or_default() += 1;
+        let second = n.add(ROOT, "second", image(1), 0).unwrap();
+        for i in 0..MAX_NODES + 100 {
+            n.add(ROOT, &format!("name-{i}"), image(i + 2), 0).unwrap();
+        }
+        assert!(n.nodes.len() <= MAX_NODES);
+        assert!(n.names.len() <= MAX_NODES && n.parent_of.len() <= MAX_NODES);
+        assert!(n.get(first).is_some() && n.get(held).is_some(), "in use");
+        assert!(n.get(second).is_none(), "the oldest unused image went");
+        let again = n.add(ROOT, "second", image(1), 0).unwrap();
+        assert!(again > second, "a new inode number");
+        // nothing can go once everything is in use
+        let mut full = Nodes::default();
+        for i in 0..MAX_NODES / 2 {
+            let r = full.add(ROOT, &format!("r{i}"), image(i), 0).unwrap();
+            let l = full.add(r, "l", layer(), r).unwrap();
+            full.uses.insert(l, 1);
+        }
+        assert!(full.add(ROOT, "one-more", image(0), 0).is_none());
     }
 }
