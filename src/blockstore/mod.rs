@@ -555,6 +555,27 @@ mod tests {
         assert_eq!(store.stat().unwrap().blocks, 1);
     }
 
+    /// L3: a stream of tiny blocks reaches the free-space check at what its records cost on
+    /// disk (about 500 bytes each), not at its payload (4 bytes each: a million puts).
+    #[test]
+    fn tiny_blocks_reach_the_free_space_check_at_their_disk_cost() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), 1 << 20)
+            .unwrap()
+            .with_min_free(u64::MAX / 8);
+        let mut refused = None;
+        for i in 0..100_000u32 {
+            let data = i.to_be_bytes();
+            if let Err(e) = store.put(&raw_cid(&data), &data) {
+                assert!(matches!(e, Error::DiskFull { .. }), "{e}");
+                refused = Some(i);
+                break;
+            }
+        }
+        let at = refused.expect("the reserve was never checked");
+        assert!(at <= (4 << 20) / 512 + 1, "checked after {at} puts");
+    }
+
     #[test]
     fn verify_all_finds_and_removes_blocks_that_rotted_on_disk() {
         let dir = tempfile::tempdir().unwrap();
