@@ -150,6 +150,32 @@ pub struct ApiConfig {
     /// Host names the API answers to besides IP literals and `localhost`: a request whose `Host`
     /// header names another host is refused with 403 (DNS rebinding).
     pub allowed_hosts: Vec<String>,
+    /// `[api.authorizations.NAME]`: callers of the API and what each may call (kubo's
+    /// `API.Authorizations`). With any, every `/api/` request needs the `Authorization` of one
+    /// of them (or the node's own token) and a path it allows; without any, the API must
+    /// listen on loopback only.
+    pub authorizations: std::collections::BTreeMap<String, Authorization>,
+}
+
+/// One caller of the API.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Authorization {
+    /// `bearer:TOKEN` (sent as `Authorization: Bearer TOKEN`) or `basic:USER:PASSWORD`
+    /// (HTTP basic auth).
+    pub auth_secret: String,
+    /// Paths this caller may call, each with what lies below it: `/api/v0/cat`,
+    /// `/api/v0/pin` (all of `pin/…`), `/api/v0` (everything, `mount` included).
+    pub allowed_paths: Vec<String>,
+}
+
+impl std::fmt::Debug for Authorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authorization")
+            .field("auth_secret", &"<redacted>")
+            .field("allowed_paths", &self.allowed_paths)
+            .finish()
+    }
 }
 
 impl Default for ApiConfig {
@@ -158,6 +184,7 @@ impl Default for ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 5001)),
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
+            authorizations: Default::default(),
         }
     }
 }

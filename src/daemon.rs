@@ -206,7 +206,8 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let guard = api::guard::Guard::new(&config.api, repo.write_api_token()?);
+    api::guard::check_listen(&config.api).map_err(anyhow::Error::msg)?;
+    let guard = api::guard::Guard::new(&config.api, repo.write_api_token()?)?;
     repo.write_api_file(&repo::api_multiaddr(api_addr))?;
     info!("API server listening on {}", repo::api_multiaddr(api_addr));
     info!("daemon is ready");

@@ -285,3 +285,73 @@ fn umount_leaves_the_daemons_own_mounts_alone() {
     );
     assert!(mount_at(&store).is_some(), "the layer store was unmounted");
 }
+
+/// kubo's `API.Authorizations`: with callers configured, a request needs one of their
+/// credentials (bearer or basic) and a path that caller may call; the CLI sends one with
+/// `--api-auth`; the node's own token may do everything. Without callers the daemon refuses
+/// to listen beyond loopback.
+#[test]
+fn api_authorizations_admit_callers_to_their_paths() {
+    let d = Daemon::start(Opts {
+        config: Some(
+            "[api.authorizations.reader]\nauth_secret = \"bearer:reader-token-0123456789\"\nallowed_paths = [\"/api/v0/cat\", \"/api/v0/id\"]\n\
+             [api.authorizations.ops]\nauth_secret = \"basic:ops:a long password\"\nallowed_paths = [\"/api/v0\"]\n"
+                .into(),
+        ),
+        ..Default::default()
+    });
+    let cid = d.add(b"for readers only\n");
+    let path = format!("/api/v0/cat?arg={cid}");
+    assert_eq!(post(&d, &path, &[]).0, 401, "no credential");
+    assert_eq!(
+        post(&d, &path, &[("Authorization", "Bearer not-a-known-token")]).0,
+        401
+    );
+    let reader = ("Authorization", "Bearer reader-token-0123456789");
+    let (status, body) = post(&d, &path, &[reader]);
+    assert_eq!((status, body.as_str()), (200, "for readers only\n"));
+    let (status, body) = post(&d, "/api/v0/pin/ls", &[reader]);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("api.authorizations.reader"), "{body}");
+    // basic: base64("ops:a long password")
+    let ops = ("Authorization", "Basic b3BzOmEgbG9uZyBwYXNzd29yZA==");
+    assert_eq!(post(&d, "/api/v0/pin/ls", &[ops]).0, 200);
+
+    // the CLI of another user (another repo: no api.token) with --api-auth
+    let other = tempfile::tempdir().expect("tempdir");
+    let cli = |auth: Option<&str>| {
+        let mut c = std::process::Command::new(crate::util::BIN);
+        c.args(["--repo", other.path().to_str().expect("utf8")])
+            .args(["--api", &d.api.to_string()])
+            .args(["cat", &cid])
+            .env_remove("CIDFS_API_AUTH");
+        if let Some(a) = auth {
+            c.env("CIDFS_API_AUTH", a);
+        }
+        crate::util::run_bounded(c, std::time::Duration::from_secs(60))
+    };
+    let out = cli(Some("bearer:reader-token-0123456789"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, b"for readers only\n");
+    let out = cli(None);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("api.authorizations"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // the node's own CLI (it reads api.token) may do everything
+    d.ok(&["pin", "ls"]);
+    drop(d);
+
+    // no callers: an API beyond loopback is refused at start, before it listens
+    let repo = tempfile::tempdir().expect("tempdir");
+    let mut c = std::process::Command::new(crate::util::BIN);
+    c.args(["--repo", repo.path().to_str().expect("utf8")])
+        .args(["daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+        .args(["--api-listen", "0.0.0.0:0", "--registry-listen", "127.0.0.1:0"]);
+    let out = crate::util::run_bounded(c, std::time::Duration::from_secs(60));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("beyond loopback"), "{err}");
+}

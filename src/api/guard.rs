@@ -10,6 +10,11 @@
 //!   `$CIDFS_PATH/api.token` (0600) at every start, sent as `Authorization: Bearer <token>`.
 //!   The CLI sends it when its user can read the file, so these commands are for the daemon's
 //!   own user (root, where mounts reach the host).
+//! - **Remote callers.** `api.authorizations` (kubo's `API.Authorizations`) names callers by
+//!   a bearer token or a basic user and password, each with the paths it may call. With any,
+//!   every `/api/` request needs one of them (or the node's token, which may do everything)
+//!   and a path it allows: 401 without a known credential, 403 outside its paths. Without any,
+//!   the daemon refuses to listen beyond loopback ([`check_listen`]).
 //!
 //! The checks read headers only: no I/O, no allocation beyond a few small strings.
 
@@ -39,11 +44,94 @@ struct Rules {
     /// Lower case.
     hosts: Vec<String>,
     token: String,
+    callers: Vec<Caller>,
+}
+
+/// One of `api.authorizations`.
+struct Caller {
+    name: String,
+    /// The whole `Authorization` header value it sends.
+    header: String,
+    paths: Vec<String>,
+}
+
+/// A bad `api.authorizations` entry.
+#[derive(Debug, thiserror::Error)]
+#[error("api.authorizations.{name}: {why}")]
+pub struct ConfigError {
+    name: String,
+    why: String,
+}
+
+/// Refuses an API that would listen beyond loopback with no `api.authorizations`: anyone who
+/// can reach it could add, pin and read everything.
+pub fn check_listen(config: &ApiConfig) -> Result<(), String> {
+    if config.listen.ip().is_loopback() || !config.authorizations.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "api.listen is {}, beyond loopback, and no [api.authorizations] are configured: the API would be open to anyone who reaches it. Listen on 127.0.0.1, or configure callers (see config/cidfs.toml)",
+        config.listen
+    ))
+}
+
+fn caller(name: &str, a: &crate::config::Authorization) -> Result<Caller, ConfigError> {
+    use base64::Engine as _;
+    let bad = |why: &str| ConfigError {
+        name: name.into(),
+        why: why.into(),
+    };
+    let header = match a.auth_secret.split_once(':') {
+        Some(("bearer", t)) if t.len() >= 16 => format!("Bearer {t}"),
+        Some(("bearer", _)) => return Err(bad("a bearer token needs 16 characters or more")),
+        Some(("basic", up)) if up.contains(':') && up.len() >= 9 => format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(up)
+        ),
+        Some(("basic", _)) => {
+            return Err(bad(
+                "basic needs USER:PASSWORD, a password of 8 characters or more",
+            ))
+        }
+        _ => {
+            return Err(bad(
+                "auth_secret must be bearer:TOKEN or basic:USER:PASSWORD",
+            ))
+        }
+    };
+    let paths: Vec<String> = a
+        .allowed_paths
+        .iter()
+        .map(|p| p.trim_end_matches('/').to_string())
+        .collect();
+    if paths.is_empty() || paths.iter().any(|p| !p.starts_with('/')) {
+        return Err(bad("allowed_paths must list paths such as /api/v0/cat"));
+    }
+    Ok(Caller {
+        name: name.into(),
+        header,
+        paths,
+    })
+}
+
+/// Whether `path` is `allowed` or lies below it (`/api/v0/pin` allows `/api/v0/pin/add`, not
+/// `/api/v0/pinfoo`).
+fn allows(allowed: &str, path: &str) -> bool {
+    path == allowed
+        || allowed.is_empty()
+        || path
+            .strip_prefix(allowed)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 impl Guard {
-    pub fn new(config: &ApiConfig, token: String) -> Self {
-        Guard(Arc::new(Rules {
+    pub fn new(config: &ApiConfig, token: String) -> Result<Self, ConfigError> {
+        let callers = config
+            .authorizations
+            .iter()
+            .map(|(name, a)| caller(name, a))
+            .collect::<Result<_, _>>()?;
+        Ok(Guard(Arc::new(Rules {
             origins: config
                 .allowed_origins
                 .iter()
@@ -55,7 +143,8 @@ impl Guard {
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
             token,
-        }))
+            callers,
+        })))
     }
 
     /// Why a request with these headers for `path` is refused, if it is.
@@ -95,16 +184,40 @@ impl Guard {
                 )));
             }
         }
-        if PRIVILEGED.contains(&path) {
-            let given = text(header::AUTHORIZATION)
-                .and_then(|a| a.strip_prefix("Bearer "))
-                .unwrap_or("");
-            if !bool::from(given.as_bytes().ct_eq(r.token.as_bytes())) {
-                return Err(ApiError::Unauthorized(format!(
-                    "{} needs the API token (Authorization: Bearer, from $CIDFS_PATH/api.token, readable by the daemon's user; the cidfs CLI sends it)",
-                    path.trim_start_matches("/api/v0/")
+        let presented = text(header::AUTHORIZATION).unwrap_or("");
+        let same = |a: &str, b: &str| bool::from(a.as_bytes().ct_eq(b.as_bytes()));
+        let root = presented
+            .strip_prefix("Bearer ")
+            .is_some_and(|t| same(t, &r.token));
+        if root {
+            return Ok(());
+        }
+        if !r.callers.is_empty() && path.starts_with("/api/") {
+            // every caller is compared, so the time taken does not say which one nearly matched
+            let mut found = None;
+            for c in &r.callers {
+                if same(presented, &c.header) && found.is_none() {
+                    found = Some(c);
+                }
+            }
+            let Some(c) = found else {
+                return Err(ApiError::Unauthorized(
+                    "this API needs the Authorization of a caller in api.authorizations (the cidfs CLI: --api-auth)".into(),
+                ));
+            };
+            if !c.paths.iter().any(|p| allows(p, path)) {
+                return Err(ApiError::Forbidden(format!(
+                    "{path} is not among the paths api.authorizations.{} allows",
+                    c.name
                 )));
             }
+            return Ok(());
+        }
+        if PRIVILEGED.contains(&path) {
+            return Err(ApiError::Unauthorized(format!(
+                "{} needs the API token (Authorization: Bearer, from $CIDFS_PATH/api.token, readable by the daemon's user; the cidfs CLI sends it)",
+                path.trim_start_matches("/api/v0/")
+            )));
         }
         Ok(())
     }
@@ -153,7 +266,7 @@ mod tests {
             allowed_hosts: hosts.iter().map(|s| s.to_string()).collect(),
             ..ApiConfig::default()
         };
-        Guard::new(&config, "s3cret".into())
+        Guard::new(&config, "s3cret".into()).unwrap()
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
@@ -246,5 +359,99 @@ mod tests {
             200,
             "listing is not privileged"
         );
+    }
+
+    fn with_callers(callers: &[(&str, &str, &[&str])]) -> Guard {
+        let mut config = ApiConfig::default();
+        for (name, secret, paths) in callers {
+            config.authorizations.insert(
+                name.to_string(),
+                crate::config::Authorization {
+                    auth_secret: secret.to_string(),
+                    allowed_paths: paths.iter().map(|p| p.to_string()).collect(),
+                },
+            );
+        }
+        Guard::new(&config, "s3cret".into()).unwrap()
+    }
+
+    /// kubo's API.Authorizations: a known credential and a path it allows, or 401 / 403; the
+    /// node token may do everything; health and metrics stay open.
+    #[test]
+    fn authorizations_admit_their_callers_to_their_paths_only() {
+        let g = with_callers(&[
+            (
+                "ci",
+                "bearer:0123456789abcdef",
+                &["/api/v0/cat", "/api/v0/pin"],
+            ),
+            ("ops", "basic:ops:correct horse", &["/api/v0"]),
+        ]);
+        let ci = ("authorization", "Bearer 0123456789abcdef");
+        // base64("ops:correct horse")
+        let ops = ("authorization", "Basic b3BzOmNvcnJlY3QgaG9yc2U=");
+        assert_eq!(status(&g, &[ci], "/api/v0/cat"), 200);
+        assert_eq!(status(&g, &[ci], "/api/v0/pin/add"), 200);
+        assert_eq!(status(&g, &[ci], "/api/v0/pinfoo"), 403);
+        assert_eq!(status(&g, &[ci], "/api/v0/add"), 403);
+        assert_eq!(status(&g, &[ci], "/api/v0/mount"), 403);
+        assert_eq!(
+            status(&g, &[ops], "/api/v0/mount"),
+            200,
+            "granted by the operator"
+        );
+        assert_eq!(status(&g, &[], "/api/v0/id"), 401);
+        assert_eq!(
+            status(
+                &g,
+                &[("authorization", "Bearer wrong-but-long-enough")],
+                "/api/v0/id"
+            ),
+            401
+        );
+        assert_eq!(
+            status(&g, &[("authorization", "Basic b3BzOndyb25n")], "/api/v0/id"),
+            401
+        );
+        assert_eq!(
+            status(&g, &[("authorization", "Bearer s3cret")], "/api/v0/mount"),
+            200
+        );
+        assert_eq!(status(&g, &[], "/healthz"), 200);
+    }
+
+    #[test]
+    fn weak_or_malformed_secrets_and_open_listeners_are_refused() {
+        for bad in [
+            "bearer:short",
+            "basic:nopassword",
+            "basic:u:short",
+            "token:abc",
+            "plain",
+        ] {
+            let mut config = ApiConfig::default();
+            config.authorizations.insert(
+                "x".into(),
+                crate::config::Authorization {
+                    auth_secret: bad.into(),
+                    allowed_paths: vec!["/api/v0".into()],
+                },
+            );
+            assert!(Guard::new(&config, "t".into()).is_err(), "{bad}");
+        }
+        let mut config = ApiConfig::default();
+        assert!(check_listen(&config).is_ok());
+        config.listen = "0.0.0.0:5001".parse().unwrap();
+        assert!(check_listen(&config)
+            .unwrap_err()
+            .contains("beyond loopback"));
+        config.authorizations.insert(
+            "x".into(),
+            crate::config::Authorization {
+                auth_secret: "bearer:0123456789abcdef".into(),
+                allowed_paths: vec!["/api/v0".into()],
+            },
+        );
+        assert!(check_listen(&config).is_ok());
     }
 }

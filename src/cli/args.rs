@@ -18,6 +18,17 @@ pub struct Cli {
     /// Talk to the daemon at this address instead of the one in $CIDFS_PATH/api.
     #[arg(long, global = true, value_name = "HOST:PORT")]
     pub api: Option<SocketAddr>,
+    /// Credential for a daemon whose API has [api.authorizations] (kubo's --api-auth):
+    /// bearer:TOKEN or basic:USER:PASSWORD. Without it the CLI sends the daemon's own token
+    /// from $CIDFS_PATH/api.token when it can read it.
+    #[arg(
+        long = "api-auth",
+        global = true,
+        env = "CIDFS_API_AUTH",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub api_auth: Option<String>,
     /// Read the config from FILE instead of $CIDFS_PATH/config.toml (e.g. a read-only
     /// /etc/cidfs/cidfs.toml, or a Kubernetes ConfigMap).
     #[arg(long, global = true, env = "CIDFS_CONFIG", value_name = "FILE")]

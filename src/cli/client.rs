@@ -9,13 +9,31 @@ pub struct ApiClient {
     http: reqwest::Client,
     base: String,
     addr: SocketAddr,
-    /// The daemon's API token, when this user can read it (privileged commands need it).
-    token: Option<String>,
+    /// The `Authorization` sent: `--api-auth`, else the daemon's API token when this user can
+    /// read it (privileged commands need it).
+    authorization: Option<String>,
+}
+
+/// The `Authorization` header for `bearer:TOKEN` or `basic:USER:PASSWORD`.
+fn authorization(secret: &str) -> anyhow::Result<String> {
+    use base64::Engine as _;
+    match secret.split_once(':') {
+        Some(("bearer", t)) => Ok(format!("Bearer {t}")),
+        Some(("basic", up)) if up.contains(':') => Ok(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(up)
+        )),
+        _ => bail!("--api-auth must be bearer:TOKEN or basic:USER:PASSWORD"),
+    }
 }
 
 impl ApiClient {
     /// Finds the daemon: `--api` if given, else the repo's api file.
-    pub fn connect(repo: &Repo, api: Option<SocketAddr>) -> anyhow::Result<Self> {
+    pub fn connect(
+        repo: &Repo,
+        api: Option<SocketAddr>,
+        auth: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let addr = match api {
             Some(a) => a,
             None => repo
@@ -26,7 +44,10 @@ impl ApiClient {
             http: reqwest::Client::new(),
             base: format!("http://{addr}/api/v0"),
             addr,
-            token: repo.read_api_token(),
+            authorization: match auth {
+                Some(secret) => Some(authorization(secret)?),
+                None => repo.read_api_token().map(|t| format!("Bearer {t}")),
+            },
         })
     }
 
@@ -38,8 +59,8 @@ impl ApiClient {
         form: Option<reqwest::multipart::Form>,
     ) -> anyhow::Result<reqwest::Response> {
         let mut req = self.http.post(format!("{}/{cmd}", self.base)).query(params);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
+        if let Some(a) = &self.authorization {
+            req = req.header(reqwest::header::AUTHORIZATION, a);
         }
         if let Some(f) = form {
             req = req.multipart(f);

@@ -69,7 +69,7 @@ fn init_tracing(default: &str, format: LogFormat) {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let repo = Repo::resolve(cli.repo.clone())?.with_config_file(cli.config.clone());
-    let api = || ApiClient::connect(&repo, cli.api);
+    let api = || ApiClient::connect(&repo, cli.api, cli.api_auth.as_deref());
     match cli.command {
         Command::Init(a) => init::init(&repo, &a),
         Command::Daemon(a) => {
