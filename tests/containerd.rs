@@ -18,7 +18,7 @@ use crate::util::{call_bounded, eventually, pair, Daemon};
 const SNAPSHOTTER: &str = "cidfs";
 
 /// containerd's config tail from the deploy snippet, with B's socket for the example path.
-fn proxy_plugin_config(socket: &Path) -> String {
+pub(crate) fn proxy_plugin_config(socket: &Path) -> String {
     let snippet = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/containerd/config.toml"),
     )

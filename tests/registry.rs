@@ -128,7 +128,7 @@ fn skopeo_podman_and_docker_pull_through_the_registry_endpoint() {
 
 /// Podman set up as `deploy/podman` says, with B's registry endpoint and the layer store at
 /// `mnt`; the `--storage-opt` that names the store.
-fn podman_with_store(b: &Daemon, mnt: &Path) -> (Podman, String) {
+pub(crate) fn podman_with_store(b: &Daemon, mnt: &Path) -> (Podman, String) {
     let podman = Podman::new();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/podman");
     let conf = podman.dir.path();

@@ -6,7 +6,7 @@
 use std::os::unix::fs::PermissionsExt as _;
 
 use crate::images::gen::GenSpec;
-use crate::images::runtimes::mount_at;
+use crate::images::runtimes::{mount_at, mounts_under, Containerd};
 use crate::mount::generate_and_push;
 use crate::util::{http_with, Daemon, Opts};
 
@@ -331,7 +331,11 @@ fn api_authorizations_admit_callers_to_their_paths() {
         crate::util::run_bounded(c, std::time::Duration::from_secs(60))
     };
     let out = cli(Some("bearer:reader-token-0123456789"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.stdout, b"for readers only\n");
     let out = cli(None);
     assert!(!out.status.success());
@@ -349,9 +353,160 @@ fn api_authorizations_admit_callers_to_their_paths() {
     let mut c = std::process::Command::new(crate::util::BIN);
     c.args(["--repo", repo.path().to_str().expect("utf8")])
         .args(["daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
-        .args(["--api-listen", "0.0.0.0:0", "--registry-listen", "127.0.0.1:0"]);
+        .args([
+            "--api-listen",
+            "0.0.0.0:0",
+            "--registry-listen",
+            "127.0.0.1:0",
+        ]);
     let out = crate::util::run_bounded(c, std::time::Duration::from_secs(60));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("beyond loopback"), "{err}");
+}
+
+/// Finding C1 asks for `nosuid,nodev` on every FUSE mount *and* containers that still work:
+/// measured here, not assumed. `/a/setuid` in the generated image is a setuid-root ELF that
+/// exits with its effective uid; run as uid 1000 it exits 0 where the kernel honours the bit.
+/// It does so the same way from an ordinary pull and from lazily served layers, with containerd
+/// (overlayfs snapshotter vs the cidfs snapshotter) and Podman (plain pull vs the additional
+/// layer store), although the FUSE mounts under the container's overlayfs are `nosuid`:
+/// overlayfs checks the flags of its own mount, which the runtime makes without `nosuid`.
+#[test]
+fn setuid_binaries_behave_in_lazily_served_layers_as_in_ordinary_pulls() {
+    // the probe itself: 0 as uid 1000 from a directory where setuid is honoured
+    let probe_dir = tempfile::tempdir().expect("tempdir");
+    let probe = probe_dir.path().join("euid");
+    std::fs::write(&probe, crate::images::gen::euid_elf()).expect("write");
+    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o4755)).expect("chmod");
+    let status = |out: &std::process::Output| out.status.code();
+    let mut c = std::process::Command::new("setpriv");
+    c.args(["--reuid=1000", "--regid=1000", "--clear-groups"])
+        .arg(&probe);
+    let host = crate::util::run_bounded(c, std::time::Duration::from_secs(30));
+    assert_eq!(status(&host), Some(0), "the probe works on the host");
+    let nnp = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=1000",
+            "--regid=1000",
+            "--clear-groups",
+            "--no-new-privs",
+        ])
+        .arg(&probe)
+        .status()
+        .expect("setpriv");
+    assert_eq!(
+        nnp.code(),
+        Some(232),
+        "and tells when setuid is not honoured"
+    );
+
+    let store = crate::mount::MountPoint::new();
+    let (a, b) = crate::util::pair(Some(&format!(
+        "[layer_store]\nmountpoint = \"{}\"\n",
+        store.path().display()
+    )));
+    let _unmount = Unmount(b.repo.path().to_path_buf());
+    let (_, cid) = generate_and_push(
+        &a,
+        GenSpec {
+            busybox: true,
+            big_file_size: MIB,
+            ..Default::default()
+        },
+    );
+    let reference = format!("{}/ipfs/{cid}:latest", b.registry);
+
+    // containerd: an ordinary pull (overlayfs snapshotter), then rpull (cidfs snapshotter)
+    let socket = b.repo.path().join("snapshotter.sock");
+    let c = Containerd::start_with(&crate::containerd::proxy_plugin_config(&socket));
+    let runc_root = tempfile::tempdir().expect("tempdir");
+    let run = |snapshotter: &str, id: &str| {
+        // ctr 1.6 has no --user: /a/drop becomes uid 1000 and runs the probe; ctr sets
+        // no_new_privs unless told not to (which would hide setuid everywhere)
+        c.ctr(&[
+            "run",
+            "--rm",
+            "--allow-new-privs",
+            "--snapshotter",
+            snapshotter,
+            "--runc-root",
+            runc_root.path().to_str().expect("utf8"),
+            &reference,
+            id,
+            "/a/drop",
+        ])
+    };
+    c.ctr_ok(&["images", "pull", "--plain-http", &reference]);
+    let ordinary = run("overlayfs", "suid-ordinary");
+    c.ctr_ok(&["images", "rm", &reference]);
+    c.ctr_remote_ok(&[
+        "image",
+        "rpull",
+        "--plain-http",
+        "--snapshotter=cidfs",
+        &reference,
+    ]);
+    let lazy = run("cidfs", "suid-lazy");
+    let lazy_mounts: Vec<_> = mounts_under(b.repo.path())
+        .into_iter()
+        .filter_map(|p| mount_at(std::path::Path::new(&p)))
+        .collect();
+    assert!(!lazy_mounts.is_empty(), "the layers are mounted lazily");
+    for m in &lazy_mounts {
+        assert!(
+            m.options.contains("nosuid") && m.options.contains("nodev"),
+            "{} is {}",
+            m.point,
+            m.options
+        );
+    }
+    assert_eq!(
+        (status(&ordinary), status(&lazy)),
+        (Some(0), Some(0)),
+        "containerd: ordinary {ordinary:?}, lazy {lazy:?}"
+    );
+    drop(c);
+
+    // Podman: a plain pull, then (another storage) the additional layer store
+    let (plain, _) = crate::registry::podman_with_store(&b, store.path());
+    let ordinary = plain.podman(&[
+        "run",
+        "--rm",
+        "--user",
+        "1000:1000",
+        &reference,
+        "/a/setuid",
+    ]);
+    let (lazy_podman, opt) = crate::registry::podman_with_store(&b, store.path());
+    let lazy = lazy_podman.podman(&[
+        "--storage-opt",
+        &opt,
+        "run",
+        "--rm",
+        "--user",
+        "1000:1000",
+        &reference,
+        "/a/setuid",
+    ]);
+    assert!(
+        b.metrics()
+            .get("cidfs_layer_store_requests_total{op=\"lookup\"}")
+            >= 1.0,
+        "podman used the layer store"
+    );
+    assert_eq!(
+        (status(&ordinary), status(&lazy)),
+        (Some(0), Some(0)),
+        "podman: ordinary {ordinary:?}, lazy {lazy:?}"
+    );
+}
+
+/// Unmounts what a failed test left under a repo.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        crate::images::runtimes::unmount_under(&self.0);
+    }
 }

@@ -283,6 +283,66 @@ pub fn digest(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
 
+/// A static x86-64 ELF of 136 bytes that exits with its effective user ID (mod 256):
+/// `geteuid(); exit(that)`. Setuid root and run by uid 1000, it exits 0 when the kernel honours
+/// the setuid bit and 232 when it does not (a `nosuid` mount, `no_new_privs`).
+pub fn euid_elf() -> Vec<u8> {
+    // mov eax, 107 (geteuid); syscall; mov edi, eax; mov eax, 60 (exit); syscall
+    elf(&[
+        0xb8, 0x6b, 0, 0, 0, 0x0f, 0x05, 0x89, 0xc7, 0xb8, 0x3c, 0, 0, 0, 0x0f, 0x05,
+    ])
+}
+
+/// A static x86-64 ELF that becomes uid 1000 (`setresuid`) and executes `/a/setuid` (exit 99
+/// if it cannot): runs the [`euid_elf`] probe as an ordinary user where the runtime has no
+/// `--user` (ctr 1.6).
+pub fn drop_elf() -> Vec<u8> {
+    let mut code = vec![
+        0xbf, 0xe8, 0x03, 0, 0, // mov edi, 1000
+        0xbe, 0xe8, 0x03, 0, 0, // mov esi, 1000
+        0xba, 0xe8, 0x03, 0, 0, // mov edx, 1000
+        0xb8, 0x75, 0, 0, 0, // mov eax, 117 (setresuid)
+        0x0f, 0x05, // syscall
+        0x48, 0x8d, 0x3d, 0x17, 0, 0, 0, // lea rdi, [rip + 23] (the path)
+        0x31, 0xf6, // xor esi, esi (argv NULL)
+        0x31, 0xd2, // xor edx, edx
+        0xb8, 0x3b, 0, 0, 0, // mov eax, 59 (execve)
+        0x0f, 0x05, // syscall
+        0xbf, 0x63, 0, 0, 0, // mov edi, 99
+        0xb8, 0x3c, 0, 0, 0, // mov eax, 60 (exit)
+        0x0f, 0x05, // syscall
+    ];
+    assert_eq!(code.len(), 52);
+    code.extend_from_slice(b"/a/setuid\0");
+    elf(&code)
+}
+
+/// `code` as a static x86-64 executable: one loadable segment at 0x400000, entry at the code.
+fn elf(code: &[u8]) -> Vec<u8> {
+    let (base, header, program): (u64, u64, u64) = (0x40_0000, 64, 56);
+    let total = header + program + code.len() as u64;
+    let mut b = b"\x7fELF".to_vec();
+    b.extend_from_slice(&[2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // 64-bit, LE, v1, SysV
+    b.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    b.extend_from_slice(&0x3eu16.to_le_bytes()); // x86-64
+    b.extend_from_slice(&1u32.to_le_bytes());
+    b.extend_from_slice(&(base + header + program).to_le_bytes()); // entry
+    b.extend_from_slice(&header.to_le_bytes()); // program headers at 64
+    b.extend_from_slice(&0u64.to_le_bytes()); // no section headers
+    b.extend_from_slice(&0u32.to_le_bytes());
+    for v in [header as u16, program as u16, 1, 0, 0, 0] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+    b.extend_from_slice(&5u32.to_le_bytes()); // R + X
+    for v in [0, base, base, total, total, 0x1000] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(code);
+    assert_eq!(b.len() as u64, total);
+    b
+}
+
 /// Deterministic pseudo-random bytes (xorshift64*); `seed` 0 is mapped to a non-zero state.
 pub fn xorshift_bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed ^ 0x9e37_79b9_7f4a_7c15;
@@ -481,7 +541,8 @@ fn layer_entries(spec: &GenSpec) -> (Vec<Entry>, Vec<Entry>) {
             .owner(1000, "user", "user")
             .mtime(10),
         Entry::file("a/tool", 0o755, b"#!/bin/sh\necho tool\n".to_vec()).mtime(11),
-        Entry::file("a/setuid", 0o4755, b"#!/bin/sh\nid\n".to_vec()).mtime(12),
+        Entry::file("a/setuid", 0o4755, euid_elf()).mtime(12),
+        Entry::file("a/drop", 0o755, drop_elf()).mtime(12),
         Entry::file("nobody.txt", 0o640, b"owned by nobody\n".to_vec())
             .owner(65534, "nobody", "nogroup")
             .mtime(13),
