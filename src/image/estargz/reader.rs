@@ -37,8 +37,15 @@ pub enum ReadError {
     TooBig(u64),
     #[error("not eStargz: TOC member: {0}")]
     Member(String),
+    /// (The TOC error is in the message, not also a source: printed once.)
     #[error("bad eStargz TOC: {0}")]
-    Toc(#[from] toc::TocError),
+    Toc(toc::TocError),
+}
+
+impl From<toc::TocError> for ReadError {
+    fn from(e: toc::TocError) -> Self {
+        ReadError::Toc(e)
+    }
 }
 
 /// Read the TOC of a `size`-byte blob through `read_at(offset, len)`.

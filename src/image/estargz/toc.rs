@@ -177,8 +177,9 @@ fn is_zero(v: &i64) -> bool {
 /// A TOC that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TocError {
+    /// (The JSON error is in the message, not also a source: printed once.)
     #[error("TOC JSON is malformed: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     #[error("TOC version is {0}, only 1 is supported")]
     Version(i32),
     #[error("entry {index} ({name:?}): xattr {key:?} is not standard base64")]
@@ -243,6 +244,12 @@ pub enum TocError {
         covered: u64,
         size: u64,
     },
+}
+
+impl From<serde_json::Error> for TocError {
+    fn from(e: serde_json::Error) -> Self {
+        TocError::Json(e)
+    }
 }
 
 /// Parse TOC JSON. Rejects versions other than 1, unknown entry types and bad xattr values.
