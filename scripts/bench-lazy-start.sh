@@ -20,10 +20,12 @@
 #            + the same chroot run in MNT.
 #            For both: seconds, and the bytes B fetched from A (BytesFetched of repo/stat).
 #   podman   (iii) `podman run IMAGE python3 …` by B's registry endpoint with B's additional layer
-#            store, and (iv) the same without it (podman pulls every layer from the endpoint);
+#            store, under trust.unverified_layers = verify-first (each layer read whole and proven
+#            first: the default) and (iii') trust (lazy), and (iv) the same without it (podman pulls every layer from the endpoint);
 #            both on a fresh B and fresh podman storage; skipped without podman.
 #   containerd  (v) `ctr-remote image rpull --snapshotter=cidfs` + `ctr run` through B's registry
-#            endpoint and B's snapshotter (layers served lazily), and (vi) `ctr pull` + `ctr run`
+#            endpoint and B's snapshotter, under verify-first (each layer read whole and proven
+#            before it is committed: the default) and (v') trust (served lazily), and (vi) `ctr pull` + `ctr run`
 #            with containerd's overlayfs snapshotter (every layer downloaded and unpacked); both on
 #            a fresh B and a fresh containerd; skipped without containerd and ctr-remote.
 #   reads    `dd bs=1M` of /filler/seq-256m.bin through a fresh mount (cold: fetched from A over
@@ -214,9 +216,15 @@ fi
 # ---- 3. nodes A and B; B's config turns background fetching off
 HAVE_MOUNT=0
 if "$BIN" mount --help > /dev/null 2>&1; then HAVE_MOUNT=1; fi
+# B_TRUST: B's trust.unverified_layers (the default, verify-first, reads a layer whole before the
+# layer store or the snapshotter hands it to a runtime the first time; trust never does)
+B_TRUST=verify-first
+HAVE_TRUST=0
+if grep -q unverified_layers config/cidfs.toml 2>/dev/null; then HAVE_TRUST=1; fi
 b_config() {
     mkdir -p "$WORK/b"
     if [ "$HAVE_MOUNT" = 1 ]; then printf '[mount]\nbackground_fetch = false\n' > "$WORK/b/config.toml"; fi
+    if [ "$HAVE_TRUST" = 1 ]; then printf '[trust]\nunverified_layers = "%s"\n' "$B_TRUST" >> "$WORK/b/config.toml"; fi
 }
 # The API of node NAME, host:port, from its api file (/ip4/H/tcp/P).
 api_of() { awk -F/ '{print $3 ":" $5}' "$WORK/$1/api"; }
@@ -366,17 +374,25 @@ if [ "$HAVE_PODMAN" = 1 ]; then
             CONTAINERS_REGISTRIES_CONF=$d/registries.conf \
             podman --root "$d/root" --runroot "$d/runroot" --tmpdir "$d/tmp" --storage-driver overlay "$@"
     }
-    # (iii) the layer store: podman takes the layers from it, lazily
-    fresh_b --layer-store "$WORK/store"
-    podman_env "$WORK/p-als"
-    drop_caches
-    F0=$(bytes_fetched b)
-    t0=$(now)
-    OUT=$(pod "$WORK/p-als" --storage-opt "overlay.additionallayerstore=$WORK/store:ref" \
-        run --rm "$REG/ipfs/$CID:latest" python3 -c 'print("hello")')
-    t1=$(now)
-    [ "$OUT" = hello ] || { echo "podman (iii) printed '$OUT'" >&2; exit 1; }
-    ALS_T=$(secs "$t0" "$t1"); ALS_BYTES=$(( $(bytes_fetched b) - F0 )); ALS_REG_LAYERS=$(registry_layers)
+    # (iii) the layer store: podman takes the layers from it; first under verify-first (the
+    # default: each layer is read whole and proven before it is handed over), then under trust
+    # (lazily, unproven)
+    als_run() {
+        B_TRUST=$1 fresh_b --layer-store "$WORK/store"
+        rm -rf "$WORK/p-als"; podman_env "$WORK/p-als"
+        drop_caches
+        F0=$(bytes_fetched b)
+        t0=$(now)
+        OUT=$(pod "$WORK/p-als" --storage-opt "overlay.additionallayerstore=$WORK/store:ref" \
+            run --rm "$REG/ipfs/$CID:latest" python3 -c 'print("hello")')
+        t1=$(now)
+        [ "$OUT" = hello ] || { echo "podman (iii, $1) printed '$OUT'" >&2; exit 1; }
+        ALS_T=$(secs "$t0" "$t1"); ALS_BYTES=$(( $(bytes_fetched b) - F0 )); ALS_REG_LAYERS=$(registry_layers)
+        pod "$WORK/p-als" system reset -f > /dev/null 2>&1 || true
+    }
+    als_run verify-first
+    ALS_V_T=$ALS_T; ALS_V_BYTES=$ALS_BYTES; ALS_V_REG_LAYERS=$ALS_REG_LAYERS
+    als_run trust
     # (iv) no layer store: podman pulls every layer from the endpoint, then runs
     fresh_b
     podman_env "$WORK/p-pull"
@@ -418,20 +434,27 @@ if [ "$HAVE_CTRD" = 1 ]; then
     }
     ctrd() { ctr --address "$CTRD/c.sock" --namespace default "$@"; }
     ctrd_run() { ctrd run --rm --snapshotter "$1" --runc-root "$CTRD/runc" "$REG/ipfs/$CID:latest" "bench-$1" python3 -c 'print("hello")'; }
-    # (v) rpull: B's snapshotter serves the layers lazily
-    fresh_b
-    start_containerd "$WORK/ctrd-lazy" "$(printf '[proxy_plugins]\n  [proxy_plugins.cidfs]\n    type = "snapshot"\n    address = "%s/b/snapshotter.sock"' "$WORK")"
-    drop_caches
-    F0=$(bytes_fetched b)
-    t0=$(now)
-    ctr-remote --address "$CTRD/c.sock" --namespace default image rpull --plain-http --snapshotter=cidfs "$REG/ipfs/$CID:latest" > /dev/null
-    t1=$(now)
-    OUT=$(ctrd_run cidfs)
-    t2=$(now)
-    [ "$OUT" = hello ] || { echo "containerd (v) printed '$OUT'" >&2; exit 1; }
-    RPULL_PULL_T=$(secs "$t0" "$t1"); RPULL_RUN_T=$(secs "$t1" "$t2"); RPULL_T=$(secs "$t0" "$t2")
-    RPULL_BYTES=$(( $(bytes_fetched b) - F0 )); RPULL_REG_LAYERS=$(registry_layers)
-    stop_containerd
+    # (v) rpull: B's snapshotter serves the layers; first under verify-first (the default: each
+    # layer read whole and proven before it is committed), then (v') under trust (lazily, unproven)
+    rpull_run() {
+        B_TRUST=$1 fresh_b
+        start_containerd "$WORK/ctrd-lazy-$1" "$(printf '[proxy_plugins]\n  [proxy_plugins.cidfs]\n    type = "snapshot"\n    address = "%s/b/snapshotter.sock"' "$WORK")"
+        drop_caches
+        F0=$(bytes_fetched b)
+        t0=$(now)
+        ctr-remote --address "$CTRD/c.sock" --namespace default image rpull --plain-http --snapshotter=cidfs "$REG/ipfs/$CID:latest" > /dev/null
+        t1=$(now)
+        OUT=$(ctrd_run cidfs)
+        t2=$(now)
+        [ "$OUT" = hello ] || { echo "containerd (v, $1) printed '$OUT'" >&2; exit 1; }
+        RPULL_PULL_T=$(secs "$t0" "$t1"); RPULL_RUN_T=$(secs "$t1" "$t2"); RPULL_T=$(secs "$t0" "$t2")
+        RPULL_BYTES=$(( $(bytes_fetched b) - F0 )); RPULL_REG_LAYERS=$(registry_layers)
+        stop_containerd
+    }
+    rpull_run verify-first
+    RPULL_V_T=$RPULL_T; RPULL_V_PULL_T=$RPULL_PULL_T; RPULL_V_RUN_T=$RPULL_RUN_T
+    RPULL_V_BYTES=$RPULL_BYTES; RPULL_V_REG_LAYERS=$RPULL_REG_LAYERS
+    rpull_run trust
     # (vi) full pull into the overlayfs snapshotter
     fresh_b
     start_containerd "$WORK/ctrd-full"
@@ -472,16 +495,19 @@ else
     printf "%-50s %8s\n" "(ii) lazy: mount + run" "$NA (this cidfs has no mount command)"
 fi
 if [ "${HAVE_PODMAN:-0}" = 1 ]; then
-    printf "%-50s %8s s %14s bytes  (%s layer blobs from the registry)\n" "(iii) podman run via the layer store" "$ALS_T" "$ALS_BYTES" "$ALS_REG_LAYERS"
+    printf "%-50s %8s s %14s bytes  (%s layer blobs from the registry)\n" "(iii) podman via the layer store, verify-first" "$ALS_V_T" "$ALS_V_BYTES" "$ALS_V_REG_LAYERS"
+    printf "%-50s %8s s %14s bytes  (%s layer blobs from the registry)\n" "(iii') podman via the layer store, trust (lazy)" "$ALS_T" "$ALS_BYTES" "$ALS_REG_LAYERS"
     printf "%-50s %8s s %14s bytes  (%s layer blobs from the registry)\n" "(iv) podman run, pulling from the endpoint" "$PULL_T" "$PULL_BYTES" "$PULL_REG_LAYERS"
-    echo "ratio time (iv) / (iii): $(ratio "$PULL_T" "$ALS_T" 1)x"
+    echo "ratio time (iv) / (iii): $(ratio "$PULL_T" "$ALS_V_T" 1)x; (iv) / (iii'): $(ratio "$PULL_T" "$ALS_T" 1)x"
 fi
 if [ "${HAVE_CTRD:-0}" = 1 ]; then
-    printf "%-50s %8s s %14s bytes  (%s layer blobs from the registry)\n" "(v) ctr-remote rpull + ctr run, cidfs snapshotter" "$RPULL_T" "$RPULL_BYTES" "$RPULL_REG_LAYERS"
+    printf "%-50s %8s s %14s bytes  (%s layer blobs from the registry)\n" "(v) rpull + run, cidfs snapshotter, verify-first" "$RPULL_V_T" "$RPULL_V_BYTES" "$RPULL_V_REG_LAYERS"
+    printf "%-50s %8s s\n" "    rpull / run" "$RPULL_V_PULL_T / $RPULL_V_RUN_T"
+    printf "%-50s %8s s %14s bytes  (%s layer blobs from the registry)\n" "(v') rpull + run, cidfs snapshotter, trust (lazy)" "$RPULL_T" "$RPULL_BYTES" "$RPULL_REG_LAYERS"
     printf "%-50s %8s s\n" "    rpull / run" "$RPULL_PULL_T / $RPULL_RUN_T"
     printf "%-50s %8s s %14s bytes  (%s layer blobs from the registry)\n" "(vi) ctr pull + ctr run, overlayfs snapshotter" "$CPULL_T" "$CPULL_BYTES" "$CPULL_REG_LAYERS"
     printf "%-50s %8s s\n" "    pull / run" "$CPULL_PULL_T / $CPULL_RUN_T"
-    echo "ratio time (vi) / (v): $(ratio "$CPULL_T" "$RPULL_T" 1)x"
+    echo "ratio time (vi) / (v): $(ratio "$CPULL_T" "$RPULL_V_T" 1)x; (vi) / (v'): $(ratio "$CPULL_T" "$RPULL_T" 1)x"
 fi
 [ "$LCOLD_DROPPED" = 1 ] && cold=cold || cold="first read, cache not dropped"
 printf "%-50s %8s s %8s MB/s\n" "baseline: the local file unpacked in (i), $cold" "$(secs "$LCOLD_T0" "$LCOLD_T1")" "$(mbps "$SEQ_BYTES" "$LCOLD_T0" "$LCOLD_T1")"
