@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::images::dirtree::tree_of_dir;
 use crate::images::gen::{GenSpec, HELLO_LINE};
-use crate::images::hostile::{claiming, diff_ids_of};
+use crate::images::hostile::victim_and_impostor;
 use crate::images::runtimes::{unmount_under, Containerd};
 use crate::images::tree::assert_same_tree;
 use crate::mount::generate_and_push;
@@ -56,16 +56,7 @@ fn snapshots(c: &Containerd) -> Vec<String> {
 fn a_layer_claiming_another_images_diff_id_is_never_served_under_its_chain_id() {
     let (a, b) = pair(None);
     let _unmount = Unmount(b.repo.path().to_path_buf());
-    let spec = |seed| GenSpec {
-        busybox: true,
-        big_file_size: 2 << 20,
-        seed,
-        ..Default::default()
-    };
-    let (_, victim) = generate_and_push(&a, spec(1));
-    let (_, other) = generate_and_push(&a, spec(2));
-    let (_, victim_ids) = diff_ids_of(&a, &victim);
-    let hostile = claiming(&a, &other, &victim_ids);
+    let (victim, victim_ids, hostile) = victim_and_impostor(&a, 2 << 20);
     let socket = b.repo.path().join("snapshotter.sock");
     let c = Containerd::start_with(&proxy_plugin_config(&socket));
     let rpull = |d: &Daemon, cid: &str| {

@@ -5,7 +5,7 @@
 
 use crate::images::dockerd::Dockerd;
 use crate::images::gen::{self, GenSpec, HELLO_LINE};
-use crate::images::hostile::{claiming, diff_ids_of};
+use crate::images::hostile::victim_and_impostor;
 use crate::images::runtimes::{skopeo_ok, Podman};
 use crate::images::tree::{assert_same_tree, tree_of_layers};
 use crate::mount::{generate_and_push, MountPoint};
@@ -161,16 +161,7 @@ fn podman_is_never_handed_a_layer_whose_image_lies_about_its_diff_id() {
         "[layer_store]\nmountpoint = \"{}\"\n",
         mnt.display()
     )));
-    let spec = |seed| GenSpec {
-        busybox: true,
-        big_file_size: 1 << 20,
-        seed,
-        ..Default::default()
-    };
-    let (_, victim) = generate_and_push(&a, spec(1));
-    let (_, other) = generate_and_push(&a, spec(2));
-    let (_, victim_ids) = diff_ids_of(&a, &victim);
-    let hostile = claiming(&a, &other, &victim_ids);
+    let (victim, _, hostile) = victim_and_impostor(&a, 1 << 20);
     let (podman, opt) = podman_with_store(&b, &mnt);
     // podman falls back to the registry endpoint and its own checks; whatever it decides, the
     // store never hands the lying layers over

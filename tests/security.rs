@@ -469,26 +469,18 @@ fn setuid_binaries_behave_in_lazily_served_layers_as_in_ordinary_pulls() {
     drop(c);
 
     // Podman: a plain pull, then (another storage) the additional layer store
+    let run = [
+        "run",
+        "--rm",
+        "--user",
+        "1000:1000",
+        &reference,
+        "/a/setuid",
+    ];
     let (plain, _) = crate::registry::podman_with_store(&b, store.path());
-    let ordinary = plain.podman(&[
-        "run",
-        "--rm",
-        "--user",
-        "1000:1000",
-        &reference,
-        "/a/setuid",
-    ]);
+    let ordinary = plain.podman(&run);
     let (lazy_podman, opt) = crate::registry::podman_with_store(&b, store.path());
-    let lazy = lazy_podman.podman(&[
-        "--storage-opt",
-        &opt,
-        "run",
-        "--rm",
-        "--user",
-        "1000:1000",
-        &reference,
-        "/a/setuid",
-    ]);
+    let lazy = lazy_podman.podman(&[&["--storage-opt", opt.as_str()][..], &run[..]].concat());
     assert!(
         b.metrics()
             .get("cidfs_layer_store_requests_total{op=\"lookup\"}")

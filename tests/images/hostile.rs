@@ -33,22 +33,6 @@ pub fn diff_ids_of(d: &Daemon, cid: &str) -> (serde_json::Value, Vec<serde_json:
 /// An image made of `cid`'s layers whose config claims the DiffIDs `claimed` (another
 /// image's): the hostile image of finding 4. Returns its CID.
 pub fn claiming(d: &Daemon, cid: &str, claimed: &[serde_json::Value]) -> String {
-    let add = |v: &serde_json::Value, media_type: &str| -> serde_json::Value {
-        let bytes = serde_json::to_vec(v).expect("JSON");
-        let path = d
-            .repo
-            .path()
-            .join(format!("blob-{}", rand::random::<u32>()));
-        std::fs::write(&path, &bytes).expect("write");
-        let out = d.ok(&["add", "-q", "--cid-version=1", path.to_str().expect("utf8")]);
-        let c = String::from_utf8(out).expect("utf8").trim().to_string();
-        serde_json::json!({
-            "mediaType": media_type,
-            "digest": super::gen::digest(&bytes),
-            "size": bytes.len(),
-            "urls": [format!("ipfs://{c}")],
-        })
-    };
     let (mut manifest, ids) = diff_ids_of(d, cid);
     assert_eq!(ids.len(), claimed.len(), "same number of layers");
     let config_cid =
@@ -62,14 +46,37 @@ pub fn claiming(d: &Daemon, cid: &str, claimed: &[serde_json::Value]) -> String 
         .as_str()
         .expect("type")
         .to_string();
-    manifest["config"] = add(&config, &media);
+    manifest["config"] = add_blob(d, &serde_json::to_vec(&config).expect("JSON"), &media);
+    root_of(d, &manifest)
+}
+
+/// Two images of the same shape on `d` (busybox, `big` bytes of big file) and a third made of
+/// the second's layers claiming the first's DiffIDs: (victim, its DiffIDs, the impostor).
+pub fn victim_and_impostor(d: &Daemon, big: usize) -> (String, Vec<serde_json::Value>, String) {
+    let spec = |seed| super::gen::GenSpec {
+        busybox: true,
+        big_file_size: big,
+        seed,
+        ..Default::default()
+    };
+    let (_, victim) = crate::mount::generate_and_push(d, spec(1));
+    let (_, other) = crate::mount::generate_and_push(d, spec(2));
+    let (_, victim_ids) = diff_ids_of(d, &victim);
+    let impostor = claiming(d, &other, &victim_ids);
+    (victim, victim_ids, impostor)
+}
+
+/// Adds `manifest` on `d` and the root descriptor that names it; the image's CID.
+fn root_of(d: &Daemon, manifest: &serde_json::Value) -> String {
     let media = manifest["mediaType"]
         .as_str()
         .unwrap_or("application/vnd.oci.image.manifest.v1+json")
         .to_string();
-    // the image CID names the root descriptor
-    let root = add(&manifest, &media);
-    let path = d.repo.path().join("root.json");
+    let root = add_blob(d, &serde_json::to_vec(manifest).expect("JSON"), &media);
+    let path = d
+        .repo
+        .path()
+        .join(format!("root-{}.json", rand::random::<u64>()));
     std::fs::write(&path, serde_json::to_vec(&root).expect("JSON")).expect("write");
     String::from_utf8(d.ok(&["add", "-q", "--cid-version=1", path.to_str().expect("utf8")]))
         .expect("utf8")
@@ -174,17 +181,7 @@ pub fn image_of(d: &Daemon, layers: &[HostileLayer]) -> String {
         "config": config,
         "layers": descs,
     });
-    let root = add_blob(
-        d,
-        &serde_json::to_vec(&manifest).expect("JSON"),
-        "application/vnd.oci.image.manifest.v1+json",
-    );
-    let path = d.repo.path().join("root.json");
-    std::fs::write(&path, serde_json::to_vec(&root).expect("JSON")).expect("write");
-    String::from_utf8(d.ok(&["add", "-q", "--cid-version=1", path.to_str().expect("utf8")]))
-        .expect("utf8")
-        .trim()
-        .to_string()
+    root_of(d, &manifest)
 }
 
 /// A tar entry header block of `kind` for `size` bytes.
