@@ -19,15 +19,22 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     pub kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Outbound streams (bitswap sends); inbound bitswap streams come through `bitswap_in`.
     pub stream: libp2p_stream::Behaviour,
+    pub bitswap_in: crate::accept::Behaviour,
 }
+
+/// Inbound bitswap streams that may wait to be read (kubo opens one per message it sends, from
+/// eight workers at once); each is then admitted against the per-peer and total caps.
+pub const BITSWAP_INBOUND_QUEUE: usize = 256;
 
 /// Provider records of other peers kept (keys), and keys this node provides.
 pub const KAD_MAX_RECORDS: usize = 65_536;
 pub const KAD_MAX_PROVIDED_KEYS: usize = 262_144;
 
 impl Behaviour {
-    pub fn new(key: &Keypair, config: &Config) -> Result<Self, Error> {
+    /// The behaviour, and where its inbound bitswap streams arrive.
+    pub fn new(key: &Keypair, config: &Config) -> Result<(Self, crate::accept::Incoming), Error> {
         let peer_id = key.public().to_peer_id();
         let identify = identify::Behaviour::new(
             identify::Config::new(IDENTIFY_PROTOCOL_VERSION.into(), key.public())
@@ -61,12 +68,21 @@ impl Behaviour {
         } else {
             None
         };
-        Ok(Behaviour {
+        let (bitswap_in, incoming) = crate::accept::Behaviour::new(
+            vec![
+                crate::bitswap::PROTOCOL_1_2_0,
+                crate::bitswap::PROTOCOL_1_1_0,
+            ],
+            BITSWAP_INBOUND_QUEUE,
+        );
+        let behaviour = Behaviour {
             identify,
             ping: ping::Behaviour::default(),
             kad: kad.into(),
             mdns: mdns.into(),
             stream: libp2p_stream::Behaviour::new(),
-        })
+            bitswap_in,
+        };
+        Ok((behaviour, incoming))
     }
 }

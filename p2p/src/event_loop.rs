@@ -60,7 +60,7 @@ impl Node {
             config.swarm_key.as_ref(),
             config.force_pnet,
         )?;
-        let behaviour = Behaviour::new(&config.keypair, &config)?;
+        let (behaviour, bitswap_streams) = Behaviour::new(&config.keypair, &config)?;
         let mut swarm = SwarmBuilder::with_existing_identity(config.keypair.clone())
             .with_tokio()
             .with_other_transport(|_| transport)
@@ -91,7 +91,13 @@ impl Node {
         }
         let (search_tx, search_rx) = mpsc::channel(64);
         let control = swarm.behaviour().stream.new_control();
-        let bitswap = Bitswap::spawn(config.bitswap.clone(), control, source, search_tx)?;
+        let bitswap = Bitswap::spawn(
+            config.bitswap.clone(),
+            control,
+            bitswap_streams,
+            source,
+            search_tx,
+        )?;
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
         let peer_id = *swarm.local_peer_id();
         let client = Client {

@@ -13,6 +13,7 @@
 //! - [`bitswap`]: bitswap 1.2.0/1.1.0 client and server with sessions and caps.
 //! - [`Node::spawn`] builds it all and returns a [`Client`].
 
+pub mod accept;
 pub mod behaviour;
 pub mod bitswap;
 mod block_source;

@@ -155,18 +155,11 @@ impl Bitswap {
     /// CIDs whose providers should be searched in the DHT are sent on `provider_search`.
     pub fn spawn(
         config: Config,
-        mut control: libp2p_stream::Control,
+        control: libp2p_stream::Control,
+        mut incoming: crate::accept::Incoming,
         source: Arc<dyn BlockSource>,
         provider_search: mpsc::Sender<Cid>,
     ) -> Result<Bitswap, Error> {
-        let mut incoming = Vec::new();
-        for p in [PROTOCOL_1_2_0, PROTOCOL_1_1_0] {
-            incoming.push(
-                control
-                    .accept(p)
-                    .map_err(|_| Error::Config("bitswap protocol registered twice".into()))?,
-            );
-        }
         let timing = Timing {
             block_timeout: config.block_timeout,
             rebroadcast: config.rebroadcast,
@@ -189,24 +182,21 @@ impl Bitswap {
             provider_search,
         });
         let bitswap = Bitswap { inner };
-        for streams in incoming {
-            let bs = bitswap.clone();
-            tokio::spawn(async move {
-                let mut streams = streams;
-                // Keep this loop tight: libp2p-stream drops a stream it cannot hand over.
-                while let Some((peer, stream)) = streams.next().await {
-                    match bs.inner.inbound.take(peer) {
-                        Ok(slot) => {
-                            let bs = bs.clone();
-                            tokio::spawn(async move { bs.read_stream(peer, stream, slot).await });
-                        }
-                        Err(why) => {
-                            warn!(%peer, "too many inbound bitswap streams ({why:?}); refusing one")
-                        }
+        let bs = bitswap.clone();
+        tokio::spawn(async move {
+            // (streams wait in a queue of their own: crate::accept)
+            while let Some((peer, stream, _protocol)) = incoming.next().await {
+                match bs.inner.inbound.take(peer) {
+                    Ok(slot) => {
+                        let bs = bs.clone();
+                        tokio::spawn(async move { bs.read_stream(peer, stream, slot).await });
+                    }
+                    Err(why) => {
+                        warn!(%peer, "too many inbound bitswap streams ({why:?}); refusing one")
                     }
                 }
-            });
-        }
+            }
+        });
         let weak = Arc::downgrade(&bitswap.inner);
         let period = (bitswap.inner.config.rebroadcast / 2).max(Duration::from_millis(50));
         tokio::spawn(async move {
