@@ -11,6 +11,7 @@ mod deploy_files;
 mod image;
 mod images;
 mod interop;
+mod kubo;
 mod mount;
 mod netns;
 mod node;

@@ -201,6 +201,15 @@ impl Daemon {
         )
     }
 
+    /// [`Self::cli`] bounded by `timeout` instead.
+    pub fn cli_bounded(&self, args: &[&str], timeout: Duration) -> Output {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        run_bounded(
+            command(self.netns.as_deref(), self.repo.path(), &args),
+            timeout,
+        )
+    }
+
     /// Runs `cidfs <args>` on a thread (bounded); join the handle for its output.
     pub fn cli_in_background(&self, args: &[&str]) -> std::thread::JoinHandle<Output> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
