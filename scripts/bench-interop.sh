@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Interop transfer benchmark: SIZE_MIB (default 256) of random data over loopback in a private
 # swarm (one fresh swarm.key), in one run, for each pair of implementations:
-#   Helia→Helia, cidfs→cidfs, Helia→cidfs, cidfs→Helia.
-# The sender adds the file (kubo --cid-version=1 layout on both sides, so the CID is the same),
+#   Helia→Helia, cidfs→cidfs, Helia→cidfs, cidfs→Helia, and with a real kubo 0.22 node
+#   (tests/interop/kubo_peer.py over the kubo-python wheel in target/venv, installed if missing;
+#   flatfs without fsync on the kubo side): kubo→kubo, kubo→cidfs, cidfs→kubo.
+# The sender adds the file (kubo --cid-version=1 layout on both sides, so the CID is the same;
+# kubo 0.22's library adds only CIDv0 with dag-pb leaves, which cidfs fetches as such),
 # a fresh receiver fetches it over bitswap 1.2.0; the time is the receiver's fetch only, checked
 # byte for byte afterwards. Prints a MB/s table. Helia is tests/interop/peer.mjs (npm ci if needed).
 # Usage: scripts/bench-interop.sh [SIZE_MIB]
@@ -88,6 +91,54 @@ ANSWER=$(helia hdst cat "$CID" "$WORK/out"); MS=${ANSWER#* }
 cmp -s "$WORK/out" "$WORK/data" || fail "cidfs→Helia corrupted the data"
 RESULT[cidfs-helia]=$(mbps "$MS/1000"); stop_all
 
+# kubo: serve (adds, JSON lines) and fetch (prints its own fetch time)
+KUBO_PY=target/venv/bin/python
+if ! "$KUBO_PY" -c 'import importlib.util as u, sys; sys.exit(not u.find_spec("libkubo"))' 2>/dev/null; then
+    python3 -m venv target/venv
+    target/venv/bin/pip install -q --disable-pip-version-check kubo-python==0.1.5 cffi==2.1.1 cryptography==50.0.2 </dev/null
+fi
+KUBO=$PWD/tests/interop/kubo_peer.py
+# start_kubo NAME [FILE]: a serving kubo node; sets NAME_ADDR and (with FILE) NAME_CID
+start_kubo() {
+    local name=$1 file=${2:-}
+    LIBP2P_FORCE_PNET=1 "$KUBO_PY" "$KUBO" serve --repo "$WORK/$name" --key "$WORK/swarm.key" \
+        --port 0 --nosync ${file:+--add "$file"} > "$WORK/$name.json" 2> "$WORK/$name.log" &
+    PIDS+=($!)
+    for _ in $(seq 1 1200); do
+        grep -q '"ready"' "$WORK/$name.json" 2>/dev/null && break
+        sleep 0.1
+    done
+    grep -q '"ready"' "$WORK/$name.json" || { cat "$WORK/$name.log" >&2; fail "kubo $name did not start"; }
+    eval "${name}_ADDR=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["multiaddrs"][0])' "$WORK/$name.json")"
+    eval "${name}_CID=$(python3 -c 'import json,sys; print(next((json.loads(l)["cid"] for l in open(sys.argv[1]) if "added" in l), ""))' "$WORK/$name.json")"
+}
+# kubo_fetch PEER CID: a fresh kubo fetches CID from PEER; prints its fetch seconds
+kubo_fetch() {
+    local out
+    out=$(LIBP2P_FORCE_PNET=1 "$KUBO_PY" "$KUBO" fetch --repo "$WORK/kfetch" --key "$WORK/swarm.key" \
+        --port 0 --nosync --peer "$1" --cid "$2" --out "$WORK/out" --timeout 900 --sha256) \
+        || fail "kubo fetch of $2 failed: $out"
+    rm -rf "$WORK/kfetch"
+    cmp -s "$WORK/out" "$WORK/data" || fail "the data kubo fetched differs"
+    echo "$out" | python3 -c 'import json,sys; print([json.loads(l) for l in sys.stdin if "\"fetch\"" in l][0]["seconds"])'
+}
+
+# kubo → kubo
+start_kubo ksrc "$WORK/data"
+RESULT[kubo-kubo]=$(mbps "$(kubo_fetch "$ksrc_ADDR" "$ksrc_CID")")
+
+# kubo → cidfs (the same kubo, a fresh cidfs that connects first)
+start_cidfs cdst
+"$BIN" --repo "$WORK/cdst" swarm connect "$ksrc_ADDR" > /dev/null
+t0=$(now); "$BIN" --repo "$WORK/cdst" cat "$ksrc_CID" > /dev/null; t1=$(now)
+"$BIN" --repo "$WORK/cdst" cat "$ksrc_CID" | cmp -s - "$WORK/data" || fail "kubo→cidfs corrupted the data"
+RESULT[kubo-cidfs]=$(mbps "$t1-$t0"); stop_all; rm -rf "$WORK/cdst" "$WORK/ksrc"
+
+# cidfs → kubo
+start_cidfs csrc
+"$BIN" --repo "$WORK/csrc" add -q "$WORK/data" > /dev/null
+RESULT[cidfs-kubo]=$(mbps "$(kubo_fetch "$csrc_ADDR" "$CID")"); stop_all; rm -rf "$WORK/csrc"
+
 echo "cidfs bench-interop: $SIZE_MIB MiB over loopback, private swarm, CID $CID"
 echo "| sender → receiver | MB/s |"
 echo "|---|---:|"
@@ -95,4 +146,8 @@ echo "| Helia → Helia | ${RESULT[helia-helia]} |"
 echo "| cidfs → cidfs | ${RESULT[cidfs-cidfs]} |"
 echo "| Helia → cidfs | ${RESULT[helia-cidfs]} |"
 echo "| cidfs → Helia | ${RESULT[cidfs-helia]} |"
+echo "| kubo → kubo | ${RESULT[kubo-kubo]} |"
+echo "| kubo → cidfs | ${RESULT[kubo-cidfs]} |"
+echo "| cidfs → kubo | ${RESULT[cidfs-kubo]} |"
 echo "cidfs→cidfs / Helia→Helia: $(python3 -c "print(f'{${RESULT[cidfs-cidfs]}/${RESULT[helia-helia]}:.1f}')")x"
+echo "kubo→cidfs / kubo→kubo: $(python3 -c "print(f'{${RESULT[kubo-cidfs]}/${RESULT[kubo-kubo]}:.2f}')")x (target >= 1)"
