@@ -382,3 +382,31 @@ fn helia_peer_quits_on_command() {
     assert_eq!(h.ok("quit", Duration::from_secs(30)), "");
     assert!(wait_bounded(&mut h.child, Duration::from_secs(30)).is_some());
 }
+
+/// IPIP-499's `unixfs-v1-2025` import profile (kubo ≥ 0.40, `@helia/unixfs` 8's defaults):
+/// `cidfs add --profile unixfs-v1-2025` (locally and through the daemon) and the `add` RPC's
+/// `profile=` give Helia's default CIDs (`add-default`: no importer option set).
+#[test]
+fn the_unixfs_v1_2025_profile_gives_helias_default_cids() {
+    let d = Daemon::start(Opts::default());
+    let mut h = Helia::start(None);
+    for size in [1usize, 1 << 20, (1 << 20) + 1, 5_500_000] {
+        let data = random_bytes(size);
+        let path = h.dir.path().join(format!("v1-2025-{size}"));
+        std::fs::write(&path, &data).expect("write");
+        let helia = h.ok(&format!("add-default {}", path.display()), TRANSFER);
+        let file = path.to_str().expect("utf8");
+        let local =
+            String::from_utf8(d.ok(&["add", "-n", "-q", "--profile", "unixfs-v1-2025", file]))
+                .expect("utf8");
+        let daemon = String::from_utf8(d.ok(&["add", "-q", "--profile", "unixfs-v1-2025", file]))
+            .expect("utf8");
+        assert_eq!(local.trim(), helia, "{size} bytes, --only-hash");
+        assert_eq!(daemon.trim(), helia, "{size} bytes, through the daemon");
+        // and cidfs's own default stays kubo's --cid-version=1 layout (image CIDs)
+        let legacy = String::from_utf8(d.ok(&["add", "-n", "-q", file])).expect("utf8");
+        if size > 1 << 20 {
+            assert_ne!(legacy.trim(), helia, "{size} bytes: the default changed");
+        }
+    }
+}

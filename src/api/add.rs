@@ -112,27 +112,31 @@ async fn push(
     Ok(adder)
 }
 
-/// kubo's add options: `cid-version`, `raw-leaves`, `chunker=size-N`, `hash=sha2-256`.
+/// kubo's add options: `cid-version`, `raw-leaves`, `chunker=size-N`, `hash=sha2-256`, and
+/// `profile` (an import profile by name, e.g. `unixfs-v1-2025`; the other options change it).
 fn options(p: &Params) -> Result<AddOptions, ApiError> {
-    let cid_version = match p.get("cid-version") {
-        None | Some("0") => 0,
-        Some("1") => 1,
+    let mut opts = match p.get("profile") {
+        None => AddOptions::kubo_v0(),
+        Some(name) => AddOptions::profile(name).ok_or_else(|| {
+            ApiError::client(format!(
+                "option \"profile\": {name:?} is not one of {}",
+                AddOptions::PROFILES.join(", ")
+            ))
+        })?,
+    };
+    match p.get("cid-version") {
+        None => {}
+        Some("0") => opts.cid_version = 0,
+        Some("1") => opts.cid_version = 1,
         Some(v) => {
             return Err(ApiError::client(format!(
                 "option \"cid-version\": {v:?} must be 0 or 1"
             )))
         }
-    };
-    let raw_leaves = if p.get("raw-leaves").is_some() {
-        Some(p.bool("raw-leaves", false)?)
-    } else {
-        None
-    };
-    let mut opts = AddOptions {
-        cid_version,
-        raw_leaves,
-        ..AddOptions::default()
-    };
+    }
+    if p.get("raw-leaves").is_some() {
+        opts.raw_leaves = Some(p.bool("raw-leaves", false)?);
+    }
     if let Some(ch) = p.get("chunker") {
         let size = ch
             .strip_prefix("size-")

@@ -302,6 +302,24 @@ pub struct DaemonArgs {
     pub snapshotter_socket: Option<PathBuf>,
 }
 
+fn cidfs_profiles() -> &'static [&'static str] {
+    crate::unixfs::add::AddOptions::PROFILES
+}
+
+impl AddArgs {
+    /// The options `--profile` or `--cid-version` ask for.
+    pub fn options(&self) -> crate::unixfs::add::AddOptions {
+        use crate::unixfs::add::AddOptions;
+        match self.profile.as_deref().and_then(AddOptions::profile) {
+            Some(o) => o,
+            None => AddOptions {
+                cid_version: self.cid_version,
+                ..AddOptions::default()
+            },
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct AddArgs {
     /// The file to add ("-" reads stdin).
@@ -312,6 +330,11 @@ pub struct AddArgs {
     /// CID version: 1 gives raw leaves and base32 CIDs (bafy...), 0 gives kubo's legacy Qm... CIDs.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
     pub cid_version: u8,
+    /// An import profile instead (kubo's names): unixfs-v1-2025 (CIDv1, raw leaves, 1 MiB chunks,
+    /// 1024 links per node: kubo >= 0.40 and Helia's default), unixfs-v0-2015 (plain `ipfs add`),
+    /// legacy-cid-v1 (the default; the layout of image CIDs).
+    #[arg(long, conflicts_with = "cid_version", value_parser = clap::builder::PossibleValuesParser::new(cidfs_profiles()))]
+    pub profile: Option<String>,
     /// Do not pin the file (it may then be removed by `cidfs repo gc`).
     #[arg(long)]
     pub no_pin: bool,

@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::args::{AddArgs, BlockCommand, CatArgs};
 use super::client::ApiClient;
-use crate::unixfs::{AddOptions, Adder};
+use crate::unixfs::Adder;
 
 /// A progress bar of `len` steps drawn with `template`, when both stdout and stderr are
 /// terminals (piped output stays clean).
@@ -60,10 +60,11 @@ pub async fn add(api: &ApiClient, a: &AddArgs) -> anyhow::Result<()> {
     };
     let part = reqwest::multipart::Part::stream_with_length(body, len).file_name(name);
     let form = reqwest::multipart::Form::new().part("file", part);
-    let params = [
-        ("cid-version", a.cid_version.to_string()),
-        ("pin", (!a.no_pin).to_string()),
-    ];
+    let mut params = vec![("pin", (!a.no_pin).to_string())];
+    match &a.profile {
+        Some(p) => params.push(("profile", p.clone())),
+        None => params.push(("cid-version", a.cid_version.to_string())),
+    }
     for v in api.ndjson("add", &params, Some(form)).await? {
         let hash = v["Hash"].as_str().unwrap_or_default();
         if a.quiet {
@@ -77,11 +78,7 @@ pub async fn add(api: &ApiClient, a: &AddArgs) -> anyhow::Result<()> {
 
 /// `add --only-hash`: computes the CID locally; needs no daemon and stores nothing.
 pub async fn add_only_hash(a: &AddArgs) -> anyhow::Result<()> {
-    let opts = AddOptions {
-        cid_version: a.cid_version,
-        ..AddOptions::default()
-    };
-    let mut adder = Adder::new(&opts)?;
+    let mut adder = Adder::new(&a.options())?;
     let mut input: Box<dyn tokio::io::AsyncRead + Unpin> = if a.file.as_os_str() == "-" {
         Box::new(tokio::io::stdin())
     } else {

@@ -62,6 +62,28 @@ impl AddOptions {
         }
     }
 
+    /// The import profiles kubo names (`Import` config profiles, IPIP-499), by name:
+    /// `unixfs-v0-2015` ([`Self::kubo_v0`]), `legacy-cid-v1` (`--cid-version=1`, the default
+    /// here and the layout of image CIDs), and `unixfs-v1-2025` (kubo ≥ 0.40, `@helia/unixfs` 8:
+    /// CIDv1, raw leaves, 1 MiB chunks, 1024 links per node).
+    pub fn profile(name: &str) -> Option<Self> {
+        match name {
+            "unixfs-v0-2015" => Some(Self::kubo_v0()),
+            "legacy-cid-v1" => Some(Self::default()),
+            "unixfs-v1-2025" => Some(AddOptions {
+                cid_version: 1,
+                raw_leaves: Some(true),
+                chunk_size: 1 << 20,
+                max_links: 1024,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The names [`Self::profile`] knows.
+    pub const PROFILES: &'static [&'static str] =
+        &["unixfs-v0-2015", "legacy-cid-v1", "unixfs-v1-2025"];
+
     /// Whether leaves are raw blocks, after applying kubo's rule to `raw_leaves: None`.
     pub fn uses_raw_leaves(&self) -> bool {
         self.raw_leaves.unwrap_or(self.cid_version == 1)

@@ -10,6 +10,7 @@
 // On start it prints `listening <multiaddr>/p2p/<id>` on stdout, then answers one line per command
 // read from stdin (commands run one at a time, in order):
 //   add <file> [v0]          -> ok <cid>
+//   add-default <file>       -> ok <cid>  (@helia/unixfs's own defaults: no option given)
 //   cat <cid> <outfile> [ms] -> ok <bytes> <millis>  (fetches over bitswap; aborts after ms)
 //   dial <multiaddr>         -> ok
 //   peers                    -> ok <peer id>...
@@ -112,6 +113,11 @@ async function main () {
     async add (file, version) {
       const content = Readable.toWeb(fs.createReadStream(file, { highWaterMark: 1 << 20 }))
       const cid = await fsx.addByteStream(content, importerOptions(version))
+      return cid.toString()
+    },
+    async 'add-default' (file) {
+      const content = Readable.toWeb(fs.createReadStream(file, { highWaterMark: 1 << 20 }))
+      const cid = await fsx.addByteStream(content)
       return cid.toString()
     },
     async cat (cid, outfile, ms) {
