@@ -15,6 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
+use crate::images::gen::{xorshift_bytes, GenSpec};
+use crate::images::hostile::{diff_ids_of, with_layer_cids};
+use crate::mount::generate_and_push;
 use crate::util::{random_bytes, run_bounded, sha256, swarm_key, wait_bounded, Daemon, Opts};
 
 /// How long a kubo node may take to start (and add its files).
@@ -295,4 +298,60 @@ fn a_cidfs_fetcher_takes_blocks_from_kubo_and_cidfs_seeds() {
         from_seed > 0 && from_seed < fetched,
         "{from_seed} of {fetched} blocks came from the cidfs seed: kubo served none or all"
     );
+}
+
+/// An image layer served from kubo: the layer blobs of an image pushed on cidfs node A, added by
+/// kubo (its own CIDv0 DAGs, so no block of theirs is on A), under a manifest that names kubo's
+/// CIDs; a fresh cidfs node mounts the image and reads a file whose chunks only kubo serves.
+#[test]
+fn a_mount_reads_an_image_layer_that_kubo_serves() {
+    let key = swarm_key();
+    let a = cidfs(&key);
+    let (_, cid) = generate_and_push(
+        &a,
+        GenSpec {
+            busybox: true,
+            big_file_size: 2 * MIB,
+            ..Default::default()
+        },
+    );
+    let (manifest, _) = diff_ids_of(&a, &cid);
+    let blobs: Vec<Vec<u8>> = manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| {
+            let url = l["urls"][0].as_str().expect("url");
+            a.ok(&["cat", url.trim_start_matches("ipfs://")])
+        })
+        .collect();
+    let refs: Vec<&[u8]> = blobs.iter().map(Vec::as_slice).collect();
+    let kubo = Kubo::serve(Some(&key), &refs);
+    let relocated = with_layer_cids(&a, &cid, &kubo.cids);
+
+    let b = Daemon::start(Opts {
+        swarm_key: Some(key.clone()),
+        peers: vec![a.addr.clone()],
+        env: vec![("LIBP2P_FORCE_PNET".into(), "1".into())],
+        ..Default::default()
+    });
+    b.ok(&["swarm", "connect", &kubo.addr]);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().canonicalize().expect("canonical").join("mnt");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let dir_s = dir.to_str().expect("utf8").to_string();
+    let out = b.cli_bounded(&["mount", &relocated, &dir_s], TRANSFER);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        b.log()
+    );
+    let file = dir.join("a/b/c/deep.bin");
+    let read = crate::util::call_bounded("reading through the mount", TRANSFER, move || {
+        std::fs::read(file)
+    });
+    let _ = b.cli_bounded(&["umount", &dir_s], TRANSFER);
+    assert_eq!(read.expect("read"), xorshift_bytes(1 + 1, 4097));
+    assert!(b.stat_u64("BlocksFetched") > 0);
 }

@@ -1,4 +1,5 @@
-//! Hostile images built from honest ones on a node: the same layers under a config that lies.
+//! Images rebuilt from honest ones on a node: hostile ones (the same layers under a config that
+//! lies, or layers that lie) and relocated ones (the same blobs under other CIDs).
 
 use crate::util::Daemon;
 
@@ -47,6 +48,18 @@ pub fn claiming(d: &Daemon, cid: &str, claimed: &[serde_json::Value]) -> String 
         .expect("type")
         .to_string();
     manifest["config"] = add_blob(d, &serde_json::to_vec(&config).expect("JSON"), &media);
+    root_of(d, &manifest)
+}
+
+/// `cid`'s image with its layers' `ipfs://` URLs replaced by `cids` (the same blobs added
+/// elsewhere, e.g. by kubo); added on `d`, its CID.
+pub fn with_layer_cids(d: &Daemon, cid: &str, cids: &[String]) -> String {
+    let (mut manifest, _) = diff_ids_of(d, cid);
+    let layers = manifest["layers"].as_array_mut().expect("layers");
+    assert_eq!(layers.len(), cids.len(), "one CID per layer");
+    for (l, c) in layers.iter_mut().zip(cids) {
+        l["urls"] = serde_json::json!([format!("ipfs://{c}")]);
+    }
     root_of(d, &manifest)
 }
 
