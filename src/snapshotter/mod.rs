@@ -254,12 +254,15 @@ impl Snapshotter {
             .resolve(&t)
             .await
             .map_err(|e| unavailable(format!("{e:#}")))?;
-        if self.trust.unverified_layers != UnverifiedLayers::Trust
-            && self.meta.verdict(&layer.proof_key())?.is_none()
-        {
-            let _ = self.jobs.send(Job {
-                layer: layer.clone(),
-            });
+        // (snapshots committed before verdicts existed carry no LAYER_LABEL: judged here)
+        match self.meta.verdict(&layer.proof_key())? {
+            Some(Verdict::Refused(why)) => return Err(Self::refused(name, &why)),
+            None if self.trust.unverified_layers != UnverifiedLayers::Trust => {
+                let _ = self.jobs.send(Job {
+                    layer: layer.clone(),
+                });
+            }
+            _ => {}
         }
         self.remote
             .mount(&dir, &t, &layer)
