@@ -155,13 +155,18 @@ fn kubo_fetch(key: Option<&str>, peer: &str, cid: &str) -> (serde_json::Value, O
     (fetch, out.status.code())
 }
 
-/// A cidfs daemon in the private swarm `key`.
-fn cidfs(key: &str) -> Daemon {
+/// A cidfs daemon in the private swarm `key`, dialling `peers` (cidfs nodes).
+fn cidfs_with(key: &str, peers: &[&str]) -> Daemon {
     Daemon::start(Opts {
         swarm_key: Some(key.to_string()),
+        peers: peers.iter().map(|p| p.to_string()).collect(),
         env: vec![("LIBP2P_FORCE_PNET".into(), "1".into())],
         ..Default::default()
     })
+}
+
+fn cidfs(key: &str) -> Daemon {
+    cidfs_with(key, &[])
 }
 
 /// `cidfs cat CID` (or a range) on `d`, bounded by [`TRANSFER`]; the bytes and the seconds.
@@ -282,12 +287,7 @@ fn a_cidfs_fetcher_takes_blocks_from_kubo_and_cidfs_seeds() {
         cid, kubo.cids[0],
         "cidfs add --cid-version=0 gives kubo's CID"
     );
-    let d = Daemon::start(Opts {
-        swarm_key: Some(key.clone()),
-        peers: vec![seed.addr.clone()],
-        env: vec![("LIBP2P_FORCE_PNET".into(), "1".into())],
-        ..Default::default()
-    });
+    let d = cidfs_with(&key, &[&seed.addr]);
     d.ok(&["swarm", "connect", &kubo.addr]);
     let (got, secs) = cat(&d, &[&cid]);
     assert_eq!(sha256(&got), sha256(&data));
@@ -329,12 +329,7 @@ fn a_mount_reads_an_image_layer_that_kubo_serves() {
     let kubo = Kubo::serve(Some(&key), &refs);
     let relocated = with_layer_cids(&a, &cid, &kubo.cids);
 
-    let b = Daemon::start(Opts {
-        swarm_key: Some(key.clone()),
-        peers: vec![a.addr.clone()],
-        env: vec![("LIBP2P_FORCE_PNET".into(), "1".into())],
-        ..Default::default()
-    });
+    let b = cidfs_with(&key, &[&a.addr]);
     b.ok(&["swarm", "connect", &kubo.addr]);
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().canonicalize().expect("canonical").join("mnt");
