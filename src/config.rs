@@ -169,6 +169,40 @@ pub struct Authorization {
     pub allowed_paths: Vec<String>,
 }
 
+/// A secret as `auth_secret` and `--api-auth` write it, parsed: `bearer:TOKEN` or
+/// `basic:USER:PASSWORD`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthSecret<'a> {
+    Bearer(&'a str),
+    Basic { user: &'a str, password: &'a str },
+}
+
+impl<'a> AuthSecret<'a> {
+    /// None: neither form.
+    pub fn parse(secret: &'a str) -> Option<Self> {
+        match secret.split_once(':')? {
+            ("bearer", token) => Some(AuthSecret::Bearer(token)),
+            ("basic", up) => {
+                let (user, password) = up.split_once(':')?;
+                Some(AuthSecret::Basic { user, password })
+            }
+            _ => None,
+        }
+    }
+
+    /// The `Authorization` header value that carries it.
+    pub fn header(&self) -> String {
+        use base64::Engine as _;
+        match self {
+            AuthSecret::Bearer(token) => format!("Bearer {token}"),
+            AuthSecret::Basic { user, password } => format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            ),
+        }
+    }
+}
+
 impl std::fmt::Debug for Authorization {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authorization")

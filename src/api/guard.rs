@@ -76,24 +76,23 @@ pub fn check_listen(config: &ApiConfig) -> Result<(), String> {
 }
 
 fn caller(name: &str, a: &crate::config::Authorization) -> Result<Caller, ConfigError> {
-    use base64::Engine as _;
+    use crate::config::AuthSecret;
     let bad = |why: &str| ConfigError {
         name: name.into(),
         why: why.into(),
     };
-    let header = match a.auth_secret.split_once(':') {
-        Some(("bearer", t)) if t.len() >= 16 => format!("Bearer {t}"),
-        Some(("bearer", _)) => return Err(bad("a bearer token needs 16 characters or more")),
-        Some(("basic", up)) if up.contains(':') && up.len() >= 9 => format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(up)
-        ),
-        Some(("basic", _)) => {
+    let header = match AuthSecret::parse(&a.auth_secret) {
+        Some(s @ AuthSecret::Bearer(t)) if t.len() >= 16 => s.header(),
+        Some(AuthSecret::Bearer(_)) => {
+            return Err(bad("a bearer token needs 16 characters or more"))
+        }
+        Some(s @ AuthSecret::Basic { password, .. }) if password.len() >= 8 => s.header(),
+        Some(AuthSecret::Basic { .. }) => {
             return Err(bad(
                 "basic needs USER:PASSWORD, a password of 8 characters or more",
             ))
         }
-        _ => {
+        None => {
             return Err(bad(
                 "auth_secret must be bearer:TOKEN or basic:USER:PASSWORD",
             ))

@@ -302,10 +302,6 @@ pub struct DaemonArgs {
     pub snapshotter_socket: Option<PathBuf>,
 }
 
-fn cidfs_profiles() -> &'static [&'static str] {
-    crate::unixfs::add::AddOptions::PROFILES
-}
-
 impl AddArgs {
     /// The options `--profile` or `--cid-version` ask for.
     pub fn options(&self) -> crate::unixfs::add::AddOptions {
@@ -333,7 +329,7 @@ pub struct AddArgs {
     /// An import profile instead (kubo's names): unixfs-v1-2025 (CIDv1, raw leaves, 1 MiB chunks,
     /// 1024 links per node: kubo >= 0.40 and Helia's default), unixfs-v0-2015 (plain `ipfs add`),
     /// legacy-cid-v1 (the default; the layout of image CIDs).
-    #[arg(long, conflicts_with = "cid_version", value_parser = clap::builder::PossibleValuesParser::new(cidfs_profiles()))]
+    #[arg(long, conflicts_with = "cid_version", value_parser = clap::builder::PossibleValuesParser::new(crate::unixfs::add::AddOptions::PROFILES))]
     pub profile: Option<String>,
     /// Do not pin the file (it may then be removed by `cidfs repo gc`).
     #[arg(long)]

@@ -16,14 +16,9 @@ pub struct ApiClient {
 
 /// The `Authorization` header for `bearer:TOKEN` or `basic:USER:PASSWORD`.
 fn authorization(secret: &str) -> anyhow::Result<String> {
-    use base64::Engine as _;
-    match secret.split_once(':') {
-        Some(("bearer", t)) => Ok(format!("Bearer {t}")),
-        Some(("basic", up)) if up.contains(':') => Ok(format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(up)
-        )),
-        _ => bail!("--api-auth must be bearer:TOKEN or basic:USER:PASSWORD"),
+    match crate::config::AuthSecret::parse(secret) {
+        Some(s) => Ok(s.header()),
+        None => bail!("--api-auth must be bearer:TOKEN or basic:USER:PASSWORD"),
     }
 }
 
