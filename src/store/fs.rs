@@ -61,10 +61,9 @@ pub const MAX_TREES: usize = 256;
 struct Nodes {
     nodes: HashMap<u64, Node>,
     next_ino: u64,
-    /// (parent, name) → ino, and back; each directory's entries.
-    names: HashMap<(u64, String), u64>,
-    parent_of: HashMap<u64, (u64, String)>,
+    /// Each directory's entries (name → ino), and each inode's (parent, name).
     entries: HashMap<u64, std::collections::BTreeMap<String, u64>>,
+    parent_of: HashMap<u64, (u64, String)>,
     /// Image inodes, oldest first.
     refs: std::collections::VecDeque<u64>,
     /// Opened layer trees by slot, with the ino of their layer directory; slots oldest first.
@@ -80,9 +79,8 @@ impl Default for Nodes {
         Nodes {
             nodes: HashMap::new(),
             next_ino: 2,
-            names: HashMap::new(),
-            parent_of: HashMap::new(),
             entries: HashMap::new(),
+            parent_of: HashMap::new(),
             refs: Default::default(),
             trees: HashMap::new(),
             next_slot: 0,
@@ -97,11 +95,16 @@ impl Nodes {
         self.nodes.get(&ino)
     }
 
+    /// The inode of `name` in directory `parent`.
+    fn child(&self, parent: u64, name: &str) -> Option<u64> {
+        self.entries.get(&parent)?.get(name).copied()
+    }
+
     /// The inode of `name` in `parent` (of image `image`, which is kept), made if new; None
     /// when the bound is reached and nothing can be forgotten.
     fn add(&mut self, parent: u64, name: &str, node: Node, image: u64) -> Option<u64> {
-        if let Some(ino) = self.names.get(&(parent, name.to_string())) {
-            return Some(*ino);
+        if let Some(ino) = self.child(parent, name) {
+            return Some(ino);
         }
         while self.nodes.len() >= MAX_NODES {
             if !self.forget_oldest_image(image) {
@@ -115,7 +118,6 @@ impl Nodes {
             self.refs.push_back(ino);
         }
         self.nodes.insert(ino, node);
-        self.names.insert((parent, name.to_string()), ino);
         self.parent_of.insert(ino, (parent, name.to_string()));
         self.entries
             .entry(parent)
@@ -167,7 +169,6 @@ impl Nodes {
             if let Some(e) = self.entries.get_mut(&key.0) {
                 e.remove(&key.1);
             }
-            self.names.remove(&key);
         }
     }
 
@@ -371,10 +372,7 @@ impl Filesystem for StoreFs {
                 Err(e) => reply.error(e),
             };
         }
-        let known = lock(&self.nodes)
-            .names
-            .get(&(parent, name.clone()))
-            .copied();
+        let known = lock(&self.nodes).child(parent, &name);
         if let Some(ino) = known {
             return match self.attr(ino) {
                 Ok(a) => reply.entry(&TTL, &a, fuser::Generation(0)),
@@ -688,9 +686,7 @@ impl Filesystem for StoreFs {
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.parts.metrics.layer_store_request("rmdir");
         let mut n = lock(&self.nodes);
-        let layer = name
-            .to_str()
-            .and_then(|name| n.names.get(&(parent.0, name.to_string())).copied());
+        let layer = name.to_str().and_then(|name| n.child(parent.0, name));
         if let Some(ino) = layer {
             let uses = n.uses.entry(ino).or_default();
             *uses -= 1;
@@ -738,7 +734,8 @@ mod tests {
             n.add(ROOT, &format!("name-{i}"), image(i + 2), 0).unwrap();
         }
         assert!(n.nodes.len() <= MAX_NODES);
-        assert!(n.names.len() <= MAX_NODES && n.parent_of.len() <= MAX_NODES);
+        let names: usize = n.entries.values().map(|e| e.len()).sum();
+        assert!(names <= MAX_NODES && n.parent_of.len() <= MAX_NODES);
         assert!(n.get(first).is_some() && n.get(held).is_some(), "in use");
         assert!(n.get(second).is_none(), "the oldest unused image went");
         let again = n.add(ROOT, "second", image(1), 0).unwrap();
