@@ -16,13 +16,10 @@ use crate::image::diff_id::LayerDigests;
 use crate::image::oci::Descriptor;
 
 /// Why a layer is not proven.
-#[derive(Debug, thiserror::Error)]
-pub enum Unproven {
+enum Unproven {
     /// The bytes are not what the image says they are: the layer must never be served.
-    #[error("{0}")]
     Mismatch(String),
     /// The bytes could not be read (yet): nothing is known.
-    #[error("reading the layer whole: {0:#}")]
     Unreachable(anyhow::Error),
 }
 
@@ -68,31 +65,30 @@ impl Verdicts {
     }
 }
 
-/// [`prove`], given up after `timeout` (then nothing is known).
-pub async fn prove_within(
+/// Reads layer `desc` whole, giving up after `timeout`: [`Verdict::Proven`], or
+/// [`Verdict::Refused`] with the reason, or an error when it could not be read (then nothing
+/// is known).
+pub async fn judge(
     blocks: &BlockService,
     desc: &Descriptor,
     diff_id: &str,
     timeout: std::time::Duration,
-) -> Result<(), Unproven> {
-    tokio::time::timeout(timeout, prove(blocks, desc, diff_id))
-        .await
-        .unwrap_or_else(|_| {
-            Err(Unproven::Unreachable(anyhow!(
-                "no full read within {timeout:?}"
-            )))
-        })
+) -> anyhow::Result<Verdict> {
+    match tokio::time::timeout(timeout, prove(blocks, desc, diff_id)).await {
+        Err(_) => Err(anyhow!(
+            "reading the layer whole: no full read within {timeout:?}"
+        )),
+        Ok(Ok(())) => Ok(Verdict::Proven),
+        Ok(Err(Unproven::Mismatch(why))) => Ok(Verdict::Refused(why)),
+        Ok(Err(Unproven::Unreachable(e))) => Err(e.context("reading the layer whole")),
+    }
 }
 
 /// Pieces in flight between the fetch and the hashing thread.
 const IN_FLIGHT: usize = 8;
 
 /// Reads layer `desc` whole and checks it against its descriptor and against `diff_id`.
-pub async fn prove(
-    blocks: &BlockService,
-    desc: &Descriptor,
-    diff_id: &str,
-) -> Result<(), Unproven> {
+async fn prove(blocks: &BlockService, desc: &Descriptor, diff_id: &str) -> Result<(), Unproven> {
     let unreachable = |e: anyhow::Error| Unproven::Unreachable(e);
     let cid = desc.cid().map_err(|e| unreachable(anyhow!("{e}")))?;
     let claimed = u64::try_from(desc.size)

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use crate::config::{Trust, UnverifiedLayers};
-use crate::mount::proof::{self, Unproven};
+use crate::mount::proof;
 use filter::Filter;
 use meta::{Kind, Meta, Named, Usage, Verdict};
 use remote::{Remote, REMOTE_LABEL, REMOTE_VALUE, TARGET_LABEL};
@@ -135,23 +135,23 @@ impl Snapshotter {
             return;
         }
         let blocks = self.remote.mounts.reader_parts().blocks;
-        let proof = proof::prove_within(
+        let proof = proof::judge(
             &blocks,
             &job.layer.desc,
             &job.layer.diff_id,
             self.trust.verify_timeout(),
         );
         match proof.await {
-            Ok(()) => {
+            Ok(Verdict::Proven) => {
                 tracing::info!("snapshotter: layer {} proven", job.layer.desc.digest);
                 if let Err(e) = self.meta.set_verdict(&key, &Verdict::Proven) {
                     tracing::warn!("snapshotter: {e}");
                 }
             }
-            Err(Unproven::Mismatch(why)) => self.withdraw(&key, why).await,
+            Ok(Verdict::Refused(why)) => self.withdraw(&key, why).await,
             Err(e) => {
                 tracing::warn!(
-                    "snapshotter: layer {} not proven yet ({e}); trying again in a minute",
+                    "snapshotter: layer {} not proven yet ({e:#}); trying again in a minute",
                     job.layer.desc.digest
                 );
                 let jobs = self.jobs.clone();
@@ -361,19 +361,19 @@ impl Snapshotter {
             }
             (None, UnverifiedLayers::VerifyFirst) => {
                 let blocks = self.remote.mounts.reader_parts().blocks;
-                let proof = proof::prove_within(
+                let proof = proof::judge(
                     &blocks,
                     &layer.desc,
                     &layer.diff_id,
                     self.trust.verify_timeout(),
                 );
                 match proof.await {
-                    Ok(()) => {
+                    Ok(Verdict::Proven) => {
                         if let Err(e) = self.meta.set_verdict(&proof_key, &Verdict::Proven) {
                             return Some(self.abandon(key, e).await);
                         }
                     }
-                    Err(Unproven::Mismatch(why)) => {
+                    Ok(Verdict::Refused(why)) => {
                         tracing::error!(
                             "snapshotter: refusing layer {} of {}: {why}",
                             t.layer,
@@ -385,7 +385,7 @@ impl Snapshotter {
                         return Some(self.abandon(key, Self::refused(target, &why)).await);
                     }
                     Err(e) => {
-                        tracing::warn!("snapshotter: layer {} not proven ({e}); containerd unpacks it (and checks its DiffID)", t.layer);
+                        tracing::warn!("snapshotter: layer {} not proven ({e:#}); containerd unpacks it (and checks its DiffID)", t.layer);
                         return None;
                     }
                 }

@@ -27,7 +27,7 @@ use crate::image::pull;
 use crate::metrics::FuseReads;
 use crate::mount::fs::{reply_entries, spawn_read_reply, xattr_reply, Tree, TTL};
 use crate::mount::inode::ROOT;
-use crate::mount::proof::{self, Unproven, Verdict, Verdicts};
+use crate::mount::proof::{self, Verdict, Verdicts};
 use crate::mount::ReaderParts;
 
 /// Inodes below this are the store's own; trees start at `1 << 32`.
@@ -315,14 +315,14 @@ async fn admit(
         (Some(Verdict::Refused(_)), _) => false,
         (Some(Verdict::Proven), _) | (None, UnverifiedLayers::Trust) => true,
         (None, UnverifiedLayers::VerifyFirst) => {
-            let p = proof::prove_within(&parts.blocks, desc, diff_id, trust.verify_timeout());
+            let p = proof::judge(&parts.blocks, desc, diff_id, trust.verify_timeout());
             judge(verdicts, key, p.await)
         }
         (None, UnverifiedLayers::VerifyAfter) => {
             let (parts, verdicts, desc) = (parts.clone(), verdicts.clone(), desc.clone());
             let diff_id = diff_id.to_string();
             tokio::spawn(async move {
-                let p = proof::prove_within(&parts.blocks, &desc, &diff_id, trust.verify_timeout());
+                let p = proof::judge(&parts.blocks, &desc, &diff_id, trust.verify_timeout());
                 judge(&verdicts, key, p.await);
             });
             true
@@ -331,19 +331,18 @@ async fn admit(
 }
 
 /// Records what a full read found; whether the layer is proven.
-fn judge(verdicts: &Verdicts, key: String, proof: Result<(), Unproven>) -> bool {
-    match proof {
-        Ok(()) => {
-            verdicts.set(key, Verdict::Proven);
-            true
-        }
-        Err(Unproven::Mismatch(why)) => {
-            tracing::error!("layer store: refusing a layer: {why}");
-            verdicts.set(key, Verdict::Refused(why));
-            false
+fn judge(verdicts: &Verdicts, key: String, found: anyhow::Result<Verdict>) -> bool {
+    match found {
+        Ok(v) => {
+            if let Verdict::Refused(why) = &v {
+                tracing::error!("layer store: refusing a layer: {why}");
+            }
+            let proven = v == Verdict::Proven;
+            verdicts.set(key, v);
+            proven
         }
         Err(e) => {
-            tracing::warn!("layer store: a layer is not proven: {e}");
+            tracing::warn!("layer store: a layer is not proven: {e:#}");
             false
         }
     }
