@@ -97,7 +97,7 @@ impl Node {
             bitswap_streams,
             source,
             search_tx,
-        )?;
+        );
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
         let peer_id = *swarm.local_peer_id();
         let client = Client {

@@ -159,7 +159,7 @@ impl Bitswap {
         mut incoming: crate::accept::Incoming,
         source: Arc<dyn BlockSource>,
         provider_search: mpsc::Sender<Cid>,
-    ) -> Result<Bitswap, Error> {
+    ) -> Bitswap {
         let timing = Timing {
             block_timeout: config.block_timeout,
             rebroadcast: config.rebroadcast,
@@ -208,7 +208,7 @@ impl Bitswap {
                 Bitswap { inner }.tick();
             }
         });
-        Ok(bitswap)
+        bitswap
     }
 
     /// Fetches one block from the swarm. The bytes returned hash to `cid`.
