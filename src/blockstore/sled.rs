@@ -164,6 +164,14 @@ impl SledStore {
         self
     }
 
+    /// The free-space guard for `bytes` more, flushing sled when the guard asks.
+    fn check_space(&self, bytes: u64) -> Result<(), Error> {
+        self.space.check(bytes, || {
+            self.db.flush()?;
+            Ok(())
+        })
+    }
+
     /// Recomputes the counters by reading every block (only needed when they are missing).
     fn recount(&self) -> Result<(), Error> {
         let mut stat = StoreStat::default();
@@ -254,10 +262,7 @@ impl Blocks for SledStore {
         if self.blocks.contains_key(&key)? {
             return Ok(());
         }
-        self.space.check(data.len() as u64 + RECORD_COST, || {
-            self.db.flush()?;
-            Ok(())
-        })?;
+        self.check_space(data.len() as u64 + RECORD_COST)?;
         self.mark_dirty()?;
         match self
             .blocks
@@ -302,10 +307,7 @@ impl Blocks for SledStore {
     /// One batch, so a crash pins all of them or none (L2: an image's CIDs were pinned one by
     /// one).
     fn pin_all(&self, roots: &[Cid]) -> Result<(), Error> {
-        self.space.check(roots.len() as u64 * RECORD_COST, || {
-            self.db.flush()?;
-            Ok(())
-        })?;
+        self.check_space(roots.len() as u64 * RECORD_COST)?;
         let mut batch = ::sled::Batch::default();
         for root in roots {
             batch.insert(root.to_bytes(), &[]);
