@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::images::dirtree::tree_of_dir;
 use crate::images::gen::{GenSpec, HELLO_LINE};
 use crate::images::hostile::victim_and_impostor;
-use crate::images::runtimes::{unmount_under, Containerd};
+use crate::images::runtimes::{unmount_under, Containerd, Unmount};
 use crate::images::tree::assert_same_tree;
 use crate::mount::generate_and_push;
 use crate::util::{call_bounded, eventually, pair, Daemon};
@@ -143,15 +143,6 @@ fn a_layer_claiming_another_images_diff_id_is_never_served_under_its_chain_id() 
     assert!(!run.status.success(), "a withdrawn layer was mounted");
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(err.contains("refused"), "{err}");
-}
-
-/// Unmounts what a failed test left under B's repo (the lazily served layers).
-struct Unmount(PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        unmount_under(&self.0);
-    }
 }
 
 /// B's config for the laziness checks: layers committed without a full read. Under the default

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::images::gen::{xorshift_bytes, GenSpec};
 use crate::images::hostile::{diff_ids_of, with_layer_cids};
-use crate::mount::generate_and_push;
+use crate::mount::{generate_and_push, MountPoint};
 use crate::util::{random_bytes, run_bounded, sha256, swarm_key, wait_bounded, Daemon, Opts};
 
 /// How long a kubo node may take to start (and add its files).
@@ -331,9 +331,8 @@ fn a_mount_reads_an_image_layer_that_kubo_serves() {
 
     let b = cidfs_with(&key, &[&a.addr]);
     b.ok(&["swarm", "connect", &kubo.addr]);
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().canonicalize().expect("canonical").join("mnt");
-    std::fs::create_dir(&dir).expect("mkdir");
+    let mp = MountPoint::new();
+    let dir = mp.path().to_path_buf();
     let dir_s = dir.to_str().expect("utf8").to_string();
     let out = b.cli_bounded(&["mount", &relocated, &dir_s], TRANSFER);
     assert!(

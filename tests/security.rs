@@ -6,8 +6,8 @@
 use std::os::unix::fs::PermissionsExt as _;
 
 use crate::images::gen::GenSpec;
-use crate::images::runtimes::{mount_at, mounts_under, Containerd};
-use crate::mount::generate_and_push;
+use crate::images::runtimes::{mount_at, mounts_under, Containerd, Unmount};
+use crate::mount::{generate_and_push, MountPoint};
 use crate::util::{http_with, Daemon, Opts};
 
 const MIB: usize = 1 << 20;
@@ -23,12 +23,12 @@ fn small_image(d: &Daemon) -> String {
     .1
 }
 
-/// An empty directory below /tmp (one of the default allowed roots).
-fn mount_point() -> (tempfile::TempDir, std::path::PathBuf) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().canonicalize().expect("canonical").join("mnt");
-    std::fs::create_dir(&dir).expect("mkdir");
-    (tmp, dir)
+/// An empty directory below /tmp (one of the default allowed roots), unmounted on drop; and its
+/// path.
+fn mount_point() -> (MountPoint, std::path::PathBuf) {
+    let mp = MountPoint::new();
+    let dir = mp.path().to_path_buf();
+    (mp, dir)
 }
 
 /// A POST to the API as a browser (or a local process without the token) would send it.
@@ -401,7 +401,7 @@ fn setuid_binaries_behave_in_lazily_served_layers_as_in_ordinary_pulls() {
         "and tells when setuid is not honoured"
     );
 
-    let store = crate::mount::MountPoint::new();
+    let store = MountPoint::new();
     let (a, b) = crate::util::pair(Some(&format!(
         "[layer_store]\nmountpoint = \"{}\"\n",
         store.path().display()
@@ -492,15 +492,6 @@ fn setuid_binaries_behave_in_lazily_served_layers_as_in_ordinary_pulls() {
         (Some(0), Some(0)),
         "podman: ordinary {ordinary:?}, lazy {lazy:?}"
     );
-}
-
-/// Unmounts what a failed test left under a repo.
-struct Unmount(std::path::PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        crate::images::runtimes::unmount_under(&self.0);
-    }
 }
 
 /// Reads every regular file under `dir` (bounded); how many read whole and the errors met.

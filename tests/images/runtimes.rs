@@ -151,6 +151,16 @@ pub fn unmount_under(dir: &Path) {
     }
 }
 
+/// Unmounts whatever is mounted under its directory when dropped (a daemon's repo, where its
+/// lazily served layers live), also when a test fails.
+pub struct Unmount(pub PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        unmount_under(&self.0);
+    }
+}
+
 /// PIDs (not ours) whose command line contains `needle`.
 pub fn pids_mentioning(needle: &str) -> Vec<u32> {
     let me = std::process::id();
