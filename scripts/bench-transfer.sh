@@ -41,7 +41,7 @@ if [ "${PROFILE:-0}" = 1 ]; then
     kill -INT $PERF_A $PERF_B; wait $PERF_A $PERF_B 2>/dev/null || true
     for n in a b; do
         echo "== perf top symbols, node $n"
-        perf report -i "/tmp/cidfs-perf-$n.data" --no-children --sort dso,symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -25
+        perf report -i "/tmp/cidfs-perf-$n.data" --no-children --sort dso,symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | sed -n 1,25p
     done
 fi
 XFER_T=$(python3 -c "print($t1-$t0)")

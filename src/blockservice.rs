@@ -159,8 +159,8 @@ pub struct StoreSource(pub Arc<dyn Blocks>);
 
 impl BlockSource for StoreSource {
     fn size(&self, cid: &Cid) -> Option<usize> {
-        match Blocks::get(&*self.0, cid) {
-            Ok(data) => data.map(|d| d.len()),
+        match Blocks::size(&*self.0, cid) {
+            Ok(size) => size.map(|s| s as usize),
             Err(e) => {
                 tracing::warn!(%cid, "cannot read block to answer a want-have: {e}");
                 None
@@ -169,15 +169,10 @@ impl BlockSource for StoreSource {
     }
 
     fn get(&self, cid: &Cid) -> Option<Bytes> {
+        // Not re-hashed: every block was checked against its CID when it was stored, and the
+        // store refuses bytes that changed on disk since (CRC32); the receiver hashes it anyway.
         match Blocks::get(&*self.0, cid) {
-            Ok(Some(data)) => match blockstore::verify(cid, &data) {
-                Ok(()) => Some(data),
-                Err(e) => {
-                    tracing::error!(%cid, "stored block is corrupt; not serving it: {e}");
-                    None
-                }
-            },
-            Ok(None) => None,
+            Ok(data) => data,
             Err(e) => {
                 tracing::warn!(%cid, "cannot read block to serve it: {e}");
                 None

@@ -9,6 +9,7 @@
 //!
 //! This module knows CIDs and bytes only: no UnixFS, no bitswap.
 
+mod files;
 mod mem;
 mod sled;
 
@@ -80,6 +81,17 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A block's bytes changed on disk since they were stored (its file is gone, or its length
+    /// or CRC32 differ from its index entry): `repo verify --remove` drops it, and the swarm
+    /// then supplies a good copy.
+    #[error("block {cid} is corrupt on disk: {reason}")]
+    Rotten { cid: Cid, reason: String },
+    /// A block file could not be read or written.
+    #[error("block file {}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// Any other sled failure.
     #[error("block store I/O: {0}")]
     Io(#[from] ::sled::Error),
@@ -126,6 +138,11 @@ pub struct Corrupt {
 pub trait Blocks: Send + Sync + 'static {
     /// The block's bytes, or `None` when it is not stored.
     fn get(&self, cid: &Cid) -> Result<Option<Bytes>, Error>;
+    /// The block's length, or `None` when it is not stored (cheaper than `get` where the store
+    /// keeps lengths apart from bytes).
+    fn size(&self, cid: &Cid) -> Result<Option<u64>, Error> {
+        Ok(self.get(cid)?.map(|data| data.len() as u64))
+    }
     /// Whether the block is stored.
     fn has(&self, cid: &Cid) -> Result<bool, Error>;
     /// Verifies that `data` hashes to `cid` (see [`verify`]) before storing it; storing a block
@@ -136,6 +153,11 @@ pub trait Blocks: Send + Sync + 'static {
     /// Anything else must call [`Blocks::put`].
     fn put_hashed(&self, cid: &Cid, data: &[u8]) -> Result<(), Error> {
         self.put(cid, data)
+    }
+    /// Removes what a crash or a delete left behind and no entry names (block files); returns
+    /// how many. [`gc`] calls it.
+    fn sweep(&self) -> Result<u64, Error> {
+        Ok(0)
     }
     /// Removes the block; removing a missing block is a no-op.
     fn delete(&self, cid: &Cid) -> Result<(), Error>;
@@ -280,7 +302,8 @@ pub fn gc_to(store: &dyn Blocks, target: Option<u64>) -> Result<GcReport, Error>
             report.removed.push(cid);
         }
     }
-    tracing::debug!(?report, "gc finished");
+    let swept = store.sweep()?;
+    tracing::debug!(?report, swept, "gc finished");
     Ok(report)
 }
 
@@ -294,18 +317,22 @@ pub fn verify_all(
 ) -> Result<VerifyReport, Error> {
     let mut report = VerifyReport::default();
     for cid in store.cids()? {
-        if let Some(data) = store.get(&cid)? {
-            if let Err(e) = verify(&cid, &data) {
-                if remove {
-                    store.delete(&cid)?;
-                }
-                tracing::warn!(%cid, "corrupt block: {e}");
-                report.corrupt.push(Corrupt {
-                    cid,
-                    reason: e.to_string(),
-                    removed: remove,
-                });
+        let checked = match store.get(&cid) {
+            Ok(Some(data)) => verify(&cid, &data),
+            Ok(None) => Ok(()),
+            Err(e @ Error::Rotten { .. }) => Err(e),
+            Err(e) => return Err(e),
+        };
+        if let Err(e) = checked {
+            if remove {
+                store.delete(&cid)?;
             }
+            tracing::warn!(%cid, "corrupt block: {e}");
+            report.corrupt.push(Corrupt {
+                cid,
+                reason: e.to_string(),
+                removed: remove,
+            });
         }
         report.checked += 1;
         progress(report.checked);

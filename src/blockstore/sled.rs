@@ -1,9 +1,15 @@
 //! [`SledStore`]: the on-disk [`Blocks`] implementation.
 //!
-//! One sled database with three trees:
-//! - `blocks`: CID bytes → block bytes;
+//! sled is the store of record, with three trees:
+//! - `index`: CID bytes → where the block is ([`Entry`]): small blocks inline, larger ones in a
+//!   file of their own (`files.rs`) with their length and CRC32;
 //! - `pins`: CID bytes → empty (recursive pin roots);
 //! - `meta`: `stat` → 16 bytes (block count, total bytes; both u64 big-endian).
+//!
+//! A read checks a file's length and CRC32 (≈ 30 GB/s) against its index entry, so bytes that
+//! changed on disk are never handed out; re-hashing against the CID is `repo verify`'s job.
+//! Repositories written before the files existed kept every block inline in a `blocks` tree:
+//! [`SledStore::open`] moves them over once.
 //!
 //! `put` inserts with a compare-and-swap (so concurrent puts of one block count it once) and then
 //! bumps the counters with sled's atomic `update_and_fetch`: no transaction, so concurrent puts
@@ -12,28 +18,90 @@
 
 use std::path::Path;
 
-use ::sled::{Db, Tree};
+use ::sled::{Db, IVec, Tree};
 use bytes::Bytes;
 use cid::Cid;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use super::files::BlockFiles;
 use super::{verify, Blocks, Error, StoreStat};
 
-const BLOCKS_TREE: &str = "blocks";
+const INDEX_TREE: &str = "index";
+/// The tree that held every block's bytes before block files existed (migrated on open).
+const LEGACY_BLOCKS_TREE: &str = "blocks";
 const PINS_TREE: &str = "pins";
 const META_TREE: &str = "meta";
 const STAT_KEY: &[u8] = b"stat";
 const CLEAN_KEY: &[u8] = b"clean";
-/// sled stores values over segment_size / 4 as separate files; 8 MiB segments keep every block
-/// (at most 2 MiB) inside the log, which halves the bytes written per block.
+/// The directory of block files, inside the store's directory.
+const FILES_DIR: &str = "files";
+/// Blocks up to this size stay inline in the index: a file would cost a filesystem block and an
+/// inode, and most such blocks are dag-pb nodes read on every walk.
+const INLINE_MAX: usize = 4096;
+/// The filesystem block a file's size is rounded up to, as the free-space guard counts it.
+const FS_BLOCK: u64 = 4096;
+/// sled refuses to open a database with another segment size than it was created with: repos of
+/// before block files used 8 MiB (to keep 2 MiB values inside the log), so this stays.
 const SEGMENT_SIZE: usize = 8 << 20;
+
+/// Where a block's bytes are, as its index entry says.
+#[derive(Debug)]
+enum Entry {
+    /// The bytes themselves (tag 0).
+    Inline(Bytes),
+    /// A file of `len` bytes whose CRC32 is `crc` (tag 1).
+    File { len: u64, crc: u32 },
+}
+
+const TAG_INLINE: u8 = 0;
+const TAG_FILE: u8 = 1;
+
+impl Entry {
+    fn inline(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(data.len() + 1);
+        out.push(TAG_INLINE);
+        out.extend_from_slice(data);
+        out
+    }
+
+    fn file(data: &[u8]) -> [u8; 13] {
+        let mut out = [0; 13];
+        out[0] = TAG_FILE;
+        out[1..9].copy_from_slice(&(data.len() as u64).to_be_bytes());
+        out[9..].copy_from_slice(&crc32fast::hash(data).to_be_bytes());
+        out
+    }
+
+    fn decode(raw: IVec) -> Result<Self, Error> {
+        match raw.first() {
+            Some(&TAG_INLINE) => Ok(Entry::Inline(Bytes::from_owner(raw).slice(1..))),
+            Some(&TAG_FILE) if raw.len() == 13 => {
+                let len = u64::from_be_bytes(raw[1..9].try_into().expect("8 bytes"));
+                let crc = u32::from_be_bytes(raw[9..].try_into().expect("4 bytes"));
+                Ok(Entry::File { len, crc })
+            }
+            _ => Err(Error::Corrupt(format!(
+                "index entry of {} bytes has no known tag",
+                raw.len()
+            ))),
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            Entry::Inline(data) => data.len() as u64,
+            Entry::File { len, .. } => *len,
+        }
+    }
+}
 
 /// A sled-backed block store. Cheap to share behind an `Arc`; all methods take `&self`.
 #[derive(Debug, Clone)]
 pub struct SledStore {
     db: Db,
-    blocks: Tree,
+    index: Tree,
+    files: Arc<BlockFiles>,
     pins: Tree,
     meta: Tree,
     /// Whether `meta/clean` has been cleared since the last flush.
@@ -140,14 +208,20 @@ impl SledStore {
                 path: path.to_owned(),
                 source,
             })?;
+        let files = BlockFiles::open(path.join(FILES_DIR)).map_err(|source| Error::File {
+            path: path.join(FILES_DIR),
+            source,
+        })?;
         let store = SledStore {
-            blocks: db.open_tree(BLOCKS_TREE)?,
+            index: db.open_tree(INDEX_TREE)?,
+            files: Arc::new(files),
             pins: db.open_tree(PINS_TREE)?,
             meta: db.open_tree(META_TREE)?,
             db,
             dirty: Arc::new(AtomicBool::new(false)),
             space: SpaceGuard::new(path, 0),
         };
+        store.migrate()?;
         let clean = store
             .meta
             .get(CLEAN_KEY)?
@@ -175,10 +249,10 @@ impl SledStore {
     /// Recomputes the counters by reading every block (only needed when they are missing).
     fn recount(&self) -> Result<(), Error> {
         let mut stat = StoreStat::default();
-        for entry in self.blocks.iter() {
+        for entry in self.index.iter() {
             let (_, value) = entry?;
             stat.blocks += 1;
-            stat.bytes += value.len() as u64;
+            stat.bytes += Entry::decode(value)?.len();
         }
         self.meta.insert(STAT_KEY, &encode_stat(stat)[..])?;
         self.meta.insert(CLEAN_KEY, &[1u8][..])?;
@@ -188,6 +262,67 @@ impl SledStore {
             "counted block store"
         );
         Ok(())
+    }
+
+    /// Moves the blocks of a repository written before block files existed (every block inline
+    /// in the `blocks` tree) into the index and files. Each block is written, then indexed, then
+    /// dropped from the old tree, so a crash part-way loses nothing and the next open goes on.
+    fn migrate(&self) -> Result<(), Error> {
+        if !self
+            .db
+            .tree_names()
+            .iter()
+            .any(|name| name.as_ref() == LEGACY_BLOCKS_TREE.as_bytes())
+        {
+            return Ok(());
+        }
+        let legacy = self.db.open_tree(LEGACY_BLOCKS_TREE)?;
+        let mut moved = 0u64;
+        for entry in legacy.iter() {
+            let (key, value) = entry?;
+            let cid = decode_cid(LEGACY_BLOCKS_TREE, &key)?;
+            if !self.index.contains_key(&key)? {
+                self.index.insert(&key, self.write_entry(&cid, &value)?)?;
+            }
+            legacy.remove(&key)?;
+            moved += 1;
+        }
+        self.sync_files()?;
+        self.db.flush()?;
+        self.db.drop_tree(LEGACY_BLOCKS_TREE)?;
+        if moved > 0 {
+            tracing::info!(
+                blocks = moved,
+                "moved the store's blocks out of sled into block files"
+            );
+        }
+        Ok(())
+    }
+
+    /// Stores a block's bytes where its size says and returns its index entry.
+    fn write_entry(&self, cid: &Cid, data: &[u8]) -> Result<Vec<u8>, Error> {
+        if data.len() <= INLINE_MAX {
+            return Ok(Entry::inline(data));
+        }
+        self.files
+            .write(cid, data)
+            .map_err(|source| self.file_error(cid, source))?;
+        Ok(Entry::file(data).to_vec())
+    }
+
+    fn file_error(&self, cid: &Cid, source: std::io::Error) -> Error {
+        Error::File {
+            path: self.files.path(cid),
+            source,
+        }
+    }
+
+    /// Makes every block file durable (before an index that names them is flushed).
+    fn sync_files(&self) -> Result<(), Error> {
+        self.files.sync().map_err(|source| Error::File {
+            path: self.files.root().to_owned(),
+            source,
+        })
     }
 
     /// Adds `(blocks, bytes)` to the counters atomically (negative to remove).
@@ -245,11 +380,40 @@ fn decode_cid(tree: &str, key: &[u8]) -> Result<Cid, Error> {
 
 impl Blocks for SledStore {
     fn get(&self, cid: &Cid) -> Result<Option<Bytes>, Error> {
-        Ok(self.blocks.get(cid.to_bytes())?.map(Bytes::from_owner))
+        let Some(raw) = self.index.get(cid.to_bytes())? else {
+            return Ok(None);
+        };
+        let (len, crc) = match Entry::decode(raw)? {
+            Entry::Inline(data) => return Ok(Some(data)),
+            Entry::File { len, crc } => (len, crc),
+        };
+        let rotten = |reason: String| Error::Rotten { cid: *cid, reason };
+        let data = self
+            .files
+            .read(cid)
+            .map_err(|source| self.file_error(cid, source))?
+            .ok_or_else(|| rotten("its file is missing".into()))?;
+        if data.len() as u64 != len {
+            return Err(rotten(format!(
+                "its file has {} bytes, the index says {len}",
+                data.len()
+            )));
+        }
+        if crc32fast::hash(&data) != crc {
+            return Err(rotten("its file's CRC32 changed".into()));
+        }
+        Ok(Some(Bytes::from(data)))
+    }
+
+    fn size(&self, cid: &Cid) -> Result<Option<u64>, Error> {
+        match self.index.get(cid.to_bytes())? {
+            Some(raw) => Ok(Some(Entry::decode(raw)?.len())),
+            None => Ok(None),
+        }
     }
 
     fn has(&self, cid: &Cid) -> Result<bool, Error> {
-        Ok(self.blocks.contains_key(cid.to_bytes())?)
+        Ok(self.index.contains_key(cid.to_bytes())?)
     }
 
     fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), Error> {
@@ -259,38 +423,60 @@ impl Blocks for SledStore {
 
     fn put_hashed(&self, cid: &Cid, data: &[u8]) -> Result<(), Error> {
         let key = cid.to_bytes();
-        if self.blocks.contains_key(&key)? {
+        if self.index.contains_key(&key)? {
             return Ok(());
         }
-        self.check_space(data.len() as u64 + RECORD_COST)?;
+        let len = data.len() as u64;
+        let cost = if data.len() <= INLINE_MAX {
+            len
+        } else {
+            len.div_ceil(FS_BLOCK) * FS_BLOCK
+        };
+        self.check_space(cost + RECORD_COST)?;
+        let entry = self.write_entry(cid, data)?;
         self.mark_dirty()?;
         match self
-            .blocks
-            .compare_and_swap(key, None::<&[u8]>, Some(data))?
+            .index
+            .compare_and_swap(key, None::<&[u8]>, Some(entry))?
         {
-            Ok(()) => self.add_stat(1, data.len() as i64),
-            Err(_) => Ok(()), // stored by a concurrent put
+            Ok(()) => self.add_stat(1, len as i64),
+            Err(_) => Ok(()), // stored by a concurrent put (whose file is the same bytes)
         }
     }
 
     fn delete(&self, cid: &Cid) -> Result<(), Error> {
         let key = cid.to_bytes();
-        if !self.blocks.contains_key(&key)? {
+        if !self.index.contains_key(&key)? {
             return Ok(());
         }
         self.mark_dirty()?;
-        match self.blocks.remove(key.as_slice())? {
-            Some(old) => self.add_stat(-1, -(old.len() as i64)),
-            None => Ok(()),
+        let Some(old) = self.index.remove(key.as_slice())? else {
+            return Ok(());
+        };
+        let old = Entry::decode(old)?;
+        if let Entry::File { .. } = old {
+            self.files
+                .remove(cid)
+                .map_err(|source| self.file_error(cid, source))?;
         }
+        self.add_stat(-1, -(old.len() as i64))
     }
 
     fn cids(&self) -> Result<Vec<Cid>, Error> {
-        self.blocks
+        self.index
             .iter()
             .keys()
-            .map(|key| decode_cid(BLOCKS_TREE, &key?))
+            .map(|key| decode_cid(INDEX_TREE, &key?))
             .collect()
+    }
+
+    fn sweep(&self) -> Result<u64, Error> {
+        self.files
+            .sweep(|cid| self.index.contains_key(cid.to_bytes()).unwrap_or(true))
+            .map_err(|source| Error::File {
+                path: self.files.root().to_owned(),
+                source,
+            })
     }
 
     fn stat(&self) -> Result<StoreStat, Error> {
@@ -300,7 +486,7 @@ impl Blocks for SledStore {
         }
     }
 
-    /// Durable when it returns (L1: a pin was acknowledged up to sled's flush interval before it
+    /// Durable when it returns, with every block file written before it (L1: a pin was acknowledged up to sled's flush interval before it
     /// was on disk, and a kill in between lost it, so the next gc took the data): the flush
     /// also makes every block written before it durable.
     ///
@@ -312,6 +498,7 @@ impl Blocks for SledStore {
         for root in roots {
             batch.insert(root.to_bytes(), &[]);
         }
+        self.sync_files()?;
         self.pins.apply_batch(batch)?;
         self.db.flush()?;
         Ok(())
@@ -342,11 +529,181 @@ impl Blocks for SledStore {
     }
 
     fn flush(&self) -> Result<(), Error> {
+        self.sync_files()?;
         self.db.flush()?;
         if self.dirty.swap(false, Ordering::AcqRel) {
             self.meta.insert(CLEAN_KEY, &[1u8][..])?;
             self.db.flush()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cid::multihash::Multihash;
+    use sha2::{Digest, Sha256};
+
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::blockstore::{gc, verify_all, RAW, SHA2_256};
+
+    fn block(seed: u32, len: usize) -> (Cid, Vec<u8>) {
+        let mut data = Vec::with_capacity(len + 32);
+        let mut n = 0u32;
+        while data.len() < len {
+            data.extend_from_slice(&Sha256::digest(
+                [seed.to_be_bytes(), n.to_be_bytes()].concat(),
+            ));
+            n += 1;
+        }
+        data.truncate(len);
+        let cid = Cid::new_v1(
+            RAW,
+            Multihash::wrap(SHA2_256, &Sha256::digest(&data)).unwrap(),
+        );
+        (cid, data)
+    }
+
+    /// Disk use of a directory as `du` counts it (allocated blocks, not lengths).
+    fn du(path: &Path) -> u64 {
+        let out = std::process::Command::new("du")
+            .arg("-sk")
+            .arg(path)
+            .output()
+            .unwrap();
+        let kib: u64 = String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        kib * 1024
+    }
+
+    #[test]
+    fn large_blocks_live_in_files_small_ones_inline_and_the_store_costs_little_more_than_its_data()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), 1 << 20).unwrap();
+        let (small, small_data) = block(0, 300);
+        store.put(&small, &small_data).unwrap();
+        assert!(
+            !store.files.path(&small).exists(),
+            "a 300-byte block got a file"
+        );
+        let mut total = 0;
+        for seed in 1..=256 {
+            let (cid, data) = block(seed, 256 << 10);
+            store.put(&cid, &data).unwrap();
+            assert!(store.files.path(&cid).exists());
+            total += data.len() as u64;
+        }
+        store.flush().unwrap();
+        let used = du(dir.path());
+        assert!(
+            used as f64 <= total as f64 * 1.2,
+            "{used} bytes on disk for {total} bytes of blocks"
+        );
+        drop(store);
+        let store = SledStore::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(store.stat().unwrap().blocks, 257);
+        let (cid, data) = block(7, 256 << 10);
+        assert_eq!(store.get(&cid).unwrap().as_deref(), Some(&data[..]));
+        assert_eq!(store.get(&small).unwrap().as_deref(), Some(&small_data[..]));
+    }
+
+    #[test]
+    fn a_block_file_that_changed_on_disk_is_never_handed_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), 1 << 20).unwrap();
+        let (flipped, data) = block(1, 100_000);
+        store.put(&flipped, &data).unwrap();
+        let (gone, other) = block(2, 100_000);
+        store.put(&gone, &other).unwrap();
+        let (short, third) = block(3, 100_000);
+        store.put(&short, &third).unwrap();
+        let mut bad = data.clone();
+        bad[50_000] ^= 1;
+        std::fs::write(store.files.path(&flipped), &bad).unwrap();
+        std::fs::remove_file(store.files.path(&gone)).unwrap();
+        std::fs::write(store.files.path(&short), &third[..10]).unwrap();
+        for (cid, says) in [(flipped, "CRC32"), (gone, "missing"), (short, "10 bytes")] {
+            let err = store.get(&cid).unwrap_err();
+            assert!(matches!(err, Error::Rotten { .. }), "{err}");
+            assert!(err.to_string().contains(says), "{err}");
+        }
+        let report = verify_all(&store, true, |_| {}).unwrap();
+        assert_eq!(report.corrupt.len(), 3, "{report:?}");
+        assert_eq!(store.stat().unwrap(), StoreStat::default());
+        assert!(!store.files.path(&flipped).exists());
+        store.put(&flipped, &data).unwrap();
+        assert_eq!(store.get(&flipped).unwrap().as_deref(), Some(&data[..]));
+    }
+
+    #[test]
+    fn a_repository_from_before_block_files_is_moved_over_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (big, big_data) = block(1, 300_000);
+        let (small, small_data) = block(2, 100);
+        {
+            let db = ::sled::Config::new()
+                .path(dir.path())
+                .segment_size(SEGMENT_SIZE)
+                .open()
+                .unwrap();
+            let legacy = db.open_tree(LEGACY_BLOCKS_TREE).unwrap();
+            legacy.insert(big.to_bytes(), &big_data[..]).unwrap();
+            legacy.insert(small.to_bytes(), &small_data[..]).unwrap();
+            db.open_tree(PINS_TREE)
+                .unwrap()
+                .insert(big.to_bytes(), &[])
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path(), 1 << 20).unwrap();
+        assert!(store.files.path(&big).exists());
+        assert_eq!(store.get(&big).unwrap().as_deref(), Some(&big_data[..]));
+        assert_eq!(store.get(&small).unwrap().as_deref(), Some(&small_data[..]));
+        assert_eq!(store.pins().unwrap(), vec![big]);
+        assert_eq!(
+            store.stat().unwrap(),
+            StoreStat {
+                blocks: 2,
+                bytes: 300_100
+            }
+        );
+        assert!(!store
+            .db
+            .tree_names()
+            .iter()
+            .any(|n| n.as_ref() == LEGACY_BLOCKS_TREE.as_bytes()));
+    }
+
+    #[test]
+    fn gc_removes_old_orphaned_files_and_keeps_young_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), 1 << 20).unwrap();
+        let (kept, data) = block(1, 50_000);
+        store.put(&kept, &data).unwrap();
+        store.pin(&kept).unwrap();
+        // files a crash left without index entries: one old, one just written
+        let (old, old_data) = block(2, 50_000);
+        let (young, young_data) = block(3, 50_000);
+        store.files.write(&old, &old_data).unwrap();
+        store.files.write(&young, &young_data).unwrap();
+        let an_hour_ago = SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(store.files.path(&old))
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap();
+        gc(&store).unwrap();
+        assert!(!store.files.path(&old).exists());
+        assert!(store.files.path(&young).exists());
+        assert_eq!(store.get(&kept).unwrap().as_deref(), Some(&data[..]));
     }
 }
