@@ -12,6 +12,7 @@ bench_setup
 
 mbps() { python3 -c "import sys; b=$1; t=$2; print(f'{b/t/1e6:.0f}')"; }
 cpu_s() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"; }
+wchar_mib() { awk '/^wchar/ {printf "%.0f", $2/1048576}' "/proc/$1/io"; }
 rss_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 
 head -c $((SIZE_MIB << 20)) /dev/urandom > "$WORK/data"
@@ -34,7 +35,7 @@ if [ "${PROFILE:-0}" = 1 ]; then
     perf record -F 1999 -g -o /tmp/cidfs-perf-a.data -p "$a_PID" 2>/dev/null & PERF_A=$!
     sleep 1
 fi
-CPU_A0=$(cpu_s "$a_PID"); CPU_B0=$(cpu_s "$b_PID")
+CPU_A0=$(cpu_s "$a_PID"); CPU_B0=$(cpu_s "$b_PID"); WCHAR_B0=$(wchar_mib "$b_PID")
 t0=$(now); "$BIN" --repo "$WORK/b" cat "$CID" > /dev/null; t1=$(now)
 CPU_A=$(python3 -c "print(f'{$(cpu_s "$a_PID")-$CPU_A0:.2f}')"); CPU_B=$(python3 -c "print(f'{$(cpu_s "$b_PID")-$CPU_B0:.2f}')")
 if [ "${PROFILE:-0}" = 1 ]; then
@@ -45,6 +46,7 @@ if [ "${PROFILE:-0}" = 1 ]; then
     done
 fi
 XFER_T=$(python3 -c "print($t1-$t0)")
+WCHAR_B=$(( $(wchar_mib "$b_PID") - WCHAR_B0 ))
 
 # second read on B: served from B's own store; also proves the transfer stored the right bytes
 t0=$(now); "$BIN" --repo "$WORK/b" cat "$CID" > /dev/null; t1=$(now)
@@ -58,5 +60,6 @@ printf "%-38s %8s MB/s\n" "cat on B again (from B's store)" "$(mbps $BYTES $LOCA
 printf "%-38s %8s MB/s\n" "baseline: cat of the local file" "$(mbps $BYTES $LOCAL_T)"
 echo "ratio transfer / local file: $(python3 -c "print(f'{$LOCAL_T/$XFER_T:.3f}')")"
 echo "CPU during the transfer ($(python3 -c "print(f'{$XFER_T:.2f}')") s): A ${CPU_A} s, B ${CPU_B} s"
+echo "B wrote ${WCHAR_B} MiB (files, sled, sockets) for the transfer"
 echo "peak RSS: A $(rss_mib "$a_PID") MiB, B $(rss_mib "$b_PID") MiB"
 echo "repo disk use: A $(du -sm "$WORK/a" | cut -f1) MiB, B $(du -sm "$WORK/b" | cut -f1) MiB (data $SIZE_MIB MiB)"

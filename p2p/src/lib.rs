@@ -22,6 +22,7 @@ mod config;
 mod error;
 mod event_loop;
 mod lan;
+pub mod pnet;
 pub mod psk;
 pub mod transport;
 

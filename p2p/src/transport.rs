@@ -1,4 +1,4 @@
-//! TCP → (optional) pnet PSK → noise → yamux. The PSK layer wraps the raw TCP socket, before
+//! TCP → (optional) PSK (`pnet.rs`) → noise → yamux. The PSK layer wraps the raw TCP socket, before
 //! multistream-select, exactly where go-libp2p puts it, so kubo and Helia peers with the same
 //! `swarm.key` interoperate and peers with another key see only noise.
 
@@ -6,15 +6,13 @@ use either::Either;
 use libp2p::{
     core::{muxing::StreamMuxerBox, transport::Boxed, upgrade::Version},
     identity::Keypair,
-    noise,
-    pnet::{PnetConfig, PreSharedKey},
-    tcp, yamux, PeerId, Transport,
+    noise, tcp, yamux, PeerId, Transport,
 };
 use std::time::Duration;
 
 use crate::{psk::SwarmKey, Error};
 
-/// Time allowed for the whole upgrade (pnet + noise + yamux) of one connection.
+/// Time allowed for the whole upgrade (PSK + noise + yamux) of one connection.
 pub const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Most yamux streams one connection may have open. It also caps every stream's receive window.
@@ -43,8 +41,8 @@ pub fn build(
     let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
     let base = match swarm_key {
         Some(key) => {
-            let psk = PreSharedKey::new(key.bytes());
-            Either::Left(tcp.and_then(move |socket, _| PnetConfig::new(psk).handshake(socket)))
+            let key = key.bytes();
+            Either::Left(tcp.and_then(move |socket, _| crate::pnet::handshake(socket, key)))
         }
         None => Either::Right(tcp),
     };

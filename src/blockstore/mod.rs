@@ -9,8 +9,8 @@
 //!
 //! This module knows CIDs and bytes only: no UnixFS, no bitswap.
 
-mod files;
 mod mem;
+mod packs;
 mod sled;
 
 use std::collections::HashSet;
@@ -81,14 +81,14 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// A block's bytes changed on disk since they were stored (its file is gone, or its length
-    /// or CRC32 differ from its index entry): `repo verify --remove` drops it, and the swarm
+    /// A block's bytes changed on disk since they were stored (they are gone from their pack, or
+    /// their CRC32 differs from their index entry): `repo verify --remove` drops it, and the swarm
     /// then supplies a good copy.
     #[error("block {cid} is corrupt on disk: {reason}")]
     Rotten { cid: Cid, reason: String },
-    /// A block file could not be read or written.
-    #[error("block file {}: {source}", path.display())]
-    File {
+    /// A pack file could not be read or written.
+    #[error("block pack files in {}: {source}", path.display())]
+    Pack {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -154,7 +154,7 @@ pub trait Blocks: Send + Sync + 'static {
     fn put_hashed(&self, cid: &Cid, data: &[u8]) -> Result<(), Error> {
         self.put(cid, data)
     }
-    /// Removes what a crash or a delete left behind and no entry names (block files); returns
+    /// Removes what a crash or a delete left behind and no entry names (packed ranges); returns
     /// how many. [`gc`] calls it.
     fn sweep(&self) -> Result<u64, Error> {
         Ok(0)

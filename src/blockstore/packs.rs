@@ -1,0 +1,268 @@
+//! [`Packs`]: where the bytes of large blocks live — appended to pack files, indexed by sled
+//! (`sled.rs`), their space given back by punching holes.
+//!
+//! sled keeps values inside its B-tree leaves and rewrites them whenever a leaf is consolidated or
+//! a segment cleaned: 256 KiB blocks cost 1.6–2.9× their size on disk, and sled's page cache grew
+//! with every block read or written. A file per block costs its size but an inode each, and ext4's
+//! inode allocation took a third of a receiving node's CPU (measured with `PROFILE=1
+//! scripts/bench-transfer.sh`). Pack files cost neither; the kernel's page cache holds hot blocks.
+//!
+//! - Layout: `<root>/<n>.pack`. A block starts on a [`ALIGN`] boundary of the current pack, so
+//!   freeing it (a punched hole) gives back all of its filesystem blocks. A pack is sealed at
+//!   [`PACK_SIZE`] and the next one started.
+//! - A writer reserves its range under a short lock, then writes it with `pwrite` outside it; the
+//!   caller records the range in the index only after the write, so the index never names bytes
+//!   that were not written. A crash in between leaves an unnamed range that
+//!   [`Packs::sweep`] (run by gc) punches out of sealed packs.
+//! - [`Packs::sync`] makes every write so far durable (syncfs), before an index that names them is
+//!   flushed.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, ErrorKind};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+/// A block's place: pack number and byte offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Location {
+    pub pack: u32,
+    pub offset: u64,
+}
+
+/// Blocks start on this boundary (the filesystem block), so a hole punched over a block frees
+/// every filesystem block it used.
+pub(super) const ALIGN: u64 = 4096;
+/// A pack is sealed once it reaches this size.
+const PACK_SIZE: u64 = 1 << 30;
+const SUFFIX: &str = ".pack";
+
+/// The directory of pack files.
+#[derive(Debug)]
+pub(super) struct Packs {
+    root: PathBuf,
+    /// The pack being appended to and where its next block goes.
+    tail: Mutex<(u32, u64)>,
+    files: RwLock<HashMap<u32, Arc<File>>>,
+}
+
+impl Packs {
+    /// Opens every pack in `root` (created if missing); appending goes on at the end of the last.
+    pub(super) fn open(root: PathBuf) -> io::Result<Self> {
+        fs::create_dir_all(&root)?;
+        let mut files = HashMap::new();
+        for entry in fs::read_dir(&root)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(n) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(SUFFIX))
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let file = File::options().read(true).write(true).open(entry.path())?;
+            files.insert(n, Arc::new(file));
+        }
+        let last = files.keys().copied().max();
+        let tail = match last {
+            Some(n) => (n, files[&n].metadata()?.len().next_multiple_of(ALIGN)),
+            None => {
+                files.insert(0, Arc::new(create(&root, 0)?));
+                (0, 0)
+            }
+        };
+        Ok(Packs {
+            root,
+            tail: Mutex::new(tail),
+            files: RwLock::new(files),
+        })
+    }
+
+    pub(super) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(root: &Path, pack: u32) -> PathBuf {
+        root.join(format!("{pack}{SUFFIX}"))
+    }
+
+    fn file(&self, pack: u32) -> io::Result<Arc<File>> {
+        let files = self.files.read().unwrap_or_else(PoisonError::into_inner);
+        files.get(&pack).cloned().ok_or_else(|| {
+            io::Error::new(ErrorKind::NotFound, format!("pack {pack} does not exist"))
+        })
+    }
+
+    /// Appends `data` and returns where it went.
+    pub(super) fn write(&self, data: &[u8]) -> io::Result<Location> {
+        let len = data.len() as u64;
+        let at = {
+            let mut tail = self.tail.lock().unwrap_or_else(PoisonError::into_inner);
+            if tail.1 > 0 && tail.1 + len > PACK_SIZE {
+                let next = tail.0 + 1;
+                let file = create(&self.root, next)?;
+                self.files
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(next, Arc::new(file));
+                *tail = (next, 0);
+            }
+            let at = Location {
+                pack: tail.0,
+                offset: tail.1,
+            };
+            tail.1 = (tail.1 + len).next_multiple_of(ALIGN);
+            at
+        };
+        self.file(at.pack)?.write_all_at(data, at.offset)?;
+        Ok(at)
+    }
+
+    /// The `len` bytes at `at`; `None` when the pack or the range is missing (truncated).
+    pub(super) fn read(&self, at: Location, len: u64) -> io::Result<Option<Vec<u8>>> {
+        let file = match self.file(at.pack) {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut data = vec![0u8; usize::try_from(len).map_err(io::Error::other)?];
+        match file.read_exact_at(&mut data, at.offset) {
+            Ok(()) => Ok(Some(data)),
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Gives back the space of the `len` bytes at `at` (a punched hole; the pack keeps its size).
+    pub(super) fn free(&self, at: Location, len: u64) -> io::Result<()> {
+        punch(
+            &*self.file(at.pack)?,
+            at.offset,
+            len.next_multiple_of(ALIGN),
+        )
+    }
+
+    /// Makes every write so far durable: one `syncfs` of the filesystem holding the packs.
+    pub(super) fn sync(&self) -> io::Result<()> {
+        let dir = File::open(&self.root)?;
+        // SAFETY: syncfs(2) on a file descriptor we own for the duration of the call
+        if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Punches out of every sealed pack what no index entry names (`used`: pack, offset and
+    /// length of every indexed block), and removes sealed packs that hold nothing. The pack
+    /// being appended to is left alone: a write may be between its `pwrite` and its index entry.
+    /// Returns the bytes given back.
+    pub(super) fn sweep(&self, used: impl Iterator<Item = (Location, u64)>) -> io::Result<u64> {
+        let tail = self.tail.lock().unwrap_or_else(PoisonError::into_inner).0;
+        let mut ranges: HashMap<u32, Vec<(u64, u64)>> = HashMap::new();
+        for (at, len) in used {
+            ranges.entry(at.pack).or_default().push((at.offset, len));
+        }
+        let packs: Vec<(u32, Arc<File>)> = self
+            .files
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(n, _)| **n != tail)
+            .map(|(n, f)| (*n, f.clone()))
+            .collect();
+        let mut freed = 0;
+        for (n, file) in packs {
+            let mut live = ranges.remove(&n).unwrap_or_default();
+            if live.is_empty() {
+                self.files
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&n);
+                freed += allocated(&file)?;
+                fs::remove_file(Self::path(&self.root, n))?;
+                continue;
+            }
+            live.sort_unstable();
+            let mut at = 0;
+            for (offset, len) in live.into_iter().chain([(file.metadata()?.len(), 0)]) {
+                if offset > at {
+                    punch(&file, at, offset - at)?;
+                    freed += offset - at;
+                }
+                at = at.max((offset + len).next_multiple_of(ALIGN));
+            }
+        }
+        Ok(freed)
+    }
+}
+
+fn create(root: &Path, pack: u32) -> io::Result<File> {
+    File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(Packs::path(root, pack))
+}
+
+/// Bytes the filesystem has allocated to `file`.
+fn allocated(file: &File) -> io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(file.metadata()?.blocks() * 512)
+}
+
+/// Deallocates `len` bytes at `offset` of `file`, keeping its size.
+fn punch(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(io::Error::other("range past the largest file offset"));
+    };
+    // SAFETY: fallocate(2) on a descriptor we own for the duration of the call
+    let rc = unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            offset,
+            len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_read_free_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let packs = Packs::open(dir.path().join("packs")).unwrap();
+        let a = packs.write(&[1u8; 10_000]).unwrap();
+        let b = packs.write(&[2u8; 5]).unwrap();
+        assert_eq!(a, Location { pack: 0, offset: 0 });
+        assert_eq!(b.offset % ALIGN, 0, "blocks start aligned");
+        assert_eq!(packs.read(b, 5).unwrap(), Some(vec![2u8; 5]));
+        packs.free(a, 10_000).unwrap();
+        assert_eq!(packs.read(a, 10_000).unwrap(), Some(vec![0u8; 10_000]));
+        assert_eq!(
+            packs.read(b, 5).unwrap(),
+            Some(vec![2u8; 5]),
+            "a neighbour survives"
+        );
+        assert_eq!(
+            packs.read(Location { pack: 9, offset: 0 }, 5).unwrap(),
+            None
+        );
+        assert_eq!(packs.read(b, 1 << 20).unwrap(), None, "past the end");
+        packs.sync().unwrap();
+        drop(packs);
+        let packs = Packs::open(dir.path().join("packs")).unwrap();
+        let c = packs.write(b"after").unwrap();
+        assert!(c.offset > b.offset, "appends after what is there");
+    }
+}
