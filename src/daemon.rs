@@ -39,6 +39,7 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(20);
 pub const CORRUPT_ENV: &str = "CIDFS_TEST_CORRUPT_BLOCKS";
 
 pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
+    tune_malloc();
     let created = repo.init()?;
     if created {
         info!("initialized repo {}", repo.root().display());
@@ -290,5 +291,18 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
+    }
+}
+
+/// glibc serves allocations over 128 KiB (every 256 KiB block buffer) with a fresh `mmap` and
+/// unmaps them on free, so each block received, read or served page-faulted its buffer in again;
+/// and it trims the heap top past 128 KiB free. Raising both keeps block buffers in the heap
+/// (bench-transfer: the receiver's CPU −12 %; peak RSS +20 MiB).
+fn tune_malloc() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets allocator parameters; it is thread-safe in glibc
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
     }
 }

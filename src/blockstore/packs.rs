@@ -128,12 +128,36 @@ impl Packs {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let mut data = vec![0u8; usize::try_from(len).map_err(io::Error::other)?];
-        match file.read_exact_at(&mut data, at.offset) {
-            Ok(()) => Ok(Some(data)),
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(None),
-            Err(e) => Err(e),
+        let len = usize::try_from(len).map_err(io::Error::other)?;
+        // read into spare capacity: zeroing it first cost as much as a page cache copy
+        let mut data: Vec<u8> = Vec::with_capacity(len);
+        while data.len() < len {
+            let done = data.len();
+            let offset =
+                libc::off_t::try_from(at.offset + done as u64).map_err(io::Error::other)?;
+            // SAFETY: the pointer is valid for `len - done` bytes of `data`'s spare capacity, and
+            // pread(2) writes at most that many
+            let n = unsafe {
+                libc::pread(
+                    file.as_raw_fd(),
+                    data.as_mut_ptr().add(done).cast(),
+                    len - done,
+                    offset,
+                )
+            };
+            match n {
+                0 => return Ok(None), // the pack ends before the block does
+                n if n < 0 => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+                // SAFETY: pread initialised these `n` bytes past the old length
+                n => unsafe { data.set_len(done + n as usize) },
+            }
         }
+        Ok(Some(data))
     }
 
     /// Gives back the space of the `len` bytes at `at` (a punched hole; the pack keeps its size).
