@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Add benchmark: ROUNDS (default 8) fresh random files of SIZE_MIB (default 1024) each are added
+# to one daemon, one after another, so the store grows to ROUNDS × SIZE_MIB. Each round prints
+# add MB/s, the daemon's CPU-seconds per GiB and its RSS after the add, beside the baseline of
+# the same run: `cp` of the same file into the same filesystem (the bytes must reach the page
+# cache either way). Usage: scripts/bench-add.sh [ROUNDS] [SIZE_MIB]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-8}
+SIZE_MIB=${2:-1024}
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+bench_setup
+
+cpu_s() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"; }
+rss_mib() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+secs() { python3 -c "print($2-$1)"; }
+BYTES=$((SIZE_MIB << 20))
+
+start_cidfs a
+echo "cidfs bench-add: $ROUNDS rounds of $SIZE_MIB MiB (fresh random data each)"
+printf "%-6s %10s %10s %12s %10s %12s\n" round "add MB/s" "cp MB/s" "add / cp" "CPU-s/GiB" "RSS after"
+for r in $(seq 1 "$ROUNDS"); do
+    head -c "$BYTES" /dev/urandom > "$WORK/data"
+    t0=$(now); cp "$WORK/data" "$WORK/copy"; t1=$(now)
+    CP_T=$(secs "$t0" "$t1"); rm -f "$WORK/copy"
+    c0=$(cpu_s "$a_PID")
+    t0=$(now); "$BIN" --repo "$WORK/a" add -q "$WORK/data" > /dev/null; t1=$(now)
+    c1=$(cpu_s "$a_PID")
+    ADD_T=$(secs "$t0" "$t1")
+    python3 -c "
+b=$BYTES; a=$ADD_T; c=$CP_T; cpu=$c1-$c0
+print(f'{$r:<6} {b/a/1e6:10.0f} {b/c/1e6:10.0f} {c/a:12.2f} {cpu*(1<<30)/b:10.2f} {$(rss_mib "$a_PID"):9} MiB')"
+done
+echo "repo disk use: $(du -sm "$WORK/a" | cut -f1) MiB (data $((ROUNDS * SIZE_MIB)) MiB)"
