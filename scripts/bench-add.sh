@@ -2,8 +2,8 @@
 # Add benchmark: ROUNDS (default 8) fresh random files of SIZE_MIB (default 1024) each are added
 # to one daemon, one after another, so the store grows to ROUNDS × SIZE_MIB. Each round prints
 # add MB/s, the daemon's CPU-seconds per GiB and its RSS after the add, beside the baseline of
-# the same run: `cp` of the same file into the same filesystem (the bytes must reach the page
-# cache either way). Usage: scripts/bench-add.sh [ROUNDS] [SIZE_MIB]
+# the same run: `cp` of the same file into the same filesystem followed by `sync -f` (a pinned
+# add is durable when it returns: both must get the bytes to disk). Usage: scripts/bench-add.sh [ROUNDS] [SIZE_MIB]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-8}
@@ -19,10 +19,11 @@ BYTES=$((SIZE_MIB << 20))
 
 start_cidfs a
 echo "cidfs bench-add: $ROUNDS rounds of $SIZE_MIB MiB (fresh random data each)"
-printf "%-6s %10s %10s %12s %10s %12s\n" round "add MB/s" "cp MB/s" "add / cp" "CPU-s/GiB" "RSS after"
+printf "%-6s %10s %12s %14s %10s %12s\n" round "add MB/s" "cp+sync MB/s" "add / cp+sync" "CPU-s/GiB" "RSS after"
 for r in $(seq 1 "$ROUNDS"); do
     head -c "$BYTES" /dev/urandom > "$WORK/data"
-    t0=$(now); cp "$WORK/data" "$WORK/copy"; t1=$(now)
+    sync -f "$WORK"
+    t0=$(now); cp "$WORK/data" "$WORK/copy"; sync -f "$WORK/copy"; t1=$(now)
     CP_T=$(secs "$t0" "$t1"); rm -f "$WORK/copy"
     c0=$(cpu_s "$a_PID")
     t0=$(now); "$BIN" --repo "$WORK/a" add -q "$WORK/data" > /dev/null; t1=$(now)
@@ -30,6 +31,6 @@ for r in $(seq 1 "$ROUNDS"); do
     ADD_T=$(secs "$t0" "$t1")
     python3 -c "
 b=$BYTES; a=$ADD_T; c=$CP_T; cpu=$c1-$c0
-print(f'{$r:<6} {b/a/1e6:10.0f} {b/c/1e6:10.0f} {c/a:12.2f} {cpu*(1<<30)/b:10.2f} {$(rss_mib "$a_PID"):9} MiB')"
+print(f'{$r:<6} {b/a/1e6:10.0f} {b/c/1e6:12.0f} {c/a:14.2f} {cpu*(1<<30)/b:10.2f} {$(rss_mib "$a_PID"):9} MiB')"
 done
 echo "repo disk use: $(du -sm "$WORK/a" | cut -f1) MiB (data $((ROUNDS * SIZE_MIB)) MiB)"

@@ -387,7 +387,8 @@ pub fn disk_usage(repo: &Path) -> u64 {
     bytes
 }
 
-/// Total size of the files under `dir` on `dir`'s own filesystem (0 when unreadable): mounts
+/// Bytes allocated to the files under `dir` on `dir`'s own filesystem (0 when unreadable; what
+/// `du` says: the holes gc punches in pack files are not counted): mounts
 /// under it (the layer store, snapshot layers, tmpfs) are not entered, nor symlinks followed.
 pub fn dir_size(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt as _;
@@ -406,7 +407,7 @@ pub fn dir_size(dir: &Path) -> u64 {
             match e.metadata() {
                 Ok(m) if m.dev() != dev => {}
                 Ok(m) if m.is_dir() => todo.push(e.path()),
-                Ok(m) => total += m.len(),
+                Ok(m) => total += m.blocks() * 512,
                 Err(_) => {}
             }
         }
@@ -435,7 +436,8 @@ mod tests {
         std::fs::write(sub.join("big"), vec![0u8; 4 << 20]).unwrap();
         let size = dir_size(repo.path());
         let _ = std::process::Command::new("umount").arg(&sub).status();
-        assert_eq!(size, 1000);
+        // "a" takes one filesystem block; the tmpfs's 4 MiB are not counted
+        assert!((1000..=64 << 10).contains(&size), "{size}");
     }
 
     fn snapshot() -> Snapshot {

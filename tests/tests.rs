@@ -6,6 +6,7 @@ mod util;
 mod airgap;
 mod cluster;
 mod containerd;
+mod crash;
 mod deploy;
 mod deploy_files;
 mod image;

@@ -302,6 +302,9 @@ pub fn gc_to(store: &dyn Blocks, target: Option<u64>) -> Result<GcReport, Error>
             report.removed.push(cid);
         }
     }
+    // the removals reach the disk before their space is given back (a crash in between must not
+    // leave the index naming holes)
+    store.flush()?;
     let swept = store.sweep()?;
     tracing::debug!(?report, swept, "gc finished");
     Ok(report)

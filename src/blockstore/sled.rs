@@ -22,7 +22,7 @@ use ::sled::{Db, IVec, Tree};
 use bytes::Bytes;
 use cid::Cid;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use super::packs::{Location, Packs};
 use super::{verify, Blocks, Error, StoreStat};
@@ -116,7 +116,13 @@ pub struct SledStore {
     /// Whether `meta/clean` has been cleared since the last flush.
     dirty: Arc<AtomicBool>,
     space: Arc<SpaceGuard>,
+    /// Ranges of deleted blocks, punched only once their removal from the index is on disk: a
+    /// crash before that must not leave the index naming a hole.
+    unfreed: Arc<std::sync::Mutex<Vec<(Location, u64)>>>,
 }
+
+/// Deleted ranges held before the index is flushed and they are punched.
+const MAX_UNFREED: usize = 4096;
 
 /// Keeps `min_free` bytes free on the store's filesystem: free space is read (statvfs) at most
 /// once per [`SPACE_CHECK_BYTES`] written, and on every write while it is low.
@@ -229,6 +235,7 @@ impl SledStore {
             db,
             dirty: Arc::new(AtomicBool::new(false)),
             space: SpaceGuard::new(path, 0),
+            unfreed: Default::default(),
         };
         store.migrate()?;
         let clean = store
@@ -329,7 +336,7 @@ impl SledStore {
         self.packs.sync().map_err(|e| self.pack_error(e))
     }
 
-    /// Gives back a removed entry's space in its pack.
+    /// Gives back the space of a range no index entry names, now.
     fn free(&self, entry: Entry) -> Result<(), Error> {
         match entry {
             Entry::Inline(_) => Ok(()),
@@ -337,6 +344,16 @@ impl SledStore {
                 self.packs.free(at, len).map_err(|e| self.pack_error(e))
             }
         }
+    }
+
+    /// Punches the ranges of deleted blocks; call only after the index is flushed.
+    fn punch_unfreed(&self) -> Result<(), Error> {
+        let ranges =
+            std::mem::take(&mut *self.unfreed.lock().unwrap_or_else(PoisonError::into_inner));
+        for (at, len) in ranges {
+            self.packs.free(at, len).map_err(|e| self.pack_error(e))?;
+        }
+        Ok(())
     }
 
     /// Adds `(blocks, bytes)` to the counters atomically (negative to remove).
@@ -459,8 +476,19 @@ impl Blocks for SledStore {
         };
         let old = Entry::decode(old)?;
         let len = old.len();
-        self.free(old)?;
-        self.add_stat(-1, -(len as i64))
+        self.add_stat(-1, -(len as i64))?;
+        if let Entry::Packed { at, len, .. } = old {
+            let full = {
+                let mut unfreed = self.unfreed.lock().unwrap_or_else(PoisonError::into_inner);
+                unfreed.push((at, len));
+                unfreed.len() >= MAX_UNFREED
+            };
+            if full {
+                self.db.flush()?;
+                self.punch_unfreed()?;
+            }
+        }
+        Ok(())
     }
 
     fn cids(&self) -> Result<Vec<Cid>, Error> {
@@ -535,6 +563,7 @@ impl Blocks for SledStore {
     fn flush(&self) -> Result<(), Error> {
         self.sync_packs()?;
         self.db.flush()?;
+        self.punch_unfreed()?;
         if self.dirty.swap(false, Ordering::AcqRel) {
             self.meta.insert(CLEAN_KEY, &[1u8][..])?;
             self.db.flush()?;
