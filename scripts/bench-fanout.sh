@@ -9,13 +9,18 @@
 # bytes the seed sent (and its ratio to the file), and the duplicate blocks received.
 # Targets (issue 9): makespan <= 2x single, seed upload <= 2x the file.
 # BENCH_CONFIG (printf %b text) is written to every host's config.toml, to compare settings.
-# Usage: scripts/bench-fanout.sh [SIZE_MIB] [HOSTS] [RATE]   (root: namespaces, tc)
+# FETCH says how the fetchers read (default pin): pin (`cidfs pin add`), cat (`cidfs cat` to
+# /dev/null) or pull (`cidfs image pull` of a one-layer image whose layer is a tar holding the
+# random file, pushed with --estargz=false, into an OCI layout).
+# Usage: [FETCH=pin|cat|pull] scripts/bench-fanout.sh [SIZE_MIB] [HOSTS] [RATE]   (root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run as root (network namespaces, tc)" >&2; exit 1; }
 SIZE_MIB=${1:-512}
 HOSTS=${2:-8}
 RATE=${3:-100mbit}
+FETCH=${FETCH:-pin}
+case $FETCH in pin|cat|pull) ;; *) echo "FETCH must be pin, cat or pull" >&2; exit 1 ;; esac
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 bench_setup
@@ -63,13 +68,29 @@ SEED=/ip4/$(bash scripts/cluster.sh addr 1)/tcp/4001/p2p/$SEED_ID
 for i in $(seq 2 "$HOSTS"); do start_host "$i" --peer "$SEED"; done
 head -c $((SIZE_MIB << 20)) /dev/urandom > "$WORK/data"
 BYTES=$((SIZE_MIB << 20))
-CID=$(cli 1 add -q "$WORK/data")
+if [ "$FETCH" = pull ]; then
+    tar -C "$WORK" -cf "$WORK/layer.tar" data
+    oci_layout_of "$WORK/layer.tar" "$WORK/layout"
+    CID=$(cli 1 image push -q --estargz=false "oci:$WORK/layout:bench")
+    rm -rf "$WORK/layout" "$WORK/layer.tar"
+else
+    CID=$(cli 1 add -q "$WORK/data")
+fi
 rm -f "$WORK/data"
+# fetch I: host I reads the data the FETCH way
+fetch() {
+    case $FETCH in
+        pin) cli "$1" pin add "$CID" > /dev/null ;;
+        cat) cli "$1" cat "$CID" > /dev/null ;;
+        pull) cli "$1" image pull -q "$CID" --to "oci:$WORK/out-$1:bench" > /dev/null
+              rm -rf "$WORK/out-$1" ;;
+    esac
+}
 
 # ---- single fetch: host 2 alone
 wait_peers 2 1
 S0=$(stat_of 1 BytesSent)
-t0=$(now); cli 2 pin add "$CID" > /dev/null; t1=$(now)
+t0=$(now); fetch 2; t1=$(now)
 SINGLE_T=$(python3 -c "print(f'{$t1-$t0:.2f}')")
 SINGLE_SENT=$(( $(stat_of 1 BytesSent) - S0 ))
 stop_host 2; rm -rf "$WORK/h2"; start_host 2 --peer "$SEED"
@@ -79,13 +100,13 @@ for i in $(seq 2 "$HOSTS"); do wait_peers "$i" $((HOSTS - 1)); done
 S0=$(stat_of 1 BytesSent)
 t0=$(now)
 for i in $(seq 2 "$HOSTS"); do
-    ( cli "$i" pin add "$CID" > /dev/null && now > "$WORK/done-$i" ) &
+    ( fetch "$i" && now > "$WORK/done-$i" ) &
     FETCH[i]=$!
 done
 for i in $(seq 2 "$HOSTS"); do wait "${FETCH[i]}" || { echo "host $i failed to fetch" >&2; exit 1; }; done
 t_end=0
-echo "cidfs bench-fanout: $HOSTS hosts, links $RATE (tbf, both ways), $SIZE_MIB MiB ($BYTES bytes), CID $CID"
-printf "%-34s %8s s   (seed sent %s bytes)\n" "single fetch (host 2 alone)" "$SINGLE_T" "$SINGLE_SENT"
+echo "cidfs bench-fanout: $HOSTS hosts, links $RATE (tbf, both ways), $SIZE_MIB MiB ($BYTES bytes), FETCH=$FETCH, CID $CID"
+printf "%-34s %8s s   (seed sent %s bytes)\n" "single $FETCH (host 2 alone)" "$SINGLE_T" "$SINGLE_SENT"
 DUP=0; RECV=0
 for i in $(seq 2 "$HOSTS"); do
     t=$(cat "$WORK/done-$i"); d=$(stat_of "$i" DuplicateBlocks); r=$(stat_of "$i" BlocksFetched)

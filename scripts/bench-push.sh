@@ -34,28 +34,7 @@ with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as t:
 PY
 BYTES=$(stat -c %s "$WORK/layer.tar")
 # An OCI layout around it (uncompressed layer, as `docker save` gives).
-python3 - "$WORK" <<'PY'
-import hashlib, json, os, sys, shutil
-w = sys.argv[1]
-blobs = os.path.join(w, "layout/blobs/sha256"); os.makedirs(blobs)
-def put(b):
-    d = hashlib.sha256(b).hexdigest(); open(os.path.join(blobs, d), "wb").write(b); return d
-h = hashlib.sha256()
-with open(os.path.join(w, "layer.tar"), "rb") as f:
-    for c in iter(lambda: f.read(1 << 20), b""): h.update(c)
-ld = h.hexdigest(); size = os.path.getsize(os.path.join(w, "layer.tar"))
-os.link(os.path.join(w, "layer.tar"), os.path.join(blobs, ld))
-cfg = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": ["sha256:" + ld]}}).encode()
-cd = put(cfg)
-man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:" + cd, "size": len(cfg)},
-    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": "sha256:" + ld, "size": size}]}).encode()
-md = put(man)
-json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-    "digest": "sha256:" + md, "size": len(man), "annotations": {"org.opencontainers.image.ref.name": "bench"}}]},
-    open(os.path.join(w, "layout/index.json"), "w"))
-open(os.path.join(w, "layout/oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
-PY
+oci_layout_of "$WORK/layer.tar" "$WORK/layout"
 
 cat "$WORK/layer.tar" > /dev/null
 t0=$(now); gzip -6 -c "$WORK/layer.tar" > "$WORK/layer.tar.gz"; t1=$(now)

@@ -45,3 +45,30 @@ start_cidfs() {
     echo "cidfs node $name did not start" >&2
     exit 1
 }
+
+# oci_layout_of TAR DIR: an OCI layout in DIR (tag "bench") whose one layer is the uncompressed
+# TAR (hard-linked, as `docker save` gives it).
+oci_layout_of() {
+    python3 - "$1" "$2" <<'PY'
+import hashlib, json, os, sys, shutil
+tar, out = sys.argv[1], sys.argv[2]
+blobs = os.path.join(out, "blobs/sha256"); os.makedirs(blobs)
+def put(b):
+    d = hashlib.sha256(b).hexdigest(); open(os.path.join(blobs, d), "wb").write(b); return d
+h = hashlib.sha256()
+with open(tar, "rb") as f:
+    for c in iter(lambda: f.read(1 << 20), b""): h.update(c)
+ld = h.hexdigest(); size = os.path.getsize(tar)
+os.link(tar, os.path.join(blobs, ld))
+cfg = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": ["sha256:" + ld]}}).encode()
+cd = put(cfg)
+man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:" + cd, "size": len(cfg)},
+    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": "sha256:" + ld, "size": size}]}).encode()
+md = put(man)
+json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "digest": "sha256:" + md, "size": len(man), "annotations": {"org.opencontainers.image.ref.name": "bench"}}]},
+    open(os.path.join(out, "index.json"), "w"))
+open(os.path.join(out, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
+PY
+}

@@ -20,7 +20,19 @@ pub struct BlockService {
     /// first block to the pin, and garbage collection holds it alone, so it never sweeps the
     /// blocks of an `add` or `pin add` that is not pinned yet (M1).
     gc: Arc<tokio::sync::RwLock<()>>,
+    /// Woken whenever a block fetched from a peer is stored (readers waiting on a shared fetch).
+    stored: Arc<tokio::sync::Notify>,
+    /// Shared fetches running now, by root (see [`Self::session_for`]).
+    shared: Arc<std::sync::Mutex<std::collections::HashMap<Cid, Arc<SharedFetch>>>>,
 }
+
+/// A [`BlockService::fetch_dag`] run in the background for the readers of one root.
+struct SharedFetch {
+    done: std::sync::atomic::AtomicBool,
+}
+
+/// Blocks fetched at once by a shared fetch (each of its two queues).
+const SHARED_PARALLEL: usize = 16;
 
 /// Held by an add or a pin until its root is pinned: garbage collection waits for it.
 pub type PinGuard = tokio::sync::OwnedRwLockReadGuard<()>;
@@ -31,6 +43,8 @@ impl BlockService {
             store,
             net,
             gc: Arc::default(),
+            stored: Arc::default(),
+            shared: Arc::default(),
         }
     }
 
@@ -71,6 +85,16 @@ impl BlockService {
 
     /// The block's bytes, fetched from peers when not stored locally. Cancel-safe.
     pub async fn get(&self, cid: Cid, session: &Session) -> anyhow::Result<Bytes> {
+        self.get_in(cid, session, None).await
+    }
+
+    /// [`Self::get`] for a read of the DAG under `shared` (see [`Self::session_for`]).
+    async fn get_in(
+        &self,
+        cid: Cid,
+        session: &Session,
+        shared: Option<Cid>,
+    ) -> anyhow::Result<Bytes> {
         let store = self.store.clone();
         let local = tokio::task::spawn_blocking(move || Blocks::get(&*store, &cid))
             .await
@@ -79,6 +103,17 @@ impl BlockService {
         if let Some(data) = local {
             return Ok(data);
         }
+        if let Some(fetch) = shared
+            .filter(|root| *root != cid)
+            .and_then(|r| self.shared_fetch(r))
+        {
+            return self.get_shared(cid, &fetch, session).await;
+        }
+        self.fetch(cid, session).await
+    }
+
+    /// Fetches the block from peers and stores it (unpinned).
+    async fn fetch(&self, cid: Cid, session: &Session) -> anyhow::Result<Bytes> {
         let Some(net) = &self.net else {
             anyhow::bail!("block {cid} not found locally (offline)");
         };
@@ -88,7 +123,10 @@ impl BlockService {
         // bitswap computed `cid` from these bytes, and get_block returns only the CID asked for
         let put = tokio::task::spawn_blocking(move || store.put_hashed(&cid, &stored)).await;
         match put {
-            Ok(Ok(())) => net.stored(&cid),
+            Ok(Ok(())) => {
+                net.stored(&cid);
+                self.stored.notify_waiters();
+            }
             // the bytes are verified: the reader gets them even when the store cannot keep
             // them (full disk, store.min_free_mb), so one full disk does not fail every read
             Ok(Err(e)) => tracing::warn!(%cid, "serving a fetched block without storing it: {e}"),
@@ -102,6 +140,83 @@ impl BlockService {
         SessionGetter {
             service: self.clone(),
             session: Session::new(),
+            share: None,
+        }
+    }
+
+    /// A block getter for one read of the DAG under `root` that shares the work with the peers
+    /// reading it at the same time (`cat`, `image pull`, the registry endpoint, the layer store
+    /// and lazy mounts all read through one). Alone, it fetches what the read asks for, in
+    /// order. Once other peers are seen fetching `root` too, the whole DAG is fetched in the
+    /// background by [`Self::fetch_dag`], which divides the work among them so that the first
+    /// holder sends each block about once, and the read takes its blocks from the local store
+    /// as they land (falling back to fetching them itself if that fetch ends without them).
+    pub fn session_for(&self, root: Cid) -> SessionGetter {
+        SessionGetter {
+            service: self.clone(),
+            session: Session::new(),
+            share: Some(root),
+        }
+    }
+
+    /// The shared fetch of `root`, started now if peers are fetching it too and none runs.
+    fn shared_fetch(&self, root: Cid) -> Option<Arc<SharedFetch>> {
+        let mut shared = self
+            .shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(f) = shared.get(&root) {
+            return Some(f.clone());
+        }
+        if self.net.as_ref()?.wanted_by(&root).is_empty() {
+            return None;
+        }
+        let fetch = Arc::new(SharedFetch {
+            done: Default::default(),
+        });
+        shared.insert(root, fetch.clone());
+        let (service, mine) = (self.clone(), fetch.clone());
+        tokio::spawn(async move {
+            tracing::debug!(%root, "peers are reading this DAG too: fetching it together");
+            if let Err(e) = service.fetch_dag(root, SHARED_PARALLEL).await {
+                tracing::debug!(%root, "shared fetch ended early: {e:#}");
+            }
+            mine.done.store(true, std::sync::atomic::Ordering::Release);
+            service
+                .shared
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&root);
+            service.stored.notify_waiters();
+        });
+        Some(fetch)
+    }
+
+    /// `cid` from the local store once a shared fetch has stored it; fetched here if the shared
+    /// fetch ends without it.
+    async fn get_shared(
+        &self,
+        cid: Cid,
+        fetch: &SharedFetch,
+        session: &Session,
+    ) -> anyhow::Result<Bytes> {
+        loop {
+            let stored = self.stored.notified();
+            futures::pin_mut!(stored);
+            stored.as_mut().enable();
+            let store = self.store.clone();
+            let local = tokio::task::spawn_blocking(move || Blocks::get(&*store, &cid))
+                .await
+                .context("block store task failed")?
+                .with_context(|| format!("reading block {cid}"))?;
+            if let Some(data) = local {
+                return Ok(data);
+            }
+            if fetch.done.load(std::sync::atomic::Ordering::Acquire) {
+                return self.fetch(cid, session).await;
+            }
+            // a bound, not a pace: notifications wake it as blocks land
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), stored).await;
         }
     }
 
@@ -139,6 +254,8 @@ impl BlockService {
 pub struct SessionGetter {
     service: BlockService,
     session: Session,
+    /// The root of the DAG read, when the read is shared with peers reading it too.
+    share: Option<Cid>,
 }
 
 impl SessionGetter {
@@ -150,7 +267,7 @@ impl SessionGetter {
 
 impl BlockGet for SessionGetter {
     async fn get(&self, cid: Cid) -> anyhow::Result<Bytes> {
-        self.service.get(cid, &self.session).await
+        self.service.get_in(cid, &self.session, self.share).await
     }
 }
 

@@ -22,7 +22,7 @@ pub async fn cat(
     let root = p.cid("ipfs-path")?;
     let offset = p.u64("offset")?.unwrap_or(0);
     let length = p.u64("length")?;
-    let getter = st.blocks.session();
+    let getter = st.blocks.session_for(root);
     let info = unixfs::stat(&getter, root).await?;
     let available = info.size.saturating_sub(offset);
     let n = length.map_or(available, |l| l.min(available));

@@ -122,7 +122,7 @@ impl BlobStore for crate::blockservice::BlockService {
 
     async fn cat_bytes(&self, cid: &Cid, offset: u64, len: Option<u64>) -> anyhow::Result<Vec<u8>> {
         use futures::StreamExt as _;
-        let s = crate::unixfs::cat(self.session(), *cid, offset, len, 32);
+        let s = crate::unixfs::cat(self.session_for(*cid), *cid, offset, len, 32);
         futures::pin_mut!(s);
         let mut out = Vec::new();
         while let Some(piece) = s.next().await {
@@ -137,7 +137,7 @@ impl BlobStore for crate::blockservice::BlockService {
         path: &Path,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> anyhow::Result<(String, u64)> {
-        let s = crate::unixfs::cat(self.session(), *cid, 0, None, 32);
+        let s = crate::unixfs::cat(self.session_for(*cid), *cid, 0, None, 32);
         write_hashed(s, path, progress).await
     }
 }

@@ -69,8 +69,9 @@ impl ReadError {
 #[derive(Clone)]
 pub struct Reader {
     blocks: BlockService,
-    /// One bitswap session for the whole mount: peers that served it are asked first.
-    session: SessionGetter,
+    /// One bitswap session per layer (by CID), shared with the peers reading that layer too:
+    /// peers that served it are asked first.
+    sessions: Arc<HashMap<Cid, SessionGetter>>,
     layers: Arc<Vec<Layer>>,
     cache: Arc<ChunkCache>,
     read_timeout: Duration,
@@ -88,8 +89,12 @@ impl Reader {
         read_timeout: Duration,
         parallel: usize,
     ) -> Self {
+        let sessions = layers
+            .iter()
+            .map(|l| (l.cid, blocks.session_for(l.cid)))
+            .collect();
         Reader {
-            session: blocks.session(),
+            sessions: Arc::new(sessions),
             blocks,
             layers,
             cache,
@@ -241,11 +246,19 @@ impl Reader {
                 };
                 tracing::warn!(
                     "read failed: {e}; the blocks came from [{}] (or this node's store)",
-                    peer_list(&self.session.peers())
+                    peer_list(&self.peers())
                 );
                 Err(e)
             }
         }
+    }
+
+    /// Peers that served this mount so far.
+    fn peers(&self) -> Vec<libp2p::PeerId> {
+        let mut peers: Vec<_> = self.sessions.values().flat_map(|s| s.peers()).collect();
+        peers.sort();
+        peers.dedup();
+        peers
     }
 
     /// The compressed bytes `start..end` of a layer in the swarm, and the blocks they came from.
@@ -257,7 +270,11 @@ impl Reader {
         end: u64,
     ) -> Result<(Vec<u8>, Vec<Cid>), ReadError> {
         let getter = Recording {
-            inner: self.session.clone(),
+            inner: self
+                .sessions
+                .get(&layer.cid)
+                .cloned()
+                .unwrap_or_else(|| self.blocks.session_for(layer.cid)),
             seen: Arc::default(),
         };
         let fetch = async {
@@ -300,7 +317,7 @@ impl Reader {
                 secs: self.read_timeout.as_secs(),
             },
         };
-        let peers = self.session.peers();
+        let peers = self.peers();
         let connected = match self.blocks.net() {
             Some(n) => n.peers().await.map(|p| p.len()).unwrap_or(0),
             None => 0,

@@ -310,9 +310,15 @@ async fn serve(
                 .map_err(|e| RegistryError::internal(anyhow::anyhow!(e)))?;
             let blocks = reg.blocks.clone();
             let read = move |start: u64, len: u64| {
-                crate::unixfs::cat(blocks.session(), layer, start, Some(len), READAHEAD)
-                    .map(|r| r.map_err(|e| std::io::Error::other(format!("{e:#}"))))
-                    .boxed()
+                crate::unixfs::cat(
+                    blocks.session_for(layer),
+                    layer,
+                    start,
+                    Some(len),
+                    READAHEAD,
+                )
+                .map(|r| r.map_err(|e| std::io::Error::other(format!("{e:#}"))))
+                .boxed()
             };
             let resp = range::respond(found.desc, OCTET_STREAM, ranges, head, read);
             reg.count(&found, head, resp.1);

@@ -558,7 +558,13 @@ impl Filesystem for StoreFs {
                         return reply.error(Errno::EIO);
                     };
                     let len = (size as u64).min((desc.size.max(0) as u64).saturating_sub(offset));
-                    let s = crate::unixfs::cat(parts.blocks.session(), cid, offset, Some(len), 32);
+                    let s = crate::unixfs::cat(
+                        parts.blocks.session_for(cid),
+                        cid,
+                        offset,
+                        Some(len),
+                        32,
+                    );
                     futures::pin_mut!(s);
                     let mut out = Vec::with_capacity(len as usize);
                     let read = tokio::time::timeout(parts.read_timeout, async {
