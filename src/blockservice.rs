@@ -31,6 +31,61 @@ struct SharedFetch {
     done: std::sync::atomic::AtomicBool,
 }
 
+/// Bytes [`BlockService::add_stream`] hashes and stores at a time.
+pub const ADD_BATCH: usize = 4 << 20;
+
+/// What [`BlockService::add_stream`] added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Added {
+    pub root: Cid,
+    /// File bytes.
+    pub size: u64,
+    /// Sum of the lengths of the file's blocks (kubo's `Size`).
+    pub cumulative_size: u64,
+}
+
+/// Why [`BlockService::add_stream`] failed: the caller's input, its options, or this node.
+#[derive(Debug, thiserror::Error)]
+pub enum AddError {
+    #[error("reading the input: {0:#}")]
+    Input(anyhow::Error),
+    #[error("add options: {0:#}")]
+    Options(anyhow::Error),
+    #[error("storing the blocks: {0:#}")]
+    Store(anyhow::Error),
+}
+
+/// Stores blocks an adder just hashed (`None`: only hashing).
+fn put_all(store: Option<&dyn Blocks>, blocks: &[(Cid, Vec<u8>)]) -> anyhow::Result<()> {
+    if let Some(store) = store {
+        for (cid, data) in blocks {
+            store
+                .put_hashed(cid, data)
+                .with_context(|| format!("storing block {cid}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// An add's adder: in hand, or inside the blocking task that hashes and stores a batch.
+enum Held {
+    Here(Box<crate::unixfs::Adder>),
+    Busy(tokio::task::JoinHandle<anyhow::Result<crate::unixfs::Adder>>),
+}
+
+impl Held {
+    /// The adder, once its batch is done.
+    async fn take(self) -> Result<crate::unixfs::Adder, AddError> {
+        match self {
+            Held::Here(adder) => Ok(*adder),
+            Held::Busy(task) => task
+                .await
+                .map_err(|e| AddError::Store(e.into()))?
+                .map_err(AddError::Store),
+        }
+    }
+}
+
 /// Blocks fetched at once by a shared fetch (each of its two queues).
 const SHARED_PARALLEL: usize = 16;
 
@@ -144,9 +199,10 @@ impl BlockService {
         }
     }
 
-    /// A block getter for one read of the DAG under `root` that shares the work with the peers
-    /// reading it at the same time (`cat`, `image pull`, the registry endpoint, the layer store
-    /// and lazy mounts all read through one). Alone, it fetches what the read asks for, in
+    /// A block getter for a whole read of the DAG under `root` that shares the work with the
+    /// peers reading it at the same time (`cat`, `image pull`, a blob from the registry
+    /// endpoint, a layer's proof; range reads, such as a lazy mount's chunks, fetch only what
+    /// they cover and use [`Self::session`]). Alone, it fetches what the read asks for, in
     /// order. Once other peers are seen fetching `root` too, the whole DAG is fetched in the
     /// background by [`Self::fetch_dag`], which divides the work among them so that the first
     /// holder sends each block about once, and the read takes its blocks from the local store
@@ -220,21 +276,69 @@ impl BlockService {
         }
     }
 
-    /// Puts blocks an [`crate::unixfs::Adder`] just made, in one blocking batch. Their CIDs were
-    /// computed from these very bytes, so they are not hashed again (issue 20: `add` hashed
-    /// every block twice, ~0.5 CPU-s per GiB for nothing).
-    pub async fn put_many(&self, blocks: Vec<(Cid, Vec<u8>)>) -> anyhow::Result<()> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            for (cid, data) in &blocks {
-                store
-                    .put_hashed(cid, data)
-                    .with_context(|| format!("storing block {cid}"))?;
+    /// Adds a file, read from `input` in pieces of any size, as a UnixFS DAG (`opts` give the
+    /// layout) and returns its root, size and cumulative size; `store = false` only computes
+    /// them. The one add path of `add`, `image push` and `add --only-hash`.
+    ///
+    /// Input is taken in [`ADD_BATCH`] batches; each is hashed and stored on a blocking thread
+    /// while the next one is read, and its blocks go to the store as they were hashed
+    /// ([`Blocks::put_hashed`]). `progress` is called with the bytes of each piece read.
+    pub async fn add_stream<E: Into<anyhow::Error>>(
+        &self,
+        opts: &crate::unixfs::AddOptions,
+        input: impl futures::Stream<Item = Result<Bytes, E>>,
+        store: bool,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<Added, AddError> {
+        use futures::StreamExt as _;
+        let adder = crate::unixfs::Adder::new(opts).map_err(|e| AddError::Options(e.into()))?;
+        let blocks = store.then(|| self.store.clone());
+        let step = |mut adder: crate::unixfs::Adder, buf: Vec<u8>| {
+            let blocks = blocks.clone();
+            tokio::task::spawn_blocking(move || {
+                let made = adder.push(&buf);
+                put_all(blocks.as_deref(), &made)?;
+                anyhow::Ok(adder)
+            })
+        };
+        futures::pin_mut!(input);
+        let mut held = Held::Here(Box::new(adder));
+        let mut buf = Vec::with_capacity(ADD_BATCH);
+        loop {
+            let piece = input
+                .next()
+                .await
+                .transpose()
+                .map_err(|e| AddError::Input(e.into()))?;
+            if let Some(piece) = &piece {
+                progress(piece.len() as u64);
+                buf.extend_from_slice(piece);
             }
-            anyhow::Ok(())
-        })
-        .await
-        .context("block store task failed")?
+            if buf.len() >= ADD_BATCH || (piece.is_none() && !buf.is_empty()) {
+                let full = std::mem::replace(&mut buf, Vec::with_capacity(ADD_BATCH));
+                held = Held::Busy(step(held.take().await?, full));
+            }
+            if piece.is_none() {
+                break;
+            }
+        }
+        let adder = held.take().await?;
+        let finish = tokio::task::spawn_blocking(move || {
+            let size = adder.bytes_in();
+            let mut cumulative_size = adder.cumulative_size();
+            let (root, rest) = adder.finish();
+            cumulative_size += rest.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+            put_all(blocks.as_deref(), &rest)?;
+            anyhow::Ok(Added {
+                root,
+                size,
+                cumulative_size,
+            })
+        });
+        finish
+            .await
+            .map_err(|e| AddError::Store(e.into()))?
+            .map_err(AddError::Store)
     }
 
     /// Runs a blocking store operation off the async workers.
@@ -397,5 +501,63 @@ impl Queues {
         for (_, distance, c) in all {
             self.0[usize::from(distance != 0)].push(c);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blockstore::MemStore;
+    use crate::unixfs::{add_bytes, AddOptions};
+
+    /// The one add path gives the CIDs of the reference adder however its input is cut, stores
+    /// every block with `store` and none without.
+    #[tokio::test]
+    async fn add_stream_matches_the_reference_adder_in_any_pieces() {
+        let data: Vec<u8> = (0..(ADD_BATCH * 2 + 12_345) as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        let opts = AddOptions::default();
+        let reference = add_bytes(&MemStore::default(), &data, &opts).unwrap();
+        for piece in [1 << 20, 65_537, data.len()] {
+            let store = Arc::new(MemStore::default());
+            let service = BlockService::new(store.clone(), None);
+            let input = futures::stream::iter(
+                data.chunks(piece)
+                    .map(|c| Ok::<_, std::io::Error>(Bytes::copy_from_slice(c)))
+                    .collect::<Vec<_>>(),
+            );
+            let seen = std::sync::atomic::AtomicU64::new(0);
+            let added = service
+                .add_stream(&opts, input, true, &|n| {
+                    seen.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                })
+                .await
+                .unwrap();
+            assert_eq!(added.root, reference.root, "pieces of {piece}");
+            assert_eq!(added.size, data.len() as u64);
+            assert_eq!(added.cumulative_size, reference.cumulative_size);
+            assert_eq!(seen.into_inner(), data.len() as u64);
+            assert_eq!(store.stat().unwrap().blocks as usize, reference.blocks);
+        }
+        let store = Arc::new(MemStore::default());
+        let service = BlockService::new(store.clone(), None);
+        let input = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(data))]);
+        let added = service
+            .add_stream(&opts, input, false, &|_| {})
+            .await
+            .unwrap();
+        assert_eq!(added.root, reference.root);
+        assert_eq!(
+            store.stat().unwrap().blocks,
+            0,
+            "only hashing stored blocks"
+        );
+        let failing = futures::stream::iter([Err::<Bytes, _>(std::io::Error::other("cut"))]);
+        let err = service
+            .add_stream(&opts, failing, true, &|_| {})
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AddError::Input(_)), "{err}");
     }
 }

@@ -1,6 +1,6 @@
 //! `add`: multipart upload → UnixFS DAG (kubo's CIDs) → NDJSON `{"Name","Hash","Size"}` per file.
-//! The body is streamed: chunks are hashed and stored in batches off the async workers, so a
-//! large file is never held in memory.
+//! The body is streamed through [`crate::blockservice::BlockService::add_stream`], so a large
+//! file is never held in memory.
 
 use axum::{
     body::Body,
@@ -12,10 +12,8 @@ use serde_json::json;
 use std::sync::Arc;
 
 use super::{ApiError, AppState, Params};
-use crate::unixfs::{AddOptions, Adder};
-
-/// Bytes buffered before a batch is hashed and stored.
-const BATCH: usize = 4 << 20;
+use crate::blockservice::AddError;
+use crate::unixfs::AddOptions;
 
 pub async fn add(
     State(st): State<Arc<AppState>>,
@@ -34,36 +32,26 @@ pub async fn add(
     };
     let mut lines = String::new();
     let mut roots = Vec::new();
-    while let Some(mut field) = mp
+    while let Some(field) = mp
         .next_field()
         .await
         .map_err(|e| ApiError::client(format!("bad multipart body: {e}")))?
     {
         let name = field.file_name().or(field.name()).unwrap_or("").to_string();
         let name = name.rsplit('/').next().unwrap_or("").to_string();
-        let mut adder = Adder::new(&opts).map_err(|e| ApiError::client(e.to_string()))?;
-        let mut buf = Vec::with_capacity(BATCH);
-        while let Some(chunk) = field
-            .chunk()
+        let chunks = futures::stream::unfold(field, |mut field| async move {
+            field.chunk().await.transpose().map(|chunk| (chunk, field))
+        });
+        let added = st
+            .blocks
+            .add_stream(&opts, chunks, !only_hash, &|_| {})
             .await
-            .map_err(|e| ApiError::client(format!("reading upload: {e}")))?
-        {
-            buf.extend_from_slice(&chunk);
-            if buf.len() >= BATCH {
-                adder = push(&st, adder, std::mem::take(&mut buf), only_hash).await?;
-            }
-        }
-        adder = push(&st, adder, buf, only_hash).await?;
-        let (root, size, blocks) = tokio::task::spawn_blocking(move || {
-            let size = adder.cumulative_size();
-            let (root, blocks) = adder.finish();
-            (root, size, blocks)
-        })
-        .await?;
-        // finish() may emit blocks that change the cumulative size
-        let size = size + blocks.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+            .map_err(|e| match e {
+                AddError::Input(_) | AddError::Options(_) => ApiError::client(e.to_string()),
+                AddError::Store(e) => ApiError::from(e),
+            })?;
+        let (root, size) = (added.root, added.cumulative_size);
         if !only_hash {
-            st.blocks.put_many(blocks).await?;
             if pin {
                 st.blocks.with_store(move |s| s.pin(&root)).await?;
             }
@@ -92,24 +80,6 @@ pub async fn add(
         .header(header::CONTENT_TYPE, "application/json")
         .header("X-Chunked-Output", "1")
         .body(Body::from(lines))?)
-}
-
-/// Hashes `buf` into the adder and stores the blocks it completes.
-async fn push(
-    st: &AppState,
-    mut adder: Adder,
-    buf: Vec<u8>,
-    only_hash: bool,
-) -> Result<Adder, ApiError> {
-    let (adder, blocks) = tokio::task::spawn_blocking(move || {
-        let blocks = adder.push(&buf);
-        (adder, blocks)
-    })
-    .await?;
-    if !only_hash {
-        st.blocks.put_many(blocks).await?;
-    }
-    Ok(adder)
 }
 
 /// kubo's add options: `cid-version`, `raw-leaves`, `chunker=size-N`, `hash=sha2-256`, and

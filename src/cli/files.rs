@@ -8,7 +8,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::args::{AddArgs, BlockCommand, CatArgs};
 use super::client::ApiClient;
-use crate::unixfs::Adder;
 
 /// A progress bar of `len` steps drawn with `template`, when both stdout and stderr are
 /// terminals (piped output stays clean).
@@ -78,8 +77,7 @@ pub async fn add(api: &ApiClient, a: &AddArgs) -> anyhow::Result<()> {
 
 /// `add --only-hash`: computes the CID locally; needs no daemon and stores nothing.
 pub async fn add_only_hash(a: &AddArgs) -> anyhow::Result<()> {
-    let mut adder = Adder::new(&a.options())?;
-    let mut input: Box<dyn tokio::io::AsyncRead + Unpin> = if a.file.as_os_str() == "-" {
+    let input: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if a.file.as_os_str() == "-" {
         Box::new(tokio::io::stdin())
     } else {
         Box::new(
@@ -88,15 +86,16 @@ pub async fn add_only_hash(a: &AddArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("opening {}", a.file.display()))?,
         )
     };
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = input.read(&mut buf).await.context("reading input")?;
-        if n == 0 {
-            break;
-        }
-        let _ = adder.push(&buf[..n]);
-    }
-    let (root, _) = adder.finish();
+    // the node's one add path, over a throwaway store it never writes to
+    let hasher = crate::blockservice::BlockService::new(
+        std::sync::Arc::new(crate::blockstore::MemStore::default()),
+        None,
+    );
+    let input = tokio_util::io::ReaderStream::with_capacity(input, 1 << 20);
+    let root = hasher
+        .add_stream(&a.options(), input, false, &|_| {})
+        .await?
+        .root;
     if a.quiet {
         println!("{root}");
     } else {

@@ -85,35 +85,23 @@ impl BlobStore for crate::blockservice::BlockService {
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> anyhow::Result<Cid> {
         use anyhow::Context as _;
-        use tokio::io::AsyncReadExt as _;
-        let mut f = tokio::fs::File::open(path)
+        let f = tokio::fs::File::open(path)
             .await
             .with_context(|| format!("opening {}", path.display()))?;
-        let mut adder = crate::unixfs::Adder::new(&crate::unixfs::AddOptions::default())?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f
-                .read(&mut buf)
-                .await
-                .with_context(|| format!("reading {}", path.display()))?;
-            if n == 0 {
-                break;
-            }
-            self.put_many(adder.push(&buf[..n])).await?;
-            progress(n as u64);
-        }
-        let (root, rest) = adder.finish();
-        self.put_many(rest).await?;
-        Ok(root)
+        let input = tokio_util::io::ReaderStream::with_capacity(f, 1 << 20);
+        let added = self
+            .add_stream(&crate::unixfs::AddOptions::default(), input, true, progress)
+            .await
+            .with_context(|| format!("adding {}", path.display()))?;
+        Ok(added.root)
     }
 
     async fn add_bytes(&self, bytes: Vec<u8>) -> anyhow::Result<Cid> {
-        let mut adder = crate::unixfs::Adder::new(&crate::unixfs::AddOptions::default())?;
-        let mut blocks = adder.push(&bytes);
-        let (root, rest) = adder.finish();
-        blocks.extend(rest);
-        self.put_many(blocks).await?;
-        Ok(root)
+        let input = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(bytes))]);
+        let added = self
+            .add_stream(&crate::unixfs::AddOptions::default(), input, true, &|_| {})
+            .await?;
+        Ok(added.root)
     }
 
     async fn pin_all(&self, cids: &[Cid]) -> anyhow::Result<()> {
@@ -122,7 +110,12 @@ impl BlobStore for crate::blockservice::BlockService {
 
     async fn cat_bytes(&self, cid: &Cid, offset: u64, len: Option<u64>) -> anyhow::Result<Vec<u8>> {
         use futures::StreamExt as _;
-        let s = crate::unixfs::cat(self.session_for(*cid), *cid, offset, len, 32);
+        let getter = if offset == 0 && len.is_none() {
+            self.session_for(*cid)
+        } else {
+            self.session()
+        };
+        let s = crate::unixfs::cat(getter, *cid, offset, len, 32);
         futures::pin_mut!(s);
         let mut out = Vec::new();
         while let Some(piece) = s.next().await {

@@ -310,15 +310,16 @@ async fn serve(
                 .map_err(|e| RegistryError::internal(anyhow::anyhow!(e)))?;
             let blocks = reg.blocks.clone();
             let read = move |start: u64, len: u64| {
-                crate::unixfs::cat(
-                    blocks.session_for(layer),
-                    layer,
-                    start,
-                    Some(len),
-                    READAHEAD,
-                )
-                .map(|r| r.map_err(|e| std::io::Error::other(format!("{e:#}"))))
-                .boxed()
+                // a whole blob is shared with the peers reading it too; a range fetches only
+                // what it covers
+                let getter = if start == 0 && len >= size {
+                    blocks.session_for(layer)
+                } else {
+                    blocks.session()
+                };
+                crate::unixfs::cat(getter, layer, start, Some(len), READAHEAD)
+                    .map(|r| r.map_err(|e| std::io::Error::other(format!("{e:#}"))))
+                    .boxed()
             };
             let resp = range::respond(found.desc, OCTET_STREAM, ranges, head, read);
             reg.count(&found, head, resp.1);
