@@ -22,6 +22,8 @@ pub struct BlockService {
     gc: Arc<tokio::sync::RwLock<()>>,
     /// Woken whenever a block fetched from a peer is stored (readers waiting on a shared fetch).
     stored: Arc<tokio::sync::Notify>,
+    /// Blocks a read keeps in flight (`bitswap.readahead_blocks`).
+    readahead: usize,
     /// Shared fetches running now, by root (see [`Self::session_for`]).
     shared: Arc<std::sync::Mutex<std::collections::HashMap<Cid, Arc<SharedFetch>>>>,
 }
@@ -29,6 +31,20 @@ pub struct BlockService {
 /// A [`BlockService::fetch_dag`] run in the background for the readers of one root.
 struct SharedFetch {
     done: std::sync::atomic::AtomicBool,
+}
+
+/// Blocks a read keeps in flight unless [`BlockService::with_readahead`] says otherwise.
+pub const DEFAULT_READAHEAD: usize = 32;
+/// Most bytes [`BlockService::read_range`] reserves before they arrive.
+const MAX_PREALLOC: u64 = 8 << 20;
+
+/// Why [`BlockService::read_range`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RangeError {
+    #[error("timed out after {} s", .0.as_secs())]
+    Timeout(std::time::Duration),
+    #[error("{0:#}")]
+    Fetch(anyhow::Error),
 }
 
 /// Bytes [`BlockService::add_stream`] hashes and stores at a time.
@@ -99,7 +115,59 @@ impl BlockService {
             net,
             gc: Arc::default(),
             stored: Arc::default(),
+            readahead: DEFAULT_READAHEAD,
             shared: Arc::default(),
+        }
+    }
+
+    /// Keeps `blocks` (at least 1) in flight in every read ([`Self::cat`], [`Self::read_range`]).
+    pub fn with_readahead(mut self, blocks: usize) -> Self {
+        self.readahead = blocks.max(1);
+        self
+    }
+
+    /// Blocks a read keeps in flight.
+    pub fn readahead(&self) -> usize {
+        self.readahead
+    }
+
+    /// Bytes `offset..offset + len` (to the end without `len`) of the file under `root`, read
+    /// through `getter` as a stream, with the configured readahead.
+    pub fn cat<G: BlockGet>(
+        &self,
+        getter: G,
+        root: Cid,
+        offset: u64,
+        len: Option<u64>,
+    ) -> impl futures::Stream<Item = anyhow::Result<Bytes>> + Send + 'static {
+        crate::unixfs::cat(getter, root, offset, len, self.readahead)
+    }
+
+    /// [`Self::cat`] into one buffer, within `timeout` when given. The buffer grows as bytes
+    /// arrive: `len` comes from an index, not trusted to size it.
+    pub async fn read_range<G: BlockGet>(
+        &self,
+        getter: G,
+        root: Cid,
+        offset: u64,
+        len: Option<u64>,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Vec<u8>, RangeError> {
+        use futures::StreamExt as _;
+        let read = async {
+            let s = self.cat(getter, root, offset, len);
+            futures::pin_mut!(s);
+            let mut out = Vec::with_capacity(len.unwrap_or(0).min(MAX_PREALLOC) as usize);
+            while let Some(piece) = s.next().await {
+                out.extend_from_slice(&piece.map_err(RangeError::Fetch)?);
+            }
+            Ok(out)
+        };
+        match timeout {
+            Some(t) => tokio::time::timeout(t, read)
+                .await
+                .map_err(|_| RangeError::Timeout(t))?,
+            None => read.await,
         }
     }
 

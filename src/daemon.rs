@@ -118,7 +118,8 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         None => warn!("no swarm key: this node joins an open network (only peers you configure or discover on the LAN)"),
     }
 
-    let blocks = BlockService::new(store.clone(), Some(net.clone()));
+    let blocks = BlockService::new(store.clone(), Some(net.clone()))
+        .with_readahead(config.bitswap.readahead_blocks);
     let pins = blocks.with_store(|s| s.pins()).await?;
     if !pins.is_empty() {
         net.provide(pins).await?;
@@ -132,7 +133,6 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         blocks.clone(),
         config.mount.clone(),
         repo.root(),
-        config.bitswap.readahead_blocks.max(1),
         instruments.clone(),
     )?;
     if !config.layer_store.mountpoint.as_os_str().is_empty() {
@@ -188,7 +188,6 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         blocks,
         public_key: keypair.public(),
         repo_path: repo.root().to_path_buf(),
-        readahead: config.bitswap.readahead_blocks.max(1),
         metrics: config.metrics.enabled,
         mounts: mounts.clone(),
         instruments,

@@ -26,8 +26,6 @@ pub struct AppState {
     pub blocks: BlockService,
     pub public_key: PublicKey,
     pub repo_path: PathBuf,
-    /// Leaves fetched in parallel by `cat`.
-    pub readahead: usize,
     pub metrics: bool,
     pub mounts: crate::mount::Mounts,
     /// The live instruments (`/metrics`; the registry's counters are in `repo/stat` too).

@@ -29,7 +29,9 @@ pub async fn add(
         return Err(ApiError::client("only recursive pins are supported"));
     }
     // all or none, as kubo: every DAG is fetched, then all are pinned at once
-    st.blocks.fetch_and_pin(&roots, st.readahead).await?;
+    st.blocks
+        .fetch_and_pin(&roots, st.blocks.readahead())
+        .await?;
     if let Some(net) = st.blocks.net() {
         net.provide(roots.clone()).await?;
     }

@@ -109,19 +109,14 @@ impl BlobStore for crate::blockservice::BlockService {
     }
 
     async fn cat_bytes(&self, cid: &Cid, offset: u64, len: Option<u64>) -> anyhow::Result<Vec<u8>> {
-        use futures::StreamExt as _;
-        let getter = if offset == 0 && len.is_none() {
-            self.session_for(*cid)
+        let read = if offset == 0 && len.is_none() {
+            self.read_range(self.session_for(*cid), *cid, offset, len, None)
+                .await
         } else {
-            self.session()
+            self.read_range(self.session(), *cid, offset, len, None)
+                .await
         };
-        let s = crate::unixfs::cat(getter, *cid, offset, len, 32);
-        futures::pin_mut!(s);
-        let mut out = Vec::new();
-        while let Some(piece) = s.next().await {
-            out.extend_from_slice(&piece?);
-        }
-        Ok(out)
+        Ok(read?)
     }
 
     async fn cat_to_file(
@@ -130,7 +125,7 @@ impl BlobStore for crate::blockservice::BlockService {
         path: &Path,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> anyhow::Result<(String, u64)> {
-        let s = crate::unixfs::cat(self.session_for(*cid), *cid, 0, None, 32);
+        let s = self.cat(self.session_for(*cid), *cid, 0, None);
         write_hashed(s, path, progress).await
     }
 }

@@ -69,7 +69,6 @@ pub struct ReaderParts {
     pub cache: Arc<ChunkCache>,
     pub read_timeout: Duration,
     pub spool: PathBuf,
-    pub parallel: usize,
 }
 
 impl ReaderParts {
@@ -96,7 +95,6 @@ impl ReaderParts {
             Arc::new(layers),
             self.cache.clone(),
             self.read_timeout,
-            self.parallel,
         )
     }
 }
@@ -138,8 +136,6 @@ struct Inner {
     spool: PathBuf,
     /// Source name of this daemon's mounts in the mount table (`cidfs-<repo hash>`).
     fsname: String,
-    /// UnixFS leaves fetched in parallel per chunk.
-    parallel: usize,
     active: tokio::sync::Mutex<BTreeMap<PathBuf, Active>>,
 }
 
@@ -156,7 +152,6 @@ impl Mounts {
         blocks: BlockService,
         settings: MountConfig,
         repo: &Path,
-        parallel: usize,
         metrics: Metrics,
     ) -> anyhow::Result<Mounts> {
         let spool = repo.join("spool");
@@ -183,7 +178,6 @@ impl Mounts {
                 settings,
                 spool,
                 fsname,
-                parallel: parallel.max(1),
                 active: Default::default(),
             }),
         })
@@ -382,7 +376,7 @@ impl Mounts {
     }
 
     /// What layers opened for reading need: the node, the shared chunk cache, the read timeout,
-    /// the spool directory and the fetch parallelism.
+    /// and the spool directory (the fetch parallelism is the block service's readahead).
     pub fn reader_parts(&self) -> ReaderParts {
         let me = &self.inner;
         ReaderParts {
@@ -391,7 +385,6 @@ impl Mounts {
             cache: me.cache.clone(),
             read_timeout: me.settings.read_timeout(),
             spool: me.spool.clone(),
-            parallel: me.parallel,
         }
     }
 

@@ -94,7 +94,7 @@ async fn prove(blocks: &BlockService, desc: &Descriptor, diff_id: &str) -> Resul
     let claimed = u64::try_from(desc.size)
         .map_err(|_| Unproven::Mismatch(format!("layer {}: negative size", desc.digest)))?;
     // one byte past the claimed size is enough to tell a longer blob apart
-    let pieces = crate::unixfs::cat(blocks.session_for(cid), cid, 0, Some(claimed + 1), 32);
+    let pieces = blocks.cat(blocks.session_for(cid), cid, 0, Some(claimed + 1));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(IN_FLIGHT);
     let hashing = tokio::task::spawn_blocking(move || {
         let mut d = LayerDigests::default();

@@ -10,7 +10,6 @@
 
 use bytes::Bytes;
 use cid::Cid;
-use futures::StreamExt as _;
 use sha2::Digest as _;
 use std::collections::HashMap;
 use std::io::Read as _;
@@ -20,9 +19,9 @@ use std::time::{Duration, Instant};
 use super::cache::{ChunkCache, Key};
 use super::inode::File;
 use super::layer::{Blob, Layer};
-use crate::blockservice::{BlockService, SessionGetter};
+use crate::blockservice::{BlockService, RangeError, SessionGetter};
 use crate::image::estargz::Chunk;
-use crate::unixfs::{self, BlockGet};
+use crate::unixfs::BlockGet;
 
 /// Chunks fetched ahead of a sequential reader: two keep both cores inflating.
 const READAHEAD_CHUNKS: usize = 2;
@@ -69,14 +68,11 @@ impl ReadError {
 #[derive(Clone)]
 pub struct Reader {
     blocks: BlockService,
-    /// One bitswap session per layer (by CID), shared with the peers reading that layer too:
-    /// peers that served it are asked first.
-    sessions: Arc<HashMap<Cid, SessionGetter>>,
+    /// One bitswap session for the whole mount: peers that served it are asked first.
+    session: SessionGetter,
     layers: Arc<Vec<Layer>>,
     cache: Arc<ChunkCache>,
     read_timeout: Duration,
-    /// UnixFS leaves fetched in parallel for one chunk.
-    parallel: usize,
     /// Chunks whose last fetch failed: when, and why.
     failed: Arc<Mutex<HashMap<Key, (Instant, ReadError)>>>,
 }
@@ -87,19 +83,13 @@ impl Reader {
         layers: Arc<Vec<Layer>>,
         cache: Arc<ChunkCache>,
         read_timeout: Duration,
-        parallel: usize,
     ) -> Self {
-        let sessions = layers
-            .iter()
-            .map(|l| (l.cid, blocks.session_for(l.cid)))
-            .collect();
         Reader {
-            sessions: Arc::new(sessions),
+            session: blocks.session(),
             blocks,
             layers,
             cache,
             read_timeout,
-            parallel: parallel.max(1),
             failed: Arc::default(),
         }
     }
@@ -246,19 +236,11 @@ impl Reader {
                 };
                 tracing::warn!(
                     "read failed: {e}; the blocks came from [{}] (or this node's store)",
-                    peer_list(&self.peers())
+                    peer_list(&self.session.peers())
                 );
                 Err(e)
             }
         }
-    }
-
-    /// Peers that served this mount so far.
-    fn peers(&self) -> Vec<libp2p::PeerId> {
-        let mut peers: Vec<_> = self.sessions.values().flat_map(|s| s.peers()).collect();
-        peers.sort();
-        peers.dedup();
-        peers
     }
 
     /// The compressed bytes `start..end` of a layer in the swarm, and the blocks they came from.
@@ -270,54 +252,43 @@ impl Reader {
         end: u64,
     ) -> Result<(Vec<u8>, Vec<Cid>), ReadError> {
         let getter = Recording {
-            inner: self
-                .sessions
-                .get(&layer.cid)
-                .cloned()
-                .unwrap_or_else(|| self.blocks.session_for(layer.cid)),
+            inner: self.session.clone(),
             seen: Arc::default(),
         };
-        let fetch = async {
-            let s = unixfs::cat(
+        let read = self
+            .blocks
+            .read_range(
                 getter.clone(),
                 layer.cid,
                 start,
                 Some(end - start),
-                self.parallel,
-            );
-            futures::pin_mut!(s);
-            // grows as bytes arrive: the range is bounded by the index, not trusted to size
-            let mut buf = Vec::with_capacity((end - start).min(8 << 20) as usize);
-            while let Some(piece) = s.next().await {
-                buf.extend_from_slice(&piece?);
-            }
-            anyhow::Ok(buf)
-        };
-        let result = tokio::time::timeout(self.read_timeout, fetch).await;
-        let err = match result {
-            Ok(Ok(buf)) if buf.len() as u64 == end - start => {
+                Some(self.read_timeout),
+            )
+            .await;
+        let err = match read {
+            Ok(buf) if buf.len() as u64 == end - start => {
                 return Ok((buf, getter.cids()));
             }
-            Ok(Ok(buf)) => ReadError::Fetch {
+            Ok(buf) => ReadError::Fetch {
                 cid: layer.cid.to_string(),
                 start,
                 end,
                 reason: format!("the blob ends after {} of {} bytes", buf.len(), end - start),
             },
-            Ok(Err(e)) => ReadError::Fetch {
+            Err(RangeError::Fetch(e)) => ReadError::Fetch {
                 cid: layer.cid.to_string(),
                 start,
                 end,
                 reason: format!("{e:#}"),
             },
-            Err(_) => ReadError::Timeout {
+            Err(RangeError::Timeout(_)) => ReadError::Timeout {
                 cid: layer.cid.to_string(),
                 start,
                 end,
                 secs: self.read_timeout.as_secs(),
             },
         };
-        let peers = self.peers();
+        let peers = self.session.peers();
         let connected = match self.blocks.net() {
             Some(n) => n.peers().await.map(|p| p.len()).unwrap_or(0),
             None => 0,

@@ -101,7 +101,6 @@ impl Fixture {
             Arc::new(layers),
             Arc::new(ChunkCache::new(1 << 20)),
             Duration::from_secs(5),
-            4,
         )
     }
 }
@@ -330,7 +329,6 @@ async fn a_layer_claiming_another_layers_digest_reads_its_own_bytes() {
             Arc::new(vec![l]),
             cache.clone(),
             Duration::from_secs(5),
-            4,
         );
         let want = if std::ptr::eq(d, &da) { &mine } else { &theirs };
         assert_eq!(&read(&t, &r, "motd", 0, 3000).await, want);
@@ -471,7 +469,6 @@ async fn prefetch_fills_the_cache_and_background_fetch_pins_the_image() {
         Arc::new(vec![l]),
         cache.clone(),
         Duration::from_secs(5),
-        4,
     );
     let cid = d.cid().unwrap();
     let plan = super::prefetch::Plan {

@@ -41,8 +41,6 @@ pub use error::RegistryError;
 
 /// Images kept resolved at most (then the map starts over).
 const MAX_RESOLVED: usize = 64;
-/// UnixFS leaves fetched ahead of a blob's reader.
-const READAHEAD: usize = 32;
 /// `Content-Type` of layer blobs (and anything that is not JSON).
 const OCTET_STREAM: &str = "application/octet-stream";
 
@@ -317,7 +315,8 @@ async fn serve(
                 } else {
                     blocks.session()
                 };
-                crate::unixfs::cat(getter, layer, start, Some(len), READAHEAD)
+                blocks
+                    .cat(getter, layer, start, Some(len))
                     .map(|r| r.map_err(|e| std::io::Error::other(format!("{e:#}"))))
                     .boxed()
             };

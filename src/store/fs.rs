@@ -14,7 +14,6 @@ use fuser::{
     ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
     ReplyXattr, Request,
 };
-use futures::StreamExt as _;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::sync::{Arc, Mutex};
@@ -558,30 +557,20 @@ impl Filesystem for StoreFs {
                         return reply.error(Errno::EIO);
                     };
                     let len = (size as u64).min((desc.size.max(0) as u64).saturating_sub(offset));
-                    let s = crate::unixfs::cat(
-                        parts.blocks.session_for(cid),
-                        cid,
-                        offset,
-                        Some(len),
-                        32,
-                    );
-                    futures::pin_mut!(s);
-                    let mut out = Vec::with_capacity(len as usize);
-                    let read = tokio::time::timeout(parts.read_timeout, async {
-                        while let Some(p) = s.next().await {
-                            out.extend_from_slice(&p?);
-                        }
-                        anyhow::Ok(())
-                    })
-                    .await;
+                    let blocks = &parts.blocks;
+                    let read = blocks
+                        .read_range(
+                            blocks.session(),
+                            cid,
+                            offset,
+                            Some(len),
+                            Some(parts.read_timeout),
+                        )
+                        .await;
                     match read {
-                        Ok(Ok(())) => reply.data(&out),
-                        Ok(Err(e)) => {
-                            tracing::warn!("layer store: read failed: blob {cid}: {e:#}");
-                            reply.error(Errno::EIO)
-                        }
-                        Err(_) => {
-                            tracing::warn!("layer store: read failed: blob {cid}: timed out");
+                        Ok(out) => reply.data(&out),
+                        Err(e) => {
+                            tracing::warn!("layer store: read failed: blob {cid}: {e}");
                             reply.error(Errno::EIO)
                         }
                     }
