@@ -471,104 +471,23 @@ impl BlockSource for StoreSource {
 }
 
 impl BlockService {
-    /// Fetches every block of the DAG under `root` (breadth first) so it can be pinned.
-    /// Returns the number of blocks walked.
-    ///
-    /// Nodes that fetch the same DAG at once share the work (a fan-out): the session is divided
-    /// among this node and the peers that asked it for the root (every fetcher broadcasts that
-    /// want when it starts), by [`Session::divide`], and divided again when more such peers
-    /// show up. Each level is walked in two queues at once, `parallel` blocks at a time each:
-    /// this node's own part, from whoever holds it, and the other members' parts side by side,
-    /// each block from its owner as soon as the owner has it. So the first holder sends each
-    /// block about once, and every member uses its whole downlink from the start. Alone, the
-    /// whole level is this node's own part.
+    /// Fetches every block of the DAG under `root` so it can be pinned, sharing the work with
+    /// the peers fetching it at the same time ([`cidfs_p2p::fetch::fetch_dag`] plans it; this
+    /// node supplies blocks, local first, and their links). Returns the number of blocks walked.
     pub async fn fetch_dag(&self, root: Cid, parallel: usize) -> anyhow::Result<u64> {
-        use futures::stream::{FuturesUnordered, StreamExt};
-        let parallel = parallel.max(1);
-        let session = Session::new();
-        let mut members = std::collections::HashSet::new();
-        let mut frontier = vec![root];
-        let mut seen = std::collections::HashSet::from([root]);
-        let mut walked = 0u64;
-        while !frontier.is_empty() {
-            let mut queues = Queues::new(std::mem::take(&mut frontier), &session);
-            let mut running = FuturesUnordered::new();
-            let mut busy = [0usize; 2];
-            loop {
-                if walked > 0 && self.divide(&session, &root, &mut members) {
-                    queues.sort(&session);
-                }
-                for (q, n) in busy.iter_mut().enumerate() {
-                    while *n < parallel {
-                        let Some(cid) = queues.0[q].pop() else { break };
-                        *n += 1;
-                        let session = &session;
-                        running.push(async move { (q, cid, self.get(cid, session).await) });
-                    }
-                }
-                let Some((q, cid, data)) = running.next().await else {
-                    break;
-                };
-                busy[q] -= 1;
-                walked += 1;
-                for link in blockstore::links(&cid, &data?)? {
-                    if seen.insert(link) {
-                        frontier.push(link);
-                    }
-                }
-            }
-        }
-        Ok(walked)
-    }
-
-    /// Divides `session` among this node and the peers that asked it for `root` lately, when
-    /// there are new ones among them. Returns whether it did.
-    fn divide(
-        &self,
-        session: &Session,
-        root: &Cid,
-        members: &mut std::collections::HashSet<libp2p::PeerId>,
-    ) -> bool {
-        let Some(net) = &self.net else { return false };
-        let before = members.len();
-        members.extend(net.wanted_by(root));
-        if members.len() == before {
-            return false;
-        }
-        tracing::debug!(%root, "fetching a DAG with {} other peers", members.len());
-        session.divide(net.peer_id(), members.iter().copied());
-        true
+        cidfs_p2p::fetch::fetch_dag(self, self.net.as_ref(), root, parallel).await
     }
 }
 
-/// The blocks of one level still to fetch in [`BlockService::fetch_dag`]: this node's own part,
-/// and the other members' parts, each popped from the back in fetch order.
-struct Queues([Vec<Cid>; 2]);
+impl cidfs_p2p::fetch::DagSource for BlockService {
+    type Error = anyhow::Error;
 
-impl Queues {
-    fn new(cids: Vec<Cid>, session: &Session) -> Queues {
-        let mut q = Queues([cids, Vec::new()]);
-        q.sort(session);
-        q
+    async fn get(&self, cid: Cid, session: &Session) -> anyhow::Result<Bytes> {
+        BlockService::get(self, cid, session).await
     }
 
-    /// Splits and orders the level as `session` is divided now: by offset inside a part, then
-    /// by distance round the ring, so the other members' parts are walked side by side.
-    fn sort(&mut self, session: &Session) {
-        let [a, b] = &mut self.0;
-        let mut all: Vec<(u64, usize, Cid)> = a
-            .drain(..)
-            .chain(b.drain(..))
-            .map(|c| {
-                let (distance, offset) = session.place(&c);
-                (offset, distance, c)
-            })
-            .collect();
-        // popped from the back: reverse order
-        all.sort_unstable_by(|x, y| y.cmp(x));
-        for (_, distance, c) in all {
-            self.0[usize::from(distance != 0)].push(c);
-        }
+    fn links(&self, cid: &Cid, data: &[u8]) -> anyhow::Result<Vec<Cid>> {
+        Ok(blockstore::links(cid, data)?)
     }
 }
 

@@ -21,6 +21,7 @@ mod client;
 mod config;
 mod error;
 mod event_loop;
+pub mod fetch;
 mod lan;
 pub mod pnet;
 pub mod psk;
