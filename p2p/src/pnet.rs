@@ -22,10 +22,12 @@ const BLOCK: usize = 64;
 /// each batch of frames, so this bounds a batch, not latency.
 pub const WRITE_BUFFER: usize = 64 << 10;
 
-/// One direction's XSalsa20 keystream, applied at any byte position.
+/// One direction's XSalsa20 keystream, applied at any byte position. XSalsa20 is Salsa20 under
+/// the subkey HSalsa20(key, nonce[..16]) with nonce[16..]: the subkey is derived once here, not
+/// on every call (as `crypto_stream_xsalsa20_xor_ic` would).
 struct Keystream {
-    key: [u8; 32],
-    nonce: [u8; NONCE_SIZE],
+    subkey: [u8; 32],
+    nonce: [u8; 8],
     /// The next whole block to generate.
     block: u64,
     /// The rest of the last block generated for a partial tail, used first.
@@ -44,9 +46,22 @@ impl Keystream {
                 tracing::error!("libsodium failed to initialise");
             }
         });
+        let mut subkey = [0u8; 32];
+        // SAFETY: out is 32 bytes, in 16, k 32 (the sizes HSalsa20 reads and writes); a null c
+        // selects the standard constants
+        unsafe {
+            libsodium_sys::crypto_core_hsalsa20(
+                subkey.as_mut_ptr(),
+                nonce.as_ptr(),
+                key.as_ptr(),
+                std::ptr::null(),
+            );
+        }
+        let mut tail = [0u8; 8];
+        tail.copy_from_slice(&nonce[16..]);
         Keystream {
-            key,
-            nonce,
+            subkey,
+            nonce: tail,
             block: 0,
             spare: [0; BLOCK],
             spare_at: BLOCK,
@@ -84,13 +99,13 @@ impl Keystream {
         // SAFETY: `ptr` is valid for `data.len()` bytes for reading and writing; libsodium's
         // stream XOR may work in place (c == m); key and nonce are the sizes it reads.
         unsafe {
-            libsodium_sys::crypto_stream_xsalsa20_xor_ic(
+            libsodium_sys::crypto_stream_salsa20_xor_ic(
                 ptr,
                 ptr,
                 data.len() as u64,
                 self.nonce.as_ptr(),
                 self.block,
-                self.key.as_ptr(),
+                self.subkey.as_ptr(),
             );
         }
         self.block += (data.len() / BLOCK) as u64;
