@@ -29,7 +29,8 @@
 #            with containerd's overlayfs snapshotter (every layer downloaded and unpacked); both on
 #            a fresh B and a fresh containerd; skipped without containerd and ctr-remote.
 #   reads    `dd bs=1M` of /filler/seq-256m.bin through a fresh mount (cold: fetched from A over
-#            bitswap; warm: read again, best of 3), and of the same file in the directory unpacked
+#            bitswap; warm: read again, best of 3; then B restarted, every chunk in its store, page
+#            cache dropped), and of the same file in the directory unpacked
 #            in (i) (the same way); times are dd's own.
 # Before each cold step the kernel page cache is dropped when /proc/sys/vm/drop_caches is writable
 # (the daemons' own caches stay). BENCH_NO_BUILD=1 uses target/release/cidfs without building.
@@ -340,6 +341,17 @@ if [ "$HAVE_MOUNT" = 1 ]; then
     WARM_T0=0; WARM_T1=$(best_of_3 "$MNT/$SEQ")
     cmp -s "$MNT/$SEQ" "$WORK/rootfs/$SEQ" || { echo "$SEQ differs between the mount and (i)" >&2; exit 1; }
     "$BIN" --repo "$WORK/b" umount "$MNT"
+    # cold again with every chunk in B's store: B restarted (its chunk cache empty), page cache
+    # dropped; reads inflate and check chunks from local blocks
+    stop_cidfs b
+    start_cidfs b --peer "$a_ADDR"
+    wait_peer b "$A_ID"
+    mount_b
+    drop_caches
+    F0=$(bytes_fetched b)
+    STORE_T0=0; STORE_T1=$(dd_secs "$MNT/$SEQ")
+    STORE_BYTES=$(( $(bytes_fetched b) - F0 ))
+    "$BIN" --repo "$WORK/b" umount "$MNT"
 fi
 # A fresh B (no blocks, no connections, fresh counters) started with "$@"; REG is its endpoint.
 fresh_b() {
@@ -491,6 +503,7 @@ if [ "$HAVE_MOUNT" = 1 ]; then
     echo "bytes (ii) / image eStargz bytes: $(python3 -c "print(f'{100*$LAZY_BYTES/$IMAGE_BYTES:.2f}')") % (target <= 3 %); (ii) / (i): $(python3 -c "print(f'{100*$LAZY_BYTES/max($FULL_BYTES,1):.2f}')") %"
     printf "%-50s %8s s %8s MB/s  (B fetched %s bytes)\n" "read $SEQ_MIB MiB through a fresh mount, cold (from A)" "$(secs "$COLD_T0" "$COLD_T1")" "$(mbps "$SEQ_BYTES" "$COLD_T0" "$COLD_T1")" "$COLD_BYTES"
     printf "%-50s %8s s %8s MB/s\n" "read it again through the mount, warm" "$(secs "$WARM_T0" "$WARM_T1")" "$(mbps "$SEQ_BYTES" "$WARM_T0" "$WARM_T1")"
+    printf "%-50s %8s s %8s MB/s  (B fetched %s bytes)\n" "the same, fresh B process, chunks in B's store" "$(secs "$STORE_T0" "$STORE_T1")" "$(mbps "$SEQ_BYTES" "$STORE_T0" "$STORE_T1")" "$STORE_BYTES"
 else
     printf "%-50s %8s\n" "(ii) lazy: mount + run" "$NA (this cidfs has no mount command)"
 fi
