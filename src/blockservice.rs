@@ -211,6 +211,15 @@ impl BlockService {
         self.get_in(cid, session, None).await
     }
 
+    /// The block from the local store alone (read off the async workers).
+    async fn local(&self, cid: Cid) -> anyhow::Result<Option<Bytes>> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || Blocks::get(&*store, &cid))
+            .await
+            .context("block store task failed")?
+            .with_context(|| format!("reading block {cid}"))
+    }
+
     /// [`Self::get`] for a read of the DAG under `shared` (see [`Self::session_for`]).
     async fn get_in(
         &self,
@@ -218,12 +227,7 @@ impl BlockService {
         session: &Session,
         shared: Option<Cid>,
     ) -> anyhow::Result<Bytes> {
-        let store = self.store.clone();
-        let local = tokio::task::spawn_blocking(move || Blocks::get(&*store, &cid))
-            .await
-            .context("block store task failed")?
-            .with_context(|| format!("reading block {cid}"))?;
-        if let Some(data) = local {
+        if let Some(data) = self.local(cid).await? {
             return Ok(data);
         }
         if let Some(fetch) = shared
@@ -328,12 +332,7 @@ impl BlockService {
             let stored = self.stored.notified();
             futures::pin_mut!(stored);
             stored.as_mut().enable();
-            let store = self.store.clone();
-            let local = tokio::task::spawn_blocking(move || Blocks::get(&*store, &cid))
-                .await
-                .context("block store task failed")?
-                .with_context(|| format!("reading block {cid}"))?;
-            if let Some(data) = local {
+            if let Some(data) = self.local(cid).await? {
                 return Ok(data);
             }
             if fetch.done.load(std::sync::atomic::Ordering::Acquire) {

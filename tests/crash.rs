@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::util::{eventually, random_bytes, sha256, swarm_key, Daemon, Opts};
+use crate::util::{eventually, pair, random_bytes, sha256, Daemon, Opts};
 
 const MIB: usize = 1 << 20;
 /// Bound on waiting for an interrupted operation to get under way.
@@ -102,16 +102,7 @@ fn a_kill_during_a_256_mib_add_loses_nothing_pinned() {
 
 #[test]
 fn a_kill_during_a_transfer_loses_nothing_pinned() {
-    let key = swarm_key();
-    let a = Daemon::start(Opts {
-        swarm_key: Some(key.clone()),
-        ..Default::default()
-    });
-    let b = Daemon::start(Opts {
-        swarm_key: Some(key),
-        peers: vec![a.addr.clone()],
-        ..Default::default()
-    });
+    let (a, b) = pair(None);
     let keep = pinned(&b, 8 * MIB);
     let data = random_bytes(256 * MIB);
     let cid = a.add(&data);

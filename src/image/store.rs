@@ -139,29 +139,49 @@ pub async fn write_hashed(
 ) -> anyhow::Result<(String, u64)> {
     use anyhow::Context as _;
     use futures::StreamExt as _;
-    use sha2::Digest as _;
-    use tokio::io::AsyncWriteExt as _;
-    let mut out = tokio::io::BufWriter::with_capacity(
-        1 << 20,
-        tokio::fs::File::create(path)
-            .await
-            .with_context(|| format!("creating {}", path.display()))?,
-    );
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    // hashing and writing run on a blocking thread, while the next pieces arrive
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(WRITE_AHEAD);
+    let shown = path.display().to_string();
+    let writer = tokio::task::spawn_blocking(move || {
+        use sha2::Digest as _;
+        use std::io::Write as _;
+        let (mut n, mut hasher, mut file) = (0u64, sha2::Sha256::new(), file);
+        while let Some(piece) = rx.blocking_recv() {
+            hasher.update(&piece);
+            file.write_all(&piece)
+                .with_context(|| format!("writing {shown}"))?;
+            n += piece.len() as u64;
+        }
+        file.sync_all()
+            .with_context(|| format!("syncing {shown}"))?;
+        anyhow::Ok((format!("sha256:{}", hex::encode(hasher.finalize())), n))
+    });
     futures::pin_mut!(pieces);
-    let (mut n, mut hasher) = (0u64, sha2::Sha256::new());
+    let mut fetched = Ok(());
     while let Some(piece) = pieces.next().await {
-        let piece = piece?;
-        hasher.update(&piece);
-        out.write_all(&piece)
-            .await
-            .with_context(|| format!("writing {}", path.display()))?;
-        n += piece.len() as u64;
-        progress(piece.len() as u64);
+        match piece {
+            Ok(piece) => {
+                progress(piece.len() as u64);
+                if tx.send(piece).await.is_err() {
+                    break; // the writer failed: its error is the one to report
+                }
+            }
+            Err(e) => {
+                fetched = Err(e);
+                break;
+            }
+        }
     }
-    out.flush().await?;
-    out.into_inner().sync_all().await?;
-    Ok((format!("sha256:{}", hex::encode(hasher.finalize())), n))
+    drop(tx);
+    let written = writer.await.context("blob writer task failed")?;
+    fetched?;
+    written
 }
+
+/// Pieces queued between a blob's fetch and the thread that hashes and writes it.
+const WRITE_AHEAD: usize = 16;
 
 #[cfg(test)]
 mod tests {
