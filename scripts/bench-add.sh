@@ -26,7 +26,7 @@ for r in $(seq 1 "$ROUNDS"); do
     t0=$(now); cp "$WORK/data" "$WORK/copy"; sync -f "$WORK/copy"; t1=$(now)
     CP_T=$(secs "$t0" "$t1"); rm -f "$WORK/copy"
     c0=$(cpu_s "$a_PID")
-    t0=$(now); "$BIN" --repo "$WORK/a" add -q "$WORK/data" > /dev/null; t1=$(now)
+    t0=$(now); CID=$("$BIN" --repo "$WORK/a" add -q "$WORK/data"); t1=$(now)
     c1=$(cpu_s "$a_PID")
     ADD_T=$(secs "$t0" "$t1")
     python3 -c "
@@ -34,3 +34,9 @@ b=$BYTES; a=$ADD_T; c=$CP_T; cpu=$c1-$c0
 print(f'{$r:<6} {b/a/1e6:10.0f} {b/c/1e6:12.0f} {c/a:14.2f} {cpu*(1<<30)/b:10.2f} {$(rss_mib "$a_PID"):9} MiB')"
 done
 echo "repo disk use: $(du -sm "$WORK/a" | cut -f1) MiB (data $((ROUNDS * SIZE_MIB)) MiB)"
+# a restart, then `cat` of the last file from the store: the daemon's memory must stay flat
+kill "$a_PID"; wait "$a_PID" 2>/dev/null || true
+start_cidfs a
+R0=$(rss_mib "$a_PID")
+t0=$(now); "$BIN" --repo "$WORK/a" cat "$CID" > /dev/null; t1=$(now)
+echo "after a restart: RSS $R0 MiB; cat of the last $SIZE_MIB MiB from the store $(python3 -c "print(f'{$BYTES/($t1-$t0)/1e6:.0f}')") MB/s, RSS then $(rss_mib "$a_PID") MiB"
