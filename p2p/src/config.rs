@@ -25,6 +25,9 @@ pub struct Config {
     pub bitswap: bitswap::Config,
     /// `agent_version` sent by identify.
     pub agent_version: String,
+    /// libp2p's in-process memory transport (`/memory/N` addresses) instead of TCP, under the
+    /// same PSK, noise and yamux: for tests of several nodes in one process.
+    pub memory_transport: bool,
 }
 
 impl Config {
@@ -42,6 +45,7 @@ impl Config {
             redial_interval: Duration::from_secs(5),
             bitswap: bitswap::Config::default(),
             agent_version: format!("cidfs/{}", env!("CARGO_PKG_VERSION")),
+            memory_transport: false,
         }
     }
 }

@@ -59,6 +59,7 @@ impl Node {
             &config.keypair,
             config.swarm_key.as_ref(),
             config.force_pnet,
+            config.memory_transport,
         )?;
         let (behaviour, bitswap_streams) = Behaviour::new(&config.keypair, &config)?;
         let mut swarm = SwarmBuilder::with_existing_identity(config.keypair.clone())

@@ -34,3 +34,6 @@ pub use config::Config;
 pub use error::Error;
 pub use event_loop::Node;
 pub use libp2p::{identity, Multiaddr, PeerId};
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,11 @@
 
 use either::Either;
 use libp2p::{
-    core::{muxing::StreamMuxerBox, transport::Boxed, upgrade::Version},
+    core::{
+        muxing::StreamMuxerBox,
+        transport::{Boxed, MemoryTransport},
+        upgrade::Version,
+    },
     identity::Keypair,
     noise, tcp, yamux, PeerId, Transport,
 };
@@ -24,11 +28,13 @@ pub const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 /// a js peer) exceeds 1 MiB. go-yamux splits frames at 64 KiB and is unaffected.
 pub const YAMUX_MAX_STREAMS: usize = 4093;
 
-/// Builds the transport. With `force_pnet` and no key it refuses, as go-libp2p does.
+/// Builds the transport: TCP, or with `memory` libp2p's in-process memory transport (tests).
+/// With `force_pnet` and no key it refuses, as go-libp2p does.
 pub fn build(
     keypair: &Keypair,
     swarm_key: Option<&SwarmKey>,
     force_pnet: bool,
+    memory: bool,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, Error> {
     if force_pnet && swarm_key.is_none() {
         return Err(Error::Config(
@@ -38,13 +44,19 @@ pub fn build(
         ));
     }
     let noise = noise::Config::new(keypair).map_err(|e| Error::Transport(e.to_string()))?;
-    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+    let raw = if memory {
+        Either::Left(MemoryTransport::default())
+    } else {
+        Either::Right(tcp::tokio::Transport::new(
+            tcp::Config::default().nodelay(true),
+        ))
+    };
     let base = match swarm_key {
         Some(key) => {
             let key = key.bytes();
-            Either::Left(tcp.and_then(move |socket, _| crate::pnet::handshake(socket, key)))
+            Either::Left(raw.and_then(move |socket, _| crate::pnet::handshake(socket, key)))
         }
-        None => Either::Right(tcp),
+        None => Either::Right(raw),
     };
     let mut yamux = yamux::Config::default();
     yamux.set_max_num_streams(YAMUX_MAX_STREAMS);
