@@ -6,34 +6,39 @@
 //!  sends / answers ─▶ PeerHandle (wants channel, answers channel) ─▶ writer task ─▶ outbound stream
 //! ```
 //! As the spec says, a peer only ever reads its inbound streams and writes on its own outbound
-//! stream. One writer task and one serve task run per peer that we talk to; inbound reader tasks
-//! are capped by a semaphore. `Wants` and `Ledger` hold no I/O and are unit-tested alone.
+//! streams. This file is the engine: the [`Bitswap`] handle, wants in and blocks out, and the
+//! table of peers. Per peer, `peer.rs` runs a serve task and the writers of our wants and answers,
+//! owned by the peer's entry and stopped when it goes; inbound reader tasks are capped by
+//! `inbound.rs`. `stats.rs` keeps the counters. `Wants` and `Ledger` hold no I/O and are
+//! unit-tested alone; `crate::tests` runs whole nodes over the memory transport.
 
 pub mod client;
 pub mod codec;
 mod inbound;
 pub mod message;
+mod peer;
 pub mod server;
 pub mod session;
+mod stats;
 
 use bytes::Bytes;
 use cid::Cid;
 use futures::StreamExt;
 use libp2p::{PeerId, StreamProtocol};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::mpsc;
 use tracing::{debug, trace, warn};
 
 use crate::{BlockSource, Error};
 use client::{BlockOutcome, Sends, Timing, Wants};
-use codec::{read_message, write_frame, ReadError, MAX_MESSAGE_SIZE};
-use message::{Message, WantType};
+use message::Message;
 use server::Ledger;
 use session::lock;
 pub use session::Session;
+pub use stats::{PeerStats, Stats, MAX_PEER_STATS};
 
 /// Streams per peer that carry our answers (blocks), besides the one for our wants.
 const ANSWER_STREAMS: usize = 4;
@@ -80,55 +85,13 @@ impl Default for Config {
     }
 }
 
-/// Transfer counters.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Stats {
-    pub blocks_received: u64,
-    pub bytes_received: u64,
-    pub blocks_sent: u64,
-    pub bytes_sent: u64,
-    pub duplicate_blocks: u64,
-    /// Blocks that hashed to nothing we wanted (corrupt or unsolicited) and were dropped.
-    pub rejected_blocks: u64,
-    /// CIDs currently wanted.
-    pub wants: u64,
-    /// Peers we have a bitswap connection with.
-    pub peers: u64,
-}
-
-/// What one peer and this node traded over bitswap (see [`Bitswap::peer_stats`]).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct PeerStats {
-    /// Wantlist entries the peer sent us.
-    pub wants_received: u64,
-    /// Wantlist entries we sent the peer.
-    pub wants_sent: u64,
-    pub blocks_received: u64,
-    pub bytes_received: u64,
-    pub blocks_sent: u64,
-    pub bytes_sent: u64,
-    /// Blocks the peer sent that another peer had delivered already.
-    pub duplicate_blocks: u64,
-}
-
-/// Peers whose [`PeerStats`] are kept. Past it, a new peer replaces one that is no longer
-/// connected, or goes uncounted (the totals in [`Stats`] still count it).
-pub const MAX_PEER_STATS: usize = 1024;
-
-#[derive(Default)]
-struct Counters {
-    blocks_received: AtomicU64,
-    bytes_received: AtomicU64,
-    blocks_sent: AtomicU64,
-    bytes_sent: AtomicU64,
-    duplicate_blocks: AtomicU64,
-    rejected_blocks: AtomicU64,
-}
-
+/// What the engine holds for a peer it talks to. Dropping it (the peer went, or the engine
+/// did) stops the peer's tasks.
 struct PeerHandle {
     wants_tx: mpsc::Sender<Message>,
     ledger: Arc<Ledger>,
     closed: Arc<AtomicBool>,
+    _tasks: tokio::task::JoinSet<()>,
 }
 
 struct Inner {
@@ -138,8 +101,7 @@ struct Inner {
     wants: Mutex<Wants>,
     connected: Mutex<HashSet<PeerId>>,
     peers: Mutex<HashMap<PeerId, PeerHandle>>,
-    counters: Counters,
-    per_peer: Mutex<HashMap<PeerId, PeerStats>>,
+    stats: stats::Book,
     inbound: inbound::Slots,
     provider_search: mpsc::Sender<Cid>,
 }
@@ -177,8 +139,7 @@ impl Bitswap {
             wants: Mutex::new(Wants::new(timing)),
             connected: Mutex::new(HashSet::new()),
             peers: Mutex::new(HashMap::new()),
-            counters: Counters::default(),
-            per_peer: Mutex::new(HashMap::new()),
+            stats: stats::Book::default(),
             provider_search,
         });
         let bitswap = Bitswap { inner };
@@ -256,44 +217,6 @@ impl Bitswap {
             .collect()
     }
 
-    pub fn stats(&self) -> Stats {
-        let c = &self.inner.counters;
-        Stats {
-            blocks_received: c.blocks_received.load(Ordering::Relaxed),
-            bytes_received: c.bytes_received.load(Ordering::Relaxed),
-            blocks_sent: c.blocks_sent.load(Ordering::Relaxed),
-            bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
-            duplicate_blocks: c.duplicate_blocks.load(Ordering::Relaxed),
-            rejected_blocks: c.rejected_blocks.load(Ordering::Relaxed),
-            wants: lock(&self.inner.wants).len() as u64,
-            peers: lock(&self.inner.connected).len() as u64,
-        }
-    }
-
-    /// Per-peer counters, for every peer seen (up to [`MAX_PEER_STATS`]), sorted by peer id.
-    pub fn peer_stats(&self) -> Vec<(PeerId, PeerStats)> {
-        let mut v: Vec<_> = lock(&self.inner.per_peer)
-            .iter()
-            .map(|(p, s)| (*p, *s))
-            .collect();
-        v.sort_by_key(|(p, _)| *p);
-        v
-    }
-
-    /// Adds to `peer`'s counters.
-    fn count(&self, peer: PeerId, f: impl FnOnce(&mut PeerStats)) {
-        let mut map = lock(&self.inner.per_peer);
-        if map.len() >= MAX_PEER_STATS && !map.contains_key(&peer) {
-            let connected = self.connected();
-            if let Some(gone) = map.keys().find(|p| !connected.contains(*p)).copied() {
-                map.remove(&gone);
-            } else {
-                return;
-            }
-        }
-        f(map.entry(peer).or_default());
-    }
-
     /// Called by the event loop when the first connection to `peer` is up.
     pub fn peer_connected(&self, peer: PeerId) {
         lock(&self.inner.connected).insert(peer);
@@ -338,54 +261,27 @@ impl Bitswap {
         }
     }
 
-    /// The peer's handle, creating it (and its writer and serve tasks) on first use.
+    /// The peer's handle, creating it (and its writer and serve tasks: `peer.rs`) on first use.
     fn handle(&self, peer: PeerId) -> (mpsc::Sender<Message>, Arc<Ledger>) {
         let mut peers = lock(&self.inner.peers);
         if let Some(h) = peers.get(&peer) {
             return (h.wants_tx.clone(), h.ledger.clone());
         }
         let (wants_tx, wants_rx) = mpsc::channel(1024);
-        let (answers_tx, answers_rx) = mpsc::channel(4);
         let ledger = Arc::new(Ledger::default());
         let closed = Arc::new(AtomicBool::new(false));
         let control = lock(&self.inner.control).clone();
-        tokio::spawn(self.clone().write_loop(peer, control, wants_rx, answers_rx));
-        tokio::spawn(
-            self.clone()
-                .serve_loop(peer, ledger.clone(), answers_tx, closed.clone()),
-        );
+        let tasks = self.start(peer, control, wants_rx, ledger.clone(), closed.clone());
         peers.insert(
             peer,
             PeerHandle {
                 wants_tx: wants_tx.clone(),
                 ledger: ledger.clone(),
                 closed,
+                _tasks: tasks,
             },
         );
         (wants_tx, ledger)
-    }
-
-    async fn read_stream(self, peer: PeerId, mut stream: libp2p::Stream, _slot: inbound::Slot) {
-        loop {
-            // no complete message for a while: close (the peer reopens when it needs to)
-            let Ok(read) = tokio::time::timeout(inbound::IDLE, read_message(&mut stream)).await
-            else {
-                debug!(%peer, "closing an idle bitswap stream");
-                break;
-            };
-            match read {
-                Ok(msg) => self.handle_message(peer, msg),
-                Err(ReadError::Closed) => break,
-                Err(ReadError::Io(e)) => {
-                    debug!(%peer, "bitswap stream ended: {e}");
-                    break;
-                }
-                Err(e) => {
-                    warn!(%peer, "closing bitswap stream: peer sent a bad message: {e}");
-                    break;
-                }
-            }
-        }
     }
 
     fn handle_message(&self, peer: PeerId, msg: Message) {
@@ -401,7 +297,7 @@ impl Bitswap {
             for (cid, presence) in msg.presences {
                 sends.extend(wants.on_presence(peer, cid, presence, &connected, now));
             }
-            let c = &self.inner.counters;
+            let c = &self.inner.stats.totals;
             for block in &msg.blocks {
                 let (outcome, s) = wants.on_block(peer, block, &connected, now);
                 sends.extend(s);
@@ -440,97 +336,6 @@ impl Bitswap {
         }
     }
 
-    async fn serve_loop(
-        self,
-        peer: PeerId,
-        ledger: Arc<Ledger>,
-        answers: mpsc::Sender<(Message, OwnedSemaphorePermit)>,
-        closed: Arc<AtomicBool>,
-    ) {
-        let budget = Arc::new(Semaphore::new(
-            self.inner.config.max_outstanding_bytes_per_peer,
-        ));
-        let cap = self.inner.config.max_outstanding_bytes_per_peer;
-        loop {
-            if closed.load(Ordering::Relaxed) {
-                break;
-            }
-            if ledger.is_empty() {
-                ledger.notify.notified().await;
-                continue;
-            }
-            let source = self.inner.source.clone();
-            let l = ledger.clone();
-            let corrupt = self.inner.config.corrupt_blocks;
-            // store reads may touch disk: keep them off the async workers
-            let msg =
-                match tokio::task::spawn_blocking(move || l.next_answer(&*source, corrupt)).await {
-                    Ok(Some(msg)) => msg,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        warn!(%peer, "bitswap serve task failed: {e}");
-                        break;
-                    }
-                };
-            let size = msg.approx_size().clamp(1, cap) as u32;
-            let Ok(permit) = budget.clone().acquire_many_owned(size).await else {
-                break;
-            };
-            if answers.send((msg, permit)).await.is_err() {
-                break;
-            }
-        }
-    }
-
-    /// Writes our wants on one stream and our answers on [`ANSWER_STREAMS`] more, so one
-    /// stream's flow-control window never stalls the blocks behind it.
-    async fn write_loop(
-        self,
-        peer: PeerId,
-        control: libp2p_stream::Control,
-        mut wants: mpsc::Receiver<Message>,
-        answers: mpsc::Receiver<(Message, OwnedSemaphorePermit)>,
-    ) {
-        let answers = Arc::new(tokio::sync::Mutex::new(answers));
-        for _ in 0..ANSWER_STREAMS {
-            let (bs, answers) = (self.clone(), answers.clone());
-            let mut out = Outbound {
-                peer,
-                control: control.clone(),
-                stream: None,
-            };
-            tokio::spawn(async move {
-                loop {
-                    let next = answers.lock().await.recv().await;
-                    let Some((msg, permit)) = next else { break };
-                    let sent = out.send(&msg).await;
-                    drop(permit);
-                    if !bs.sent(peer, &msg, sent) {
-                        break;
-                    }
-                }
-            });
-        }
-        let mut out = Outbound {
-            peer,
-            control,
-            stream: None,
-        };
-        while let Some(mut msg) = wants.recv().await {
-            // coalesce queued wants into this message
-            while msg.approx_size() < MAX_MESSAGE_SIZE / 2 {
-                match wants.try_recv() {
-                    Ok(m) => msg.merge(m),
-                    Err(_) => break,
-                }
-            }
-            let sent = out.send(&msg).await;
-            if !self.sent(peer, &msg, sent) {
-                break;
-            }
-        }
-    }
-
     /// Counts a sent message, or gives up on an unreachable peer. Returns whether to go on.
     fn sent(&self, peer: PeerId, msg: &Message, sent: bool) -> bool {
         if !sent {
@@ -538,7 +343,7 @@ impl Bitswap {
             self.peer_unreachable(peer);
             return false;
         }
-        let c = &self.inner.counters;
+        let c = &self.inner.stats.totals;
         c.blocks_sent
             .fetch_add(msg.blocks.len() as u64, Ordering::Relaxed);
         let bytes: usize = msg.blocks.iter().map(|b| b.data.len()).sum();
@@ -580,67 +385,4 @@ impl Drop for AbandonGuard<'_> {
         let sends = lock(&self.bitswap.inner.wants).abandon(&self.cid);
         self.bitswap.dispatch(sends);
     }
-}
-
-/// One outbound stream to a peer, opened on first use and reopened once after a failure.
-struct Outbound {
-    peer: PeerId,
-    control: libp2p_stream::Control,
-    /// The stream and whether it speaks 1.2.0.
-    stream: Option<(libp2p::Stream, bool)>,
-}
-
-impl Outbound {
-    /// Writes `msg`; `false` when the peer cannot be reached twice in a row.
-    async fn send(&mut self, msg: &Message) -> bool {
-        for attempt in 0..2 {
-            if self.stream.is_none() {
-                self.stream = open_stream(&mut self.control, self.peer).await;
-            }
-            let Some((s, v12)) = self.stream.as_mut() else {
-                return false;
-            };
-            match write_frame(s, &encode_for(msg, *v12)).await {
-                Ok(()) => return true,
-                Err(e) => {
-                    debug!(peer = %self.peer, attempt, "bitswap write failed: {e}");
-                    self.stream = None;
-                }
-            }
-        }
-        false
-    }
-}
-
-/// Opens our outbound stream to `peer`, preferring 1.2.0. Returns the stream and whether it is 1.2.0.
-async fn open_stream(
-    control: &mut libp2p_stream::Control,
-    peer: PeerId,
-) -> Option<(libp2p::Stream, bool)> {
-    for (proto, v12) in [(PROTOCOL_1_2_0, true), (PROTOCOL_1_1_0, false)] {
-        match control.open_stream(peer, proto).await {
-            Ok(s) => return Some((s, v12)),
-            Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_)) => continue,
-            Err(e) => {
-                debug!(%peer, "cannot open bitswap stream: {e}");
-                return None;
-            }
-        }
-    }
-    debug!(%peer, "peer speaks no bitswap version we know");
-    None
-}
-
-/// 1.1.0 has no HAVE/DONT_HAVE: drop presences and ask for blocks instead of haves.
-fn encode_for(msg: &Message, v12: bool) -> Vec<u8> {
-    if v12 {
-        return msg.encode();
-    }
-    let mut m = msg.clone();
-    m.presences.clear();
-    for w in &mut m.wants {
-        w.want_type = WantType::Block;
-        w.send_dont_have = false;
-    }
-    m.encode()
 }
