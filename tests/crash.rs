@@ -22,6 +22,14 @@ fn packed_bytes(repo: &Path) -> u64 {
         .sum()
 }
 
+/// Waits (bounded) until `d` has packed 32 MiB more than `base`: `what` is under way.
+fn wait_packed(d: &Daemon, base: u64, what: &str) {
+    let grown = eventually(UNDER_WAY, || {
+        (packed_bytes(d.repo.path()) > base + 32 * MIB as u64).then_some(())
+    });
+    assert!(grown.is_some(), "{what} never got under way");
+}
+
 /// Restarts `d` after a SIGKILL and checks the store: `repo verify` clean, `keep` (CID and
 /// bytes) pinned and whole.
 fn crash_and_check(d: Daemon, keep: &(String, Vec<u8>)) -> Daemon {
@@ -83,13 +91,7 @@ fn a_kill_during_a_256_mib_add_loses_nothing_pinned() {
     std::fs::write(&input, &data).expect("write input");
     let base = packed_bytes(d.repo.path());
     let add = d.cli_in_background(&["add", "-q", input.to_str().expect("utf-8")]);
-    assert!(
-        eventually(UNDER_WAY, || (packed_bytes(d.repo.path())
-            > base + 32 * MIB as u64)
-            .then_some(()))
-        .is_some(),
-        "the add never got under way"
-    );
+    wait_packed(&d, base, "the add");
     let d = crash_and_check(d, &keep);
     let _ = add.join();
     let cid = String::from_utf8(d.ok(&["add", "-q", input.to_str().expect("utf-8")]))
@@ -108,13 +110,7 @@ fn a_kill_during_a_transfer_loses_nothing_pinned() {
     let cid = a.add(&data);
     let base = packed_bytes(b.repo.path());
     let pin = b.cli_in_background(&["pin", "add", &cid]);
-    assert!(
-        eventually(UNDER_WAY, || (packed_bytes(b.repo.path())
-            > base + 32 * MIB as u64)
-            .then_some(()))
-        .is_some(),
-        "the transfer never got under way"
-    );
+    wait_packed(&b, base, "the transfer");
     let b = crash_and_check(b, &keep);
     let _ = pin.join();
     b.ok(&["pin", "add", &cid]);
