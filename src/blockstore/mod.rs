@@ -1,17 +1,20 @@
 //! Level 1: block storage. Every block is checked against its CID before it is stored.
 //!
 //! - [`Blocks`] is the storage trait (get/has/put/delete, recursive pins, counters). Two
-//!   implementations: [`SledStore`] (on disk, `sled.rs`) and [`MemStore`] (tests, `mem.rs`).
+//!   implementations: [`SledStore`] (on disk: sled's index in `sled.rs`, large blocks in the pack
+//!   files of `packs.rs`, the free-space reserve in `space.rs`) and [`MemStore`] (tests, `mem.rs`).
 //! - [`verify`] checks that bytes hash to a CID (sha2-256, or identity); `put` always calls it and
 //!   the network layer uses it for blocks that arrive from peers.
 //! - [`links`] lists the children of a dag-pb (0x70) block; raw (0x55) blocks have none.
-//! - [`gc`] deletes every block that cannot be reached from a pin.
+//! - [`gc`] deletes every block that cannot be reached from a pin, then gives back what a crash
+//!   left unnamed ([`Blocks::sweep`]).
 //!
 //! This module knows CIDs and bytes only: no UnixFS, no bitswap.
 
 mod mem;
 mod packs;
 mod sled;
+mod space;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
