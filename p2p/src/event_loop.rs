@@ -139,6 +139,8 @@ impl EventLoop {
                 _ = redial.tick() => self.redial(),
             }
         }
+        // the engine's and every peer's tasks end before the loop's own handle resolves
+        self.bitswap.shutdown().await;
         debug!("p2p event loop stopped");
     }
 

@@ -97,3 +97,35 @@ async fn a_node_with_another_key_gets_nothing() {
     a_task.abort();
     b_task.abort();
 }
+
+/// Shutting a node down stops its bitswap tasks before the node's task ends, and a fetch still
+/// waiting fails with [`Error::Shutdown`] at once instead of running out its timeout.
+#[tokio::test]
+async fn shutdown_joins_the_engine_and_fails_waiting_fetches() {
+    let key = SwarmKey::generate();
+    let (a, a_addr, a_task) = node(&key, Blocks([block(1, 1000)].into()), vec![]);
+    let (b, _, b_task) = node(&key, Blocks::default(), vec![a_addr]);
+    assert_eq!(
+        b.get_block(block(1, 1000).0, &Session::new())
+            .await
+            .unwrap(),
+        block(1, 1000).1
+    );
+    let waiting = {
+        let a = a.clone();
+        tokio::spawn(async move { a.get_block(block(9, 10).0, &Session::new()).await })
+    };
+    a.shutdown().await;
+    let ended = tokio::time::timeout(Duration::from_secs(3), a_task).await;
+    assert!(
+        ended.is_ok(),
+        "the node's task did not end within 3 s of shutdown"
+    );
+    let err = tokio::time::timeout(Duration::from_secs(3), waiting)
+        .await
+        .expect("a waiting fetch outlived the shutdown")
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, Error::Shutdown), "{err}");
+    b_task.abort();
+}

@@ -46,7 +46,11 @@ impl SpaceGuard {
     /// disk under the reserve, so that the free space read afterwards is the real one (without
     /// it, a fast `add` could finish in sled's cache before the disk showed it, and its pin's
     /// flush then ran past the reserve).
-    pub(super) fn check(&self, incoming: u64, flush: impl Fn() -> Result<(), Error>) -> Result<(), Error> {
+    pub(super) fn check(
+        &self,
+        incoming: u64,
+        flush: impl Fn() -> Result<(), Error>,
+    ) -> Result<(), Error> {
         if self.min_free == 0 {
             return Ok(());
         }
@@ -92,4 +96,3 @@ impl SpaceGuard {
         }
     }
 }
-

@@ -132,6 +132,11 @@ impl Wants {
         self.pending.len()
     }
 
+    /// Drops every want: their waiters see the channel close (the engine is stopping).
+    pub fn clear(&mut self) {
+        self.pending.clear();
+    }
+
     /// Wants `cid` for `session`; the receiver gets the (verified) bytes.
     pub fn want(
         &mut self,

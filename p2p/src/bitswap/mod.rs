@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tracing::{debug, trace, warn};
 
 use crate::{BlockSource, Error};
@@ -91,7 +92,7 @@ struct PeerHandle {
     wants_tx: mpsc::Sender<Message>,
     ledger: Arc<Ledger>,
     closed: Arc<AtomicBool>,
-    _tasks: tokio::task::JoinSet<()>,
+    tasks: JoinSet<()>,
 }
 
 struct Inner {
@@ -104,6 +105,8 @@ struct Inner {
     stats: stats::Book,
     inbound: inbound::Slots,
     provider_search: mpsc::Sender<Cid>,
+    /// The engine's own tasks: the stream acceptor (owning the readers) and the timer.
+    engine: Mutex<Option<JoinSet<()>>>,
 }
 
 /// Handle to the bitswap engine; cheap to clone.
@@ -118,7 +121,7 @@ impl Bitswap {
     pub fn spawn(
         config: Config,
         control: libp2p_stream::Control,
-        mut incoming: crate::accept::Incoming,
+        incoming: crate::accept::Incoming,
         source: Arc<dyn BlockSource>,
         provider_search: mpsc::Sender<Cid>,
     ) -> Bitswap {
@@ -141,26 +144,14 @@ impl Bitswap {
             peers: Mutex::new(HashMap::new()),
             stats: stats::Book::default(),
             provider_search,
+            engine: Mutex::new(None),
         });
         let bitswap = Bitswap { inner };
-        let bs = bitswap.clone();
-        tokio::spawn(async move {
-            // (streams wait in a queue of their own: crate::accept)
-            while let Some((peer, stream, _protocol)) = incoming.next().await {
-                match bs.inner.inbound.take(peer) {
-                    Ok(slot) => {
-                        let bs = bs.clone();
-                        tokio::spawn(async move { bs.read_stream(peer, stream, slot).await });
-                    }
-                    Err(why) => {
-                        warn!(%peer, "too many inbound bitswap streams ({why:?}); refusing one")
-                    }
-                }
-            }
-        });
+        let mut engine = JoinSet::new();
+        engine.spawn(bitswap.clone().accept_loop(incoming));
         let weak = Arc::downgrade(&bitswap.inner);
         let period = (bitswap.inner.config.rebroadcast / 2).max(Duration::from_millis(50));
-        tokio::spawn(async move {
+        engine.spawn(async move {
             let mut timer = tokio::time::interval(period);
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -169,7 +160,48 @@ impl Bitswap {
                 Bitswap { inner }.tick();
             }
         });
+        *lock(&bitswap.inner.engine) = Some(engine);
         bitswap
+    }
+
+    /// Hands each inbound stream to a reader task (the streams wait in a queue of their own:
+    /// `crate::accept`). The readers belong to this loop and stop with it.
+    async fn accept_loop(self, mut incoming: crate::accept::Incoming) {
+        let mut readers = JoinSet::new();
+        loop {
+            tokio::select! {
+                next = incoming.next() => {
+                    let Some((peer, stream, _protocol)) = next else { break };
+                    match self.inner.inbound.take(peer) {
+                        Ok(slot) => {
+                            readers.spawn(self.clone().read_stream(peer, stream, slot));
+                        }
+                        Err(why) => {
+                            warn!(%peer, "too many inbound bitswap streams ({why:?}); refusing one")
+                        }
+                    }
+                }
+                Some(_) = readers.join_next(), if !readers.is_empty() => {}
+            }
+        }
+    }
+
+    /// Stops every task of the engine (the stream acceptor and its readers, the rebroadcast
+    /// timer) and of every peer (serve loops and writers), and waits until they have ended.
+    /// Wants still waiting fail with [`Error::Shutdown`].
+    pub async fn shutdown(&self) {
+        let engine = lock(&self.inner.engine).take();
+        let peers: Vec<PeerHandle> = lock(&self.inner.peers).drain().map(|(_, h)| h).collect();
+        let mut sets: Vec<JoinSet<()>> = engine.into_iter().collect();
+        sets.extend(peers.into_iter().map(|h| h.tasks));
+        for set in &mut sets {
+            set.abort_all();
+        }
+        for mut set in sets {
+            while set.join_next().await.is_some() {}
+        }
+        lock(&self.inner.wants).clear();
+        debug!("bitswap stopped");
     }
 
     /// Fetches one block from the swarm. The bytes returned hash to `cid`.
@@ -278,7 +310,7 @@ impl Bitswap {
                 wants_tx: wants_tx.clone(),
                 ledger: ledger.clone(),
                 closed,
-                _tasks: tasks,
+                tasks,
             },
         );
         (wants_tx, ledger)
