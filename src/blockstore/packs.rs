@@ -12,8 +12,9 @@
 //!   [`PACK_SIZE`] and the next one started.
 //! - A writer reserves its range under a short lock, then writes it with `pwrite` outside it; the
 //!   caller records the range in the index only after the write, so the index never names bytes
-//!   that were not written. A crash in between leaves an unnamed range that
-//!   [`Packs::sweep`] (run by gc) punches out of sealed packs.
+//!   that were not written. It holds the [`Written`] guard until then: [`Packs::sweep`] (run by
+//!   gc) waits for every such guard, then punches out of sealed packs what the index does not
+//!   name (the unnamed ranges a crash between write and index leaves).
 //! - [`Packs::sync`] makes every write so far durable (syncfs), before an index that names them is
 //!   flushed.
 
@@ -23,7 +24,7 @@ use std::io::{self, ErrorKind};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 /// A block's place: pack number and byte offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +47,13 @@ pub(super) struct Packs {
     /// The pack being appended to and where its next block goes.
     tail: Mutex<(u32, u64)>,
     files: RwLock<HashMap<u32, Arc<File>>>,
+    /// Held shared from a write until its index entry is in place ([`Written`]), and alone by
+    /// [`Packs::sweep`], so a sweep never punches a range that is about to be named.
+    naming: RwLock<()>,
 }
+
+/// A range written and not yet named by the index: keep it until the index entry is in place.
+pub(super) type Written<'a> = RwLockReadGuard<'a, ()>;
 
 impl Packs {
     /// Opens every pack in `root` (created if missing); appending goes on at the end of the last.
@@ -78,6 +85,7 @@ impl Packs {
             root,
             tail: Mutex::new(tail),
             files: RwLock::new(files),
+            naming: RwLock::new(()),
         })
     }
 
@@ -96,8 +104,9 @@ impl Packs {
         })
     }
 
-    /// Appends `data` and returns where it went.
-    pub(super) fn write(&self, data: &[u8]) -> io::Result<Location> {
+    /// Appends `data` and returns where it went, with the guard to hold until the index names it.
+    pub(super) fn write(&self, data: &[u8]) -> io::Result<(Location, Written<'_>)> {
+        let naming = self.naming.read().unwrap_or_else(PoisonError::into_inner);
         let len = data.len() as u64;
         let at = {
             let mut tail = self.tail.lock().unwrap_or_else(PoisonError::into_inner);
@@ -118,16 +127,21 @@ impl Packs {
             at
         };
         self.file(at.pack)?.write_all_at(data, at.offset)?;
-        Ok(at)
+        Ok((at, naming))
     }
 
-    /// The `len` bytes at `at`; `None` when the pack or the range is missing (truncated).
+    /// The `len` bytes at `at`; `None` when the pack or the range is missing (truncated). A
+    /// range past the pack's end is missing before anything is allocated for it, so a rotten
+    /// index entry cannot ask for more memory than the pack holds.
     pub(super) fn read(&self, at: Location, len: u64) -> io::Result<Option<Vec<u8>>> {
         let file = match self.file(at.pack) {
             Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
+        if at.offset.saturating_add(len) > file.metadata()?.len() {
+            return Ok(None);
+        }
         let len = usize::try_from(len).map_err(io::Error::other)?;
         // read into spare capacity: zeroing it first cost as much as a page cache copy
         let mut data: Vec<u8> = Vec::with_capacity(len);
@@ -180,10 +194,12 @@ impl Packs {
     }
 
     /// Punches out of every sealed pack what no index entry names (`used`: pack, offset and
-    /// length of every indexed block), and removes sealed packs that hold nothing. The pack
-    /// being appended to is left alone: a write may be between its `pwrite` and its index entry.
-    /// Returns the bytes given back.
+    /// length of every indexed block, read while the sweep holds off writers), and removes sealed
+    /// packs that hold nothing. Waits for every write still waiting for its index entry, and
+    /// keeps new ones waiting until it is done. The pack being appended to is left alone.
+    /// Returns the bytes of the ranges it punched (a range punched before counts again).
     pub(super) fn sweep(&self, used: impl Iterator<Item = (Location, u64)>) -> io::Result<u64> {
+        let _alone = self.naming.write().unwrap_or_else(PoisonError::into_inner);
         let tail = self.tail.lock().unwrap_or_else(PoisonError::into_inner).0;
         let mut ranges: HashMap<u32, Vec<(u64, u64)>> = HashMap::new();
         for (at, len) in used {
@@ -266,8 +282,8 @@ mod tests {
     fn write_read_free_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let packs = Packs::open(dir.path().join("packs")).unwrap();
-        let a = packs.write(&[1u8; 10_000]).unwrap();
-        let b = packs.write(&[2u8; 5]).unwrap();
+        let a = packs.write(&[1u8; 10_000]).unwrap().0;
+        let b = packs.write(&[2u8; 5]).unwrap().0;
         assert_eq!(a, Location { pack: 0, offset: 0 });
         assert_eq!(b.offset % ALIGN, 0, "blocks start aligned");
         assert_eq!(packs.read(b, 5).unwrap(), Some(vec![2u8; 5]));
@@ -286,7 +302,7 @@ mod tests {
         packs.sync().unwrap();
         drop(packs);
         let packs = Packs::open(dir.path().join("packs")).unwrap();
-        let c = packs.write(b"after").unwrap();
+        let c = packs.write(b"after").unwrap().0;
         assert!(c.offset > b.offset, "appends after what is there");
     }
 }

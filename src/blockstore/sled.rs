@@ -122,6 +122,13 @@ pub struct SledStore {
     unfreed: Arc<std::sync::Mutex<Vec<(Location, u64)>>>,
 }
 
+/// A block's index entry, and for a packed block where it went and the guard that keeps gc's
+/// sweep off that range until the entry is in the index.
+struct Staged<'a> {
+    entry: Vec<u8>,
+    packed: Option<(Location, super::packs::Written<'a>)>,
+}
+
 /// Deleted ranges held before the index is flushed and they are punched.
 const MAX_UNFREED: usize = 4096;
 
@@ -196,7 +203,7 @@ impl SledStore {
         Ok(())
     }
 
-    /// Moves the blocks of a repository written before block files existed (every block inline
+    /// Moves the blocks of a repository written before pack files existed (every block inline
     /// in the `blocks` tree) into the index and packs. Each block is written, then indexed, then
     /// dropped from the old tree, so a crash part-way loses nothing and the next open goes on.
     fn migrate(&self) -> Result<(), Error> {
@@ -214,7 +221,7 @@ impl SledStore {
             let (key, value) = entry?;
             decode_cid(LEGACY_BLOCKS_TREE, &key)?;
             if !self.index.contains_key(&key)? {
-                self.index.insert(&key, self.write_entry(&value)?)?;
+                self.index.insert(&key, self.stage(&value)?.entry)?;
             }
             legacy.remove(&key)?;
             moved += 1;
@@ -231,13 +238,20 @@ impl SledStore {
         Ok(())
     }
 
-    /// Stores a block's bytes where its size says and returns its index entry.
-    fn write_entry(&self, data: &[u8]) -> Result<Vec<u8>, Error> {
+    /// Stores a block's bytes where its size says and returns its index entry (and, for a
+    /// packed block, where it went and the guard to hold until the entry is in the index).
+    fn stage(&self, data: &[u8]) -> Result<Staged<'_>, Error> {
         if data.len() <= INLINE_MAX {
-            return Ok(Entry::inline(data));
+            return Ok(Staged {
+                entry: Entry::inline(data),
+                packed: None,
+            });
         }
-        let at = self.packs.write(data).map_err(|e| self.pack_error(e))?;
-        Ok(Entry::packed(at, data))
+        let (at, written) = self.packs.write(data).map_err(|e| self.pack_error(e))?;
+        Ok(Staged {
+            entry: Entry::packed(at, data),
+            packed: Some((at, written)),
+        })
     }
 
     fn pack_error(&self, source: std::io::Error) -> Error {
@@ -252,22 +266,20 @@ impl SledStore {
         self.packs.sync().map_err(|e| self.pack_error(e))
     }
 
-    /// Gives back the space of a range no index entry names, now.
-    fn free(&self, entry: Entry) -> Result<(), Error> {
-        match entry {
-            Entry::Inline(_) => Ok(()),
-            Entry::Packed { at, len, .. } => {
-                self.packs.free(at, len).map_err(|e| self.pack_error(e))
-            }
-        }
+    /// Gives back the space of a range that no index entry names.
+    fn punch(&self, at: Location, len: u64) -> Result<(), Error> {
+        self.packs.free(at, len).map_err(|e| self.pack_error(e))
     }
 
-    /// Punches the ranges of deleted blocks; call only after the index is flushed.
-    fn punch_unfreed(&self) -> Result<(), Error> {
+    /// Flushes the index, then punches the ranges of the blocks deleted before the flush. The
+    /// ranges are taken first: one deleted while the flush runs waits for the next, since its
+    /// removal may not be on disk yet.
+    fn flush_and_punch(&self) -> Result<(), Error> {
         let ranges =
             std::mem::take(&mut *self.unfreed.lock().unwrap_or_else(PoisonError::into_inner));
+        self.db.flush()?;
         for (at, len) in ranges {
-            self.packs.free(at, len).map_err(|e| self.pack_error(e))?;
+            self.punch(at, len)?;
         }
         Ok(())
     }
@@ -369,15 +381,16 @@ impl Blocks for SledStore {
         }
         let len = data.len() as u64;
         self.check_space(len.next_multiple_of(super::packs::ALIGN) + RECORD_COST)?;
-        let entry = self.write_entry(data)?;
+        let staged = self.stage(data)?;
         self.mark_dirty()?;
-        match self
-            .index
-            .compare_and_swap(key, None::<&[u8]>, Some(entry.as_slice()))?
-        {
-            Ok(()) => self.add_stat(1, len as i64),
+        let named =
+            self.index
+                .compare_and_swap(key, None::<&[u8]>, Some(staged.entry.as_slice()))?;
+        match (named, &staged.packed) {
+            (Ok(()), _) => self.add_stat(1, len as i64),
             // stored by a concurrent put: give back the space this one took
-            Err(_) => self.free(Entry::decode(entry.into())?),
+            (Err(_), Some((at, _))) => self.punch(*at, len),
+            (Err(_), None) => Ok(()),
         }
     }
 
@@ -400,8 +413,7 @@ impl Blocks for SledStore {
                 unfreed.len() >= MAX_UNFREED
             };
             if full {
-                self.db.flush()?;
-                self.punch_unfreed()?;
+                self.flush_and_punch()?;
             }
         }
         Ok(())
@@ -434,9 +446,9 @@ impl Blocks for SledStore {
         }
     }
 
-    /// Durable when it returns, with every block packed before it (L1: a pin was acknowledged up to sled's flush interval before it
-    /// was on disk, and a kill in between lost it, so the next gc took the data): the flush
-    /// also makes every block written before it durable.
+    /// Durable when it returns, with every block packed before it (L1: a pin was acknowledged up
+    /// to sled's flush interval before it was on disk, and a kill in between lost it, so the
+    /// next gc took the data): the flush also makes every block written before it durable.
     ///
     /// One batch, so a crash pins all of them or none (L2: an image's CIDs were pinned one by
     /// one).
@@ -478,8 +490,7 @@ impl Blocks for SledStore {
 
     fn flush(&self) -> Result<(), Error> {
         self.sync_packs()?;
-        self.db.flush()?;
-        self.punch_unfreed()?;
+        self.flush_and_punch()?;
         if self.dirty.swap(false, Ordering::AcqRel) {
             self.meta.insert(CLEAN_KEY, &[1u8][..])?;
             self.db.flush()?;
@@ -616,6 +627,23 @@ mod tests {
         assert_eq!(store.get(&flipped).unwrap().as_deref(), Some(&data[..]));
     }
 
+    /// A rotten index entry that claims a length past its pack's end is a missing block, found
+    /// before anything is allocated for it (an exabyte here).
+    #[test]
+    fn an_index_entry_longer_than_its_pack_is_rotten_without_allocating() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), 1 << 20).unwrap();
+        let (cid, data) = block(1, 100_000);
+        store.put(&cid, &data).unwrap();
+        let (at, _) = location(&store, &cid);
+        let mut entry = Entry::packed(at, &data);
+        entry[13..21].copy_from_slice(&(1u64 << 60).to_be_bytes());
+        store.index.insert(cid.to_bytes(), entry).unwrap();
+        let err = store.get(&cid).unwrap_err();
+        assert!(matches!(err, Error::Rotten { .. }), "{err}");
+        assert!(err.to_string().contains("missing"), "{err}");
+    }
+
     #[test]
     fn a_repository_from_before_pack_files_is_moved_over_on_open() {
         let dir = tempfile::tempdir().unwrap();
@@ -664,7 +692,7 @@ mod tests {
         let (kept, data) = block(1, 50_000);
         store.put(&kept, &data).unwrap();
         store.pin(&kept).unwrap();
-        let orphan = store.packs.write(&[7u8; 200_000]).unwrap();
+        let orphan = store.packs.write(&[7u8; 200_000]).unwrap().0;
         // seal pack 0 by starting pack 1 as a full pack would
         let empty = store.packs.root().join("1.pack");
         std::fs::File::create(&empty).unwrap();
