@@ -287,6 +287,29 @@ impl BlockService {
         }
     }
 
+    /// The getter for a read of `len` bytes from `offset` (to the end without `len`) of the file
+    /// under `root`, whose size is `size` when the caller knows it: a whole read is shared
+    /// ([`Self::session_for`]), a range fetches only what it covers ([`Self::session`]).
+    pub fn getter_for(
+        &self,
+        root: Cid,
+        offset: u64,
+        len: Option<u64>,
+        size: Option<u64>,
+    ) -> SessionGetter {
+        let whole = offset == 0
+            && match (len, size) {
+                (None, _) => true,
+                (Some(len), Some(size)) => len >= size,
+                (Some(_), None) => false,
+            };
+        if whole {
+            self.session_for(root)
+        } else {
+            self.session()
+        }
+    }
+
     /// The shared fetch of `root`, started now if peers are fetching it too and none runs.
     fn shared_fetch(&self, root: Cid) -> Option<Arc<SharedFetch>> {
         let mut shared = self

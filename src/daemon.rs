@@ -294,9 +294,8 @@ async fn shutdown_signal() {
 }
 
 /// glibc serves allocations over 128 KiB (every 256 KiB block buffer, every 4 MiB `add` batch)
-/// with a fresh `mmap` and
-/// unmaps them on free, so each block received, read or served page-faulted its buffer in again;
-/// and it trims the heap top past 128 KiB free. Raising both keeps block buffers in the heap
+/// with a fresh `mmap` and unmaps them on free, so each block received, read or served
+/// page-faulted its buffer in again; and it trims the heap top past 128 KiB free. Raising both keeps block buffers in the heap
 /// (bench-transfer: the receiver's CPU −12 %; peak RSS +20 MiB).
 fn tune_malloc() {
     #[cfg(target_env = "gnu")]

@@ -22,12 +22,7 @@ pub async fn cat(
     let root = p.cid("ipfs-path")?;
     let offset = p.u64("offset")?.unwrap_or(0);
     let length = p.u64("length")?;
-    // a whole read is shared with the peers reading it too; a range fetches only what it covers
-    let getter = if offset == 0 && length.is_none() {
-        st.blocks.session_for(root)
-    } else {
-        st.blocks.session()
-    };
+    let getter = st.blocks.getter_for(root, offset, length, None);
     let info = unixfs::stat(&getter, root).await?;
     let available = info.size.saturating_sub(offset);
     let n = length.map_or(available, |l| l.min(available));

@@ -109,14 +109,8 @@ impl BlobStore for crate::blockservice::BlockService {
     }
 
     async fn cat_bytes(&self, cid: &Cid, offset: u64, len: Option<u64>) -> anyhow::Result<Vec<u8>> {
-        let read = if offset == 0 && len.is_none() {
-            self.read_range(self.session_for(*cid), *cid, offset, len, None)
-                .await
-        } else {
-            self.read_range(self.session(), *cid, offset, len, None)
-                .await
-        };
-        Ok(read?)
+        let getter = self.getter_for(*cid, offset, len, None);
+        Ok(self.read_range(getter, *cid, offset, len, None).await?)
     }
 
     async fn cat_to_file(

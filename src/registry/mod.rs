@@ -308,13 +308,7 @@ async fn serve(
                 .map_err(|e| RegistryError::internal(anyhow::anyhow!(e)))?;
             let blocks = reg.blocks.clone();
             let read = move |start: u64, len: u64| {
-                // a whole blob is shared with the peers reading it too; a range fetches only
-                // what it covers
-                let getter = if start == 0 && len >= size {
-                    blocks.session_for(layer)
-                } else {
-                    blocks.session()
-                };
+                let getter = blocks.getter_for(layer, start, Some(len), Some(size));
                 blocks
                     .cat(getter, layer, start, Some(len))
                     .map(|r| r.map_err(|e| std::io::Error::other(format!("{e:#}"))))
