@@ -11,3 +11,18 @@ pub trait BlockSource: Send + Sync + 'static {
     /// The block's bytes, checked against `cid`: answers want-blocks.
     fn get(&self, cid: &Cid) -> Option<Bytes>;
 }
+
+/// Blocks held in a map: the source of the unit tests.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct MemSource(pub(crate) std::collections::HashMap<Cid, Bytes>);
+
+#[cfg(test)]
+impl BlockSource for MemSource {
+    fn size(&self, cid: &Cid) -> Option<usize> {
+        self.0.get(cid).map(Bytes::len)
+    }
+    fn get(&self, cid: &Cid) -> Option<Bytes> {
+        self.0.get(cid).cloned()
+    }
+}

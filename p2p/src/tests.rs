@@ -2,7 +2,6 @@
 //! stack — PSK, noise, yamux, identify, bitswap — without sockets, so the engine is tested
 //! beside the process-level tests of the `cidfs` crate.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,21 +12,9 @@ use libp2p::identity::Keypair;
 use libp2p::Multiaddr;
 use sha2::{Digest, Sha256};
 
+use crate::block_source::MemSource;
 use crate::psk::SwarmKey;
-use crate::{BlockSource, Client, Config, Error, Node, Session};
-
-/// Blocks held in memory.
-#[derive(Default)]
-struct Blocks(HashMap<Cid, Bytes>);
-
-impl BlockSource for Blocks {
-    fn size(&self, cid: &Cid) -> Option<usize> {
-        self.0.get(cid).map(Bytes::len)
-    }
-    fn get(&self, cid: &Cid) -> Option<Bytes> {
-        self.0.get(cid).cloned()
-    }
-}
+use crate::{Client, Config, Error, Node, Session};
 
 fn block(seed: u8, len: usize) -> (Cid, Bytes) {
     let data: Vec<u8> = (0..len)
@@ -40,7 +27,7 @@ fn block(seed: u8, len: usize) -> (Cid, Bytes) {
 /// A node listening on a fresh `/memory/N` address, holding `blocks`, dialling `peers`.
 fn node(
     key: &SwarmKey,
-    blocks: Blocks,
+    blocks: MemSource,
     peers: Vec<Multiaddr>,
 ) -> (Client, Multiaddr, tokio::task::JoinHandle<()>) {
     let keypair = Keypair::generate_ed25519();
@@ -69,8 +56,8 @@ async fn two_nodes_in_one_process_trade_blocks_over_the_memory_transport() {
     let sizes = [1usize, 1000, 256 << 10, 1 << 20];
     let on_a: Vec<_> = sizes.iter().map(|n| block(1, *n)).collect();
     let on_b = block(2, 5000);
-    let (a, a_addr, a_task) = node(&key, Blocks(on_a.iter().cloned().collect()), vec![]);
-    let (b, _, b_task) = node(&key, Blocks([on_b.clone()].into()), vec![a_addr]);
+    let (a, a_addr, a_task) = node(&key, MemSource(on_a.iter().cloned().collect()), vec![]);
+    let (b, _, b_task) = node(&key, MemSource([on_b.clone()].into()), vec![a_addr]);
     let session = Session::new();
     for (cid, data) in &on_a {
         assert_eq!(&b.get_block(*cid, &session).await.unwrap(), data);
@@ -90,8 +77,12 @@ async fn two_nodes_in_one_process_trade_blocks_over_the_memory_transport() {
 #[tokio::test]
 async fn a_node_with_another_key_gets_nothing() {
     let held = block(1, 4096);
-    let (_a, a_addr, a_task) = node(&SwarmKey::generate(), Blocks([held.clone()].into()), vec![]);
-    let (b, _, b_task) = node(&SwarmKey::generate(), Blocks::default(), vec![a_addr]);
+    let (_a, a_addr, a_task) = node(
+        &SwarmKey::generate(),
+        MemSource([held.clone()].into()),
+        vec![],
+    );
+    let (b, _, b_task) = node(&SwarmKey::generate(), MemSource::default(), vec![a_addr]);
     let err = b.get_block(held.0, &Session::new()).await.unwrap_err();
     assert!(matches!(err, Error::NotFound { peers: 0, .. }), "{err}");
     a_task.abort();
@@ -103,8 +94,8 @@ async fn a_node_with_another_key_gets_nothing() {
 #[tokio::test]
 async fn shutdown_joins_the_engine_and_fails_waiting_fetches() {
     let key = SwarmKey::generate();
-    let (a, a_addr, a_task) = node(&key, Blocks([block(1, 1000)].into()), vec![]);
-    let (b, _, b_task) = node(&key, Blocks::default(), vec![a_addr]);
+    let (a, a_addr, a_task) = node(&key, MemSource([block(1, 1000)].into()), vec![]);
+    let (b, _, b_task) = node(&key, MemSource::default(), vec![a_addr]);
     assert_eq!(
         b.get_block(block(1, 1000).0, &Session::new())
             .await

@@ -284,15 +284,7 @@ mod tests {
     use crate::bitswap::message::hash;
     use std::collections::HashMap;
 
-    struct Map(HashMap<Cid, Bytes>);
-    impl BlockSource for Map {
-        fn size(&self, cid: &Cid) -> Option<usize> {
-            self.0.get(cid).map(Bytes::len)
-        }
-        fn get(&self, cid: &Cid) -> Option<Bytes> {
-            self.0.get(cid).cloned()
-        }
-    }
+    use crate::block_source::MemSource as Map;
 
     fn cid(data: &[u8]) -> Cid {
         Cid::new_v1(0x55, hash(0x12, data).unwrap())
