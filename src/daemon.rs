@@ -84,12 +84,13 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
     let store_path = repo.blocks_dir();
     let cache = config.store.cache_capacity_bytes();
     let min_free = config.store.min_free_bytes();
-    let store: Arc<dyn Blocks> = Arc::new(
-        tokio::task::spawn_blocking(move || {
-            SledStore::open(&store_path, cache).map(|s| s.with_min_free(min_free))
-        })
-        .await??,
-    );
+    let (store, verified) = tokio::task::spawn_blocking(move || {
+        let store = SledStore::open(&store_path, cache)?.with_min_free(min_free);
+        let verified = store.tree(crate::mount::verified::TREE)?;
+        anyhow::Ok((store, crate::mount::verified::Verified::new(verified)))
+    })
+    .await??;
+    let store: Arc<dyn Blocks> = Arc::new(store);
 
     let mut net_cfg = cidfs_p2p::Config::new(keypair.clone());
     net_cfg.listen = config.swarm.listen.clone();
@@ -134,6 +135,7 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         config.mount.clone(),
         repo.root(),
         instruments.clone(),
+        Some(verified),
     )?;
     if !config.layer_store.mountpoint.as_os_str().is_empty() {
         let m = crate::store::mount(&mounts, &config.layer_store.mountpoint, config.trust)

@@ -171,6 +171,13 @@ impl SledStore {
         Ok(store)
     }
 
+    /// Tree `name` of the store's database, for records a caller keeps beside the blocks
+    /// (e.g. [`crate::mount::verified`]): they share the store's flushes and crash safety.
+    /// Their names live apart from the store's own trees (`ext/` + `name`).
+    pub fn tree(&self, name: &str) -> Result<Tree, Error> {
+        Ok(self.db.open_tree(format!("ext/{name}"))?)
+    }
+
     /// Keeps `bytes` free on the store's filesystem (0 = no reserve); see [`Error::DiskFull`].
     pub fn with_min_free(mut self, bytes: u64) -> Self {
         self.space = SpaceGuard::new(&self.space.path, bytes);

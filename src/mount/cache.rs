@@ -41,6 +41,7 @@ struct Inner {
 
 pub struct ChunkCache {
     capacity: u64,
+    verified: Option<super::verified::Verified>,
     inner: Mutex<Inner>,
     hits: Counter,
     misses: Counter,
@@ -50,6 +51,7 @@ impl ChunkCache {
     pub fn new(capacity: u64) -> Self {
         ChunkCache {
             capacity,
+            verified: None,
             inner: Mutex::new(Inner::default()),
             hits: Counter::default(),
             misses: Counter::default(),
@@ -61,6 +63,18 @@ impl ChunkCache {
         self.hits = hits;
         self.misses = misses;
         self
+    }
+
+    /// Remembers across restarts which chunks were checked against their digest (see
+    /// [`super::verified`]).
+    pub fn with_verified(mut self, verified: super::verified::Verified) -> Self {
+        self.verified = Some(verified);
+        self
+    }
+
+    /// The record of chunks checked on this node, if one is kept.
+    pub fn verified(&self) -> Option<&super::verified::Verified> {
+        self.verified.as_ref()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

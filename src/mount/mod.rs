@@ -11,6 +11,7 @@
 //!   index; a layer that is not eStargz is fetched whole and converted into a local spool file.
 //! - [`reader`]: file range → chunks → node range reads → inflate → `chunkDigest` check.
 //! - [`cache`]: the bounded cache of inflated chunks, one fetch per chunk however many readers.
+//! - [`verified`]: which chunks were checked against their digest on this node (sled).
 //! - `prefetch`: the background work of a mount (landmark prefetch, then optionally the whole
 //!   image).
 //! - [`fs`]: the thin fuser adapter.
@@ -25,6 +26,7 @@ pub mod layer;
 mod prefetch;
 pub mod proof;
 pub mod reader;
+pub mod verified;
 
 use anyhow::{anyhow, bail, Context as _};
 use cid::Cid;
@@ -153,6 +155,7 @@ impl Mounts {
         settings: MountConfig,
         repo: &Path,
         metrics: Metrics,
+        verified: Option<verified::Verified>,
     ) -> anyhow::Result<Mounts> {
         let spool = repo.join("spool");
         if spool.exists() {
@@ -170,10 +173,14 @@ impl Mounts {
         Ok(Mounts {
             inner: Arc::new(Inner {
                 blocks,
-                cache: Arc::new(
-                    ChunkCache::new(settings.cache_bytes())
-                        .with_counters(metrics.cache_hits.clone(), metrics.cache_misses.clone()),
-                ),
+                cache: Arc::new({
+                    let cache = ChunkCache::new(settings.cache_bytes())
+                        .with_counters(metrics.cache_hits.clone(), metrics.cache_misses.clone());
+                    match verified {
+                        Some(v) => cache.with_verified(v),
+                        None => cache,
+                    }
+                }),
                 metrics,
                 settings,
                 spool,

@@ -1,6 +1,7 @@
 //! File reads of a mounted image: a byte range of a file → the eStargz chunks that cover it →
 //! each chunk's compressed range of the layer blob → the UnixFS leaves that hold it (from the
-//! local store, else bitswap) → inflate → check `chunkDigest` → the bytes asked for.
+//! local store, else bitswap) → inflate → check `chunkDigest` (once per chunk and node: see
+//! [`super::verified`]) → the bytes asked for.
 //!
 //! Inflated chunks go through the shared [`ChunkCache`], so readers of one chunk share one fetch.
 //! A read that ends in the second half of a chunk starts fetching the file's next chunk in the
@@ -220,10 +221,21 @@ impl Reader {
             }
         };
         let (skip, len, want) = (c.inner_offset, c.chunk_size, c.chunk_digest.clone());
-        let inflated =
-            tokio::task::spawn_blocking(move || inflate_and_check(&compressed, skip, len, want))
-                .await
-                .unwrap_or_else(|e| Err(format!("inflate task failed: {e}")));
+        // a chunk of a blob named by its CID that was checked once needs no second check
+        let memo = matches!(layer.blob, Blob::Remote).then(|| (self.cache.clone(), key(layer, c)));
+        let inflated = tokio::task::spawn_blocking(move || {
+            let verified = memo
+                .as_ref()
+                .and_then(|(cache, k)| Some((cache.verified()?, k)));
+            let checked = verified.is_some_and(|(v, k)| v.contains(k));
+            let data = inflate_and_check(&compressed, skip, len, want.filter(|_| !checked))?;
+            if let Some((v, k)) = verified.filter(|_| !checked) {
+                v.insert(k);
+            }
+            Ok(data)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("inflate task failed: {e}")));
         match inflated {
             Ok(data) => Ok(data),
             Err(reason) => {

@@ -485,3 +485,66 @@ async fn prefetch_fills_the_cache_and_background_fetch_pins_the_image() {
     );
     assert_eq!(fx.store.pins().unwrap(), vec![cid]);
 }
+
+/// A chunk is checked against its digest once per node: a good chunk of a blob named by its CID
+/// is recorded, and the record stands in for the check on later reads; a chunk that fails its
+/// check, and any chunk of a local spool, is never recorded.
+#[tokio::test]
+async fn a_chunk_is_checked_once_per_node_and_a_failed_check_is_never_recorded() {
+    use super::verified::{Verified, TREE};
+    let fx = Fixture::new();
+    let big = big();
+    let tar = tar_of(&[("big", &big), ("etc/small", b"hello\n")]);
+    let blob = rewrite_toc(&estargz(&tar), |t| {
+        for e in &mut t.entries {
+            if e.name == "etc/small" {
+                e.chunk_digest = format!("sha256:{}", "0".repeat(64));
+            }
+        }
+    });
+    let d = fx.add(&blob, oci::OCI_LAYER_GZIP, Some(toc_digest(&blob)));
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let reader = |l: Layer| {
+        let cache =
+            ChunkCache::new(1 << 20).with_verified(Verified::new(db.open_tree(TREE).unwrap()));
+        Reader::new(
+            fx.blocks.clone(),
+            Arc::new(vec![l]),
+            Arc::new(cache),
+            Duration::from_secs(5),
+        )
+    };
+    let (l, toc) = fx.open(&d, "").await.unwrap();
+    let t = Table::build(&[toc]).unwrap();
+    let r = reader(l);
+    let memo = Verified::new(db.open_tree(TREE).unwrap());
+    let chunk_key = |name: &str| {
+        let l = &r.layers()[0];
+        super::reader::key(l, &l.index.files[name][0])
+    };
+    assert_eq!(read(&t, &r, "big", 0, 5).await, &big[..5]);
+    assert!(memo.contains(&chunk_key("big")));
+    let n = t.resolve("etc/small").unwrap();
+    let Kind::File(f) = &n.kind else { panic!() };
+    assert_eq!(
+        r.read(f, n.size, 0, 100).await.unwrap_err().errno(),
+        libc::EIO
+    );
+    assert!(!memo.contains(&chunk_key("etc/small")));
+    // the record is what a later reader (a new cache, as after a restart) goes by
+    memo.insert(&chunk_key("etc/small"));
+    let (l, _) = fx.open(&d, "").await.unwrap();
+    let again = reader(l);
+    assert_eq!(read(&t, &again, "etc/small", 0, 100).await, b"hello\n");
+
+    // a spool's offsets are this daemon's own conversion: never recorded
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    let d = fx.add(&gz.finish().unwrap(), oci::OCI_LAYER_GZIP, None);
+    let (l, toc) = fx.open(&d, &oci::sha256_digest(&tar)).await.unwrap();
+    assert!(matches!(l.blob, Blob::Local(_)));
+    let before = memo.records();
+    let t = Table::build(&[toc]).unwrap();
+    assert_eq!(read(&t, &reader(l), "big", 0, 5).await, &big[..5]);
+    assert_eq!(memo.records(), before);
+}

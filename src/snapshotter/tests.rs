@@ -221,7 +221,14 @@ fn fixture() -> Fixture {
     let blocks = BlockService::new(Arc::new(MemStore::default()), None);
     let repo = dir.path().join("repo");
     std::fs::create_dir_all(&repo).unwrap();
-    let mounts = Mounts::new(blocks, MountConfig::default(), &repo, Default::default()).unwrap();
+    let mounts = Mounts::new(
+        blocks,
+        MountConfig::default(),
+        &repo,
+        Default::default(),
+        None,
+    )
+    .unwrap();
     let remote = Remote {
         mounts,
         timeout: Duration::from_secs(2),
