@@ -115,15 +115,13 @@ pub async fn cat(api: &ApiClient, a: &CatArgs) -> anyhow::Result<()> {
         .headers()
         .get("X-Content-Length")
         .and_then(|v| v.to_str().ok()?.parse().ok());
-    let mut body = resp.bytes_stream();
-    let mut out = tokio::io::stdout();
-    let mut written = 0u64;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.context("the transfer broke off (see the daemon's log)")?;
-        out.write_all(&chunk).await?;
-        written += chunk.len() as u64;
-    }
-    out.flush().await?;
+    let body = resp
+        .bytes_stream()
+        .map(|c| c.context("the transfer broke off (see the daemon's log)"));
+    // straight to fd 1 from a thread of its own: tokio's stdout copies every piece once more
+    let out = std::fs::File::from(std::os::fd::AsFd::as_fd(&std::io::stdout()).try_clone_to_owned()?);
+    let (_, written, _) =
+        crate::image::store::write_pieces(body, out, false, "standard output", &|_| {}).await?;
     if let Some(n) = expected.filter(|n| *n != written) {
         bail!("short read: got {written} of {n} bytes");
     }

@@ -132,25 +132,46 @@ pub async fn write_hashed(
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> anyhow::Result<(String, u64)> {
     use anyhow::Context as _;
-    use futures::StreamExt as _;
     let file =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    // hashing and writing run on a blocking thread, while the next pieces arrive
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(WRITE_AHEAD);
     let shown = path.display().to_string();
+    let (digest, n, file) = write_pieces(pieces, file, true, &shown, progress).await?;
+    tokio::task::spawn_blocking(move || file.sync_all())
+        .await
+        .context("blob writer task failed")?
+        .with_context(|| format!("syncing {shown}"))?;
+    Ok((digest.unwrap_or_default(), n))
+}
+
+/// Writes a stream of pieces to `out` (named `shown` in errors) on a blocking thread, while the
+/// next pieces arrive, without copying them; with `hash`, also returns their `sha256:` digest.
+/// Returns the length written and `out`. A failed piece is the error, once what came before it
+/// is written.
+pub async fn write_pieces<W: std::io::Write + Send + 'static>(
+    pieces: impl futures::Stream<Item = anyhow::Result<bytes::Bytes>>,
+    out: W,
+    hash: bool,
+    shown: &str,
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> anyhow::Result<(Option<String>, u64, W)> {
+    use anyhow::Context as _;
+    use futures::StreamExt as _;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(WRITE_AHEAD);
+    let shown = shown.to_string();
     let writer = tokio::task::spawn_blocking(move || {
         use sha2::Digest as _;
-        use std::io::Write as _;
-        let (mut n, mut hasher, mut file) = (0u64, sha2::Sha256::new(), file);
+        let (mut n, mut hasher, mut out) = (0u64, hash.then(sha2::Sha256::new), out);
         while let Some(piece) = rx.blocking_recv() {
-            hasher.update(&piece);
-            file.write_all(&piece)
+            if let Some(h) = &mut hasher {
+                h.update(&piece);
+            }
+            out.write_all(&piece)
                 .with_context(|| format!("writing {shown}"))?;
             n += piece.len() as u64;
         }
-        file.sync_all()
-            .with_context(|| format!("syncing {shown}"))?;
-        anyhow::Ok((format!("sha256:{}", hex::encode(hasher.finalize())), n))
+        out.flush().with_context(|| format!("writing {shown}"))?;
+        let digest = hasher.map(|h| format!("sha256:{}", hex::encode(h.finalize())));
+        anyhow::Ok((digest, n, out))
     });
     futures::pin_mut!(pieces);
     let mut fetched = Ok(());
@@ -169,7 +190,7 @@ pub async fn write_hashed(
         }
     }
     drop(tx);
-    let written = writer.await.context("blob writer task failed")?;
+    let written = writer.await.context("writer task failed")?;
     fetched?;
     written
 }
