@@ -312,10 +312,7 @@ impl BlockService {
 
     /// The shared fetch of `root`, started now if peers are fetching it too and none runs.
     fn shared_fetch(&self, root: Cid) -> Option<Arc<SharedFetch>> {
-        let mut shared = self
-            .shared
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut shared = crate::sync::lock(&self.shared);
         if let Some(f) = shared.get(&root) {
             return Some(f.clone());
         }
@@ -333,11 +330,7 @@ impl BlockService {
                 tracing::debug!(%root, "shared fetch ended early: {e:#}");
             }
             mine.done.store(true, std::sync::atomic::Ordering::Release);
-            service
-                .shared
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(&root);
+            crate::sync::lock(&service.shared).remove(&root);
             service.stored.notify_waiters();
         });
         Some(fetch)

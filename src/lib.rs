@@ -26,6 +26,7 @@ pub mod registry;
 pub mod repo;
 pub mod snapshotter;
 pub mod store;
+pub mod sync;
 #[cfg(test)]
 pub(crate) mod test_utils;
 pub mod unixfs;

@@ -374,9 +374,7 @@ const DISK_USAGE_TTL: std::time::Duration = std::time::Duration::from_secs(15);
 pub fn disk_usage(repo: &Path) -> u64 {
     type Measured = Option<(std::path::PathBuf, std::time::Instant, u64)>;
     static LAST: std::sync::Mutex<Measured> = std::sync::Mutex::new(None);
-    let mut last = LAST
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut last = crate::sync::lock(&LAST);
     if let Some((path, at, bytes)) = &*last {
         if path == repo && at.elapsed() < DISK_USAGE_TTL {
             return *bytes;

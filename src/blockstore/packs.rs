@@ -24,7 +24,7 @@ use std::io::{self, ErrorKind};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 /// A block's place: pack number and byte offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +98,7 @@ impl Packs {
     }
 
     fn file(&self, pack: u32) -> io::Result<Arc<File>> {
-        let files = self.files.read().unwrap_or_else(PoisonError::into_inner);
+        let files = crate::sync::read(&self.files);
         files.get(&pack).cloned().ok_or_else(|| {
             io::Error::new(ErrorKind::NotFound, format!("pack {pack} does not exist"))
         })
@@ -106,17 +106,14 @@ impl Packs {
 
     /// Appends `data` and returns where it went, with the guard to hold until the index names it.
     pub(super) fn write(&self, data: &[u8]) -> io::Result<(Location, Written<'_>)> {
-        let naming = self.naming.read().unwrap_or_else(PoisonError::into_inner);
+        let naming = crate::sync::read(&self.naming);
         let len = data.len() as u64;
         let at = {
-            let mut tail = self.tail.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut tail = crate::sync::lock(&self.tail);
             if tail.1 > 0 && tail.1 + len > PACK_SIZE {
                 let next = tail.0 + 1;
                 let file = create(&self.root, next)?;
-                self.files
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(next, Arc::new(file));
+                crate::sync::write(&self.files).insert(next, Arc::new(file));
                 *tail = (next, 0);
             }
             let at = Location {
@@ -199,16 +196,13 @@ impl Packs {
     /// keeps new ones waiting until it is done. The pack being appended to is left alone.
     /// Returns the bytes of the ranges it punched (a range punched before counts again).
     pub(super) fn sweep(&self, used: impl Iterator<Item = (Location, u64)>) -> io::Result<u64> {
-        let _alone = self.naming.write().unwrap_or_else(PoisonError::into_inner);
-        let tail = self.tail.lock().unwrap_or_else(PoisonError::into_inner).0;
+        let _alone = crate::sync::write(&self.naming);
+        let tail = crate::sync::lock(&self.tail).0;
         let mut ranges: HashMap<u32, Vec<(u64, u64)>> = HashMap::new();
         for (at, len) in used {
             ranges.entry(at.pack).or_default().push((at.offset, len));
         }
-        let packs: Vec<(u32, Arc<File>)> = self
-            .files
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
+        let packs: Vec<(u32, Arc<File>)> = crate::sync::read(&self.files)
             .iter()
             .filter(|(n, _)| **n != tail)
             .map(|(n, f)| (*n, f.clone()))
@@ -217,10 +211,7 @@ impl Packs {
         for (n, file) in packs {
             let mut live = ranges.remove(&n).unwrap_or_default();
             if live.is_empty() {
-                self.files
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&n);
+                crate::sync::write(&self.files).remove(&n);
                 freed += allocated(&file)?;
                 fs::remove_file(Self::path(&self.root, n))?;
                 continue;

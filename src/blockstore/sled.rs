@@ -22,7 +22,7 @@ use ::sled::{Db, IVec, Tree};
 use bytes::Bytes;
 use cid::Cid;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 
 use super::packs::{Location, Packs};
 use super::space::{SpaceGuard, RECORD_COST};
@@ -282,8 +282,7 @@ impl SledStore {
     /// ranges are taken first: one deleted while the flush runs waits for the next, since its
     /// removal may not be on disk yet.
     fn flush_and_punch(&self) -> Result<(), Error> {
-        let ranges =
-            std::mem::take(&mut *self.unfreed.lock().unwrap_or_else(PoisonError::into_inner));
+        let ranges = std::mem::take(&mut *crate::sync::lock(&self.unfreed));
         self.db.flush()?;
         for (at, len) in ranges {
             self.punch(at, len)?;
@@ -415,7 +414,7 @@ impl Blocks for SledStore {
         self.add_stat(-1, -(len as i64))?;
         if let Entry::Packed { at, len, .. } = old {
             let full = {
-                let mut unfreed = self.unfreed.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut unfreed = crate::sync::lock(&self.unfreed);
                 unfreed.push((at, len));
                 unfreed.len() >= MAX_UNFREED
             };

@@ -119,7 +119,8 @@ pub async fn cat(api: &ApiClient, a: &CatArgs) -> anyhow::Result<()> {
         .bytes_stream()
         .map(|c| c.context("the transfer broke off (see the daemon's log)"));
     // straight to fd 1 from a thread of its own: tokio's stdout copies every piece once more
-    let out = std::fs::File::from(std::os::fd::AsFd::as_fd(&std::io::stdout()).try_clone_to_owned()?);
+    let out =
+        std::fs::File::from(std::os::fd::AsFd::as_fd(&std::io::stdout()).try_clone_to_owned()?);
     let (_, written, _) =
         crate::image::store::write_pieces(body, out, false, "standard output", &|_| {}).await?;
     if let Some(n) = expected.filter(|n| *n != written) {

@@ -14,14 +14,12 @@ use std::sync::Arc;
 
 use crate::blockservice::BlockService;
 use crate::image::estargz::build::BuildOptions;
+use crate::image::estargz::build::PREFETCH_LANDMARK;
 use crate::image::estargz::reader::{self, TocInfo};
 use crate::image::estargz::{index, Index, Toc};
 use crate::image::oci::{Descriptor, ANNOTATION_TOC_DIGEST};
 use crate::image::store::BlobStore;
 use crate::image::{convert, layout};
-
-/// Marks the end of the files to prefetch (REFERENCE §1.5).
-pub const PREFETCH_LANDMARK: &str = ".prefetch.landmark";
 
 /// Where a layer's eStargz bytes are.
 #[derive(Debug, Clone)]

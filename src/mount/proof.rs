@@ -46,15 +46,11 @@ impl Verdicts {
     pub const MAX: usize = 65_536;
 
     pub fn get(&self, key: &str) -> Option<Verdict> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .cloned()
+        crate::sync::lock(&self.0).get(key).cloned()
     }
 
     pub fn set(&self, key: String, v: Verdict) {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = crate::sync::lock(&self.0);
         if m.len() >= Self::MAX {
             // refusals are worth more than proofs: a proof can be redone
             m.retain(|_, v| *v != Verdict::Proven);

@@ -22,6 +22,7 @@ use super::inode::File;
 use super::layer::{Blob, Layer};
 use crate::blockservice::{BlockService, RangeError, SessionGetter};
 use crate::image::estargz::Chunk;
+use crate::sync::lock;
 use crate::unixfs::BlockGet;
 
 /// Chunks fetched ahead of a sequential reader: two keep both cores inflating.
@@ -353,10 +354,6 @@ fn peer_list(peers: &[libp2p::PeerId]) -> String {
         .map(|p| p.to_string())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The cache key of chunk `c` of `layer`: see [`Key`] (nothing in it is a claim).

@@ -37,6 +37,7 @@ use crate::blockservice::BlockService;
 use crate::image::oci::Kind;
 use crate::image::pull::{self, Found, Resolved};
 use crate::metrics::RegistryCounters;
+use crate::sync::lock;
 pub use error::RegistryError;
 
 /// Images kept resolved at most (then the map starts over).
@@ -75,10 +76,6 @@ impl Registry {
         map.insert(cid, r.clone());
         Ok(r)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The registry's router.

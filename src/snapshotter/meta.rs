@@ -110,7 +110,7 @@ impl Meta {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.write.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.write)
     }
 
     fn decode(name: &[u8], v: &[u8]) -> Result<Named, Error> {

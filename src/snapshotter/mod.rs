@@ -117,7 +117,7 @@ impl Snapshotter {
     /// them, and every later mount of it refused. A layer that cannot be read now is tried
     /// again a minute later.
     pub fn start_verifier(self: &Arc<Self>) {
-        let Some(mut queued) = self.queued.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+        let Some(mut queued) = crate::sync::lock(&self.queued).take() else {
             return;
         };
         let me = Arc::downgrade(self);

@@ -28,6 +28,7 @@ use crate::mount::fs::{reply_entries, spawn_read_reply, xattr_reply, Tree, TTL};
 use crate::mount::inode::ROOT;
 use crate::mount::proof::{self, Verdict, Verdicts};
 use crate::mount::ReaderParts;
+use crate::sync::lock;
 
 /// Inodes below this are the store's own; trees start at `1 << 32`.
 const TREE_SHIFT: u32 = 32;
@@ -220,10 +221,6 @@ pub struct StoreFs {
     rt: tokio::runtime::Handle,
     trust: Trust,
     verdicts: Arc<Verdicts>,
-}
-
-fn lock(m: &Mutex<Nodes>) -> std::sync::MutexGuard<'_, Nodes> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn dir_attr(ino: u64) -> FileAttr {

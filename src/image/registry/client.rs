@@ -270,13 +270,13 @@ impl Client {
                 .unwrap_or("")
                 .to_string();
             let header = self.answer(url, &challenge).await?;
-            *self.auth.lock().unwrap_or_else(|e| e.into_inner()) = Some(header);
+            *crate::sync::lock(&self.auth) = Some(header);
             fresh = true;
         }
     }
 
     fn cached_auth(&self) -> Option<HeaderValue> {
-        self.auth.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        crate::sync::lock(&self.auth).clone()
     }
 
     /// The error for a request refused after (or without) authenticating.
