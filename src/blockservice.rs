@@ -9,7 +9,24 @@ use cidfs_p2p::{BlockSource, Session};
 use std::sync::Arc;
 
 use crate::blockstore::{self, Blocks};
-use crate::unixfs::BlockGet;
+
+/// Something that returns a block's bytes by CID: the local store, or the block service (one
+/// read's [`SessionGetter`]). UnixFS reads go through it.
+pub trait BlockGet: Clone + Send + Sync + 'static {
+    /// The bytes of `cid`, or an error (missing, network, ...).
+    fn get(&self, cid: Cid) -> impl std::future::Future<Output = anyhow::Result<Bytes>> + Send;
+}
+
+/// The local store alone: a missing block is an error.
+impl<B: Blocks + ?Sized> BlockGet for Arc<B> {
+    fn get(&self, cid: Cid) -> impl std::future::Future<Output = anyhow::Result<Bytes>> + Send {
+        let store = Arc::clone(self);
+        async move {
+            Blocks::get(&*store, &cid)?
+                .ok_or_else(|| anyhow::anyhow!("block {cid} not found locally"))
+        }
+    }
+}
 
 /// Local store plus (optionally) the swarm.
 #[derive(Clone)]
@@ -35,73 +52,6 @@ struct SharedFetch {
 
 /// Blocks a read keeps in flight unless [`BlockService::with_readahead`] says otherwise.
 pub const DEFAULT_READAHEAD: usize = 32;
-/// Most bytes [`BlockService::read_range`] reserves before they arrive.
-const MAX_PREALLOC: u64 = 8 << 20;
-
-/// Why [`BlockService::read_range`] failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RangeError {
-    #[error("timed out after {} s", .0.as_secs())]
-    Timeout(std::time::Duration),
-    #[error("{0:#}")]
-    Fetch(anyhow::Error),
-}
-
-/// Bytes [`BlockService::add_stream`] hashes and stores at a time.
-pub const ADD_BATCH: usize = 4 << 20;
-
-/// What [`BlockService::add_stream`] added.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Added {
-    pub root: Cid,
-    /// File bytes.
-    pub size: u64,
-    /// Sum of the lengths of the file's blocks (kubo's `Size`).
-    pub cumulative_size: u64,
-}
-
-/// Why [`BlockService::add_stream`] failed: the caller's input, its options, or this node.
-#[derive(Debug, thiserror::Error)]
-pub enum AddError {
-    #[error("reading the input: {0:#}")]
-    Input(anyhow::Error),
-    #[error("add options: {0:#}")]
-    Options(anyhow::Error),
-    #[error("storing the blocks: {0:#}")]
-    Store(anyhow::Error),
-}
-
-/// Stores blocks an adder just hashed (`None`: only hashing).
-fn put_all(store: Option<&dyn Blocks>, blocks: &[(Cid, Vec<u8>)]) -> anyhow::Result<()> {
-    if let Some(store) = store {
-        for (cid, data) in blocks {
-            store
-                .put_hashed(cid, data)
-                .with_context(|| format!("storing block {cid}"))?;
-        }
-    }
-    Ok(())
-}
-
-/// An add's adder: in hand, or inside the blocking task that hashes and stores a batch.
-enum Held {
-    Here(Box<crate::unixfs::Adder>),
-    Busy(tokio::task::JoinHandle<anyhow::Result<crate::unixfs::Adder>>),
-}
-
-impl Held {
-    /// The adder, once its batch is done.
-    async fn take(self) -> Result<crate::unixfs::Adder, AddError> {
-        match self {
-            Held::Here(adder) => Ok(*adder),
-            Held::Busy(task) => task
-                .await
-                .map_err(|e| AddError::Store(e.into()))?
-                .map_err(AddError::Store),
-        }
-    }
-}
-
 /// Blocks fetched at once by a shared fetch (each of its two queues).
 const SHARED_PARALLEL: usize = 16;
 
@@ -120,7 +70,8 @@ impl BlockService {
         }
     }
 
-    /// Keeps `blocks` (at least 1) in flight in every read ([`Self::cat`], [`Self::read_range`]).
+    /// Keeps `blocks` (at least 1) in flight in every read of a file
+    /// ([`crate::unixfs::io::cat`], [`crate::unixfs::io::read_range`]).
     pub fn with_readahead(mut self, blocks: usize) -> Self {
         self.readahead = blocks.max(1);
         self
@@ -129,46 +80,6 @@ impl BlockService {
     /// Blocks a read keeps in flight.
     pub fn readahead(&self) -> usize {
         self.readahead
-    }
-
-    /// Bytes `offset..offset + len` (to the end without `len`) of the file under `root`, read
-    /// through `getter` as a stream, with the configured readahead.
-    pub fn cat<G: BlockGet>(
-        &self,
-        getter: G,
-        root: Cid,
-        offset: u64,
-        len: Option<u64>,
-    ) -> impl futures::Stream<Item = anyhow::Result<Bytes>> + Send + 'static {
-        crate::unixfs::cat(getter, root, offset, len, self.readahead)
-    }
-
-    /// [`Self::cat`] into one buffer, within `timeout` when given. The buffer grows as bytes
-    /// arrive: `len` comes from an index, not trusted to size it.
-    pub async fn read_range<G: BlockGet>(
-        &self,
-        getter: G,
-        root: Cid,
-        offset: u64,
-        len: Option<u64>,
-        timeout: Option<std::time::Duration>,
-    ) -> Result<Vec<u8>, RangeError> {
-        use futures::StreamExt as _;
-        let read = async {
-            let s = self.cat(getter, root, offset, len);
-            futures::pin_mut!(s);
-            let mut out = Vec::with_capacity(len.unwrap_or(0).min(MAX_PREALLOC) as usize);
-            while let Some(piece) = s.next().await {
-                out.extend_from_slice(&piece.map_err(RangeError::Fetch)?);
-            }
-            Ok(out)
-        };
-        match timeout {
-            Some(t) => tokio::time::timeout(t, read)
-                .await
-                .map_err(|_| RangeError::Timeout(t))?,
-            None => read.await,
-        }
     }
 
     /// Fetches every DAG under `roots` (`parallel` blocks at a time), then pins them all at
@@ -359,71 +270,6 @@ impl BlockService {
         }
     }
 
-    /// Adds a file, read from `input` in pieces of any size, as a UnixFS DAG (`opts` give the
-    /// layout) and returns its root, size and cumulative size; `store = false` only computes
-    /// them. The one add path of `add`, `image push` and `add --only-hash`.
-    ///
-    /// Input is taken in [`ADD_BATCH`] batches; each is hashed and stored on a blocking thread
-    /// while the next one is read, and its blocks go to the store as they were hashed
-    /// ([`Blocks::put_hashed`]). `progress` is called with the bytes of each piece read.
-    pub async fn add_stream<E: Into<anyhow::Error>>(
-        &self,
-        opts: &crate::unixfs::AddOptions,
-        input: impl futures::Stream<Item = Result<Bytes, E>>,
-        store: bool,
-        progress: &(dyn Fn(u64) + Send + Sync),
-    ) -> Result<Added, AddError> {
-        use futures::StreamExt as _;
-        let adder = crate::unixfs::Adder::new(opts).map_err(|e| AddError::Options(e.into()))?;
-        let blocks = store.then(|| self.store.clone());
-        let step = |mut adder: crate::unixfs::Adder, buf: Vec<u8>| {
-            let blocks = blocks.clone();
-            tokio::task::spawn_blocking(move || {
-                let made = adder.push(&buf);
-                put_all(blocks.as_deref(), &made)?;
-                anyhow::Ok(adder)
-            })
-        };
-        futures::pin_mut!(input);
-        let mut held = Held::Here(Box::new(adder));
-        let mut buf = Vec::with_capacity(ADD_BATCH);
-        loop {
-            let piece = input
-                .next()
-                .await
-                .transpose()
-                .map_err(|e| AddError::Input(e.into()))?;
-            if let Some(piece) = &piece {
-                progress(piece.len() as u64);
-                buf.extend_from_slice(piece);
-            }
-            if buf.len() >= ADD_BATCH || (piece.is_none() && !buf.is_empty()) {
-                let full = std::mem::replace(&mut buf, Vec::with_capacity(ADD_BATCH));
-                held = Held::Busy(step(held.take().await?, full));
-            }
-            if piece.is_none() {
-                break;
-            }
-        }
-        let adder = held.take().await?;
-        let finish = tokio::task::spawn_blocking(move || {
-            let size = adder.bytes_in();
-            let mut cumulative_size = adder.cumulative_size();
-            let (root, rest) = adder.finish();
-            cumulative_size += rest.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
-            put_all(blocks.as_deref(), &rest)?;
-            anyhow::Ok(Added {
-                root,
-                size,
-                cumulative_size,
-            })
-        });
-        finish
-            .await
-            .map_err(|e| AddError::Store(e.into()))?
-            .map_err(AddError::Store)
-    }
-
     /// Runs a blocking store operation off the async workers.
     pub async fn with_store<T: Send + 'static>(
         &self,
@@ -503,63 +349,5 @@ impl cidfs_p2p::fetch::DagSource for BlockService {
 
     fn links(&self, cid: &Cid, data: &[u8]) -> anyhow::Result<Vec<Cid>> {
         Ok(blockstore::links(cid, data)?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::blockstore::MemStore;
-    use crate::unixfs::{add_bytes, AddOptions};
-
-    /// The one add path gives the CIDs of the reference adder however its input is cut, stores
-    /// every block with `store` and none without.
-    #[tokio::test]
-    async fn add_stream_matches_the_reference_adder_in_any_pieces() {
-        let data: Vec<u8> = (0..(ADD_BATCH * 2 + 12_345) as u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-            .collect();
-        let opts = AddOptions::default();
-        let reference = add_bytes(&MemStore::default(), &data, &opts).unwrap();
-        for piece in [1 << 20, 65_537, data.len()] {
-            let store = Arc::new(MemStore::default());
-            let service = BlockService::new(store.clone(), None);
-            let input = futures::stream::iter(
-                data.chunks(piece)
-                    .map(|c| Ok::<_, std::io::Error>(Bytes::copy_from_slice(c)))
-                    .collect::<Vec<_>>(),
-            );
-            let seen = std::sync::atomic::AtomicU64::new(0);
-            let added = service
-                .add_stream(&opts, input, true, &|n| {
-                    seen.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                })
-                .await
-                .unwrap();
-            assert_eq!(added.root, reference.root, "pieces of {piece}");
-            assert_eq!(added.size, data.len() as u64);
-            assert_eq!(added.cumulative_size, reference.cumulative_size);
-            assert_eq!(seen.into_inner(), data.len() as u64);
-            assert_eq!(store.stat().unwrap().blocks as usize, reference.blocks);
-        }
-        let store = Arc::new(MemStore::default());
-        let service = BlockService::new(store.clone(), None);
-        let input = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(data))]);
-        let added = service
-            .add_stream(&opts, input, false, &|_| {})
-            .await
-            .unwrap();
-        assert_eq!(added.root, reference.root);
-        assert_eq!(
-            store.stat().unwrap().blocks,
-            0,
-            "only hashing stored blocks"
-        );
-        let failing = futures::stream::iter([Err::<Bytes, _>(std::io::Error::other("cut"))]);
-        let err = service
-            .add_stream(&opts, failing, true, &|_| {})
-            .await
-            .unwrap_err();
-        assert!(matches!(err, AddError::Input(_)), "{err}");
     }
 }

@@ -1,5 +1,5 @@
 //! `add`: multipart upload → UnixFS DAG (kubo's CIDs) → NDJSON `{"Name","Hash","Size"}` per file.
-//! The body is streamed through [`crate::blockservice::BlockService::add_stream`], so a large
+//! The body is streamed through [`crate::unixfs::io::add_stream`], so a large
 //! file is never held in memory.
 
 use axum::{
@@ -12,7 +12,7 @@ use serde_json::json;
 use std::sync::Arc;
 
 use super::{ApiError, AppState, Params};
-use crate::blockservice::AddError;
+use crate::unixfs::io::{add_stream, AddError};
 use crate::unixfs::AddOptions;
 
 pub async fn add(
@@ -42,9 +42,7 @@ pub async fn add(
         let chunks = futures::stream::unfold(field, |mut field| async move {
             field.chunk().await.transpose().map(|chunk| (chunk, field))
         });
-        let added = st
-            .blocks
-            .add_stream(&opts, chunks, !only_hash, &|_| {})
+        let added = add_stream(&st.blocks, &opts, chunks, !only_hash, &|_| {})
             .await
             .map_err(|e| match e {
                 AddError::Input(_) | AddError::Options(_) => ApiError::client(e.to_string()),

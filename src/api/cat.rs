@@ -26,7 +26,7 @@ pub async fn cat(
     let info = unixfs::stat(&getter, root).await?;
     let available = info.size.saturating_sub(offset);
     let n = length.map_or(available, |l| l.min(available));
-    let body = Body::from_stream(st.blocks.cat(getter, root, offset, length));
+    let body = Body::from_stream(unixfs::io::cat(&st.blocks, getter, root, offset, length));
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "text/plain")
         .header("X-Stream-Output", "1")

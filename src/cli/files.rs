@@ -92,8 +92,7 @@ pub async fn add_only_hash(a: &AddArgs) -> anyhow::Result<()> {
         None,
     );
     let input = tokio_util::io::ReaderStream::with_capacity(input, 1 << 20);
-    let root = hasher
-        .add_stream(&a.options(), input, false, &|_| {})
+    let root = crate::unixfs::io::add_stream(&hasher, &a.options(), input, false, &|_| {})
         .await?
         .root;
     if a.quiet {

@@ -5,6 +5,9 @@ use cid::Cid;
 use std::future::Future;
 use std::path::Path;
 
+use crate::unixfs::io::{add_stream, cat, read_range};
+use crate::unixfs::AddOptions;
+
 /// The node an image is pushed to or pulled from. Adds use kubo's `--cid-version=1` layout
 /// (256 KiB chunks, raw leaves, balanced DAG), so the CIDs match `ipfs add --cid-version=1`.
 pub trait BlobStore: Sync {
@@ -89,8 +92,7 @@ impl BlobStore for crate::blockservice::BlockService {
             .await
             .with_context(|| format!("opening {}", path.display()))?;
         let input = tokio_util::io::ReaderStream::with_capacity(f, 1 << 20);
-        let added = self
-            .add_stream(&crate::unixfs::AddOptions::default(), input, true, progress)
+        let added = add_stream(self, &AddOptions::default(), input, true, progress)
             .await
             .with_context(|| format!("adding {}", path.display()))?;
         Ok(added.root)
@@ -98,9 +100,7 @@ impl BlobStore for crate::blockservice::BlockService {
 
     async fn add_bytes(&self, bytes: Vec<u8>) -> anyhow::Result<Cid> {
         let input = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(bytes))]);
-        let added = self
-            .add_stream(&crate::unixfs::AddOptions::default(), input, true, &|_| {})
-            .await?;
+        let added = add_stream(self, &AddOptions::default(), input, true, &|_| {}).await?;
         Ok(added.root)
     }
 
@@ -110,7 +110,7 @@ impl BlobStore for crate::blockservice::BlockService {
 
     async fn cat_bytes(&self, cid: &Cid, offset: u64, len: Option<u64>) -> anyhow::Result<Vec<u8>> {
         let getter = self.getter_for(*cid, offset, len, None);
-        Ok(self.read_range(getter, *cid, offset, len, None).await?)
+        Ok(read_range(self, getter, *cid, offset, len, None).await?)
     }
 
     async fn cat_to_file(
@@ -119,7 +119,7 @@ impl BlobStore for crate::blockservice::BlockService {
         path: &Path,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> anyhow::Result<(String, u64)> {
-        let s = self.cat(self.session_for(*cid), *cid, 0, None);
+        let s = cat(self, self.session_for(*cid), *cid, 0, None);
         write_hashed(s, path, progress).await
     }
 }

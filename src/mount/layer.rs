@@ -157,7 +157,7 @@ async fn spool_layer(
             spool.display()
         );
     }
-    let s = blocks.cat(blocks.session_for(*cid), *cid, 0, Some(claimed + 1));
+    let s = crate::unixfs::io::cat(blocks, blocks.session_for(*cid), *cid, 0, Some(claimed + 1));
     let (digest, len) = crate::image::store::write_hashed(s, raw.path(), &|_| {}).await?;
     layout::check(desc, &digest, len)?;
     let (desc, diff_id, spool) = (desc.clone(), diff_id.to_string(), spool.to_path_buf());

@@ -90,7 +90,7 @@ async fn prove(blocks: &BlockService, desc: &Descriptor, diff_id: &str) -> Resul
     let claimed = u64::try_from(desc.size)
         .map_err(|_| Unproven::Mismatch(format!("layer {}: negative size", desc.digest)))?;
     // one byte past the claimed size is enough to tell a longer blob apart
-    let pieces = blocks.cat(blocks.session_for(cid), cid, 0, Some(claimed + 1));
+    let pieces = crate::unixfs::io::cat(blocks, blocks.session_for(cid), cid, 0, Some(claimed + 1));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(IN_FLIGHT);
     let hashing = tokio::task::spawn_blocking(move || {
         let mut d = LayerDigests::default();

@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 use super::cache::{ChunkCache, Key};
 use super::inode::File;
 use super::layer::{Blob, Layer};
-use crate::blockservice::{BlockService, RangeError, SessionGetter};
+use crate::blockservice::{BlockService, SessionGetter};
 use crate::image::estargz::Chunk;
 use crate::sync::lock;
+use crate::unixfs::io::{read_range, RangeError};
 use crate::unixfs::BlockGet;
 
 /// Chunks fetched ahead of a sequential reader: two keep both cores inflating.
@@ -268,16 +269,15 @@ impl Reader {
             inner: self.session.clone(),
             seen: Arc::default(),
         };
-        let read = self
-            .blocks
-            .read_range(
-                getter.clone(),
-                layer.cid,
-                start,
-                Some(end - start),
-                Some(self.read_timeout),
-            )
-            .await;
+        let read = read_range(
+            &self.blocks,
+            getter.clone(),
+            layer.cid,
+            start,
+            Some(end - start),
+            Some(self.read_timeout),
+        )
+        .await;
         let err = match read {
             Ok(buf) if buf.len() as u64 == end - start => {
                 return Ok((buf, getter.cids()));

@@ -306,8 +306,7 @@ async fn serve(
             let blocks = reg.blocks.clone();
             let read = move |start: u64, len: u64| {
                 let getter = blocks.getter_for(layer, start, Some(len), Some(size));
-                blocks
-                    .cat(getter, layer, start, Some(len))
+                crate::unixfs::io::cat(&blocks, getter, layer, start, Some(len))
                     .map(|r| r.map_err(|e| std::io::Error::other(format!("{e:#}"))))
                     .boxed()
             };

@@ -555,15 +555,15 @@ impl Filesystem for StoreFs {
                     };
                     let len = (size as u64).min((desc.size.max(0) as u64).saturating_sub(offset));
                     let blocks = &parts.blocks;
-                    let read = blocks
-                        .read_range(
-                            blocks.session(),
-                            cid,
-                            offset,
-                            Some(len),
-                            Some(parts.read_timeout),
-                        )
-                        .await;
+                    let read = crate::unixfs::io::read_range(
+                        blocks,
+                        blocks.session(),
+                        cid,
+                        offset,
+                        Some(len),
+                        Some(parts.read_timeout),
+                    )
+                    .await;
                     match read {
                         Ok(out) => reply.data(&out),
                         Err(e) => {

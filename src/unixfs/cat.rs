@@ -16,9 +16,7 @@
 //! getter is trusted to return blocks that match their CID (the store and the block service verify).
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::ops::Range;
-use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context as _};
 use bytes::Bytes;
@@ -30,23 +28,8 @@ use rust_unixfs::file::adder::{parse_file_branch, FileBranch};
 use rust_unixfs::file::visit::{FileVisit, IdleFileVisit};
 use rust_unixfs::file::FileReadFailed;
 
-use crate::blockstore::{dag_pb_links, Blocks, DAG_PB, RAW};
-
-/// Something that returns a block's bytes by CID: the local store, or the block service.
-pub trait BlockGet: Clone + Send + Sync + 'static {
-    /// The bytes of `cid`, or an error (missing, network, ...).
-    fn get(&self, cid: Cid) -> impl Future<Output = Result<Bytes, anyhow::Error>> + Send;
-}
-
-/// The local store alone: a missing block is an error.
-impl<B: Blocks + ?Sized> BlockGet for Arc<B> {
-    fn get(&self, cid: Cid) -> impl Future<Output = Result<Bytes, anyhow::Error>> + Send {
-        let store = Arc::clone(self);
-        async move {
-            Blocks::get(&*store, &cid)?.ok_or_else(|| anyhow!("block {cid} not found locally"))
-        }
-    }
-}
+use crate::blockservice::BlockGet;
+use crate::blockstore::{dag_pb_links, DAG_PB, RAW};
 
 /// What a root block is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -492,13 +475,14 @@ impl<G: BlockGet> Fetches<G> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blockstore::MemStore;
+    use crate::blockstore::{Blocks, MemStore};
     use crate::unixfs::add::{add_bytes, AddOptions, DEFAULT_CHUNK_SIZE};
     use futures::TryStreamExt;
     use rand::{rngs::StdRng, Rng, SeedableRng};
     use sha2::Digest;
+    use std::future::Future;
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-    use std::sync::{Mutex, OnceLock};
+    use std::sync::{Arc, Mutex, OnceLock};
     use std::time::Duration;
 
     /// Local getter that records every fetch and the most fetches in flight at once.

@@ -6,14 +6,17 @@
 //! - [`cat`]: [`stat()`] and the range reader [`cat()`] over any [`BlockGet`] (the local store, or
 //!   the block service that asks peers). A range read fetches only the blocks covering the range,
 //!   several at a time.
+//! - [`io`]: the one add path and the one range read over the block service, with its readahead.
 //!
-//! Imports only [`crate::blockstore`] (level 1).
+//! Imports [`crate::blockservice`] (level 2) and [`crate::blockstore`] (level 1).
 
 pub mod add;
 pub mod cat;
+pub mod io;
 
+pub use crate::blockservice::BlockGet;
 pub use add::{add_bytes, AddOptions, AddResult, Adder};
-pub use cat::{cat, stat, BlockGet, FileInfo, FileKind};
+pub use cat::{cat, stat, FileInfo, FileKind};
 
 use crate::blockstore;
 

@@ -1,0 +1,241 @@
+//! UnixFS files over the block service: the one add path ([`add_stream`], for `add`, `image
+//! push` and `add --only-hash`) and the one read of a file range ([`cat`] as a stream,
+//! [`read_range`] into a buffer), with the configured readahead. The format work is [`Adder`]
+//! and [`super::cat()`]; this module moves their bytes between blocking threads, the store and
+//! the swarm.
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use cid::Cid;
+
+use super::{AddOptions, Adder};
+use crate::blockservice::{BlockGet, BlockService};
+use crate::blockstore::Blocks;
+
+/// Most bytes [`read_range`] reserves before they arrive.
+const MAX_PREALLOC: u64 = 8 << 20;
+
+/// Why [`read_range`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RangeError {
+    #[error("timed out after {} s", .0.as_secs())]
+    Timeout(std::time::Duration),
+    #[error("{0:#}")]
+    Fetch(anyhow::Error),
+}
+
+/// Bytes [`add_stream`] hashes and stores at a time.
+pub const ADD_BATCH: usize = 4 << 20;
+
+/// What [`add_stream`] added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Added {
+    pub root: Cid,
+    /// File bytes.
+    pub size: u64,
+    /// Sum of the lengths of the file's blocks (kubo's `Size`).
+    pub cumulative_size: u64,
+}
+
+/// Why [`add_stream`] failed: the caller's input, its options, or this node.
+#[derive(Debug, thiserror::Error)]
+pub enum AddError {
+    #[error("reading the input: {0:#}")]
+    Input(anyhow::Error),
+    #[error("add options: {0:#}")]
+    Options(anyhow::Error),
+    #[error("storing the blocks: {0:#}")]
+    Store(anyhow::Error),
+}
+
+/// Stores blocks an adder just hashed (`None`: only hashing).
+fn put_all(store: Option<&dyn Blocks>, blocks: &[(Cid, Vec<u8>)]) -> anyhow::Result<()> {
+    if let Some(store) = store {
+        for (cid, data) in blocks {
+            store
+                .put_hashed(cid, data)
+                .with_context(|| format!("storing block {cid}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// An add's adder: in hand, or inside the blocking task that hashes and stores a batch.
+enum Held {
+    Here(Box<Adder>),
+    Busy(tokio::task::JoinHandle<anyhow::Result<Adder>>),
+}
+
+impl Held {
+    /// The adder, once its batch is done.
+    async fn take(self) -> Result<Adder, AddError> {
+        match self {
+            Held::Here(adder) => Ok(*adder),
+            Held::Busy(task) => task
+                .await
+                .map_err(|e| AddError::Store(e.into()))?
+                .map_err(AddError::Store),
+        }
+    }
+}
+
+/// Bytes `offset..offset + len` (to the end without `len`) of the file under `root`, read
+/// through `getter` as a stream, with the configured readahead.
+pub fn cat<G: BlockGet>(
+    blocks: &BlockService,
+    getter: G,
+    root: Cid,
+    offset: u64,
+    len: Option<u64>,
+) -> impl futures::Stream<Item = anyhow::Result<Bytes>> + Send + 'static {
+    super::cat(getter, root, offset, len, blocks.readahead())
+}
+
+/// [`cat`] into one buffer, within `timeout` when given. The buffer grows as bytes
+/// arrive: `len` comes from an index, not trusted to size it.
+pub async fn read_range<G: BlockGet>(
+    blocks: &BlockService,
+    getter: G,
+    root: Cid,
+    offset: u64,
+    len: Option<u64>,
+    timeout: Option<std::time::Duration>,
+) -> Result<Vec<u8>, RangeError> {
+    use futures::StreamExt as _;
+    let read = async {
+        let s = cat(blocks, getter, root, offset, len);
+        futures::pin_mut!(s);
+        let mut out = Vec::with_capacity(len.unwrap_or(0).min(MAX_PREALLOC) as usize);
+        while let Some(piece) = s.next().await {
+            out.extend_from_slice(&piece.map_err(RangeError::Fetch)?);
+        }
+        Ok(out)
+    };
+    match timeout {
+        Some(t) => tokio::time::timeout(t, read)
+            .await
+            .map_err(|_| RangeError::Timeout(t))?,
+        None => read.await,
+    }
+}
+
+/// Adds a file, read from `input` in pieces of any size, as a UnixFS DAG (`opts` give the
+/// layout) and returns its root, size and cumulative size; `store = false` only computes
+/// them. The one add path of `add`, `image push` and `add --only-hash`.
+///
+/// Input is taken in [`ADD_BATCH`] batches; each is hashed and stored on a blocking thread
+/// while the next one is read, and its blocks go to the store as they were hashed
+/// ([`Blocks::put_hashed`]). `progress` is called with the bytes of each piece read.
+pub async fn add_stream<E: Into<anyhow::Error>>(
+    service: &BlockService,
+    opts: &AddOptions,
+    input: impl futures::Stream<Item = Result<Bytes, E>>,
+    store: bool,
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> Result<Added, AddError> {
+    use futures::StreamExt as _;
+    let adder = Adder::new(opts).map_err(|e| AddError::Options(e.into()))?;
+    let blocks = store.then(|| service.store().clone());
+    let step = |mut adder: Adder, buf: Vec<u8>| {
+        let blocks = blocks.clone();
+        tokio::task::spawn_blocking(move || {
+            let made = adder.push(&buf);
+            put_all(blocks.as_deref(), &made)?;
+            anyhow::Ok(adder)
+        })
+    };
+    futures::pin_mut!(input);
+    let mut held = Held::Here(Box::new(adder));
+    let mut buf = Vec::with_capacity(ADD_BATCH);
+    loop {
+        let piece = input
+            .next()
+            .await
+            .transpose()
+            .map_err(|e| AddError::Input(e.into()))?;
+        if let Some(piece) = &piece {
+            progress(piece.len() as u64);
+            buf.extend_from_slice(piece);
+        }
+        if buf.len() >= ADD_BATCH || (piece.is_none() && !buf.is_empty()) {
+            let full = std::mem::replace(&mut buf, Vec::with_capacity(ADD_BATCH));
+            held = Held::Busy(step(held.take().await?, full));
+        }
+        if piece.is_none() {
+            break;
+        }
+    }
+    let adder = held.take().await?;
+    let finish = tokio::task::spawn_blocking(move || {
+        let size = adder.bytes_in();
+        let mut cumulative_size = adder.cumulative_size();
+        let (root, rest) = adder.finish();
+        cumulative_size += rest.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+        put_all(blocks.as_deref(), &rest)?;
+        anyhow::Ok(Added {
+            root,
+            size,
+            cumulative_size,
+        })
+    });
+    finish
+        .await
+        .map_err(|e| AddError::Store(e.into()))?
+        .map_err(AddError::Store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blockstore::{Blocks, MemStore};
+    use crate::unixfs::add_bytes;
+    use std::sync::Arc;
+
+    /// The one add path gives the CIDs of the reference adder however its input is cut, stores
+    /// every block with `store` and none without.
+    #[tokio::test]
+    async fn add_stream_matches_the_reference_adder_in_any_pieces() {
+        let data: Vec<u8> = (0..(ADD_BATCH * 2 + 12_345) as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        let opts = AddOptions::default();
+        let reference = add_bytes(&MemStore::default(), &data, &opts).unwrap();
+        for piece in [1 << 20, 65_537, data.len()] {
+            let store = Arc::new(MemStore::default());
+            let service = BlockService::new(store.clone(), None);
+            let input = futures::stream::iter(
+                data.chunks(piece)
+                    .map(|c| Ok::<_, std::io::Error>(Bytes::copy_from_slice(c)))
+                    .collect::<Vec<_>>(),
+            );
+            let seen = std::sync::atomic::AtomicU64::new(0);
+            let added = add_stream(&service, &opts, input, true, &|n| {
+                seen.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            })
+            .await
+            .unwrap();
+            assert_eq!(added.root, reference.root, "pieces of {piece}");
+            assert_eq!(added.size, data.len() as u64);
+            assert_eq!(added.cumulative_size, reference.cumulative_size);
+            assert_eq!(seen.into_inner(), data.len() as u64);
+            assert_eq!(store.stat().unwrap().blocks as usize, reference.blocks);
+        }
+        let store = Arc::new(MemStore::default());
+        let service = BlockService::new(store.clone(), None);
+        let input = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(data))]);
+        let added = add_stream(&service, &opts, input, false, &|_| {})
+            .await
+            .unwrap();
+        assert_eq!(added.root, reference.root);
+        assert_eq!(
+            store.stat().unwrap().blocks,
+            0,
+            "only hashing stored blocks"
+        );
+        let failing = futures::stream::iter([Err::<Bytes, _>(std::io::Error::other("cut"))]);
+        let err = add_stream(&service, &opts, failing, true, &|_| {})
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AddError::Input(_)), "{err}");
+    }
+}
