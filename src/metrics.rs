@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::blockservice::BlockService;
 use crate::blockstore::StoreStat;
 
 /// `Content-Type` of the page [`render`] writes.
@@ -164,27 +163,6 @@ pub struct Snapshot {
     pub disk_bytes: u64,
     /// What the registry endpoint served.
     pub registry: RegistryStat,
-}
-
-impl Snapshot {
-    pub async fn take(
-        blocks: &BlockService,
-        repo: &Path,
-        registry: &RegistryCounters,
-    ) -> anyhow::Result<Snapshot> {
-        let store = blocks.with_store(|s| s.stat()).await?;
-        let net = blocks.net().map(|n| n.stats()).unwrap_or_default();
-        let peers = blocks.net().map(|n| n.peer_stats()).unwrap_or_default();
-        let repo = repo.to_path_buf();
-        let disk_bytes = tokio::task::spawn_blocking(move || disk_usage(&repo)).await?;
-        Ok(Snapshot {
-            store,
-            net,
-            peers,
-            disk_bytes,
-            registry: registry.stat(),
-        })
-    }
 }
 
 /// The `/metrics` page: the live instruments and `snap`.

@@ -119,8 +119,23 @@ fn ndjson(values: impl Iterator<Item = Value>) -> axum::response::Response {
         .into_response()
 }
 
+/// The node's counters now, for `repo/stat` and `/metrics`.
+async fn snapshot(st: &AppState) -> anyhow::Result<metrics::Snapshot> {
+    let store = st.blocks.with_store(|s| s.stat()).await?;
+    let net = st.blocks.net();
+    let repo = st.repo_path.clone();
+    let disk_bytes = tokio::task::spawn_blocking(move || metrics::disk_usage(&repo)).await?;
+    Ok(metrics::Snapshot {
+        store,
+        net: net.map(|n| n.stats()).unwrap_or_default(),
+        peers: net.map(|n| n.peer_stats()).unwrap_or_default(),
+        disk_bytes,
+        registry: st.instruments.registry.stat(),
+    })
+}
+
 pub async fn stat(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let s = metrics::Snapshot::take(&st.blocks, &st.repo_path, &st.instruments.registry).await?;
+    let s = snapshot(&st).await?;
     Ok(Json(json!({
         "RepoSize": s.disk_bytes,
         "StorageMax": 0,
@@ -142,7 +157,7 @@ pub async fn stat(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiErr
 }
 
 pub async fn metrics(State(st): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
-    let s = metrics::Snapshot::take(&st.blocks, &st.repo_path, &st.instruments.registry).await?;
+    let s = snapshot(&st).await?;
     Ok((
         [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
         metrics::render(&st.instruments, s),
