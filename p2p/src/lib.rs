@@ -18,6 +18,7 @@ pub mod behaviour;
 pub mod bitswap;
 mod block_source;
 mod client;
+pub mod codes;
 mod config;
 mod error;
 mod event_loop;

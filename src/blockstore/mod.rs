@@ -27,14 +27,7 @@ use sha2::{Digest, Sha256};
 pub use self::mem::MemStore;
 pub use self::sled::SledStore;
 
-/// Multihash code of sha2-256.
-pub const SHA2_256: u64 = 0x12;
-/// Multihash code of the identity "hash" (the digest is the data itself).
-pub const IDENTITY: u64 = 0x00;
-/// Multicodec of raw blocks.
-pub const RAW: u64 = 0x55;
-/// Multicodec of dag-pb blocks.
-pub const DAG_PB: u64 = 0x70;
+pub use cidfs_p2p::codes::{DAG_PB, IDENTITY, RAW, SHA2_256};
 
 /// Errors of the block store.
 #[derive(Debug, thiserror::Error)]

@@ -12,12 +12,7 @@ use sha2::{Digest, Sha256};
 
 /// Largest CID accepted in a wantlist entry or presence (boxo's `MaximumAllowedCid`).
 pub const MAX_CID_LEN: usize = 168;
-/// Multihash code of sha2-256.
-const SHA2_256: u64 = 0x12;
-/// Multihash code of the identity hash.
-const IDENTITY: u64 = 0x00;
-/// Codec of dag-pb, implied by bitswap 1.0.0 blocks.
-const DAG_PB: u64 = 0x70;
+use crate::codes::{DAG_PB, IDENTITY, SHA2_256};
 
 /// What a wantlist entry asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -393,7 +388,7 @@ mod tests {
     use super::*;
 
     fn raw_cid(data: &[u8]) -> Cid {
-        Cid::new_v1(0x55, hash(SHA2_256, data).unwrap())
+        Cid::new_v1(crate::codes::RAW, hash(SHA2_256, data).unwrap())
     }
 
     #[test]
