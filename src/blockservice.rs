@@ -70,8 +70,8 @@ impl BlockService {
         }
     }
 
-    /// Keeps `blocks` (at least 1) in flight in every read of a file
-    /// ([`crate::unixfs::io::cat`], [`crate::unixfs::io::read_range`]).
+    /// Keeps `blocks` (at least 1) in flight in every read of a file (UnixFS reads above ask
+    /// [`Self::readahead`]).
     pub fn with_readahead(mut self, blocks: usize) -> Self {
         self.readahead = blocks.max(1);
         self

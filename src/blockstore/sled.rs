@@ -172,7 +172,8 @@ impl SledStore {
     }
 
     /// Tree `name` of the store's database, for records a caller keeps beside the blocks
-    /// (e.g. [`crate::mount::verified`]): they share the store's flushes and crash safety.
+    /// (e.g. the mount's record of checked chunks): they share the store's flushes and crash
+    /// safety.
     /// Their names live apart from the store's own trees (`ext/` + `name`).
     pub fn tree(&self, name: &str) -> Result<Tree, Error> {
         Ok(self.db.open_tree(format!("ext/{name}"))?)
