@@ -14,7 +14,7 @@ use crate::blockservice::{BlockService, StoreSource};
 use crate::blockstore::{Blocks, SledStore};
 use crate::metrics::Metrics;
 use crate::mount::Mounts;
-use crate::registry::{self, Registry};
+use crate::registry_server::{self, Registry};
 use crate::repo::{self, Repo};
 use crate::snapshotter::{self, Snapshotter};
 
@@ -138,7 +138,7 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         Some(verified),
     )?;
     if !config.layer_store.mountpoint.as_os_str().is_empty() {
-        let m = crate::store::mount(&mounts, &config.layer_store.mountpoint, config.trust)
+        let m = crate::layer_store::mount(&mounts, &config.layer_store.mountpoint, config.trust)
             .await
             .context("mounting the layer store (layer_store.mountpoint; --layer-store)")?;
         info!("layer store mounted at {}", m.dir.display());
@@ -156,7 +156,8 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         repo.write_registry_file(addr)?;
         info!("registry listening on {addr} (pull {addr}/ipfs/<CID>)");
-        let app = registry::router(Registry::new(blocks.clone(), instruments.registry.clone()));
+        let app =
+            registry_server::router(Registry::new(blocks.clone(), instruments.registry.clone()));
         Some(serve_until(listener, app, stopped.clone()))
     } else {
         None

@@ -71,15 +71,15 @@ pub fn references(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let _ = crate::cidref::parse(&text);
     let _ = crate::cidref::parse_registry_ref(&text);
-    let _ = text.parse::<crate::image::registry::reference::Reference>();
+    let _ = text.parse::<crate::image::registry_client::reference::Reference>();
     let _ = crate::image::oci::Platform::parse(&text);
     let _ = crate::mount::inode::parse_rfc3339(&text);
-    let _ = crate::image::store::short(&text);
+    let _ = crate::image::progress::short(&text);
 }
 
 /// Registry paths and `Range` headers.
 pub fn registry_request(data: &[u8]) {
-    crate::registry::fuzz_request(data);
+    crate::registry_server::fuzz_request(data);
 }
 
 /// containerd's snapshot filters, one per line.

@@ -10,8 +10,9 @@
 //! 3. [`unixfs`]: kubo-identical `add` and range reads over any block getter
 //! 4. [`image`]: the IPFS-enabled OCI format, eStargz, push / pull / inspect
 //! 5. [`mount`]: lazy FUSE rootfs mounts of images, chunk by chunk from the swarm
-//! 6. [`api`]: the kubo RPC subset on axum; [`registry`]: the read-only OCI registry endpoint;
-//!    [`store`]: the Podman additional layer store; [`snapshotter`]: the containerd snapshotter
+//! 6. [`api`]: the kubo RPC subset on axum; [`registry_server`]: the read-only OCI registry
+//!    endpoint; [`layer_store`]: the Podman additional layer store; [`snapshotter`]: the
+//!    containerd snapshotter
 //! 7. [`daemon`]: wires it all together
 //! 8. [`cli`]: clap front-end; every networked subcommand is an API client
 
@@ -23,12 +24,12 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod image;
+pub mod layer_store;
 pub mod metrics;
 pub mod mount;
-pub mod registry;
+pub mod registry_server;
 pub mod repo;
 pub mod snapshotter;
-pub mod store;
 pub mod sync;
 #[cfg(test)]
 pub(crate) mod test_utils;
@@ -52,8 +53,8 @@ mod levels {
         ("image", 4),
         ("mount", 5),
         ("api", 6),
-        ("registry", 6),
-        ("store", 6),
+        ("registry_server", 6),
+        ("layer_store", 6),
         ("snapshotter", 6),
         ("daemon", 7),
         ("cli", 8),

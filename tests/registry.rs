@@ -272,7 +272,7 @@ fn podman_runs_from_the_additional_layer_store_without_pulling_layers() {
         .expect("layer digest")
         .to_string();
     let dir = mnt
-        .join(cidfs::store::layout::ref_dir_name(&reference))
+        .join(cidfs::layer_store::layout::ref_dir_name(&reference))
         .join(&digest);
     let info: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("info")).expect("info")).expect("JSON");

@@ -111,7 +111,7 @@ impl Daemon {
         let mut cmd = command(opts.netns.as_deref(), repo.path(), &args);
         cmd.env(
             "RUST_LOG",
-            "info,cidfs_p2p=debug,cidfs::store=debug,cidfs::blockservice=debug,libp2p=warn",
+            "info,cidfs_p2p=debug,cidfs::layer_store=debug,cidfs::blockservice=debug,libp2p=warn",
         )
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

@@ -121,7 +121,7 @@ pub async fn cat(api: &ApiClient, a: &CatArgs) -> anyhow::Result<()> {
     let out =
         std::fs::File::from(std::os::fd::AsFd::as_fd(&std::io::stdout()).try_clone_to_owned()?);
     let (_, written, _) =
-        crate::image::store::write_pieces(body, out, false, "standard output", &|_| {}).await?;
+        crate::image::blob_file::write_pieces(body, out, false, "standard output", &|_| {}).await?;
     if let Some(n) = expected.filter(|n| *n != written) {
         bail!("short read: got {written} of {n} bytes");
     }

@@ -10,9 +10,10 @@ use std::path::Path;
 
 use super::args::{ImageCommand, InspectArgs, PullArgs, PushArgs};
 use super::client::ApiClient;
+use crate::image::blob_store::BlobStore;
 use crate::image::estargz::build::BuildOptions;
 use crate::image::oci::Platform;
-use crate::image::store::{Bar, BlobStore, Reporter, Silent};
+use crate::image::progress::{Bar, Reporter, Silent};
 use crate::image::{inspect, location, pull, push, source};
 
 pub async fn run(api: &ApiClient, cmd: ImageCommand) -> anyhow::Result<()> {
@@ -166,7 +167,7 @@ impl BlobStore for ApiClient {
         let body = resp
             .bytes_stream()
             .map(|c| c.context("the transfer broke off (see the daemon's log)"));
-        crate::image::store::write_hashed(body, path, progress).await
+        crate::image::blob_file::write_hashed(body, path, progress).await
     }
 }
 

@@ -2,10 +2,10 @@
 
 use serde::Serialize;
 
+use super::blob_store::BlobStore;
 use super::estargz::{footer, FOOTER_SIZE};
 use super::oci::{self, ANNOTATION_TOC_DIGEST};
 use super::pull::Resolved;
-use super::store::BlobStore;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -143,13 +143,13 @@ pub fn render(r: &Report) -> String {
                 s,
                 "  {:<3} {:<19} {:>12}  {:<61} {:<8} {}",
                 n + 1,
-                super::store::short(&l.digest),
+                super::progress::short(&l.digest),
                 l.size,
                 l.cid,
                 if l.estargz { "yes" } else { "no" },
                 l.toc_digest
                     .as_deref()
-                    .map(super::store::short)
+                    .map(super::progress::short)
                     .unwrap_or("-")
             );
         }

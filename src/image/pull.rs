@@ -8,10 +8,11 @@ use cid::Cid;
 use std::path::{Path, PathBuf};
 
 use super::archive;
+use super::blob_store::BlobStore;
 use super::layout::{self, LayoutWriter, MAX_JSON};
 use super::location::Dest;
 use super::oci::{self, Descriptor, Index, Kind, Manifest, Platform};
-use super::store::{short, BlobStore, Reporter};
+use super::progress::{short, Reporter};
 
 /// Largest root descriptor accepted.
 const MAX_ROOT: u64 = 64 << 10;

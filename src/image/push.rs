@@ -11,11 +11,12 @@ use cid::Cid;
 use std::collections::HashMap;
 use std::path::Path;
 
+use super::blob_store::BlobStore;
 use super::convert;
 use super::estargz::build::BuildOptions;
 use super::oci::{self, ConfigSummary, Descriptor, Index, Kind, Manifest, Platform};
+use super::progress::{short, Reporter};
 use super::source::Source;
-use super::store::{short, BlobStore, Reporter};
 
 #[derive(Debug, Clone, Default)]
 pub struct PushOptions {

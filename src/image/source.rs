@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::layout::{self, Layout, MAX_JSON};
 use super::location;
 use super::oci::{self, Descriptor};
-use super::registry;
+use super::registry_client;
 
 /// How to reach a registry source.
 #[derive(Debug, Clone, Default)]
@@ -27,7 +27,7 @@ enum Inner {
         tag: Option<String>,
     },
     Registry {
-        client: registry::Client,
+        client: registry_client::Client,
         reference: String,
     },
 }
@@ -77,13 +77,13 @@ impl Source {
         };
         match src {
             location::Source::Registry(text) => {
-                let r: registry::Reference = text.parse()?;
-                let creds = registry::credentials_for(
+                let r: registry_client::Reference = text.parse()?;
+                let creds = registry_client::credentials_for(
                     &r.host,
                     reg.creds.as_deref(),
                     reg.authfile.as_deref(),
                 )?;
-                let client = registry::Client::new(&r, reg.insecure, creds)?;
+                let client = registry_client::Client::new(&r, reg.insecure, creds)?;
                 let reference = r
                     .digest
                     .clone()

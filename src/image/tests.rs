@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use super::blob_store::BlobStore;
 use super::estargz::build::BuildOptions;
 use super::location::{Dest, Source as Loc};
 use super::oci::{self, Descriptor};
-use super::store::{BlobStore, Silent};
+use super::progress::Silent;
 use super::{pull, push, source};
 use crate::blockservice::BlockService;
 use crate::blockstore::MemStore;

@@ -13,12 +13,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::blockservice::BlockService;
+use crate::image::blob_store::BlobStore;
 use crate::image::estargz::build::BuildOptions;
 use crate::image::estargz::build::PREFETCH_LANDMARK;
 use crate::image::estargz::reader::{self, TocInfo};
 use crate::image::estargz::{index, Index, Toc};
 use crate::image::oci::{Descriptor, ANNOTATION_TOC_DIGEST};
-use crate::image::store::BlobStore;
 use crate::image::{convert, layout};
 
 /// Where a layer's eStargz bytes are.
@@ -158,7 +158,7 @@ async fn spool_layer(
         );
     }
     let s = crate::unixfs::io::cat(blocks, blocks.session_for(*cid), *cid, 0, Some(claimed + 1));
-    let (digest, len) = crate::image::store::write_hashed(s, raw.path(), &|_| {}).await?;
+    let (digest, len) = crate::image::blob_file::write_hashed(s, raw.path(), &|_| {}).await?;
     layout::check(desc, &digest, len)?;
     let (desc, diff_id, spool) = (desc.clone(), diff_id.to_string(), spool.to_path_buf());
     tokio::task::spawn_blocking(move || {

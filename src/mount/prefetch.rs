@@ -9,7 +9,7 @@ use futures::{stream, StreamExt as _};
 
 use super::reader::Reader;
 use crate::blockservice::BlockService;
-use crate::image::store::BlobStore as _;
+use crate::image::blob_store::BlobStore as _;
 
 /// Chunks prefetched at once.
 const PREFETCH_PARALLEL: usize = 4;
