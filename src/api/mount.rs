@@ -28,7 +28,7 @@ pub async fn mount(
     let platforms = p
         .all("platform")
         .into_iter()
-        .map(|s| Platform::parse(s).map_err(ApiError::client))
+        .map(|s| Platform::parse(s).map_err(|e| ApiError::client(e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
     let req = MountRequest {
         image,

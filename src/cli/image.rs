@@ -39,7 +39,7 @@ fn reporter(quiet: bool) -> Box<dyn Reporter> {
 }
 
 async fn push_cmd(api: &ApiClient, a: PushArgs) -> anyhow::Result<()> {
-    let src: location::Source = a.source.parse().map_err(|e: String| anyhow!(e))?;
+    let src: location::Source = a.source.parse()?;
     let estargz = a.estargz.then(|| BuildOptions {
         chunk_size: a.chunk_size,
         prefetch: a.prefetch.clone(),
@@ -68,7 +68,7 @@ async fn push_cmd(api: &ApiClient, a: PushArgs) -> anyhow::Result<()> {
 
 async fn pull_cmd(api: &ApiClient, a: PullArgs) -> anyhow::Result<()> {
     let root = crate::cidref::parse(&a.image)?;
-    let dest: location::Dest = a.to.parse().map_err(|e: String| anyhow!(e))?;
+    let dest: location::Dest = a.to.parse()?;
     let resolved = pull::resolve(api, root, &platforms(&a.platform)?).await?;
     let rep = reporter(a.quiet);
     pull::pull(api, &resolved, &dest, rep.as_ref()).await

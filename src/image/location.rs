@@ -32,7 +32,35 @@ fn split_path(rest: &str) -> (PathBuf, Option<String>) {
     }
 }
 
-fn check_tag(tag: &Option<String>, text: &str) -> Result<(), String> {
+/// Why a source or destination is refused: the text given, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?}: {problem}")]
+pub struct LocationError {
+    pub text: String,
+    pub problem: Problem,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error("missing registry reference")]
+    NoReference,
+    #[error("no transport; {0}")]
+    NoTransport(&'static str),
+    #[error("unknown transport {0:?}; {1}")]
+    Transport(String, &'static str),
+    #[error("cidfs pulls into {DESTS}; copy from there with skopeo")]
+    NotADestination,
+    #[error("bad tag {0:?} (letters, digits, _ . -; at most 128)")]
+    Tag(String),
+    #[error("missing path")]
+    NoPath,
+    #[error("the name must be NAME:TAG")]
+    NoTag,
+    #[error("bad image name {0:?} (lowercase letters, digits, . _ - /)")]
+    Name(String),
+}
+
+fn check_tag(tag: &Option<String>) -> Result<(), Problem> {
     if let Some(t) = tag {
         let ok = !t.is_empty()
             && t.len() <= 128
@@ -40,95 +68,97 @@ fn check_tag(tag: &Option<String>, text: &str) -> Result<(), String> {
                 b.is_ascii_alphanumeric() || b == b'_' || (i > 0 && (b == b'.' || b == b'-'))
             });
         if !ok {
-            return Err(format!(
-                "{text:?}: bad tag {t:?} (letters, digits, _ . -; at most 128)"
-            ));
+            return Err(Problem::Tag(t.clone()));
         }
     }
     Ok(())
 }
 
-fn nonempty(p: &std::path::Path, text: &str) -> Result<(), String> {
+fn nonempty(p: &std::path::Path) -> Result<(), Problem> {
     if p.as_os_str().is_empty() {
-        return Err(format!("{text:?}: missing path"));
+        return Err(Problem::NoPath);
     }
     Ok(())
 }
 
 impl std::str::FromStr for Source {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, String> {
-        if let Some(rest) = text.strip_prefix("docker://") {
-            if rest.is_empty() {
-                return Err(format!("{text:?}: missing registry reference"));
-            }
-            return Ok(Source::Registry(rest.to_string()));
-        }
-        let (kind, rest) = text
-            .split_once(':')
-            .ok_or_else(|| format!("{text:?}: no transport; {SOURCES}"))?;
-        let src = match kind {
-            "oci" => {
-                let (dir, tag) = split_path(rest);
-                check_tag(&tag, text)?;
-                nonempty(&dir, text)?;
-                Source::Oci { dir, tag }
-            }
-            "oci-archive" => {
-                let (file, tag) = split_path(rest);
-                check_tag(&tag, text)?;
-                nonempty(&file, text)?;
-                Source::OciArchive { file, tag }
-            }
-            "docker-archive" => {
-                let (file, name) = split_path(rest);
-                nonempty(&file, text)?;
-                Source::DockerArchive { file, name }
-            }
-            other => return Err(format!("{text:?}: unknown transport {other:?}; {SOURCES}")),
-        };
-        Ok(src)
+    type Err = LocationError;
+    fn from_str(text: &str) -> Result<Self, LocationError> {
+        parse_source(text).map_err(|problem| LocationError {
+            text: text.to_string(),
+            problem,
+        })
     }
 }
 
-impl std::str::FromStr for Dest {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, String> {
-        let (kind, rest) = text
-            .split_once(':')
-            .ok_or_else(|| format!("{text:?}: no transport; {DESTS}"))?;
-        match kind {
-            "oci" => {
-                let (dir, tag) = split_path(rest);
-                check_tag(&tag, text)?;
-                nonempty(&dir, text)?;
-                Ok(Dest::Oci { dir, tag })
-            }
-            "docker-archive" => {
-                let (file, name) = split_path(rest);
-                nonempty(&file, text)?;
-                if let Some(n) = &name {
-                    let (repo, tag) = n
-                        .rsplit_once(':')
-                        .ok_or_else(|| format!("{text:?}: the name must be NAME:TAG"))?;
-                    let repo_ok = !repo.is_empty()
-                        && repo.bytes().all(|b| {
-                            b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/:".contains(&b)
-                        });
-                    if !repo_ok {
-                        return Err(format!(
-                            "{text:?}: bad image name {repo:?} (lowercase letters, digits, . _ - /)"
-                        ));
-                    }
-                    check_tag(&Some(tag.to_string()), text)?;
-                }
-                Ok(Dest::DockerArchive { file, name })
-            }
-            "docker" | "oci-archive" => Err(format!(
-                "{text:?}: cidfs pulls into {DESTS}; copy from there with skopeo"
-            )),
-            other => Err(format!("{text:?}: unknown transport {other:?}; {DESTS}")),
+fn parse_source(text: &str) -> Result<Source, Problem> {
+    if let Some(rest) = text.strip_prefix("docker://") {
+        if rest.is_empty() {
+            return Err(Problem::NoReference);
         }
+        return Ok(Source::Registry(rest.to_string()));
+    }
+    let (kind, rest) = text.split_once(':').ok_or(Problem::NoTransport(SOURCES))?;
+    let src = match kind {
+        "oci" => {
+            let (dir, tag) = split_path(rest);
+            check_tag(&tag)?;
+            nonempty(&dir)?;
+            Source::Oci { dir, tag }
+        }
+        "oci-archive" => {
+            let (file, tag) = split_path(rest);
+            check_tag(&tag)?;
+            nonempty(&file)?;
+            Source::OciArchive { file, tag }
+        }
+        "docker-archive" => {
+            let (file, name) = split_path(rest);
+            nonempty(&file)?;
+            Source::DockerArchive { file, name }
+        }
+        other => return Err(Problem::Transport(other.to_string(), SOURCES)),
+    };
+    Ok(src)
+}
+
+impl std::str::FromStr for Dest {
+    type Err = LocationError;
+    fn from_str(text: &str) -> Result<Self, LocationError> {
+        parse_dest(text).map_err(|problem| LocationError {
+            text: text.to_string(),
+            problem,
+        })
+    }
+}
+
+fn parse_dest(text: &str) -> Result<Dest, Problem> {
+    let (kind, rest) = text.split_once(':').ok_or(Problem::NoTransport(DESTS))?;
+    match kind {
+        "oci" => {
+            let (dir, tag) = split_path(rest);
+            check_tag(&tag)?;
+            nonempty(&dir)?;
+            Ok(Dest::Oci { dir, tag })
+        }
+        "docker-archive" => {
+            let (file, name) = split_path(rest);
+            nonempty(&file)?;
+            if let Some(n) = &name {
+                let (repo, tag) = n.rsplit_once(':').ok_or(Problem::NoTag)?;
+                let repo_ok = !repo.is_empty()
+                    && repo.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/:".contains(&b)
+                    });
+                if !repo_ok {
+                    return Err(Problem::Name(repo.to_string()));
+                }
+                check_tag(&Some(tag.to_string()))?;
+            }
+            Ok(Dest::DockerArchive { file, name })
+        }
+        "docker" | "oci-archive" => Err(Problem::NotADestination),
+        other => Err(Problem::Transport(other.to_string(), DESTS)),
     }
 }
 
@@ -179,14 +209,15 @@ mod tests {
                 name: Some("ipfs/x:latest".into())
             }
         );
-        for bad in [
-            "docker://x/y",
-            "docker-archive:/o.tar:NoTag",
-            "docker-archive:/o.tar:Up:1",
-            "oci-archive:x",
+        for (bad, problem) in [
+            ("docker://x/y", Problem::NotADestination),
+            ("docker-archive:/o.tar:NoTag", Problem::NoTag),
+            ("docker-archive:/o.tar:Up:1", Problem::Name("Up".into())),
+            ("oci-archive:x", Problem::NotADestination),
         ] {
             let e = bad.parse::<Dest>().unwrap_err();
-            assert!(e.contains(bad), "{e}");
+            assert_eq!(e.problem, problem, "{bad}");
+            assert!(e.to_string().contains(bad), "{e}");
         }
     }
 }

@@ -52,9 +52,36 @@ pub enum Kind {
     },
 }
 
+/// Why an OCI value (media type, platform, descriptor URL, config, digest) is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OciError {
+    #[error(
+        "unsupported media type {0}: zstd layers cannot be converted (convert them to gzip first)"
+    )]
+    Zstd(String),
+    #[error("unknown media type {0:?}")]
+    MediaType(String),
+    #[error("bad platform {0:?}: expected OS/ARCH[/VARIANT], e.g. linux/amd64")]
+    Platform(String),
+    #[error("descriptor {0} has no ipfs:// URL: no CID is recorded")]
+    NoCid(String),
+    #[error("descriptor {digest}: bad CID {cid:?} in its ipfs:// URL: {reason}")]
+    BadCid {
+        digest: String,
+        cid: String,
+        reason: String,
+    },
+    #[error("bad image config JSON: {0}")]
+    Config(String),
+    #[error("bad digest {0:?}: only sha256 digests are supported")]
+    DigestAlgorithm(String),
+    #[error("bad digest {0:?}: expected sha256: and 64 lowercase hex digits")]
+    Digest(String),
+}
+
 /// The OCI media type for a Docker (or OCI) one, and what it is. Unknown types (including
 /// zstd layers, which cidfs cannot convert) are errors naming the type.
-pub fn classify(media_type: &str) -> Result<(&'static str, Kind), String> {
+pub fn classify(media_type: &str) -> Result<(&'static str, Kind), OciError> {
     Ok(match media_type {
         OCI_INDEX | DOCKER_MANIFEST_LIST => (OCI_INDEX, Kind::Index),
         OCI_MANIFEST | DOCKER_MANIFEST => (OCI_MANIFEST, Kind::Manifest),
@@ -65,12 +92,8 @@ pub fn classify(media_type: &str) -> Result<(&'static str, Kind), String> {
             (OCI_LAYER_NONDIST_GZIP, Kind::Layer { gzip: true })
         }
         OCI_LAYER_NONDIST => (OCI_LAYER_NONDIST, Kind::Layer { gzip: false }),
-        OCI_LAYER_ZSTD => {
-            return Err(format!(
-                "unsupported media type {media_type}: zstd layers cannot be converted (convert them to gzip first)"
-            ))
-        }
-        other => return Err(format!("unknown media type {other:?}")),
+        OCI_LAYER_ZSTD => return Err(OciError::Zstd(media_type.to_string())),
+        other => return Err(OciError::MediaType(other.to_string())),
     })
 }
 
@@ -93,7 +116,7 @@ pub struct Platform {
 
 impl Platform {
     /// `os/arch[/variant]`, as `--platform` takes it.
-    pub fn parse(s: &str) -> Result<Platform, String> {
+    pub fn parse(s: &str) -> Result<Platform, OciError> {
         let parts: Vec<&str> = s.split('/').collect();
         let ok = |p: &&str| !p.is_empty();
         match parts.as_slice() {
@@ -108,9 +131,7 @@ impl Platform {
                 variant: variant.to_string(),
                 ..Default::default()
             }),
-            _ => Err(format!(
-                "bad platform {s:?}: expected OS/ARCH[/VARIANT], e.g. linux/amd64"
-            )),
+            _ => Err(OciError::Platform(s.to_string())),
         }
     }
 
@@ -185,22 +206,16 @@ impl Descriptor {
     }
 
     /// The CID in the first `ipfs://` URL (REFERENCE §2.1 `GetCID`), parsed.
-    pub fn cid(&self) -> Result<cid::Cid, String> {
+    pub fn cid(&self) -> Result<cid::Cid, OciError> {
         let s = self
             .urls
             .iter()
             .find_map(|u| u.strip_prefix(IPFS_URL_PREFIX))
-            .ok_or_else(|| {
-                format!(
-                    "descriptor {} has no ipfs:// URL: no CID is recorded",
-                    self.digest
-                )
-            })?;
-        cid::Cid::try_from(s).map_err(|e| {
-            format!(
-                "descriptor {}: bad CID {s:?} in its ipfs:// URL: {e}",
-                self.digest
-            )
+            .ok_or_else(|| OciError::NoCid(self.digest.clone()))?;
+        cid::Cid::try_from(s).map_err(|e| OciError::BadCid {
+            digest: self.digest.clone(),
+            cid: s.to_string(),
+            reason: e.to_string(),
         })
     }
 
@@ -297,8 +312,8 @@ pub struct RootFs {
 }
 
 impl ConfigSummary {
-    pub fn parse(bytes: &[u8]) -> Result<ConfigSummary, String> {
-        serde_json::from_slice(bytes).map_err(|e| format!("bad image config JSON: {e}"))
+    pub fn parse(bytes: &[u8]) -> Result<ConfigSummary, OciError> {
+        serde_json::from_slice(bytes).map_err(|e| OciError::Config(e.to_string()))
     }
 
     pub fn platform(&self) -> Platform {
@@ -313,28 +328,27 @@ impl ConfigSummary {
 
 /// The config with `rootfs.diff_ids` replaced, re-serialized like containerd's converter does
 /// (Go `json.Marshal` of a `map[string]*json.RawMessage`: top-level keys sorted, values kept).
-pub fn set_diff_ids(config: &[u8], diff_ids: &[String]) -> Result<Vec<u8>, String> {
+pub fn set_diff_ids(config: &[u8], diff_ids: &[String]) -> Result<Vec<u8>, OciError> {
+    let bad = |e: &dyn std::fmt::Display| OciError::Config(e.to_string());
     let mut top: BTreeMap<String, Box<serde_json::value::RawValue>> =
-        serde_json::from_slice(config).map_err(|e| format!("bad image config JSON: {e}"))?;
+        serde_json::from_slice(config).map_err(|e| bad(&e))?;
     let mut rootfs: BTreeMap<String, Box<serde_json::value::RawValue>> = match top.get("rootfs") {
-        Some(r) => {
-            serde_json::from_str(r.get()).map_err(|e| format!("bad rootfs in image config: {e}"))?
-        }
+        Some(r) => serde_json::from_str(r.get()).map_err(|e| bad(&format!("rootfs: {e}")))?,
         None => BTreeMap::new(),
     };
-    let ids = serde_json::value::to_raw_value(diff_ids).map_err(|e| e.to_string())?;
+    let ids = serde_json::value::to_raw_value(diff_ids).map_err(|e| bad(&e))?;
     rootfs.insert("diff_ids".into(), ids);
     if !rootfs.contains_key("type") {
         rootfs.insert(
             "type".into(),
-            serde_json::value::to_raw_value("layers").map_err(|e| e.to_string())?,
+            serde_json::value::to_raw_value("layers").map_err(|e| bad(&e))?,
         );
     }
     top.insert(
         "rootfs".into(),
-        serde_json::value::to_raw_value(&rootfs).map_err(|e| e.to_string())?,
+        serde_json::value::to_raw_value(&rootfs).map_err(|e| bad(&e))?,
     );
-    super::gojson::to_vec(&top).map_err(|e| e.to_string())
+    super::gojson::to_vec(&top).map_err(|e| bad(&e))
 }
 
 /// Go-compatible compact JSON of any of these types.
@@ -349,18 +363,16 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 }
 
 /// Checks a digest string: `sha256:` and 64 lowercase hex digits. Returns the hex part.
-pub fn digest_hex(digest: &str) -> Result<&str, String> {
+pub fn digest_hex(digest: &str) -> Result<&str, OciError> {
     let hex = digest
         .strip_prefix("sha256:")
-        .ok_or_else(|| format!("bad digest {digest:?}: only sha256 digests are supported"))?;
+        .ok_or_else(|| OciError::DigestAlgorithm(digest.to_string()))?;
     if hex.len() != 64
         || !hex
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     {
-        return Err(format!(
-            "bad digest {digest:?}: expected sha256: and 64 lowercase hex digits"
-        ));
+        return Err(OciError::Digest(digest.to_string()));
     }
     Ok(hex)
 }
@@ -397,8 +409,13 @@ mod tests {
         );
         assert_eq!(classify(DOCKER_CONFIG).unwrap().0, OCI_CONFIG);
         let e = classify("application/x-whatever").unwrap_err();
-        assert!(e.contains("unknown media type"), "{e}");
-        assert!(classify(OCI_LAYER_ZSTD).unwrap_err().contains("zstd"));
+        assert!(matches!(e, OciError::MediaType(_)), "{e}");
+        assert!(e.to_string().contains("unknown media type"), "{e}");
+        let e = classify(OCI_LAYER_ZSTD).unwrap_err();
+        assert!(
+            matches!(e, OciError::Zstd(_)) && e.to_string().contains("zstd"),
+            "{e}"
+        );
     }
 
     #[test]
