@@ -209,7 +209,7 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         }
         None => None,
     };
-    api::guard::check_listen(&config.api).map_err(anyhow::Error::msg)?;
+    api::guard::check_listen(&config.api)?;
     let guard = api::guard::Guard::new(&config.api, repo.write_api_token()?)?;
     repo.write_api_file(&repo::api_multiaddr(api_addr))?;
     info!("API server listening on {}", repo::api_multiaddr(api_addr));

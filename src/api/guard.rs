@@ -63,16 +63,18 @@ pub struct ConfigError {
     why: String,
 }
 
+/// An API that would listen beyond loopback with no `api.authorizations`.
+#[derive(Debug, thiserror::Error)]
+#[error("api.listen is {0}, beyond loopback, and no [api.authorizations] are configured: the API would be open to anyone who reaches it. Listen on 127.0.0.1, or configure callers (see config/cidfs.toml)")]
+pub struct OpenApi(pub std::net::SocketAddr);
+
 /// Refuses an API that would listen beyond loopback with no `api.authorizations`: anyone who
 /// can reach it could add, pin and read everything.
-pub fn check_listen(config: &ApiConfig) -> Result<(), String> {
+pub fn check_listen(config: &ApiConfig) -> Result<(), OpenApi> {
     if config.listen.ip().is_loopback() || !config.authorizations.is_empty() {
         return Ok(());
     }
-    Err(format!(
-        "api.listen is {}, beyond loopback, and no [api.authorizations] are configured: the API would be open to anyone who reaches it. Listen on 127.0.0.1, or configure callers (see config/cidfs.toml)",
-        config.listen
-    ))
+    Err(OpenApi(config.listen))
 }
 
 fn caller(name: &str, a: &crate::config::Authorization) -> Result<Caller, ConfigError> {
@@ -443,6 +445,7 @@ mod tests {
         config.listen = "0.0.0.0:5001".parse().unwrap();
         assert!(check_listen(&config)
             .unwrap_err()
+            .to_string()
             .contains("beyond loopback"));
         config.authorizations.insert(
             "x".into(),

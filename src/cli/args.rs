@@ -124,19 +124,28 @@ pub struct StatsArgs {
     pub peers: usize,
 }
 
-fn parse_interval(s: &str) -> Result<f64, String> {
+/// A command-line value that does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum BadValue {
+    #[error("{0:?} is not a number of seconds from 0.1 to 3600")]
+    Interval(String),
+    #[error("{0:?} is not a size ({1}); e.g. 500MB, 20GiB or 1048576")]
+    Size(String, parse_size::Error),
+}
+
+fn parse_interval(s: &str) -> Result<f64, BadValue> {
     match s.parse::<f64>() {
         Ok(v) if (0.1..=3600.0).contains(&v) => Ok(v),
-        _ => Err(format!("{s:?} is not a number of seconds from 0.1 to 3600")),
+        _ => Err(BadValue::Interval(s.to_string())),
     }
 }
 
 /// A size such as `1048576`, `500MB` or `20GiB`.
-fn parse_size(s: &str) -> Result<u64, String> {
+fn parse_size(s: &str) -> Result<u64, BadValue> {
     // MB and GB are powers of 10, MiB and GiB of 2 (as `du`, `df -H` and kubo's StorageMax)
     parse_size::Config::new()
         .parse_size(s)
-        .map_err(|e| format!("{s:?} is not a size ({e}); e.g. 500MB, 20GiB or 1048576"))
+        .map_err(|e| BadValue::Size(s.to_string(), e))
 }
 
 #[derive(Args, Debug)]
@@ -421,10 +430,10 @@ mod tests {
 
     #[test]
     fn sizes_take_units_and_bad_ones_say_what_is_wanted() {
-        assert_eq!(parse_size("1048576"), Ok(1 << 20));
-        assert_eq!(parse_size("20GiB"), Ok(20 << 30));
-        assert_eq!(parse_size("500MB"), Ok(500_000_000));
-        let e = parse_size("1x").unwrap_err();
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        assert_eq!(parse_size("20GiB").unwrap(), 20 << 30);
+        assert_eq!(parse_size("500MB").unwrap(), 500_000_000);
+        let e = parse_size("1x").unwrap_err().to_string();
         assert!(e.contains("\"1x\"") && e.contains("20GiB"), "{e}");
         assert!(parse_interval("0").is_err() && parse_interval("2.5").is_ok());
     }

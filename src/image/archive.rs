@@ -16,15 +16,24 @@ use std::path::{Component, Path, PathBuf};
 use super::layout::{self, read_limited, MAX_JSON};
 use super::oci::{self, Descriptor, Index, Manifest, ANNOTATION_REF_NAME};
 
+/// Why a name in an archive is refused: it would leave the extraction root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum Unsafe {
+    #[error("contains a `..` component")]
+    Parent,
+    #[error("is an absolute path")]
+    Absolute,
+}
+
 /// The path `name` would take inside the extraction root, or why it is refused.
-fn safe_relative(name: &Path) -> Result<PathBuf, String> {
+fn safe_relative(name: &Path) -> Result<PathBuf, Unsafe> {
     let mut out = PathBuf::new();
     for c in name.components() {
         match c {
             Component::Normal(p) => out.push(p),
             Component::CurDir => {}
-            Component::ParentDir => return Err("contains a `..` component".into()),
-            Component::RootDir | Component::Prefix(_) => return Err("is an absolute path".into()),
+            Component::ParentDir => return Err(Unsafe::Parent),
+            Component::RootDir | Component::Prefix(_) => return Err(Unsafe::Absolute),
         }
     }
     Ok(out)

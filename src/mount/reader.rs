@@ -54,10 +54,23 @@ pub enum ReadError {
         cid: String,
         name: String,
         chunk_offset: u64,
-        reason: String,
+        reason: ChunkError,
     },
     #[error("{0:?} is not in its layer's chunk index")]
     NotIndexed(String),
+}
+
+/// What is wrong with a chunk's bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChunkError {
+    #[error("does not inflate: {0}")]
+    Inflate(String),
+    #[error("inflates to {got} bytes, but the TOC says {want}")]
+    Length { got: u64, want: u64 },
+    #[error("hashes to {got}, but the TOC says {want}")]
+    Digest { got: String, want: String },
+    #[error("could not be inflated: the inflating task failed: {0}")]
+    Task(String),
 }
 
 impl ReadError {
@@ -237,7 +250,7 @@ impl Reader {
             Ok(data)
         })
         .await
-        .unwrap_or_else(|e| Err(format!("inflate task failed: {e}")));
+        .unwrap_or_else(|e| Err(ChunkError::Task(e.to_string())));
         match inflated {
             Ok(data) => Ok(data),
             Err(reason) => {
@@ -374,24 +387,25 @@ pub fn inflate_and_check(
     skip: u64,
     len: u64,
     want: Option<Arc<str>>,
-) -> Result<Bytes, String> {
+) -> Result<Bytes, ChunkError> {
+    let inflate = |e: std::io::Error| ChunkError::Inflate(e.to_string());
     let mut gz = flate2::read::MultiGzDecoder::new(compressed);
-    std::io::copy(&mut (&mut gz).take(skip), &mut std::io::sink())
-        .map_err(|e| format!("does not inflate: {e}"))?;
+    std::io::copy(&mut (&mut gz).take(skip), &mut std::io::sink()).map_err(inflate)?;
     let mut data = Vec::with_capacity(len.min(64 << 20) as usize);
-    gz.take(len)
-        .read_to_end(&mut data)
-        .map_err(|e| format!("does not inflate: {e}"))?;
+    gz.take(len).read_to_end(&mut data).map_err(inflate)?;
     if data.len() as u64 != len {
-        return Err(format!(
-            "inflates to {} bytes, but the TOC says {len}",
-            data.len()
-        ));
+        return Err(ChunkError::Length {
+            got: data.len() as u64,
+            want: len,
+        });
     }
     if let Some(want) = want {
         let got = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&data)));
         if *got != *want {
-            return Err(format!("hashes to {got}, but the TOC says {want}"));
+            return Err(ChunkError::Digest {
+                got,
+                want: want.to_string(),
+            });
         }
     }
     Ok(Bytes::from(data))

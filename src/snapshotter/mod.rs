@@ -247,7 +247,7 @@ impl Snapshotter {
             Error::Unavailable(format!("layer snapshot {name:?} is unavailable: {why}"))
         };
         let t = remote::target(&s.labels)
-            .map_err(unavailable)?
+            .map_err(|e| unavailable(e.to_string()))?
             .ok_or_else(|| unavailable("its labels name no image".into()))?;
         let layer = self
             .remote

@@ -47,10 +47,22 @@ pub struct Target {
     pub layer: String,
 }
 
+/// Why a snapshot's labels name no layer that can be served.
+#[derive(Debug, thiserror::Error)]
+pub enum LabelError {
+    #[error(transparent)]
+    Reference(#[from] crate::cidref::CidRefError),
+    #[error("{reference:?} is labelled but {label} is not")]
+    NoDigest {
+        reference: String,
+        label: &'static str,
+    },
+}
+
 /// The layer `labels` ask for (rpull's labels, else the CRI plugin's); `Ok(None)` when they
 /// carry no reference or one that does not name an image by CID (another registry's image:
 /// unpacked as usual).
-pub fn target(labels: &BTreeMap<String, String>) -> Result<Option<Target>, String> {
+pub fn target(labels: &BTreeMap<String, String>) -> Result<Option<Target>, LabelError> {
     let (reference, digest_label) = match labels.get(REFERENCE_LABEL) {
         Some(r) => (r, DIGEST_LABEL),
         None => match labels.get(CRI_REFERENCE_LABEL) {
@@ -61,11 +73,14 @@ pub fn target(labels: &BTreeMap<String, String>) -> Result<Option<Target>, Strin
     let image = match crate::cidref::parse_registry_ref(reference) {
         Ok(c) => c,
         Err(crate::cidref::CidRefError::NotRegistryRef { .. }) => return Ok(None),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
     let layer = labels
         .get(digest_label)
-        .ok_or_else(|| format!("{reference:?} is labelled but {digest_label} is not"))?;
+        .ok_or_else(|| LabelError::NoDigest {
+            reference: reference.clone(),
+            label: digest_label,
+        })?;
     Ok(Some(Target {
         reference: reference.clone(),
         image,

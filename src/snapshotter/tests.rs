@@ -204,11 +204,15 @@ fn rpull_labels_name_a_layer_of_an_image_by_cid() {
     );
     assert_eq!(remote::target(&BTreeMap::new()).unwrap(), None);
     let bad = labels(&[(REFERENCE_LABEL, "localhost:5050/ipfs/bafynotacid:latest")]);
-    assert!(remote::target(&bad).unwrap_err().contains("invalid CID"));
+    let e = remote::target(&bad).unwrap_err();
+    assert!(matches!(e, remote::LabelError::Reference(_)), "{e}");
+    assert!(e.to_string().contains("invalid CID"), "{e}");
     let no_digest = labels(&[(REFERENCE_LABEL, &format!("h:1/ipfs/{cid}"))]);
-    assert!(remote::target(&no_digest)
-        .unwrap_err()
-        .contains(DIGEST_LABEL));
+    let e = remote::target(&no_digest).unwrap_err();
+    assert!(
+        matches!(e, remote::LabelError::NoDigest { label, .. } if label == DIGEST_LABEL),
+        "{e}"
+    );
 }
 
 struct Fixture {

@@ -89,8 +89,8 @@ pub enum BuildError {
     Read(#[source] std::io::Error),
     #[error("writing the eStargz blob: {0}")]
     Write(#[source] std::io::Error),
-    #[error("tar entry {name:?}: {reason}")]
-    Entry { name: String, reason: String },
+    #[error(transparent)]
+    Tar(#[from] super::tarstream::TarError),
     #[error("prefetch file {0:?} is not in the layer")]
     PrefetchMissing(String),
     #[error("starting the compression threads: {0}")]
@@ -127,7 +127,7 @@ fn build_batched(
                 continue;
             }
             w.entry(&e, &mut |buf: &mut Vec<u8>, len: usize| {
-                ts.payload_into(buf, len)
+                Ok(ts.payload_into(buf, len)?)
             })?;
         }
     } else {

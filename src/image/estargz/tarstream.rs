@@ -13,8 +13,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, ErrorKind, Read};
 
-use super::build::BuildError;
-
 /// Size of a tar block.
 pub(super) const BLOCK: usize = 512;
 /// Largest PAX or GNU long-name payload accepted (Go `maxSpecialFileSize`).
@@ -92,8 +90,34 @@ pub(super) struct TarStream<R> {
     last: String,
 }
 
-fn err(name: &str, reason: impl Into<String>) -> BuildError {
-    BuildError::Entry {
+/// Why a tar stream is refused: it could not be read (or ended early), or an entry is bad.
+#[derive(Debug, thiserror::Error)]
+pub enum TarError {
+    #[error("reading the layer tar: {0}")]
+    Read(#[source] io::Error),
+    #[error("tar entry {name:?}: {reason}")]
+    Entry { name: String, reason: Invalid },
+}
+
+/// What is wrong with an entry (a header field, an extension record, a name or a link).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl From<String> for Invalid {
+    fn from(s: String) -> Self {
+        Invalid(s)
+    }
+}
+
+impl From<&str> for Invalid {
+    fn from(s: &str) -> Self {
+        Invalid(s.to_string())
+    }
+}
+
+fn err(name: &str, reason: impl Into<Invalid>) -> TarError {
+    TarError::Entry {
         name: name.to_string(),
         reason: reason.into(),
     }
@@ -136,23 +160,23 @@ impl<R: Read> TarStream<R> {
     }
 
     /// Reads a header block; `Ok(false)` on a clean EOF before it when `eof_ok`.
-    fn block(&mut self, buf: &mut [u8; BLOCK], eof_ok: bool) -> Result<bool, BuildError> {
+    fn block(&mut self, buf: &mut [u8; BLOCK], eof_ok: bool) -> Result<bool, TarError> {
         match self.fill(buf) {
             Ok(true) => Ok(true),
             Ok(false) if eof_ok => Ok(false),
             Ok(false) | Err(Fill::Eof) => Err(self.truncated(false)),
-            Err(Fill::Io(e)) => Err(BuildError::Read(e)),
+            Err(Fill::Io(e)) => Err(TarError::Read(e)),
         }
     }
 
     /// The error for an EOF inside a payload or a header.
-    fn truncated(&self, in_payload: bool) -> BuildError {
+    fn truncated(&self, in_payload: bool) -> TarError {
         let what = match (&self.pending, in_payload) {
             (Some((name, _)), true) => format!("the payload of entry {name:?}"),
             _ if self.last.is_empty() => "the first header".to_string(),
             _ => format!("a header after entry {:?}", self.last),
         };
-        BuildError::Read(io::Error::new(
+        TarError::Read(io::Error::new(
             ErrorKind::UnexpectedEof,
             format!(
                 "truncated tar: it ends inside {what} (at byte {})",
@@ -162,16 +186,16 @@ impl<R: Read> TarStream<R> {
     }
 
     /// Fills `buf` from the pending payload.
-    fn payload_fill(&mut self, buf: &mut [u8]) -> Result<(), BuildError> {
+    fn payload_fill(&mut self, buf: &mut [u8]) -> Result<(), TarError> {
         match self.fill(buf) {
             Ok(true) => Ok(()),
             Ok(false) | Err(Fill::Eof) => Err(self.truncated(true)),
-            Err(Fill::Io(e)) => Err(BuildError::Read(e)),
+            Err(Fill::Io(e)) => Err(TarError::Read(e)),
         }
     }
 
     /// Appends `len` bytes of the pending payload to `out`.
-    pub fn payload_into(&mut self, out: &mut Vec<u8>, len: usize) -> Result<(), BuildError> {
+    pub fn payload_into(&mut self, out: &mut Vec<u8>, len: usize) -> Result<(), TarError> {
         let start = out.len();
         out.resize(start + len, 0);
         let r = self.payload_fill(&mut out[start..]);
@@ -182,11 +206,11 @@ impl<R: Read> TarStream<R> {
     }
 
     /// Passes `len` bytes of the pending payload to `f`, piece by piece.
-    pub fn payload_with(
+    pub fn payload_with<E: From<TarError>>(
         &mut self,
         len: u64,
-        mut f: impl FnMut(&[u8]) -> Result<(), BuildError>,
-    ) -> Result<(), BuildError> {
+        mut f: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
         let mut buf = vec![0u8; len.min(1 << 20) as usize];
         let mut left = len;
         while left > 0 {
@@ -199,13 +223,13 @@ impl<R: Read> TarStream<R> {
     }
 
     /// Skips `len` payload bytes.
-    pub fn skip_payload(&mut self, len: u64) -> Result<(), BuildError> {
+    pub fn skip_payload(&mut self, len: u64) -> Result<(), TarError> {
         self.payload_with(len, |_| Ok(()))
     }
 
     /// The next entry, or `None` at the end-of-archive marker (or a clean EOF).
     /// The previous entry's payload must have been taken.
-    pub fn next(&mut self) -> Result<Option<Entry>, BuildError> {
+    pub fn next(&mut self) -> Result<Option<Entry>, TarError> {
         self.pending = None;
         let mut raw = Vec::with_capacity(BLOCK);
         let mut pax: Vec<PaxRecord> = Vec::new();
@@ -226,7 +250,7 @@ impl<R: Read> TarStream<R> {
                         "a zero block followed by a non-zero block (not a tar archive?)",
                     )),
                     Ok(_) | Err(Fill::Eof) => Ok(None),
-                    Err(Fill::Io(e)) => Err(BuildError::Read(e)),
+                    Err(Fill::Io(e)) => Err(TarError::Read(e)),
                 };
             }
             let h = Header(&blk);
@@ -304,7 +328,7 @@ pub(super) struct Checker {
 }
 
 impl Checker {
-    pub fn check(&mut self, m: &Meta) -> Result<(), BuildError> {
+    pub fn check(&mut self, m: &Meta) -> Result<(), TarError> {
         let bad = |r: String| err(&m.name, r);
         check_path(&m.name).map_err(|r| bad(format!("name {r}")))?;
         let cleaned = clean(&m.name);
@@ -360,15 +384,15 @@ impl Checker {
     }
 }
 
-fn check_path(p: &str) -> Result<(), String> {
+fn check_path(p: &str) -> Result<(), Invalid> {
     if p.is_empty() {
         return Err("is empty".into());
     }
     if p.starts_with('/') {
-        return Err(format!("{p:?} is absolute"));
+        return Err(format!("{p:?} is absolute").into());
     }
     if p.split('/').any(|c| c == "..") {
-        return Err(format!("{p:?} has a \"..\" component"));
+        return Err(format!("{p:?} has a \"..\" component").into());
     }
     Ok(())
 }
@@ -400,11 +424,11 @@ impl Header<'_> {
     }
 
     /// Go `parseNumeric`: base-256 when the top bit is set, else octal with spaces/NULs trimmed.
-    fn num(&self, off: usize, len: usize) -> Result<i64, String> {
+    fn num(&self, off: usize, len: usize) -> Result<i64, Invalid> {
         parse_numeric(self.field(off, len))
     }
 
-    fn check_sum(&self) -> Result<(), String> {
+    fn check_sum(&self) -> Result<(), Invalid> {
         let want = self.num(148, 8)?;
         let (mut unsigned, mut signed) = (0i64, 0i64);
         for (i, &b) in self.0.iter().enumerate() {
@@ -434,7 +458,7 @@ impl Header<'_> {
         }
     }
 
-    fn meta(&self) -> Result<Meta, String> {
+    fn meta(&self) -> Result<Meta, Invalid> {
         let format = self.format();
         let mut name = c_string(self.field(0, 100));
         let prefix = match format {
@@ -454,11 +478,11 @@ impl Header<'_> {
             b'4' => Kind::Block,
             b'5' => Kind::Dir,
             b'6' => Kind::Fifo,
-            f => return Err(format!("unsupported tar entry type {}", describe_flag(f))),
+            f => return Err(format!("unsupported tar entry type {}", describe_flag(f)).into()),
         };
         let size = self.num(124, 12)?;
         if size < 0 {
-            return Err(format!("negative size {size}"));
+            return Err(format!("negative size {size}").into());
         }
         let (uname, gname, dev_major, dev_minor) = if format == Format::V7 {
             (String::new(), String::new(), 0, 0)
@@ -507,7 +531,7 @@ fn describe_flag(f: u8) -> String {
     }
 }
 
-fn parse_numeric(b: &[u8]) -> Result<i64, String> {
+fn parse_numeric(b: &[u8]) -> Result<i64, Invalid> {
     if let Some(&first) = b.first() {
         if first & 0x80 != 0 {
             // base-256, two's complement; the top bit of the first byte is the marker
@@ -530,7 +554,7 @@ fn parse_numeric(b: &[u8]) -> Result<i64, String> {
         return Ok(0);
     }
     let s = std::str::from_utf8(t).map_err(|_| "numeric field is not octal".to_string())?;
-    i64::from_str_radix(s, 8).map_err(|_| format!("numeric field {s:?} is not octal"))
+    i64::from_str_radix(s, 8).map_err(|_| Invalid(format!("numeric field {s:?} is not octal")))
 }
 
 fn trim(b: &[u8]) -> &[u8] {
@@ -549,7 +573,7 @@ fn trim(b: &[u8]) -> &[u8] {
 type PaxRecord = (Vec<u8>, Vec<u8>);
 
 /// PAX records `"%d %s=%s\n"`.
-fn parse_pax(mut data: &[u8]) -> Result<Vec<PaxRecord>, String> {
+fn parse_pax(mut data: &[u8]) -> Result<Vec<PaxRecord>, Invalid> {
     let bad = || "malformed PAX extended header".to_string();
     let mut out = Vec::new();
     while !data.is_empty() {
@@ -559,7 +583,7 @@ fn parse_pax(mut data: &[u8]) -> Result<Vec<PaxRecord>, String> {
             .and_then(|s| s.parse().ok())
             .ok_or_else(bad)?;
         if len <= sp + 1 || len > data.len() || data[len - 1] != b'\n' {
-            return Err(bad());
+            return Err(bad().into());
         }
         let kv = &data[sp + 1..len - 1];
         let eq = kv.iter().position(|&c| c == b'=').ok_or_else(bad)?;
@@ -569,13 +593,13 @@ fn parse_pax(mut data: &[u8]) -> Result<Vec<PaxRecord>, String> {
     Ok(out)
 }
 
-fn apply_pax(m: &mut Meta, pax: &[PaxRecord]) -> Result<(), String> {
+fn apply_pax(m: &mut Meta, pax: &[PaxRecord]) -> Result<(), Invalid> {
     let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
-    let int = |k: &str, v: &[u8]| -> Result<i64, String> {
+    let int = |k: &str, v: &[u8]| -> Result<i64, Invalid> {
         std::str::from_utf8(v)
             .ok()
             .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("PAX record {k} = {:?} is not a number", text(v)))
+            .ok_or_else(|| Invalid(format!("PAX record {k} = {:?} is not a number", text(v))))
     };
     for (k, v) in pax {
         match k.as_slice() {
@@ -588,7 +612,7 @@ fn apply_pax(m: &mut Meta, pax: &[PaxRecord]) -> Result<(), String> {
             b"size" => {
                 let s = int("size", v)?;
                 if s < 0 {
-                    return Err(format!("negative PAX size {s}"));
+                    return Err(format!("negative PAX size {s}").into());
                 }
                 m.size = s as u64;
             }
@@ -607,13 +631,13 @@ fn apply_pax(m: &mut Meta, pax: &[PaxRecord]) -> Result<(), String> {
 
 /// A PAX time `[-]secs[.frac]` as Go's `parsePAXTime` reads it (at most 9 fraction digits),
 /// normalized to floor seconds and nanoseconds.
-fn pax_time(v: &[u8]) -> Result<(i64, u32), String> {
+fn pax_time(v: &[u8]) -> Result<(i64, u32), Invalid> {
     let s = std::str::from_utf8(v).map_err(|_| "bad PAX mtime".to_string())?;
     let bad = || format!("bad PAX mtime {s:?}");
     let (int, frac) = s.split_once('.').unwrap_or((s, ""));
     let secs: i64 = int.parse().map_err(|_| bad())?;
     if !frac.bytes().all(|c| c.is_ascii_digit()) {
-        return Err(bad());
+        return Err(bad().into());
     }
     let mut nanos: u32 = 0;
     for i in 0..9 {

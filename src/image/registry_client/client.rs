@@ -14,7 +14,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt as _;
 
 use super::auth::{self, Challenge, Credentials};
-use super::error::{parse_oci_error, Error};
+use super::error::{parse_oci_error, Error, ManifestType};
 use super::reference::{self, Reference};
 use crate::image::oci::{self, Descriptor};
 
@@ -410,7 +410,7 @@ async fn read_capped(mut resp: Response, url: &str, cap: u64) -> Result<Option<V
 
 /// A manifest's media type: a manifest type in `Content-Type` (which the body's `mediaType`
 /// must then agree with), else the body's `mediaType`, else guessed from the fields present.
-fn manifest_media_type(content_type: &str, body: &[u8]) -> Result<String, String> {
+fn manifest_media_type(content_type: &str, body: &[u8]) -> Result<String, ManifestType> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Probe {
@@ -420,7 +420,7 @@ fn manifest_media_type(content_type: &str, body: &[u8]) -> Result<String, String
         config: Option<serde::de::IgnoredAny>,
     }
     let probe: Probe =
-        serde_json::from_slice(body).map_err(|e| format!("manifest is not a JSON object: {e}"))?;
+        serde_json::from_slice(body).map_err(|e| ManifestType::NotJson(e.to_string()))?;
     let is_manifest_type = |t: &str| {
         matches!(
             oci::classify(t),
@@ -429,10 +429,10 @@ fn manifest_media_type(content_type: &str, body: &[u8]) -> Result<String, String
     };
     if is_manifest_type(content_type) {
         if !probe.media_type.is_empty() && probe.media_type != content_type {
-            return Err(format!(
-                "Content-Type is {content_type} but the manifest says mediaType {}",
-                probe.media_type
-            ));
+            return Err(ManifestType::Contradicts {
+                content_type: content_type.to_string(),
+                media_type: probe.media_type,
+            });
         }
         return Ok(content_type.to_string());
     }
@@ -442,9 +442,7 @@ fn manifest_media_type(content_type: &str, body: &[u8]) -> Result<String, String
     match (probe.manifests.is_some(), probe.config.is_some()) {
         (true, false) => Ok(oci::OCI_INDEX.to_string()),
         (false, true) => Ok(oci::OCI_MANIFEST.to_string()),
-        _ => Err(format!(
-            "cannot tell the manifest's type (Content-Type {content_type:?}, no mediaType)"
-        )),
+        _ => Err(ManifestType::Unknown(content_type.to_string())),
     }
 }
 
@@ -538,7 +536,7 @@ mod tests {
         );
         assert_eq!(manifest_media_type("", m).unwrap(), oci::OCI_MANIFEST);
         let e = manifest_media_type(oci::OCI_INDEX, m).unwrap_err();
-        assert!(e.contains("Content-Type"), "{e}");
+        assert!(matches!(e, ManifestType::Contradicts { .. }), "{e}");
         assert_eq!(
             manifest_media_type("", br#"{"schemaVersion":2,"manifests":[]}"#).unwrap(),
             oci::OCI_INDEX

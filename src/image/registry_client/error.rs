@@ -55,7 +55,7 @@ pub enum Error {
     ManifestTooLarge { url: String, limit: u64 },
     /// The manifest's media type is missing or contradicts itself.
     #[error("{url}: {what}")]
-    BadManifest { url: String, what: String },
+    BadManifest { url: String, what: ManifestType },
     /// Connection, TLS, timeout or stream errors.
     #[error("{url}: {source}")]
     Transport {
@@ -123,4 +123,18 @@ mod tests {
             "http://h/v2/x/manifests/1: HTTP 404 MANIFEST_UNKNOWN: manifest unknown"
         );
     }
+}
+
+/// Why a manifest's media type cannot be told.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestType {
+    #[error("manifest is not a JSON object: {0}")]
+    NotJson(String),
+    #[error("Content-Type is {content_type} but the manifest says mediaType {media_type}")]
+    Contradicts {
+        content_type: String,
+        media_type: String,
+    },
+    #[error("cannot tell the manifest's type (Content-Type {0:?}, no mediaType)")]
+    Unknown(String),
 }
