@@ -10,20 +10,73 @@ use std::sync::Arc;
 
 use crate::blockstore::{self, Blocks};
 
+/// Why a block could not be had. The edges map each cause on purpose: a block no peer
+/// delivered in time is worth asking for again (HTTP 504 / 503, `ETIMEDOUT`, gRPC
+/// `Unavailable`); one missing from an offline node, or whose hash this node cannot check, is
+/// not.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// Not in the local store, and no node to ask (offline, or a local-only read).
+    #[error("block {0} not found locally (offline)")]
+    Missing(Cid),
+    /// No peer delivered it within the fetch timeout.
+    #[error("block {cid} not found: no peer provided it within {secs}s ({peers} peers connected)")]
+    Timeout { cid: Cid, secs: u64, peers: usize },
+    /// Its CID uses a hash this node cannot verify, so no peer's bytes could be accepted.
+    #[error("CID {0} uses a hash function this node cannot verify (only sha2-256 and identity)")]
+    Unverifiable(Cid),
+    /// The local store failed to read it.
+    #[error("reading block {cid}: {source}")]
+    Store {
+        cid: Cid,
+        #[source]
+        source: blockstore::Error,
+    },
+    /// The node is shutting down, or a task of it failed.
+    #[error("block {cid}: {reason}")]
+    Node { cid: Cid, reason: String },
+}
+
+impl FetchError {
+    /// Whether asking again later may succeed (no peer had it in time).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, FetchError::Timeout { .. })
+    }
+
+    /// The fetch error somewhere in `e`'s chain of causes, if there is one.
+    pub fn find(e: &anyhow::Error) -> Option<&FetchError> {
+        e.chain().find_map(|c| c.downcast_ref::<FetchError>())
+    }
+
+    fn from_net(cid: Cid, e: cidfs_p2p::Error) -> Self {
+        match e {
+            cidfs_p2p::Error::NotFound { cid, secs, peers } => {
+                FetchError::Timeout { cid, secs, peers }
+            }
+            cidfs_p2p::Error::UnsupportedHash(cid) => FetchError::Unverifiable(cid),
+            other => FetchError::Node {
+                cid,
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
 /// Something that returns a block's bytes by CID: the local store, or the block service (one
 /// read's [`SessionGetter`]). UnixFS reads go through it.
 pub trait BlockGet: Clone + Send + Sync + 'static {
-    /// The bytes of `cid`, or an error (missing, network, ...).
-    fn get(&self, cid: Cid) -> impl std::future::Future<Output = anyhow::Result<Bytes>> + Send;
+    /// The bytes of `cid`, or why they could not be had.
+    fn get(&self, cid: Cid) -> impl std::future::Future<Output = Result<Bytes, FetchError>> + Send;
 }
 
-/// The local store alone: a missing block is an error.
+/// The local store alone: a missing block is [`FetchError::Missing`].
 impl<B: Blocks + ?Sized> BlockGet for Arc<B> {
-    fn get(&self, cid: Cid) -> impl std::future::Future<Output = anyhow::Result<Bytes>> + Send {
+    fn get(&self, cid: Cid) -> impl std::future::Future<Output = Result<Bytes, FetchError>> + Send {
         let store = Arc::clone(self);
         async move {
-            Blocks::get(&*store, &cid)?
-                .ok_or_else(|| anyhow::anyhow!("block {cid} not found locally"))
+            Blocks::get(&*store, &cid)
+                .map_err(|source| FetchError::Store { cid, source })?
+                .ok_or(FetchError::Missing(cid))
         }
     }
 }
@@ -118,17 +171,20 @@ impl BlockService {
     }
 
     /// The block's bytes, fetched from peers when not stored locally. Cancel-safe.
-    pub async fn get(&self, cid: Cid, session: &Session) -> anyhow::Result<Bytes> {
+    pub async fn get(&self, cid: Cid, session: &Session) -> Result<Bytes, FetchError> {
         self.get_in(cid, session, None).await
     }
 
     /// The block from the local store alone (read off the async workers).
-    async fn local(&self, cid: Cid) -> anyhow::Result<Option<Bytes>> {
+    async fn local(&self, cid: Cid) -> Result<Option<Bytes>, FetchError> {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || Blocks::get(&*store, &cid))
             .await
-            .context("block store task failed")?
-            .with_context(|| format!("reading block {cid}"))
+            .map_err(|e| FetchError::Node {
+                cid,
+                reason: format!("block store task failed: {e}"),
+            })?
+            .map_err(|source| FetchError::Store { cid, source })
     }
 
     /// [`Self::get`] for a read of the DAG under `shared` (see [`Self::session_for`]).
@@ -137,7 +193,7 @@ impl BlockService {
         cid: Cid,
         session: &Session,
         shared: Option<Cid>,
-    ) -> anyhow::Result<Bytes> {
+    ) -> Result<Bytes, FetchError> {
         if let Some(data) = self.local(cid).await? {
             return Ok(data);
         }
@@ -151,11 +207,14 @@ impl BlockService {
     }
 
     /// Fetches the block from peers and stores it (unpinned).
-    async fn fetch(&self, cid: Cid, session: &Session) -> anyhow::Result<Bytes> {
+    async fn fetch(&self, cid: Cid, session: &Session) -> Result<Bytes, FetchError> {
         let Some(net) = &self.net else {
-            anyhow::bail!("block {cid} not found locally (offline)");
+            return Err(FetchError::Missing(cid));
         };
-        let data = net.get_block(cid, session).await?;
+        let data = net
+            .get_block(cid, session)
+            .await
+            .map_err(|e| FetchError::from_net(cid, e))?;
         let store = self.store.clone();
         let stored = data.clone();
         // bitswap computed `cid` from these bytes, and get_block returns only the CID asked for
@@ -254,7 +313,7 @@ impl BlockService {
         cid: Cid,
         fetch: &SharedFetch,
         session: &Session,
-    ) -> anyhow::Result<Bytes> {
+    ) -> Result<Bytes, FetchError> {
         loop {
             let stored = self.stored.notified();
             futures::pin_mut!(stored);
@@ -299,7 +358,7 @@ impl SessionGetter {
 }
 
 impl BlockGet for SessionGetter {
-    async fn get(&self, cid: Cid) -> anyhow::Result<Bytes> {
+    async fn get(&self, cid: Cid) -> Result<Bytes, FetchError> {
         self.service.get_in(cid, &self.session, self.share).await
     }
 }
@@ -344,7 +403,7 @@ impl cidfs_p2p::fetch::DagSource for BlockService {
     type Error = anyhow::Error;
 
     async fn get(&self, cid: Cid, session: &Session) -> anyhow::Result<Bytes> {
-        BlockService::get(self, cid, session).await
+        Ok(BlockService::get(self, cid, session).await?)
     }
 
     fn links(&self, cid: &Cid, data: &[u8]) -> anyhow::Result<Vec<Cid>> {

@@ -22,3 +22,31 @@ pub fn tar_of(files: &[(&str, &[u8])], symlinks: &[(&str, &str)]) -> Vec<u8> {
     }
     b.into_inner().unwrap()
 }
+
+/// A block service whose node is alone in its swarm (libp2p's memory transport, no peers), so a
+/// block it does not hold fails after `fetch_timeout` with [`FetchError::Timeout`], as on a node
+/// whose peers do not answer. Abort the task when done.
+///
+/// [`FetchError::Timeout`]: crate::blockservice::FetchError::Timeout
+pub fn lone_node(
+    fetch_timeout: std::time::Duration,
+) -> (
+    crate::blockservice::BlockService,
+    tokio::task::JoinHandle<()>,
+) {
+    let store = std::sync::Arc::new(crate::blockstore::MemStore::default());
+    let mut config = cidfs_p2p::Config::new(cidfs_p2p::identity::Keypair::generate_ed25519());
+    config.memory_transport = true;
+    config.listen = vec![format!("/memory/{}", rand::random::<u64>() | 1)
+        .parse()
+        .unwrap()];
+    config.mdns = false;
+    config.kademlia = false;
+    config.bitswap.fetch_timeout = fetch_timeout;
+    let source = std::sync::Arc::new(crate::blockservice::StoreSource(store.clone()));
+    let (client, task) = cidfs_p2p::Node::spawn(config, source).unwrap();
+    (
+        crate::blockservice::BlockService::new(store, Some(client)),
+        task,
+    )
+}

@@ -1,5 +1,7 @@
 //! kubo's error shape: `{"Message": "...", "Code": n, "Type": "error"}` (go-ipfs-cmds
-//! `error.go`). Code 1 (client error) answers 400, code 0 (normal error) answers 500.
+//! `error.go`). Code 1 (client error) answers 400, code 0 (normal error) answers 500, except
+//! where the cause tells more: a block no peer delivered in time answers 504 (worth asking
+//! again), one that is not on an offline node 404 ([`status_of`]).
 
 use axum::{
     http::{Method, StatusCode},
@@ -41,7 +43,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = match self {
             ApiError::Client(m) => (StatusCode::BAD_REQUEST, 1, m),
-            ApiError::Failed(e) => (StatusCode::INTERNAL_SERVER_ERROR, 0, format!("{e:#}")),
+            ApiError::Failed(e) => (status_of(&e), 0, format!("{e:#}")),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, 0, m),
             ApiError::Method(m) => (StatusCode::METHOD_NOT_ALLOWED, 2, m),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, 1, m),
@@ -52,6 +54,16 @@ impl IntoResponse for ApiError {
             Json(json!({ "Message": message, "Code": code, "Type": "error" })),
         )
             .into_response()
+    }
+}
+
+/// The status of a failed command, by its cause.
+pub fn status_of(e: &anyhow::Error) -> StatusCode {
+    use crate::blockservice::FetchError;
+    match FetchError::find(e) {
+        Some(FetchError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
+        Some(FetchError::Missing(_)) => StatusCode::NOT_FOUND,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -70,4 +82,38 @@ pub async fn unknown_command(method: Method, uri: axum::http::Uri) -> ApiError {
         ));
     }
     ApiError::NotFound(format!("unknown command: {}", uri.path()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blockservice::BlockService;
+    use crate::blockstore::MemStore;
+
+    /// A command that fails because no peer delivered a block in time answers 504, one whose
+    /// block is not on this offline node 404, anything else 500: a caller can tell "try again"
+    /// from "not here" from "broken".
+    #[tokio::test]
+    async fn failures_answer_by_their_cause() {
+        let cid = crate::unixfs::add_bytes(&MemStore::default(), b"elsewhere", &Default::default())
+            .unwrap()
+            .root;
+        let (online, task) = crate::test_utils::lone_node(std::time::Duration::from_secs(1));
+        let e = crate::unixfs::stat(&online.session(), cid)
+            .await
+            .unwrap_err();
+        assert_eq!(status_of(&e), StatusCode::GATEWAY_TIMEOUT, "{e:#}");
+        task.abort();
+        let offline = BlockService::new(std::sync::Arc::new(MemStore::default()), None);
+        let e = crate::unixfs::stat(&offline.session(), cid)
+            .await
+            .unwrap_err();
+        assert_eq!(status_of(&e), StatusCode::NOT_FOUND, "{e:#}");
+        let response = ApiError::from(e.context("cat")).into_response();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            status_of(&anyhow::anyhow!("the store is broken")),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
 }

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::path::Path;
 
 use super::blob_file::write_hashed;
-use crate::unixfs::io::{add_stream, cat, read_range};
+use crate::unixfs::io::{add_stream, cat, read_range, RangeError};
 use crate::unixfs::AddOptions;
 
 /// The node an image is pushed to or pulled from. Adds use kubo's `--cid-version=1` layout
@@ -72,7 +72,13 @@ impl BlobStore for crate::blockservice::BlockService {
 
     async fn cat_bytes(&self, cid: &Cid, offset: u64, len: Option<u64>) -> anyhow::Result<Vec<u8>> {
         let getter = self.getter_for(*cid, offset, len, None);
-        Ok(read_range(self, getter, *cid, offset, len, None).await?)
+        // the fetch's own error, so that its cause (FetchError) stays first in the chain
+        read_range(self, getter, *cid, offset, len, None)
+            .await
+            .map_err(|e| match e {
+                RangeError::Fetch(e) => e,
+                timeout => timeout.into(),
+            })
     }
 
     async fn cat_to_file(

@@ -13,6 +13,7 @@ use super::layout::{self, LayoutWriter, MAX_JSON};
 use super::location::Dest;
 use super::oci::{self, Descriptor, Index, Kind, Manifest, Platform};
 use super::progress::{short, Reporter};
+use crate::blockservice::FetchError;
 
 /// Largest root descriptor accepted.
 const MAX_ROOT: u64 = 64 << 10;
@@ -170,8 +171,36 @@ async fn fetch_json<S: BlobStore>(store: &S, desc: &Descriptor) -> anyhow::Resul
     Ok(bytes)
 }
 
+/// Why an image could not be resolved. The edges tell them apart: the registry endpoint answers
+/// 503 `UNAVAILABLE` for the first (ask again) and 404 `NAME_UNKNOWN` for the second.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// Blocks of the image could not be had: no peer delivered them in time, or the node failed.
+    #[error("{0:#}")]
+    Unreachable(anyhow::Error),
+    /// What the CID names is not an image this node can serve (not found on an offline node,
+    /// not an OCI descriptor, a bound broken, a platform missing, …).
+    #[error("{0:#}")]
+    NotAnImage(anyhow::Error),
+}
+
 /// Resolve `root` to the images it names, keeping the `platforms` asked for (all if empty).
 pub async fn resolve<S: BlobStore>(
+    store: &S,
+    root: Cid,
+    platforms: &[Platform],
+) -> Result<Resolved, ResolveError> {
+    resolve_any(store, root, platforms)
+        .await
+        .map_err(|e| match FetchError::find(&e) {
+            Some(f) if f.is_timeout() || matches!(f, FetchError::Node { .. }) => {
+                ResolveError::Unreachable(e)
+            }
+            _ => ResolveError::NotAnImage(e),
+        })
+}
+
+async fn resolve_any<S: BlobStore>(
     store: &S,
     root: Cid,
     platforms: &[Platform],

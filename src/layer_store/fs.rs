@@ -568,7 +568,11 @@ impl Filesystem for StoreFs {
                         Ok(out) => reply.data(&out),
                         Err(e) => {
                             tracing::warn!("layer store: read failed: blob {cid}: {e}");
-                            reply.error(Errno::EIO)
+                            reply.error(if e.is_timeout() {
+                                Errno::from_i32(libc::ETIMEDOUT)
+                            } else {
+                                Errno::EIO
+                            })
                         }
                     }
                 });

@@ -75,8 +75,15 @@ pub enum ChunkError {
 
 impl ReadError {
     /// The errno a FUSE reply carries.
+    /// A read that no peer answered in time is `ETIMEDOUT` (it may work when retried); bytes
+    /// that are wrong, or a read that failed otherwise, are `EIO`.
     pub fn errno(&self) -> i32 {
-        libc::EIO
+        match self {
+            ReadError::Timeout { .. } => libc::ETIMEDOUT,
+            ReadError::Fetch { .. } | ReadError::Corrupt { .. } | ReadError::NotIndexed(_) => {
+                libc::EIO
+            }
+        }
     }
 }
 
@@ -301,6 +308,12 @@ impl Reader {
                 end,
                 reason: format!("the blob ends after {} of {} bytes", buf.len(), end - start),
             },
+            Err(e) if e.is_timeout() => ReadError::Timeout {
+                cid: layer.cid.to_string(),
+                start,
+                end,
+                secs: self.read_timeout.as_secs(),
+            },
             Err(RangeError::Fetch(e)) => ReadError::Fetch {
                 cid: layer.cid.to_string(),
                 start,
@@ -425,7 +438,7 @@ impl Recording {
 }
 
 impl BlockGet for Recording {
-    async fn get(&self, cid: Cid) -> anyhow::Result<Bytes> {
+    async fn get(&self, cid: Cid) -> Result<Bytes, crate::blockservice::FetchError> {
         let data = self.inner.get(cid).await?;
         lock(&self.seen).push(cid);
         Ok(data)

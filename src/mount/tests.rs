@@ -548,3 +548,23 @@ async fn a_chunk_is_checked_once_per_node_and_a_failed_check_is_never_recorded()
     assert_eq!(read(&t, &reader(l), "big", 0, 5).await, &big[..5]);
     assert_eq!(memo.records(), before);
 }
+
+/// A read no peer answered in time is `ETIMEDOUT` (worth retrying), unlike bytes that fail their
+/// digest or a failed fetch (`EIO`): a caller can tell "slow swarm" from "bad image".
+#[test]
+fn a_timeout_and_a_bad_chunk_answer_different_errnos() {
+    let timeout = super::reader::ReadError::Timeout {
+        cid: "bafy".into(),
+        start: 0,
+        end: 1,
+        secs: 30,
+    };
+    let corrupt = super::reader::ReadError::Corrupt {
+        cid: "bafy".into(),
+        name: "f".into(),
+        chunk_offset: 0,
+        reason: super::reader::ChunkError::Length { got: 1, want: 2 },
+    };
+    assert_eq!(timeout.errno(), libc::ETIMEDOUT);
+    assert_eq!(corrupt.errno(), libc::EIO);
+}

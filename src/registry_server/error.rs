@@ -41,6 +41,11 @@ impl RegistryError {
     pub fn blob_unknown(m: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", m)
     }
+    /// 503: the swarm did not deliver in time; Docker's registry answers `UNAVAILABLE` so, and
+    /// clients retry 5xx.
+    pub fn unavailable(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", m)
+    }
     pub fn unsupported(m: impl Into<String>) -> Self {
         Self::new(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", m)
     }

@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::blockservice::BlockService;
 use crate::image::oci::Kind;
-use crate::image::pull::{self, Found, Resolved};
+use crate::image::pull::{self, Found, ResolveError, Resolved};
 use crate::metrics::RegistryCounters;
 use crate::sync::lock;
 pub use error::RegistryError;
@@ -66,8 +66,13 @@ impl Registry {
         if let Some(r) = cached {
             return Ok(r);
         }
-        let r = Arc::new(pull::resolve(&self.blocks, cid, &[]).await.map_err(|e| {
-            RegistryError::name_unknown(format!("ipfs/{cid} is not an image here: {e:#}"))
+        let r = Arc::new(pull::resolve(&self.blocks, cid, &[]).await.map_err(|e| match e {
+            ResolveError::Unreachable(e) => RegistryError::unavailable(format!(
+                "ipfs/{cid}: the image could not be fetched from the swarm in time, try again: {e:#}"
+            )),
+            ResolveError::NotAnImage(e) => {
+                RegistryError::name_unknown(format!("ipfs/{cid} is not an image here: {e:#}"))
+            }
         })?);
         let mut map = lock(&self.resolved);
         if map.len() >= MAX_RESOLVED {

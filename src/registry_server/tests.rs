@@ -300,3 +300,32 @@ async fn raw_get(addr: &str, path: &str) -> (u16, String) {
         .unwrap_or(0);
     (status, text)
 }
+
+/// An image whose blocks no peer delivers in time is "try again" (503 `UNAVAILABLE`), not "no
+/// such image" (404 `NAME_UNKNOWN`, what an offline node answers for the same CID): clients
+/// retry 5xx and give up on 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_the_swarm_does_not_deliver_in_time_is_unavailable_not_unknown() {
+    let elsewhere = BlockService::new(Arc::new(MemStore::default()), None);
+    let dir = tempfile::tempdir().unwrap();
+    write_layout(dir.path(), "v1");
+    let root = push_dir(&elsewhere, dir.path(), true).await.unwrap().root;
+    let (online, task) = crate::test_utils::lone_node(std::time::Duration::from_secs(1));
+    let offline = BlockService::new(Arc::new(MemStore::default()), None);
+    for (blocks, want) in [
+        (online, (503, "UNAVAILABLE")),
+        (offline, (404, "NAME_UNKNOWN")),
+    ] {
+        let app = router(Registry::new(blocks, Arc::default()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/v2/ipfs/{root}/manifests/latest",
+            listener.local_addr().unwrap()
+        );
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let (status, c) = code(reqwest::get(url).await.unwrap()).await;
+        assert_eq!((status, c.as_str()), want);
+        server.abort();
+    }
+    task.abort();
+}

@@ -438,8 +438,9 @@ impl<G: BlockGet> Fetches<G> {
     fn start(&mut self, cid: Cid) {
         self.requested.insert(cid);
         let getter = self.getter.clone();
-        self.in_flight
-            .push(Box::pin(async move { (cid, getter.get(cid).await) }));
+        self.in_flight.push(Box::pin(async move {
+            (cid, getter.get(cid).await.map_err(anyhow::Error::from))
+        }));
     }
 
     /// Waits for `cid` (fetching it if needed), driving the other fetches meanwhile. Keeps a copy
@@ -501,7 +502,10 @@ mod tests {
     }
 
     impl BlockGet for Counting {
-        fn get(&self, cid: Cid) -> impl Future<Output = Result<Bytes, anyhow::Error>> + Send {
+        fn get(
+            &self,
+            cid: Cid,
+        ) -> impl Future<Output = Result<Bytes, crate::blockservice::FetchError>> + Send {
             let this = self.clone();
             async move {
                 this.fetched.lock().unwrap().push(cid);

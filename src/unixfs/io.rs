@@ -9,7 +9,7 @@ use bytes::Bytes;
 use cid::Cid;
 
 use super::{AddOptions, Adder};
-use crate::blockservice::{BlockGet, BlockService};
+use crate::blockservice::{BlockGet, BlockService, FetchError};
 use crate::blockstore::Blocks;
 
 /// Most bytes [`read_range`] reserves before they arrive.
@@ -20,8 +20,18 @@ const MAX_PREALLOC: u64 = 8 << 20;
 pub enum RangeError {
     #[error("timed out after {} s", .0.as_secs())]
     Timeout(std::time::Duration),
-    #[error("{0:#}")]
+    #[error(transparent)]
     Fetch(anyhow::Error),
+}
+
+impl RangeError {
+    /// Whether the read ran out of time, its own or a block's (no peer delivered in time).
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            RangeError::Timeout(_) => true,
+            RangeError::Fetch(e) => FetchError::find(e).is_some_and(|f| f.is_timeout()),
+        }
+    }
 }
 
 /// Bytes [`add_stream`] hashes and stores at a time.
@@ -237,5 +247,39 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, AddError::Input(_)), "{err}");
+    }
+
+    /// A range no peer delivers in time is a timeout (worth retrying); the same range on an
+    /// offline node is not: the edges tell the two apart by [`RangeError::is_timeout`].
+    #[tokio::test]
+    async fn a_read_nobody_answers_times_out_and_an_offline_one_does_not() {
+        let cid = crate::unixfs::add_bytes(&MemStore::default(), b"elsewhere", &Default::default())
+            .unwrap()
+            .root;
+        let (online, task) = crate::test_utils::lone_node(std::time::Duration::from_secs(1));
+        let e = read_range(&online, online.session(), cid, 0, None, None)
+            .await
+            .unwrap_err();
+        assert!(e.is_timeout(), "{e}");
+        assert!(matches!(
+            FetchError::find(match &e {
+                RangeError::Fetch(e) => e,
+                other => panic!("{other}"),
+            }),
+            Some(FetchError::Timeout { .. })
+        ));
+        task.abort();
+        let offline = BlockService::new(Arc::new(MemStore::default()), None);
+        let e = read_range(&offline, offline.session(), cid, 0, None, None)
+            .await
+            .unwrap_err();
+        assert!(!e.is_timeout(), "{e}");
+        let RangeError::Fetch(e) = &e else {
+            panic!("{e}")
+        };
+        assert!(
+            matches!(FetchError::find(e), Some(FetchError::Missing(_))),
+            "{e}"
+        );
     }
 }
