@@ -13,6 +13,7 @@ use crate::api::{self, AppState};
 use crate::blockservice::{BlockService, StoreSource};
 use crate::blockstore::{Blocks, SledStore};
 use crate::metrics::Metrics;
+use crate::mount::verified::Verified;
 use crate::mount::Mounts;
 use crate::registry_server::{self, Registry};
 use crate::repo::{self, Repo};
@@ -38,12 +39,119 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(20);
 /// Environment switch of the test-only fault: serve corrupted blocks.
 pub const CORRUPT_ENV: &str = "CIDFS_TEST_CORRUPT_BLOCKS";
 
+/// Runs the daemon until SIGINT or SIGTERM. Each start-up step below owns what it starts;
+/// shutdown stops the parts in the reverse order of their start (the API first, the p2p node
+/// last), then flushes the block store.
 pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
     tune_malloc();
-    let created = repo.init()?;
-    if created {
+    if repo.init()? {
         info!("initialized repo {}", repo.root().display());
     }
+    let config = settings(&repo, &o)?;
+    let force_pnet = std::env::var("LIBP2P_FORCE_PNET").is_ok_and(|v| v == "1");
+    let swarm_key = repo.swarm_key(o.swarm_key.as_deref(), &config.swarm.swarm_key)?;
+    if force_pnet && swarm_key.is_none() {
+        anyhow::bail!(
+            "LIBP2P_FORCE_PNET=1 but no swarm key: put one at {} or pass --swarm-key FILE (refusing to start an open node)",
+            repo.default_swarm_key_path().display()
+        );
+    }
+    let _lock = repo.lock()?;
+    let keypair = repo.identity()?;
+    let (store, verified) = open_store(&repo, &config).await?;
+    let (net, net_task) = start_node(&config, &keypair, swarm_key, force_pnet, &store)?;
+    let blocks = BlockService::new(store.clone(), Some(net.clone()))
+        .with_readahead(config.bitswap.readahead_blocks);
+    let pins = blocks.with_store(|s| s.pins()).await?;
+    if !pins.is_empty() {
+        net.provide(pins).await?;
+    }
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| format!("binding the API to {}", config.api.listen))?;
+    let api_addr = listener.local_addr()?;
+    let instruments = Metrics::default();
+    let mounts = Mounts::new(
+        blocks.clone(),
+        config.mount.clone(),
+        repo.root(),
+        instruments.clone(),
+        Some(verified),
+    )?;
+    if !config.layer_store.mountpoint.as_os_str().is_empty() {
+        let m = crate::layer_store::mount(&mounts, &config.layer_store.mountpoint, config.trust)
+            .await
+            .context("mounting the layer store (layer_store.mountpoint; --layer-store)")?;
+        info!("layer store mounted at {}", m.dir.display());
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // started in this order, stopped in the reverse one
+    let mut started = Vec::new();
+    started.extend(start_registry(&repo, &config, &blocks, &instruments, &stopped).await?);
+    started.extend(start_snapshotter(&repo, &config, &mounts, &stopped).await?);
+    let state = AppState {
+        blocks,
+        public_key: keypair.public(),
+        repo_path: repo.root().to_path_buf(),
+        metrics: config.metrics.enabled,
+        mounts: mounts.clone(),
+        instruments,
+    };
+    started.extend(start_metrics(&config, &state, &stopped).await?);
+    api::guard::check_listen(&config.api)?;
+    let guard = api::guard::Guard::new(&config.api, repo.write_api_token()?)?;
+    repo.write_api_file(&repo::api_multiaddr(api_addr))?;
+    info!("API server listening on {}", repo::api_multiaddr(api_addr));
+    info!("daemon is ready");
+
+    let served = axum::serve(listener, api::router(state, guard))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        })
+        .await;
+    info!("shutting down");
+    for part in started.into_iter().rev() {
+        part.stop().await;
+    }
+    mounts.unmount_all().await;
+    net.shutdown().await;
+    let _ = tokio::time::timeout(STOP_TIMEOUT, net_task).await;
+    repo.remove_api_file()?;
+    // sled can retry a flush forever on a full disk: never hang the shutdown on it
+    let flushed = tokio::time::timeout(FLUSH_TIMEOUT, tokio::task::spawn_blocking(move || store.flush()))
+        .await
+        .map_err(|_| anyhow::anyhow!("the block store did not flush within {FLUSH_TIMEOUT:?} (disk full?); recent blocks may be lost"))?;
+    served.context("API server failed")?;
+    flushed?.context("flushing the block store")?;
+    info!("stopped");
+    Ok(())
+}
+
+/// Longest wait for one part of the daemon to stop at shutdown.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A part of the daemon that runs in a task of its own until the shutdown.
+struct Started {
+    what: &'static str,
+    /// Ends when the part has stopped (it watches the shutdown signal itself).
+    done: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    /// Runs once it stopped, or once it was given up on.
+    after: Box<dyn FnOnce() + Send>,
+}
+
+impl Started {
+    /// Waits (bounded) for the part to stop, then tidies up after it.
+    async fn stop(self) {
+        if tokio::time::timeout(STOP_TIMEOUT, self.done).await.is_err() {
+            warn!("the {} did not stop within {STOP_TIMEOUT:?}", self.what);
+        }
+        (self.after)();
+    }
+}
+
+/// The config file with the command line's overrides, checked.
+fn settings(repo: &Repo, o: &Overrides) -> anyhow::Result<crate::config::Config> {
     let mut config = repo.config()?;
     if !o.listen.is_empty() {
         config.swarm.listen = o.listen.clone();
@@ -71,27 +179,34 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
     config
         .validate()
         .context("invalid settings (config file plus command-line flags)")?;
-    let force_pnet = std::env::var("LIBP2P_FORCE_PNET").is_ok_and(|v| v == "1");
-    let swarm_key = repo.swarm_key(o.swarm_key.as_deref(), &config.swarm.swarm_key)?;
-    if force_pnet && swarm_key.is_none() {
-        anyhow::bail!(
-            "LIBP2P_FORCE_PNET=1 but no swarm key: put one at {} or pass --swarm-key FILE (refusing to start an open node)",
-            repo.default_swarm_key_path().display()
-        );
-    }
-    let _lock = repo.lock()?;
-    let keypair = repo.identity()?;
-    let store_path = repo.blocks_dir();
+    Ok(config)
+}
+
+/// The block store (and the mount's record of checked chunks, kept in its database).
+async fn open_store(
+    repo: &Repo,
+    config: &crate::config::Config,
+) -> anyhow::Result<(Arc<dyn Blocks>, Verified)> {
+    let path = repo.blocks_dir();
     let cache = config.store.cache_capacity_bytes();
     let min_free = config.store.min_free_bytes();
     let (store, verified) = tokio::task::spawn_blocking(move || {
-        let store = SledStore::open(&store_path, cache)?.with_min_free(min_free);
+        let store = SledStore::open(&path, cache)?.with_min_free(min_free);
         let verified = store.tree(crate::mount::verified::TREE)?;
-        anyhow::Ok((store, crate::mount::verified::Verified::new(verified)))
+        anyhow::Ok((store, Verified::new(verified)))
     })
     .await??;
-    let store: Arc<dyn Blocks> = Arc::new(store);
+    Ok((Arc::new(store), verified))
+}
 
+/// The p2p node, serving `store` to its peers.
+fn start_node(
+    config: &crate::config::Config,
+    keypair: &libp2p::identity::Keypair,
+    swarm_key: Option<cidfs_p2p::psk::SwarmKey>,
+    force_pnet: bool,
+    store: &Arc<dyn Blocks>,
+) -> anyhow::Result<(cidfs_p2p::Client, tokio::task::JoinHandle<()>)> {
     let mut net_cfg = cidfs_p2p::Config::new(keypair.clone());
     net_cfg.listen = config.swarm.listen.clone();
     net_cfg.peers = config.swarm.peers.clone();
@@ -108,7 +223,7 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
     if net_cfg.bitswap.corrupt_blocks {
         warn!("{CORRUPT_ENV}=1: this node serves CORRUPTED blocks (test fault switch)");
     }
-    let (net, net_task) = cidfs_p2p::Node::spawn(net_cfg, Arc::new(StoreSource(store.clone())))
+    let started = cidfs_p2p::Node::spawn(net_cfg, Arc::new(StoreSource(store.clone())))
         .context("starting the p2p node")?;
     info!("peer id {}", keypair.public().to_peer_id());
     match &swarm_key {
@@ -118,149 +233,122 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         ),
         None => warn!("no swarm key: this node joins an open network (only peers you configure or discover on the LAN)"),
     }
+    Ok(started)
+}
 
-    let blocks = BlockService::new(store.clone(), Some(net.clone()))
-        .with_readahead(config.bitswap.readahead_blocks);
-    let pins = blocks.with_store(|s| s.pins()).await?;
-    if !pins.is_empty() {
-        net.provide(pins).await?;
+/// The registry endpoint, when enabled; it writes the `registry` file and removes it at stop.
+async fn start_registry(
+    repo: &Repo,
+    config: &crate::config::Config,
+    blocks: &BlockService,
+    instruments: &Metrics,
+    stopped: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<Started>> {
+    if !config.registry.enabled {
+        return Ok(None);
     }
-    let listener = tokio::net::TcpListener::bind(config.api.listen)
+    let listener = tokio::net::TcpListener::bind(config.registry.listen)
         .await
-        .with_context(|| format!("binding the API to {}", config.api.listen))?;
-    let api_addr = listener.local_addr()?;
-    let instruments = Metrics::default();
-    let mounts = Mounts::new(
-        blocks.clone(),
-        config.mount.clone(),
-        repo.root(),
-        instruments.clone(),
-        Some(verified),
-    )?;
-    if !config.layer_store.mountpoint.as_os_str().is_empty() {
-        let m = crate::layer_store::mount(&mounts, &config.layer_store.mountpoint, config.trust)
-            .await
-            .context("mounting the layer store (layer_store.mountpoint; --layer-store)")?;
-        info!("layer store mounted at {}", m.dir.display());
+        .with_context(|| {
+            format!(
+                "binding the registry endpoint to {} (registry.listen; --registry-listen)",
+                config.registry.listen
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    repo.write_registry_file(addr)?;
+    info!("registry listening on {addr} (pull {addr}/ipfs/<CID>)");
+    let app = registry_server::router(Registry::new(blocks.clone(), instruments.registry.clone()));
+    let task = serve_until(listener, app, stopped.clone());
+    let repo = repo.clone();
+    Ok(Some(Started {
+        what: "registry endpoint",
+        done: Box::pin(async move {
+            if let Ok(Err(e)) = task.await {
+                warn!("registry endpoint failed: {e}");
+            }
+        }),
+        after: Box::new(move || {
+            if let Err(e) = repo.remove_registry_file() {
+                warn!("{e:#}");
+            }
+        }),
+    }))
+}
+
+/// The containerd snapshotter, unless its socket is set to "": its verifier, the layers it
+/// mounted before a restart, and its gRPC server.
+async fn start_snapshotter(
+    repo: &Repo,
+    config: &crate::config::Config,
+    mounts: &Mounts,
+    stopped: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<Started>> {
+    if config.snapshotter.socket.as_os_str().is_empty() {
+        return Ok(None);
     }
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let registry = if config.registry.enabled {
-        let listener = tokio::net::TcpListener::bind(config.registry.listen)
-            .await
-            .with_context(|| {
-                format!(
-                    "binding the registry endpoint to {} (registry.listen; --registry-listen)",
-                    config.registry.listen
-                )
-            })?;
-        let addr = listener.local_addr()?;
-        repo.write_registry_file(addr)?;
-        info!("registry listening on {addr} (pull {addr}/ipfs/<CID>)");
-        let app =
-            registry_server::router(Registry::new(blocks.clone(), instruments.registry.clone()));
-        Some(serve_until(listener, app, stopped.clone()))
-    } else {
-        None
-    };
-    let snapshotter = if config.snapshotter.socket.as_os_str().is_empty() {
-        None
-    } else {
-        let root = repo.root().join(&config.snapshotter.root);
-        let socket = repo.root().join(&config.snapshotter.socket);
-        let remote = snapshotter::remote::Remote {
-            mounts: mounts.clone(),
-            timeout: config.mount.read_timeout(),
-        };
-        let s = Arc::new(
-            Snapshotter::open(&root, remote, config.trust).with_context(|| {
-                format!(
-                    "opening the snapshotter at {} (snapshotter.root)",
-                    root.display()
-                )
-            })?,
-        );
-        s.start_verifier();
-        s.restore().await;
-        let mut stopped = stopped.clone();
-        let stop = async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        };
-        Some((snapshotter::serve(s, socket.clone(), stop).await?, socket))
-    };
-    let state = AppState {
-        blocks,
-        public_key: keypair.public(),
-        repo_path: repo.root().to_path_buf(),
-        metrics: config.metrics.enabled,
+    let root = repo.root().join(&config.snapshotter.root);
+    let socket = repo.root().join(&config.snapshotter.socket);
+    let remote = snapshotter::remote::Remote {
         mounts: mounts.clone(),
-        instruments,
+        timeout: config.mount.read_timeout(),
     };
-    let metrics_server = match config.metrics.listen_addr()? {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-                format!("binding the metrics listener to {addr} (metrics.listen)")
-            })?;
-            info!("metrics listening on {}", listener.local_addr()?);
-            Some(serve_until(
-                listener,
-                api::metrics_router(state.clone()),
-                stopped.clone(),
-            ))
-        }
-        None => None,
+    let s = Arc::new(
+        Snapshotter::open(&root, remote, config.trust).with_context(|| {
+            format!(
+                "opening the snapshotter at {} (snapshotter.root)",
+                root.display()
+            )
+        })?,
+    );
+    s.start_verifier();
+    s.restore().await;
+    let mut stopped = stopped.clone();
+    let stop = async move {
+        let _ = stopped.wait_for(|s| *s).await;
     };
-    api::guard::check_listen(&config.api)?;
-    let guard = api::guard::Guard::new(&config.api, repo.write_api_token()?)?;
-    repo.write_api_file(&repo::api_multiaddr(api_addr))?;
-    info!("API server listening on {}", repo::api_multiaddr(api_addr));
-    info!("daemon is ready");
+    let task = snapshotter::serve(s, socket.clone(), stop).await?;
+    let abort = task.abort_handle();
+    Ok(Some(Started {
+        what: "snapshotter (a client kept a call open)",
+        done: Box::pin(async move {
+            let _ = task.await;
+        }),
+        after: Box::new(move || {
+            // a server given up on leaves its socket behind
+            if !abort.is_finished() {
+                abort.abort();
+                let _ = std::fs::remove_file(socket);
+            }
+        }),
+    }))
+}
 
-    let served = axum::serve(listener, api::router(state, guard))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            let _ = stop.send(true);
-        })
-        .await;
-    info!("shutting down");
-    if let Some((task, socket)) = snapshotter {
-        let abort = task.abort_handle();
-        if tokio::time::timeout(Duration::from_secs(5), task)
-            .await
-            .is_err()
-        {
-            warn!("the snapshotter did not stop within 5 s (a client kept a call open)");
-            abort.abort();
-            let _ = std::fs::remove_file(socket);
-        }
-    }
-    mounts.unmount_all().await;
-    if let Some(m) = metrics_server {
-        if tokio::time::timeout(Duration::from_secs(5), m)
-            .await
-            .is_err()
-        {
-            warn!("the metrics listener did not stop within 5 s");
-        }
-    }
-    if let Some(r) = registry {
-        match tokio::time::timeout(Duration::from_secs(5), r).await {
-            Ok(Ok(Err(e))) => warn!("registry endpoint failed: {e}"),
-            Err(_) => warn!("the registry endpoint did not stop within 5 s"),
-            _ => {}
-        }
-        repo.remove_registry_file()?;
-    }
-    net.shutdown().await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), net_task).await;
-    repo.remove_api_file()?;
-    // sled can retry a flush forever on a full disk: never hang the shutdown on it
-    let flushed = tokio::time::timeout(FLUSH_TIMEOUT, tokio::task::spawn_blocking(move || store.flush()))
+/// The metrics listener, when `metrics.listen` is set.
+async fn start_metrics(
+    config: &crate::config::Config,
+    state: &AppState,
+    stopped: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<Started>> {
+    let Some(addr) = config.metrics.listen_addr()? else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|_| anyhow::anyhow!("the block store did not flush within {FLUSH_TIMEOUT:?} (disk full?); recent blocks may be lost"))?;
-    served.context("API server failed")?;
-    flushed?.context("flushing the block store")?;
-    info!("stopped");
-    Ok(())
+        .with_context(|| format!("binding the metrics listener to {addr} (metrics.listen)"))?;
+    info!("metrics listening on {}", listener.local_addr()?);
+    let task = serve_until(
+        listener,
+        api::metrics_router(state.clone()),
+        stopped.clone(),
+    );
+    Ok(Some(Started {
+        what: "metrics listener",
+        done: Box::pin(async move {
+            let _ = task.await;
+        }),
+        after: Box::new(|| {}),
+    }))
 }
 
 /// Serves `app` on `listener` from a task of its own until `stopped` turns true.
