@@ -223,6 +223,37 @@ pub struct StoreFs {
     verdicts: Arc<Verdicts>,
 }
 
+/// `size` bytes from `offset` of the compressed layer blob `desc`.
+async fn read_blob(
+    parts: &ReaderParts,
+    desc: &crate::image::oci::Descriptor,
+    offset: u64,
+    size: u32,
+) -> Result<Bytes, Errno> {
+    let Ok(cid) = desc.cid() else {
+        return Err(Errno::EIO);
+    };
+    let len = (size as u64).min((desc.size.max(0) as u64).saturating_sub(offset));
+    let blocks = &parts.blocks;
+    let read = crate::unixfs::io::read_range(
+        blocks,
+        blocks.session(),
+        cid,
+        offset,
+        Some(len),
+        Some(parts.read_timeout),
+    )
+    .await;
+    read.map(Bytes::from).map_err(|e| {
+        tracing::warn!("layer store: read failed: blob {cid}: {e}");
+        if e.is_timeout() {
+            Errno::from_i32(libc::ETIMEDOUT)
+        } else {
+            Errno::EIO
+        }
+    })
+}
+
 fn dir_attr(ino: u64) -> FileAttr {
     own_attr(ino, FileType::Directory, 0o555, 0)
 }
@@ -540,44 +571,19 @@ impl Filesystem for StoreFs {
             Some(Node::Blob(d)) => Err(d.clone()),
             _ => return reply.error(Errno::EISDIR),
         };
-        match node {
-            Ok(json) => {
-                let start = (offset as usize).min(json.len());
-                let end = start.saturating_add(size as usize).min(json.len());
-                reply.data(&json[start..end])
-            }
-            Err(desc) => {
+        let parts = self.parts.clone();
+        let read = async move {
+            match node {
+                Ok(json) => {
+                    let start = (offset as usize).min(json.len());
+                    let end = start.saturating_add(size as usize).min(json.len());
+                    Ok(json.slice(start..end))
+                }
                 // the compressed blob, by UnixFS range read
-                let parts = self.parts.clone();
-                self.rt.spawn(async move {
-                    let Ok(cid) = desc.cid() else {
-                        return reply.error(Errno::EIO);
-                    };
-                    let len = (size as u64).min((desc.size.max(0) as u64).saturating_sub(offset));
-                    let blocks = &parts.blocks;
-                    let read = crate::unixfs::io::read_range(
-                        blocks,
-                        blocks.session(),
-                        cid,
-                        offset,
-                        Some(len),
-                        Some(parts.read_timeout),
-                    )
-                    .await;
-                    match read {
-                        Ok(out) => reply.data(&out),
-                        Err(e) => {
-                            tracing::warn!("layer store: read failed: blob {cid}: {e}");
-                            reply.error(if e.is_timeout() {
-                                Errno::from_i32(libc::ETIMEDOUT)
-                            } else {
-                                Errno::EIO
-                            })
-                        }
-                    }
-                });
+                Err(desc) => read_blob(&parts, &desc, offset, size).await,
             }
-        }
+        };
+        spawn_read_reply(&self.rt, Ok(read), reply, &self.reads)
     }
 
     fn readdir(
