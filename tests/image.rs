@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cidfs::image::estargz::reader::read_toc_file;
+use cidfs::image::convert::read_toc_file;
 use cidfs::image::estargz::TocEntry;
 use cidfs::image::oci;
 

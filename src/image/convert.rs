@@ -55,11 +55,7 @@ pub fn prepare(
         );
     };
     let what = || format!("layer {}", desc.digest);
-    let existing = if gzip {
-        reader::read_toc_file(src).ok()
-    } else {
-        None
-    };
+    let existing = if gzip { read_toc_file(src).ok() } else { None };
     let mut out = desc.clone();
     out.media_type = oci_type.to_string();
     out.urls.clear();
@@ -160,4 +156,16 @@ impl<R: Read> Read for Hashing<R> {
         sha2::Digest::update(&mut self.hasher, &buf[..n]);
         Ok(n)
     }
+}
+
+/// The TOC of the eStargz file at `path` ([`reader::read_toc`] over the file).
+pub fn read_toc_file(path: &std::path::Path) -> Result<reader::TocInfo, reader::ReadError> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path)?;
+    let size = f.metadata()?.len();
+    reader::read_toc(size, |off, len| {
+        let mut buf = vec![0u8; len as usize];
+        f.read_exact_at(&mut buf, off)?;
+        Ok(buf)
+    })
 }

@@ -3,9 +3,8 @@
 //! Level 4 of the crate (see `lib.rs`): it may use `unixfs` and below, never `mount` or higher.
 //! A push flows source → convert → store; a pull flows store → verify → destination.
 //!
-//! - [`oci`]: manifest, index and config types, media types, digests (pure).
-//! - [`gojson`]: JSON laid out byte for byte like Go's `encoding/json`.
-//! - [`estargz`]: the eStargz blob format: footer, TOC JSON, TOC reader and the builder.
+//! - [`oci`], [`gojson`], [`estargz`]: the pure formats, from the `cidfs_formats` crate (OCI
+//!   types and digests; JSON laid out like Go's; the eStargz footer, TOC, index and builder).
 //! - [`location`]: `oci:DIR:TAG`, `docker-archive:FILE`, `docker://…` as users write them.
 //! - [`layout`]: OCI layout directories, read and (atomically) written.
 //! - [`archive`]: `oci-archive` / `docker-archive` files, extracted safely and written.
@@ -17,17 +16,16 @@
 //! - [`progress`]: a bar per blob on a terminal; [`blob_file`]: blobs written as they arrive.
 //! - [`push`], [`pull`] (with resolve) and [`inspect`]: the three commands.
 
+pub use cidfs_formats::{estargz, gojson, oci};
+
 pub mod archive;
 pub mod blob_file;
 pub mod blob_store;
 pub mod convert;
 pub mod diff_id;
-pub mod estargz;
-pub mod gojson;
 pub mod inspect;
 pub mod layout;
 pub mod location;
-pub mod oci;
 pub mod progress;
 pub mod pull;
 pub mod push;

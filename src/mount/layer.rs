@@ -169,7 +169,7 @@ async fn spool_layer(
         let converted = convert::prepare(raw.path(), &desc, &diff_id, Some(&opts), &spool)?;
         let path = converted.path;
         let result = (|| {
-            let info = reader::read_toc_file(&path)?;
+            let info = crate::image::convert::read_toc_file(&path)?;
             let file = std::fs::File::open(&path)?;
             anyhow::Ok((info, file))
         })();

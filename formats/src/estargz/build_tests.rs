@@ -2,7 +2,7 @@
 //! (gunzip, tar, footer → TOC, index, every chunk from its offset).
 
 use super::*;
-use crate::image::estargz::{index, reader};
+use crate::estargz::{index, reader};
 use flate2::read::{GzDecoder, MultiGzDecoder};
 use std::collections::BTreeMap;
 

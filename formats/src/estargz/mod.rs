@@ -5,12 +5,15 @@
 //! TOC sits in the next-to-last member, and a fixed-size empty gzip member (the footer) at the
 //! very end records the TOC's compressed offset.
 //!
-//! Submodules, all pure (bytes in, values out, no I/O):
+//! Submodules, all pure: bytes or a `Read` in, values or a `Write` out; the caller does the
+//! I/O (the one exception: the builder spools the files it moves to the front into a temp file,
+//! so that a layer's size does not become memory):
 //! - [`footer`]: build and parse the 51-byte footer (and read the 47-byte legacy one).
 //! - [`toc`]: the TOC JSON types, parsing, Go-compatible serialization and its digest.
 //! - [`index`]: the reader-side [`Index`] of cleaned names and chunks per regular file
 //!   (also reachable as `toc::index`).
 //!
+//! - [`reader`]: a blob's TOC read through a caller's range-read function.
 //! - [`build`]: layer tar → eStargz blob (and [`build::scan`], the same checks without converting).
 
 pub mod build;

@@ -239,7 +239,7 @@ pub fn index(toc: &Toc, blob_size: u64) -> Result<Index, TocError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::estargz::toc::{parse, tests::FIXTURE};
+    use crate::estargz::toc::{parse, tests::FIXTURE};
 
     fn chunk(offset: u64, inner: u64, at: u64, size: u64, next: u64, digest: char) -> Chunk {
         Chunk {

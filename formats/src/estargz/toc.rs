@@ -280,7 +280,7 @@ pub fn digest(json: &[u8]) -> String {
 pub fn to_json(toc: &Toc) -> Vec<u8> {
     // Cannot fail: every map key is a string. Should it ever fail, an empty document is
     // rejected by any reader instead of a truncated one being half-trusted.
-    crate::image::gojson::to_vec_indent(toc).unwrap_or_default()
+    crate::gojson::to_vec_indent(toc).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -291,7 +291,7 @@ pub(super) mod tests {
     /// (the last one a tail with chunkSize 0), dirs, a symlink, a landmark, two files sharing a
     /// gzip member (innerOffset), an empty file, a hardlink, a char device, xattrs and a name
     /// Go escapes (`&` → `\u0026`).
-    pub(in crate::image::estargz) const FIXTURE: &str = r#"{
+    pub(in crate::estargz) const FIXTURE: &str = r#"{
 	"version": 1,
 	"entries": [
 		{

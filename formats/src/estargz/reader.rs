@@ -124,15 +124,3 @@ pub fn json_from_member(member: &[u8]) -> Result<Vec<u8>, ReadError> {
     }
     Ok(json)
 }
-
-/// [`read_toc`] of a file.
-pub fn read_toc_file(path: &std::path::Path) -> Result<TocInfo, ReadError> {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(path)?;
-    let size = f.metadata()?.len();
-    read_toc(size, |off, len| {
-        let mut buf = vec![0u8; len as usize];
-        f.read_exact_at(&mut buf, off)?;
-        Ok(buf)
-    })
-}

@@ -1,0 +1,11 @@
+//! The formats cidfs reads and writes, as pure code: bytes or a `Read` in, values or bytes
+//! out. No async runtime, no block store, no FUSE, no network: the `cidfs` crate does the I/O
+//! around them (see `ARCHITECTURE.md`).
+//!
+//! - [`oci`]: OCI image types (descriptor, manifest, index, config), media types, digests.
+//! - [`gojson`]: JSON serialized as Go's `encoding/json` does, so digests match Go tools.
+//! - [`estargz`]: seekable gzip layers: footer, TOC, chunk index, tar reader and builder.
+
+pub mod estargz;
+pub mod gojson;
+pub mod oci;
