@@ -50,3 +50,14 @@ pub fn lone_node(
         task,
     )
 }
+
+/// The CID of a file no node of a test holds.
+pub fn absent_cid() -> cid::Cid {
+    crate::unixfs::add_bytes(
+        &crate::blockstore::MemStore::default(),
+        b"elsewhere",
+        &Default::default(),
+    )
+    .unwrap()
+    .root
+}

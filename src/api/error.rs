@@ -95,9 +95,7 @@ mod tests {
     /// from "not here" from "broken".
     #[tokio::test]
     async fn failures_answer_by_their_cause() {
-        let cid = crate::unixfs::add_bytes(&MemStore::default(), b"elsewhere", &Default::default())
-            .unwrap()
-            .root;
+        let cid = crate::test_utils::absent_cid();
         let (online, task) = crate::test_utils::lone_node(std::time::Duration::from_secs(1));
         let e = crate::unixfs::stat(&online.session(), cid)
             .await

@@ -197,9 +197,9 @@ async fn a_layer_that_is_not_estargz_is_spooled_and_served() {
     assert!(format!("{err:#}").contains("config says"), "{err:#}");
 }
 
-#[tokio::test]
-async fn chunk_digest_mismatch_is_eio_and_intact_blocks_stay() {
-    let fx = Fixture::new();
+/// A layer of `big` and `etc/small` ("hello\n") whose TOC gives `etc/small` a wrong digest:
+/// the file's content, the layer's tar and its descriptor.
+fn lying_small(fx: &Fixture) -> (Vec<u8>, Vec<u8>, Descriptor) {
     let big = big();
     let tar = tar_of(&[("big", &big), ("etc/small", b"hello\n")]);
     let blob = rewrite_toc(&estargz(&tar), |t| {
@@ -210,6 +210,13 @@ async fn chunk_digest_mismatch_is_eio_and_intact_blocks_stay() {
         }
     });
     let d = fx.add(&blob, oci::OCI_LAYER_GZIP, Some(toc_digest(&blob)));
+    (big, tar, d)
+}
+
+#[tokio::test]
+async fn chunk_digest_mismatch_is_eio_and_intact_blocks_stay() {
+    let fx = Fixture::new();
+    let (big, _, d) = lying_small(&fx);
     let (l, toc) = fx.open(&d, "").await.unwrap();
     let t = Table::build(&[toc]).unwrap();
     let r = fx.reader(vec![l]);
@@ -493,16 +500,7 @@ async fn prefetch_fills_the_cache_and_background_fetch_pins_the_image() {
 async fn a_chunk_is_checked_once_per_node_and_a_failed_check_is_never_recorded() {
     use super::verified::{Verified, TREE};
     let fx = Fixture::new();
-    let big = big();
-    let tar = tar_of(&[("big", &big), ("etc/small", b"hello\n")]);
-    let blob = rewrite_toc(&estargz(&tar), |t| {
-        for e in &mut t.entries {
-            if e.name == "etc/small" {
-                e.chunk_digest = format!("sha256:{}", "0".repeat(64));
-            }
-        }
-    });
-    let d = fx.add(&blob, oci::OCI_LAYER_GZIP, Some(toc_digest(&blob)));
+    let (big, tar, d) = lying_small(&fx);
     let db = sled::Config::new().temporary(true).open().unwrap();
     let reader = |l: Layer| {
         let cache =

@@ -253,9 +253,7 @@ mod tests {
     /// offline node is not: the edges tell the two apart by [`RangeError::is_timeout`].
     #[tokio::test]
     async fn a_read_nobody_answers_times_out_and_an_offline_one_does_not() {
-        let cid = crate::unixfs::add_bytes(&MemStore::default(), b"elsewhere", &Default::default())
-            .unwrap()
-            .root;
+        let cid = crate::test_utils::absent_cid();
         let (online, task) = crate::test_utils::lone_node(std::time::Duration::from_secs(1));
         let e = read_range(&online, online.session(), cid, 0, None, None)
             .await
