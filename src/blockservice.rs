@@ -30,7 +30,7 @@ pub enum FetchError {
     Store {
         cid: Cid,
         #[source]
-        source: blockstore::Error,
+        source: Box<blockstore::Error>,
     },
     /// The node is shutting down, or a task of it failed.
     #[error("block {cid}: {reason}")]
@@ -75,7 +75,10 @@ impl<B: Blocks + ?Sized> BlockGet for Arc<B> {
         let store = Arc::clone(self);
         async move {
             Blocks::get(&*store, &cid)
-                .map_err(|source| FetchError::Store { cid, source })?
+                .map_err(|source| FetchError::Store {
+                    cid,
+                    source: Box::new(source),
+                })?
                 .ok_or(FetchError::Missing(cid))
         }
     }
@@ -184,7 +187,10 @@ impl BlockService {
                 cid,
                 reason: format!("block store task failed: {e}"),
             })?
-            .map_err(|source| FetchError::Store { cid, source })
+            .map_err(|source| FetchError::Store {
+                cid,
+                source: Box::new(source),
+            })
     }
 
     /// [`Self::get`] for a read of the DAG under `shared` (see [`Self::session_for`]).

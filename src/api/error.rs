@@ -97,15 +97,19 @@ mod tests {
     async fn failures_answer_by_their_cause() {
         let cid = crate::test_utils::absent_cid();
         let (online, task) = crate::test_utils::lone_node(std::time::Duration::from_secs(1));
-        let e = crate::unixfs::stat(&online.session(), cid)
-            .await
-            .unwrap_err();
+        let e = anyhow::Error::from(
+            crate::unixfs::stat(&online.session(), cid)
+                .await
+                .unwrap_err(),
+        );
         assert_eq!(status_of(&e), StatusCode::GATEWAY_TIMEOUT, "{e:#}");
         task.abort();
         let offline = BlockService::new(std::sync::Arc::new(MemStore::default()), None);
-        let e = crate::unixfs::stat(&offline.session(), cid)
-            .await
-            .unwrap_err();
+        let e = anyhow::Error::from(
+            crate::unixfs::stat(&offline.session(), cid)
+                .await
+                .unwrap_err(),
+        );
         assert_eq!(status_of(&e), StatusCode::NOT_FOUND, "{e:#}");
         let response = ApiError::from(e.context("cat")).into_response();
         assert_eq!(response.status(), StatusCode::NOT_FOUND);

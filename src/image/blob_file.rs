@@ -5,8 +5,8 @@ use std::path::Path;
 
 /// Writes a stream of pieces to `path` (created or truncated) and syncs it, hashing on the way:
 /// returns the `sha256:` digest and the length written.
-pub async fn write_hashed(
-    pieces: impl futures::Stream<Item = anyhow::Result<bytes::Bytes>>,
+pub async fn write_hashed<E: Into<anyhow::Error>>(
+    pieces: impl futures::Stream<Item = Result<bytes::Bytes, E>>,
     path: &Path,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> anyhow::Result<(String, u64)> {
@@ -26,8 +26,8 @@ pub async fn write_hashed(
 /// next pieces arrive, without copying them; with `hash`, also returns their `sha256:` digest.
 /// Returns the length written and `out`. A failed piece is the error, once what came before it
 /// is written.
-pub async fn write_pieces<W: std::io::Write + Send + 'static>(
-    pieces: impl futures::Stream<Item = anyhow::Result<bytes::Bytes>>,
+pub async fn write_pieces<W: std::io::Write + Send + 'static, E: Into<anyhow::Error>>(
+    pieces: impl futures::Stream<Item = Result<bytes::Bytes, E>>,
     out: W,
     hash: bool,
     shown: &str,
@@ -63,7 +63,7 @@ pub async fn write_pieces<W: std::io::Write + Send + 'static>(
                 }
             }
             Err(e) => {
-                fetched = Err(e);
+                fetched = Err(e.into());
                 break;
             }
         }

@@ -76,7 +76,7 @@ impl BlobStore for crate::blockservice::BlockService {
         read_range(self, getter, *cid, offset, len, None)
             .await
             .map_err(|e| match e {
-                RangeError::Fetch(e) => e,
+                RangeError::Read(e) => e.into(),
                 timeout => timeout.into(),
             })
     }

@@ -118,7 +118,7 @@ async fn prove(blocks: &BlockService, desc: &Descriptor, diff_id: &str) -> Resul
     let hashed = hashing
         .await
         .map_err(|e| unreachable(anyhow!("the hashing thread failed: {e}")))?;
-    fetched.map_err(unreachable)?;
+    fetched.map_err(|e| unreachable(e.into()))?;
     let got = hashed.map_err(|e| {
         Unproven::Mismatch(format!("layer {}: its blob is not gzip: {e}", desc.digest))
     })?;

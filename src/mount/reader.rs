@@ -314,7 +314,7 @@ impl Reader {
                 end,
                 secs: self.read_timeout.as_secs(),
             },
-            Err(RangeError::Fetch(e)) => ReadError::Fetch {
+            Err(RangeError::Read(e)) => ReadError::Fetch {
                 cid: layer.cid.to_string(),
                 start,
                 end,

@@ -18,7 +18,6 @@
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
-use anyhow::{anyhow, bail, Context as _};
 use bytes::Bytes;
 use cid::Cid;
 use futures::future::BoxFuture;
@@ -28,7 +27,7 @@ use rust_unixfs::file::adder::{parse_file_branch, FileBranch};
 use rust_unixfs::file::visit::{FileVisit, IdleFileVisit};
 use rust_unixfs::file::FileReadFailed;
 
-use crate::blockservice::BlockGet;
+use crate::blockservice::{BlockGet, FetchError};
 use crate::blockstore::{dag_pb_links, DAG_PB, RAW};
 
 /// What a root block is.
@@ -60,6 +59,31 @@ impl FileKind {
     }
 }
 
+/// Why a UnixFS read failed: a block could not be had, or the DAG is not a file (as this node
+/// reads files: kubo's layouts).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// A block could not be had (the error names it).
+    #[error("fetching a block: {0}")]
+    Fetch(#[source] FetchError),
+    /// What the CID names is not a file (a directory, another node type, another codec).
+    #[error("{cid} {what}")]
+    NotAFile { cid: Cid, what: String },
+    /// A node that breaks the format (sizes that do not add up, bad dag-pb).
+    #[error("{cid}: invalid file node: {reason}")]
+    Invalid { cid: Cid, reason: String },
+}
+
+impl ReadError {
+    /// The fetch that failed, if that is why.
+    pub fn fetch(&self) -> Option<&FetchError> {
+        match self {
+            ReadError::Fetch(source) => Some(source),
+            _ => None,
+        }
+    }
+}
+
 /// [`stat()`] of a root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileInfo {
@@ -73,11 +97,8 @@ pub struct FileInfo {
 }
 
 /// Describes `root` from its block alone (one fetch).
-pub async fn stat<G: BlockGet>(g: &G, root: Cid) -> Result<FileInfo, anyhow::Error> {
-    let block = g
-        .get(root)
-        .await
-        .with_context(|| format!("fetching {root}"))?;
+pub async fn stat<G: BlockGet>(g: &G, root: Cid) -> Result<FileInfo, ReadError> {
+    let block = g.get(root).await.map_err(ReadError::Fetch)?;
     let len = block.len() as u64;
     match root.codec() {
         RAW => Ok(FileInfo {
@@ -87,7 +108,10 @@ pub async fn stat<G: BlockGet>(g: &G, root: Cid) -> Result<FileInfo, anyhow::Err
             kind: FileKind::Raw,
         }),
         DAG_PB => {
-            let links = dag_pb_links(&root, &block)?;
+            let links = dag_pb_links(&root, &block).map_err(|e| ReadError::Invalid {
+                cid: root,
+                reason: e.to_string(),
+            })?;
             let cumulative_size = links
                 .iter()
                 .fold(len, |sum, link| sum.saturating_add(link.tsize.unwrap_or(0)));
@@ -108,7 +132,10 @@ pub async fn stat<G: BlockGet>(g: &G, root: Cid) -> Result<FileInfo, anyhow::Err
                 kind,
             })
         }
-        codec => bail!("{root} has codec 0x{codec:x}: not a UnixFS node"),
+        codec => Err(ReadError::NotAFile {
+            cid: root,
+            what: format!("has codec 0x{codec:x}: not a UnixFS node"),
+        }),
     }
 }
 
@@ -124,7 +151,7 @@ pub fn cat<G: BlockGet>(
     offset: u64,
     length: Option<u64>,
     readahead: usize,
-) -> impl Stream<Item = Result<Bytes, anyhow::Error>> + Send + 'static {
+) -> impl Stream<Item = Result<Bytes, ReadError>> + Send + 'static {
     let end = length.map_or(u64::MAX, |len| offset.saturating_add(len));
     let reader = Reader {
         root,
@@ -159,7 +186,7 @@ enum State {
 
 impl<G: BlockGet> Reader<G> {
     /// The next non-empty piece of the range, `None` at the end.
-    async fn next_chunk(&mut self) -> Option<Result<Bytes, anyhow::Error>> {
+    async fn next_chunk(&mut self) -> Option<Result<Bytes, ReadError>> {
         loop {
             match self.step().await {
                 Ok(Some(bytes)) if bytes.is_empty() => continue,
@@ -174,7 +201,7 @@ impl<G: BlockGet> Reader<G> {
     }
 
     /// Processes one block; `None` once the walk is over.
-    async fn step(&mut self) -> Result<Option<Bytes>, anyhow::Error> {
+    async fn step(&mut self) -> Result<Option<Bytes>, ReadError> {
         let (bytes, walk) = match std::mem::replace(&mut self.state, State::Done) {
             State::Done => return Ok(None),
             State::Start if self.target.is_empty() => return Ok(None),
@@ -214,7 +241,7 @@ impl Walk {
         root: Cid,
         block: &Bytes,
         target: &Range<u64>,
-    ) -> Result<(Bytes, Option<Walk>), anyhow::Error> {
+    ) -> Result<(Bytes, Option<Walk>), ReadError> {
         if root.codec() == DAG_PB && parse_file_branch(block).is_none() {
             if let Ok((_, size, _, Some(_))) = IdleFileVisit::default().start(block) {
                 // links and mode/mtime: only the crate's visitor walks this
@@ -264,14 +291,17 @@ impl Walk {
         cid: Cid,
         block: &Bytes,
         target: &Range<u64>,
-    ) -> Result<(Bytes, Option<Walk>), anyhow::Error> {
+    ) -> Result<(Bytes, Option<Walk>), ReadError> {
         match self {
             Walk::Tree(mut pending) => {
                 let Some((expected, range)) = pending.pop() else {
                     return Ok((Bytes::new(), None));
                 };
                 if expected != cid {
-                    bail!("internal error: walk expected {expected}, got {cid}");
+                    return Err(ReadError::Invalid {
+                        cid,
+                        reason: format!("the walk expected {expected} here (internal error)"),
+                    });
                 }
                 let expected = Some(range.end - range.start);
                 let bytes = read_node(&cid, block, range.start, expected, target, &mut pending)?;
@@ -305,7 +335,7 @@ fn read_node(
     expected: Option<u64>,
     target: &Range<u64>,
     pending: &mut Vec<(Cid, Range<u64>)>,
-) -> Result<Bytes, anyhow::Error> {
+) -> Result<Bytes, ReadError> {
     match cid.codec() {
         RAW => {
             check_len(cid, block.len() as u64, expected)?;
@@ -322,13 +352,17 @@ fn read_node(
                     check_len(cid, content.len() as u64, Some(expected.unwrap_or(size)))?;
                     Ok(clip(block, content, at, target))
                 }
-                Ok((_, _, _, Some(_))) => {
-                    bail!("{cid}: unsupported file node with metadata below the root")
-                }
+                Ok((_, _, _, Some(_))) => Err(ReadError::Invalid {
+                    cid: *cid,
+                    reason: "unsupported file node with metadata below the root".into(),
+                }),
                 Err(e) => Err(not_a_file(cid, e)),
             }
         }
-        codec => bail!("{cid} has codec 0x{codec:x}: not a UnixFS file"),
+        codec => Err(ReadError::NotAFile {
+            cid: *cid,
+            what: format!("has codec 0x{codec:x}: not a UnixFS file"),
+        }),
     }
 }
 
@@ -340,16 +374,19 @@ fn push_children(
     branch: &FileBranch,
     at: u64,
     target: &Range<u64>,
-) -> Result<(), anyhow::Error> {
+) -> Result<(), ReadError> {
     let total = branch
         .links
         .iter()
         .try_fold(0u64, |sum, link| sum.checked_add(link.blocksize));
     if total != Some(branch.filesize) || at.checked_add(branch.filesize).is_none() {
-        bail!(
-            "{cid}: invalid file node: link sizes do not add up to its filesize {}",
-            branch.filesize
-        );
+        return Err(ReadError::Invalid {
+            cid: *cid,
+            reason: format!(
+                "link sizes do not add up to its filesize {}",
+                branch.filesize
+            ),
+        });
     }
     let first = pending.len();
     let mut start = at;
@@ -366,9 +403,12 @@ fn push_children(
     Ok(())
 }
 
-fn check_len(cid: &Cid, actual: u64, expected: Option<u64>) -> Result<(), anyhow::Error> {
+fn check_len(cid: &Cid, actual: u64, expected: Option<u64>) -> Result<(), ReadError> {
     if let Some(expected) = expected.filter(|e| *e != actual) {
-        bail!("{cid}: invalid file node: holds {actual} bytes, its parent or filesize says {expected}");
+        return Err(ReadError::Invalid {
+            cid: *cid,
+            reason: format!("holds {actual} bytes, its parent or filesize says {expected}"),
+        });
     }
     Ok(())
 }
@@ -399,16 +439,15 @@ fn sub_bytes(block: &Bytes, part: &[u8]) -> Bytes {
     }
 }
 
-fn not_a_file(cid: &Cid, e: FileReadFailed) -> anyhow::Error {
-    match e {
+fn not_a_file(cid: &Cid, e: FileReadFailed) -> ReadError {
+    let what = match e {
         FileReadFailed::UnexpectedType(t) if t.is_directory() => {
-            anyhow!("{cid} is a directory, not a file")
+            "is a directory, not a file".into()
         }
-        FileReadFailed::UnexpectedType(t) => {
-            anyhow!("{cid} is not a UnixFS file (node type {t:?})")
-        }
-        e => anyhow!("{cid} is not a valid UnixFS file: {e}"),
-    }
+        FileReadFailed::UnexpectedType(t) => format!("is not a UnixFS file (node type {t:?})"),
+        e => format!("is not a valid UnixFS file: {e}"),
+    };
+    ReadError::NotAFile { cid: *cid, what }
 }
 
 /// The blocks being fetched or fetched and not yet used. At most `limit` of them (plus the one
@@ -416,7 +455,7 @@ fn not_a_file(cid: &Cid, e: FileReadFailed) -> anyhow::Error {
 struct Fetches<G> {
     getter: G,
     limit: usize,
-    in_flight: FuturesUnordered<BoxFuture<'static, (Cid, Result<Bytes, anyhow::Error>)>>,
+    in_flight: FuturesUnordered<BoxFuture<'static, (Cid, Result<Bytes, FetchError>)>>,
     requested: HashSet<Cid>,
     ready: HashMap<Cid, Bytes>,
 }
@@ -438,14 +477,13 @@ impl<G: BlockGet> Fetches<G> {
     fn start(&mut self, cid: Cid) {
         self.requested.insert(cid);
         let getter = self.getter.clone();
-        self.in_flight.push(Box::pin(async move {
-            (cid, getter.get(cid).await.map_err(anyhow::Error::from))
-        }));
+        self.in_flight
+            .push(Box::pin(async move { (cid, getter.get(cid).await) }));
     }
 
     /// Waits for `cid` (fetching it if needed), driving the other fetches meanwhile. Keeps a copy
     /// when `again` (the CID comes up again soon, e.g. a repeated leaf).
-    async fn take(&mut self, cid: Cid, again: bool) -> Result<Bytes, anyhow::Error> {
+    async fn take(&mut self, cid: Cid, again: bool) -> Result<Bytes, ReadError> {
         loop {
             let found = if again {
                 self.ready.get(&cid).cloned()
@@ -464,7 +502,7 @@ impl<G: BlockGet> Fetches<G> {
                     Ok(block) => {
                         self.ready.insert(got, block);
                     }
-                    Err(e) if got == cid => return Err(e.context(format!("fetching block {cid}"))),
+                    Err(source) if got == cid => return Err(ReadError::Fetch(source)),
                     // a failed prefetch is retried when the walk reaches it
                     Err(e) => tracing::debug!(%got, "prefetch failed: {e:#}"),
                 }

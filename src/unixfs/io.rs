@@ -8,8 +8,8 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use cid::Cid;
 
-use super::{AddOptions, Adder};
-use crate::blockservice::{BlockGet, BlockService, FetchError};
+use super::{AddOptions, Adder, ReadError};
+use crate::blockservice::{BlockGet, BlockService};
 use crate::blockstore::Blocks;
 
 /// Most bytes [`read_range`] reserves before they arrive.
@@ -21,7 +21,7 @@ pub enum RangeError {
     #[error("timed out after {} s", .0.as_secs())]
     Timeout(std::time::Duration),
     #[error(transparent)]
-    Fetch(anyhow::Error),
+    Read(#[from] ReadError),
 }
 
 impl RangeError {
@@ -29,7 +29,7 @@ impl RangeError {
     pub fn is_timeout(&self) -> bool {
         match self {
             RangeError::Timeout(_) => true,
-            RangeError::Fetch(e) => FetchError::find(e).is_some_and(|f| f.is_timeout()),
+            RangeError::Read(e) => e.fetch().is_some_and(|f| f.is_timeout()),
         }
     }
 }
@@ -97,7 +97,7 @@ pub fn cat<G: BlockGet>(
     root: Cid,
     offset: u64,
     len: Option<u64>,
-) -> impl futures::Stream<Item = anyhow::Result<Bytes>> + Send + 'static {
+) -> impl futures::Stream<Item = Result<Bytes, ReadError>> + Send + 'static {
     super::cat(getter, root, offset, len, blocks.readahead())
 }
 
@@ -117,7 +117,7 @@ pub async fn read_range<G: BlockGet>(
         futures::pin_mut!(s);
         let mut out = Vec::with_capacity(len.unwrap_or(0).min(MAX_PREALLOC) as usize);
         while let Some(piece) = s.next().await {
-            out.extend_from_slice(&piece.map_err(RangeError::Fetch)?);
+            out.extend_from_slice(&piece?);
         }
         Ok(out)
     };
@@ -197,6 +197,7 @@ pub async fn add_stream<E: Into<anyhow::Error>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blockservice::FetchError;
     use crate::blockstore::{Blocks, MemStore};
     use crate::unixfs::add_bytes;
     use std::sync::Arc;
@@ -259,25 +260,22 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.is_timeout(), "{e}");
-        assert!(matches!(
-            FetchError::find(match &e {
-                RangeError::Fetch(e) => e,
-                other => panic!("{other}"),
-            }),
-            Some(FetchError::Timeout { .. })
-        ));
+        let RangeError::Read(read) = &e else {
+            panic!("{e}")
+        };
+        assert!(
+            matches!(read.fetch(), Some(FetchError::Timeout { .. })),
+            "{e}"
+        );
         task.abort();
         let offline = BlockService::new(Arc::new(MemStore::default()), None);
         let e = read_range(&offline, offline.session(), cid, 0, None, None)
             .await
             .unwrap_err();
         assert!(!e.is_timeout(), "{e}");
-        let RangeError::Fetch(e) = &e else {
+        let RangeError::Read(read) = &e else {
             panic!("{e}")
         };
-        assert!(
-            matches!(FetchError::find(e), Some(FetchError::Missing(_))),
-            "{e}"
-        );
+        assert!(matches!(read.fetch(), Some(FetchError::Missing(_))), "{e}");
     }
 }

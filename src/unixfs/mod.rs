@@ -16,7 +16,7 @@ pub mod io;
 
 pub use crate::blockservice::BlockGet;
 pub use add::{add_bytes, AddOptions, AddResult, Adder};
-pub use cat::{cat, stat, FileInfo, FileKind};
+pub use cat::{cat, stat, FileInfo, FileKind, ReadError};
 
 use crate::blockstore;
 
