@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use crate::config::{Trust, UnverifiedLayers};
+use crate::image::pull::ResolveError;
 use crate::mount::proof;
 use filter::Filter;
 use meta::{Kind, Meta, Named, Usage, Verdict};
@@ -246,14 +247,17 @@ impl Snapshotter {
         let unavailable = |why: String| {
             Error::Unavailable(format!("layer snapshot {name:?} is unavailable: {why}"))
         };
+        // what will not change by asking again is a failed precondition, not "unavailable"
+        let unservable = |why: String| {
+            Error::FailedPrecondition(format!("layer snapshot {name:?} cannot be served: {why}"))
+        };
         let t = remote::target(&s.labels)
-            .map_err(|e| unavailable(e.to_string()))?
-            .ok_or_else(|| unavailable("its labels name no image".into()))?;
-        let layer = self
-            .remote
-            .resolve(&t)
-            .await
-            .map_err(|e| unavailable(format!("{e:#}")))?;
+            .map_err(|e| unservable(e.to_string()))?
+            .ok_or_else(|| unservable("its labels name no image".into()))?;
+        let layer = self.remote.resolve(&t).await.map_err(|e| match e {
+            ResolveError::Unreachable(e) => unavailable(format!("{e:#}")),
+            ResolveError::NotAnImage(e) => unservable(format!("{e:#}")),
+        })?;
         // (snapshots committed before verdicts existed carry no LAYER_LABEL: judged here)
         match self.meta.verdict(&layer.proof_key())? {
             Some(Verdict::Refused(why)) => return Err(Self::refused(name, &why)),

@@ -25,7 +25,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::image::oci::ANNOTATION_TOC_DIGEST;
-use crate::image::pull;
+use crate::image::pull::{self, ResolveError};
 use crate::mount::{MountInfo, Mounts};
 
 /// The chain ID containerd's unpacker wants the layer committed as.
@@ -114,7 +114,10 @@ pub struct Remote {
 
 impl Remote {
     /// Finds layer `t` in its image: an eStargz layer (a TOC digest annotation) and its DiffID.
-    pub async fn resolve(&self, t: &Target) -> anyhow::Result<Layer> {
+    /// [`ResolveError::Unreachable`] when the swarm did not deliver the image within the
+    /// timeout (worth retrying); [`ResolveError::NotAnImage`] when what it names cannot be
+    /// served lazily (not an image, no such layer, not eStargz).
+    pub async fn resolve(&self, t: &Target) -> Result<Layer, ResolveError> {
         let what = || format!("layer {} of {}", t.layer, t.reference);
         let work = async {
             let blocks = self.mounts.reader_parts().blocks;
@@ -134,7 +137,20 @@ impl Remote {
             }
             Ok(Layer { desc, diff_id })
         };
-        self.bounded(work).await.with_context(what)
+        match tokio::time::timeout(self.timeout, work).await {
+            Err(_) => Err(ResolveError::Unreachable(anyhow!(
+                "{}: no answer within {:?}",
+                what(),
+                self.timeout
+            ))),
+            Ok(Ok(layer)) => Ok(layer),
+            // the swarm's own verdict, if it gave one; anything else is about the image
+            Ok(Err(e)) => Err(match e.downcast::<ResolveError>() {
+                Ok(ResolveError::Unreachable(e)) => ResolveError::Unreachable(e.context(what())),
+                Ok(ResolveError::NotAnImage(e)) => ResolveError::NotAnImage(e.context(what())),
+                Err(e) => ResolveError::NotAnImage(e.context(what())),
+            }),
+        }
     }
 
     /// Mounts `layer` (of target `t`) at `dir`.

@@ -221,8 +221,11 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_on(BlockService::new(Arc::new(MemStore::default()), None))
+}
+
+fn fixture_on(blocks: BlockService) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let blocks = BlockService::new(Arc::new(MemStore::default()), None);
     let repo = dir.path().join("repo");
     std::fs::create_dir_all(&repo).unwrap();
     let mounts = Mounts::new(
@@ -375,4 +378,46 @@ async fn keys_are_never_paths_and_the_socket_never_replaces_a_file() {
         .unwrap_err();
     assert!(err.to_string().contains("is not a socket"), "{err:#}");
     assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+}
+
+/// A lazily served layer that cannot be mounted again answers by its cause: `Unavailable` when
+/// the swarm did not deliver its image in time (containerd may retry), `FailedPrecondition`
+/// when what its labels name is not an image here (retrying will not help).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_layer_that_cannot_be_mounted_answers_by_its_cause() {
+    let image = crate::test_utils::absent_cid();
+    let (online, task) = crate::test_utils::lone_node(Duration::from_secs(1));
+    let offline = BlockService::new(Arc::new(MemStore::default()), None);
+    for (blocks, unavailable) in [(online, true), (offline, false)] {
+        let f = fixture_on(blocks);
+        let s = &f.s;
+        let remote = labels(&[
+            (super::REMOTE_LABEL, super::REMOTE_VALUE),
+            (REFERENCE_LABEL, &format!("h:1/ipfs/{image}:latest")),
+            (DIGEST_LABEL, &format!("sha256:{}", "a".repeat(64))),
+        ]);
+        let id = s.meta.next_id().unwrap();
+        s.meta
+            .create(id, Kind::Active, "extract-1", "", BTreeMap::new())
+            .unwrap();
+        s.meta
+            .commit("extract-1", "layer-1", remote, Usage::default())
+            .unwrap();
+        s.meta
+            .create(
+                s.meta.next_id().unwrap(),
+                Kind::View,
+                "view",
+                "layer-1",
+                BTreeMap::new(),
+            )
+            .unwrap();
+        let e = s.mounts("view").await.unwrap_err();
+        if unavailable {
+            assert!(matches!(e, Error::Unavailable(_)), "{e}");
+        } else {
+            assert!(matches!(e, Error::FailedPrecondition(_)), "{e}");
+        }
+    }
+    task.abort();
 }
