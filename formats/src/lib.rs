@@ -2,10 +2,12 @@
 //! out. No async runtime, no block store, no FUSE, no network: the `cidfs` crate does the I/O
 //! around them (see `ARCHITECTURE.md`).
 //!
+//! - [`dag_pb`]: the links of a dag-pb node.
 //! - [`oci`]: OCI image types (descriptor, manifest, index, config), media types, digests.
 //! - [`gojson`]: JSON serialized as Go's `encoding/json` does, so digests match Go tools.
 //! - [`estargz`]: seekable gzip layers: footer, TOC, chunk index, tar reader and builder.
 
+pub mod dag_pb;
 pub mod estargz;
 pub mod gojson;
 pub mod oci;

@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 
 pub use self::mem::MemStore;
 pub use self::sled::SledStore;
+pub use cidfs_formats::dag_pb::PbLink;
 
 pub use cidfs_p2p::codes::{DAG_PB, IDENTITY, RAW, SHA2_256};
 
@@ -217,15 +218,6 @@ fn sha256_cid(like: &Cid, data: &[u8]) -> Result<Cid, Error> {
     })
 }
 
-/// One link of a dag-pb node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PbLink {
-    /// Target of the link.
-    pub cid: Cid,
-    /// Cumulative size of the target (dag-pb `Tsize`), when the link records it.
-    pub tsize: Option<u64>,
-}
-
 /// The CIDs a block links to: the dag-pb links in order for 0x70, none for raw 0x55.
 /// Other codecs are [`Error::UnsupportedCodec`], so that [`gc`] never drops the children of a
 /// block it cannot read.
@@ -240,13 +232,10 @@ pub fn links(cid: &Cid, data: &[u8]) -> Result<Vec<Cid>, Error> {
     }
 }
 
-/// Decodes the links of a dag-pb block (`cid` is only used in the error).
-///
-/// rust-unixfs decodes links of UnixFS files and directories but has no public decoder for an
-/// arbitrary dag-pb node, so this reads the two fields of the dag-pb schema it needs
-/// (`PBNode.Links = 2`, `PBLink.Hash = 1`, `PBLink.Tsize = 3`) and rejects anything else.
+/// Decodes the links of a dag-pb block ([`cidfs_formats::dag_pb`]; `cid` names it in the
+/// error).
 pub fn dag_pb_links(cid: &Cid, data: &[u8]) -> Result<Vec<PbLink>, Error> {
-    pb::node_links(data).map_err(|reason| Error::InvalidDagPb { cid: *cid, reason })
+    cidfs_formats::dag_pb::links(data).map_err(|reason| Error::InvalidDagPb { cid: *cid, reason })
 }
 
 /// Removes every block not reachable from a pin and reports what it removed.
@@ -337,77 +326,6 @@ pub fn verify_all(
         progress(report.checked);
     }
     Ok(report)
-}
-
-/// The few protobuf reads that dag-pb link listing needs. Pure and panic-free.
-mod pb {
-    use cid::Cid;
-
-    use super::PbLink;
-
-    /// Tag of `PBNode.Data` / `PBLink.Hash` (field 1, length-delimited).
-    const TAG_1_BYTES: u64 = 0x0a;
-    /// Tag of `PBNode.Links` / `PBLink.Name` (field 2, length-delimited).
-    const TAG_2_BYTES: u64 = 0x12;
-    /// Tag of `PBLink.Tsize` (field 3, varint).
-    const TAG_3_VARINT: u64 = 0x18;
-
-    pub(super) fn node_links(mut buf: &[u8]) -> Result<Vec<PbLink>, &'static str> {
-        let mut links = Vec::new();
-        let mut seen_data = false;
-        while !buf.is_empty() {
-            match varint(&mut buf)? {
-                TAG_2_BYTES => links.push(link(bytes(&mut buf)?)?),
-                TAG_1_BYTES if !seen_data => {
-                    seen_data = true;
-                    bytes(&mut buf)?;
-                }
-                TAG_1_BYTES => return Err("duplicate Data field"),
-                _ => return Err("unknown field in PBNode"),
-            }
-        }
-        Ok(links)
-    }
-
-    fn link(mut buf: &[u8]) -> Result<PbLink, &'static str> {
-        let (mut hash, mut tsize) = (None, None);
-        while !buf.is_empty() {
-            match varint(&mut buf)? {
-                TAG_1_BYTES => hash = Some(bytes(&mut buf)?),
-                TAG_2_BYTES => {
-                    bytes(&mut buf)?;
-                }
-                TAG_3_VARINT => tsize = Some(varint(&mut buf)?),
-                _ => return Err("unknown field in PBLink"),
-            }
-        }
-        let hash = hash.ok_or("link without Hash")?;
-        let cid = Cid::try_from(hash).map_err(|_| "link Hash is not a CID")?;
-        Ok(PbLink { cid, tsize })
-    }
-
-    fn varint(buf: &mut &[u8]) -> Result<u64, &'static str> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&byte, rest) = buf.split_first().ok_or("truncated varint")?;
-            *buf = rest;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err("varint longer than 10 bytes")
-    }
-
-    fn bytes<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], &'static str> {
-        let len = usize::try_from(varint(buf)?).map_err(|_| "field length overflows")?;
-        if len > buf.len() {
-            return Err("truncated field");
-        }
-        let (field, rest) = buf.split_at(len);
-        *buf = rest;
-        Ok(field)
-    }
 }
 
 #[cfg(test)]
