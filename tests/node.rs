@@ -412,7 +412,13 @@ fn k_full_disk_is_a_clear_error_and_loses_nothing() {
     std::fs::write(&big, random_bytes(100 * MIB)).unwrap();
     let out = a.cli(&["add", big.to_str().unwrap()]);
     let _ = std::fs::remove_file(&big);
-    assert!(!out.status.success(), "add onto a full disk succeeded");
+    assert!(
+        !out.status.success(),
+        "add onto a full disk succeeded: {}\nthe tmpfs: {:?}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        crate::images::runtimes::mounts_under(mnt.path()),
+        a.log()
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("disk full") && err.contains("store.min_free_mb"),

@@ -157,7 +157,7 @@ impl SledStore {
             meta: db.open_tree(META_TREE)?,
             db,
             dirty: Arc::new(AtomicBool::new(false)),
-            space: SpaceGuard::new(path, 0),
+            space: SpaceGuard::open(path)?,
             unfreed: Default::default(),
         };
         store.migrate()?;
@@ -181,7 +181,7 @@ impl SledStore {
 
     /// Keeps `bytes` free on the store's filesystem (0 = no reserve); see [`Error::DiskFull`].
     pub fn with_min_free(mut self, bytes: u64) -> Self {
-        self.space = SpaceGuard::new(&self.space.path, bytes);
+        self.space = self.space.with_min_free(bytes);
         self
     }
 
