@@ -6,15 +6,19 @@
 //!   pure. Both keyings are understood: by compressed layer digest (containers/storage 1.43, the
 //!   Podman 4.3 of Debian bookworm) and by TOC digest (containers/storage ≥ 1.54).
 //!
-//! - [`fs`]: the FUSE filesystem. Each layer's `diff` is that layer alone in overlayfs lower-dir
-//!   form ([`crate::mount::inode::overlay_form`]), read chunk by chunk through the mount reader;
-//!   `blob` is the compressed layer, read by range.
+//! - [`nodes`]: the store's own inodes (images, layers, `info`, `blob`) and its opened layer
+//!   trees, bounded; pure.
+//! - [`store`]: the store's answers to FUSE requests ([`crate::mount::fs::Requests`], put in
+//!   fuser's replies by the mount's adapter [`crate::mount::fs::Fs`]). Each layer's `diff` is that
+//!   layer alone in overlayfs lower-dir form ([`crate::mount::inode::overlay_form`]), read chunk
+//!   by chunk through the mount reader; `blob` is the compressed layer, read by range.
 //!
 //! [`mount`] puts the store at a directory (the daemon does so for `layer_store.mountpoint`);
 //! containers/storage then finds it through `additionallayerstores = ["DIR:ref"]`.
 
-pub mod fs;
 pub mod layout;
+mod nodes;
+pub mod store;
 
 use anyhow::Context as _;
 use std::path::Path;
@@ -31,10 +35,12 @@ pub async fn mount(
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir =
         std::fs::canonicalize(dir).with_context(|| format!("layer store {}", dir.display()))?;
-    let fs = fs::StoreFs::new(
-        mounts.reader_parts(),
+    let parts = mounts.reader_parts();
+    let reads = parts.metrics.fuse("layer_store");
+    let fs = crate::mount::fs::Fs::new(
+        store::Store::new(parts, trust),
         tokio::runtime::Handle::current(),
-        trust,
+        reads,
     );
     let info = MountInfo {
         dir,

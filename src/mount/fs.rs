@@ -1,15 +1,24 @@
-//! The fuser adapter: a read-only filesystem over the immutable inode table. Metadata requests
-//! are answered from the table on the FUSE thread (no locks, no I/O); `read` moves its reply
-//! into a task on the daemon's runtime and returns at once, so a slow fetch never blocks other
-//! requests. Errors become errno values only here.
+//! The one fuser adapter of cidfs, and the tree it serves for a mount.
+//!
+//! - [`Requests`]: every request a cidfs filesystem answers, as a function of inode numbers that
+//!   returns `Result<_, Errno>` (a future where it must fetch). [`Tree`] answers them for one
+//!   merged tree (a mount, a snapshotter's layer); the additional layer store answers them for
+//!   its many trees (the layer store's `Store`, a level above).
+//! - [`Fs`]: the `fuser::Filesystem` over any [`Requests`]. Metadata requests are answered on
+//!   the FUSE thread (no I/O); `read`, and lookups that fetch, move their reply into a task on
+//!   the daemon's runtime and return at once, so a slow fetch never blocks other requests.
+//!   Errors become errno values only in the `Requests` and here.
 
+use bytes::Bytes;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, INodeNo, KernelConfig,
-    LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyXattr, Request,
+    LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
+use futures::future::BoxFuture;
+use futures::FutureExt as _;
 use std::collections::HashMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt as _;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -22,6 +31,52 @@ use crate::metrics::FuseReads;
 pub const TTL: Duration = Duration::from_secs(3600);
 /// Largest readahead asked of the kernel (it may grant less).
 const MAX_READAHEAD: u32 = 1 << 20;
+
+/// An answer now, or a future that gives it (run off the FUSE thread).
+pub enum Answer<T> {
+    Now(Result<T, Errno>),
+    Later(BoxFuture<'static, Result<T, Errno>>),
+}
+
+/// A read's answer: the bytes, from a future run off the FUSE thread.
+pub type ReadFuture = BoxFuture<'static, Result<Bytes, Errno>>;
+
+/// Every request a cidfs filesystem answers, as a function of inode numbers; [`Fs`] puts the
+/// answers in fuser's replies. Read-only: writes answer EROFS unless a filesystem says more.
+pub trait Requests: Send + Sync + 'static {
+    /// Counts one request of kind `op` (the layer store's per-request metric); nothing here.
+    fn count(&self, _op: &'static str) {}
+    fn lookup(&self, parent: u64, name: &OsStr) -> Answer<FileAttr>;
+    fn attr(&self, ino: u64) -> Result<FileAttr, Errno>;
+    fn readlink(&self, ino: u64) -> Result<Vec<u8>, Errno>;
+    fn open(&self, ino: u64, flags: OpenFlags) -> Result<FopenFlags, Errno>;
+    fn read(&self, ino: u64, offset: u64, size: u32) -> Result<ReadFuture, Errno>;
+    /// `readdir`: `.`, `..` and the children, in order.
+    fn entries(&self, ino: u64) -> Result<Vec<(u64, FileType, OsString)>, Errno>;
+    fn xattr(&self, ino: u64, name: &OsStr) -> Result<Vec<u8>, Errno>;
+    /// `listxattr`: NUL-terminated names.
+    fn xattr_names(&self, ino: u64) -> Result<Vec<u8>, Errno>;
+    /// `access`: any inode that exists, never for writing.
+    fn access(&self, ino: u64, mask: fuser::AccessFlags) -> Result<(), Errno> {
+        self.attr(ino)?;
+        if mask.contains(fuser::AccessFlags::W_OK) {
+            return Err(Errno::EROFS);
+        }
+        Ok(())
+    }
+    /// `statfs`: (blocks of 4 KiB, inodes).
+    fn usage(&self) -> (u64, u64) {
+        (0, 0)
+    }
+    /// `create` of `name` in `parent`: the error it answers.
+    fn create(&self, _parent: u64, _name: &OsStr) -> Errno {
+        Errno::EROFS
+    }
+    /// `rmdir` of `name` in `parent`: the error it answers.
+    fn rmdir(&self, _parent: u64, _name: &OsStr) -> Errno {
+        Errno::EROFS
+    }
+}
 
 /// One merged tree and its reader: every request as a function of inode numbers that returns
 /// `Result<_, Errno>`. [`Fs`] serves one tree as a mount; the additional layer store serves many
@@ -149,14 +204,6 @@ impl Tree {
         Ok(names)
     }
 
-    pub fn access(&self, ino: u64, mask: fuser::AccessFlags) -> Result<(), Errno> {
-        self.inode(ino)?;
-        if mask.contains(fuser::AccessFlags::W_OK) {
-            return Err(Errno::EROFS);
-        }
-        Ok(())
-    }
-
     /// `statfs`: (blocks of 4 KiB, inodes).
     pub fn usage(&self) -> (u64, u64) {
         let (files, blocks) = self.table.totals();
@@ -164,9 +211,51 @@ impl Tree {
     }
 }
 
+impl Requests for Tree {
+    fn lookup(&self, parent: u64, name: &OsStr) -> Answer<FileAttr> {
+        Answer::Now(Tree::lookup(self, parent, name))
+    }
+
+    fn attr(&self, ino: u64) -> Result<FileAttr, Errno> {
+        Tree::attr(self, ino)
+    }
+
+    fn readlink(&self, ino: u64) -> Result<Vec<u8>, Errno> {
+        Tree::readlink(self, ino).map(<[u8]>::to_vec)
+    }
+
+    fn open(&self, ino: u64, flags: OpenFlags) -> Result<FopenFlags, Errno> {
+        Tree::open(self, ino, flags)
+    }
+
+    fn read(&self, ino: u64, offset: u64, size: u32) -> Result<ReadFuture, Errno> {
+        Ok(Tree::read(self, ino, offset, size)?.boxed())
+    }
+
+    fn entries(&self, ino: u64) -> Result<Vec<(u64, FileType, OsString)>, Errno> {
+        let list = Tree::entries(self, ino)?;
+        Ok(list
+            .into_iter()
+            .map(|(c, kind, name)| (c, kind, name.to_owned()))
+            .collect())
+    }
+
+    fn xattr(&self, ino: u64, name: &OsStr) -> Result<Vec<u8>, Errno> {
+        Tree::xattr(self, ino, name).map(<[u8]>::to_vec)
+    }
+
+    fn xattr_names(&self, ino: u64) -> Result<Vec<u8>, Errno> {
+        Tree::xattr_names(self, ino)
+    }
+
+    fn usage(&self) -> (u64, u64) {
+        Tree::usage(self)
+    }
+}
+
 /// Answers a `read` from a task on `rt`, so the FUSE thread never waits for the data.
 /// `counts` records the read (latency, bytes, error).
-pub fn spawn_read_reply(
+fn spawn_read_reply(
     rt: &tokio::runtime::Handle,
     read: Result<
         impl std::future::Future<Output = Result<bytes::Bytes, Errno>> + Send + 'static,
@@ -200,7 +289,7 @@ pub fn spawn_read_reply(
 }
 
 /// Answers a `readdir` with `entries` from `offset` on (each entry's offset is its index + 1).
-pub fn reply_entries<N: AsRef<OsStr>>(
+fn reply_entries<N: AsRef<OsStr>>(
     mut reply: ReplyDirectory,
     entries: Vec<(u64, FileType, N)>,
     offset: u64,
@@ -213,22 +302,17 @@ pub fn reply_entries<N: AsRef<OsStr>>(
     reply.ok();
 }
 
-/// A mount of one merged tree.
-pub struct Fs {
-    tree: Tree,
+/// The filesystem FUSE talks to: the answers of `R`, put in fuser's replies.
+pub struct Fs<R> {
+    requests: R,
     rt: tokio::runtime::Handle,
     counts: FuseReads,
 }
 
-impl Fs {
-    pub fn new(
-        table: Arc<Table>,
-        reader: Reader,
-        rt: tokio::runtime::Handle,
-        counts: FuseReads,
-    ) -> Self {
+impl<R: Requests> Fs<R> {
+    pub fn new(requests: R, rt: tokio::runtime::Handle, counts: FuseReads) -> Self {
         Fs {
-            tree: Tree::new(table, reader),
+            requests,
             rt,
             counts,
         }
@@ -281,7 +365,7 @@ pub fn attr(n: &Inode) -> FileAttr {
 }
 
 /// Answers an xattr request: the size when `size` is 0, the bytes when they fit, else ERANGE.
-pub fn xattr_reply(reply: ReplyXattr, data: &[u8], size: u32) {
+fn xattr_reply(reply: ReplyXattr, data: &[u8], size: u32) {
     if size == 0 {
         reply.size(data.len() as u32);
     } else if data.len() <= size as usize {
@@ -291,7 +375,7 @@ pub fn xattr_reply(reply: ReplyXattr, data: &[u8], size: u32) {
     }
 }
 
-impl Filesystem for Fs {
+impl<R: Requests> Filesystem for Fs<R> {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         if let Err(max) = config.set_max_readahead(MAX_READAHEAD) {
             let _ = config.set_max_readahead(max);
@@ -300,28 +384,38 @@ impl Filesystem for Fs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.tree.lookup(parent.0, name) {
+        self.requests.count("lookup");
+        let entry = |reply: ReplyEntry, found: Result<FileAttr, Errno>| match found {
             Ok(a) => reply.entry(&TTL, &a, fuser::Generation(0)),
             Err(e) => reply.error(e),
+        };
+        match self.requests.lookup(parent.0, name) {
+            Answer::Now(found) => entry(reply, found),
+            Answer::Later(found) => {
+                self.rt.spawn(async move { entry(reply, found.await) });
+            }
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.tree.attr(ino.0) {
+        self.requests.count("getattr");
+        match self.requests.attr(ino.0) {
             Ok(a) => reply.attr(&TTL, &a),
             Err(e) => reply.error(e),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.tree.readlink(ino.0) {
-            Ok(t) => reply.data(t),
+        self.requests.count("readlink");
+        match self.requests.readlink(ino.0) {
+            Ok(t) => reply.data(&t),
             Err(e) => reply.error(e),
         }
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.tree.open(ino.0, flags) {
+        self.requests.count("open");
+        match self.requests.open(ino.0, flags) {
             Ok(f) => reply.opened(FileHandle(0), f),
             Err(e) => reply.error(e),
         }
@@ -338,9 +432,10 @@ impl Filesystem for Fs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        self.requests.count("read");
         spawn_read_reply(
             &self.rt,
-            self.tree.read(ino.0, offset, size),
+            self.requests.read(ino.0, offset, size),
             reply,
             &self.counts,
         );
@@ -354,26 +449,30 @@ impl Filesystem for Fs {
         offset: u64,
         reply: ReplyDirectory,
     ) {
-        match self.tree.entries(ino.0) {
+        self.requests.count("readdir");
+        match self.requests.entries(ino.0) {
             Ok(entries) => reply_entries(reply, entries, offset),
             Err(e) => reply.error(e),
         }
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let (blocks, files) = self.tree.usage();
+        self.requests.count("statfs");
+        let (blocks, files) = self.requests.usage();
         reply.statfs(blocks, 0, 0, files, 0, 4096, 255, 4096);
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        match self.tree.xattr(ino.0, name) {
-            Ok(v) => xattr_reply(reply, v, size),
+        self.requests.count("getxattr");
+        match self.requests.xattr(ino.0, name) {
+            Ok(v) => xattr_reply(reply, &v, size),
             Err(e) => reply.error(e),
         }
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.tree.xattr_names(ino.0) {
+        self.requests.count("listxattr");
+        match self.requests.xattr_names(ino.0) {
             Ok(names) => xattr_reply(reply, &names, size),
             Err(e) => reply.error(e),
         }
@@ -386,9 +485,29 @@ impl Filesystem for Fs {
         mask: fuser::AccessFlags,
         reply: fuser::ReplyEmpty,
     ) {
-        match self.tree.access(ino.0, mask) {
+        self.requests.count("access");
+        match self.requests.access(ino.0, mask) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        self.requests.count("create");
+        reply.error(self.requests.create(parent.0, name));
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.requests.count("rmdir");
+        reply.error(self.requests.rmdir(parent.0, name));
     }
 }

@@ -14,7 +14,8 @@
 //! - [`verified`]: which chunks were checked against their digest on this node (sled).
 //! - `prefetch`: the background work of a mount (landmark prefetch, then optionally the whole
 //!   image).
-//! - [`fs`]: the thin fuser adapter.
+//! - [`fs`]: the one fuser adapter ([`fs::Fs`] over any [`fs::Requests`]) and [`fs::Tree`], the
+//!   requests of one merged tree.
 //!
 //! [`Mounts`] is the daemon's registry of live mounts: mount, unmount, list, unmount everything
 //! at shutdown, and detach mounts a killed daemon of the same repo left behind.
@@ -233,8 +234,7 @@ impl Mounts {
             inodes: table.totals().0,
         };
         let fs = fs::Fs::new(
-            table,
-            reader.clone(),
+            fs::Tree::new(table, reader.clone()),
             tokio::runtime::Handle::current(),
             me.metrics.fuse("mount"),
         );
@@ -283,8 +283,7 @@ impl Mounts {
             inodes: table.totals().0,
         };
         let fs = fs::Fs::new(
-            table,
-            reader.clone(),
+            fs::Tree::new(table, reader.clone()),
             tokio::runtime::Handle::current(),
             self.inner.metrics.fuse("snapshotter"),
         );
