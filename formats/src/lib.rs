@@ -6,8 +6,10 @@
 //! - [`oci`]: OCI image types (descriptor, manifest, index, config), media types, digests.
 //! - [`gojson`]: JSON serialized as Go's `encoding/json` does, so digests match Go tools.
 //! - [`estargz`]: seekable gzip layers: footer, TOC, chunk index, tar reader and builder.
+//! - [`unixfs`]: UnixFS files as kubo's `ipfs add` encodes them (the blocks and the root CID).
 
 pub mod dag_pb;
 pub mod estargz;
 pub mod gojson;
 pub mod oci;
+pub mod unixfs;

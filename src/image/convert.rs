@@ -67,7 +67,8 @@ pub fn prepare(
                 .context("creating a temporary file for the eStargz blob")?;
             let w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
             let mut input = Hashing::new(uncompressed(src, gzip)?);
-            let built = build::build(&mut input, opts, w).with_context(what)?;
+            let spool = || tempfile::tempfile_in(work);
+            let built = build::build(&mut input, opts, w, spool).with_context(what)?;
             // the DiffID covers everything up to EOF, including padding after the tar's end
             std::io::copy(&mut input, &mut std::io::sink()).with_context(what)?;
             let source_diff_id = input.digest();

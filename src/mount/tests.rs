@@ -31,7 +31,7 @@ fn estargz(tar: &[u8]) -> Vec<u8> {
         chunk_size: 64 << 10,
         ..BuildOptions::default()
     };
-    build(tar, &opts, &mut out).unwrap();
+    build(tar, &opts, &mut out, tempfile::tempfile).unwrap();
     out
 }
 
@@ -463,7 +463,7 @@ async fn prefetch_fills_the_cache_and_background_fetch_pins_the_image() {
         prefetch: vec!["etc/small".into()],
         ..BuildOptions::default()
     };
-    build(&tar[..], &opts, &mut blob).unwrap();
+    build(&tar[..], &opts, &mut blob, tempfile::tempfile).unwrap();
     let d = fx.add(&blob, oci::OCI_LAYER_GZIP, Some(toc_digest(&blob)));
     let (l, _) = fx.open(&d, "").await.unwrap();
     let end = l.prefetch_end.expect("a .prefetch.landmark");

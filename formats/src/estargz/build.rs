@@ -89,6 +89,8 @@ pub enum BuildError {
     Read(#[source] std::io::Error),
     #[error("writing the eStargz blob: {0}")]
     Write(#[source] std::io::Error),
+    #[error("creating the spool for the prefetch files: {0}")]
+    Spool(#[source] std::io::Error),
     #[error(transparent)]
     Tar(#[from] super::tarstream::TarError),
     #[error("prefetch file {0:?} is not in the layer")]
@@ -101,9 +103,19 @@ pub enum BuildError {
 
 /// Convert an uncompressed layer tar into an eStargz blob written to `out`.
 ///
+/// `spool` gives the file in which the layer's payloads wait while the files named by
+/// [`BuildOptions::prefetch`] move to the front: called once, and only when there are such
+/// files; written in order, then read back by offset. The caller picks where it lives (a
+/// temporary file where the layer's size has room), so this module opens no file itself.
+///
 /// Reading stops at the tar's end-of-archive marker; anything after it is left in `tar`.
-pub fn build(tar: impl Read, opts: &BuildOptions, out: impl Write) -> Result<Built, BuildError> {
-    build_batched(tar, opts, out, BATCH)
+pub fn build(
+    tar: impl Read,
+    opts: &BuildOptions,
+    out: impl Write,
+    spool: impl FnOnce() -> std::io::Result<std::fs::File>,
+) -> Result<Built, BuildError> {
+    build_batched(tar, opts, out, spool, BATCH)
 }
 
 /// [`build`] handing about `batch` uncompressed bytes to the pool at once.
@@ -111,6 +123,7 @@ fn build_batched(
     tar: impl Read,
     opts: &BuildOptions,
     out: impl Write,
+    spool: impl FnOnce() -> std::io::Result<std::fs::File>,
     batch: usize,
 ) -> Result<Built, BuildError> {
     let pool = rayon::ThreadPoolBuilder::new()
@@ -131,7 +144,7 @@ fn build_batched(
             })?;
         }
     } else {
-        let spool = Spool::read(&mut ts)?;
+        let spool = Spool::read(&mut ts, spool().map_err(BuildError::Spool)?)?;
         let (first, rest) = order(&spool.entries, &opts.prefetch)?;
         for i in first {
             w.entry(&spool.entries[i].0, &mut spool.payload(i))?;

@@ -83,7 +83,7 @@ struct Checked {
 
 fn build_checked(input: &[u8], o: &BuildOptions, batch: usize) -> Checked {
     let mut blob = Vec::new();
-    let built = build_batched(input, o, &mut blob, batch).unwrap();
+    let built = build_batched(input, o, &mut blob, tempfile::tempfile, batch).unwrap();
     let mut tar = Vec::new();
     MultiGzDecoder::new(&blob[..])
         .read_to_end(&mut tar)
@@ -434,7 +434,7 @@ fn a_missing_prefetch_file_fails() {
         prefetch: vec!["./a/b".into(), "./nope".into()],
         ..opts(1000)
     };
-    let e = build(&prefetch_layer()[..], &o, Vec::new()).unwrap_err();
+    let e = build(&prefetch_layer()[..], &o, Vec::new(), tempfile::tempfile).unwrap_err();
     assert!(
         matches!(&e, BuildError::PrefetchMissing(p) if p == "./nope"),
         "{e}"
@@ -447,7 +447,7 @@ fn reading_stops_at_the_end_of_the_archive() {
     let tar_len = input.len();
     input.extend_from_slice(b"trailing bytes");
     let mut r = &input[..];
-    build(&mut r, &opts(1000), Vec::new()).unwrap();
+    build(&mut r, &opts(1000), Vec::new(), tempfile::tempfile).unwrap();
     assert!(r.len() >= 14 && r.len() <= tar_len, "{}", r.len());
     let s = scan(&input[..]).unwrap();
     assert_eq!(s.size, input.len() as u64);
@@ -549,7 +549,7 @@ fn hostile() -> Vec<(&'static str, Vec<u8>, &'static str)> {
 #[test]
 fn hostile_entries_are_refused_by_build_and_scan() {
     for (what, input, needle) in hostile() {
-        let e = build(&input[..], &opts(1000), Vec::new()).unwrap_err();
+        let e = build(&input[..], &opts(1000), Vec::new(), tempfile::tempfile).unwrap_err();
         assert!(
             matches!(e, BuildError::Tar(super::tarstream::TarError::Entry { .. })),
             "{what}: {e}"
@@ -573,14 +573,14 @@ fn hostile_entries_are_refused_by_build_and_scan() {
 fn truncated_tars_are_refused() {
     let input = tar_of(|b| file(b, "f", &pseudo_random(3000, 3)));
     for cut in [100, 512 + 1000, 512 + 3000] {
-        let e = build(&input[..cut], &opts(1000), Vec::new()).unwrap_err();
+        let e = build(&input[..cut], &opts(1000), Vec::new(), tempfile::tempfile).unwrap_err();
         assert!(e.to_string().contains("truncated"), "{cut}: {e}");
         let e = scan(&input[..cut]).unwrap_err();
         assert!(e.to_string().contains("truncated"), "{cut}: {e}");
     }
     let mut bad = input.clone();
     bad[148] ^= 1;
-    let e = build(&bad[..], &opts(1000), Vec::new()).unwrap_err();
+    let e = build(&bad[..], &opts(1000), Vec::new(), tempfile::tempfile).unwrap_err();
     assert!(e.to_string().contains("checksum"), "{e}");
 }
 

@@ -6,8 +6,8 @@
 //! very end records the TOC's compressed offset.
 //!
 //! Submodules, all pure: bytes or a `Read` in, values or a `Write` out; the caller does the
-//! I/O (the one exception: the builder spools the files it moves to the front into a temp file,
-//! so that a layer's size does not become memory):
+//! I/O (the builder spools a layer whose prefetch files it moves to the front into a file the
+//! caller gives, so that a layer's size does not become memory):
 //! - [`footer`]: build and parse the 51-byte footer (and read the 47-byte legacy one).
 //! - [`toc`]: the TOC JSON types, parsing, Go-compatible serialization and its digest.
 //! - [`index`]: the reader-side [`Index`] of cleaned names and chunks per regular file

@@ -1,5 +1,5 @@
 //! Prefetch ordering for [`super::build::build`] (REFERENCE §1.5): the input is spooled to a
-//! temporary file ([`Spool`]) so that [`order`] can put the prioritized files, their parents
+//! file the caller gives ([`Spool`]) so that [`order`] can put the prioritized files, their parents
 //! (and a hardlink's target) first, before `.prefetch.landmark` and the rest in input order.
 
 use std::collections::HashMap;
@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 use super::build::{dropped, BuildError, Payload};
 use super::tarstream::{self, Entry, Kind, TarStream};
 
-/// The input with its payloads in a temporary file, for reordering.
+/// The input with its payloads in a file, for reordering.
 pub(super) struct Spool {
     file: std::fs::File,
     /// Non-dropped entries and the offsets of their payloads in `file`.
@@ -17,8 +17,8 @@ pub(super) struct Spool {
 }
 
 impl Spool {
-    pub fn read<R: Read>(ts: &mut TarStream<R>) -> Result<Spool, BuildError> {
-        let file = tempfile::tempfile().map_err(BuildError::Write)?;
+    /// Spools the payloads of `ts` into `file` (empty, opened for reading and writing).
+    pub fn read<R: Read>(ts: &mut TarStream<R>, file: std::fs::File) -> Result<Spool, BuildError> {
         let mut w = std::io::BufWriter::with_capacity(1 << 20, &file);
         let mut entries = Vec::new();
         let mut pos = 0u64;
