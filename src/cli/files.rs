@@ -4,7 +4,7 @@ use anyhow::{bail, Context};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::args::{AddArgs, BlockCommand, CatArgs};
 use super::client::ApiClient;
@@ -25,27 +25,14 @@ pub(super) fn progress(len: u64, template: &str) -> Option<ProgressBar> {
 const BYTES_BAR: &str = "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}";
 
 pub async fn add(api: &ApiClient, a: &AddArgs) -> anyhow::Result<()> {
-    let (body, len, name) = if a.file.as_os_str() == "-" {
-        let mut data = Vec::new();
-        tokio::io::stdin()
-            .read_to_end(&mut data)
-            .await
-            .context("reading stdin")?;
-        let n = data.len() as u64;
-        (reqwest::Body::from(data), n, String::from("stdin"))
+    let part = if a.file.as_os_str() == "-" {
+        // streamed as it comes (no length: the upload is chunked), never held whole
+        let stdin = tokio_util::io::ReaderStream::with_capacity(tokio::io::stdin(), 1 << 20);
+        reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(stdin)).file_name("stdin")
     } else {
-        let f = tokio::fs::File::open(&a.file)
-            .await
-            .with_context(|| format!("opening {}", a.file.display()))?;
-        let meta = f.metadata().await?;
-        if meta.is_dir() {
-            bail!(
-                "{} is a directory; cidfs add takes one file",
-                a.file.display()
-            );
-        }
-        let pb = progress(meta.len(), BYTES_BAR);
-        let stream = tokio_util::io::ReaderStream::with_capacity(f, 1 << 20).inspect(move |c| {
+        let (stream, len) = crate::image::blob_file::read_stream(&a.file).await?;
+        let pb = progress(len, BYTES_BAR);
+        let stream = stream.inspect(move |c| {
             if let (Some(pb), Ok(c)) = (&pb, c) {
                 pb.inc(c.len() as u64);
             }
@@ -55,9 +42,9 @@ pub async fn add(api: &ApiClient, a: &AddArgs) -> anyhow::Result<()> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        (reqwest::Body::wrap_stream(stream), meta.len(), name)
+        reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), len)
+            .file_name(name)
     };
-    let part = reqwest::multipart::Part::stream_with_length(body, len).file_name(name);
     let form = reqwest::multipart::Form::new().part("file", part);
     let mut params = vec![("pin", (!a.no_pin).to_string())];
     match &a.profile {

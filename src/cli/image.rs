@@ -111,12 +111,8 @@ impl BlobStore for ApiClient {
         path: &Path,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> anyhow::Result<Cid> {
-        let f = tokio::fs::File::open(path)
-            .await
-            .with_context(|| format!("opening {}", path.display()))?;
-        let len = f.metadata().await?.len();
         // the body stream must be 'static; progress is reported as the daemon answers instead
-        let stream = tokio_util::io::ReaderStream::with_capacity(f, 1 << 20);
+        let (stream, len) = crate::image::blob_file::read_stream(path).await?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
         let stream = stream.inspect(move |c| {
             if let Ok(c) = c {

@@ -1,7 +1,34 @@
-//! Writing a blob's pieces to a file (or any writer) as they arrive, on a blocking thread,
-//! hashing on the way: `image pull`'s layers, a spooled layer, `cidfs cat`'s standard output.
+//! A blob's file: read as a stream for an add ([`read_stream`]: `cidfs add`, `image push`'s
+//! blobs through the API or the block service), and written from a stream of pieces as they
+//! arrive, on a blocking thread, hashing on the way ([`write_hashed`], [`write_pieces`]:
+//! `image pull`'s layers, a spooled layer, `cidfs cat`'s standard output).
 
 use std::path::Path;
+
+/// Pieces an add reads a file in.
+const READ_PIECE: usize = 1 << 20;
+
+/// The file at `path` as a stream of pieces of up to 1 MiB, and its length. A directory is an
+/// error.
+pub async fn read_stream(
+    path: &Path,
+) -> anyhow::Result<(tokio_util::io::ReaderStream<tokio::fs::File>, u64)> {
+    use anyhow::Context as _;
+    let f = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("opening {}", path.display()))?;
+    let meta = f
+        .metadata()
+        .await
+        .with_context(|| format!("reading {}", path.display()))?;
+    if meta.is_dir() {
+        anyhow::bail!("{} is a directory, not a file", path.display());
+    }
+    Ok((
+        tokio_util::io::ReaderStream::with_capacity(f, READ_PIECE),
+        meta.len(),
+    ))
+}
 
 /// Writes a stream of pieces to `path` (created or truncated) and syncs it, hashing on the way:
 /// returns the `sha256:` digest and the length written.

@@ -5,7 +5,7 @@ use cid::Cid;
 use std::future::Future;
 use std::path::Path;
 
-use super::blob_file::write_hashed;
+use super::blob_file::{read_stream, write_hashed};
 use crate::unixfs::io::{add_stream, cat, read_range, RangeError};
 use crate::unixfs::AddOptions;
 
@@ -50,10 +50,7 @@ impl BlobStore for crate::blockservice::BlockService {
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> anyhow::Result<Cid> {
         use anyhow::Context as _;
-        let f = tokio::fs::File::open(path)
-            .await
-            .with_context(|| format!("opening {}", path.display()))?;
-        let input = tokio_util::io::ReaderStream::with_capacity(f, 1 << 20);
+        let (input, _) = read_stream(path).await?;
         let added = add_stream(self, &AddOptions::default(), input, true, progress)
             .await
             .with_context(|| format!("adding {}", path.display()))?;
