@@ -122,10 +122,36 @@ pub struct LayerStoreConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
-    /// Serve images of the swarm as `HOST:PORT/ipfs/<CID>` to docker, podman, skopeo, containerd.
+    /// Serve images of the swarm as `HOST:PORT/ipfs/<CID>` and by the names pushed to it, to
+    /// docker, podman, skopeo, containerd.
     pub enabled: bool,
     /// `IP:port` it listens on; port 0 lets the OS pick.
     pub listen: SocketAddr,
+    /// Accept pushes (the distribution spec's push flow); each pushed image is converted to
+    /// eStargz, stored and pinned, and its tag names it.
+    pub push: bool,
+    /// `[registry.pushers.NAME]`: who may push. With none, pushes are taken only from
+    /// loopback; with any, every push needs the `Authorization` of one of them. Pulls stay
+    /// anonymous.
+    pub pushers: std::collections::BTreeMap<String, Pusher>,
+    /// Largest blob a push may upload, in MiB.
+    pub max_blob_mb: u64,
+}
+
+/// One who may push to the registry.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pusher {
+    /// `bearer:TOKEN` or `basic:USER:PASSWORD` (what `docker login` / `podman login` send).
+    pub auth_secret: String,
+}
+
+impl std::fmt::Debug for Pusher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pusher")
+            .field("auth_secret", &"<redacted>")
+            .finish()
+    }
 }
 
 impl Default for RegistryConfig {
@@ -133,6 +159,9 @@ impl Default for RegistryConfig {
         RegistryConfig {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 5050)),
+            push: true,
+            pushers: Default::default(),
+            max_blob_mb: 8192,
         }
     }
 }
@@ -478,11 +507,18 @@ impl Config {
                 self.bitswap.readahead_blocks as u64,
             ),
             ("mount.read_timeout_secs", self.mount.read_timeout_secs),
+            ("registry.max_blob_mb", self.registry.max_blob_mb),
         ];
         for (key, value) in positive {
             anyhow::ensure!(value > 0, "{key} must be at least 1");
         }
         self.metrics.listen_addr()?;
+        for (name, p) in &self.registry.pushers {
+            anyhow::ensure!(
+                AuthSecret::parse(&p.auth_secret).is_some(),
+                "registry.pushers.{name}.auth_secret must be bearer:TOKEN or basic:USER:PASSWORD"
+            );
+        }
         Ok(())
     }
 }

@@ -58,7 +58,7 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
     }
     let _lock = repo.lock()?;
     let keypair = repo.identity()?;
-    let (store, verified) = open_store(&repo, &config).await?;
+    let (store, verified, names) = open_store(&repo, &config).await?;
     let (net, net_task) = start_node(&config, &keypair, swarm_key, force_pnet, &store)?;
     let blocks = BlockService::new(store.clone(), Some(net.clone()))
         .with_readahead(config.bitswap.readahead_blocks);
@@ -87,7 +87,7 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     // started in this order, stopped in the reverse one
     let mut started = Vec::new();
-    started.extend(start_registry(&repo, &config, &blocks, &instruments, &stopped).await?);
+    started.extend(start_registry(&repo, &config, &blocks, names, &instruments, &stopped).await?);
     started.extend(start_snapshotter(&repo, &config, &mounts, &stopped).await?);
     let state = AppState {
         blocks,
@@ -182,21 +182,26 @@ fn settings(repo: &Repo, o: &Overrides) -> anyhow::Result<crate::config::Config>
     Ok(config)
 }
 
-/// The block store (and the mount's record of checked chunks, kept in its database).
+/// The store tree of the registry's names.
+const NAMES_TREE: &str = "registry-names";
+
+/// The block store, and the records kept in its database: the mount's checked chunks and the
+/// registry's names.
 async fn open_store(
     repo: &Repo,
     config: &crate::config::Config,
-) -> anyhow::Result<(Arc<dyn Blocks>, Verified)> {
+) -> anyhow::Result<(Arc<dyn Blocks>, Verified, sled::Tree)> {
     let path = repo.blocks_dir();
     let cache = config.store.cache_capacity_bytes();
     let min_free = config.store.min_free_bytes();
-    let (store, verified) = tokio::task::spawn_blocking(move || {
+    let (store, verified, names) = tokio::task::spawn_blocking(move || {
         let store = SledStore::open(&path, cache)?.with_min_free(min_free);
         let verified = store.tree(crate::mount::verified::TREE)?;
-        anyhow::Ok((store, Verified::new(verified)))
+        let names = store.tree(NAMES_TREE)?;
+        anyhow::Ok((store, Verified::new(verified), names))
     })
     .await??;
-    Ok((Arc::new(store), verified))
+    Ok((Arc::new(store), verified, names))
 }
 
 /// The p2p node, serving `store` to its peers.
@@ -236,11 +241,27 @@ fn start_node(
     Ok(started)
 }
 
+/// The registry's push side: uploads and staged blobs in `<repo>/pushes`, names in `names`.
+fn open_pushes(
+    repo: &Repo,
+    config: &crate::config::Config,
+    names: sled::Tree,
+) -> anyhow::Result<registry_server::push::Pushes> {
+    let root = repo.root().join("pushes");
+    registry_server::push::Pushes::open(
+        &root,
+        registry_server::names::Names::new(names),
+        &config.registry,
+    )
+    .with_context(|| format!("preparing {} for pushes", root.display()))
+}
+
 /// The registry endpoint, when enabled; it writes the `registry` file and removes it at stop.
 async fn start_registry(
     repo: &Repo,
     config: &crate::config::Config,
     blocks: &BlockService,
+    names: sled::Tree,
     instruments: &Metrics,
     stopped: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Option<Started>> {
@@ -258,8 +279,12 @@ async fn start_registry(
     let addr = listener.local_addr()?;
     repo.write_registry_file(addr)?;
     info!("registry listening on {addr} (pull {addr}/ipfs/<CID>)");
-    let app = registry_server::router(Registry::new(blocks.clone(), instruments.registry.clone()));
-    let task = serve_until(listener, app, stopped.clone());
+    let pushes = match config.registry.push {
+        true => Some(open_pushes(repo, config, names)?),
+        false => None,
+    };
+    let registry = Registry::with_pushes(blocks.clone(), instruments.registry.clone(), pushes);
+    let task = serve_until(listener, registry_server::router(registry), stopped.clone());
     let repo = repo.clone();
     Ok(Some(Started {
         what: "registry endpoint",
@@ -358,6 +383,7 @@ fn serve_until(
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<std::io::Result<()>> {
     tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = stopped.wait_for(|s| *s).await;

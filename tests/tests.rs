@@ -16,5 +16,6 @@ mod kubo;
 mod mount;
 mod netns;
 mod node;
+mod push;
 mod registry;
 mod security;

@@ -49,6 +49,32 @@ impl RegistryError {
     pub fn unsupported(m: impl Into<String>) -> Self {
         Self::new(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", m)
     }
+    pub fn name_denied(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "DENIED", m)
+    }
+    /// 401: a push without (known) credentials; the answer asks for basic auth.
+    pub fn unauthorized(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", m)
+    }
+    pub fn upload_unknown(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN", m)
+    }
+    pub fn upload_invalid(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", m)
+    }
+    pub fn size_invalid(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "SIZE_INVALID", m)
+    }
+    pub fn manifest_invalid(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", m)
+    }
+    /// A pushed manifest names a blob (or manifest) that was not pushed.
+    pub fn manifest_blob_unknown(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN", m)
+    }
+    pub fn too_many(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS", m)
+    }
     /// 416 for a range outside the blob (no OCI code fits better than SIZE_INVALID).
     pub fn range(size: u64, why: impl std::fmt::Display) -> Self {
         let mut e = Self::new(
@@ -78,6 +104,12 @@ impl IntoResponse for RegistryError {
             if let Ok(v) = format!("bytes */{size}").parse() {
                 r.headers_mut().insert(header::CONTENT_RANGE, v);
             }
+        }
+        if self.code == "UNAUTHORIZED" {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Basic realm=\"cidfs\""),
+            );
         }
         r
     }

@@ -1,23 +1,27 @@
-//! A read-only OCI registry of the swarm's images (the pull subset of the distribution API,
-//! REFERENCE §7, in the naming of `nerdctl ipfs registry serve`, §2.6): an image CID `C` is the
-//! repository `ipfs/C` with the one tag `latest`, so `podman pull 127.0.0.1:5050/ipfs/C`, `docker
-//! pull`, `skopeo copy docker://…` and containerd work unchanged. Blobs come from the node, local
-//! store first and bitswap for the rest, as they are read.
+//! An OCI registry of the swarm's images (the distribution API, REFERENCE §7). Pulls: an image
+//! CID `C` is the repository `ipfs/C` with the one tag `latest` (the naming of `nerdctl ipfs
+//! registry serve`, §2.6), and every name pushed here (`team/app:1.0`) serves the image it names;
+//! blobs come from the node, local store first and bitswap for the rest, as they are read.
+//! Pushes: the spec's push flow ([`upload`] for blobs, [`push`] for manifests); an image pushed
+//! by tag is converted as `cidfs image push` does, stored, pinned and named ([`names`]).
 //!
 //! - `GET|HEAD /v2/` → 200.
-//! - `GET|HEAD /v2/ipfs/<CID>/manifests/<latest|digest>` → the index (or lone manifest) for
-//!   `latest`, or the index/manifest with that digest.
-//! - `GET|HEAD /v2/ipfs/<CID>/blobs/<digest>` → any blob of the image, with single and multiple
-//!   byte ranges ([`range`]).
-//! - `GET /v2/ipfs/<CID>/tags/list` → `latest`.
+//! - `GET|HEAD /v2/<name>/manifests/<tag|digest>`, `…/blobs/<digest>` (single and multiple byte
+//!   ranges, [`range`]), `GET …/tags/list`.
+//! - `POST /v2/<name>/blobs/uploads/` (with `?digest=` and a body: one request; with
+//!   `?mount=&from=`: a blob already here is not sent again), `PATCH|PUT|GET|DELETE
+//!   …/blobs/uploads/<id>`, `PUT …/manifests/<tag|digest>`, `DELETE …/manifests/<tag>`.
 //!
-//! Every answer carries `Docker-Content-Digest` and `Content-Length`; errors are OCI error JSON
-//! ([`error`]); other methods get 405 `UNSUPPORTED`. Names must be `ipfs/` and a CIDv1 in its
-//! canonical lowercase base32 form (repository names are lowercase; CIDv0 is refused). Resolved
-//! images are kept in a small in-memory map, so a pull resolves its image once.
+//! Every answer carries `Docker-Content-Digest` where a digest applies; errors are OCI error JSON
+//! ([`error`]). `ipfs/` names take a CIDv1 in its canonical lowercase base32 form (repository
+//! names are lowercase; CIDv0 is refused) and cannot be pushed to. Resolved images are kept in a
+//! small in-memory map, so a pull resolves its image once.
 
 mod error;
+pub mod names;
+pub mod push;
 mod range;
+pub mod upload;
 
 use axum::{
     body::Body,
@@ -28,13 +32,14 @@ use axum::{
     Json, Router,
 };
 use cid::Cid;
-use futures::StreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use crate::blockservice::BlockService;
-use crate::image::oci::Kind;
+use crate::image::oci::{self, Kind};
 use crate::image::pull::{self, Found, ResolveError, Resolved};
 use crate::metrics::RegistryCounters;
 use crate::sync::lock;
@@ -45,20 +50,94 @@ const MAX_RESOLVED: usize = 64;
 /// `Content-Type` of layer blobs (and anything that is not JSON).
 const OCTET_STREAM: &str = "application/octet-stream";
 
-/// The registry's state: the node and what it served.
+/// The registry's state: the node, what it served, and (when it takes pushes) the push side.
 pub struct Registry {
     blocks: BlockService,
     counters: Arc<RegistryCounters>,
     resolved: Mutex<HashMap<Cid, Arc<Resolved>>>,
+    pushes: Option<push::Pushes>,
 }
 
 impl Registry {
+    /// A registry that only serves pulls.
     pub fn new(blocks: BlockService, counters: Arc<RegistryCounters>) -> Arc<Registry> {
+        Self::with_pushes(blocks, counters, None)
+    }
+
+    /// A registry that takes pushes too, when `pushes` is given.
+    pub fn with_pushes(
+        blocks: BlockService,
+        counters: Arc<RegistryCounters>,
+        pushes: Option<push::Pushes>,
+    ) -> Arc<Registry> {
         Arc::new(Registry {
             blocks,
             counters,
             resolved: Mutex::default(),
+            pushes,
         })
+    }
+
+    fn pushes(&self) -> Result<&push::Pushes, RegistryError> {
+        self.pushes.as_ref().ok_or_else(|| {
+            RegistryError::unsupported(
+                "this registry takes no pushes (registry.push = false): images enter the swarm with `cidfs image push`",
+            )
+        })
+    }
+
+    /// The image `repo` names with `tag`.
+    fn named(&self, repo: &str, tag: &str) -> Result<Cid, RegistryError> {
+        let names = &self
+            .pushes
+            .as_ref()
+            .ok_or_else(|| unknown_repo(repo))?
+            .names;
+        let internal = |e: names::NamesError| RegistryError::internal(e.into());
+        let Some(named) = names.get(repo, tag).map_err(internal)? else {
+            if names.tags(repo).map_err(internal)?.is_empty() {
+                return Err(unknown_repo(repo));
+            }
+            return Err(RegistryError::manifest_unknown(format!(
+                "{repo}:{tag} names no image here"
+            )));
+        };
+        named
+            .cid
+            .parse()
+            .map_err(|e| RegistryError::internal(anyhow::anyhow!("{repo}:{tag}: {e}")))
+    }
+
+    /// The images of `repo`: its one for `ipfs/<CID>`, every tag's for a pushed name.
+    async fn images_of(&self, repo: &Repo) -> Result<Vec<Arc<Resolved>>, RegistryError> {
+        match repo {
+            Repo::Ipfs(cid) => Ok(vec![self.resolve(*cid).await?]),
+            Repo::Named(name) => {
+                let tags = self.tags(repo)?;
+                let mut out = Vec::new();
+                for tag in tags.iter().take(MAX_RESOLVED) {
+                    out.push(self.resolve(self.named(name, tag)?).await?);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    fn tags(&self, repo: &Repo) -> Result<Vec<String>, RegistryError> {
+        match repo {
+            Repo::Ipfs(_) => Ok(vec!["latest".into()]),
+            Repo::Named(name) => {
+                let pushes = self.pushes.as_ref().ok_or_else(|| unknown_repo(name))?;
+                let tags = pushes
+                    .names
+                    .tags(name)
+                    .map_err(|e| RegistryError::internal(e.into()))?;
+                if tags.is_empty() {
+                    return Err(unknown_repo(name));
+                }
+                Ok(tags)
+            }
+        }
     }
 
     async fn resolve(&self, cid: Cid) -> Result<Arc<Resolved>, RegistryError> {
@@ -81,6 +160,12 @@ impl Registry {
         map.insert(cid, r.clone());
         Ok(r)
     }
+}
+
+fn unknown_repo(name: &str) -> RegistryError {
+    RegistryError::name_unknown(format!(
+        "repository {name:?} is unknown here: it serves ipfs/<CID> and the names pushed to it"
+    ))
 }
 
 /// The registry's router.
@@ -106,6 +191,8 @@ async fn count_request(
     let path = req.uri().path();
     let route = if path.trim_end_matches('/') == "/v2" {
         "ping"
+    } else if path.contains("/blobs/uploads") {
+        "upload"
     } else if path.contains("/manifests/") {
         "manifest"
     } else if path.contains("/blobs/") {
@@ -115,10 +202,14 @@ async fn count_request(
     } else {
         "other"
     };
-    // any other method is refused: one label keeps clients from minting new series
+    // a fixed set of labels keeps clients from minting new series
     let method = match *req.method() {
         Method::GET => "GET",
         Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
         _ => "other",
     };
     let resp = next.run(req).await;
@@ -126,37 +217,69 @@ async fn count_request(
     resp
 }
 
-fn read_only(method: &Method) -> Result<(), RegistryError> {
-    if method == Method::GET || method == Method::HEAD {
-        Ok(())
-    } else {
-        Err(RegistryError::unsupported(format!(
-            "{method} is not supported: this registry is read-only (images enter the swarm with `cidfs image push`)"
-        )))
-    }
-}
-
 async fn v2(method: Method) -> Response {
-    match read_only(&method) {
-        Ok(()) => (
+    if method == Method::GET || method == Method::HEAD {
+        (
             [("Docker-Distribution-API-Version", "registry/2.0")],
             Json(serde_json::json!({})),
         )
-            .into_response(),
-        Err(e) => e.into_response(),
+            .into_response()
+    } else {
+        RegistryError::unsupported(format!("{method} /v2/ means nothing")).into_response()
+    }
+}
+
+/// A repository: an image by CID, or a name pushed here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Repo {
+    Ipfs(Cid),
+    Named(String),
+}
+
+impl std::fmt::Display for Repo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Repo::Ipfs(cid) => write!(f, "ipfs/{cid}"),
+            Repo::Named(n) => f.write_str(n),
+        }
     }
 }
 
 /// What a `/v2/…` path asks for.
 #[derive(Debug, PartialEq, Eq)]
 enum Request {
-    Manifest { cid: Cid, reference: String },
-    Blob { cid: Cid, digest: String },
-    Tags { cid: Cid },
+    Manifest {
+        repo: Repo,
+        reference: String,
+    },
+    Blob {
+        repo: Repo,
+        digest: String,
+    },
+    Tags {
+        repo: Repo,
+    },
+    /// `…/blobs/uploads/`: start an upload.
+    Uploads {
+        repo: Repo,
+    },
+    /// `…/blobs/uploads/<id>`.
+    Upload {
+        repo: Repo,
+        id: String,
+    },
 }
+
+/// Longest repository name (the distribution spec's bound, host included).
+const MAX_NAME: usize = 255;
 
 /// Parses the part of the path after `/v2/`.
 fn parse(path: &str) -> Result<Request, RegistryError> {
+    // the one path that ends in a slash
+    let (path, start_upload) = match path.strip_suffix("/blobs/uploads/") {
+        Some(name) => (name, true),
+        None => (path, false),
+    };
     let parts: Vec<&str> = path.split('/').collect();
     if parts
         .iter()
@@ -166,37 +289,82 @@ fn parse(path: &str) -> Result<Request, RegistryError> {
             "{path:?}: empty, `.` or `..` path segments are not allowed"
         )));
     }
+    if start_upload {
+        return Ok(Request::Uploads {
+            repo: repo_of(&parts)?,
+        });
+    }
+    if let [name @ .., "blobs", "uploads", id] = parts.as_slice() {
+        if !id.bytes().all(|b| b.is_ascii_hexdigit()) || id.len() != 32 {
+            return Err(RegistryError::upload_unknown(format!(
+                "{id:?} is not an upload"
+            )));
+        }
+        return Ok(Request::Upload {
+            repo: repo_of(name)?,
+            id: id.to_string(),
+        });
+    }
     let (name, rest) = match parts.as_slice() {
-        [name @ .., kind, last] => (name, (*kind, *last)),
+        [name @ .., kind, last] if !name.is_empty() => (name, (*kind, *last)),
         _ => {
             return Err(RegistryError::name_unknown(format!(
                 "{path:?}: not a registry path"
             )))
         }
     };
-    let cid = match name {
-        ["ipfs", cid] => parse_cid(cid)?,
-        _ => {
-            return Err(RegistryError::name_unknown(format!(
-                "repository {:?} is unknown: this registry serves only ipfs/<CID>",
-                name.join("/")
-            )))
-        }
-    };
+    let repo = repo_of(name)?;
     match rest {
         ("manifests", reference) => Ok(Request::Manifest {
-            cid,
+            repo,
             reference: reference.to_string(),
         }),
         ("blobs", digest) => Ok(Request::Blob {
-            cid,
+            repo,
             digest: check_digest(digest)?.to_string(),
         }),
-        ("tags", "list") => Ok(Request::Tags { cid }),
+        ("tags", "list") => Ok(Request::Tags { repo }),
         _ => Err(RegistryError::name_unknown(format!(
-            "{path:?}: not a registry path (manifests, blobs or tags/list)"
+            "{path:?}: not a registry path (manifests, blobs, blobs/uploads or tags/list)"
         ))),
     }
+}
+
+/// The repository a name's segments make: `ipfs/<CID>`, or a name in the spec's grammar
+/// (lowercase components of letters and digits joined by `.`, `_`, `__` or dashes).
+fn repo_of(name: &[&str]) -> Result<Repo, RegistryError> {
+    match name {
+        ["ipfs", cid] => return Ok(Repo::Ipfs(parse_cid(cid)?)),
+        ["ipfs", ..] => {
+            return Err(RegistryError::name_invalid(
+                "ipfs/ names an image by its CID alone (ipfs/<CID>)",
+            ))
+        }
+        _ => {}
+    }
+    let joined = name.join("/");
+    let component = |c: &str| {
+        let b = c.as_bytes();
+        let alnum = |x: &u8| x.is_ascii_lowercase() || x.is_ascii_digit();
+        b.first().is_some_and(alnum)
+            && b.last().is_some_and(alnum)
+            && b.iter()
+                .all(|x| alnum(x) || matches!(x, b'.' | b'_' | b'-'))
+            && !c.contains("..")
+            && !c.contains("___")
+            && !c.contains("._")
+            && !c.contains("_.")
+            && !c.contains(".-")
+            && !c.contains("-.")
+            && !c.contains("_-")
+            && !c.contains("-_")
+    };
+    if joined.len() > MAX_NAME || !name.iter().all(|c| component(c)) {
+        return Err(RegistryError::name_invalid(format!(
+            "{joined:?} is not a repository name: lowercase letters and digits, parts joined by ., _, __ or -, at most {MAX_NAME} characters"
+        )));
+    }
+    Ok(Repo::Named(joined))
 }
 
 /// A repository name's CID: CIDv1 in canonical lowercase base32, as `cidfs image push` prints it.
@@ -243,83 +411,417 @@ fn is_tag(t: &str) -> bool {
 
 async fn dispatch(
     State(reg): State<Arc<Registry>>,
-    method: Method,
     Path(path): Path<String>,
-    headers: HeaderMap,
+    req: axum::extract::Request,
 ) -> Response {
-    match serve(&reg, &method, &path, &headers).await {
+    let (parts, body) = req.into_parts();
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let call = Call {
+        method: &parts.method,
+        headers: &parts.headers,
+        query: parts.uri.query().unwrap_or(""),
+        peer,
+    };
+    match serve(&reg, &path, &call, body).await {
         Ok(r) => r,
         Err(e) => {
-            tracing::debug!("registry {method} /v2/{path}: {} {}", e.code, e.message);
+            tracing::debug!(
+                "registry {} /v2/{path}: {} {}",
+                parts.method,
+                e.code,
+                e.message
+            );
             e.into_response()
         }
     }
 }
 
+/// One request, but its path and body.
+struct Call<'a> {
+    method: &'a Method,
+    headers: &'a HeaderMap,
+    query: &'a str,
+    peer: Option<std::net::SocketAddr>,
+}
+
+impl Call<'_> {
+    fn query(&self, key: &str) -> Option<String> {
+        form_urlencoded::parse(self.query.as_bytes())
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    }
+}
+
 async fn serve(
     reg: &Registry,
-    method: &Method,
     path: &str,
-    headers: &HeaderMap,
+    call: &Call<'_>,
+    body: Body,
 ) -> Result<Response, RegistryError> {
-    read_only(method)?;
+    let request = parse(path)?;
+    let method = call.method;
+    let read = method == Method::GET || method == Method::HEAD;
     let head = method == Method::HEAD;
-    match parse(path)? {
-        Request::Tags { cid } => {
-            reg.resolve(cid).await?;
-            Ok(
-                Json(serde_json::json!({ "name": format!("ipfs/{cid}"), "tags": ["latest"] }))
-                    .into_response(),
-            )
+    let is_upload = matches!(request, Request::Uploads { .. } | Request::Upload { .. });
+    if !read || is_upload {
+        reg.pushes()?.auth.check(call.peer, call.headers)?;
+    }
+    match request {
+        Request::Tags { repo } if read => {
+            if let Repo::Ipfs(cid) = repo {
+                reg.resolve(cid).await?;
+            }
+            let tags = reg.tags(&repo)?;
+            Ok(Json(serde_json::json!({ "name": repo.to_string(), "tags": tags })).into_response())
         }
-        Request::Manifest { cid, reference } => {
-            let img = reg.resolve(cid).await?;
-            let found = if reference.starts_with("sha256:") {
-                let digest = check_digest(&reference)?;
-                img.find(digest)
-                    .filter(|f| matches!(f.kind, Kind::Index | Kind::Manifest))
-            } else if !is_tag(&reference) {
-                return Err(RegistryError::manifest_unknown(format!(
+        Request::Manifest { repo, reference } if read => {
+            get_manifest(reg, &repo, &reference, head).await
+        }
+        Request::Blob { repo, digest } if read => get_blob(reg, &repo, &digest, call, head).await,
+        Request::Manifest { repo, reference } if *method == Method::PUT => {
+            let name = pushable(&repo)?;
+            let content_type = call
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            if !reference.starts_with("sha256:") && !is_tag(&reference) {
+                return Err(RegistryError::manifest_invalid(format!(
                     "{reference:?} is neither a tag nor a digest"
                 )));
-            } else {
-                (reference == "latest").then(|| img.top())
-            };
-            let found = found.ok_or_else(|| {
-                RegistryError::manifest_unknown(format!(
-                    "ipfs/{cid} has no manifest {reference:?} (its one tag is latest)"
-                ))
-            })?;
-            reg.count(&found, head, 0);
-            Ok(json_blob(&found, None, head))
-        }
-        Request::Blob { cid, digest } => {
-            let img = reg.resolve(cid).await?;
-            let found = img.find(&digest).ok_or_else(|| {
-                RegistryError::blob_unknown(format!("ipfs/{cid} has no blob {digest}"))
-            })?;
-            let size = u64::try_from(found.desc.size).unwrap_or(0);
-            let ranges = range::requested(headers, size)?;
-            if found.bytes.is_some() {
-                reg.count(&found, head, 0);
-                return Ok(json_blob(&found, ranges, head));
             }
-            let layer = found
-                .desc
-                .cid()
-                .map_err(|e| RegistryError::internal(anyhow::anyhow!(e)))?;
-            let blocks = reg.blocks.clone();
-            let read = move |start: u64, len: u64| {
-                let getter = blocks.getter_for(layer, start, Some(len), Some(size));
-                crate::unixfs::io::cat(&blocks, getter, layer, start, Some(len))
-                    .map(|r| r.map_err(|e| std::io::Error::other(format!("{e:#}"))))
-                    .boxed()
-            };
-            let resp = range::respond(found.desc, OCTET_STREAM, ranges, head, read);
-            reg.count(&found, head, resp.1);
-            Ok(resp.0)
+            let bytes = axum::body::to_bytes(body, push::MAX_MANIFEST)
+                .await
+                .map_err(|e| {
+                    RegistryError::manifest_invalid(format!(
+                        "the manifest could not be read whole (at most {} bytes): {e}",
+                        push::MAX_MANIFEST
+                    ))
+                })?;
+            let put = reg
+                .pushes()?
+                .put_manifest(&reg.blocks, name, &reference, &content_type, bytes)
+                .await?;
+            let mut h = HeaderMap::new();
+            set(
+                &mut h,
+                header::LOCATION,
+                &format!("/v2/{name}/manifests/{}", put.digest),
+            );
+            set(&mut h, DIGEST_HEADER, &put.digest);
+            if let Some(named) = &put.image {
+                set(&mut h, "x-cidfs-image", &named.cid);
+            }
+            Ok((StatusCode::CREATED, h).into_response())
+        }
+        Request::Manifest { repo, reference } if *method == Method::DELETE => {
+            let name = pushable(&repo)?;
+            if !is_tag(&reference) {
+                return Err(RegistryError::unsupported(
+                    "only tags are deleted here: DELETE …/manifests/<tag>",
+                ));
+            }
+            let removed = reg
+                .pushes()?
+                .names
+                .remove(name, &reference)
+                .map_err(|e| RegistryError::internal(e.into()))?;
+            if !removed {
+                return Err(RegistryError::manifest_unknown(format!(
+                    "{name}:{reference} names nothing"
+                )));
+            }
+            tracing::info!("registry: {name}:{reference} removed");
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        Request::Uploads { repo } if *method == Method::POST => {
+            start_upload(reg, pushable(&repo)?, call, body).await
+        }
+        Request::Upload { repo, id } => upload(reg, pushable(&repo)?, &id, call, body).await,
+        _ => Err(RegistryError::unsupported(format!(
+            "{method} is not supported on /v2/{path}"
+        ))),
+    }
+}
+
+/// The name a push may go to: not `ipfs/<CID>`.
+fn pushable(repo: &Repo) -> Result<&str, RegistryError> {
+    match repo {
+        Repo::Named(n) => Ok(n),
+        Repo::Ipfs(_) => Err(RegistryError::name_denied(
+            "ipfs/<CID> names an image by its content and cannot be pushed to: push to a name",
+        )),
+    }
+}
+
+const DIGEST_HEADER: &str = "docker-content-digest";
+
+fn set(h: &mut HeaderMap, k: impl header::IntoHeaderName, v: &str) {
+    if let Ok(v) = HeaderValue::from_str(v) {
+        h.insert(k, v);
+    }
+}
+
+/// `201 Created` for blob `digest` of `name`.
+fn blob_created(name: &str, digest: &str) -> Response {
+    let mut h = HeaderMap::new();
+    set(
+        &mut h,
+        header::LOCATION,
+        &format!("/v2/{name}/blobs/{digest}"),
+    );
+    set(&mut h, DIGEST_HEADER, digest);
+    set(&mut h, header::CONTENT_LENGTH, "0");
+    (StatusCode::CREATED, h).into_response()
+}
+
+/// An upload's state: `status` with its `Location` and the `Range` it holds.
+fn upload_state(status: StatusCode, name: &str, id: &str, len: u64) -> Response {
+    let mut h = HeaderMap::new();
+    set(
+        &mut h,
+        header::LOCATION,
+        &format!("/v2/{name}/blobs/uploads/{id}"),
+    );
+    set(
+        &mut h,
+        header::RANGE,
+        &format!("0-{}", len.saturating_sub(1)),
+    );
+    set(&mut h, "docker-upload-uuid", id);
+    set(&mut h, header::CONTENT_LENGTH, "0");
+    (status, h).into_response()
+}
+
+/// `POST …/blobs/uploads/`: a blob already here (`?mount=`), a whole blob (`?digest=`), or a
+/// session.
+async fn start_upload(
+    reg: &Registry,
+    name: &str,
+    call: &Call<'_>,
+    body: Body,
+) -> Result<Response, RegistryError> {
+    let uploads = &reg.pushes()?.uploads;
+    if let Some(mount) = call.query("mount") {
+        let mount = check_digest(&mount)?;
+        if uploads.staged(mount).is_some() {
+            return Ok(blob_created(name, mount));
         }
     }
+    let id = uploads.start(name)?;
+    let Some(digest) = call.query("digest") else {
+        return Ok(upload_state(StatusCode::ACCEPTED, name, &id, 0));
+    };
+    let whole = async {
+        let digest = check_digest(&digest)?;
+        uploads
+            .append(name, &id, Some(0), body.into_data_stream())
+            .await?;
+        uploads.finish(name, &id, digest).await
+    };
+    match whole.await {
+        Ok(_) => Ok(blob_created(name, &digest)),
+        Err(e) => {
+            let _ = uploads.cancel(name, &id);
+            Err(e)
+        }
+    }
+}
+
+/// `PATCH|PUT|GET|DELETE …/blobs/uploads/<id>`.
+async fn upload(
+    reg: &Registry,
+    name: &str,
+    id: &str,
+    call: &Call<'_>,
+    body: Body,
+) -> Result<Response, RegistryError> {
+    let uploads = &reg.pushes()?.uploads;
+    match *call.method {
+        Method::PATCH => {
+            let start = match call.headers.get(header::CONTENT_RANGE) {
+                None => None,
+                Some(v) => Some(content_range_start(v.to_str().unwrap_or(""))?),
+            };
+            let len = uploads
+                .append(name, id, start, body.into_data_stream())
+                .await?;
+            Ok(upload_state(StatusCode::ACCEPTED, name, id, len))
+        }
+        Method::PUT => {
+            let digest = call
+                .query("digest")
+                .ok_or_else(|| RegistryError::digest_invalid("PUT of an upload needs ?digest="))?;
+            let digest = check_digest(&digest)?.to_string();
+            uploads
+                .append(name, id, None, body.into_data_stream())
+                .await?;
+            uploads.finish(name, id, &digest).await?;
+            Ok(blob_created(name, &digest))
+        }
+        Method::GET => {
+            let len = uploads.status(name, id)?;
+            Ok(upload_state(StatusCode::NO_CONTENT, name, id, len))
+        }
+        Method::DELETE => {
+            uploads.cancel(name, id)?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        ref m => Err(RegistryError::unsupported(format!(
+            "{m} is not supported on an upload"
+        ))),
+    }
+}
+
+/// The first byte of a chunk's `Content-Range` (`<start>-<end>`, or `bytes <start>-<end>`).
+fn content_range_start(v: &str) -> Result<u64, RegistryError> {
+    let v = v.trim();
+    let v = v
+        .strip_prefix("bytes ")
+        .or(v.strip_prefix("bytes="))
+        .unwrap_or(v);
+    v.split_once('-')
+        .and_then(|(a, _)| a.trim().parse().ok())
+        .ok_or_else(|| {
+            RegistryError::upload_invalid(format!("Content-Range {v:?} is not <start>-<end>"))
+        })
+}
+
+/// `GET|HEAD …/manifests/<reference>`.
+async fn get_manifest(
+    reg: &Registry,
+    repo: &Repo,
+    reference: &str,
+    head: bool,
+) -> Result<Response, RegistryError> {
+    if reference.starts_with("sha256:") {
+        let digest = check_digest(reference)?;
+        for img in reg.images_of(repo).await? {
+            let found = img
+                .find(digest)
+                .filter(|f| matches!(f.kind, Kind::Index | Kind::Manifest));
+            if let Some(found) = found {
+                reg.count(&found, head, 0);
+                return Ok(json_blob(&found, None, head));
+            }
+        }
+        // a manifest pushed by digest, not converted yet (a client checks before it pushes)
+        if let (Repo::Named(_), Some(p)) = (repo, &reg.pushes) {
+            if let Some(r) = staged_manifest(&p.uploads, digest, head).await {
+                return Ok(r);
+            }
+        }
+        return Err(RegistryError::manifest_unknown(format!(
+            "{repo} has no manifest {digest}"
+        )));
+    }
+    if !is_tag(reference) {
+        return Err(RegistryError::manifest_unknown(format!(
+            "{reference:?} is neither a tag nor a digest"
+        )));
+    }
+    let cid = match repo {
+        Repo::Ipfs(cid) if reference == "latest" => *cid,
+        Repo::Ipfs(cid) => {
+            return Err(RegistryError::manifest_unknown(format!(
+                "ipfs/{cid} has no manifest {reference:?} (its one tag is latest)"
+            )))
+        }
+        Repo::Named(name) => reg.named(name, reference)?,
+    };
+    let img = reg.resolve(cid).await?;
+    let found = img.top();
+    reg.count(&found, head, 0);
+    let mut r = json_blob(&found, None, head);
+    // which image a name stands for, as the push answered
+    set(r.headers_mut(), "x-cidfs-image", &cid.to_string());
+    Ok(r)
+}
+
+/// A staged manifest, with the media type its JSON names.
+async fn staged_manifest(uploads: &upload::Uploads, digest: &str, head: bool) -> Option<Response> {
+    uploads.staged(digest)?;
+    let path = uploads.staged_path(digest).ok()?;
+    let bytes = tokio::fs::read(path).await.ok()?;
+    let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v["mediaType"].as_str().map(str::to_string))
+        .unwrap_or_else(|| oci::OCI_MANIFEST.to_string());
+    let h = headers(digest, &media_type, bytes.len() as u64);
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from(bytes)
+    };
+    Some(response(StatusCode::OK, h, body))
+}
+
+/// `GET|HEAD …/blobs/<digest>`: a blob staged by a push, or one of the repository's images.
+async fn get_blob(
+    reg: &Registry,
+    repo: &Repo,
+    digest: &str,
+    call: &Call<'_>,
+    head: bool,
+) -> Result<Response, RegistryError> {
+    if let (Repo::Named(_), Some(p)) = (repo, &reg.pushes) {
+        if let Some(size) = p.uploads.staged(digest) {
+            let ranges = range::requested(call.headers, size)?;
+            let path = p.uploads.staged_path(digest)?;
+            let mut desc = oci::Descriptor::of(OCTET_STREAM, &[]);
+            desc.digest = digest.to_string();
+            desc.size = size as i64;
+            let read = move |start: u64, len: u64| read_file(path.clone(), start, len).boxed();
+            return Ok(range::respond(&desc, OCTET_STREAM, ranges, head, read).0);
+        }
+    }
+    for img in reg.images_of(repo).await? {
+        let Some(found) = img.find(digest) else {
+            continue;
+        };
+        let size = u64::try_from(found.desc.size).unwrap_or(0);
+        let ranges = range::requested(call.headers, size)?;
+        if found.bytes.is_some() {
+            reg.count(&found, head, 0);
+            return Ok(json_blob(&found, ranges, head));
+        }
+        let layer = found
+            .desc
+            .cid()
+            .map_err(|e| RegistryError::internal(anyhow::anyhow!(e)))?;
+        let blocks = reg.blocks.clone();
+        let read = move |start: u64, len: u64| {
+            let getter = blocks.getter_for(layer, start, Some(len), Some(size));
+            crate::unixfs::io::cat(&blocks, getter, layer, start, Some(len))
+                .map(|r| r.map_err(|e| std::io::Error::other(format!("{e:#}"))))
+                .boxed()
+        };
+        let resp = range::respond(found.desc, OCTET_STREAM, ranges, head, read);
+        reg.count(&found, head, resp.1);
+        return Ok(resp.0);
+    }
+    Err(RegistryError::blob_unknown(format!(
+        "{repo} has no blob {digest}"
+    )))
+}
+
+/// `len` bytes of the file at `path` from `start`, as a stream.
+fn read_file(
+    path: PathBuf,
+    start: u64,
+    len: u64,
+) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
+    use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+    futures::stream::once(async move {
+        let mut f = tokio::fs::File::open(&path).await?;
+        f.seek(std::io::SeekFrom::Start(start)).await?;
+        std::io::Result::Ok(tokio_util::io::ReaderStream::new(f.take(len)))
+    })
+    .try_flatten()
 }
 
 impl Registry {

@@ -329,3 +329,273 @@ async fn an_image_the_swarm_does_not_deliver_in_time_is_unavailable_not_unknown(
     }
     task.abort();
 }
+
+/// A registry that takes pushes (pushers from `config`), served on loopback with the callers'
+/// addresses, over an in-memory node; its base URL.
+async fn push_fixture(config: crate::config::RegistryConfig) -> (String, tempfile::TempDir) {
+    let blocks = BlockService::new(Arc::new(MemStore::default()), None);
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let names = super::names::Names::new(db.open_tree("names").unwrap());
+    let pushes = super::push::Pushes::open(&dir.path().join("pushes"), names, &config).unwrap();
+    let reg = Registry::with_pushes(blocks, Arc::default(), Some(pushes));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v2", listener.local_addr().unwrap());
+    let app = router(reg).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, dir)
+}
+
+fn sha(b: &[u8]) -> String {
+    oci::sha256_digest(b)
+}
+
+/// The push flow's blob paths: a chunked upload that resumes after a refused chunk, its
+/// status, a digest that does not match, a cross-repository mount, unknown uploads.
+#[tokio::test]
+async fn blob_uploads_follow_the_spec() {
+    let (base, _dir) = push_fixture(Default::default()).await;
+    let http = reqwest::Client::new();
+    let start = http
+        .post(format!("{base}/team/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 202);
+    let loc = start.headers()["location"].to_str().unwrap().to_string();
+    assert!(loc.starts_with("/v2/team/app/blobs/uploads/"), "{loc}");
+    let url = format!("{}{}", base.trim_end_matches("/v2"), loc);
+    let r = http
+        .patch(&url)
+        .header("Content-Range", "0-4")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.headers()["range"], "0-4");
+    // a chunk that does not start where the upload ends
+    let r = http
+        .patch(&url)
+        .header("Content-Range", "9-11")
+        .body("xyz")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 416);
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(
+        (r.status().as_u16(), r.headers()["range"].to_str().unwrap()),
+        (204, "0-4")
+    );
+    let good = sha(b"hello world");
+    let r = http
+        .put(format!("{url}?digest={good}"))
+        .body(" world")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["docker-content-digest"], good.as_str());
+    let r = http
+        .head(format!("{base}/team/app/blobs/{good}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-length"], "11");
+    // the upload is gone once finished
+    assert_eq!(
+        code(http.get(&url).send().await.unwrap()).await,
+        (404, "BLOB_UPLOAD_UNKNOWN".into())
+    );
+    // one request with the wrong digest stages nothing
+    let wrong = sha(b"other");
+    let r = http
+        .post(format!("{base}/team/app/blobs/uploads/?digest={wrong}"))
+        .body("not other")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (400, "DIGEST_INVALID".into()));
+    let r = http
+        .head(format!("{base}/team/app/blobs/{wrong}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // a blob already here is mounted, not sent
+    let r = http
+        .post(format!(
+            "{base}/team/other/blobs/uploads/?mount={good}&from=team/app"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        r.headers()["location"],
+        format!("/v2/team/other/blobs/{good}").as_str()
+    );
+    // another repository's upload, and no upload at all
+    let start = http
+        .post(format!("{base}/team/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let id = start.headers()["docker-upload-uuid"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let r = http
+        .get(format!("{base}/team/other/blobs/uploads/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (404, "BLOB_UPLOAD_UNKNOWN".into()));
+    let r = http
+        .delete(format!("{base}/team/app/blobs/uploads/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = http
+        .get(format!("{base}/team/app/blobs/uploads/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (404, "BLOB_UPLOAD_UNKNOWN".into()));
+}
+
+/// Manifests that cannot be taken: a blob not pushed, a wrong media type, a digest that does
+/// not match, one too large; names that are not names, and `ipfs/` which cannot be pushed to.
+#[tokio::test]
+async fn bad_manifests_and_names_are_refused_with_the_specs_codes() {
+    let (base, _dir) = push_fixture(Default::default()).await;
+    let http = reqwest::Client::new();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": oci::OCI_MANIFEST,
+        "config": {"mediaType": oci::OCI_CONFIG, "digest": sha(b"{}"), "size": 2},
+        "layers": []
+    })
+    .to_string();
+    let put = |url: String, ct: &'static str, body: String| {
+        http.put(url).header("Content-Type", ct).body(body).send()
+    };
+    let r = put(
+        format!("{base}/team/app/manifests/1.0"),
+        oci::OCI_MANIFEST,
+        manifest.clone(),
+    );
+    assert_eq!(
+        code(r.await.unwrap()).await,
+        (400, "MANIFEST_BLOB_UNKNOWN".into())
+    );
+    let r = put(
+        format!("{base}/team/app/manifests/1.0"),
+        "text/plain",
+        manifest.clone(),
+    );
+    assert_eq!(
+        code(r.await.unwrap()).await,
+        (400, "MANIFEST_INVALID".into())
+    );
+    let r = put(
+        format!("{base}/team/app/manifests/{}", sha(b"x")),
+        oci::OCI_MANIFEST,
+        manifest.clone(),
+    );
+    assert_eq!(code(r.await.unwrap()).await, (400, "DIGEST_INVALID".into()));
+    let huge = format!("{{\"pad\":\"{}\"}}", "x".repeat(super::push::MAX_MANIFEST));
+    let r = put(
+        format!("{base}/team/app/manifests/1.0"),
+        oci::OCI_MANIFEST,
+        huge,
+    );
+    assert_eq!(
+        code(r.await.unwrap()).await,
+        (400, "MANIFEST_INVALID".into())
+    );
+    let r = put(
+        format!("{base}/team/app/manifests/1.0"),
+        oci::OCI_MANIFEST,
+        "{".into(),
+    );
+    assert_eq!(
+        code(r.await.unwrap()).await,
+        (400, "MANIFEST_INVALID".into())
+    );
+    for name in ["Team/App", "team/-app", "team/a..b", "team/app_"] {
+        let r = http
+            .post(format!("{base}/{name}/blobs/uploads/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(code(r).await, (400, "NAME_INVALID".into()), "{name}");
+    }
+    let cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
+    let r = http
+        .post(format!("{base}/ipfs/{cid}/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (403, "DENIED".into()));
+    // a name nobody pushed, and deleting a tag that names nothing
+    let r = http
+        .get(format!("{base}/team/none/manifests/1.0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await.0, 404);
+    let r = http
+        .delete(format!("{base}/team/app/manifests/1.0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (404, "MANIFEST_UNKNOWN".into()));
+}
+
+/// With pushers configured every push needs their credentials (401 without or with others);
+/// pulls stay anonymous; a request from a web page never pushes.
+#[tokio::test]
+async fn pushes_need_credentials_when_pushers_are_set() {
+    let mut config = crate::config::RegistryConfig::default();
+    config.pushers.insert(
+        "ci".into(),
+        crate::config::Pusher {
+            auth_secret: "basic:ci:s3cret".into(),
+        },
+    );
+    let (base, _dir) = push_fixture(config).await;
+    let http = reqwest::Client::new();
+    let uploads = format!("{base}/team/app/blobs/uploads/");
+    let r = http.post(&uploads).send().await.unwrap();
+    assert_eq!(r.headers()["www-authenticate"], "Basic realm=\"cidfs\"");
+    assert_eq!(code(r).await, (401, "UNAUTHORIZED".into()));
+    let r = http
+        .post(&uploads)
+        .basic_auth("ci", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (401, "UNAUTHORIZED".into()));
+    let r = http
+        .post(&uploads)
+        .basic_auth("ci", Some("s3cret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let r = http
+        .post(&uploads)
+        .basic_auth("ci", Some("s3cret"))
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (403, "DENIED".into()));
+    // pulls need nothing
+    let r = http.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}

