@@ -20,6 +20,89 @@ pub enum CidRefError {
     NotRegistryRef { text: String },
 }
 
+/// An image as users and runtimes name it: by CID, or by a name pushed to a registry endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageRef {
+    Cid(Cid),
+    Named { repo: String, tag: String },
+}
+
+/// Longest repository name (the distribution spec's bound).
+pub const MAX_REPOSITORY: usize = 255;
+
+/// Whether `name` is a repository name of the distribution spec: lowercase components of
+/// letters and digits, joined inside by `.`, `_`, `__` or dashes, separated by `/`.
+pub fn is_repository(name: &str) -> bool {
+    let component = |c: &str| {
+        let b = c.as_bytes();
+        let alnum = |x: &u8| x.is_ascii_lowercase() || x.is_ascii_digit();
+        let mut i = 0;
+        if !b.first().is_some_and(alnum) {
+            return false;
+        }
+        while i < b.len() {
+            // a run of letters and digits, then one separator, then again
+            while i < b.len() && alnum(&b[i]) {
+                i += 1;
+            }
+            if i == b.len() {
+                return true;
+            }
+            let sep = &c[i..];
+            let len = if sep.starts_with("__") {
+                2
+            } else if b[i] == b'.' || b[i] == b'_' {
+                1
+            } else {
+                b[i..].iter().take_while(|x| **x == b'-').count()
+            };
+            if len == 0 {
+                return false;
+            }
+            i += len;
+            if !b.get(i).is_some_and(alnum) {
+                return false;
+            }
+        }
+        true
+    };
+    !name.is_empty() && name.len() <= MAX_REPOSITORY && name.split('/').all(component)
+}
+
+/// Whether `t` is a tag of the distribution spec.
+pub fn is_tag(t: &str) -> bool {
+    let b = t.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// Parses an image as users write it: a CID reference ([`parse`]), or `NAME[:TAG]` (tag
+/// `latest` when left out).
+pub fn parse_image(text: &str) -> Result<ImageRef, CidRefError> {
+    let t = text.trim();
+    match parse(t) {
+        Ok(cid) => Ok(ImageRef::Cid(cid)),
+        Err(e) => name_and_tag(t).ok_or(e),
+    }
+}
+
+/// `NAME[:TAG]`, when it is one (and not `ipfs/…`).
+fn name_and_tag(t: &str) -> Option<ImageRef> {
+    let (repo, tag) = match t.rsplit_once(':') {
+        Some((r, tag)) if !tag.contains('/') => (r, tag),
+        _ => (t, "latest"),
+    };
+    (is_repository(repo) && is_tag(tag) && repo != "ipfs" && !repo.starts_with("ipfs/")).then(
+        || ImageRef::Named {
+            repo: repo.to_string(),
+            tag: tag.to_string(),
+        },
+    )
+}
+
 /// Parses a CID reference.
 pub fn parse(text: &str) -> Result<Cid, CidRefError> {
     let t = text.trim();
@@ -44,6 +127,21 @@ pub fn parse(text: &str) -> Result<Cid, CidRefError> {
         text: rest.into(),
         reason: e.to_string(),
     })
+}
+
+/// The image of a registry reference to a cidfs registry endpoint: `HOST[:PORT]/ipfs/<CID>…`
+/// ([`parse_registry_ref`]), or `HOST[:PORT]/NAME[:TAG]` for a name pushed to it.
+pub fn parse_registry_image(text: &str) -> Result<ImageRef, CidRefError> {
+    match parse_registry_ref(text) {
+        Ok(cid) => Ok(ImageRef::Cid(cid)),
+        Err(e @ CidRefError::Invalid { .. }) => Err(e),
+        Err(e) => {
+            let bare = text.strip_prefix("docker://").unwrap_or(text);
+            bare.split_once('/')
+                .and_then(|(_host, path)| name_and_tag(path))
+                .ok_or(e)
+        }
+    }
 }
 
 /// The image CID of a registry reference to a cidfs registry endpoint,
@@ -71,6 +169,43 @@ pub fn parse_registry_ref(text: &str) -> Result<Cid, CidRefError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_follow_the_distribution_grammar() {
+        for ok in ["app", "team/app", "a.b/c__d/e---f", "x9/y_z"] {
+            assert!(is_repository(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "App",
+            "team/-app",
+            "a..b",
+            "app_",
+            "a/",
+            "/a",
+            "a___b",
+            "a.-b",
+        ] {
+            assert!(!is_repository(bad), "{bad}");
+        }
+        let named = |r: &str, t: &str| ImageRef::Named {
+            repo: r.into(),
+            tag: t.into(),
+        };
+        assert_eq!(parse_image("team/app:1.0"), Ok(named("team/app", "1.0")));
+        assert_eq!(parse_image("team/app"), Ok(named("team/app", "latest")));
+        assert!(matches!(parse_image(V1), Ok(ImageRef::Cid(_))));
+        assert!(parse_image("ipfs/app:1").is_err());
+        assert!(parse_image("Team/App").is_err());
+        assert_eq!(
+            parse_registry_image("127.0.0.1:5050/team/app:1.0"),
+            Ok(named("team/app", "1.0"))
+        );
+        assert!(matches!(
+            parse_registry_image(&format!("h:1/ipfs/{V1}:latest")),
+            Ok(ImageRef::Cid(_))
+        ));
+    }
 
     const V1: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
 

@@ -59,6 +59,7 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
     let _lock = repo.lock()?;
     let keypair = repo.identity()?;
     let (store, verified, names) = open_store(&repo, &config).await?;
+    let names = crate::image::names::Names::new(names);
     let (net, net_task) = start_node(&config, &keypair, swarm_key, force_pnet, &store)?;
     let blocks = BlockService::new(store.clone(), Some(net.clone()))
         .with_readahead(config.bitswap.readahead_blocks);
@@ -79,7 +80,8 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         Some(verified),
     )?;
     if !config.layer_store.mountpoint.as_os_str().is_empty() {
-        let m = crate::layer_store::mount(&mounts, &config.layer_store.mountpoint, config.trust)
+        let dir = &config.layer_store.mountpoint;
+        let m = crate::layer_store::mount(&mounts, dir, config.trust, names.clone())
             .await
             .context("mounting the layer store (layer_store.mountpoint; --layer-store)")?;
         info!("layer store mounted at {}", m.dir.display());
@@ -87,7 +89,15 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     // started in this order, stopped in the reverse one
     let mut started = Vec::new();
-    started.extend(start_registry(&repo, &config, &blocks, names, &instruments, &stopped).await?);
+    let registry = start_registry(
+        &repo,
+        &config,
+        &blocks,
+        names.clone(),
+        &instruments,
+        &stopped,
+    );
+    started.extend(registry.await?);
     started.extend(start_snapshotter(&repo, &config, &mounts, &stopped).await?);
     let state = AppState {
         blocks,
@@ -96,6 +106,7 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         metrics: config.metrics.enabled,
         mounts: mounts.clone(),
         instruments,
+        names,
     };
     started.extend(start_metrics(&config, &state, &stopped).await?);
     api::guard::check_listen(&config.api)?;
@@ -245,15 +256,11 @@ fn start_node(
 fn open_pushes(
     repo: &Repo,
     config: &crate::config::Config,
-    names: sled::Tree,
+    names: crate::image::names::Names,
 ) -> anyhow::Result<registry_server::push::Pushes> {
     let root = repo.root().join("pushes");
-    registry_server::push::Pushes::open(
-        &root,
-        registry_server::names::Names::new(names),
-        &config.registry,
-    )
-    .with_context(|| format!("preparing {} for pushes", root.display()))
+    registry_server::push::Pushes::open(&root, names, &config.registry)
+        .with_context(|| format!("preparing {} for pushes", root.display()))
 }
 
 /// The registry endpoint, when enabled; it writes the `registry` file and removes it at stop.
@@ -261,7 +268,7 @@ async fn start_registry(
     repo: &Repo,
     config: &crate::config::Config,
     blocks: &BlockService,
-    names: sled::Tree,
+    names: crate::image::names::Names,
     instruments: &Metrics,
     stopped: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Option<Started>> {

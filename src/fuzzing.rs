@@ -71,6 +71,8 @@ pub fn references(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let _ = crate::cidref::parse(&text);
     let _ = crate::cidref::parse_registry_ref(&text);
+    let _ = crate::cidref::parse_image(&text);
+    let _ = crate::cidref::parse_registry_image(&text);
     let _ = text.parse::<crate::image::registry_client::reference::Reference>();
     let _ = crate::image::oci::Platform::parse(&text);
     let _ = crate::mount::inode::parse_rfc3339(&text);

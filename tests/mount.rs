@@ -149,7 +149,7 @@ impl Drop for MountPoint {
 
 /// `cidfs mount [EXTRA…] REF DIR` on `d` onto a fresh [`MountPoint`]: it must succeed, and a
 /// FUSE mount must be there when the command returns.
-fn mount(d: &Daemon, reference: &str, extra: &[&str]) -> MountPoint {
+pub(crate) fn mount(d: &Daemon, reference: &str, extra: &[&str]) -> MountPoint {
     let mp = MountPoint::new();
     let mut args = vec!["mount"];
     args.extend_from_slice(extra);

@@ -125,5 +125,87 @@ fn skopeo_pushes_by_name_and_pulls_back_the_converted_image_anywhere() {
     podman.podman_ok(&["rmi", "-f", &loaded]);
     let name = format!("{addr}/team/app:podman");
     podman.pull(&name);
-    assert_eq!(podman.run_output(&name, &["cat", "/etc/hello"]).trim(), HELLO_LINE);
+    assert_eq!(
+        podman.run_output(&name, &["cat", "/etc/hello"]).trim(),
+        HELLO_LINE
+    );
+}
+
+/// A pushed name works wherever a CID does on that node: `cidfs image ls` lists it, `cidfs image
+/// pull NAME` and `cidfs mount NAME DIR` take it, and Podman runs `NODE/NAME:TAG` with its layers
+/// from the node's additional layer store (no layer blob from the registry).
+#[test]
+fn a_pushed_name_works_in_the_cli_a_mount_and_the_layer_store() {
+    let store = crate::mount::MountPoint::new();
+    let mnt = store.path().to_path_buf();
+    let a = crate::util::Daemon::start(crate::util::Opts {
+        config: Some(format!(
+            "[layer_store]\nmountpoint = \"{}\"\n[trust]\nunverified_layers = \"trust\"\n",
+            mnt.display()
+        )),
+        ..Default::default()
+    });
+    let work = tempfile::tempdir().expect("tempdir");
+    let layout = work.path().join("layout");
+    gen::build_oci_layout(
+        &layout,
+        &GenSpec {
+            busybox: true,
+            big_file_size: 6 << 20,
+            ..Default::default()
+        },
+    );
+    let addr = a.registry.to_string();
+    gen::push_to_registry(&layout, "latest", &addr, "team/app:1.0", None);
+    let cid = image_of(a.registry, "team/app", "1.0");
+
+    let ls = String::from_utf8(a.ok(&["image", "ls"])).expect("utf-8");
+    assert!(ls.contains("team/app:1.0") && ls.contains(&cid), "{ls}");
+    let out = work.path().join("out");
+    a.ok(&[
+        "image",
+        "pull",
+        "team/app:1.0",
+        "--to",
+        &format!("oci:{}", out.display()),
+    ]);
+    assert!(out.join("index.json").is_file());
+    let by_name = a.ok(&["image", "inspect", "--json", "team/app:1.0"]);
+    assert_eq!(by_name, a.ok(&["image", "inspect", "--json", &cid]));
+    let err = a.cli(&["image", "pull", "team/none:1.0", "--to", "oci:/tmp/none"]);
+    assert!(!err.status.success());
+    assert!(
+        String::from_utf8_lossy(&err.stderr).contains("no image is named team/none:1.0"),
+        "{}",
+        String::from_utf8_lossy(&err.stderr)
+    );
+
+    let mp = crate::mount::mount(&a, "team/app:1.0", &[]);
+    let hello = std::fs::read_to_string(mp.path().join("etc/hello")).expect("etc/hello");
+    assert_eq!(hello.trim(), HELLO_LINE);
+    a.ok(&["umount", mp.path().to_str().expect("utf-8")]);
+
+    let (podman, opt) = crate::registry::podman_with_store(&a, &mnt);
+    let name = format!("{addr}/team/app:1.0");
+    let out = podman.podman_ok(&[
+        "--storage-opt",
+        &opt,
+        "run",
+        "--rm",
+        &name,
+        "cat",
+        "/etc/hello",
+    ]);
+    assert_eq!(out.trim(), HELLO_LINE);
+    assert_eq!(
+        a.stat_u64("RegistryLayers"),
+        0,
+        "a layer blob came from the registry, not the store; log:\n{}",
+        a.log()
+    );
+    let lookups = a
+        .metrics()
+        .get("cidfs_layer_store_requests_total{op=\"lookup\"}");
+    assert!(lookups >= 1.0, "podman did not use the layer store");
+    drop(podman);
 }

@@ -7,6 +7,7 @@ mod block;
 mod cat;
 mod error;
 pub mod guard;
+mod image;
 mod mount;
 mod node;
 mod pin;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub mounts: crate::mount::Mounts,
     /// The live instruments (`/metrics`; the registry's counters are in `repo/stat` too).
     pub instruments: crate::metrics::Metrics,
+    /// Image names pushed to the registry endpoint (`image/ls`, and every image argument).
+    pub names: crate::image::names::Names,
 }
 
 /// The API router; every request passes `guard` first.
@@ -43,6 +46,8 @@ pub fn router(state: AppState, guard: guard::Guard) -> Router {
         .route("/api/v0/block/put", post(block::put))
         .route("/api/v0/block/stat", post(block::stat))
         .route("/api/v0/id", post(node::id))
+        .route("/api/v0/image/ls", post(image::ls))
+        .route("/api/v0/image/resolve", post(image::resolve))
         .route("/api/v0/version", post(node::version))
         .route("/api/v0/swarm/peers", post(node::swarm_peers))
         .route("/api/v0/swarm/connect", post(node::swarm_connect))
@@ -97,6 +102,34 @@ async fn healthz(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             format!("store: {e:#}\n"),
         ),
+    }
+}
+
+/// The image a request names: a CID reference, or a name pushed to the registry endpoint
+/// (`team/app:1.0`) looked up in the name table.
+pub(crate) fn resolve_image(st: &AppState, text: &str) -> Result<cid::Cid, ApiError> {
+    match crate::cidref::parse_image(text).map_err(|e| ApiError::client(e.to_string()))? {
+        crate::cidref::ImageRef::Cid(cid) => Ok(cid),
+        crate::cidref::ImageRef::Named { repo, tag } => {
+            let named = st
+                .names
+                .get(&repo, &tag)
+                .map_err(|e| ApiError::Failed(e.into()))?
+                .ok_or_else(|| {
+                    // it may have been meant as a CID: say why it is not one
+                    let not_cid = crate::cidref::parse(text)
+                        .err()
+                        .map(|e| format!("; nor is it a CID: {e}"))
+                        .unwrap_or_default();
+                    ApiError::Failed(anyhow::anyhow!(
+                        "no image is named {repo}:{tag} here (names come from pushes to the registry endpoint){not_cid}"
+                    ))
+                })?;
+            named
+                .cid
+                .parse()
+                .map_err(|e| ApiError::Failed(anyhow::anyhow!("{repo}:{tag}: {e}")))
+        }
     }
 }
 

@@ -21,10 +21,10 @@ pub async fn mount(
     let args = p.args();
     let [image, dir] = args.as_slice() else {
         return Err(ApiError::client(
-            "mount takes two arguments: the image (CID, ipfs://CID or /ipfs/CID) and the directory",
+            "mount takes two arguments: the image (CID, ipfs://CID, /ipfs/CID or a pushed NAME:TAG) and the directory",
         ));
     };
-    let image = super::parse_cid(image)?;
+    let image = super::resolve_image(&st, image)?;
     let platforms = p
         .all("platform")
         .into_iter()

@@ -169,7 +169,8 @@ pub enum LogFormat {
 
 #[derive(Args, Debug)]
 pub struct MountArgs {
-    /// The image: CID, ipfs://CID or /ipfs/CID (as printed by `cidfs image push`).
+    /// The image: CID, ipfs://CID or /ipfs/CID (as printed by `cidfs image push`), or a
+    /// NAME[:TAG] pushed to the registry endpoint.
     #[arg(value_name = "IMAGE")]
     pub image: String,
     /// An existing directory to mount it on.
@@ -208,6 +209,11 @@ pub enum ImageCommand {
     Pull(PullArgs),
     /// Show an image's index, manifests, configs and a table of its layers.
     Inspect(InspectArgs),
+    /// List the names pushed to this node's registry endpoint and the image CID each names.
+    ///
+    /// A name works wherever a CID does: cidfs image pull team/app:1.0 --to oci:./out,
+    /// cidfs mount team/app:1.0 /mnt/app, podman run 127.0.0.1:5050/team/app:1.0.
+    Ls,
 }
 
 #[derive(Args, Debug)]
@@ -251,7 +257,7 @@ pub struct PushArgs {
 
 #[derive(Args, Debug)]
 pub struct PullArgs {
-    /// The image: CID, ipfs://CID or /ipfs/CID.
+    /// The image: CID, ipfs://CID, /ipfs/CID, or a NAME[:TAG] pushed to the registry endpoint.
     #[arg(value_name = "IMAGE")]
     pub image: String,
     /// Where to write it: oci:DIR[:TAG] or docker-archive:FILE[:NAME:TAG].
@@ -268,7 +274,7 @@ pub struct PullArgs {
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
-    /// The image: CID, ipfs://CID or /ipfs/CID.
+    /// The image: CID, ipfs://CID, /ipfs/CID, or a NAME[:TAG] pushed to the registry endpoint.
     #[arg(value_name = "IMAGE")]
     pub image: String,
     /// Print everything as JSON.

@@ -21,6 +21,7 @@ pub async fn run(api: &ApiClient, cmd: ImageCommand) -> anyhow::Result<()> {
         ImageCommand::Push(a) => push_cmd(api, a).await,
         ImageCommand::Pull(a) => pull_cmd(api, a).await,
         ImageCommand::Inspect(a) => inspect_cmd(api, a).await,
+        ImageCommand::Ls => ls_cmd(api).await,
     }
 }
 
@@ -66,8 +67,41 @@ async fn push_cmd(api: &ApiClient, a: PushArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The image CID `text` names: a CID reference, or a name the daemon looks up.
+async fn image_cid(api: &ApiClient, text: &str) -> anyhow::Result<Cid> {
+    match crate::cidref::parse_image(text)? {
+        crate::cidref::ImageRef::Cid(cid) => Ok(cid),
+        crate::cidref::ImageRef::Named { .. } => {
+            let v = api
+                .json("image/resolve", &[("arg", text.to_string())])
+                .await?;
+            let cid = v["Cid"].as_str().unwrap_or_default();
+            Cid::try_from(cid).map_err(|e| anyhow!("daemon answered a bad CID {cid:?}: {e}"))
+        }
+    }
+}
+
+async fn ls_cmd(api: &ApiClient) -> anyhow::Result<()> {
+    let v = api.json("image/ls", &[]).await?;
+    let names = v["Names"].as_array().cloned().unwrap_or_default();
+    if names.is_empty() {
+        eprintln!("no names: push an image to the registry endpoint (docker://HOST:PORT/NAME:TAG)");
+        return Ok(());
+    }
+    println!("{:<40} {:<62} PUSHED DIGEST", "NAME", "CID");
+    for n in names {
+        println!(
+            "{:<40} {:<62} {}",
+            n["Name"].as_str().unwrap_or_default(),
+            n["Cid"].as_str().unwrap_or_default(),
+            n["PushedDigest"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 async fn pull_cmd(api: &ApiClient, a: PullArgs) -> anyhow::Result<()> {
-    let root = crate::cidref::parse(&a.image)?;
+    let root = image_cid(api, &a.image).await?;
     let dest: location::Dest = a.to.parse()?;
     let resolved = pull::resolve(api, root, &platforms(&a.platform)?).await?;
     let rep = reporter(a.quiet);
@@ -75,7 +109,7 @@ async fn pull_cmd(api: &ApiClient, a: PullArgs) -> anyhow::Result<()> {
 }
 
 async fn inspect_cmd(api: &ApiClient, a: InspectArgs) -> anyhow::Result<()> {
-    let root = crate::cidref::parse(&a.image)?;
+    let root = image_cid(api, &a.image).await?;
     let resolved = pull::resolve(api, root, &[]).await?;
     let report = inspect::inspect(api, &resolved).await?;
     if a.json {

@@ -26,6 +26,7 @@ pub mod diff_id;
 pub mod inspect;
 pub mod layout;
 pub mod location;
+pub mod names;
 pub mod progress;
 pub mod pull;
 pub mod push;

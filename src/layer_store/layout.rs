@@ -1,15 +1,16 @@
 //! Names in the additional layer store and what they mean (pure).
 //!
 //! - `<base64std(ref)>`: a directory per image reference, as containers/storage writes it, e.g.
-//!   `base64("127.0.0.1:5050/ipfs/<CID>:latest")`. The host part is not used: the CID names the
-//!   image wherever it came from, and its content comes from the swarm.
+//!   `base64("127.0.0.1:5050/ipfs/<CID>:latest")`, or `base64("127.0.0.1:5050/team/app:1.0")`
+//!   for a name pushed to the registry endpoint. The host part is not used: the CID (or the
+//!   name, in this node's name table) names the image wherever it came from, and its content
+//!   comes from the swarm.
 //! - `<digest>`: a layer of that image, by its compressed digest (containers/storage 1.43) or by
 //!   its eStargz TOC digest (≥ 1.54).
 //! - in it: `diff` (the layer tree), `info` (JSON for containers/storage), `blob` (the compressed
 //!   bytes) and `use` (never exists; creating it is a use notification).
 
 use base64::Engine as _;
-use cid::Cid;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -20,7 +21,7 @@ use crate::image::oci::{Descriptor, ANNOTATION_TOC_DIGEST, ANNOTATION_UNCOMPRESS
 pub enum LayoutError {
     #[error("{0:?} is not base64 of an image reference")]
     NotBase64(String),
-    #[error("image reference {0:?} is not HOST/ipfs/<CID>[:TAG|@DIGEST]")]
+    #[error("image reference {0:?} is not HOST/ipfs/<CID>[:TAG|@DIGEST] or HOST/NAME[:TAG]")]
     NotIpfs(String),
     #[error("image reference {reference:?}: bad CID: {reason}")]
     Cid { reference: String, reason: String },
@@ -33,7 +34,7 @@ pub enum LayoutError {
 pub struct ImageRef {
     /// The reference as containers/storage wrote it.
     pub text: String,
-    pub image: Cid,
+    pub image: crate::cidref::ImageRef,
 }
 
 /// The directory name containers/storage uses for `reference`.
@@ -47,7 +48,7 @@ pub fn parse_ref_dir(name: &str) -> Result<ImageRef, LayoutError> {
         .decode(name)
         .map_err(|_| LayoutError::NotBase64(name.into()))?;
     let text = String::from_utf8(raw).map_err(|_| LayoutError::NotBase64(name.into()))?;
-    let image = crate::cidref::parse_registry_ref(&text).map_err(|e| match e {
+    let image = crate::cidref::parse_registry_image(&text).map_err(|e| match e {
         crate::cidref::CidRefError::Invalid { reason, .. } => LayoutError::Cid {
             reference: text.clone(),
             reason,
@@ -149,18 +150,24 @@ mod tests {
         ] {
             let name = ref_dir_name(&text);
             let r = parse_ref_dir(&name).unwrap_or_else(|e| panic!("{text}: {e}"));
-            assert_eq!(
-                (r.text.as_str(), r.image.to_string().as_str()),
-                (text.as_str(), CID)
-            );
+            assert_eq!(r.text, text);
+            assert_eq!(r.image, crate::cidref::ImageRef::Cid(CID.parse().unwrap()));
         }
         assert_eq!(
             ref_dir_name("127.0.0.1:5050/ipfs/x:latest"),
             "MTI3LjAuMC4xOjUwNTAvaXBmcy94OmxhdGVzdA=="
         );
+        let named = parse_ref_dir(&ref_dir_name("127.0.0.1:5050/team/app:1.0")).unwrap();
+        assert_eq!(
+            named.image,
+            crate::cidref::ImageRef::Named {
+                repo: "team/app".into(),
+                tag: "1.0".into()
+            }
+        );
         for bad in [
             "not base64!".to_string(),
-            ref_dir_name("docker.io/library/busybox:latest"),
+            ref_dir_name("docker.io/Library/busybox:latest"),
             ref_dir_name("127.0.0.1/ipfs/notacid:latest"),
             ref_dir_name(&format!("127.0.0.1/ipfs/{CID}/more:latest")),
             ref_dir_name("noslash"),

@@ -31,6 +31,7 @@ pub async fn mount(
     mounts: &Mounts,
     dir: &Path,
     trust: crate::config::Trust,
+    names: crate::image::names::Names,
 ) -> anyhow::Result<MountInfo> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir =
@@ -38,7 +39,7 @@ pub async fn mount(
     let parts = mounts.reader_parts();
     let reads = parts.metrics.fuse("layer_store");
     let fs = crate::mount::fs::Fs::new(
-        store::Store::new(parts, trust),
+        store::Store::new(parts, trust, names),
         tokio::runtime::Handle::current(),
         reads,
     );

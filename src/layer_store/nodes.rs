@@ -228,7 +228,7 @@ mod tests {
         Node::Ref {
             r: ImageRef {
                 text: format!("h/ipfs/{cid}:{n}"),
-                image: cid,
+                image: crate::cidref::ImageRef::Cid(cid),
             },
         }
     }

@@ -19,6 +19,7 @@ use std::time::UNIX_EPOCH;
 use super::layout::{self, ImageRef, Info};
 use super::nodes::{self, Node, Nodes};
 use crate::config::{Trust, UnverifiedLayers};
+use crate::image::names::Names;
 use crate::image::oci::Descriptor;
 use crate::image::pull;
 use crate::mount::fs::{Answer, ReadFuture, Requests, Tree};
@@ -30,6 +31,7 @@ use crate::sync::lock;
 /// The store: its inodes, the opened layers, and what it knows of each layer's honesty.
 pub struct Store {
     parts: ReaderParts,
+    names: Names,
     nodes: Arc<Mutex<Nodes>>,
     trust: Trust,
     verdicts: Arc<Verdicts>,
@@ -46,9 +48,10 @@ struct InTree {
 }
 
 impl Store {
-    pub fn new(parts: ReaderParts, trust: Trust) -> Self {
+    pub fn new(parts: ReaderParts, trust: Trust, names: Names) -> Self {
         Store {
             parts,
+            names,
             nodes: Arc::default(),
             trust,
             verdicts: Arc::default(),
@@ -77,8 +80,9 @@ impl Store {
     ) -> impl std::future::Future<Output = Result<FileAttr, Errno>> + Send + 'static {
         let (parts, nodes) = (self.parts.clone(), self.nodes.clone());
         let (trust, verdicts) = (self.trust, self.verdicts.clone());
+        let names = self.names.clone();
         async move {
-            let layers = layers_of(&parts, &r).await.map_err(|e| {
+            let layers = layers_of(&parts, &names, &r).await.map_err(|e| {
                 tracing::warn!("layer store: {}: {e:#}", r.text);
                 Errno::ENOENT
             })?;
@@ -393,9 +397,23 @@ async fn read_blob(
     })
 }
 
-/// Resolves `r` and lists its layers with their DiffIDs (the host's platform).
-async fn layers_of(parts: &ReaderParts, r: &ImageRef) -> anyhow::Result<Vec<(Descriptor, String)>> {
-    let resolved = pull::resolve(&parts.blocks, r.image, &[]).await?;
+/// Resolves `r` (a name through `names`) and lists its layers with their DiffIDs (the host's
+/// platform).
+async fn layers_of(
+    parts: &ReaderParts,
+    names: &Names,
+    r: &ImageRef,
+) -> anyhow::Result<Vec<(Descriptor, String)>> {
+    let cid = match &r.image {
+        crate::cidref::ImageRef::Cid(cid) => *cid,
+        crate::cidref::ImageRef::Named { repo, tag } => {
+            let named = names.get(repo, tag)?;
+            let named =
+                named.ok_or_else(|| anyhow::anyhow!("no image is named {repo}:{tag} here"))?;
+            named.cid.parse()?
+        }
+    };
+    let resolved = pull::resolve(&parts.blocks, cid, &[]).await?;
     Ok(resolved.one_image()?.layers_with_diff_ids()?.1)
 }
 

@@ -3,7 +3,8 @@
 //! registry serve`, §2.6), and every name pushed here (`team/app:1.0`) serves the image it names;
 //! blobs come from the node, local store first and bitswap for the rest, as they are read.
 //! Pushes: the spec's push flow ([`upload`] for blobs, [`push`] for manifests); an image pushed
-//! by tag is converted as `cidfs image push` does, stored, pinned and named ([`names`]).
+//! by tag is converted as `cidfs image push` does, stored, pinned and named
+//! ([`crate::image::names`]).
 //!
 //! - `GET|HEAD /v2/` → 200.
 //! - `GET|HEAD /v2/<name>/manifests/<tag|digest>`, `…/blobs/<digest>` (single and multiple byte
@@ -18,7 +19,6 @@
 //! small in-memory map, so a pull resolves its image once.
 
 mod error;
-pub mod names;
 pub mod push;
 mod range;
 pub mod upload;
@@ -39,6 +39,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use crate::blockservice::BlockService;
+use crate::cidref::is_tag;
 use crate::image::oci::{self, Kind};
 use crate::image::pull::{self, Found, ResolveError, Resolved};
 use crate::metrics::RegistryCounters;
@@ -93,7 +94,7 @@ impl Registry {
             .as_ref()
             .ok_or_else(|| unknown_repo(repo))?
             .names;
-        let internal = |e: names::NamesError| RegistryError::internal(e.into());
+        let internal = |e: crate::image::names::NamesError| RegistryError::internal(e.into());
         let Some(named) = names.get(repo, tag).map_err(internal)? else {
             if names.tags(repo).map_err(internal)?.is_empty() {
                 return Err(unknown_repo(repo));
@@ -270,9 +271,6 @@ enum Request {
     },
 }
 
-/// Longest repository name (the distribution spec's bound, host included).
-const MAX_NAME: usize = 255;
-
 /// Parses the part of the path after `/v2/`.
 fn parse(path: &str) -> Result<Request, RegistryError> {
     // the one path that ends in a slash
@@ -343,25 +341,10 @@ fn repo_of(name: &[&str]) -> Result<Repo, RegistryError> {
         _ => {}
     }
     let joined = name.join("/");
-    let component = |c: &str| {
-        let b = c.as_bytes();
-        let alnum = |x: &u8| x.is_ascii_lowercase() || x.is_ascii_digit();
-        b.first().is_some_and(alnum)
-            && b.last().is_some_and(alnum)
-            && b.iter()
-                .all(|x| alnum(x) || matches!(x, b'.' | b'_' | b'-'))
-            && !c.contains("..")
-            && !c.contains("___")
-            && !c.contains("._")
-            && !c.contains("_.")
-            && !c.contains(".-")
-            && !c.contains("-.")
-            && !c.contains("_-")
-            && !c.contains("-_")
-    };
-    if joined.len() > MAX_NAME || !name.iter().all(|c| component(c)) {
+    if !crate::cidref::is_repository(&joined) {
         return Err(RegistryError::name_invalid(format!(
-            "{joined:?} is not a repository name: lowercase letters and digits, parts joined by ., _, __ or -, at most {MAX_NAME} characters"
+            "{joined:?} is not a repository name: lowercase letters and digits, parts joined by ., _, __ or -, at most {} characters",
+            crate::cidref::MAX_REPOSITORY
         )));
     }
     Ok(Repo::Named(joined))
@@ -397,16 +380,6 @@ fn check_digest(d: &str) -> Result<&str, RegistryError> {
             "{d:?} is not a digest (sha256: and 64 lowercase hex digits)"
         ))),
     }
-}
-
-/// The distribution spec's tag grammar.
-fn is_tag(t: &str) -> bool {
-    let b = t.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 async fn dispatch(

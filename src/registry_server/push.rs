@@ -15,11 +15,11 @@ use std::path::{Path, PathBuf};
 use subtle::ConstantTimeEq as _;
 
 use super::error::RegistryError;
-use super::names::{Named, Names};
 use super::upload::Uploads;
 use crate::blockservice::BlockService;
 use crate::config::{AuthSecret, RegistryConfig};
 use crate::image::estargz::build::BuildOptions;
+use crate::image::names::{Named, Names};
 use crate::image::oci::{self, Descriptor, Kind};
 use crate::image::push::PushOptions;
 

@@ -1,6 +1,7 @@
-//! Image names pushed to this node (`team/app:1.0` → image CID), kept in the store's database
-//! (a sled tree beside the blocks, so they survive restarts and share its flushes), with every
-//! earlier value of a name as its history.
+//! Image names (`team/app:1.0` → image CID), as pushes to the registry endpoint set them, kept
+//! in the store's database (a sled tree beside the blocks, so they survive restarts and share its
+//! flushes), with every earlier value of a name as its history. Every door that takes an image
+//! CID takes a name through this table.
 
 use cid::Cid;
 use serde::{Deserialize, Serialize};
