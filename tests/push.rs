@@ -59,14 +59,18 @@ fn copy_to_dir(
     (manifest, layers)
 }
 
-/// skopeo pushes an OCI image to A as `team/app:1.0`; A converts it (eStargz layers with
-/// `toc.digest`), and skopeo pulls it back by name from A, and by its CID from B (blobs by
-/// bitswap from A), both unpacking to the generated tree. Pushed again under another tag (Docker
-/// schema2 this time), the blobs A has are not uploaded again. Podman pushes the image it loaded
-/// and runs it back by name through A's endpoint.
-#[test]
-fn skopeo_pushes_by_name_and_pulls_back_the_converted_image_anywhere() {
-    let (a, b) = pair(None);
+/// An image skopeo pushed to a node as `team/app:1.0`.
+struct Pushed {
+    work: tempfile::TempDir,
+    /// Its OCI layout (tag `latest`), in `work`.
+    layout: std::path::PathBuf,
+    img: gen::GeneratedImage,
+    /// What the node says the name stands for.
+    cid: String,
+}
+
+/// Generates a busybox image and pushes it to `d` with skopeo as `team/app:1.0`.
+fn push_busybox(d: &crate::util::Daemon) -> Pushed {
     let work = tempfile::tempdir().expect("tempdir");
     let layout = work.path().join("layout");
     let img = gen::build_oci_layout(
@@ -77,10 +81,38 @@ fn skopeo_pushes_by_name_and_pulls_back_the_converted_image_anywhere() {
             ..Default::default()
         },
     );
-    let addr = a.registry.to_string();
-    gen::push_to_registry(&layout, "latest", &addr, "team/app:1.0", None);
-    let cid = image_of(a.registry, "team/app", "1.0");
+    gen::push_to_registry(
+        &layout,
+        "latest",
+        &d.registry.to_string(),
+        "team/app:1.0",
+        None,
+    );
+    let cid = image_of(d.registry, "team/app", "1.0");
     assert!(cid.starts_with("bafk"), "{cid}");
+    Pushed {
+        work,
+        layout,
+        img,
+        cid,
+    }
+}
+
+/// skopeo pushes an OCI image to A as `team/app:1.0`; A converts it (eStargz layers with
+/// `toc.digest`), and skopeo pulls it back by name from A, and by its CID from B (blobs by
+/// bitswap from A), both unpacking to the generated tree. Pushed again under another tag (Docker
+/// schema2 this time), the blobs A has are not uploaded again. Podman pushes the image it loaded
+/// and runs it back by name through A's endpoint.
+#[test]
+fn skopeo_pushes_by_name_and_pulls_back_the_converted_image_anywhere() {
+    let (a, b) = pair(None);
+    let Pushed {
+        work,
+        layout,
+        img,
+        cid,
+    } = push_busybox(&a);
+    let addr = a.registry.to_string();
 
     let (manifest, layers) = copy_to_dir(&format!("{addr}/team/app:1.0"), &work.path().join("a"));
     assert_same_tree(&tree_of_layers(&layers), &img.expected);
@@ -145,19 +177,8 @@ fn a_pushed_name_works_in_the_cli_a_mount_and_the_layer_store() {
         )),
         ..Default::default()
     });
-    let work = tempfile::tempdir().expect("tempdir");
-    let layout = work.path().join("layout");
-    gen::build_oci_layout(
-        &layout,
-        &GenSpec {
-            busybox: true,
-            big_file_size: 6 << 20,
-            ..Default::default()
-        },
-    );
+    let Pushed { work, cid, .. } = push_busybox(&a);
     let addr = a.registry.to_string();
-    gen::push_to_registry(&layout, "latest", &addr, "team/app:1.0", None);
-    let cid = image_of(a.registry, "team/app", "1.0");
 
     let ls = String::from_utf8(a.ok(&["image", "ls"])).expect("utf-8");
     assert!(ls.contains("team/app:1.0") && ls.contains(&cid), "{ls}");
