@@ -230,3 +230,42 @@ fn a_pushed_name_works_in_the_cli_a_mount_and_the_layer_store() {
     assert!(lookups >= 1.0, "podman did not use the layer store");
     drop(podman);
 }
+
+/// docker and containerd's `ctr` push to A (docker uploads each blob with `POST`, `PATCH`,
+/// `PUT`); each name then stands for the converted image, which docker pulls back and runs.
+#[test]
+fn docker_and_ctr_push_by_name() {
+    let (a, _b) = pair(None);
+    let Pushed { work, layout, .. } = push_busybox(&a);
+    let addr = a.registry.to_string();
+    let archive = work.path().join("image.tar");
+    gen::to_docker_archive(&layout, "latest", &archive, "cidfs/pushed:latest");
+
+    let docker = crate::images::dockerd::Dockerd::start();
+    docker.docker_ok(&["load", "-i", archive.to_str().expect("utf-8")]);
+    let by_docker = format!("{addr}/team/app:docker");
+    docker.docker_ok(&["tag", "cidfs/pushed:latest", &by_docker]);
+    docker.docker_ok(&["push", &by_docker]);
+    let cid = image_of(a.registry, "team/app", "docker");
+    assert!(cid.starts_with("bafk"), "{cid}");
+    docker.docker_ok(&["rmi", &by_docker, "cidfs/pushed:latest"]);
+    docker.docker_ok(&["pull", &by_docker]);
+    let out = docker.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &by_docker,
+        "cat",
+        "/etc/hello",
+    ]);
+    assert_eq!(out.trim(), HELLO_LINE);
+
+    let ctr = crate::images::runtimes::Containerd::start();
+    ctr.ctr_ok(&["images", "import", archive.to_str().expect("utf-8")]);
+    let by_ctr = format!("{addr}/team/app:ctr");
+    ctr.ctr_ok(&["images", "tag", "docker.io/cidfs/pushed:latest", &by_ctr]);
+    ctr.ctr_ok(&["images", "push", "--plain-http", &by_ctr]);
+    let cid = image_of(a.registry, "team/app", "ctr");
+    assert!(cid.starts_with("bafk"), "{cid}");
+}
