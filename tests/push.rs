@@ -269,3 +269,52 @@ fn docker_and_ctr_push_by_name() {
     let cid = image_of(a.registry, "team/app", "ctr");
     assert!(cid.starts_with("bafk"), "{cid}");
 }
+
+/// A node killed while it converts a pushed image publishes nothing: after the restart the name
+/// is unknown, nothing of the image is pinned and the store verifies clean.
+#[test]
+fn a_node_killed_mid_push_publishes_nothing() {
+    let a = crate::util::Daemon::start(Default::default());
+    let work = tempfile::tempdir().expect("tempdir");
+    let layout = work.path().join("layout");
+    gen::build_oci_layout(
+        &layout,
+        &GenSpec {
+            busybox: true,
+            big_file_size: 96 << 20,
+            ..Default::default()
+        },
+    );
+    let mut skopeo = std::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:latest", layout.display()),
+            &format!("docker://{}/team/app:big", a.registry),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("skopeo");
+    let converting = a.wait_log(
+        "registry: converting team/app:big",
+        std::time::Duration::from_secs(120),
+    );
+    if !converting {
+        let _ = skopeo.kill();
+        let _ = skopeo.wait();
+        panic!("the push never reached its conversion:\n{}", a.log());
+    }
+    let opts = a.opts();
+    let a = crate::util::Daemon::start_in(a.crash(), opts);
+    let _ = skopeo.kill();
+    let _ = skopeo.wait();
+    let ls = a.cli(&["image", "ls"]);
+    assert!(
+        !String::from_utf8_lossy(&ls.stdout).contains("team/app:big"),
+        "a name was published"
+    );
+    let pins = String::from_utf8(a.ok(&["pin", "ls"])).expect("utf-8");
+    assert!(pins.trim().is_empty(), "pinned after the kill: {pins}");
+    a.ok(&["repo", "verify"]);
+}

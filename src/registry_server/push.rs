@@ -173,6 +173,7 @@ impl Pushes {
                 image: None,
             });
         }
+        tracing::info!("registry: converting {repo}:{reference} ({digest})");
         let root = self.convert(blocks, &top).await?;
         let named = self
             .names
