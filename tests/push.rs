@@ -182,6 +182,18 @@ fn a_pushed_name_works_in_the_cli_a_mount_and_the_layer_store() {
 
     let ls = String::from_utf8(a.ok(&["image", "ls"])).expect("utf-8");
     assert!(ls.contains("team/app:1.0") && ls.contains(&cid), "{ls}");
+    // tag, history, rm
+    let tagged = String::from_utf8(a.ok(&["image", "tag", "team/app:1.0", "team/app:stable"]))
+        .expect("utf-8");
+    assert_eq!(tagged.trim(), cid);
+    a.ok(&["image", "tag", &cid, "team/app:1.0"]);
+    let history = String::from_utf8(a.ok(&["image", "history", "team/app:1.0"])).expect("utf-8");
+    assert_eq!(history.lines().count(), 2, "{history}");
+    assert_eq!(image_of(a.registry, "team/app", "stable"), cid);
+    a.ok(&["image", "rm", "team/app:stable"]);
+    assert!(!a.cli(&["image", "rm", "team/app:stable"]).status.success());
+    let ls = String::from_utf8(a.ok(&["image", "ls"])).expect("utf-8");
+    assert!(!ls.contains("team/app:stable"), "{ls}");
     let out = work.path().join("out");
     a.ok(&[
         "image",

@@ -1,5 +1,7 @@
-//! `image/ls` (the names pushed to the registry endpoint, with their CIDs) and `image/resolve`
-//! (`arg=NAME[:TAG]` or a CID reference → the image CID). Not kubo commands; same conventions.
+//! The image names of the node (set by pushes to the registry endpoint): `image/ls` (every
+//! name with its CID), `image/resolve` (`arg=NAME[:TAG]` or a CID reference → the image CID),
+//! `image/tag` (`arg=IMAGE&arg=NAME[:TAG]`), `image/rm` (`arg=NAME[:TAG]`) and `image/history`.
+//! Not kubo commands; same conventions.
 
 use axum::{
     extract::{RawQuery, State},
@@ -11,11 +13,7 @@ use std::sync::Arc;
 use super::{ApiError, AppState, Params};
 
 pub async fn ls(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let names = st.names.clone();
-    let all = tokio::task::spawn_blocking(move || names.all())
-        .await
-        .map_err(|e| ApiError::Failed(e.into()))?
-        .map_err(|e| ApiError::Failed(e.into()))?;
+    let all = on_names(&st, |n| n.all()).await?;
     let list: Vec<Value> = all
         .into_iter()
         .map(|(name, n)| {
@@ -38,4 +36,87 @@ pub async fn resolve(
     };
     let cid = super::resolve_image(&st, image)?;
     Ok(Json(json!({ "Cid": cid.to_string() })))
+}
+
+/// `NAME[:TAG]` of an argument; a CID is not a name.
+fn name_arg(text: &str) -> Result<(String, String), ApiError> {
+    match crate::cidref::parse_image(text) {
+        Ok(crate::cidref::ImageRef::Named { repo, tag }) => Ok((repo, tag)),
+        _ => Err(ApiError::client(format!(
+            "{text:?} is not a NAME[:TAG] (lowercase, e.g. team/app:1.0)"
+        ))),
+    }
+}
+
+fn one_arg(p: &Params, what: &str) -> Result<String, ApiError> {
+    match p.args().as_slice() {
+        [one] => Ok(one.to_string()),
+        _ => Err(ApiError::client(format!(
+            "{what} takes one argument: NAME[:TAG]"
+        ))),
+    }
+}
+
+/// Runs a name-table operation off the async workers (sled does I/O).
+async fn on_names<T: Send + 'static>(
+    st: &AppState,
+    f: impl FnOnce(crate::image::names::Names) -> Result<T, crate::image::names::NamesError>
+        + Send
+        + 'static,
+) -> Result<T, ApiError> {
+    let names = st.names.clone();
+    tokio::task::spawn_blocking(move || f(names))
+        .await
+        .map_err(|e| ApiError::Failed(e.into()))?
+        .map_err(|e| ApiError::Failed(e.into()))
+}
+
+pub async fn tag(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q);
+    let args = p.args();
+    let [image, name] = args.as_slice() else {
+        return Err(ApiError::client(
+            "image/tag takes two arguments: the image (CID or NAME[:TAG]) and the new NAME[:TAG]",
+        ));
+    };
+    let cid = super::resolve_image(&st, image)?;
+    let (repo, tag) = name_arg(name)?;
+    let named = on_names(&st, move |n| n.set(&repo, &tag, cid, "")).await?;
+    Ok(Json(json!({ "Cid": named.cid })))
+}
+
+pub async fn rm(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let text = one_arg(&Params::parse(q), "image/rm")?;
+    let (repo, tag) = name_arg(&text)?;
+    if !on_names(&st, move |n| n.remove(&repo, &tag)).await? {
+        return Err(ApiError::Failed(anyhow::anyhow!(
+            "{text} names nothing here"
+        )));
+    }
+    Ok(Json(json!({ "Removed": text })))
+}
+
+pub async fn history(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let text = one_arg(&Params::parse(q), "image/history")?;
+    let (repo, tag) = name_arg(&text)?;
+    let list = on_names(&st, move |n| {
+        let mut all = n.history(&repo, &tag)?;
+        all.extend(n.get(&repo, &tag)?);
+        Ok(all)
+    })
+    .await?;
+    let list: Vec<Value> = list
+        .into_iter()
+        .map(|n| json!({ "Cid": n.cid, "PushedDigest": n.pushed_digest, "PushedAt": n.pushed_at }))
+        .collect();
+    Ok(Json(json!({ "History": list })))
 }

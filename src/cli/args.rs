@@ -214,6 +214,29 @@ pub enum ImageCommand {
     /// A name works wherever a CID does: cidfs image pull team/app:1.0 --to oci:./out,
     /// cidfs mount team/app:1.0 /mnt/app, podman run 127.0.0.1:5050/team/app:1.0.
     Ls,
+    /// Give an image (a CID or a name) another name, as a push by that name would.
+    ///
+    /// Example:
+    ///   cidfs image tag team/app:1.0 team/app:stable
+    #[command(verbatim_doc_comment)]
+    Tag {
+        /// The image: CID, ipfs://CID, /ipfs/CID or NAME[:TAG].
+        #[arg(value_name = "IMAGE")]
+        image: String,
+        /// The new name, NAME[:TAG] (tag `latest` when left out).
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Remove a name (the image stays stored and pinned; `cidfs pin rm` and `repo gc` free it).
+    Rm {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// What a name pointed at before, oldest first, then what it points at now.
+    History {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
 }
 
 #[derive(Args, Debug)]

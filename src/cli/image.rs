@@ -22,6 +22,29 @@ pub async fn run(api: &ApiClient, cmd: ImageCommand) -> anyhow::Result<()> {
         ImageCommand::Pull(a) => pull_cmd(api, a).await,
         ImageCommand::Inspect(a) => inspect_cmd(api, a).await,
         ImageCommand::Ls => ls_cmd(api).await,
+        ImageCommand::Tag { image, name } => {
+            let v = api
+                .json("image/tag", &[("arg", image), ("arg", name)])
+                .await?;
+            println!("{}", v["Cid"].as_str().unwrap_or_default());
+            Ok(())
+        }
+        ImageCommand::Rm { name } => {
+            api.json("image/rm", &[("arg", name)]).await?;
+            Ok(())
+        }
+        ImageCommand::History { name } => {
+            let v = api.json("image/history", &[("arg", name)]).await?;
+            for n in v["History"].as_array().cloned().unwrap_or_default() {
+                println!(
+                    "{}  {}  {}",
+                    n["PushedAt"],
+                    n["Cid"].as_str().unwrap_or_default(),
+                    n["PushedDigest"].as_str().unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
     }
 }
 
