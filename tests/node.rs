@@ -414,8 +414,10 @@ fn k_full_disk_is_a_clear_error_and_loses_nothing() {
     let _ = std::fs::remove_file(&big);
     assert!(
         !out.status.success(),
-        "add onto a full disk succeeded: {}\nthe tmpfs: {:?}\n{}",
+        "add onto a full disk succeeded: {:?}\nstdout: {}\nstderr: {}\nthe tmpfs: {:?}\n{}",
+        out.status,
         String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
         crate::images::runtimes::mounts_under(mnt.path()),
         a.log()
     );
@@ -431,6 +433,28 @@ fn k_full_disk_is_a_clear_error_and_loses_nothing() {
     // the exit status may report a failed final flush; it must exit, and say it is gone
     let (_, repo) = a.terminate();
     assert!(!repo.path().join("api").exists());
+}
+
+/// An add refused at its first block (the disk is already under the reserve) still tells the
+/// client why, though the client is still sending: the daemon reads the rest of the upload
+/// before it answers, where closing at once gave the client a broken pipe (and, before the CLI
+/// told a closed stdout from a closed connection, a silent success).
+#[test]
+fn k3_an_add_refused_at_once_still_says_why() {
+    let mnt = Tmpfs::mount("128m");
+    let repo = tempfile::tempdir_in(mnt.path()).unwrap();
+    let a = Daemon::start_in(repo, Opts::default());
+    std::fs::write(mnt.path().join("filler"), vec![0u8; 70 * MIB]).unwrap();
+    let big = std::env::temp_dir().join(format!("cidfs-big3-{}", std::process::id()));
+    std::fs::write(&big, random_bytes(100 * MIB)).unwrap();
+    let out = a.cli(&["add", big.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&big);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("disk full"),
+        "{:?}: {err}",
+        out.status
+    );
 }
 
 /// A node whose disk is full (below `store.min_free_mb`) still reads from the swarm: the fetched,
@@ -563,4 +587,25 @@ fn stats_without_metrics_says_how_to_enable_them() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("[metrics]"), "{err}");
+}
+
+/// `cidfs cat CID | head` ends quietly with status 0 (its reader went away: not an error).
+#[test]
+fn cat_into_a_closed_pipe_ends_quietly() {
+    let a = Daemon::start(Opts::default());
+    let cid = a.add(&random_bytes(8 * MIB));
+    let script = format!(
+        "set -o pipefail; '{}' --repo '{}' cat {cid} | head -c 1000 > /dev/null",
+        crate::util::BIN,
+        a.repo.path().display()
+    );
+    let mut cmd = std::process::Command::new("bash");
+    cmd.args(["-c", &script]);
+    let out = crate::util::run_bounded(cmd, std::time::Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -42,12 +42,18 @@ pub async fn add(
         let chunks = futures::stream::unfold(field, |mut field| async move {
             field.chunk().await.transpose().map(|chunk| (chunk, field))
         });
-        let added = add_stream(&st.blocks, &opts, chunks, !only_hash, &|_| {})
-            .await
-            .map_err(|e| match e {
-                AddError::Input(_) | AddError::Options(_) => ApiError::client(e.to_string()),
-                AddError::Store(e) => ApiError::from(e),
-            })?;
+        let added = match add_stream(&st.blocks, &opts, chunks, !only_hash, &|_| {}).await {
+            Ok(added) => added,
+            Err(e) => {
+                // read the rest of the upload before answering: a client still sending it
+                // would otherwise see the connection close (a broken pipe) and not the reason
+                drain(&mut mp).await;
+                return Err(match e {
+                    AddError::Input(_) | AddError::Options(_) => ApiError::client(e.to_string()),
+                    AddError::Store(e) => ApiError::from(e),
+                });
+            }
+        };
         let (root, size) = (added.root, added.cumulative_size);
         if !only_hash {
             if pin {
@@ -78,6 +84,19 @@ pub async fn add(
         .header(header::CONTENT_TYPE, "application/json")
         .header("X-Chunked-Output", "1")
         .body(Body::from(lines))?)
+}
+
+/// How long a failed add keeps reading the rest of its upload before it answers.
+const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Reads and drops what is left of an upload, for at most [`DRAIN_FOR`].
+async fn drain(mp: &mut Multipart) {
+    let rest = async {
+        while let Ok(Some(mut field)) = mp.next_field().await {
+            while let Ok(Some(_)) = field.chunk().await {}
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_FOR, rest).await;
 }
 
 /// kubo's add options: `cid-version`, `raw-leaves`, `chunker=size-N`, `hash=sha2-256`, and

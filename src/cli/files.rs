@@ -4,7 +4,6 @@ use anyhow::{bail, Context};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
-use tokio::io::AsyncWriteExt;
 
 use super::args::{AddArgs, BlockCommand, CatArgs};
 use super::client::ApiClient;
@@ -105,8 +104,9 @@ pub async fn cat(api: &ApiClient, a: &CatArgs) -> anyhow::Result<()> {
         .bytes_stream()
         .map(|c| c.context("the transfer broke off (see the daemon's log)"));
     // straight to fd 1 from a thread of its own: tokio's stdout copies every piece once more
-    let out =
-        std::fs::File::from(std::os::fd::AsFd::as_fd(&std::io::stdout()).try_clone_to_owned()?);
+    let out = super::Stdout(std::fs::File::from(
+        std::os::fd::AsFd::as_fd(&std::io::stdout()).try_clone_to_owned()?,
+    ));
     let (_, written, _) =
         crate::image::blob_file::write_pieces(body, out, false, "standard output", &|_| {}).await?;
     if let Some(n) = expected.filter(|n| *n != written) {
@@ -124,9 +124,10 @@ pub async fn block(api: &ApiClient, cmd: BlockCommand) -> anyhow::Result<()> {
                 .await?
                 .bytes()
                 .await?;
-            let mut out = tokio::io::stdout();
-            out.write_all(&data).await?;
-            out.flush().await?;
+            use std::io::Write as _;
+            let mut out = super::Stdout(std::io::stdout().lock());
+            out.write_all(&data)?;
+            out.flush()?;
         }
         BlockCommand::Put { file, cid_codec } => {
             let data = tokio::fs::read(&file)

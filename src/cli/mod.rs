@@ -36,16 +36,50 @@ pub fn run() -> ExitCode {
     match rt.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // a closed pipe (`cidfs cat | head`) is not an error
-            if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            }) {
+            if stdout_closed(&e) {
                 return ExitCode::SUCCESS;
             }
             eprintln!("Error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Whether `e` is standard output closed by its reader (`cidfs cat | head`), which is not an
+/// error; any other broken pipe is (a daemon that answered an upload early and hung up).
+fn stdout_closed(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.is::<StdoutClosed>()
+            || c.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.is::<StdoutClosed>())
+    })
+}
+
+/// Standard output was closed by its reader (`cidfs cat | head`).
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+pub(crate) struct StdoutClosed;
+
+/// A writer to standard output: a broken pipe becomes [`StdoutClosed`], which `run` takes for
+/// success, so that only a reader that went away, not a daemon that hung up, ends quietly.
+pub(crate) struct Stdout<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for Stdout<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf).map_err(closed)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush().map_err(closed)
+    }
+}
+
+fn closed(e: std::io::Error) -> std::io::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::io::Error::new(std::io::ErrorKind::BrokenPipe, StdoutClosed)
+    } else {
+        e
     }
 }
 
@@ -103,5 +137,32 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Mounts => mount::list(&api()?).await,
         Command::Stats(s) => stats::run(&api()?, &s).await,
         Command::Repo(r) => info::repo(&api()?, r).await.context("repo command failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    /// Only standard output's reader going away ends a command quietly: a broken pipe to the
+    /// daemon (it answered an upload early, e.g. disk full, and hung up) is an error.
+    #[test]
+    fn only_a_closed_stdout_is_quiet() {
+        struct Closed;
+        impl std::io::Write for Closed {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let e = Stdout(Closed).write_all(b"x").unwrap_err();
+        assert!(stdout_closed(&anyhow::Error::new(e).context("writing")));
+        let upload: std::io::Error = std::io::ErrorKind::BrokenPipe.into();
+        assert!(!stdout_closed(
+            &anyhow::Error::new(upload).context("sending the body")
+        ));
     }
 }
