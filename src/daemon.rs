@@ -59,10 +59,11 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
     let _lock = repo.lock()?;
     let keypair = repo.identity()?;
     let (store, verified, names) = open_store(&repo, &config).await?;
-    let names = crate::image::names::Names::new(names);
+    let names = crate::image::names::Names::new(names, keypair.public().to_peer_id().to_string());
     let (net, net_task) = start_node(&config, &keypair, swarm_key, force_pnet, &store)?;
     let blocks = BlockService::new(store.clone(), Some(net.clone()))
         .with_readahead(config.bitswap.readahead_blocks);
+    crate::image::names_sync::spawn(net.clone(), names.clone())?;
     let pins = blocks.with_store(|s| s.pins()).await?;
     if !pins.is_empty() {
         net.provide(pins).await?;

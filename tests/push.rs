@@ -330,3 +330,47 @@ fn a_node_killed_mid_push_publishes_nothing() {
     assert!(pins.trim().is_empty(), "pinned after the kill: {pins}");
     a.ok(&["repo", "verify"]);
 }
+
+/// A name pushed to A is known on every node of the swarm within seconds: B, connected when the
+/// push lands, hears the change; C, started afterwards, catches up when it connects; and C (never
+/// contacted by the client) serves the image by that name through its own endpoint, its blobs
+/// coming from A by bitswap. A removal travels the same way.
+#[test]
+fn a_name_pushed_to_one_node_is_known_on_every_node() {
+    let _turn = crate::util::swarm_turn();
+    let key = crate::util::swarm_key();
+    let keyed = |peers: Vec<String>| crate::util::Opts {
+        swarm_key: Some(key.clone()),
+        peers,
+        ..Default::default()
+    };
+    let a = crate::util::Daemon::start(keyed(vec![]));
+    let b = crate::util::Daemon::start(keyed(vec![a.addr.clone()]));
+    let Pushed { work, img, cid, .. } = push_busybox(&a);
+    let knows = |d: &crate::util::Daemon, name: &str, cid: &str| {
+        let ls = String::from_utf8_lossy(&d.ok(&["image", "ls"])).into_owned();
+        ls.lines().any(|l| l.contains(name) && l.contains(cid))
+    };
+    let within = std::time::Duration::from_secs(10);
+    assert!(
+        crate::util::eventually(within, || knows(&b, "team/app:1.0", &cid).then_some(())).is_some(),
+        "B did not learn the name within {within:?}:\n{}",
+        b.log()
+    );
+    let c = crate::util::Daemon::start(keyed(vec![b.addr.clone()]));
+    assert!(
+        crate::util::eventually(within, || knows(&c, "team/app:1.0", &cid).then_some(())).is_some(),
+        "C did not catch up within {within:?}:\n{}",
+        c.log()
+    );
+    assert_eq!(image_of(c.registry, "team/app", "1.0"), cid);
+    let (_, layers) = copy_to_dir(
+        &format!("{}/team/app:1.0", c.registry),
+        &work.path().join("c"),
+    );
+    assert_same_tree(&tree_of_layers(&layers), &img.expected);
+    // a removal on C reaches A
+    c.ok(&["image", "rm", "team/app:1.0"]);
+    let gone = crate::util::eventually(within, || (!knows(&a, "team/app:1.0", &cid)).then_some(()));
+    assert!(gone.is_some(), "A still names the image:\n{}", a.log());
+}

@@ -50,6 +50,10 @@ pub struct Client {
     pub(crate) commands: mpsc::Sender<Command>,
     pub(crate) bitswap: Bitswap,
     pub(crate) peer_id: PeerId,
+    /// Streams of application protocols (e.g. cidfs's name records), outbound and inbound.
+    pub(crate) streams: libp2p_stream::Control,
+    /// Every peer as it connects (its first connection).
+    pub(crate) connected: tokio::sync::broadcast::Sender<PeerId>,
 }
 
 impl Client {
@@ -110,6 +114,46 @@ impl Client {
     pub async fn find_providers(&self, cid: Cid) -> Result<Vec<PeerId>, Error> {
         self.request(|reply| Command::FindProviders { cid, reply })
             .await
+    }
+
+    /// Opens a stream of `protocol` to `peer` (dialled if need be). For an application's own
+    /// protocol; bitswap has its own streams.
+    pub async fn open_stream(
+        &self,
+        peer: PeerId,
+        protocol: &'static str,
+    ) -> Result<libp2p::Stream, Error> {
+        self.streams
+            .clone()
+            .open_stream(peer, libp2p::StreamProtocol::new(protocol))
+            .await
+            .map_err(|e| Error::Stream {
+                protocol: protocol.to_string(),
+                peer: peer.to_string(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// The inbound streams of `protocol`, each with the peer that opened it; one taker per
+    /// protocol. A stream that arrives while the previous one is not taken yet is reset.
+    pub fn accept(
+        &self,
+        protocol: &'static str,
+    ) -> Result<impl futures::Stream<Item = (PeerId, libp2p::Stream)> + Send + 'static, Error> {
+        self.streams
+            .clone()
+            .accept(libp2p::StreamProtocol::new(protocol))
+            .map_err(|e| Error::Stream {
+                protocol: protocol.to_string(),
+                peer: "any".into(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Peers as they connect (their first connection), from now on; see [`Client::peers`]
+    /// for the ones connected already.
+    pub fn connected(&self) -> tokio::sync::broadcast::Receiver<PeerId> {
+        self.connected.subscribe()
     }
 
     /// Stops the event loop (connections close).

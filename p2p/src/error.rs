@@ -19,4 +19,11 @@ pub enum Error {
     Dial(String),
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: String, reason: String },
+    /// A stream of an application protocol could not be opened or accepted.
+    #[error("stream {protocol} with {peer}: {reason}")]
+    Stream {
+        protocol: String,
+        peer: String,
+        reason: String,
+    },
 }

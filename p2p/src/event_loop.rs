@@ -46,6 +46,8 @@ struct EventLoop {
     provider_queries: HashMap<kad::QueryId, ProviderQuery>,
     peers: HashMap<PeerId, PeerInfo>,
     redial_interval: Duration,
+    /// Tells [`Client::connected`] subscribers of each new peer.
+    connected: tokio::sync::broadcast::Sender<PeerId>,
 }
 
 impl Node {
@@ -101,10 +103,13 @@ impl Node {
         );
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
         let peer_id = *swarm.local_peer_id();
+        let (connected, _) = tokio::sync::broadcast::channel(64);
         let client = Client {
             commands: cmd_tx,
             bitswap: bitswap.clone(),
             peer_id,
+            streams: swarm.behaviour().stream.new_control(),
+            connected: connected.clone(),
         };
         let event_loop = EventLoop {
             swarm,
@@ -117,6 +122,7 @@ impl Node {
             provider_queries: HashMap::new(),
             peers: HashMap::new(),
             redial_interval: config.redial_interval,
+            connected,
         };
         let handle = tokio::spawn(event_loop.run());
         Ok((client, handle))
@@ -254,6 +260,7 @@ impl EventLoop {
                         },
                     );
                     self.bitswap.peer_connected(peer_id);
+                    let _ = self.connected.send(peer_id);
                 }
             }
             SwarmEvent::ConnectionClosed {

@@ -27,6 +27,7 @@ pub mod inspect;
 pub mod layout;
 pub mod location;
 pub mod names;
+pub mod names_sync;
 pub mod progress;
 pub mod pull;
 pub mod push;

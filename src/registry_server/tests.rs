@@ -336,7 +336,7 @@ async fn push_fixture(config: crate::config::RegistryConfig) -> (String, tempfil
     let blocks = BlockService::new(Arc::new(MemStore::default()), None);
     let dir = tempfile::tempdir().unwrap();
     let db = sled::Config::new().temporary(true).open().unwrap();
-    let names = crate::image::names::Names::new(db.open_tree("names").unwrap());
+    let names = crate::image::names::Names::new(db.open_tree("names").unwrap(), "test");
     let pushes = super::push::Pushes::open(&dir.path().join("pushes"), names, &config).unwrap();
     let reg = Registry::with_pushes(blocks, Arc::default(), Some(pushes));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,0 +1,196 @@
+//! Carries the name table ([`Names`]) across the private swarm, so that a name pushed to any
+//! node is known on every node within seconds.
+//!
+//! Protocol `/cidfs/names/1.0.0`: a stream carries one frame, a 4-byte big-endian length and that
+//! many bytes of JSON `{"records": [Record…]}`, then closes. Each side merges what it receives
+//! ([`Names::merge`]: the later value by (time, peer id) wins, so nodes agree whatever the order).
+//! - **Changes**: every change of the local table (a push, a tag, a removal, or a value merged
+//!   from a peer) goes to every connected peer. A merged value that changed nothing is not sent
+//!   on, so a change floods the swarm once and stops.
+//! - **Catch-up**: on every new connection, and every [`RESYNC`] to every peer, the whole table
+//!   (tombstones included) goes to the peer: a node that joins late or heals from a partition
+//!   learns everything, and a change lost on the way is repaired.
+//!
+//! A frame is at most [`MAX_FRAME`] bytes and [`MAX_RECORDS`] records, read within [`TIMEOUT`];
+//! merging (sled) runs on a blocking thread; at most [`MAX_INBOUND`] streams are handled at once.
+
+use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::names::{Names, Record};
+
+pub const PROTOCOL: &str = "/cidfs/names/1.0.0";
+/// Largest frame, sent or taken.
+pub const MAX_FRAME: usize = 16 << 20;
+/// Most records in one frame.
+pub const MAX_RECORDS: usize = super::names::MAX_NAMES;
+/// A stream must be read (or written) whole within this.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+/// Inbound streams handled at once.
+pub const MAX_INBOUND: usize = 8;
+/// Every peer gets the whole table this often.
+pub const RESYNC: Duration = Duration::from_secs(60);
+
+#[derive(Serialize, Deserialize)]
+struct Frame {
+    records: Vec<Record>,
+}
+
+/// Starts carrying `names` over `net`; the tasks end when the node shuts down.
+pub fn spawn(net: cidfs_p2p::Client, names: Names) -> anyhow::Result<()> {
+    let incoming = net.accept(PROTOCOL)?;
+    tokio::spawn(receive(incoming, names.clone()));
+    tokio::spawn(send_changes(net.clone(), names.clone()));
+    tokio::spawn(catch_up(net, names));
+    Ok(())
+}
+
+/// Takes every inbound frame and merges it.
+async fn receive(
+    incoming: impl futures::Stream<Item = (libp2p::PeerId, libp2p::Stream)>,
+    names: Names,
+) {
+    let turns = Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND));
+    futures::pin_mut!(incoming);
+    while let Some((peer, stream)) = incoming.next().await {
+        let Ok(turn) = turns.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "names: too many streams at once; dropped one");
+            continue;
+        };
+        let names = names.clone();
+        tokio::spawn(async move {
+            let _turn = turn;
+            match tokio::time::timeout(TIMEOUT, read_frame(stream)).await {
+                Ok(Ok(frame)) => merge(&names, frame, peer).await,
+                Ok(Err(e)) => tracing::debug!(%peer, "names: bad frame: {e:#}"),
+                Err(_) => tracing::debug!(%peer, "names: a frame took over {TIMEOUT:?}"),
+            }
+        });
+    }
+}
+
+/// Merges a peer's records (on a blocking thread: sled).
+async fn merge(names: &Names, frame: Frame, peer: libp2p::PeerId) {
+    let names = names.clone();
+    let merged = tokio::task::spawn_blocking(move || {
+        let mut taken = 0usize;
+        for r in frame.records {
+            let name = r.name.clone();
+            match names.merge(r) {
+                Ok(true) => {
+                    tracing::info!(%peer, "names: {name} updated from the swarm");
+                    taken += 1;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(%peer, "names: {e}"),
+            }
+        }
+        taken
+    })
+    .await;
+    if let Err(e) = merged {
+        tracing::warn!("names: merging failed: {e}");
+    }
+}
+
+async fn read_frame(mut stream: libp2p::Stream) -> anyhow::Result<Frame> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    anyhow::ensure!(
+        len <= MAX_FRAME,
+        "a frame of {len} bytes (at most {MAX_FRAME})"
+    );
+    let mut buf = vec![0u8; len];
+    stream.read_exact(&mut buf).await?;
+    let frame: Frame = tokio::task::spawn_blocking(move || serde_json::from_slice(&buf)).await??;
+    anyhow::ensure!(
+        frame.records.len() <= MAX_RECORDS,
+        "{} records in a frame (at most {MAX_RECORDS})",
+        frame.records.len()
+    );
+    Ok(frame)
+}
+
+/// Sends `records` to `peer` in one frame.
+async fn send(net: &cidfs_p2p::Client, peer: libp2p::PeerId, records: Vec<Record>) {
+    let write = async {
+        let bytes = serde_json::to_vec(&Frame { records })?;
+        anyhow::ensure!(
+            bytes.len() <= MAX_FRAME,
+            "the table is over {MAX_FRAME} bytes"
+        );
+        let mut stream = net.open_stream(peer, PROTOCOL).await?;
+        stream
+            .write_all(&(bytes.len() as u32).to_be_bytes())
+            .await?;
+        stream.write_all(&bytes).await?;
+        stream.close().await?;
+        anyhow::Ok(())
+    };
+    match tokio::time::timeout(TIMEOUT, write).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(%peer, "names: sending failed: {e:#}"),
+        Err(_) => tracing::debug!(%peer, "names: sending took over {TIMEOUT:?}"),
+    }
+}
+
+/// Sends every change of the local table to every connected peer.
+async fn send_changes(net: cidfs_p2p::Client, names: Names) {
+    let mut changes = names.changes();
+    loop {
+        let record = match changes.recv().await {
+            Ok(r) => r,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                // the periodic catch-up repairs what was skipped
+                tracing::debug!("names: {n} changes not sent on");
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        let Ok(peers) = net.peers().await else { return };
+        for p in peers {
+            let net = net.clone();
+            let record = record.clone();
+            tokio::spawn(async move { send(&net, p.peer, vec![record]).await });
+        }
+    }
+}
+
+/// Sends the whole table to each peer as it connects, and to every peer every [`RESYNC`].
+async fn catch_up(net: cidfs_p2p::Client, names: Names) {
+    let mut connected = net.connected();
+    let mut every = tokio::time::interval(RESYNC);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let peers = tokio::select! {
+            peer = connected.recv() => match peer {
+                Ok(p) => vec![p],
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            _ = every.tick() => match net.peers().await {
+                Ok(peers) => peers.into_iter().map(|p| p.peer).collect(),
+                Err(_) => return,
+            },
+        };
+        let table = names.clone();
+        let records = match tokio::task::spawn_blocking(move || table.records()).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::warn!("names: reading the table: {e}");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        if records.is_empty() {
+            continue;
+        }
+        for peer in peers {
+            let (net, records) = (net.clone(), records.clone());
+            tokio::spawn(async move { send(&net, peer, records).await });
+        }
+    }
+}
