@@ -8,8 +8,11 @@
 //!   from a peer) goes to every connected peer. A merged value that changed nothing is not sent
 //!   on, so a change floods the swarm once and stops.
 //! - **Catch-up**: on every new connection, and every [`RESYNC`] to every peer, the whole table
-//!   (tombstones included) goes to the peer: a node that joins late or heals from a partition
-//!   learns everything, and a change lost on the way is repaired.
+//!   (tombstones included) goes to the peer: a node that joins late learns everything, and a
+//!   change lost on the way is repaired. A peer that a send failed to reach (a partition keeps
+//!   its connection open but carries nothing) is tried again with the whole table every
+//!   [`RETRY`] until a send gets through, so both sides of a healed partition agree within
+//!   seconds.
 //!
 //! A frame is at most [`MAX_FRAME`] bytes and [`MAX_RECORDS`] records, read within [`TIMEOUT`];
 //! merging (sled) runs on a blocking thread; at most [`MAX_INBOUND`] streams are handled at once.
@@ -32,6 +35,13 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_INBOUND: usize = 8;
 /// Every peer gets the whole table this often.
 pub const RESYNC: Duration = Duration::from_secs(60);
+/// A peer a send did not reach gets the whole table again this often.
+pub const RETRY: Duration = Duration::from_secs(3);
+/// Each send (opening the stream included) must be done within this.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Peers a send did not reach, and whether a retry to each is under way.
+type Behind = Arc<std::sync::Mutex<std::collections::HashMap<libp2p::PeerId, bool>>>;
 
 #[derive(Serialize, Deserialize)]
 struct Frame {
@@ -41,9 +51,10 @@ struct Frame {
 /// Starts carrying `names` over `net`; the tasks end when the node shuts down.
 pub fn spawn(net: cidfs_p2p::Client, names: Names) -> anyhow::Result<()> {
     let incoming = net.accept(PROTOCOL)?;
+    let behind = Behind::default();
     tokio::spawn(receive(incoming, names.clone()));
-    tokio::spawn(send_changes(net.clone(), names.clone()));
-    tokio::spawn(catch_up(net, names));
+    tokio::spawn(send_changes(net.clone(), names.clone(), behind.clone()));
+    tokio::spawn(catch_up(net, names, behind));
     Ok(())
 }
 
@@ -114,8 +125,24 @@ async fn read_frame(mut stream: libp2p::Stream) -> anyhow::Result<Frame> {
     Ok(frame)
 }
 
-/// Sends `records` to `peer` in one frame.
-async fn send(net: &cidfs_p2p::Client, peer: libp2p::PeerId, records: Vec<Record>) {
+/// Sends `records` to `peer` in one frame; whether it got through. A peer it did not reach is
+/// marked behind (to get the whole table later), one it reached is not.
+async fn send(
+    net: &cidfs_p2p::Client,
+    peer: libp2p::PeerId,
+    records: Vec<Record>,
+    behind: &Behind,
+) {
+    let sent = send_frame(net, peer, records).await;
+    let mut b = crate::sync::lock(behind);
+    if sent {
+        b.remove(&peer);
+    } else {
+        b.insert(peer, false);
+    }
+}
+
+async fn send_frame(net: &cidfs_p2p::Client, peer: libp2p::PeerId, records: Vec<Record>) -> bool {
     let write = async {
         let bytes = serde_json::to_vec(&Frame { records })?;
         anyhow::ensure!(
@@ -130,15 +157,21 @@ async fn send(net: &cidfs_p2p::Client, peer: libp2p::PeerId, records: Vec<Record
         stream.close().await?;
         anyhow::Ok(())
     };
-    match tokio::time::timeout(TIMEOUT, write).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::debug!(%peer, "names: sending failed: {e:#}"),
-        Err(_) => tracing::debug!(%peer, "names: sending took over {TIMEOUT:?}"),
+    match tokio::time::timeout(SEND_TIMEOUT, write).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, "names: sending failed: {e:#}");
+            false
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "names: sending took over {SEND_TIMEOUT:?}");
+            false
+        }
     }
 }
 
 /// Sends every change of the local table to every connected peer.
-async fn send_changes(net: cidfs_p2p::Client, names: Names) {
+async fn send_changes(net: cidfs_p2p::Client, names: Names, behind: Behind) {
     let mut changes = names.changes();
     loop {
         let record = match changes.recv().await {
@@ -152,20 +185,22 @@ async fn send_changes(net: cidfs_p2p::Client, names: Names) {
         };
         let Ok(peers) = net.peers().await else { return };
         for p in peers {
-            let net = net.clone();
-            let record = record.clone();
-            tokio::spawn(async move { send(&net, p.peer, vec![record]).await });
+            let (net, record, behind) = (net.clone(), record.clone(), behind.clone());
+            tokio::spawn(async move { send(&net, p.peer, vec![record], &behind).await });
         }
     }
 }
 
-/// Sends the whole table to each peer as it connects, and to every peer every [`RESYNC`].
-async fn catch_up(net: cidfs_p2p::Client, names: Names) {
+/// Sends the whole table to each peer as it connects, to every peer every [`RESYNC`], and to
+/// the peers a send did not reach every [`RETRY`] (one retry per peer at a time).
+async fn catch_up(net: cidfs_p2p::Client, names: Names, behind: Behind) {
     let mut connected = net.connected();
     let mut every = tokio::time::interval(RESYNC);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retry = tokio::time::interval(RETRY);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let peers = tokio::select! {
+        let peers: Vec<libp2p::PeerId> = tokio::select! {
             peer = connected.recv() => match peer {
                 Ok(p) => vec![p],
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
@@ -175,7 +210,23 @@ async fn catch_up(net: cidfs_p2p::Client, names: Names) {
                 Ok(peers) => peers.into_iter().map(|p| p.peer).collect(),
                 Err(_) => return,
             },
+            _ = retry.tick() => {
+                // a peer that left gets the whole table when it connects again
+                let Ok(now) = net.peers().await else { return };
+                let mut b = crate::sync::lock(&behind);
+                b.retain(|p, _| now.iter().any(|c| c.peer == *p));
+                b.iter_mut()
+                    .filter(|(_, trying)| !**trying)
+                    .map(|(p, trying)| {
+                        *trying = true;
+                        *p
+                    })
+                    .collect()
+            },
         };
+        if peers.is_empty() {
+            continue;
+        }
         let table = names.clone();
         let records = match tokio::task::spawn_blocking(move || table.records()).await {
             Ok(Ok(r)) => r,
@@ -186,11 +237,12 @@ async fn catch_up(net: cidfs_p2p::Client, names: Names) {
             Err(_) => continue,
         };
         if records.is_empty() {
+            crate::sync::lock(&behind).retain(|p, _| !peers.contains(p));
             continue;
         }
         for peer in peers {
-            let (net, records) = (net.clone(), records.clone());
-            tokio::spawn(async move { send(&net, peer, records).await });
+            let (net, records, behind) = (net.clone(), records.clone(), behind.clone());
+            tokio::spawn(async move { send(&net, peer, records, &behind).await });
         }
     }
 }
