@@ -27,14 +27,11 @@ pub async fn resolve(
     State(st): State<Arc<AppState>>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let p = Params::parse(q);
-    let args = p.args();
-    let [image] = args.as_slice() else {
-        return Err(ApiError::client(
-            "image/resolve takes one argument: NAME[:TAG] or a CID",
-        ));
-    };
-    let cid = super::resolve_image(&st, image)?;
+    let image = one_arg(
+        &Params::parse(q),
+        "image/resolve takes one argument: NAME[:TAG] or a CID",
+    )?;
+    let cid = super::resolve_image(&st, &image)?;
     Ok(Json(json!({ "Cid": cid.to_string() })))
 }
 
@@ -48,12 +45,11 @@ fn name_arg(text: &str) -> Result<(String, String), ApiError> {
     }
 }
 
-fn one_arg(p: &Params, what: &str) -> Result<String, ApiError> {
+/// The one argument of a request; `usage` when there is not exactly one.
+fn one_arg(p: &Params, usage: &str) -> Result<String, ApiError> {
     match p.args().as_slice() {
         [one] => Ok(one.to_string()),
-        _ => Err(ApiError::client(format!(
-            "{what} takes one argument: NAME[:TAG]"
-        ))),
+        _ => Err(ApiError::client(usage)),
     }
 }
 
@@ -92,7 +88,7 @@ pub async fn rm(
     State(st): State<Arc<AppState>>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let text = one_arg(&Params::parse(q), "image/rm")?;
+    let text = one_arg(&Params::parse(q), "image/rm takes one argument: NAME[:TAG]")?;
     let (repo, tag) = name_arg(&text)?;
     if !on_names(&st, move |n| n.remove(&repo, &tag)).await? {
         return Err(ApiError::Failed(anyhow::anyhow!(
@@ -106,7 +102,10 @@ pub async fn history(
     State(st): State<Arc<AppState>>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let text = one_arg(&Params::parse(q), "image/history")?;
+    let text = one_arg(
+        &Params::parse(q),
+        "image/history takes one argument: NAME[:TAG]",
+    )?;
     let (repo, tag) = name_arg(&text)?;
     let list = on_names(&st, move |n| {
         let mut all = n.history(&repo, &tag)?;

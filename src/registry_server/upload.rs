@@ -49,6 +49,8 @@ struct Session {
 
 /// The registry's uploads and staged blobs.
 pub struct Uploads {
+    /// `<repo>/pushes`: an OCI layout's root, whose `blobs/sha256/` holds the staged blobs.
+    root: PathBuf,
     sessions_dir: PathBuf,
     blobs_dir: PathBuf,
     max_blob: u64,
@@ -72,6 +74,7 @@ impl Uploads {
         let blobs_dir = root.join("blobs").join("sha256");
         std::fs::create_dir_all(&blobs_dir)?;
         let uploads = Uploads {
+            root: root.to_path_buf(),
             sessions_dir,
             blobs_dir,
             max_blob,
@@ -83,10 +86,7 @@ impl Uploads {
 
     /// The OCI layout whose `blobs/sha256/` holds the staged blobs.
     pub fn layout_root(&self) -> &Path {
-        self.blobs_dir
-            .parent()
-            .and_then(Path::parent)
-            .unwrap_or(&self.blobs_dir)
+        &self.root
     }
 
     /// Starts a session for repository `repo`; its id.
