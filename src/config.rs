@@ -45,6 +45,72 @@ pub struct Config {
     pub snapshotter: SnapshotterConfig,
     /// `[trust]`: what a lazily served layer must show first.
     pub trust: Trust,
+    /// `[[preload]]`: images this node fetches and pins ahead of use.
+    pub preload: Vec<PreloadRule>,
+}
+
+/// Most `[[preload]]` rules.
+pub const MAX_PRELOAD_RULES: usize = 64;
+/// Longest `[[preload]] name` pattern.
+pub const MAX_PATTERN: usize = 256;
+/// Most copies a `replicas` rule may ask for.
+pub const MAX_REPLICAS: u32 = 1000;
+
+/// One `[[preload]]` rule: the images named by `name` are fetched and pinned in the background
+/// when the name appears or moves, by every node with the rule (`all = true`) or by as many as
+/// keep `replicas` full copies in the swarm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreloadRule {
+    /// The names it covers: a glob over `repo:tag` or `repo` (`*` also crosses `/`):
+    /// `team/*`, `app:1.*`, `*`.
+    pub name: String,
+    /// Keep at least this many full copies in the swarm; the nodes with the rule decide which
+    /// of them hold one, without a coordinator, and replace a holder that leaves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    /// Every node with the rule holds a copy.
+    #[serde(default)]
+    pub all: bool,
+    /// Only this platform's image of a multi-platform index (`linux/amd64`, `linux/arm64/v8`);
+    /// default: every platform.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// Fetch and pin only the index, manifests and configs, and read each eStargz layer's
+    /// table of contents into the store, so a lazy start begins warm; the layers' files come
+    /// as they are read. Default: the whole image.
+    #[serde(default)]
+    pub lazy: bool,
+}
+
+impl PreloadRule {
+    /// The rule's glob, checked.
+    pub fn pattern(&self) -> anyhow::Result<glob::Pattern> {
+        anyhow::ensure!(
+            !self.name.is_empty() && self.name.len() <= MAX_PATTERN,
+            "name must be 1 to {MAX_PATTERN} characters"
+        );
+        glob::Pattern::new(&self.name)
+            .with_context(|| format!("name {:?} is not a glob", self.name))
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        self.pattern()?;
+        match (self.replicas, self.all) {
+            (Some(_), true) => anyhow::bail!("takes `replicas = N` or `all = true`, not both"),
+            (None, false) => anyhow::bail!("needs `replicas = N` or `all = true`"),
+            (Some(n), false) => anyhow::ensure!(
+                (1..=MAX_REPLICAS).contains(&n),
+                "replicas must be 1 to {MAX_REPLICAS}"
+            ),
+            (None, true) => {}
+        }
+        if let Some(p) = &self.platform {
+            cidfs_formats::oci::Platform::parse(p)
+                .map_err(|_| anyhow::anyhow!("platform {p:?} is not OS/ARCH[/VARIANT]"))?;
+        }
+        Ok(())
+    }
 }
 
 /// `[snapshotter]` section.
@@ -519,6 +585,14 @@ impl Config {
                 "registry.pushers.{name}.auth_secret must be bearer:TOKEN or basic:USER:PASSWORD"
             );
         }
+        anyhow::ensure!(
+            self.preload.len() <= MAX_PRELOAD_RULES,
+            "at most {MAX_PRELOAD_RULES} [[preload]] rules"
+        );
+        for (i, rule) in self.preload.iter().enumerate() {
+            rule.validate()
+                .with_context(|| format!("[[preload]] rule {} ({:?})", i + 1, rule.name))?;
+        }
         Ok(())
     }
 }
@@ -651,5 +725,28 @@ mod tests {
         std::fs::write(&path, "[metrics]\nenable = true\n").expect("write");
         let e = format!("{:#}", Config::load(&path).expect_err("typo"));
         assert!(e.contains("config.toml") && e.contains("enable"), "{e}");
+    }
+
+    #[test]
+    fn preload_rules_are_checked() {
+        let ok = Config::from_toml_str(
+            "[[preload]]\nname = \"team/*\"\nreplicas = 3\n\n[[preload]]\nname = \"*\"\nall = true\nplatform = \"linux/arm64/v8\"\nlazy = true\n",
+        )
+        .expect("parses");
+        assert_eq!(ok.preload.len(), 2);
+        assert_eq!(ok.preload[0].replicas, Some(3));
+        assert!(ok.preload[1].all && ok.preload[1].lazy);
+        for (text, says) in [
+            ("name = \"a\"\nreplicas = 2\nall = true", "not both"),
+            ("name = \"a\"", "needs"),
+            ("name = \"a\"\nreplicas = 0", "replicas must be"),
+            ("name = \"[a\"\nall = true", "not a glob"),
+            ("name = \"\"\nall = true", "name must be"),
+            ("name = \"a\"\nall = true\nplatform = \"linux\"", "OS/ARCH"),
+            ("name = \"a\"\nall = true\ncopies = 2", "copies"),
+        ] {
+            let e = error_text(&format!("[[preload]]\n{text}\n"));
+            assert!(e.contains(says), "{text}: {e}");
+        }
     }
 }

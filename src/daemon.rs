@@ -64,6 +64,18 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
     let blocks = BlockService::new(store.clone(), Some(net.clone()))
         .with_readahead(config.bitswap.readahead_blocks);
     crate::image::names_sync::spawn(net.clone(), names.clone())?;
+    let copies = crate::image::copies::Copies::new(keypair.public().to_peer_id().to_string());
+    crate::image::copies::spawn(net.clone(), copies.clone())?;
+    let catalog = crate::image::preload::spawn(
+        blocks.clone(),
+        names.clone(),
+        copies.clone(),
+        &config.preload,
+    )
+    .context("starting the [[preload]] worker")?;
+    if !config.preload.is_empty() {
+        info!("preloading by {} [[preload]] rules", config.preload.len());
+    }
     let pins = blocks.with_store(|s| s.pins()).await?;
     if !pins.is_empty() {
         net.provide(pins).await?;
@@ -108,6 +120,8 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         mounts: mounts.clone(),
         instruments,
         names,
+        copies,
+        catalog,
     };
     started.extend(start_metrics(&config, &state, &stopped).await?);
     api::guard::check_listen(&config.api)?;

@@ -30,6 +30,16 @@ struct Swarm {
 
 impl Swarm {
     fn start(fetchers: usize, rate: &str, env: &[(usize, &str, &str)]) -> Swarm {
+        Swarm::start_with(fetchers, rate, env, None)
+    }
+
+    /// [`Swarm::start`], the fetchers with `config` as their config file.
+    fn start_with(
+        fetchers: usize,
+        rate: &str,
+        env: &[(usize, &str, &str)],
+        config: Option<&str>,
+    ) -> Swarm {
         let turn = swarm_turn();
         let cluster = Cluster::up(fetchers + 1, rate);
         let key = swarm_key();
@@ -43,6 +53,7 @@ impl Swarm {
                 .filter(|(h, _, _)| *h == i)
                 .map(|(_, k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            config: config.filter(|_| i > 1).map(str::to_string),
             ..Default::default()
         };
         let seed = Daemon::start(opts(1, Vec::new()));
@@ -363,4 +374,62 @@ fn names_agree_after_a_partition_heals() {
             .collect::<Vec<_>>()
             .join("---\n")
     );
+}
+
+/// `[[preload]] all = true` on six fetchers: an image the seed pushes and names is fetched and
+/// pinned by all six in the background, sharing the work, so the seed sends at most 1.5 copies
+/// of it (the issue's bound; measured: see the test's output).
+#[test]
+fn preload_all_gives_every_host_a_copy_and_the_seed_sends_few() {
+    const FETCHERS: usize = 6;
+    let rule = "[[preload]]\nname = \"team/*\"\nall = true\n";
+    let s = Swarm::start_with(FETCHERS, "200mbit", &[], Some(rule));
+    let work = tempfile::tempdir().expect("tempdir");
+    let layout = work.path().join("layout");
+    crate::images::gen::build_oci_layout(
+        &layout,
+        &crate::images::gen::GenSpec {
+            big_file_size: 48 << 20,
+            ..Default::default()
+        },
+    );
+    let seed = &s.nodes[0];
+    let source = format!("oci:{}:latest", layout.display());
+    let cid = String::from_utf8(seed.ok(&["image", "push", "--quiet", &source]))
+        .expect("utf-8")
+        .trim()
+        .to_string();
+    let before = s.stat(0, "BytesSent");
+    seed.ok(&["image", "tag", &cid, "team/app:1"]);
+    let held = eventually(FETCH_BOUND, || {
+        let v: serde_json::Value =
+            serde_json::from_slice(&seed.ok(&["image", "ls", "--json"])).expect("json");
+        let n = v["Names"][0]["Holders"].as_array().map_or(0, Vec::len);
+        let size = v["Names"][0]["Size"].as_u64().unwrap_or(0);
+        (n == FETCHERS + 1).then_some(size)
+    });
+    let size = held.unwrap_or_else(|| {
+        panic!(
+            "not every host holds the image:\n{}\n--- host 2 ---\n{}",
+            String::from_utf8_lossy(&seed.ok(&["image", "ls", "--holders"])),
+            s.nodes[1].log()
+        )
+    });
+    let sent = s.stat(0, "BytesSent") - before;
+    eprintln!(
+        "preload all to {FETCHERS}: seed sent {:.2} copies of {size} bytes",
+        sent as f64 / size as f64
+    );
+    assert!(
+        sent * 2 <= size * 3,
+        "the seed sent {sent} bytes ({:.2} copies of {size}): the hosts did not share",
+        sent as f64 / size as f64
+    );
+    for (i, d) in s.nodes.iter().enumerate().skip(1) {
+        assert!(
+            d.wait_log("fetched and pinned", Duration::from_secs(5)),
+            "host {}: no preload in its log",
+            i + 1
+        );
+    }
 }

@@ -60,17 +60,17 @@ fn copy_to_dir(
 }
 
 /// An image skopeo pushed to a node as `team/app:1.0`.
-struct Pushed {
-    work: tempfile::TempDir,
+pub(crate) struct Pushed {
+    pub(crate) work: tempfile::TempDir,
     /// Its OCI layout (tag `latest`), in `work`.
     layout: std::path::PathBuf,
     img: gen::GeneratedImage,
     /// What the node says the name stands for.
-    cid: String,
+    pub(crate) cid: String,
 }
 
 /// Generates a busybox image and pushes it to `d` with skopeo as `team/app:1.0`.
-fn push_busybox(d: &crate::util::Daemon) -> Pushed {
+pub(crate) fn push_busybox(d: &crate::util::Daemon) -> Pushed {
     let work = tempfile::tempdir().expect("tempdir");
     let layout = work.path().join("layout");
     let img = gen::build_oci_layout(

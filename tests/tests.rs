@@ -16,6 +16,7 @@ mod kubo;
 mod mount;
 mod netns;
 mod node;
+mod preload;
 mod push;
 mod registry;
 mod security;

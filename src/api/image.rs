@@ -12,15 +12,27 @@ use std::sync::Arc;
 
 use super::{ApiError, AppState, Params};
 
+/// Every name with its image: CID, size, who pushed it, which live nodes hold it fully.
 pub async fn ls(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let all = on_names(&st, |n| n.all()).await?;
     let list: Vec<Value> = all
         .into_iter()
         .map(|(name, n)| {
-            json!({ "Name": name, "Cid": n.cid, "PushedDigest": n.pushed_digest, "PushedAt": n.pushed_at })
+            let facts = st.catalog.get(&n.cid).unwrap_or_default();
+            let size = st.copies.size_of(&n.cid).or(facts.size);
+            json!({
+                "Name": name,
+                "Cid": n.cid,
+                "Size": size,
+                "PushedDigest": n.pushed_digest,
+                "PushedAt": n.pushed_at,
+                "PushedBy": n.origin,
+                "Holders": st.copies.holders(&n.cid),
+                "Preload": facts.preload,
+            })
         })
         .collect();
-    Ok(Json(json!({ "Names": list })))
+    Ok(Json(json!({ "Names": list, "Self": st.copies.me() })))
 }
 
 pub async fn resolve(

@@ -33,6 +33,10 @@ pub struct AppState {
     pub instruments: crate::metrics::Metrics,
     /// Image names pushed to the registry endpoint (`image/ls`, and every image argument).
     pub names: crate::image::names::Names,
+    /// Who holds which image (`image/ls`).
+    pub copies: crate::image::copies::Copies,
+    /// What the preload worker learnt of each named image (`image/ls`).
+    pub catalog: crate::image::preload::Catalog,
 }
 
 /// The API router; every request passes `guard` first.

@@ -209,11 +209,21 @@ pub enum ImageCommand {
     Pull(PullArgs),
     /// Show an image's index, manifests, configs and a table of its layers.
     Inspect(InspectArgs),
-    /// List the names pushed to this node's registry endpoint and the image CID each names.
+    /// List the swarm's image names: the CID each names, its size, the node that pushed it,
+    /// and how many live nodes hold it fully (COPIES; --holders lists them).
     ///
-    /// A name works wherever a CID does: cidfs image pull team/app:1.0 --to oci:./out,
+    /// Names are the swarm's: a push to any node's registry endpoint names the image on every
+    /// node. A name works wherever a CID does: cidfs image pull team/app:1.0 --to oci:./out,
     /// cidfs mount team/app:1.0 /mnt/app, podman run 127.0.0.1:5050/team/app:1.0.
-    Ls,
+    /// [[preload]] rules in the config fetch and pin images by name (see config.toml).
+    Ls {
+        /// Also list the peer ids of the nodes that hold each image ("self" is this node).
+        #[arg(long)]
+        holders: bool,
+        /// Print the daemon's answer as JSON (Name, Cid, Size, PushedBy, Holders, …).
+        #[arg(long)]
+        json: bool,
+    },
     /// Give an image (a CID or a name) another name, as a push by that name would.
     ///
     /// Example:

@@ -21,7 +21,7 @@ pub async fn run(api: &ApiClient, cmd: ImageCommand) -> anyhow::Result<()> {
         ImageCommand::Push(a) => push_cmd(api, a).await,
         ImageCommand::Pull(a) => pull_cmd(api, a).await,
         ImageCommand::Inspect(a) => inspect_cmd(api, a).await,
-        ImageCommand::Ls => ls_cmd(api).await,
+        ImageCommand::Ls { holders, json } => ls_cmd(api, holders, json).await,
         ImageCommand::Tag { image, name } => {
             let v = api
                 .json("image/tag", &[("arg", image), ("arg", name)])
@@ -104,21 +104,49 @@ async fn image_cid(api: &ApiClient, text: &str) -> anyhow::Result<Cid> {
     }
 }
 
-async fn ls_cmd(api: &ApiClient) -> anyhow::Result<()> {
+async fn ls_cmd(api: &ApiClient, list_holders: bool, json: bool) -> anyhow::Result<()> {
     let v = api.json("image/ls", &[]).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
     let names = v["Names"].as_array().cloned().unwrap_or_default();
     if names.is_empty() {
         eprintln!("no names: push an image to the registry endpoint (docker://HOST:PORT/NAME:TAG)");
         return Ok(());
     }
-    println!("{:<40} {:<62} PUSHED DIGEST", "NAME", "CID");
+    let me = v["Self"].as_str().unwrap_or_default();
+    let short = |id: &str| match id {
+        "" => "-".to_string(),
+        id if id == me => "self".to_string(),
+        id => format!("…{}", &id[id.len().saturating_sub(8)..]),
+    };
+    println!(
+        "{:<32} {:<61} {:>10} {:>6}  {:<11} PUSHED DIGEST",
+        "NAME", "CID", "SIZE", "COPIES", "PUSHED BY"
+    );
     for n in names {
+        let holders: Vec<&str> = n["Holders"]
+            .as_array()
+            .map(|h| h.iter().filter_map(|p| p.as_str()).collect())
+            .unwrap_or_default();
+        let size = n["Size"]
+            .as_u64()
+            .map_or("-".to_string(), |s| indicatif::HumanBytes(s).to_string());
         println!(
-            "{:<40} {:<62} {}",
+            "{:<32} {:<61} {:>10} {:>6}  {:<11} {}",
             n["Name"].as_str().unwrap_or_default(),
             n["Cid"].as_str().unwrap_or_default(),
+            size,
+            holders.len(),
+            short(n["PushedBy"].as_str().unwrap_or_default()),
             n["PushedDigest"].as_str().unwrap_or_default()
         );
+        if list_holders {
+            for h in holders {
+                println!("    held by {}", if h == me { "self" } else { h });
+            }
+        }
     }
     Ok(())
 }

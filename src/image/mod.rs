@@ -15,6 +15,9 @@
 //! - [`blob_store`]: what push and pull need from a node ([`blob_store::BlobStore`]).
 //! - [`progress`]: a bar per blob on a terminal; [`blob_file`]: blobs written as they arrive.
 //! - [`push`], [`pull`] (with resolve) and [`inspect`]: the three commands.
+//! - [`names`] and [`names_sync`]: the swarm-wide name table; [`copies`]: who holds which
+//!   image; [`placement`]: who should (pure); [`preload`]: the worker that fetches what the
+//!   `[[preload]]` rules give this node. [`frames`]: the framing of those small protocols.
 
 pub use cidfs_formats::{estargz, gojson, oci};
 
@@ -22,12 +25,16 @@ pub mod archive;
 pub mod blob_file;
 pub mod blob_store;
 pub mod convert;
+pub mod copies;
 pub mod diff_id;
+pub mod frames;
 pub mod inspect;
 pub mod layout;
 pub mod location;
 pub mod names;
 pub mod names_sync;
+pub mod placement;
+pub mod preload;
 pub mod progress;
 pub mod pull;
 pub mod push;

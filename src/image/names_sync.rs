@@ -17,7 +17,7 @@
 //! A frame is at most [`MAX_FRAME`] bytes and [`MAX_RECORDS`] records, read within [`TIMEOUT`];
 //! merging (sled) runs on a blocking thread; at most [`MAX_INBOUND`] streams are handled at once.
 
-use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
+use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,17 +106,8 @@ async fn merge(names: &Names, frame: Frame, peer: libp2p::PeerId) {
     }
 }
 
-async fn read_frame(mut stream: libp2p::Stream) -> anyhow::Result<Frame> {
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
-    anyhow::ensure!(
-        len <= MAX_FRAME,
-        "a frame of {len} bytes (at most {MAX_FRAME})"
-    );
-    let mut buf = vec![0u8; len];
-    stream.read_exact(&mut buf).await?;
-    let frame: Frame = tokio::task::spawn_blocking(move || serde_json::from_slice(&buf)).await??;
+async fn read_frame(stream: libp2p::Stream) -> anyhow::Result<Frame> {
+    let frame: Frame = super::frames::read(stream, MAX_FRAME).await?;
     anyhow::ensure!(
         frame.records.len() <= MAX_RECORDS,
         "{} records in a frame (at most {MAX_RECORDS})",
@@ -143,20 +134,7 @@ async fn send(
 }
 
 async fn send_frame(net: &cidfs_p2p::Client, peer: libp2p::PeerId, records: Vec<Record>) -> bool {
-    let write = async {
-        let bytes = serde_json::to_vec(&Frame { records })?;
-        anyhow::ensure!(
-            bytes.len() <= MAX_FRAME,
-            "the table is over {MAX_FRAME} bytes"
-        );
-        let mut stream = net.open_stream(peer, PROTOCOL).await?;
-        stream
-            .write_all(&(bytes.len() as u32).to_be_bytes())
-            .await?;
-        stream.write_all(&bytes).await?;
-        stream.close().await?;
-        anyhow::Ok(())
-    };
+    let write = super::frames::send(net, peer, PROTOCOL, Frame { records }, MAX_FRAME);
     match tokio::time::timeout(SEND_TIMEOUT, write).await {
         Ok(Ok(())) => true,
         Ok(Err(e)) => {

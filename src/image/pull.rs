@@ -103,6 +103,44 @@ impl Resolved {
         })
     }
 
+    /// The CIDs of the image's blobs: the root, the index, each manifest and config, and with
+    /// `layers` each layer; each once.
+    pub fn blob_cids(&self, layers: bool) -> anyhow::Result<Vec<Cid>> {
+        self.blob_cids_of(&self.images, layers)
+    }
+
+    /// [`Self::blob_cids`] of `images` (of this image's) alone.
+    pub fn blob_cids_of<'a>(
+        &self,
+        images: impl IntoIterator<Item = &'a Image>,
+        layers: bool,
+    ) -> anyhow::Result<Vec<Cid>> {
+        let mut out = vec![self.root];
+        let index = std::iter::once(&self.root_desc).filter(|_| self.index_bytes.is_some());
+        let images = images.into_iter().flat_map(|i| {
+            let l: &[Descriptor] = if layers { &i.manifest.layers } else { &[] };
+            [&i.desc, &i.manifest.config].into_iter().chain(l)
+        });
+        for d in index.chain(images) {
+            let cid = d.cid().map_err(|e| anyhow!(e))?;
+            if !out.contains(&cid) {
+                out.push(cid);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Bytes of every blob [`Self::blob_cids`] names with its layers.
+    pub fn size(&self) -> u64 {
+        let index = std::iter::once(&self.root_desc).filter(|_| self.index_bytes.is_some());
+        let images = self.images.iter().flat_map(|i| {
+            [&i.desc, &i.manifest.config]
+                .into_iter()
+                .chain(&i.manifest.layers)
+        });
+        index.chain(images).map(|d| d.size.max(0) as u64).sum()
+    }
+
     /// The one image to unpack: the only one, or the host's platform of several.
     pub fn one_image(&self) -> anyhow::Result<&Image> {
         match self.images.as_slice() {

@@ -238,18 +238,10 @@ impl Mounts {
             tokio::runtime::Handle::current(),
             me.metrics.fuse("mount"),
         );
-        let mut pin = None;
-        if me.settings.background_fetch {
-            let mut cids = vec![resolved.root];
-            for d in std::iter::once(&resolved.root_desc)
-                .filter(|_| resolved.index_bytes.is_some())
-                .chain([&image.desc, &image.manifest.config])
-                .chain(&image.manifest.layers)
-            {
-                cids.push(d.cid().map_err(|e| anyhow!(e))?);
-            }
-            pin = Some(cids);
-        }
+        let pin = match me.settings.background_fetch {
+            true => Some(resolved.blob_cids_of([image], true)?),
+            false => None,
+        };
         let plan = prefetch::Plan {
             prefetch: me.settings.prefetch,
             pin,

@@ -1,0 +1,395 @@
+//! Who holds which image: every node tells its peers which named images it holds fully and
+//! which `[[preload]]` rules it has, so `image ls` shows each image's copies and the preload
+//! worker can place `replicas = N` copies ([`super::placement`]).
+//!
+//! Protocol `/cidfs/copies/1.0.0`: a stream carries one [`Status`] in one frame
+//! ([`super::frames`]) and closes. A node sends its status to each peer when it connects, to
+//! every peer when the status changes, and to every peer every [`ANNOUNCE`]. A peer's status
+//! counts while the peer is connected and for at most [`EXPIRE`] after it was last heard, so a
+//! node that leaves (or is cut off) stops counting as a holder within seconds.
+//!
+//! A frame is at most [`MAX_FRAME`] bytes, [`MAX_HELD`] images and `MAX_PRELOAD_RULES` rules of
+//! at most `MAX_PATTERN` bytes each; at most [`MAX_INBOUND`] streams are read at once.
+
+use futures::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::placement::{self, Want};
+use crate::config::{MAX_PATTERN, MAX_PRELOAD_RULES};
+
+pub const PROTOCOL: &str = "/cidfs/copies/1.0.0";
+/// Largest frame.
+pub const MAX_FRAME: usize = 8 << 20;
+/// Most images a status may list as held.
+pub const MAX_HELD: usize = 100_000;
+/// Every peer gets this node's status this often.
+pub const ANNOUNCE: Duration = Duration::from_secs(5);
+/// A peer's status counts for this long after it was last heard.
+pub const EXPIRE: Duration = Duration::from_secs(16);
+/// A peer that has sent no status this long after it connected is not a cidfs node (kubo, Helia):
+/// placement stops waiting for it.
+pub const GRACE: Duration = Duration::from_secs(6);
+/// Each send (opening the stream included) must be done within this.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Inbound streams read at once.
+pub const MAX_INBOUND: usize = 8;
+
+/// One `[[preload]]` rule as peers see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleSummary {
+    pub name: String,
+    pub want: Want,
+}
+
+/// What a node tells its peers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// CIDs of the named images it holds fully (every blob pinned), with their sizes.
+    pub held: BTreeMap<String, u64>,
+    /// Its `[[preload]]` rules.
+    pub rules: Vec<RuleSummary>,
+    /// The latest time (ns) of the names it had when it made this status: a peer whose status
+    /// is older than a name has not yet counted that name's image among what it holds.
+    #[serde(default)]
+    pub names_ns: u64,
+}
+
+impl Status {
+    /// Checks a status from a peer and compiles its rules.
+    fn check(self) -> anyhow::Result<(Status, Vec<(glob::Pattern, Want)>)> {
+        anyhow::ensure!(
+            self.held.len() <= MAX_HELD,
+            "{} held images (at most {MAX_HELD})",
+            self.held.len()
+        );
+        anyhow::ensure!(
+            self.rules.len() <= MAX_PRELOAD_RULES,
+            "{} rules (at most {MAX_PRELOAD_RULES})",
+            self.rules.len()
+        );
+        let mut rules = Vec::with_capacity(self.rules.len());
+        for r in &self.rules {
+            anyhow::ensure!(
+                r.name.len() <= MAX_PATTERN,
+                "a rule over {MAX_PATTERN} bytes"
+            );
+            if let Want::Replicas(n) = r.want {
+                anyhow::ensure!(n > 0, "a rule of 0 replicas");
+            }
+            rules.push((glob::Pattern::new(&r.name)?, r.want));
+        }
+        Ok((self, rules))
+    }
+}
+
+/// A peer's last status.
+struct Seen {
+    status: Status,
+    rules: Vec<(glob::Pattern, Want)>,
+    at: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    mine: Status,
+    peers: HashMap<String, Seen>,
+    /// Connected peers, and since when.
+    connected: HashMap<String, Instant>,
+}
+
+impl State {
+    fn live(&self) -> impl Iterator<Item = (&String, &Seen)> {
+        let now = Instant::now();
+        self.peers
+            .iter()
+            .filter(move |(p, s)| self.connected.contains_key(*p) && now - s.at < EXPIRE)
+    }
+}
+
+/// This node's view of the swarm's copies; cheap to clone.
+#[derive(Clone)]
+pub struct Copies {
+    me: String,
+    state: Arc<Mutex<State>>,
+    /// Bumped when this node's status changes (to send it) or a peer's arrives (to re-plan).
+    mine_changed: Arc<tokio::sync::Notify>,
+    view_changed: tokio::sync::watch::Sender<()>,
+}
+
+impl Copies {
+    /// The view of the node with peer id `me`.
+    pub fn new(me: impl Into<String>) -> Self {
+        Copies {
+            me: me.into(),
+            state: Arc::default(),
+            mine_changed: Arc::default(),
+            view_changed: tokio::sync::watch::channel(()).0,
+        }
+    }
+
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// Sets this node's status; peers hear of a change at once.
+    pub fn set_mine(&self, status: Status) {
+        let mut s = crate::sync::lock(&self.state);
+        if s.mine != status {
+            s.mine = status;
+            self.mine_changed.notify_one();
+        }
+    }
+
+    /// Wakes when a peer's status arrives or a peer goes.
+    pub fn view_changes(&self) -> tokio::sync::watch::Receiver<()> {
+        self.view_changed.subscribe()
+    }
+
+    /// The live nodes (this one included) that hold `image` fully.
+    pub fn holders(&self, image: &str) -> BTreeSet<String> {
+        let s = crate::sync::lock(&self.state);
+        let mut out: BTreeSet<String> = s
+            .live()
+            .filter(|(_, seen)| seen.status.held.contains_key(image))
+            .map(|(p, _)| p.clone())
+            .collect();
+        if s.mine.held.contains_key(image) {
+            out.insert(self.me.clone());
+        }
+        out
+    }
+
+    /// The live peers whose first rule that covers any of `names` asks for replicas.
+    pub fn replica_candidates(&self, names: &[String]) -> BTreeSet<String> {
+        let s = crate::sync::lock(&self.state);
+        s.live()
+            .filter(|(_, seen)| {
+                seen.rules
+                    .iter()
+                    .find(|(p, _)| names.iter().any(|n| placement::covers(p, n)))
+                    .is_some_and(|(_, w)| matches!(w, Want::Replicas(_)))
+            })
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    /// Whether every connected peer has told its status (or is past [`GRACE`] without one):
+    /// until then, a placement could miss a candidate or a holder.
+    pub fn settled(&self) -> bool {
+        let s = crate::sync::lock(&self.state);
+        let now = Instant::now();
+        s.connected
+            .iter()
+            .all(|(p, since)| s.peers.contains_key(p) || now - *since >= GRACE)
+    }
+
+    /// The size of `image` as a live holder (this node included) tells it.
+    pub fn size_of(&self, image: &str) -> Option<u64> {
+        let s = crate::sync::lock(&self.state);
+        s.mine
+            .held
+            .get(image)
+            .or_else(|| s.live().find_map(|(_, seen)| seen.status.held.get(image)))
+            .copied()
+    }
+
+    /// Whether every live peer's status was made after it knew the names of time `t_ns`, so
+    /// that its holdings of their images are known.
+    pub fn caught_up(&self, t_ns: u64) -> bool {
+        crate::sync::lock(&self.state)
+            .live()
+            .all(|(_, seen)| seen.status.names_ns >= t_ns)
+    }
+
+    /// Every live node, with what it holds (this node first).
+    pub fn table(&self) -> Vec<(String, BTreeMap<String, u64>)> {
+        let s = crate::sync::lock(&self.state);
+        let mut out = vec![(self.me.clone(), s.mine.held.clone())];
+        let mut peers: Vec<_> = s
+            .live()
+            .map(|(p, seen)| (p.clone(), seen.status.held.clone()))
+            .collect();
+        peers.sort();
+        out.extend(peers);
+        out
+    }
+
+    fn heard(&self, peer: String, status: Status, rules: Vec<(glob::Pattern, Want)>) {
+        let mut s = crate::sync::lock(&self.state);
+        s.peers.insert(
+            peer,
+            Seen {
+                status,
+                rules,
+                at: Instant::now(),
+            },
+        );
+        drop(s);
+        self.view_changed.send_replace(());
+    }
+
+    /// Records which peers are connected now; returns those that were not before.
+    fn connected_now(&self, now: &[String]) -> Vec<String> {
+        let mut s = crate::sync::lock(&self.state);
+        let before = s.connected.len();
+        s.connected.retain(|p, _| now.contains(p));
+        let gone = before != s.connected.len();
+        let mut fresh = Vec::new();
+        for p in now {
+            if !s.connected.contains_key(p) {
+                s.connected.insert(p.clone(), Instant::now());
+                fresh.push(p.clone());
+            }
+        }
+        let expired = s.peers.len();
+        let connected = std::mem::take(&mut s.connected);
+        s.peers
+            .retain(|p, seen| connected.contains_key(p) && seen.at.elapsed() < EXPIRE);
+        let dropped = expired != s.peers.len();
+        s.connected = connected;
+        drop(s);
+        if gone || dropped {
+            self.view_changed.send_replace(());
+        }
+        fresh
+    }
+
+    fn mine(&self) -> Status {
+        crate::sync::lock(&self.state).mine.clone()
+    }
+}
+
+/// Starts telling and hearing statuses over `net`; the tasks end when the node shuts down.
+pub fn spawn(net: cidfs_p2p::Client, copies: Copies) -> anyhow::Result<()> {
+    let incoming = net.accept(PROTOCOL)?;
+    tokio::spawn(receive(incoming, copies.clone()));
+    tokio::spawn(announce(net, copies));
+    Ok(())
+}
+
+async fn receive(
+    incoming: impl futures::Stream<Item = (libp2p::PeerId, libp2p::Stream)>,
+    copies: Copies,
+) {
+    let turns = Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND));
+    futures::pin_mut!(incoming);
+    while let Some((peer, stream)) = incoming.next().await {
+        let Ok(turn) = turns.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "copies: too many streams at once; dropped one");
+            continue;
+        };
+        let copies = copies.clone();
+        tokio::spawn(async move {
+            let _turn = turn;
+            let read = tokio::time::timeout(
+                SEND_TIMEOUT * 2,
+                super::frames::read::<Status>(stream, MAX_FRAME),
+            );
+            match read.await.map_err(anyhow::Error::from).and_then(|r| r) {
+                Ok(status) => match status.check() {
+                    Ok((status, rules)) => copies.heard(peer.to_string(), status, rules),
+                    Err(e) => tracing::debug!(%peer, "copies: bad status: {e:#}"),
+                },
+                Err(e) => tracing::debug!(%peer, "copies: bad frame: {e:#}"),
+            }
+        });
+    }
+}
+
+/// Sends this node's status to new peers at once, to every peer when it changes and every
+/// [`ANNOUNCE`].
+async fn announce(net: cidfs_p2p::Client, copies: Copies) {
+    let mut connected = net.connected();
+    let mut every = tokio::time::interval(ANNOUNCE);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let all = tokio::select! {
+            peer = connected.recv() => match peer {
+                Ok(_) => false,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => false,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            _ = every.tick() => true,
+            _ = copies.mine_changed.notified() => true,
+        };
+        let Ok(peers) = net.peers().await else { return };
+        let ids: Vec<String> = peers.iter().map(|p| p.peer.to_string()).collect();
+        let fresh = copies.connected_now(&ids);
+        let status = copies.mine();
+        for p in peers {
+            if !all && !fresh.contains(&p.peer.to_string()) {
+                continue;
+            }
+            let (net, status) = (net.clone(), status.clone());
+            tokio::spawn(async move {
+                let send = super::frames::send(&net, p.peer, PROTOCOL, status, MAX_FRAME);
+                match tokio::time::timeout(SEND_TIMEOUT, send).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::debug!(peer = %p.peer, "copies: sending failed: {e:#}"),
+                    Err(_) => tracing::debug!(peer = %p.peer, "copies: sending took too long"),
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(held: &[&str], rules: &[(&str, Want)]) -> Status {
+        Status {
+            held: held.iter().map(|s| (s.to_string(), 1)).collect(),
+            rules: rules
+                .iter()
+                .map(|(n, w)| RuleSummary {
+                    name: n.to_string(),
+                    want: *w,
+                })
+                .collect(),
+            names_ns: 0,
+        }
+    }
+
+    fn hear(c: &Copies, peer: &str, s: Status) {
+        let (s, rules) = s.check().expect("valid");
+        c.heard(peer.into(), s, rules);
+    }
+
+    #[test]
+    fn holders_and_candidates_count_connected_peers_only() {
+        let c = Copies::new("me");
+        c.set_mine(status(&["img"], &[]));
+        c.connected_now(&["a".into(), "b".into()]);
+        assert!(!c.settled(), "a and b have not told their status");
+        hear(&c, "a", status(&["img"], &[("team/*", Want::Replicas(2))]));
+        hear(&c, "b", status(&[], &[("*", Want::All)]));
+        assert!(c.settled());
+        hear(&c, "gone", status(&["img"], &[("*", Want::Replicas(2))]));
+        let names = ["team/app:1".to_string()];
+        assert_eq!(c.holders("img"), ["a", "me"].map(String::from).into());
+        assert_eq!(c.replica_candidates(&names), ["a"].map(String::from).into());
+        c.connected_now(&["b".into()]);
+        assert_eq!(c.holders("img"), ["me"].map(String::from).into());
+        assert_eq!(c.table().len(), 2, "me and b");
+    }
+
+    #[test]
+    fn hostile_statuses_are_refused() {
+        let many = Status {
+            held: (0..=MAX_HELD).map(|i| (i.to_string(), 1)).collect(),
+            rules: Vec::new(),
+            names_ns: 0,
+        };
+        assert!(many.check().is_err());
+        let long = status(&[], &[(&"a".repeat(MAX_PATTERN + 1), Want::All)]);
+        assert!(long.check().is_err());
+        assert!(status(&[], &[("[x", Want::All)]).check().is_err());
+        assert!(status(&[], &[("x", Want::Replicas(0))]).check().is_err());
+        let rules = vec![("x", Want::All); MAX_PRELOAD_RULES + 1];
+        assert!(status(&[], &rules).check().is_err());
+    }
+}

@@ -1,0 +1,321 @@
+//! The `[[preload]]` worker: when a name appears or moves, or the swarm's copies change, this
+//! node works out which named images it holds fully, tells its peers ([`super::copies`]), and
+//! fetches and pins in the background those its rules give it ([`super::placement`]): every
+//! image a rule with `all = true` covers, and those a `replicas = N` rule places here. The fetch
+//! is a `pin add` of the image's blobs, so nodes that preload one image at once share the work
+//! (the seed sends each block about once); `lazy = true` pins the index, manifests and configs
+//! and reads each eStargz layer's table of contents.
+//!
+//! What it found out about each image (size, whether it is held) is kept for `image ls`
+//! ([`Catalog`]). At most [`FETCHES`] images are fetched at once; a failed one is tried again
+//! after [`RETRY_AFTER`].
+
+use cid::Cid;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::blob_store::BlobStore as _;
+use super::copies::{Copies, RuleSummary, Status};
+use super::names::Names;
+use super::placement::{self, Rule, Want};
+use super::pull;
+use crate::blockservice::BlockService;
+
+/// Images fetched at once.
+pub const FETCHES: usize = 2;
+/// A failed preload is tried again after this.
+pub const RETRY_AFTER: Duration = Duration::from_secs(30);
+/// Plans are made at least this often (besides every change).
+pub const TICK: Duration = Duration::from_secs(3);
+/// Images whose facts are remembered.
+const MAX_FACTS: usize = 10_000;
+
+/// What this node knows of an image.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// Bytes of its blobs (of the platforms kept), once its index and manifests are here.
+    pub size: Option<u64>,
+    /// Its blobs' CIDs (layers included), once known.
+    blobs: Option<Vec<Cid>>,
+    /// Whether this node preloads it, and how.
+    pub preload: Option<String>,
+}
+
+/// The facts of every named image, shared with the API; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Catalog(Arc<Mutex<HashMap<String, Facts>>>);
+
+impl Catalog {
+    /// What is known of `image`.
+    pub fn get(&self, image: &str) -> Option<Facts> {
+        crate::sync::lock(&self.0).get(image).cloned()
+    }
+}
+
+/// Starts the worker; it runs until the process ends.
+pub fn spawn(
+    blocks: BlockService,
+    names: Names,
+    copies: Copies,
+    rules: &[crate::config::PreloadRule],
+) -> anyhow::Result<Catalog> {
+    let compiled = rules
+        .iter()
+        .map(Rule::compile)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let summaries = rules
+        .iter()
+        .zip(&compiled)
+        .map(|(r, c)| RuleSummary {
+            name: r.name.clone(),
+            want: c.want,
+        })
+        .collect();
+    let catalog = Catalog::default();
+    let worker = Worker {
+        local: BlockService::new(blocks.store().clone(), None),
+        blocks,
+        names,
+        copies,
+        rules: compiled,
+        summaries,
+        catalog: catalog.clone(),
+        running: Arc::default(),
+        failed: Arc::default(),
+        turns: Arc::new(tokio::sync::Semaphore::new(FETCHES)),
+        done: tokio::sync::watch::channel(()).0,
+    };
+    tokio::spawn(worker.run());
+    Ok(catalog)
+}
+
+struct Worker {
+    blocks: BlockService,
+    /// The local store alone: checking what is held never fetches.
+    local: BlockService,
+    names: Names,
+    copies: Copies,
+    rules: Vec<Rule>,
+    summaries: Vec<RuleSummary>,
+    catalog: Catalog,
+    running: Arc<Mutex<BTreeSet<String>>>,
+    failed: Arc<Mutex<HashMap<String, Instant>>>,
+    turns: Arc<tokio::sync::Semaphore>,
+    /// Bumped when a fetch ends.
+    done: tokio::sync::watch::Sender<()>,
+}
+
+impl Worker {
+    async fn run(self) {
+        let mut names = self.names.changes();
+        let mut view = self.copies.view_changes();
+        let mut done = self.done.subscribe();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                r = names.recv() => if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r {
+                    return;
+                },
+                _ = view.changed() => {}
+                _ = done.changed() => {}
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.plan().await {
+                tracing::warn!("preload: {e:#}");
+            }
+        }
+    }
+
+    /// One round: what is held, told to the peers; what to fetch, started.
+    async fn plan(&self) -> anyhow::Result<()> {
+        let names = self.names.clone();
+        let all = tokio::task::spawn_blocking(move || names.all()).await??;
+        let mut images: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        // when each image was last named, and the latest name of all
+        let mut named_at: HashMap<String, u64> = HashMap::new();
+        let mut names_ns = 0;
+        for (name, named) in all {
+            names_ns = names_ns.max(named.time_ns);
+            let at = named_at.entry(named.cid.clone()).or_default();
+            *at = (*at).max(named.time_ns);
+            images.entry(named.cid).or_default().push(name);
+        }
+        let pins: BTreeSet<Cid> = self
+            .blocks
+            .with_store(|s| s.pins())
+            .await?
+            .into_iter()
+            .collect();
+        let mut held = BTreeMap::new();
+        for (image, names) in &images {
+            let rule = placement::first_covering(&self.rules, names);
+            if let Some(size) = self.holds(image, rule, &pins).await {
+                held.insert(image.clone(), size);
+            }
+        }
+        {
+            let mut facts = crate::sync::lock(&self.catalog.0);
+            facts.retain(|k, _| images.contains_key(k));
+        }
+        self.copies.set_mine(Status {
+            held: held.clone(),
+            rules: self.summaries.clone(),
+            names_ns,
+        });
+        for (image, names) in &images {
+            let Some(rule) = placement::first_covering(&self.rules, names) else {
+                continue;
+            };
+            let at = named_at.get(image).copied().unwrap_or_default();
+            if held.contains_key(image) || !self.wants(image, names, at, rule) {
+                continue;
+            }
+            self.start(image, names, rule);
+        }
+        Ok(())
+    }
+
+    /// The size of `image` when it is held fully here: its root and every blob (of the rule's
+    /// platform) pinned.
+    async fn holds(&self, image: &str, rule: Option<&Rule>, pins: &BTreeSet<Cid>) -> Option<u64> {
+        let root = Cid::try_from(image).ok().filter(|r| pins.contains(r))?;
+        let known = self
+            .catalog
+            .get(image)
+            .and_then(|f| Some((f.blobs?, f.size?)));
+        let (blobs, size) = match known {
+            Some(b) => b,
+            None => {
+                // only what is here: a missing block fails at once
+                let platforms: Vec<_> = rule.and_then(|r| r.platform.clone()).into_iter().collect();
+                let r = pull::resolve(&self.local, root, &platforms).await.ok()?;
+                let blobs = r.blob_cids(true).ok()?;
+                let mut facts = crate::sync::lock(&self.catalog.0);
+                if facts.len() >= MAX_FACTS {
+                    facts.clear();
+                }
+                let f = facts.entry(image.to_string()).or_default();
+                f.size = Some(r.size());
+                f.blobs = Some(blobs.clone());
+                (blobs, r.size())
+            }
+        };
+        // a lazy preload pins the metadata alone: the node holds it the way its rule asks
+        let lazy = rule.is_some_and(|r| r.lazy);
+        (lazy || blobs.iter().all(|c| pins.contains(c))).then_some(size)
+    }
+
+    /// Whether `rule` gives `image` (named at `named_ns`) to this node now.
+    fn wants(&self, image: &str, names: &[String], named_ns: u64, rule: &Rule) -> bool {
+        if crate::sync::lock(&self.running).contains(image) {
+            return false;
+        }
+        if let Some(at) = crate::sync::lock(&self.failed).get(image) {
+            if at.elapsed() < RETRY_AFTER {
+                return false;
+            }
+        }
+        match rule.want {
+            Want::All => true,
+            Want::Replicas(n) => {
+                // every peer must have told its status, made since it knew of the image: the
+                // pusher's copy counts only once its status says so
+                if !self.copies.settled() || !self.copies.caught_up(named_ns) {
+                    return false;
+                }
+                let me = self.copies.me().to_string();
+                let mut candidates = self.copies.replica_candidates(names);
+                candidates.insert(me.clone());
+                let holders = self.copies.holders(image);
+                placement::should_hold(image, &me, n, &candidates, &holders)
+            }
+        }
+    }
+
+    /// Fetches and pins `image` in the background.
+    fn start(&self, image: &str, names: &[String], rule: &Rule) {
+        let Ok(root) = Cid::try_from(image) else {
+            return;
+        };
+        crate::sync::lock(&self.running).insert(image.to_string());
+        let how = match (rule.want, rule.lazy) {
+            (Want::All, false) => "all".to_string(),
+            (Want::All, true) => "all, lazy".to_string(),
+            (Want::Replicas(n), lazy) => {
+                format!("one of {n} replicas{}", if lazy { ", lazy" } else { "" })
+            }
+        };
+        if let Some(f) = crate::sync::lock(&self.catalog.0).get_mut(image) {
+            f.preload = Some(how.clone());
+        }
+        let (blocks, rule) = (self.blocks.clone(), rule.clone());
+        let (running, failed, done) =
+            (self.running.clone(), self.failed.clone(), self.done.clone());
+        let turns = self.turns.clone();
+        let (image, name) = (image.to_string(), names.join(", "));
+        tokio::spawn(async move {
+            let Ok(_turn) = turns.acquire_owned().await else {
+                return;
+            };
+            let started = Instant::now();
+            tracing::info!("preload: fetching {name} ({image}; {how})");
+            match fetch(&blocks, root, &rule).await {
+                Ok(n) => {
+                    tracing::info!(
+                        "preload: {name} ({image}) fetched and pinned: {n} blobs in {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    );
+                    crate::sync::lock(&failed).remove(&image);
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "preload: {name} ({image}): {e:#}; trying again in {RETRY_AFTER:?}"
+                    );
+                    crate::sync::lock(&failed).insert(image.clone(), Instant::now());
+                }
+            }
+            crate::sync::lock(&running).remove(&image);
+            done.send_replace(());
+        });
+    }
+}
+
+/// Fetches and pins the image `root` as `rule` asks; returns the number of blobs pinned.
+async fn fetch(blocks: &BlockService, root: Cid, rule: &Rule) -> anyhow::Result<usize> {
+    let platforms: Vec<_> = rule.platform.clone().into_iter().collect();
+    let resolved = pull::resolve(blocks, root, &platforms).await?;
+    let cids = resolved.blob_cids(!rule.lazy)?;
+    blocks.fetch_and_pin(&cids, blocks.readahead()).await?;
+    if rule.lazy {
+        for image in &resolved.images {
+            for layer in &image.manifest.layers {
+                if let Err(e) = read_toc(blocks, layer).await {
+                    tracing::debug!("preload: no TOC read for layer {}: {e:#}", layer.digest);
+                }
+            }
+        }
+    }
+    if let Some(net) = blocks.net() {
+        net.provide(cids.clone()).await?;
+    }
+    Ok(cids.len())
+}
+
+/// Reads an eStargz layer's footer and table of contents, so their blocks are here when a lazy
+/// mount opens the layer.
+async fn read_toc(blocks: &BlockService, layer: &super::oci::Descriptor) -> anyhow::Result<()> {
+    use super::estargz::reader;
+    let cid = layer.cid().map_err(|e| anyhow::anyhow!(e))?;
+    let size = u64::try_from(layer.size)?;
+    let tail = reader::tail_range(size);
+    let tail = blocks
+        .cat_bytes(&cid, tail.start, Some(tail.end - tail.start))
+        .await?;
+    let toc = reader::toc_member(size, &tail)?;
+    blocks
+        .cat_bytes(&cid, toc.start, Some(toc.end - toc.start))
+        .await?;
+    Ok(())
+}
