@@ -111,7 +111,7 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         &stopped,
     );
     started.extend(registry.await?);
-    started.extend(start_snapshotter(&repo, &config, &mounts, &stopped).await?);
+    started.extend(start_snapshotter(&repo, &config, &mounts, names.clone(), &stopped).await?);
     let state = AppState {
         blocks,
         public_key: keypair.public(),
@@ -329,6 +329,7 @@ async fn start_snapshotter(
     repo: &Repo,
     config: &crate::config::Config,
     mounts: &Mounts,
+    names: crate::image::names::Names,
     stopped: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Option<Started>> {
     if config.snapshotter.socket.as_os_str().is_empty() {
@@ -338,6 +339,7 @@ async fn start_snapshotter(
     let socket = repo.root().join(&config.snapshotter.socket);
     let remote = snapshotter::remote::Remote {
         mounts: mounts.clone(),
+        names,
         timeout: config.mount.read_timeout(),
     };
     let s = Arc::new(

@@ -374,3 +374,76 @@ fn a_name_pushed_to_one_node_is_known_on_every_node() {
     let gone = crate::util::eventually(within, || (!knows(&a, "team/app:1.0", &cid)).then_some(()));
     assert!(gone.is_some(), "A still names the image:\n{}", a.log());
 }
+
+/// The whole path: skopeo pushes `team/app:1.0` to A; within 10 s node C, which the
+/// client never contacted, knows the name, and then Podman runs `C/team/app:1.0` through C's
+/// layer store and containerd rpulls the same name through C's snapshotter, both lazily (no layer
+/// blob leaves C's registry endpoint; the layers come from A by bitswap as they are read).
+#[test]
+fn a_name_pushed_to_a_runs_on_c_through_its_layer_store_and_snapshotter() {
+    let _turn = crate::util::swarm_turn();
+    let key = crate::util::swarm_key();
+    let store = crate::mount::MountPoint::new();
+    let mnt = store.path().to_path_buf();
+    let a = crate::util::Daemon::start(crate::util::Opts {
+        swarm_key: Some(key.clone()),
+        ..Default::default()
+    });
+    let c = crate::util::Daemon::start(crate::util::Opts {
+        swarm_key: Some(key),
+        peers: vec![a.addr.clone()],
+        config: Some(format!(
+            "[layer_store]\nmountpoint = \"{}\"\n[trust]\nunverified_layers = \"trust\"\n",
+            mnt.display()
+        )),
+        ..Default::default()
+    });
+    let _unmount = crate::images::runtimes::Unmount(c.repo.path().to_path_buf());
+    let pushed_at = std::time::Instant::now();
+    let Pushed { cid, .. } = push_busybox(&a);
+    let known = crate::util::eventually(std::time::Duration::from_secs(10), || {
+        let ls = String::from_utf8_lossy(&c.ok(&["image", "ls"])).into_owned();
+        ls.lines()
+            .any(|l| l.starts_with("team/app:1.0 ") && l.contains(&cid))
+            .then_some(())
+    });
+    assert!(known.is_some(), "C did not learn the name within 10 s");
+    eprintln!(
+        "name known on C {:?} after the push began",
+        pushed_at.elapsed()
+    );
+
+    let name = format!("{}/team/app:1.0", c.registry);
+    let (podman, opt) = crate::registry::podman_with_store(&c, &mnt);
+    let out = podman.podman_ok(&[
+        "--storage-opt",
+        &opt,
+        "run",
+        "--rm",
+        &name,
+        "cat",
+        "/etc/hello",
+    ]);
+    assert_eq!(out.trim(), HELLO_LINE);
+    drop(podman);
+
+    let socket = c.repo.path().join("snapshotter.sock");
+    let ctrd = crate::images::runtimes::Containerd::start_with(
+        &crate::containerd::proxy_plugin_config(&socket),
+    );
+    ctrd.ctr_remote_ok(&[
+        "image",
+        "rpull",
+        "--plain-http",
+        "--snapshotter=cidfs",
+        &name,
+    ]);
+    let out = ctrd.run_output_on("cidfs", &name, &["cat", "/etc/hello"]);
+    assert_eq!(out.trim(), HELLO_LINE);
+    assert!(c.log().contains("served lazily as"), "{}", c.log());
+    assert_eq!(
+        c.stat_u64("RegistryLayers"),
+        0,
+        "a layer blob left C's registry endpoint, not its layer store or snapshotter"
+    );
+}

@@ -381,7 +381,7 @@ impl Snapshotter {
                         tracing::error!(
                             "snapshotter: refusing layer {} of {}: {why}",
                             t.layer,
-                            t.image
+                            t.reference
                         );
                         let _ = self
                             .meta
@@ -409,7 +409,7 @@ impl Snapshotter {
                 tracing::info!(
                     "snapshotter: layer {} of {} served lazily as {target}",
                     t.layer,
-                    t.image
+                    t.reference
                 );
                 if verdict.is_none()
                     && self.trust.unverified_layers == UnverifiedLayers::VerifyAfter

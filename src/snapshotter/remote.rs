@@ -5,7 +5,8 @@
 //! puts labels on each layer descriptor, and containerd's unpacker passes them to `Prepare`
 //! with the chain ID it wants in `containerd.io/snapshot.ref`:
 //! - `containerd.io/snapshot/remote/stargz.reference`: the image reference pulled, here
-//!   `HOST:PORT/ipfs/<CID>:latest` on a cidfs registry endpoint;
+//!   `HOST:PORT/ipfs/<CID>:latest` or `HOST:PORT/NAME:TAG` (a name of the swarm's table) on a
+//!   cidfs registry endpoint;
 //! - `containerd.io/snapshot/remote/stargz.digest`: the layer's digest in the manifest;
 //! - `…/stargz.layers` and `…/urls.N`: the image's other layers (not needed: the CID names the
 //!   whole image).
@@ -43,7 +44,9 @@ pub const CRI_DIGEST_LABEL: &str = "containerd.io/snapshot/cri.layer-digest";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub reference: String,
-    pub image: Cid,
+    /// The image by CID (`ipfs/<CID>`), or by a name that the swarm's table may hold (another
+    /// registry's image is not found there and is unpacked as usual).
+    pub image: crate::cidref::ImageRef,
     pub layer: String,
 }
 
@@ -60,8 +63,7 @@ pub enum LabelError {
 }
 
 /// The layer `labels` ask for (rpull's labels, else the CRI plugin's); `Ok(None)` when they
-/// carry no reference or one that does not name an image by CID (another registry's image:
-/// unpacked as usual).
+/// carry no reference or one that names no image by CID or name.
 pub fn target(labels: &BTreeMap<String, String>) -> Result<Option<Target>, LabelError> {
     let (reference, digest_label) = match labels.get(REFERENCE_LABEL) {
         Some(r) => (r, DIGEST_LABEL),
@@ -70,7 +72,7 @@ pub fn target(labels: &BTreeMap<String, String>) -> Result<Option<Target>, Label
             None => return Ok(None),
         },
     };
-    let image = match crate::cidref::parse_registry_ref(reference) {
+    let image = match crate::cidref::parse_registry_image(reference) {
         Ok(c) => c,
         Err(crate::cidref::CidRefError::NotRegistryRef { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),
@@ -91,6 +93,8 @@ pub fn target(labels: &BTreeMap<String, String>) -> Result<Option<Target>, Label
 /// A layer of an image in the swarm, as the image describes it (claims, until proven).
 #[derive(Debug, Clone)]
 pub struct Layer {
+    /// The image's CID (the target's name resolved).
+    pub image: Cid,
     pub desc: crate::image::oci::Descriptor,
     /// The DiffID the image's config gives it.
     pub diff_id: String,
@@ -108,6 +112,8 @@ impl Layer {
 #[derive(Clone)]
 pub struct Remote {
     pub mounts: Mounts,
+    /// The swarm's image names (`HOST:PORT/NAME:TAG` references).
+    pub names: crate::image::names::Names,
     /// Longest wait for resolving the image and reading the layer's TOC.
     pub timeout: Duration,
 }
@@ -121,7 +127,8 @@ impl Remote {
         let what = || format!("layer {} of {}", t.layer, t.reference);
         let work = async {
             let blocks = self.mounts.reader_parts().blocks;
-            let resolved = pull::resolve(&blocks, t.image, &[]).await?;
+            let image = self.image_cid(&t.image).await?;
+            let resolved = pull::resolve(&blocks, image, &[]).await?;
             let mut found = None;
             for image in &resolved.images {
                 if image.manifest.layers.iter().any(|l| l.digest == t.layer) {
@@ -131,11 +138,15 @@ impl Remote {
                 }
             }
             let (desc, diff_id) =
-                found.ok_or_else(|| anyhow!("image {} has no layer {}", t.image, t.layer))?;
+                found.ok_or_else(|| anyhow!("image {image} has no layer {}", t.layer))?;
             if !desc.annotations.contains_key(ANNOTATION_TOC_DIGEST) {
                 bail!("the layer is not eStargz (no {ANNOTATION_TOC_DIGEST} annotation)");
             }
-            Ok(Layer { desc, diff_id })
+            Ok(Layer {
+                image,
+                desc,
+                diff_id,
+            })
         };
         match tokio::time::timeout(self.timeout, work).await {
             Err(_) => Err(ResolveError::Unreachable(anyhow!(
@@ -153,9 +164,22 @@ impl Remote {
         }
     }
 
+    /// The CID of `image`: a name through the swarm's table (read off the async workers).
+    async fn image_cid(&self, image: &crate::cidref::ImageRef) -> anyhow::Result<Cid> {
+        let (repo, tag) = match image {
+            crate::cidref::ImageRef::Cid(cid) => return Ok(*cid),
+            crate::cidref::ImageRef::Named { repo, tag } => (repo.clone(), tag.clone()),
+        };
+        let names = self.names.clone();
+        let (r, t) = (repo.clone(), tag.clone());
+        let named = tokio::task::spawn_blocking(move || names.get(&r, &t)).await??;
+        let named = named.ok_or_else(|| anyhow!("no image is named {repo}:{tag} in the swarm"))?;
+        Ok(named.cid.parse()?)
+    }
+
     /// Mounts `layer` (of target `t`) at `dir`.
     pub async fn mount(&self, dir: &Path, t: &Target, layer: &Layer) -> anyhow::Result<MountInfo> {
-        let image = t.image.to_string();
+        let image = layer.image.to_string();
         let work = self
             .mounts
             .mount_layer(dir, &image, &layer.desc, &layer.diff_id);

@@ -190,18 +190,26 @@ fn rpull_labels_name_a_layer_of_an_image_by_cid() {
     ]);
     let t = remote::target(&ours).unwrap().unwrap();
     assert_eq!(
-        (t.image.to_string(), t.layer),
-        (cid.to_string(), digest.clone())
+        (t.image, t.layer),
+        (
+            crate::cidref::ImageRef::Cid(cid.parse().unwrap()),
+            digest.clone()
+        )
     );
-    let other = labels(&[
+    // a name: of the swarm's table, or another registry's image that resolving will not find
+    let named = labels(&[
         (REFERENCE_LABEL, "docker.io/library/alpine:3"),
         (DIGEST_LABEL, &digest),
     ]);
     assert_eq!(
-        remote::target(&other).unwrap(),
-        None,
-        "another registry's image"
+        remote::target(&named).unwrap().map(|t| t.image),
+        Some(crate::cidref::ImageRef::Named {
+            repo: "library/alpine".into(),
+            tag: "3".into()
+        })
     );
+    let other = labels(&[(REFERENCE_LABEL, "no-path"), (DIGEST_LABEL, &digest)]);
+    assert_eq!(remote::target(&other).unwrap(), None, "not a reference");
     assert_eq!(remote::target(&BTreeMap::new()).unwrap(), None);
     let bad = labels(&[(REFERENCE_LABEL, "localhost:5050/ipfs/bafynotacid:latest")]);
     let e = remote::target(&bad).unwrap_err();
@@ -211,6 +219,30 @@ fn rpull_labels_name_a_layer_of_an_image_by_cid() {
     let e = remote::target(&no_digest).unwrap_err();
     assert!(
         matches!(e, remote::LabelError::NoDigest { label, .. } if label == DIGEST_LABEL),
+        "{e}"
+    );
+}
+
+/// A reference by a name the swarm's table does not hold (another registry's image) is not an
+/// image here: containerd unpacks it as usual.
+#[tokio::test]
+async fn a_name_the_swarm_does_not_hold_is_unpacked_as_usual() {
+    let f = fixture();
+    let t = remote::Target {
+        reference: "docker.io/library/alpine:3".into(),
+        image: crate::cidref::ImageRef::Named {
+            repo: "library/alpine".into(),
+            tag: "3".into(),
+        },
+        layer: format!("sha256:{}", "a".repeat(64)),
+    };
+    let e = f.s.remote.resolve(&t).await.unwrap_err();
+    assert!(
+        matches!(e, crate::image::pull::ResolveError::NotAnImage(_)),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("no image is named library/alpine:3"),
         "{e}"
     );
 }
@@ -236,8 +268,15 @@ fn fixture_on(blocks: BlockService) -> Fixture {
         None,
     )
     .unwrap();
+    let names = sled::Config::new()
+        .temporary(true)
+        .open()
+        .unwrap()
+        .open_tree("names")
+        .unwrap();
     let remote = Remote {
         mounts,
+        names: crate::image::names::Names::new(names, "me"),
         timeout: Duration::from_secs(2),
     };
     let s = Snapshotter::open(&dir.path().join("sn"), remote, Default::default()).unwrap();
