@@ -200,6 +200,9 @@ pub struct RegistryConfig {
     /// loopback; with any, every push needs the `Authorization` of one of them. Pulls stay
     /// anonymous.
     pub pushers: std::collections::BTreeMap<String, Pusher>,
+    /// An htpasswd file of bcrypt hashes (`htpasswd -B`; relative: in the repo) whose users may
+    /// push with basic auth, besides `pushers`; empty: none.
+    pub htpasswd: std::path::PathBuf,
     /// Largest blob a push may upload, in MiB.
     pub max_blob_mb: u64,
 }
@@ -227,6 +230,7 @@ impl Default for RegistryConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 5050)),
             push: true,
             pushers: Default::default(),
+            htpasswd: Default::default(),
             max_blob_mb: 8192,
         }
     }

@@ -447,3 +447,86 @@ fn a_name_pushed_to_a_runs_on_c_through_its_layer_store_and_snapshotter() {
         "a layer blob left C's registry endpoint, not its layer store or snapshotter"
     );
 }
+
+/// `registry.htpasswd`, made by Apache's `htpasswd -B`: skopeo, docker (after `docker login`)
+/// and ctr push with its user's credentials; without them (even from loopback, once credentials
+/// are configured) a push is refused, while an anonymous docker pull still works.
+#[test]
+fn an_htpasswd_user_pushes_with_skopeo() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let file = work.path().join("htpasswd");
+    let made = std::process::Command::new("htpasswd")
+        .args(["-c", "-b", "-B", "-C", "5"])
+        .arg(&file)
+        .args(["ci", "s3cret-push"])
+        .output()
+        .expect("htpasswd (apache2-utils)");
+    assert!(made.status.success(), "{made:?}");
+    let a = crate::util::Daemon::start(crate::util::Opts {
+        config: Some(format!("[registry]\nhtpasswd = \"{}\"\n", file.display())),
+        ..Default::default()
+    });
+    let layout = work.path().join("layout");
+    gen::build_oci_layout(&layout, &GenSpec::default());
+    let src = format!("oci:{}:latest", layout.display());
+    let dest = format!("docker://{}/team/app:1.0", a.registry);
+    let refused =
+        crate::images::runtimes::skopeo(&["copy", "--dest-tls-verify=false", &src, &dest]);
+    assert!(!refused.status.success(), "pushed without credentials");
+    let err = String::from_utf8_lossy(&refused.stderr).to_lowercase();
+    assert!(
+        err.contains("unauthorized") || err.contains("authentication"),
+        "{err}"
+    );
+    skopeo_ok(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "ci:s3cret-push",
+        &src,
+        &dest,
+    ]);
+    assert!(image_of(a.registry, "team/app", "1.0").starts_with("bafk"));
+
+    let archive = work.path().join("image.tar");
+    gen::to_docker_archive(&layout, "latest", &archive, "cidfs/pushed:latest");
+    let docker = crate::images::dockerd::Dockerd::start();
+    docker.docker_ok(&["load", "-i", archive.to_str().expect("utf-8")]);
+    let by_docker = format!("{}/team/app:docker", a.registry);
+    docker.docker_ok(&["tag", "cidfs/pushed:latest", &by_docker]);
+    assert!(
+        !docker.docker(&["push", &by_docker]).status.success(),
+        "pushed without login"
+    );
+    let addr = a.registry.to_string();
+    let wrong = docker.docker(&["login", "-u", "ci", "-p", "wrong", &addr]);
+    assert!(
+        !wrong.status.success(),
+        "docker login took a wrong password"
+    );
+    docker.docker_ok(&["login", "-u", "ci", "-p", "s3cret-push", &addr]);
+    docker.docker_ok(&["push", &by_docker]);
+    docker.docker_ok(&["logout", &addr]);
+    docker.docker_ok(&["rmi", &by_docker, "cidfs/pushed:latest"]);
+    docker.docker_ok(&["pull", &by_docker]);
+    drop(docker);
+
+    let ctr = crate::images::runtimes::Containerd::start();
+    ctr.ctr_ok(&["images", "import", archive.to_str().expect("utf-8")]);
+    let by_ctr = format!("{addr}/team/app:ctr");
+    ctr.ctr_ok(&["images", "tag", "docker.io/cidfs/pushed:latest", &by_ctr]);
+    let anonymous = ctr.ctr(&["images", "push", "--plain-http", &by_ctr]);
+    assert!(
+        !anonymous.status.success(),
+        "ctr pushed without credentials"
+    );
+    ctr.ctr_ok(&[
+        "images",
+        "push",
+        "--plain-http",
+        "--user",
+        "ci:s3cret-push",
+        &by_ctr,
+    ]);
+    assert!(image_of(a.registry, "team/app", "ctr").starts_with("bafk"));
+}

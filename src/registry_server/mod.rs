@@ -19,6 +19,7 @@
 //! small in-memory map, so a pull resolves its image once.
 
 mod error;
+pub mod htpasswd;
 pub mod push;
 mod range;
 pub mod upload;
@@ -174,6 +175,7 @@ pub fn router(reg: Arc<Registry>) -> Router {
     Router::new()
         .route("/v2", any(v2))
         .route("/v2/", any(v2))
+        .route("/v2/token", axum::routing::get(token))
         .route("/v2/{*path}", any(dispatch))
         .fallback(|| async { RegistryError::name_unknown("not a registry path: use /v2/") })
         .layer(axum::middleware::from_fn_with_state(
@@ -218,8 +220,26 @@ async fn count_request(
     resp
 }
 
-async fn v2(method: Method) -> Response {
+/// `GET /v2/`: 200, except where pushes need credentials and the caller brought none that may
+/// push: then 401 with a token challenge ([`challenge`]), because docker sends credentials only
+/// to a registry whose ping asks for them. Pulls stay anonymous: the token endpoint gives any
+/// caller a pull token, and pulls are not checked.
+async fn v2(State(reg): State<Arc<Registry>>, req: axum::extract::Request) -> Response {
+    let method = req.method().clone();
     if method == Method::GET || method == Method::HEAD {
+        if let Some(pushes) = reg.pushes.as_ref().filter(|p| p.auth.needs_credentials()) {
+            let peer = peer_of(&req);
+            let headers = req.headers();
+            let refused = match headers.contains_key(axum::http::header::AUTHORIZATION) {
+                true => pushes.auth.check(peer, headers).await.err(),
+                false => Some(RegistryError::unauthorized(
+                    "pulls need no credentials; pushes need them (docker login / --creds)",
+                )),
+            };
+            if let Some(e) = refused.filter(|e| e.code == "UNAUTHORIZED") {
+                return with_challenge(e.into_response(), headers, None);
+            }
+        }
         (
             [("Docker-Distribution-API-Version", "registry/2.0")],
             Json(serde_json::json!({})),
@@ -387,11 +407,8 @@ async fn dispatch(
     Path(path): Path<String>,
     req: axum::extract::Request,
 ) -> Response {
+    let peer = peer_of(&req);
     let (parts, body) = req.into_parts();
-    let peer = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0);
     let call = Call {
         method: &parts.method,
         headers: &parts.headers,
@@ -407,8 +424,94 @@ async fn dispatch(
                 e.code,
                 e.message
             );
-            e.into_response()
+            let unauthorized = e.code == "UNAUTHORIZED";
+            let r = e.into_response();
+            match unauthorized {
+                true => {
+                    let repo = ["/blobs/", "/manifests/", "/tags/"]
+                        .iter()
+                        .filter_map(|m| path.find(m))
+                        .min()
+                        .map_or(path.as_str(), |i| &path[..i]);
+                    let scope = format!("repository:{repo}:pull,push");
+                    with_challenge(r, &parts.headers, Some(&scope))
+                }
+                false => r,
+            }
         }
+    }
+}
+
+/// The caller's address.
+fn peer_of(req: &axum::extract::Request) -> Option<std::net::SocketAddr> {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0)
+}
+
+/// The challenge of a 401 where pushes need credentials: docker's token auth, the token
+/// endpoint on this registry as the caller reached it (`Host`, kept to host and port
+/// characters), for `scope`.
+fn challenge(headers: &axum::http::HeaderMap, scope: Option<&str>) -> Option<HeaderValue> {
+    let host = headers.get(axum::http::header::HOST)?.to_str().ok()?;
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b".-:[]".contains(&b);
+    if host.is_empty() || host.len() > 255 || !host.bytes().all(plain) {
+        return None;
+    }
+    let mut v = format!("Bearer realm=\"http://{host}/v2/token\",service=\"cidfs\"");
+    if let Some(s) = scope {
+        v.push_str(&format!(",scope=\"{s}\""));
+    }
+    HeaderValue::from_str(&v).ok()
+}
+
+/// `r` with the token challenge instead of the plain `Basic` one, when there is one.
+fn with_challenge(
+    mut r: Response,
+    headers: &axum::http::HeaderMap,
+    scope: Option<&str>,
+) -> Response {
+    if let Some(c) = challenge(headers, scope) {
+        r.headers_mut()
+            .insert(axum::http::header::WWW_AUTHENTICATE, c);
+    }
+    r
+}
+
+/// `GET /v2/token?service=…&scope=repository:NAME:pull,push`: docker's token endpoint. A push
+/// scope (or none: a `docker login`) needs credentials that may push and gets a push token
+/// for [`TOKEN_LIFETIME`](push::TOKEN_LIFETIME); anything else gets the anonymous pull token.
+async fn token(State(reg): State<Arc<Registry>>, req: axum::extract::Request) -> Response {
+    let Ok(pushes) = reg.pushes() else {
+        return Json(serde_json::json!({ "token": push::ANONYMOUS_TOKEN })).into_response();
+    };
+    let query = req.uri().query().unwrap_or("");
+    let scopes: Vec<String> = form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == "scope")
+        .map(|(_, v)| v.into_owned())
+        .take(16)
+        .collect();
+    let wants_push = scopes.is_empty()
+        || scopes.iter().any(|s| {
+            s.rsplit(':')
+                .next()
+                .is_some_and(|a| a.split(',').any(|x| x == "push" || x == "*"))
+        });
+    match pushes
+        .auth
+        .issue(peer_of(&req), req.headers(), wants_push)
+        .await
+    {
+        Ok(t) => {
+            let expires = push::TOKEN_LIFETIME.as_secs();
+            Json(serde_json::json!({
+                "token": t.token,
+                "access_token": t.token,
+                "expires_in": expires,
+            }))
+            .into_response()
+        }
+        Err(e) => e.into_response(),
     }
 }
 
@@ -440,7 +543,7 @@ async fn serve(
     let head = method == Method::HEAD;
     let is_upload = matches!(request, Request::Uploads { .. } | Request::Upload { .. });
     if !read || is_upload {
-        reg.pushes()?.auth.check(call.peer, call.headers)?;
+        reg.pushes()?.auth.check(call.peer, call.headers).await?;
     }
     match request {
         Request::Tags { repo } if read => {

@@ -10,11 +10,14 @@
 use axum::http::{header, HeaderMap};
 use bytes::Bytes;
 use cid::Cid;
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use subtle::ConstantTimeEq as _;
 
 use super::error::RegistryError;
+use super::htpasswd::Htpasswd;
 use super::upload::Uploads;
 use crate::blockservice::BlockService;
 use crate::config::{AuthSecret, RegistryConfig};
@@ -27,14 +30,43 @@ use crate::image::push::PushOptions;
 pub const MAX_MANIFEST: usize = 4 << 20;
 
 /// Who may push: loopback callers when no pusher is configured, else the holders of a
-/// configured credential. Requests from web pages (`Origin`, `Sec-Fetch-Site`) never.
+/// configured credential (`[registry.pushers.NAME]`, or a user of `registry.htpasswd`).
+/// Requests from web pages (`Origin`, `Sec-Fetch-Site`) never.
 pub struct PushAuth {
     /// The `Authorization` header values that may push.
     headers: Vec<String>,
+    htpasswd: Option<Arc<Htpasswd>>,
+    /// Hashes of the (user, password, bcrypt hash) that verified: clients send their
+    /// credentials with every request of a push, and a bcrypt costs tens of milliseconds.
+    verified: std::sync::Mutex<HashSet<[u8; 32]>>,
+    /// bcrypts at once (each on a blocking thread), so wrong passwords cannot take every core.
+    bcrypts: Arc<tokio::sync::Semaphore>,
+    /// Push tokens handed out by the token endpoint ([`Self::issue`]), with when they expire.
+    tokens: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
+/// How long a push token lasts (a push that outlasts it asks for another on the 401).
+pub const TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(600);
+/// Push tokens valid at once.
+const MAX_TOKENS: usize = 4096;
+/// The token given for pulls (which check nothing).
+pub const ANONYMOUS_TOKEN: &str = "anonymous";
+
+/// What the token endpoint answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    pub token: String,
+    /// Whether it may push.
+    pub push: bool,
+}
+
+/// Good answers remembered.
+const MAX_VERIFIED: usize = 1024;
+/// bcrypts run at once.
+const BCRYPTS: usize = 2;
+
 impl PushAuth {
-    pub fn new(config: &RegistryConfig) -> Self {
+    pub fn new(config: &RegistryConfig, htpasswd: Option<Htpasswd>) -> Self {
         PushAuth {
             headers: config
                 .pushers
@@ -42,11 +74,60 @@ impl PushAuth {
                 .filter_map(|p| AuthSecret::parse(&p.auth_secret))
                 .map(|s| s.header())
                 .collect(),
+            htpasswd: htpasswd.filter(|h| !h.is_empty()).map(Arc::new),
+            verified: Default::default(),
+            bcrypts: Arc::new(tokio::sync::Semaphore::new(BCRYPTS)),
+            tokens: Default::default(),
         }
     }
 
+    /// The token endpoint (docker's token auth, which lets clients pull anonymously and push
+    /// with credentials): credentials that may push get a push token; none get the anonymous
+    /// pull token unless `push` access (or a login, `scope` absent) was asked for.
+    pub async fn issue(
+        &self,
+        peer: Option<SocketAddr>,
+        headers: &HeaderMap,
+        wants_push: bool,
+    ) -> Result<Token, RegistryError> {
+        let presented = headers.contains_key(header::AUTHORIZATION);
+        if !presented && !wants_push {
+            return Ok(Token {
+                token: ANONYMOUS_TOKEN.into(),
+                push: false,
+            });
+        }
+        self.check(peer, headers).await?;
+        let token = hex::encode(rand::random::<[u8; 32]>());
+        let now = std::time::Instant::now();
+        let mut tokens = crate::sync::lock(&self.tokens);
+        tokens.retain(|_, until| *until > now);
+        if tokens.len() >= MAX_TOKENS {
+            return Err(RegistryError::too_many(
+                "too many push tokens are in use; try again later",
+            ));
+        }
+        tokens.insert(token.clone(), now + TOKEN_LIFETIME);
+        Ok(Token { token, push: true })
+    }
+
+    /// Whether `presented` is `Bearer` with a push token this endpoint issued, still valid.
+    fn issued(&self, presented: &str) -> bool {
+        let Some(t) = presented.strip_prefix("Bearer ") else {
+            return false;
+        };
+        crate::sync::lock(&self.tokens)
+            .get(t.trim())
+            .is_some_and(|until| *until > std::time::Instant::now())
+    }
+
+    /// Whether pushes need credentials (some are configured).
+    pub fn needs_credentials(&self) -> bool {
+        !self.headers.is_empty() || self.htpasswd.is_some()
+    }
+
     /// Why a write from `peer` with `headers` is refused, if it is.
-    pub fn check(
+    pub async fn check(
         &self,
         peer: Option<SocketAddr>,
         headers: &HeaderMap,
@@ -57,11 +138,11 @@ impl PushAuth {
                 "pushes from web pages are refused",
             ));
         }
-        if self.headers.is_empty() {
+        if !self.needs_credentials() {
             return match peer {
                 Some(p) if p.ip().is_loopback() => Ok(()),
                 _ => Err(RegistryError::name_denied(
-                    "pushes from other hosts need credentials: add [registry.pushers.NAME] to the node's config",
+                    "pushes from other hosts need credentials: add [registry.pushers.NAME] or registry.htpasswd to the node's config",
                 )),
             };
         }
@@ -74,7 +155,7 @@ impl PushAuth {
         for h in &self.headers {
             ok |= bool::from(presented.as_bytes().ct_eq(h.as_bytes()));
         }
-        if ok {
+        if ok || self.issued(presented) || self.htpasswd_allows(presented).await {
             Ok(())
         } else if presented.is_empty() {
             Err(RegistryError::unauthorized(
@@ -85,6 +166,56 @@ impl PushAuth {
                 "these credentials may not push here",
             ))
         }
+    }
+
+    /// Whether `presented` is `Basic` credentials of a user of the htpasswd file.
+    async fn htpasswd_allows(&self, presented: &str) -> bool {
+        use base64::Engine as _;
+        use sha2::{Digest as _, Sha256};
+        let Some(file) = &self.htpasswd else {
+            return false;
+        };
+        let Some(encoded) = presented.strip_prefix("Basic ") else {
+            return false;
+        };
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+            return false;
+        };
+        let Some((user, password)) = std::str::from_utf8(&decoded)
+            .ok()
+            .and_then(|t| t.split_once(':'))
+        else {
+            return false;
+        };
+        let Some(hash) = file.hash_of(user) else {
+            return false;
+        };
+        let key: [u8; 32] = Sha256::new()
+            .chain_update(user)
+            .chain_update([0])
+            .chain_update(password)
+            .chain_update([0])
+            .chain_update(hash)
+            .finalize()
+            .into();
+        if crate::sync::lock(&self.verified).contains(&key) {
+            return true;
+        }
+        let Ok(_turn) = self.bcrypts.clone().acquire_owned().await else {
+            return false;
+        };
+        let (file, user, password) = (file.clone(), user.to_string(), password.to_string());
+        let good = tokio::task::spawn_blocking(move || file.verify(&user, &password))
+            .await
+            .unwrap_or(false);
+        if good {
+            let mut v = crate::sync::lock(&self.verified);
+            if v.len() >= MAX_VERIFIED {
+                v.clear();
+            }
+            v.insert(key);
+        }
+        good
     }
 }
 
@@ -109,7 +240,12 @@ pub struct Put {
 
 impl Pushes {
     /// The push side over `<root>` (`<repo>/pushes`) and the name table `names`.
-    pub fn open(root: &Path, names: Names, config: &RegistryConfig) -> std::io::Result<Pushes> {
+    pub fn open(
+        root: &Path,
+        names: Names,
+        config: &RegistryConfig,
+        htpasswd: Option<Htpasswd>,
+    ) -> std::io::Result<Pushes> {
         let work = root.join("work");
         if work.exists() {
             std::fs::remove_dir_all(&work)?;
@@ -118,7 +254,7 @@ impl Pushes {
         Ok(Pushes {
             uploads: Uploads::open(root, config.max_blob_mb.saturating_mul(1 << 20))?,
             names,
-            auth: PushAuth::new(config),
+            auth: PushAuth::new(config, htpasswd),
             work,
             converting: tokio::sync::Semaphore::new(1),
         })

@@ -333,11 +333,20 @@ async fn an_image_the_swarm_does_not_deliver_in_time_is_unavailable_not_unknown(
 /// A registry that takes pushes (pushers from `config`), served on loopback with the callers'
 /// addresses, over an in-memory node; its base URL.
 async fn push_fixture(config: crate::config::RegistryConfig) -> (String, tempfile::TempDir) {
+    push_fixture_with(config, None).await
+}
+
+/// [`push_fixture`] with the users of an htpasswd file.
+async fn push_fixture_with(
+    config: crate::config::RegistryConfig,
+    htpasswd: Option<super::htpasswd::Htpasswd>,
+) -> (String, tempfile::TempDir) {
     let blocks = BlockService::new(Arc::new(MemStore::default()), None);
     let dir = tempfile::tempdir().unwrap();
     let db = sled::Config::new().temporary(true).open().unwrap();
     let names = crate::image::names::Names::new(db.open_tree("names").unwrap(), "test");
-    let pushes = super::push::Pushes::open(&dir.path().join("pushes"), names, &config).unwrap();
+    let pushes =
+        super::push::Pushes::open(&dir.path().join("pushes"), names, &config, htpasswd).unwrap();
     let reg = Registry::with_pushes(blocks, Arc::default(), Some(pushes));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/v2", listener.local_addr().unwrap());
@@ -556,6 +565,99 @@ async fn bad_manifests_and_names_are_refused_with_the_specs_codes() {
     assert_eq!(code(r).await, (404, "MANIFEST_UNKNOWN".into()));
 }
 
+/// With an htpasswd file (bcrypt, as Apache's `htpasswd -B` writes it) its users may push with
+/// basic auth, anyone else gets 401, and the same credentials on every request of a push cost
+/// one bcrypt (the answer is remembered).
+#[tokio::test]
+async fn htpasswd_users_may_push() {
+    let file = super::htpasswd::Htpasswd::parse(
+        "ci:$2y$05$L/j6bRPAA6ddeIyphRIFIOPBKcFoQGUG6SpVXMk7KQygheaIw5Oiu\n",
+    )
+    .unwrap();
+    let (base, _dir) = push_fixture_with(Default::default(), Some(file)).await;
+    let http = reqwest::Client::new();
+    let uploads = format!("{base}/team/app/blobs/uploads/");
+    for (user, password, want) in [
+        ("ci", "s3cret-push", 202),
+        ("ci", "s3cret-push", 202),
+        ("ci", "wrong", 401),
+        ("other", "s3cret-push", 401),
+    ] {
+        let r = http
+            .post(&uploads)
+            .basic_auth(user, Some(password))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), want, "{user}:{password}");
+    }
+    let r = http.post(&uploads).send().await.unwrap();
+    assert_eq!(code(r).await, (401, "UNAUTHORIZED".into()));
+}
+
+/// Docker's token auth: anyone gets a pull token, a push scope (or a login) needs credentials
+/// and gets a push token that then pushes; a token the endpoint did not issue pushes nothing.
+#[tokio::test]
+async fn push_tokens_come_from_credentials_and_pull_tokens_from_nobody() {
+    let mut config = crate::config::RegistryConfig::default();
+    config.pushers.insert(
+        "ci".into(),
+        crate::config::Pusher {
+            auth_secret: "basic:ci:s3cret".into(),
+        },
+    );
+    let (base, _dir) = push_fixture(config).await;
+    let http = reqwest::Client::new();
+    let token = |scope: &'static str| http.get(format!("{base}/token?service=cidfs&scope={scope}"));
+    let pull: serde_json::Value = token("repository:team/app:pull")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pull["token"], "anonymous");
+    let r = token("repository:team/app:pull,push").send().await.unwrap();
+    assert_eq!(code(r).await, (401, "UNAUTHORIZED".into()));
+    let r = http.get(format!("{base}/token")).send().await.unwrap();
+    assert_eq!(r.status(), 401, "a login needs credentials");
+    let r = token("repository:team/app:pull,push")
+        .basic_auth("ci", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let push: serde_json::Value = token("repository:team/app:pull,push")
+        .basic_auth("ci", Some("s3cret"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let t = push["token"].as_str().unwrap().to_string();
+    assert_eq!(t.len(), 64);
+    let uploads = format!("{base}/team/app/blobs/uploads/");
+    let r = http.post(&uploads).bearer_auth(&t).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let r = http
+        .get(format!("{base}/"))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for forged in ["anonymous", "0000"] {
+        let r = http
+            .post(&uploads)
+            .bearer_auth(forged)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(code(r).await, (401, "UNAUTHORIZED".into()), "{forged}");
+    }
+}
+
 /// With pushers configured every push needs their credentials (401 without or with others);
 /// pulls stay anonymous; a request from a web page never pushes.
 #[tokio::test]
@@ -571,7 +673,14 @@ async fn pushes_need_credentials_when_pushers_are_set() {
     let http = reqwest::Client::new();
     let uploads = format!("{base}/team/app/blobs/uploads/");
     let r = http.post(&uploads).send().await.unwrap();
-    assert_eq!(r.headers()["www-authenticate"], "Basic realm=\"cidfs\"");
+    let host = base.trim_start_matches("http://").trim_end_matches("/v2");
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        format!(
+            "Bearer realm=\"http://{host}/v2/token\",service=\"cidfs\",scope=\"repository:team/app:pull,push\""
+        )
+        .as_str()
+    );
     assert_eq!(code(r).await, (401, "UNAUTHORIZED".into()));
     let r = http
         .post(&uploads)
@@ -595,7 +704,40 @@ async fn pushes_need_credentials_when_pushers_are_set() {
         .await
         .unwrap();
     assert_eq!(code(r).await, (403, "DENIED".into()));
-    // pulls need nothing
+    // the ping asks for credentials (docker sends them only then), checks those it gets, and
+    // pulls need none
     let r = http.get(format!("{base}/")).send().await.unwrap();
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer realm=\"http://"),
+        "{:?}",
+        r.headers()
+    );
+    assert_eq!(code(r).await, (401, "UNAUTHORIZED".into()));
+    let r = http
+        .get(format!("{base}/"))
+        .basic_auth("ci", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http
+        .get(format!("{base}/"))
+        .basic_auth("ci", Some("s3cret"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
+    let r = http
+        .get(format!("{base}/team/app/tags/list"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(r).await,
+        (404, "NAME_UNKNOWN".into()),
+        "a pull is not asked for credentials"
+    );
 }

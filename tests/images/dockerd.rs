@@ -71,7 +71,9 @@ impl Dockerd {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new("docker");
-        c.arg("-H")
+        // `docker login` writes here, not in the user's home
+        c.env("DOCKER_CONFIG", self.dir.path().join("config"))
+            .arg("-H")
             .arg(format!("unix://{}", self.sock.display()))
             .args(args);
         c
