@@ -530,3 +530,122 @@ fn an_htpasswd_user_pushes_with_skopeo() {
     ]);
     assert!(image_of(a.registry, "team/app", "ctr").starts_with("bafk"));
 }
+
+/// An upload that breaks off mid-chunk is resumed the spec's way with curl: the first chunk is
+/// sent whole, the second connection dies halfway through its body, `GET` on the upload says
+/// how much the node kept (`Range`), and the rest goes from there; the finished blob is the
+/// original, byte for byte.
+#[test]
+fn an_interrupted_upload_is_resumed_with_curl() {
+    let a = crate::util::Daemon::start(Default::default());
+    let blob = crate::util::random_bytes(3 << 20);
+    let digest = format!("sha256:{}", crate::util::sha256(&blob));
+    let base = format!("http://{}", a.registry);
+    let work = tempfile::tempdir().expect("tempdir");
+    let curl = |args: &[&str]| -> String {
+        let mut c = std::process::Command::new("curl");
+        c.args(["-sS", "-D", "-", "-o", "/dev/null", "--max-time", "60"])
+            .args(args);
+        let out = crate::util::run_bounded(c, std::time::Duration::from_secs(90));
+        assert!(out.status.success(), "curl {args:?}: {out:?}");
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let header = |resp: &str, name: &str| -> String {
+        resp.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("no {name} in {resp}"))
+    };
+    let started = curl(&["-X", "POST", &format!("{base}/v2/team/big/blobs/uploads/")]);
+    assert!(started.starts_with("HTTP/1.1 202"), "{started}");
+    let location = header(&started, "location");
+    let url = |loc: &str| match loc.starts_with("http") {
+        true => loc.to_string(),
+        false => format!("{base}{loc}"),
+    };
+    // the first MiB, whole
+    let first = work.path().join("first");
+    std::fs::write(&first, &blob[..1 << 20]).expect("write");
+    let patched = curl(&[
+        "-X",
+        "PATCH",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "-H",
+        &format!("Content-Range: 0-{}", (1 << 20) - 1),
+        "--data-binary",
+        &format!("@{}", first.display()),
+        &url(&location),
+    ]);
+    assert!(patched.starts_with("HTTP/1.1 202"), "{patched}");
+    let location = header(&patched, "location");
+    // the rest announced, half of it sent, and the connection dropped
+    {
+        use std::io::Write as _;
+        let path = location
+            .strip_prefix(&base)
+            .unwrap_or(&location)
+            .to_string();
+        let mut s = std::net::TcpStream::connect(a.registry).expect("connect");
+        let rest = &blob[1 << 20..];
+        write!(
+            s,
+            "PATCH {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/octet-stream\r\nContent-Range: {}-{}\r\nContent-Length: {}\r\n\r\n",
+            a.registry,
+            1 << 20,
+            blob.len() - 1,
+            rest.len()
+        )
+        .expect("write");
+        s.write_all(&rest[..rest.len() / 2]).expect("write half");
+        s.flush().expect("flush");
+    }
+    // how much arrived: the node keeps what came whole, and says so
+    let kept = crate::util::eventually(std::time::Duration::from_secs(10), || {
+        let status = curl(&[&url(&location)]);
+        let range = header(&status, "range");
+        let end: usize = range.strip_prefix("0-")?.parse().ok()?;
+        (status.starts_with("HTTP/1.1 204") && end + 1 > 1 << 20).then_some(end + 1)
+    })
+    .expect("the upload kept part of the broken chunk");
+    assert!(kept <= blob.len(), "{kept}");
+    let rest = work.path().join("rest");
+    std::fs::write(&rest, &blob[kept..]).expect("write");
+    let resumed = curl(&[
+        "-X",
+        "PATCH",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "-H",
+        &format!("Content-Range: {kept}-{}", blob.len() - 1),
+        "--data-binary",
+        &format!("@{}", rest.display()),
+        &url(&location),
+    ]);
+    assert!(resumed.starts_with("HTTP/1.1 202"), "{resumed}");
+    let location = header(&resumed, "location");
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let done = curl(&[
+        "-X",
+        "PUT",
+        &format!("{}{sep}digest={digest}", url(&location)),
+    ]);
+    assert!(done.starts_with("HTTP/1.1 201"), "{done}");
+    let out = work.path().join("back");
+    let mut c = std::process::Command::new("curl");
+    c.args(["-sSf", "-o"])
+        .arg(&out)
+        .arg(format!("{base}/v2/team/big/blobs/{digest}"));
+    assert!(
+        crate::util::run_bounded(c, std::time::Duration::from_secs(60))
+            .status
+            .success()
+    );
+    assert_eq!(std::fs::read(&out).expect("read"), blob);
+    eprintln!(
+        "kept {kept} of {} bytes across the broken connection",
+        blob.len()
+    );
+}
