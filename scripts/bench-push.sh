@@ -2,7 +2,10 @@
 # Push/pull benchmark: an image with one ~SIZE_MB (default 500) layer tarred from this machine's
 # /usr. Prints MB/s (uncompressed tar bytes per second) of `cidfs image push` on node A (eStargz
 # conversion at the default level 6 and with --estargz=false), the ratio to `gzip -6` of the same
-# tar measured in the same run, and the MB/s of `cidfs image pull` on node B from node A.
+# tar measured in the same run, and the MB/s of `cidfs image pull` on node B from node A. Then the
+# registry side: `skopeo copy` of the same image to A's registry endpoint by name (A converts it
+# as `image push` does) against the same copy to Debian's distribution registry (stores it as
+# it is), and how long after that push C, with `[[preload]] all = true`, holds the image pinned.
 # Usage: scripts/bench-push.sh [SIZE_MB]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +46,10 @@ GZ_SIZE=$(stat -c %s "$WORK/layer.tar.gz"); rm "$WORK/layer.tar.gz"
 
 start_cidfs a
 start_cidfs b --peer "$a_ADDR"
+# C holds nothing of the image until it preloads what the registry push names
+mkdir -p "$WORK/c"
+printf '[[preload]]\nname = "bench/*"\nall = true\n' > "$WORK/c/config.toml"
+start_cidfs c --peer "$a_ADDR"
 
 t0=$(now); CID=$("$BIN" --repo "$WORK/a" image push -q "oci:$WORK/layout:bench"); t1=$(now)
 P_T0=$t0; P_T1=$t1
@@ -53,10 +60,52 @@ LAYER=$("$BIN" --repo "$WORK/a" image inspect --json "$CID" | python3 -c "import
 t0=$(now); "$BIN" --repo "$WORK/b" image pull -q "$CID" --to "oci:$WORK/pulled:bench"; t1=$(now)
 L_T0=$t0; L_T1=$t1
 
+# The registry side. The baseline: Debian's distribution registry, which stores what it gets.
+mkdir -p "$WORK/registry"
+cat > "$WORK/registry/config.yml" <<EOF
+version: 0.1
+log: {level: info, formatter: text}
+storage: {filesystem: {rootdirectory: $WORK/registry/data}}
+http: {addr: 127.0.0.1:0, secret: bench}
+EOF
+docker-registry serve "$WORK/registry/config.yml" > /dev/null 2> "$WORK/registry.log" &
+PIDS+=($!)
+REG=""
+for _ in $(seq 1 300); do
+    REG=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$WORK/registry.log" | head -1 | cut -d' ' -f3 || true)
+    [ -n "$REG" ] && break
+    sleep 0.1
+done
+[ -n "$REG" ] || { cat "$WORK/registry.log" >&2; echo "docker-registry did not start" >&2; exit 1; }
+A_REG=$(cat "$WORK/a/registry")
+t0=$(now); skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$WORK/layout:bench" "docker://$REG/bench/app:1"; t1=$(now)
+D_T0=$t0; D_T1=$t1
+t0=$(now); skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$WORK/layout:bench" "docker://$A_REG/bench/app:1"; t1=$(now)
+S_T0=$t0; S_T1=$t1
+# C preloads what the push named: wait (bounded, 600 s) until C holds it
+held() {
+    "$BIN" --repo "$WORK/c" image ls --json | python3 -c "
+import json, sys
+v = json.load(sys.stdin)
+me = v.get('Self')
+print(any(n['Name'] == 'bench/app:1' and me in n['Holders'] for n in v['Names']))"
+}
+for _ in $(seq 1 6000); do
+    [ "$(held)" = True ] && break
+    sleep 0.1
+done
+[ "$(held)" = True ] || { tail -20 "$WORK/c.log" >&2; echo "C did not preload bench/app:1" >&2; exit 1; }
+C_T1=$(now)
+
 echo "cidfs bench-push: one layer of $BYTES bytes from /usr; image $CID"
 printf "%-52s %6s s %6s MB/s\n" "gzip -6 of the tar (baseline, one core)" "$(secs $GZ_T0 $GZ_T1)" "$(mbps $BYTES $GZ_T0 $GZ_T1)"
 printf "%-52s %6s s %6s MB/s\n" "image push, eStargz level 6 (convert + add)" "$(secs $P_T0 $P_T1)" "$(mbps $BYTES $P_T0 $P_T1)"
 printf "%-52s %6s s %6s MB/s\n" "image push --estargz=false (check + add)" "$(secs $R_T0 $R_T1)" "$(mbps $BYTES $R_T0 $R_T1)"
 printf "%-52s %6s s %6s MB/s\n" "image pull on B from A (eStargz blob bytes)" "$(secs $L_T0 $L_T1)" "$(mbps $LAYER $L_T0 $L_T1)"
+printf "%-52s %6s s %6s MB/s\n" "skopeo copy to distribution registry (baseline)" "$(secs $D_T0 $D_T1)" "$(mbps $BYTES $D_T0 $D_T1)"
+printf "%-52s %6s s %6s MB/s\n" "skopeo copy to A's registry endpoint (converts)" "$(secs $S_T0 $S_T1)" "$(mbps $BYTES $S_T0 $S_T1)"
+printf "%-52s %6s s %6s MB/s\n" "C holds it by [[preload]], after that push ended" "$(secs $S_T1 $C_T1)" "$(mbps $LAYER $S_T1 $C_T1)"
+echo "ratio registry push to cidfs / to distribution registry: $(python3 -c "print(f'{($S_T1-$S_T0)/($D_T1-$D_T0):.2f}')") (time; the distribution registry stores the tar as it is)"
+echo "ratio registry push / image push (eStargz): $(python3 -c "print(f'{($S_T1-$S_T0)/($P_T1-$P_T0):.2f}')") (time)"
 echo "ratio push (eStargz) / gzip -6: $(python3 -c "print(f'{($GZ_T1-$GZ_T0)/($P_T1-$P_T0):.2f}')") (speed; >1 = faster than gzip -6)"
 echo "sizes: gzip -6 $GZ_SIZE bytes, eStargz layer $LAYER bytes ($(python3 -c "print(f'{$LAYER/$GZ_SIZE:.3f}')") of gzip -6)"
