@@ -422,6 +422,9 @@ pub struct StoreConfig {
     /// Free disk space, in MiB, that writes to the store always leave on its filesystem; a write
     /// that would go below it fails with a "disk full" error instead of filling the disk.
     pub min_free_mb: u64,
+    /// The store's size goal, in MiB (0: none): a store over it is garbage collected down to it,
+    /// unpinned blocks first, then the images `[[preload]]` holds beyond what its rules ask.
+    pub gc_target_mb: u64,
 }
 
 impl Default for StoreConfig {
@@ -429,6 +432,7 @@ impl Default for StoreConfig {
         StoreConfig {
             cache_capacity_mb: 256,
             min_free_mb: 64,
+            gc_target_mb: 0,
         }
     }
 }
@@ -442,6 +446,11 @@ impl StoreConfig {
     /// `min_free_mb` in bytes.
     pub fn min_free_bytes(&self) -> u64 {
         self.min_free_mb.saturating_mul(1024 * 1024)
+    }
+
+    /// `gc_target_mb` in bytes; None when 0 (no target).
+    pub fn gc_target_bytes(&self) -> Option<u64> {
+        (self.gc_target_mb > 0).then(|| self.gc_target_mb.saturating_mul(1024 * 1024))
     }
 }
 

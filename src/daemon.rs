@@ -58,7 +58,7 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
     }
     let _lock = repo.lock()?;
     let keypair = repo.identity()?;
-    let (store, verified, names) = open_store(&repo, &config).await?;
+    let (store, verified, names, preloaded) = open_store(&repo, &config).await?;
     let names = crate::image::names::Names::new(names, keypair.public().to_peer_id().to_string());
     let (net, net_task) = start_node(&config, &keypair, swarm_key, force_pnet, &store)?;
     let blocks = BlockService::new(store.clone(), Some(net.clone()))
@@ -71,6 +71,8 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         names.clone(),
         copies.clone(),
         &config.preload,
+        preloaded,
+        config.store.gc_target_bytes(),
     )
     .context("starting the [[preload]] worker")?;
     if !config.preload.is_empty() {
@@ -211,23 +213,24 @@ fn settings(repo: &Repo, o: &Overrides) -> anyhow::Result<crate::config::Config>
 /// The store tree of the registry's names.
 const NAMES_TREE: &str = "registry-names";
 
-/// The block store, and the records kept in its database: the mount's checked chunks and the
-/// registry's names.
+/// The block store, and the records kept in its database: the mount's checked chunks, the
+/// registry's names and what the preloads pinned.
 async fn open_store(
     repo: &Repo,
     config: &crate::config::Config,
-) -> anyhow::Result<(Arc<dyn Blocks>, Verified, sled::Tree)> {
+) -> anyhow::Result<(Arc<dyn Blocks>, Verified, sled::Tree, sled::Tree)> {
     let path = repo.blocks_dir();
     let cache = config.store.cache_capacity_bytes();
     let min_free = config.store.min_free_bytes();
-    let (store, verified, names) = tokio::task::spawn_blocking(move || {
+    let (store, verified, names, preloaded) = tokio::task::spawn_blocking(move || {
         let store = SledStore::open(&path, cache)?.with_min_free(min_free);
         let verified = store.tree(crate::mount::verified::TREE)?;
         let names = store.tree(NAMES_TREE)?;
-        anyhow::Ok((store, Verified::new(verified), names))
+        let preloaded = store.tree(crate::image::preload::TREE)?;
+        anyhow::Ok((store, Verified::new(verified), names, preloaded))
     })
     .await??;
-    Ok((Arc::new(store), verified, names))
+    Ok((Arc::new(store), verified, names, preloaded))
 }
 
 /// The p2p node, serving `store` to its peers.

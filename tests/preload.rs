@@ -162,3 +162,53 @@ fn a_lazy_preload_pins_the_metadata_alone() {
     );
     assert!(on_b.iter().all(|c| on_a.contains(c)));
 }
+
+/// Disk pressure (`store.gc_target_mb`, far below what B holds): B keeps the copy its
+/// `replicas = 2` rule asks for (the pusher's and B's are the only two) through its eviction
+/// rounds; once C (`all = true`) holds a third copy, B's is an extra one, and B lets it go: its
+/// pins are taken back and gc reclaims the blocks, while A and C still hold the image.
+#[test]
+fn a_node_over_its_gc_target_keeps_the_copies_its_rule_asks_for() {
+    let _turn = swarm_turn();
+    let key = swarm_key();
+    let a = node(&key, vec![], None);
+    let b = node(
+        &key,
+        vec![a.addr.clone()],
+        Some("[store]\ngc_target_mb = 1\n\n[[preload]]\nname = \"team/*\"\nreplicas = 2\n"),
+    );
+    mesh(&[&a, &b], 1);
+    let name = "team/app:1.0";
+    crate::push::push_busybox(&a);
+    let both = eventually(BOUND, || (holders(&a, name).len() == 2).then_some(()));
+    assert!(both.is_some(), "B did not preload:\n{}", b.log());
+    assert!(
+        b.wait_log(
+            "the copies the [[preload]] rules ask for",
+            Duration::from_secs(30)
+        ),
+        "no eviction round on B over its target:\n{}",
+        b.log()
+    );
+    assert!(
+        holders(&a, name).contains(&b.peer_id),
+        "B dropped a copy its rule asks for"
+    );
+    assert!(!pins(&b).is_empty());
+
+    let c = node(
+        &key,
+        vec![a.addr.clone(), b.addr.clone()],
+        Some("[[preload]]\nname = \"team/*\"\nall = true\n"),
+    );
+    let want: BTreeSet<String> = [a.peer_id.clone(), c.peer_id.clone()].into();
+    let moved = eventually(BOUND, || (holders(&a, name) == want).then_some(()));
+    assert!(
+        moved.is_some(),
+        "holders {:?}, want A and C:\n--- B ---\n{}",
+        holders(&a, name),
+        b.log()
+    );
+    assert!(b.wait_log("preload: evicted", Duration::from_secs(5)));
+    assert!(pins(&b).is_empty(), "B still pins {:?}", pins(&b));
+}

@@ -9,6 +9,15 @@
 //! What it found out about each image (size, whether it is held) is kept for `image ls`
 //! ([`Catalog`]). At most [`FETCHES`] images are fetched at once; a failed one is tried again
 //! after [`RETRY_AFTER`].
+//!
+//! **Eviction.** With `store.gc_target_mb`, every [`EVICT_EVERY`] a store over its target is
+//! collected down to it: unpinned blocks first (`repo gc --target`), then the images this node
+//! preloaded that the rules no longer ask of it, oldest first: an image no rule covers any more
+//! (its name moved on), or an extra copy of a `replicas = N` image (more than N live holders;
+//! of the holders that could let it go, the lowest-ranked goes first, so two nodes do not drop
+//! the same extra copy at once). The copies a rule asks for (every `all = true` image, the last
+//! N of a `replicas` one) are never evicted. Each preload records the pins it added (the tree
+//! [`TREE`]), and an eviction takes back only those, and none another held image needs.
 
 use cid::Cid;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -30,6 +39,19 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(30);
 pub const TICK: Duration = Duration::from_secs(3);
 /// Images whose facts are remembered.
 const MAX_FACTS: usize = 10_000;
+/// How often a store over `store.gc_target_mb` is brought back to it.
+pub const EVICT_EVERY: Duration = Duration::from_secs(10);
+/// The store tree of the preloads' records: image CID → [`Preloaded`].
+pub const TREE: &str = "preloaded";
+
+/// What a preload pinned, so that an eviction takes back only that.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Preloaded {
+    /// The CIDs it pinned that were not pinned before.
+    pinned: Vec<String>,
+    /// When, seconds since the epoch.
+    at: u64,
+}
 
 /// What this node knows of an image.
 #[derive(Debug, Clone, Default)]
@@ -53,12 +75,15 @@ impl Catalog {
     }
 }
 
-/// Starts the worker; it runs until the process ends.
+/// Starts the worker; it runs until the process ends. Its records are in `preloaded` (the
+/// store's [`TREE`]); `gc_target` is `store.gc_target_mb` in bytes (None: no eviction).
 pub fn spawn(
     blocks: BlockService,
     names: Names,
     copies: Copies,
     rules: &[crate::config::PreloadRule],
+    preloaded: sled::Tree,
+    gc_target: Option<u64>,
 ) -> anyhow::Result<Catalog> {
     let compiled = rules
         .iter()
@@ -85,6 +110,9 @@ pub fn spawn(
         failed: Arc::default(),
         turns: Arc::new(tokio::sync::Semaphore::new(FETCHES)),
         done: tokio::sync::watch::channel(()).0,
+        preloaded,
+        gc_target,
+        last_evict: Mutex::new(None),
     };
     tokio::spawn(worker.run());
     Ok(catalog)
@@ -104,6 +132,9 @@ struct Worker {
     turns: Arc<tokio::sync::Semaphore>,
     /// Bumped when a fetch ends.
     done: tokio::sync::watch::Sender<()>,
+    preloaded: sled::Tree,
+    gc_target: Option<u64>,
+    last_evict: Mutex<Option<Instant>>,
 }
 
 impl Worker {
@@ -174,7 +205,125 @@ impl Worker {
             }
             self.start(image, names, rule);
         }
+        self.evict_if_due(&images, &held).await
+    }
+
+    /// Brings the store back to its gc target when it is over it and [`EVICT_EVERY`] passed.
+    async fn evict_if_due(
+        &self,
+        images: &BTreeMap<String, Vec<String>>,
+        held: &BTreeMap<String, u64>,
+    ) -> anyhow::Result<()> {
+        let Some(target) = self.gc_target else {
+            return Ok(());
+        };
+        {
+            let mut last = crate::sync::lock(&self.last_evict);
+            if last.is_some_and(|l| l.elapsed() < EVICT_EVERY) {
+                return Ok(());
+            }
+            *last = Some(Instant::now());
+        }
+        let bytes = self.blocks.with_store(|s| s.stat()).await?.bytes;
+        if bytes <= target {
+            return Ok(());
+        }
+        let gc = move |s: &dyn crate::blockstore::Blocks| crate::blockstore::gc_to(s, Some(target));
+        let mut left = self.blocks.collect(gc).await?.left_bytes;
+        tracing::info!("store: {bytes} bytes, over its gc target of {target}: garbage collected down to {left}");
+        if left <= target {
+            return Ok(());
+        }
+        let tree = self.preloaded.clone();
+        let mut records = tokio::task::spawn_blocking(move || {
+            tree.iter()
+                .filter_map(|e| {
+                    let (k, v) = e.ok()?;
+                    let rec: Preloaded = serde_json::from_slice(&v).ok()?;
+                    Some((String::from_utf8_lossy(&k).into_owned(), rec))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await?;
+        records.sort_by_key(|(_, r)| r.at);
+        for i in 0..records.len() {
+            if left <= target {
+                break;
+            }
+            let (image, rec) = &records[i];
+            if !held.contains_key(image) || !self.may_evict(image, images.get(image)) {
+                continue;
+            }
+            // what another held image, or another preload, still needs stays pinned
+            let mut keep: BTreeSet<String> = BTreeSet::new();
+            for other in held.keys().filter(|o| *o != image) {
+                if let Some(blobs) = self.catalog.get(other).and_then(|f| f.blobs) {
+                    keep.extend(blobs.iter().map(Cid::to_string));
+                }
+            }
+            for (other, r) in records.iter().filter(|(o, _)| o != image) {
+                if held.contains_key(other) {
+                    keep.extend(r.pinned.iter().cloned());
+                }
+            }
+            let unpin: Vec<Cid> = rec
+                .pinned
+                .iter()
+                .filter(|c| !keep.contains(*c))
+                .filter_map(|c| Cid::try_from(c.as_str()).ok())
+                .collect();
+            let (tree, key) = (self.preloaded.clone(), image.clone());
+            self.blocks
+                .with_store(move |s| {
+                    for c in &unpin {
+                        s.unpin(c)?;
+                    }
+                    let _ = tree.remove(key.as_bytes());
+                    Ok(())
+                })
+                .await?;
+            left = self.blocks.collect(gc).await?.left_bytes;
+            tracing::info!(
+                "preload: evicted {image} ({} live holders), the store is down to {left} bytes",
+                self.copies.holders(image).len()
+            );
+        }
+        if left > target {
+            tracing::warn!(
+                "store: {left} bytes, over store.gc_target_mb ({target} bytes): the rest is pinned, or the copies the [[preload]] rules ask for"
+            );
+        }
         Ok(())
+    }
+
+    /// Whether this node may let its preloaded copy of `image` (named `names`) go.
+    fn may_evict(&self, image: &str, names: Option<&Vec<String>>) -> bool {
+        let Some(rule) = names.and_then(|n| placement::first_covering(&self.rules, n)) else {
+            // no rule asks for it any more (the name moved on, or went)
+            return true;
+        };
+        let Want::Replicas(n) = rule.want else {
+            return false;
+        };
+        let names = names.map(Vec::as_slice).unwrap_or_default();
+        let me = self.copies.me().to_string();
+        let holders = self.copies.holders(image);
+        if holders.len() <= n as usize || !self.copies.settled() {
+            tracing::debug!(
+                "preload: keeping {image}: {} holders, the rule asks for {n}",
+                holders.len()
+            );
+            return false;
+        }
+        // of the holders that may let it go, the lowest-ranked first
+        let mut evictors: BTreeSet<String> = self
+            .copies
+            .replica_candidates(names)
+            .intersection(&holders)
+            .cloned()
+            .collect();
+        evictors.insert(me.clone());
+        evictors.iter().min_by_key(|p| placement::score(image, p)) == Some(&me)
     }
 
     /// The size of `image` when it is held fully here: its root and every blob (of the rule's
@@ -250,7 +399,7 @@ impl Worker {
         if let Some(f) = crate::sync::lock(&self.catalog.0).get_mut(image) {
             f.preload = Some(how.clone());
         }
-        let (blocks, rule) = (self.blocks.clone(), rule.clone());
+        let (blocks, rule, tree) = (self.blocks.clone(), rule.clone(), self.preloaded.clone());
         let (running, failed, done) =
             (self.running.clone(), self.failed.clone(), self.done.clone());
         let turns = self.turns.clone();
@@ -261,7 +410,7 @@ impl Worker {
             };
             let started = Instant::now();
             tracing::info!("preload: fetching {name} ({image}; {how})");
-            match fetch(&blocks, root, &rule).await {
+            match fetch(&blocks, root, &rule, tree).await {
                 Ok(n) => {
                     tracing::info!(
                         "preload: {name} ({image}) fetched and pinned: {n} blobs in {:.1} s",
@@ -282,12 +431,35 @@ impl Worker {
     }
 }
 
-/// Fetches and pins the image `root` as `rule` asks; returns the number of blobs pinned.
-async fn fetch(blocks: &BlockService, root: Cid, rule: &Rule) -> anyhow::Result<usize> {
+/// Fetches and pins the image `root` as `rule` asks, and records in `tree` the pins it added;
+/// returns the number of blobs pinned.
+async fn fetch(
+    blocks: &BlockService,
+    root: Cid,
+    rule: &Rule,
+    tree: sled::Tree,
+) -> anyhow::Result<usize> {
     let platforms: Vec<_> = rule.platform.clone().into_iter().collect();
     let resolved = pull::resolve(blocks, root, &platforms).await?;
     let cids = resolved.blob_cids(!rule.lazy)?;
+    let before: BTreeSet<Cid> = blocks.with_store(|s| s.pins()).await?.into_iter().collect();
     blocks.fetch_and_pin(&cids, blocks.readahead()).await?;
+    let added = Preloaded {
+        pinned: cids
+            .iter()
+            .filter(|c| !before.contains(c))
+            .map(Cid::to_string)
+            .collect(),
+        at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
+    let record = serde_json::to_vec(&added)?;
+    tokio::task::spawn_blocking(move || {
+        tree.insert(root.to_string().as_bytes(), record)?;
+        tree.flush()
+    })
+    .await??;
     if rule.lazy {
         for image in &resolved.images {
             for layer in &image.manifest.layers {
