@@ -212,3 +212,60 @@ fn a_node_over_its_gc_target_keeps_the_copies_its_rule_asks_for() {
     assert!(b.wait_log("preload: evicted", Duration::from_secs(5)));
     assert!(pins(&b).is_empty(), "B still pins {:?}", pins(&b));
 }
+
+/// A multi-platform index pushed with `skopeo copy --all`: A converts both images; B, whose rule
+/// says `platform = "linux/arm64"`, pins the index and the arm64 image only, holds it as its rule
+/// asks, and pulls that platform by name.
+#[test]
+fn a_platform_rule_preloads_one_platform_of_a_pushed_index() {
+    let _turn = swarm_turn();
+    let key = swarm_key();
+    let a = node(&key, vec![], None);
+    let rule = "[[preload]]\nname = \"team/*\"\nall = true\nplatform = \"linux/arm64\"\n";
+    let b = node(&key, vec![a.addr.clone()], Some(rule));
+    mesh(&[&a, &b], 1);
+    let work = tempfile::tempdir().expect("tempdir");
+    let layout = work.path().join("multi");
+    crate::images::gen::build_multi_platform_layout(
+        &layout,
+        &crate::images::gen::GenSpec {
+            big_file_size: 1 << 20,
+            ..Default::default()
+        },
+    );
+    crate::images::runtimes::skopeo_ok(&[
+        "copy",
+        "--all",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:latest", layout.display()),
+        &format!("docker://{}/team/multi:1", a.registry),
+    ]);
+    let inspect: serde_json::Value =
+        serde_json::from_slice(&a.ok(&["image", "inspect", "--json", "team/multi:1"]))
+            .expect("json");
+    assert_eq!(
+        inspect["images"].as_array().map(Vec::len),
+        Some(2),
+        "{inspect}"
+    );
+    let held = eventually(BOUND, || {
+        holders(&a, "team/multi:1")
+            .contains(&b.peer_id)
+            .then_some(())
+    });
+    assert!(held.is_some(), "B did not preload:\n{}", b.log());
+    let (on_a, on_b) = (pins(&a), pins(&b));
+    // A: index, 2 manifests, 2 configs, 4 layers; B: index, the arm64 manifest, config, 2 layers
+    assert_eq!(on_b.len() + 4, on_a.len(), "A {on_a:?}\nB {on_b:?}");
+    assert!(on_b.iter().all(|c| on_a.contains(c)));
+    let out = work.path().join("arm64");
+    b.ok(&[
+        "image",
+        "pull",
+        "--platform",
+        "linux/arm64",
+        "team/multi:1",
+        "--to",
+        &format!("oci:{}:v1", out.display()),
+    ]);
+}

@@ -651,3 +651,63 @@ fn tar_of(entries: &[Entry]) -> Vec<u8> {
     }
     b.into_inner().expect("finish tar")
 }
+
+/// A multi-platform OCI layout in `dir`: an image index (tag `tag` in `index.json`) of the image
+/// of `spec` for linux/amd64 and the image of seed `spec.seed + 1` for linux/arm64 (its config
+/// saying arm64). Returns the two manifests' digests, amd64 first.
+pub fn build_multi_platform_layout(dir: &Path, spec: &GenSpec) -> (String, String) {
+    let amd64 = build_oci_layout(dir, spec);
+    let other = tempfile::tempdir().expect("tempdir");
+    let arm = build_oci_layout(
+        other.path(),
+        &GenSpec {
+            seed: spec.seed + 1,
+            ..spec.clone()
+        },
+    );
+    for p in &arm.layer_paths {
+        std::fs::copy(
+            p,
+            dir.join("blobs/sha256").join(p.file_name().expect("name")),
+        )
+        .expect("copy layer");
+    }
+    let mut config = arm.config.clone();
+    config["architecture"] = json!("arm64");
+    let config_bytes = serde_json::to_vec(&config).expect("config json");
+    let (config_digest, _) = write_blob(dir, &config_bytes);
+    let mut manifest = arm.manifest.clone();
+    manifest["config"]["digest"] = json!(config_digest);
+    manifest["config"]["size"] = json!(config_bytes.len());
+    let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest json");
+    let (arm_digest, _) = write_blob(dir, &manifest_bytes);
+    let amd64_size = serde_json::to_vec(&amd64.manifest).expect("json").len();
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": amd64.manifest_digest, "size": amd64_size,
+             "platform": {"architecture": "amd64", "os": "linux"}},
+            {"mediaType": OCI_MANIFEST, "digest": arm_digest, "size": manifest_bytes.len(),
+             "platform": {"architecture": "arm64", "os": "linux"}},
+        ],
+    });
+    let index_bytes = serde_json::to_vec(&index).expect("index json");
+    let (index_digest, _) = write_blob(dir, &index_bytes);
+    let top = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [{
+            "mediaType": OCI_INDEX,
+            "digest": index_digest,
+            "size": index_bytes.len(),
+            "annotations": {REF_NAME: spec.tag},
+        }],
+    });
+    std::fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&top).expect("json"),
+    )
+    .expect("write index.json");
+    (amd64.manifest_digest, arm_digest)
+}
