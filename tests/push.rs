@@ -69,6 +69,27 @@ pub(crate) struct Pushed {
     pub(crate) cid: String,
 }
 
+/// Podman runs `cat /etc/hello` in image `name` with its layers from `d`'s layer store at
+/// `mnt`, and gets the generated line; the podman is returned (dropping it cleans up).
+fn hello_through_store(
+    d: &crate::util::Daemon,
+    mnt: &std::path::Path,
+    name: &str,
+) -> crate::images::runtimes::Podman {
+    let (podman, opt) = crate::registry::podman_with_store(d, mnt);
+    let out = podman.podman_ok(&[
+        "--storage-opt",
+        &opt,
+        "run",
+        "--rm",
+        name,
+        "cat",
+        "/etc/hello",
+    ]);
+    assert_eq!(out.trim(), HELLO_LINE);
+    podman
+}
+
 /// Generates a busybox image and pushes it to `d` with skopeo as `team/app:1.0`.
 pub(crate) fn push_busybox(d: &crate::util::Daemon) -> Pushed {
     let work = tempfile::tempdir().expect("tempdir");
@@ -218,18 +239,7 @@ fn a_pushed_name_works_in_the_cli_a_mount_and_the_layer_store() {
     assert_eq!(hello.trim(), HELLO_LINE);
     a.ok(&["umount", mp.path().to_str().expect("utf-8")]);
 
-    let (podman, opt) = crate::registry::podman_with_store(&a, &mnt);
-    let name = format!("{addr}/team/app:1.0");
-    let out = podman.podman_ok(&[
-        "--storage-opt",
-        &opt,
-        "run",
-        "--rm",
-        &name,
-        "cat",
-        "/etc/hello",
-    ]);
-    assert_eq!(out.trim(), HELLO_LINE);
+    let podman = hello_through_store(&a, &mnt, &format!("{addr}/team/app:1.0"));
     assert_eq!(
         a.stat_u64("RegistryLayers"),
         0,
@@ -414,18 +424,7 @@ fn a_name_pushed_to_a_runs_on_c_through_its_layer_store_and_snapshotter() {
     );
 
     let name = format!("{}/team/app:1.0", c.registry);
-    let (podman, opt) = crate::registry::podman_with_store(&c, &mnt);
-    let out = podman.podman_ok(&[
-        "--storage-opt",
-        &opt,
-        "run",
-        "--rm",
-        &name,
-        "cat",
-        "/etc/hello",
-    ]);
-    assert_eq!(out.trim(), HELLO_LINE);
-    drop(podman);
+    drop(hello_through_store(&c, &mnt, &name));
 
     let socket = c.repo.path().join("snapshotter.sock");
     let ctrd = crate::images::runtimes::Containerd::start_with(

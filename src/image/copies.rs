@@ -11,7 +11,6 @@
 //! A frame is at most [`MAX_FRAME`] bytes, [`MAX_HELD`] images and `MAX_PRELOAD_RULES` rules of
 //! at most `MAX_PATTERN` bytes each; at most [`MAX_INBOUND`] streams are read at once.
 
-use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -274,16 +273,9 @@ async fn receive(
     incoming: impl futures::Stream<Item = (libp2p::PeerId, libp2p::Stream)>,
     copies: Copies,
 ) {
-    let turns = Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND));
-    futures::pin_mut!(incoming);
-    while let Some((peer, stream)) = incoming.next().await {
-        let Ok(turn) = turns.clone().try_acquire_owned() else {
-            tracing::debug!(%peer, "copies: too many streams at once; dropped one");
-            continue;
-        };
+    super::frames::each_inbound(incoming, MAX_INBOUND, "copies", |peer, stream| {
         let copies = copies.clone();
-        tokio::spawn(async move {
-            let _turn = turn;
+        async move {
             let read = tokio::time::timeout(
                 SEND_TIMEOUT * 2,
                 super::frames::read::<Status>(stream, MAX_FRAME),
@@ -295,8 +287,9 @@ async fn receive(
                 },
                 Err(e) => tracing::debug!(%peer, "copies: bad frame: {e:#}"),
             }
-        });
-    }
+        }
+    })
+    .await
 }
 
 /// Sends this node's status to new peers at once, to every peer when it changes and every

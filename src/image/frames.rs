@@ -2,8 +2,10 @@
 //! `copies`) exchange them: a 4-byte big-endian length, then that many bytes of JSON. Sizes are
 //! bounded before anything is read or sent, and JSON is (de)serialized off the async workers.
 
-use futures::{AsyncReadExt as _, AsyncWriteExt as _};
+use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
 use serde::{de::DeserializeOwned, Serialize};
+use std::future::Future;
+use std::sync::Arc;
 
 /// Reads one frame of at most `max` bytes from `stream`.
 pub async fn read<T: DeserializeOwned + Send + 'static>(
@@ -36,4 +38,30 @@ pub async fn send<T: Serialize + Send + 'static>(
     stream.write_all(&bytes).await?;
     stream.close().await?;
     Ok(())
+}
+
+/// Runs `handle` on each inbound stream of `incoming` in a task of its own, at most `at_once` at
+/// a time: a stream past that is dropped (`what` names the protocol in the log).
+pub async fn each_inbound<F, Fut>(
+    incoming: impl futures::Stream<Item = (libp2p::PeerId, libp2p::Stream)>,
+    at_once: usize,
+    what: &'static str,
+    handle: F,
+) where
+    F: Fn(libp2p::PeerId, libp2p::Stream) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let turns = Arc::new(tokio::sync::Semaphore::new(at_once));
+    futures::pin_mut!(incoming);
+    while let Some((peer, stream)) = incoming.next().await {
+        let Ok(turn) = turns.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "{what}: too many streams at once; dropped one");
+            continue;
+        };
+        let work = handle(peer, stream);
+        tokio::spawn(async move {
+            let _turn = turn;
+            work.await
+        });
+    }
 }

@@ -17,7 +17,6 @@
 //! A frame is at most [`MAX_FRAME`] bytes and [`MAX_RECORDS`] records, read within [`TIMEOUT`];
 //! merging (sled) runs on a blocking thread; at most [`MAX_INBOUND`] streams are handled at once.
 
-use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,23 +62,17 @@ async fn receive(
     incoming: impl futures::Stream<Item = (libp2p::PeerId, libp2p::Stream)>,
     names: Names,
 ) {
-    let turns = Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND));
-    futures::pin_mut!(incoming);
-    while let Some((peer, stream)) = incoming.next().await {
-        let Ok(turn) = turns.clone().try_acquire_owned() else {
-            tracing::debug!(%peer, "names: too many streams at once; dropped one");
-            continue;
-        };
+    super::frames::each_inbound(incoming, MAX_INBOUND, "names", |peer, stream| {
         let names = names.clone();
-        tokio::spawn(async move {
-            let _turn = turn;
+        async move {
             match tokio::time::timeout(TIMEOUT, read_frame(stream)).await {
                 Ok(Ok(frame)) => merge(&names, frame, peer).await,
                 Ok(Err(e)) => tracing::debug!(%peer, "names: bad frame: {e:#}"),
                 Err(_) => tracing::debug!(%peer, "names: a frame took over {TIMEOUT:?}"),
             }
-        });
-    }
+        }
+    })
+    .await
 }
 
 /// Merges a peer's records (on a blocking thread: sled).

@@ -355,6 +355,18 @@ async fn push_fixture_with(
     (base, dir)
 }
 
+/// A registry config whose one pusher is `ci:s3cret` (basic auth).
+fn with_ci_pusher() -> crate::config::RegistryConfig {
+    let mut config = crate::config::RegistryConfig::default();
+    config.pushers.insert(
+        "ci".into(),
+        crate::config::Pusher {
+            auth_secret: "basic:ci:s3cret".into(),
+        },
+    );
+    config
+}
+
 fn sha(b: &[u8]) -> String {
     oci::sha256_digest(b)
 }
@@ -599,14 +611,7 @@ async fn htpasswd_users_may_push() {
 /// and gets a push token that then pushes; a token the endpoint did not issue pushes nothing.
 #[tokio::test]
 async fn push_tokens_come_from_credentials_and_pull_tokens_from_nobody() {
-    let mut config = crate::config::RegistryConfig::default();
-    config.pushers.insert(
-        "ci".into(),
-        crate::config::Pusher {
-            auth_secret: "basic:ci:s3cret".into(),
-        },
-    );
-    let (base, _dir) = push_fixture(config).await;
+    let (base, _dir) = push_fixture(with_ci_pusher()).await;
     let http = reqwest::Client::new();
     let token = |scope: &'static str| http.get(format!("{base}/token?service=cidfs&scope={scope}"));
     let pull: serde_json::Value = token("repository:team/app:pull")
@@ -662,14 +667,7 @@ async fn push_tokens_come_from_credentials_and_pull_tokens_from_nobody() {
 /// pulls stay anonymous; a request from a web page never pushes.
 #[tokio::test]
 async fn pushes_need_credentials_when_pushers_are_set() {
-    let mut config = crate::config::RegistryConfig::default();
-    config.pushers.insert(
-        "ci".into(),
-        crate::config::Pusher {
-            auth_secret: "basic:ci:s3cret".into(),
-        },
-    );
-    let (base, _dir) = push_fixture(config).await;
+    let (base, _dir) = push_fixture(with_ci_pusher()).await;
     let http = reqwest::Client::new();
     let uploads = format!("{base}/team/app/blobs/uploads/");
     let r = http.post(&uploads).send().await.unwrap();
