@@ -648,3 +648,29 @@ fn an_interrupted_upload_is_resumed_with_curl() {
         blob.len()
     );
 }
+
+/// `image rm` unpublishes a name and unpins, on this node, the blobs no other name needs: while
+/// a second name stands for the image nothing is unpinned; once the last goes, `repo gc` frees
+/// every block of it. `--keep` only unpublishes.
+#[test]
+fn image_rm_unpins_what_no_other_name_needs() {
+    let a = crate::util::Daemon::start(Default::default());
+    push_busybox(&a);
+    let pins = |d: &crate::util::Daemon| {
+        String::from_utf8(d.ok(&["pin", "ls"]))
+            .expect("utf-8")
+            .lines()
+            .count()
+    };
+    let pinned = pins(&a);
+    assert!(pinned >= 5, "{pinned}");
+    a.ok(&["image", "tag", "team/app:1.0", "team/app:stable"]);
+    a.ok(&["image", "tag", "team/app:1.0", "team/app:kept"]);
+    a.ok(&["image", "rm", "--keep", "team/app:kept"]);
+    a.ok(&["image", "rm", "team/app:1.0"]);
+    assert_eq!(pins(&a), pinned, "unpinned while team/app:stable names it");
+    a.ok(&["image", "rm", "team/app:stable"]);
+    assert_eq!(pins(&a), 0);
+    a.ok(&["repo", "gc"]);
+    assert_eq!(a.stat_u64("NumObjects"), 0);
+}

@@ -96,18 +96,82 @@ pub async fn tag(
     Ok(Json(json!({ "Cid": named.cid })))
 }
 
+/// `image/rm NAME`: removes the name (in the whole swarm: a tombstone), then, unless
+/// `keep=true`, unpins on this node the image's blobs that no image still named here needs, so
+/// `repo gc` frees them (no other node's copy is touched).
 pub async fn rm(
     State(st): State<Arc<AppState>>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let text = one_arg(&Params::parse(q), "image/rm takes one argument: NAME[:TAG]")?;
+    let p = Params::parse(q);
+    let keep = p.bool("keep", false)?;
+    let text = one_arg(&p, "image/rm takes one argument: NAME[:TAG]")?;
     let (repo, tag) = name_arg(&text)?;
-    if !on_names(&st, move |n| n.remove(&repo, &tag)).await? {
+    let (r, t) = (repo.clone(), tag.clone());
+    let before = on_names(&st, move |n| n.get(&r, &t)).await?;
+    let (r, t) = (repo.clone(), tag.clone());
+    let Some(before) = before else {
+        return Err(ApiError::Failed(anyhow::anyhow!(
+            "{text} names nothing here"
+        )));
+    };
+    if !on_names(&st, move |n| n.remove(&r, &t)).await? {
         return Err(ApiError::Failed(anyhow::anyhow!(
             "{text} names nothing here"
         )));
     }
-    Ok(Json(json!({ "Removed": text })))
+    let unpinned = match keep {
+        true => 0,
+        false => unpin_unnamed(&st, &before.cid).await?,
+    };
+    Ok(Json(json!({ "Removed": text, "Unpinned": unpinned })))
+}
+
+/// Unpins the blobs of `image` (resolved from this node's store alone) that no image still
+/// named here needs, none when another name stands for it; how many pins went.
+async fn unpin_unnamed(st: &AppState, image: &str) -> Result<usize, ApiError> {
+    use crate::image::pull;
+    let local = crate::blockservice::BlockService::new(st.blocks.store().clone(), None);
+    let blobs = |cid: cid::Cid| {
+        let local = local.clone();
+        async move {
+            let r = pull::resolve(&local, cid, &[]).await.ok()?;
+            r.blob_cids(true).ok()
+        }
+    };
+    let Some(mine) = (match image.parse::<cid::Cid>() {
+        Ok(c) => blobs(c).await,
+        Err(_) => None,
+    }) else {
+        return Ok(0);
+    };
+    let named = on_names(st, |n| n.all()).await?;
+    if named.iter().any(|(_, v)| v.cid == image) {
+        // another name still stands for the image
+        return Ok(0);
+    }
+    let mut keep = std::collections::HashSet::new();
+    for other in named
+        .iter()
+        .map(|(_, v)| v.cid.as_str())
+        .filter(|c| *c != image)
+    {
+        if let Ok(c) = other.parse::<cid::Cid>() {
+            keep.extend(blobs(c).await.unwrap_or_default());
+        }
+    }
+    let unpin: Vec<cid::Cid> = mine.into_iter().filter(|c| !keep.contains(c)).collect();
+    let n = st
+        .blocks
+        .with_store(move |s| {
+            let mut n = 0;
+            for c in &unpin {
+                n += usize::from(s.unpin(c)?);
+            }
+            Ok(n)
+        })
+        .await?;
+    Ok(n)
 }
 
 pub async fn history(

@@ -237,10 +237,15 @@ pub enum ImageCommand {
         #[arg(value_name = "NAME")]
         name: String,
     },
-    /// Remove a name (the image stays stored and pinned; `cidfs pin rm` and `repo gc` free it).
+    /// Remove a name, on every node of the swarm, and unpin on this node the image's blobs that
+    /// no other name here needs (`cidfs repo gc` then frees them; other nodes keep their copies
+    /// until their gc target or `repo gc` takes them).
     Rm {
         #[arg(value_name = "NAME")]
         name: String,
+        /// Only remove the name: the image stays pinned here.
+        #[arg(long)]
+        keep: bool,
     },
     /// What a name pointed at before, oldest first, then what it points at now.
     History {

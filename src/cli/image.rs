@@ -29,8 +29,16 @@ pub async fn run(api: &ApiClient, cmd: ImageCommand) -> anyhow::Result<()> {
             println!("{}", v["Cid"].as_str().unwrap_or_default());
             Ok(())
         }
-        ImageCommand::Rm { name } => {
-            api.json("image/rm", &[("arg", name)]).await?;
+        ImageCommand::Rm { name, keep } => {
+            let v = api
+                .json("image/rm", &[("arg", name), ("keep", keep.to_string())])
+                .await?;
+            if !keep {
+                eprintln!(
+                    "{} pins of the image removed here; `cidfs repo gc` frees their blocks",
+                    v["Unpinned"].as_u64().unwrap_or_default()
+                );
+            }
             Ok(())
         }
         ImageCommand::History { name } => {
