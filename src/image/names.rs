@@ -78,6 +78,9 @@ pub struct Names {
     /// This node's peer id, the origin of what it sets.
     origin: String,
     changes: tokio::sync::broadcast::Sender<Record>,
+    /// Names in the table (tombstones included, history not): counted once at open, so the
+    /// bound costs nothing per write (sled's `len` walks the whole tree).
+    count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 const HISTORY: &str = "history/";
@@ -93,11 +96,22 @@ impl Names {
     /// The table in `tree`; what this node sets comes from `origin` (its peer id).
     pub fn new(tree: sled::Tree, origin: impl Into<String>) -> Self {
         let (changes, _) = tokio::sync::broadcast::channel(1024);
+        let count = tree
+            .iter()
+            .keys()
+            .filter(|k| k.as_ref().is_ok_and(|k| !k.starts_with(HISTORY.as_bytes())))
+            .count();
         Names {
             tree,
             origin: origin.into(),
             changes,
+            count: std::sync::Arc::new(count.into()),
         }
+    }
+
+    /// Whether a new name would pass [`MAX_NAMES`].
+    fn full(&self) -> bool {
+        self.count.load(std::sync::atomic::Ordering::Relaxed) >= MAX_NAMES
     }
 
     /// Every change from now on (a set, a removal, a value merged from a peer).
@@ -131,7 +145,12 @@ impl Names {
             key: key.to_string(),
             source,
         })?;
-        if let Some(old) = self.tree.insert(key.as_bytes(), bytes)? {
+        let old = self.tree.insert(key.as_bytes(), bytes)?;
+        if old.is_none() {
+            self.count
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let Some(old) = old {
             if !Self::decode(key, &old)?.removed {
                 let at = format!("{HISTORY}{key}/{:020}", value.time_ns);
                 self.tree.insert(at.as_bytes(), old)?;
@@ -172,7 +191,7 @@ impl Names {
         pushed_digest: &str,
     ) -> Result<Named, NamesError> {
         let key = format!("{repo}:{tag}");
-        if self.tree.len() >= MAX_NAMES && !self.tree.contains_key(key.as_bytes())? {
+        if self.full() && !self.tree.contains_key(key.as_bytes())? {
             return Err(NamesError::Full);
         }
         let named = Named {
@@ -228,7 +247,7 @@ impl Names {
         match self.raw(&record.name)? {
             Some(old) if !v.newer_than(&old) => Ok(false),
             old => {
-                if old.is_none() && self.tree.len() >= MAX_NAMES {
+                if old.is_none() && self.full() {
                     return Err(NamesError::Full);
                 }
                 self.put(&record.name, record.value)?;
@@ -305,6 +324,24 @@ mod tests {
 
     const A: &str = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
     const B: &str = "bafybeiedpcapwld4tkgtzwahfofgn4wex5ryysf4se6hwpmlrsh4ntnrau";
+
+    /// The bound counts names, not their history, and the count survives a reopen.
+    #[test]
+    fn history_does_not_count_against_the_bound() {
+        let t = table("me");
+        let (a, b): (Cid, Cid) = (A.parse().unwrap(), B.parse().unwrap());
+        for i in 0..150 {
+            t.set("app", "1", if i % 2 == 0 { a } else { b }, "sha256:x")
+                .unwrap();
+        }
+        t.set("app", "2", a, "sha256:x").unwrap();
+        t.remove("app", "2").unwrap();
+        let count = |n: &Names| n.count.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(count(&t), 2, "two names, the tombstone included");
+        assert_eq!(t.history("app", "1").unwrap().len(), MAX_HISTORY);
+        let again = Names::new(t.tree.clone(), "me");
+        assert_eq!(count(&again), 2);
+    }
 
     #[test]
     fn names_move_keep_history_and_list_by_repository() {
