@@ -122,7 +122,8 @@ pub(crate) fn push_busybox(d: &crate::util::Daemon) -> Pushed {
 /// skopeo pushes an OCI image to A as `team/app:1.0`; A converts it (eStargz layers with
 /// `toc.digest`), and skopeo pulls it back by name from A, and by its CID from B (blobs by
 /// bitswap from A), both unpacking to the generated tree. Pushed again under another tag (Docker
-/// schema2 this time), the blobs A has are not uploaded again. Podman pushes the image it loaded
+/// schema2 this time), and to another repository, the blobs A has are not uploaded again. Podman
+/// pushes the image it loaded
 /// and runs it back by name through A's endpoint.
 #[test]
 fn skopeo_pushes_by_name_and_pulls_back_the_converted_image_anywhere() {
@@ -161,6 +162,13 @@ fn skopeo_pushes_by_name_and_pulls_back_the_converted_image_anywhere() {
     assert_eq!(uploads(&a), before, "blobs A holds were uploaded again");
     let again = image_of(a.registry, "team/app", "v2s2");
     assert!(again.starts_with("bafk"), "{again}");
+    // another repository sharing every layer: nothing is uploaded a second time either
+    gen::push_to_registry(&layout, "latest", &addr, "team/other:1", None);
+    assert_eq!(
+        uploads(&a),
+        before,
+        "layers shared across repositories were uploaded again"
+    );
 
     // podman pushes what it loaded; the name then runs through A's endpoint
     let podman = Podman::new();
