@@ -37,6 +37,9 @@ pub const FETCHES: usize = 2;
 pub const RETRY_AFTER: Duration = Duration::from_secs(30);
 /// Plans are made at least this often (besides every change).
 pub const TICK: Duration = Duration::from_secs(3);
+/// A change is planned for this long after it came, with every change that came meanwhile, so
+/// a burst of them costs one plan (each plan reads the whole name table).
+pub const SETTLE: Duration = Duration::from_millis(200);
 /// Images whose facts are remembered.
 const MAX_FACTS: usize = 10_000;
 /// How often a store over `store.gc_target_mb` is brought back to it.
@@ -153,6 +156,18 @@ impl Worker {
                 _ = done.changed() => {}
                 _ = tick.tick() => {}
             }
+            // a burst of changes (a peer's whole table merged, statuses from many peers) makes
+            // one plan: wait a moment, then take everything that came meanwhile
+            tokio::time::sleep(SETTLE).await;
+            loop {
+                match names.try_recv() {
+                    Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::TryRecvError::Closed) => return,
+                    Err(tokio::sync::broadcast::error::TryRecvError::Empty) => break,
+                }
+            }
+            view.mark_unchanged();
+            done.mark_unchanged();
             if let Err(e) = self.plan().await {
                 tracing::warn!("preload: {e:#}");
             }
