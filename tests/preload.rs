@@ -138,7 +138,7 @@ fn replicas_are_kept_and_a_holder_that_leaves_is_replaced() {
 }
 
 /// `lazy = true`: the node pins the image's index, manifests and configs, not its layers, and
-/// counts as holding it the way its rule asks.
+/// counts as holding it the way its rule asks. When the name goes, the preload is released.
 #[test]
 fn a_lazy_preload_pins_the_metadata_alone() {
     let _turn = swarm_turn();
@@ -161,6 +161,17 @@ fn a_lazy_preload_pins_the_metadata_alone() {
         "B pinned {on_b:?}, A (whole image) {on_a:?}"
     );
     assert!(on_b.iter().all(|c| on_a.contains(c)));
+    // the name goes (A keeps its pins): B's preload is released, its pins with it
+    a.ok(&["image", "rm", "--keep", "team/app:1.0"]);
+    let released = eventually(BOUND, || pins(&b).is_empty().then_some(()));
+    assert!(
+        released.is_some(),
+        "B still pins {:?}:\n{}",
+        pins(&b),
+        b.log()
+    );
+    assert!(b.wait_log("no name stands for it any more", Duration::from_secs(5)));
+    assert_eq!(pins(&a), on_a, "A's pins are its own");
 }
 
 /// Disk pressure (`store.gc_target_mb`, far below what B holds): B keeps the copy its

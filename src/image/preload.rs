@@ -18,6 +18,9 @@
 //! the same extra copy at once). The copies a rule asks for (every `all = true` image, the last
 //! N of a `replicas` one) are never evicted. Each preload records the pins it added (the tree
 //! [`TREE`]), and an eviction takes back only those, and none another held image needs.
+//!
+//! A preloaded image that no name stands for any more (its name moved on or went) is released
+//! at once the same way: its pins go, and `repo gc` (or the gc target) frees its blocks.
 
 use cid::Cid;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -220,6 +223,7 @@ impl Worker {
             }
             self.start(image, names, rule);
         }
+        self.release_unnamed(&images, &held).await?;
         self.evict_if_due(&images, &held).await
     }
 
@@ -249,6 +253,31 @@ impl Worker {
         if left <= target {
             return Ok(());
         }
+        let records = self.records().await?;
+        for (image, _) in &records {
+            if left <= target {
+                break;
+            }
+            if !held.contains_key(image) || !self.may_evict(image, images.get(image)) {
+                continue;
+            }
+            self.release(image, &records, held).await?;
+            left = self.blocks.collect(gc).await?.left_bytes;
+            tracing::info!(
+                "preload: evicted {image} ({} live holders), the store is down to {left} bytes",
+                self.copies.holders(image).len()
+            );
+        }
+        if left > target {
+            tracing::warn!(
+                "store: {left} bytes, over store.gc_target_mb ({target} bytes): the rest is pinned, or the copies the [[preload]] rules ask for"
+            );
+        }
+        Ok(())
+    }
+
+    /// The preloads' records, oldest first.
+    async fn records(&self) -> anyhow::Result<Vec<(String, Preloaded)>> {
         let tree = self.preloaded.clone();
         let mut records = tokio::task::spawn_blocking(move || {
             tree.iter()
@@ -261,52 +290,63 @@ impl Worker {
         })
         .await?;
         records.sort_by_key(|(_, r)| r.at);
-        for i in 0..records.len() {
-            if left <= target {
-                break;
+        Ok(records)
+    }
+
+    /// Takes back the pins the preload of `image` added (of `records`), but those another held
+    /// image or another preload still needs, and forgets the record.
+    async fn release(
+        &self,
+        image: &str,
+        records: &[(String, Preloaded)],
+        held: &BTreeMap<String, u64>,
+    ) -> anyhow::Result<()> {
+        let Some((_, rec)) = records.iter().find(|(i, _)| i == image) else {
+            return Ok(());
+        };
+        let mut keep: BTreeSet<String> = BTreeSet::new();
+        for other in held.keys().filter(|o| *o != image) {
+            if let Some(blobs) = self.catalog.get(other).and_then(|f| f.blobs) {
+                keep.extend(blobs.iter().map(Cid::to_string));
             }
-            let (image, rec) = &records[i];
-            if !held.contains_key(image) || !self.may_evict(image, images.get(image)) {
-                continue;
-            }
-            // what another held image, or another preload, still needs stays pinned
-            let mut keep: BTreeSet<String> = BTreeSet::new();
-            for other in held.keys().filter(|o| *o != image) {
-                if let Some(blobs) = self.catalog.get(other).and_then(|f| f.blobs) {
-                    keep.extend(blobs.iter().map(Cid::to_string));
-                }
-            }
-            for (other, r) in records.iter().filter(|(o, _)| o != image) {
-                if held.contains_key(other) {
-                    keep.extend(r.pinned.iter().cloned());
-                }
-            }
-            let unpin: Vec<Cid> = rec
-                .pinned
-                .iter()
-                .filter(|c| !keep.contains(*c))
-                .filter_map(|c| Cid::try_from(c.as_str()).ok())
-                .collect();
-            let (tree, key) = (self.preloaded.clone(), image.clone());
-            self.blocks
-                .with_store(move |s| {
-                    for c in &unpin {
-                        s.unpin(c)?;
-                    }
-                    let _ = tree.remove(key.as_bytes());
-                    Ok(())
-                })
-                .await?;
-            left = self.blocks.collect(gc).await?.left_bytes;
-            tracing::info!(
-                "preload: evicted {image} ({} live holders), the store is down to {left} bytes",
-                self.copies.holders(image).len()
-            );
         }
-        if left > target {
-            tracing::warn!(
-                "store: {left} bytes, over store.gc_target_mb ({target} bytes): the rest is pinned, or the copies the [[preload]] rules ask for"
-            );
+        for (other, r) in records.iter().filter(|(o, _)| o != image) {
+            if held.contains_key(other) {
+                keep.extend(r.pinned.iter().cloned());
+            }
+        }
+        let unpin: Vec<Cid> = rec
+            .pinned
+            .iter()
+            .filter(|c| !keep.contains(*c))
+            .filter_map(|c| Cid::try_from(c.as_str()).ok())
+            .collect();
+        let (tree, key) = (self.preloaded.clone(), image.to_string());
+        self.blocks
+            .with_store(move |s| {
+                for c in &unpin {
+                    s.unpin(c)?;
+                }
+                let _ = tree.remove(key.as_bytes());
+                Ok(())
+            })
+            .await
+    }
+
+    /// Releases the preloads of images no name stands for any more (a name that moved on, or
+    /// went): the rules no longer ask for them, and `repo gc` (or the gc target) frees them.
+    async fn release_unnamed(
+        &self,
+        images: &BTreeMap<String, Vec<String>>,
+        held: &BTreeMap<String, u64>,
+    ) -> anyhow::Result<()> {
+        if self.preloaded.is_empty() {
+            return Ok(());
+        }
+        let records = self.records().await?;
+        for (image, _) in records.iter().filter(|(i, _)| !images.contains_key(i)) {
+            self.release(image, &records, held).await?;
+            tracing::info!("preload: released {image}: no name stands for it any more");
         }
         Ok(())
     }
