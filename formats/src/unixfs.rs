@@ -14,7 +14,7 @@
 //! repeated leaves included, like dag-pb `Tsize`).
 
 use cid::{Cid, Version};
-use rust_unixfs::file::adder::{BalancedCollector, Chunker, FileAdder};
+use rust_unixfs::file::adder::{BalancedCollector, Chunker, FileAdder, FileBranchLink};
 
 /// Kubo's default chunk size (`size-262144`).
 pub const DEFAULT_CHUNK_SIZE: usize = 256 * 1024;
@@ -197,6 +197,74 @@ impl Adder {
     }
 }
 
+/// A UnixFS file whose leaves the caller cuts, so that a piece of content gets the same leaf
+/// CIDs wherever it sits in a file (a gzip member of an eStargz blob, say, in every image that
+/// holds it). Leaves are raw CIDv1 blocks of 1..=[`MAX_CHUNK_SIZE`] bytes; the tree above them
+/// is kubo's balanced one ([`DEFAULT_MAX_LINKS`] links per node, the same nodes `ipfs add`
+/// writes over the same leaves). Cut every [`DEFAULT_CHUNK_SIZE`] bytes it is `ipfs add
+/// --cid-version=1` exactly; cut elsewhere, the root differs, but any reader of UnixFS reads
+/// the same bytes (node `blocksizes` say where each leaf lies).
+#[derive(Debug, Default)]
+pub struct LeafAdder {
+    leaves: Vec<FileBranchLink>,
+    bytes_in: u64,
+}
+
+/// A leaf out of range for [`LeafAdder::push_leaf`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a leaf of {0} bytes: leaves hold 1..={MAX_CHUNK_SIZE} bytes")]
+pub struct LeafSizeError(pub usize);
+
+impl LeafAdder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the next leaf; returns its block.
+    pub fn push_leaf(&mut self, data: &[u8]) -> Result<(Cid, Vec<u8>), LeafSizeError> {
+        if data.is_empty() || data.len() > MAX_CHUNK_SIZE {
+            return Err(LeafSizeError(data.len()));
+        }
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(data);
+        let mh = cid::multihash::Multihash::<64>::wrap(SHA2_256, &digest)
+            .map_err(|_| LeafSizeError(data.len()))?;
+        let cid = Cid::new_v1(RAW_CODEC, mh);
+        self.leaves.push(FileBranchLink {
+            cid,
+            blocksize: data.len() as u64,
+            tsize: data.len() as u64,
+        });
+        self.bytes_in += data.len() as u64;
+        Ok((cid, data.to_vec()))
+    }
+
+    /// File bytes pushed so far.
+    pub fn bytes_in(&self) -> u64 {
+        self.bytes_in
+    }
+
+    /// Ends the file: the root and the branch blocks (children before parents; none when the
+    /// file is one leaf, which is then the root). An empty file is the empty raw block.
+    pub fn finish(self) -> (Cid, Vec<(Cid, Vec<u8>)>) {
+        if self.leaves.is_empty() {
+            let root = empty_raw_cid();
+            return (root, vec![(root, Vec::new())]);
+        }
+        let (root, _, blocks) = rust_unixfs::file::adder::build_file_from_leaves(
+            &self.leaves,
+            Version::V1,
+            multihash_codetable::Code::Sha2_256,
+        );
+        (root, blocks)
+    }
+}
+
+/// The multicodec of raw blocks.
+const RAW_CODEC: u64 = 0x55;
+/// The multihash code of sha2-256.
+const SHA2_256: u64 = 0x12;
+
 /// The CID of the empty raw block (sha2-256 of no bytes).
 pub const EMPTY_RAW: &str = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
 
@@ -306,6 +374,50 @@ mod tests {
             empty,
             vec![(empty[0].0, vec![0x0a, 0x04, 0x08, 0x02, 0x18, 0x00])]
         );
+    }
+
+    /// Leaves cut every 256 KiB make `ipfs add --cid-version=1`'s DAG exactly (the vectors);
+    /// cut elsewhere they make another root over the same bytes, with the same leaf CIDs for
+    /// the same content wherever it sits.
+    #[test]
+    fn caller_cut_leaves_build_kubos_tree() {
+        let data = mod251(3 * DEFAULT_CHUNK_SIZE * 200 + 12_345);
+        let (want, kubo_blocks, _) = add_all(&data, &AddOptions::default(), 1 << 20);
+        let mut leaves = LeafAdder::new();
+        let mut blocks = Vec::new();
+        for part in data.chunks(DEFAULT_CHUNK_SIZE) {
+            blocks.push(leaves.push_leaf(part).unwrap());
+        }
+        assert_eq!(leaves.bytes_in(), data.len() as u64);
+        let (root, branches) = leaves.finish();
+        blocks.extend(branches);
+        assert_eq!(root, want);
+        let mut a: Vec<_> = blocks.iter().map(|(c, _)| *c).collect();
+        let mut b: Vec<_> = kubo_blocks.iter().map(|(c, _)| *c).collect();
+        a.sort();
+        b.sort();
+        assert_eq!(a, b);
+
+        // the same piece of content, at two offsets, is the same leaf
+        let piece = mod251(70_000);
+        let leaf_of = |prefix: usize| {
+            let mut l = LeafAdder::new();
+            l.push_leaf(&data[..prefix]).unwrap();
+            let (cid, _) = l.push_leaf(&piece).unwrap();
+            (cid, l.finish().0)
+        };
+        let (x, root_x) = leaf_of(10);
+        let (y, root_y) = leaf_of(99_999);
+        assert_eq!(x, y);
+        assert_ne!(root_x, root_y);
+        // one leaf is its own root; no leaves is the empty file; bounds
+        let mut one = LeafAdder::new();
+        let (only, _) = one.push_leaf(b"x").unwrap();
+        assert_eq!(one.finish(), (only, Vec::new()));
+        assert_eq!(LeafAdder::new().finish().0.to_string(), EMPTY_RAW);
+        assert_eq!(LeafAdder::new().push_leaf(b""), Err(LeafSizeError(0)));
+        let big = vec![0u8; MAX_CHUNK_SIZE + 1];
+        assert!(LeafAdder::new().push_leaf(&big).is_err());
     }
 
     #[test]

@@ -15,8 +15,11 @@
 //!
 //! - [`reader`]: a blob's TOC read through a caller's range-read function.
 //! - [`build`]: layer tar → eStargz blob (and [`build::scan`], the same checks without converting).
+//! - [`cuts`]: where a blob's UnixFS leaves end so that each member keeps its leaf CIDs in every
+//!   blob that holds it (issue 24's member-aligned layout; not used by pushes yet).
 
 pub mod build;
+pub mod cuts;
 pub mod footer;
 pub mod index;
 mod prefetch;
