@@ -21,6 +21,15 @@ pub fn estargz_toc(data: &[u8]) {
     let _ = index::index(&t, size);
     let _ = Table::build(std::slice::from_ref(&t)).map(|tb| tb.walk().len());
     let _ = Table::build(&[overlay_form(&t)]);
+    // member-aligned leaves: increasing, each 1..=MAX_LEAF bytes, the last at the blob's end
+    use crate::image::estargz::cuts::{leaf_ends, MAX_LEAF};
+    let ends = leaf_ends(&t, size / 2, size);
+    let mut at = 0;
+    for e in &ends {
+        assert!(*e > at && *e - at <= MAX_LEAF, "leaf {at}..{e}");
+        at = *e;
+    }
+    assert_eq!(at, size);
 }
 
 /// A layer's tar stream, as `image push` converts it.
@@ -89,4 +98,10 @@ pub fn snapshotter_filters(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let filters: Vec<String> = text.lines().map(str::to_string).collect();
     let _ = crate::snapshotter::filter::Filter::parse(&filters);
+}
+
+/// What peers and operators send the swarm's tables: a peer's copies status, an htpasswd file.
+pub fn swarm_records(data: &[u8]) {
+    crate::image::copies::fuzz_status(data);
+    let _ = crate::registry_server::htpasswd::Htpasswd::parse(&String::from_utf8_lossy(data));
 }

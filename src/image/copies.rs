@@ -84,6 +84,20 @@ impl Status {
     }
 }
 
+/// Fuzz entry (`fuzz/`, feature `fuzzing`): a status as a peer sends it, parsed and checked,
+/// and its rules matched against a name.
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_status(data: &[u8]) {
+    let Ok(status) = serde_json::from_slice::<Status>(data) else {
+        return;
+    };
+    if let Ok((_, rules)) = status.check() {
+        for (p, _) in &rules {
+            let _ = placement::covers(p, "team/app:1.0");
+        }
+    }
+}
+
 /// A peer's last status.
 struct Seen {
     status: Status,
