@@ -614,13 +614,11 @@ async fn push_tokens_come_from_credentials_and_pull_tokens_from_nobody() {
     let (base, _dir) = push_fixture(with_ci_pusher()).await;
     let http = reqwest::Client::new();
     let token = |scope: &'static str| http.get(format!("{base}/token?service=cidfs&scope={scope}"));
-    let pull: serde_json::Value = token("repository:team/app:pull")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let json = |req: reqwest::RequestBuilder| async move {
+        let v: serde_json::Value = req.send().await.unwrap().json().await.unwrap();
+        v
+    };
+    let pull = json(token("repository:team/app:pull")).await;
     assert_eq!(pull["token"], "anonymous");
     let r = token("repository:team/app:pull,push").send().await.unwrap();
     assert_eq!(code(r).await, (401, "UNAUTHORIZED".into()));
@@ -632,14 +630,7 @@ async fn push_tokens_come_from_credentials_and_pull_tokens_from_nobody() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    let push: serde_json::Value = token("repository:team/app:pull,push")
-        .basic_auth("ci", Some("s3cret"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let push = json(token("repository:team/app:pull,push").basic_auth("ci", Some("s3cret"))).await;
     let t = push["token"].as_str().unwrap().to_string();
     assert_eq!(t.len(), 64);
     let uploads = format!("{base}/team/app/blobs/uploads/");
