@@ -27,6 +27,16 @@ pub enum ImageRef {
     Named { repo: String, tag: String },
 }
 
+impl std::fmt::Display for ImageRef {
+    /// The CID, or `repo:tag`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImageRef::Cid(cid) => write!(f, "{cid}"),
+            ImageRef::Named { repo, tag } => write!(f, "{repo}:{tag}"),
+        }
+    }
+}
+
 /// Longest repository name (the distribution spec's bound).
 pub const MAX_REPOSITORY: usize = 255;
 

@@ -115,29 +115,20 @@ async fn healthz(
 /// The image a request names: a CID reference, or a name pushed to the registry endpoint
 /// (`team/app:1.0`) looked up in the name table.
 pub(crate) fn resolve_image(st: &AppState, text: &str) -> Result<cid::Cid, ApiError> {
-    match crate::cidref::parse_image(text).map_err(|e| ApiError::client(e.to_string()))? {
-        crate::cidref::ImageRef::Cid(cid) => Ok(cid),
-        crate::cidref::ImageRef::Named { repo, tag } => {
-            let named = st
-                .names
-                .get(&repo, &tag)
-                .map_err(|e| ApiError::Failed(e.into()))?
-                .ok_or_else(|| {
-                    // it may have been meant as a CID: say why it is not one
-                    let not_cid = crate::cidref::parse(text)
-                        .err()
-                        .map(|e| format!("; nor is it a CID: {e}"))
-                        .unwrap_or_default();
-                    ApiError::Failed(anyhow::anyhow!(
-                        "no image is named {repo}:{tag} here (names come from pushes to the registry endpoint){not_cid}"
-                    ))
-                })?;
-            named
-                .cid
-                .parse()
-                .map_err(|e| ApiError::Failed(anyhow::anyhow!("{repo}:{tag}: {e}")))
-        }
-    }
+    let image = crate::cidref::parse_image(text).map_err(|e| ApiError::client(e.to_string()))?;
+    st.names
+        .cid_of(&image)
+        .map_err(|e| ApiError::Failed(e.into()))?
+        .ok_or_else(|| {
+            // it may have been meant as a CID: say why it is not one
+            let not_cid = crate::cidref::parse(text)
+                .err()
+                .map(|e| format!("; nor is it a CID: {e}"))
+                .unwrap_or_default();
+            ApiError::Failed(anyhow::anyhow!(
+                "no image is named {image} here (names come from pushes to the registry endpoint){not_cid}"
+            ))
+        })
 }
 
 /// A CID reference from a request; a bad one is the client's error.

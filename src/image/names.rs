@@ -69,6 +69,8 @@ pub enum NamesError {
     Full,
     #[error("a name record from a peer is refused: {0}")]
     Refused(String),
+    #[error("the name table holds {cid:?} for {name}, which is not a CID")]
+    NotCid { name: String, cid: String },
 }
 
 /// The table: `repo:tag` → [`Named`], and `history/repo:tag/<time>` for the earlier ones.
@@ -136,6 +138,23 @@ impl Names {
     /// What `repo:tag` names.
     pub fn get(&self, repo: &str, tag: &str) -> Result<Option<Named>, NamesError> {
         Ok(self.raw(&format!("{repo}:{tag}"))?.filter(|n| !n.removed))
+    }
+
+    /// The image CID `image` stands for: its CID, or what the table names so (None when
+    /// nothing is). The one lookup of every door that takes a name.
+    pub fn cid_of(&self, image: &crate::cidref::ImageRef) -> Result<Option<Cid>, NamesError> {
+        let (repo, tag) = match image {
+            crate::cidref::ImageRef::Cid(cid) => return Ok(Some(*cid)),
+            crate::cidref::ImageRef::Named { repo, tag } => (repo, tag),
+        };
+        let Some(named) = self.get(repo, tag)? else {
+            return Ok(None);
+        };
+        let cid = Cid::try_from(named.cid.as_str()).map_err(|_| NamesError::NotCid {
+            name: image.to_string(),
+            cid: named.cid.clone(),
+        })?;
+        Ok(Some(cid))
     }
 
     /// Stores `value` under `key` (the old value goes to the history), durable on return, and

@@ -404,15 +404,9 @@ async fn layers_of(
     names: &Names,
     r: &ImageRef,
 ) -> anyhow::Result<Vec<(Descriptor, String)>> {
-    let cid = match &r.image {
-        crate::cidref::ImageRef::Cid(cid) => *cid,
-        crate::cidref::ImageRef::Named { repo, tag } => {
-            let named = names.get(repo, tag)?;
-            let named =
-                named.ok_or_else(|| anyhow::anyhow!("no image is named {repo}:{tag} here"))?;
-            named.cid.parse()?
-        }
-    };
+    let cid = names
+        .cid_of(&r.image)?
+        .ok_or_else(|| anyhow::anyhow!("no image is named {} here", r.image))?;
     let resolved = pull::resolve(&parts.blocks, cid, &[]).await?;
     Ok(resolved.one_image()?.layers_with_diff_ids()?.1)
 }

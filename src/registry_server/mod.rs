@@ -96,18 +96,19 @@ impl Registry {
             .ok_or_else(|| unknown_repo(repo))?
             .names;
         let internal = |e: crate::image::names::NamesError| RegistryError::internal(e.into());
-        let Some(named) = names.get(repo, tag).map_err(internal)? else {
-            if names.tags(repo).map_err(internal)?.is_empty() {
-                return Err(unknown_repo(repo));
-            }
-            return Err(RegistryError::manifest_unknown(format!(
-                "{repo}:{tag} names no image here"
-            )));
+        let image = crate::cidref::ImageRef::Named {
+            repo: repo.to_string(),
+            tag: tag.to_string(),
         };
-        named
-            .cid
-            .parse()
-            .map_err(|e| RegistryError::internal(anyhow::anyhow!("{repo}:{tag}: {e}")))
+        if let Some(cid) = names.cid_of(&image).map_err(internal)? {
+            return Ok(cid);
+        }
+        if names.tags(repo).map_err(internal)?.is_empty() {
+            return Err(unknown_repo(repo));
+        }
+        Err(RegistryError::manifest_unknown(format!(
+            "{repo}:{tag} names no image here"
+        )))
     }
 
     /// The images of `repo`: its one for `ipfs/<CID>`, every tag's for a pushed name.

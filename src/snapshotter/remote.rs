@@ -166,15 +166,10 @@ impl Remote {
 
     /// The CID of `image`: a name through the swarm's table (read off the async workers).
     async fn image_cid(&self, image: &crate::cidref::ImageRef) -> anyhow::Result<Cid> {
-        let (repo, tag) = match image {
-            crate::cidref::ImageRef::Cid(cid) => return Ok(*cid),
-            crate::cidref::ImageRef::Named { repo, tag } => (repo.clone(), tag.clone()),
-        };
-        let names = self.names.clone();
-        let (r, t) = (repo.clone(), tag.clone());
-        let named = tokio::task::spawn_blocking(move || names.get(&r, &t)).await??;
-        let named = named.ok_or_else(|| anyhow!("no image is named {repo}:{tag} in the swarm"))?;
-        Ok(named.cid.parse()?)
+        let (names, i) = (self.names.clone(), image.clone());
+        tokio::task::spawn_blocking(move || names.cid_of(&i))
+            .await??
+            .ok_or_else(|| anyhow!("no image is named {image} in the swarm"))
     }
 
     /// Mounts `layer` (of target `t`) at `dir`.
