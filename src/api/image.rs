@@ -107,22 +107,14 @@ pub async fn rm(
     let keep = p.bool("keep", false)?;
     let text = one_arg(&p, "image/rm takes one argument: NAME[:TAG]")?;
     let (repo, tag) = name_arg(&text)?;
-    let (r, t) = (repo.clone(), tag.clone());
-    let before = on_names(&st, move |n| n.get(&r, &t)).await?;
-    let (r, t) = (repo.clone(), tag.clone());
-    let Some(before) = before else {
+    let Some(was) = on_names(&st, move |n| n.remove(&repo, &tag)).await? else {
         return Err(ApiError::Failed(anyhow::anyhow!(
             "{text} names nothing here"
         )));
     };
-    if !on_names(&st, move |n| n.remove(&r, &t)).await? {
-        return Err(ApiError::Failed(anyhow::anyhow!(
-            "{text} names nothing here"
-        )));
-    }
     let unpinned = match keep {
         true => 0,
-        false => unpin_unnamed(&st, &before.cid).await?,
+        false => unpin_unnamed(&st, &was.cid).await?,
     };
     Ok(Json(json!({ "Removed": text, "Unpinned": unpinned })))
 }
@@ -131,34 +123,27 @@ pub async fn rm(
 /// named here needs, none when another name stands for it; how many pins went.
 async fn unpin_unnamed(st: &AppState, image: &str) -> Result<usize, ApiError> {
     use crate::image::pull;
-    let local = crate::blockservice::BlockService::new(st.blocks.store().clone(), None);
-    let blobs = |cid: cid::Cid| {
-        let local = local.clone();
-        async move {
-            let r = pull::resolve(&local, cid, &[]).await.ok()?;
-            r.blob_cids(true).ok()
-        }
-    };
-    let Some(mine) = (match image.parse::<cid::Cid>() {
-        Ok(c) => blobs(c).await,
-        Err(_) => None,
-    }) else {
-        return Ok(0);
-    };
     let named = on_names(st, |n| n.all()).await?;
-    if named.iter().any(|(_, v)| v.cid == image) {
+    let others: std::collections::BTreeSet<&str> =
+        named.iter().map(|(_, v)| v.cid.as_str()).collect();
+    if others.contains(image) {
         // another name still stands for the image
         return Ok(0);
     }
-    let mut keep = std::collections::HashSet::new();
-    for other in named
-        .iter()
-        .map(|(_, v)| v.cid.as_str())
-        .filter(|c| *c != image)
-    {
-        if let Ok(c) = other.parse::<cid::Cid>() {
-            keep.extend(blobs(c).await.unwrap_or_default());
+    let local = crate::blockservice::BlockService::new(st.blocks.store().clone(), None);
+    let blobs = |cid: &str| {
+        let (local, cid) = (local.clone(), cid.parse::<cid::Cid>());
+        async move {
+            let r = pull::resolve(&local, cid.ok()?, &[]).await.ok()?;
+            r.blob_cids(true).ok()
         }
+    };
+    let Some(mine) = blobs(image).await else {
+        return Ok(0);
+    };
+    let mut keep = std::collections::HashSet::new();
+    for other in others {
+        keep.extend(blobs(other).await.unwrap_or_default());
     }
     let unpin: Vec<cid::Cid> = mine.into_iter().filter(|c| !keep.contains(c)).collect();
     let n = st

@@ -224,12 +224,12 @@ impl Names {
         self.local(&key, named)
     }
 
-    /// Removes `repo:tag` (a tombstone); whether it named something. Its history stays.
-    pub fn remove(&self, repo: &str, tag: &str) -> Result<bool, NamesError> {
+    /// Removes `repo:tag` (a tombstone); what it named, if anything. Its history stays.
+    pub fn remove(&self, repo: &str, tag: &str) -> Result<Option<Named>, NamesError> {
         let key = format!("{repo}:{tag}");
-        if self.get(repo, tag)?.is_none() {
-            return Ok(false);
-        }
+        let Some(was) = self.get(repo, tag)? else {
+            return Ok(None);
+        };
         let tombstone = Named {
             cid: String::new(),
             pushed_digest: String::new(),
@@ -239,7 +239,7 @@ impl Names {
             removed: true,
         };
         self.local(&key, tombstone)?;
-        Ok(true)
+        Ok(Some(was))
     }
 
     /// Takes a peer's value of a name if it is later than this node's; whether it did. The
@@ -379,8 +379,8 @@ mod tests {
         assert_eq!(history.len(), 1);
         assert_eq!(history[0].cid, a.to_string());
         assert_eq!(names.all().unwrap().len(), 3);
-        assert!(names.remove("team/app", "latest").unwrap());
-        assert!(!names.remove("team/app", "latest").unwrap());
+        assert!(names.remove("team/app", "latest").unwrap().is_some());
+        assert!(names.remove("team/app", "latest").unwrap().is_none());
         assert_eq!(names.get("team/app", "latest").unwrap(), None);
         assert_eq!(names.tags("team/app").unwrap(), ["1.0"]);
     }

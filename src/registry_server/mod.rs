@@ -607,7 +607,7 @@ async fn serve(
                 .names
                 .remove(name, &reference)
                 .map_err(|e| RegistryError::internal(e.into()))?;
-            if !removed {
+            if removed.is_none() {
                 return Err(RegistryError::manifest_unknown(format!(
                     "{name}:{reference} names nothing"
                 )));
