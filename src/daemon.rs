@@ -280,8 +280,13 @@ fn open_pushes(
         true => None,
         false => {
             let path = repo.root().join(&config.registry.htpasswd);
-            let text = read_bounded(&path, registry_server::htpasswd::MAX_FILE)
-                .with_context(|| format!("reading registry.htpasswd {}", path.display()))?;
+            let bytes = crate::image::layout::read_limited(
+                &path,
+                registry_server::htpasswd::MAX_FILE as u64,
+            )
+            .context("registry.htpasswd")?;
+            let text = String::from_utf8(bytes)
+                .with_context(|| format!("registry.htpasswd {} is not UTF-8", path.display()))?;
             let file = registry_server::htpasswd::Htpasswd::parse(&text)
                 .with_context(|| format!("registry.htpasswd {}", path.display()))?;
             Some(file)
@@ -290,17 +295,6 @@ fn open_pushes(
     let root = repo.root().join("pushes");
     registry_server::push::Pushes::open(&root, names, &config.registry, htpasswd)
         .with_context(|| format!("preparing {} for pushes", root.display()))
-}
-
-/// The text of `path`, refused past `max` bytes.
-fn read_bounded(path: &std::path::Path, max: usize) -> anyhow::Result<String> {
-    use std::io::Read as _;
-    let mut text = String::new();
-    std::fs::File::open(path)?
-        .take(max as u64 + 1)
-        .read_to_string(&mut text)?;
-    anyhow::ensure!(text.len() <= max, "over {max} bytes");
-    Ok(text)
 }
 
 /// The registry endpoint, when enabled; it writes the `registry` file and removes it at stop.
