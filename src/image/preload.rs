@@ -124,6 +124,14 @@ pub fn spawn(
     Ok(catalog)
 }
 
+/// A named image as the name table has it now.
+#[derive(Default)]
+struct Entry {
+    names: Vec<String>,
+    /// When it was last named (ns).
+    named_ns: u64,
+}
+
 struct Worker {
     blocks: BlockService,
     /// The local store alone: checking what is held never fetches.
@@ -181,15 +189,14 @@ impl Worker {
     async fn plan(&self) -> anyhow::Result<()> {
         let names = self.names.clone();
         let all = tokio::task::spawn_blocking(move || names.all()).await??;
-        let mut images: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        // when each image was last named, and the latest name of all
-        let mut named_at: HashMap<String, u64> = HashMap::new();
+        // each named image, its names, and when it was last named; the latest name of all
+        let mut images: BTreeMap<String, Entry> = BTreeMap::new();
         let mut names_ns = 0;
         for (name, named) in all {
             names_ns = names_ns.max(named.time_ns);
-            let at = named_at.entry(named.cid.clone()).or_default();
-            *at = (*at).max(named.time_ns);
-            images.entry(named.cid).or_default().push(name);
+            let e = images.entry(named.cid).or_default();
+            e.named_ns = e.named_ns.max(named.time_ns);
+            e.names.push(name);
         }
         let pins: BTreeSet<Cid> = self
             .blocks
@@ -198,10 +205,14 @@ impl Worker {
             .into_iter()
             .collect();
         let mut held = BTreeMap::new();
-        for (image, names) in &images {
-            let rule = placement::first_covering(&self.rules, names);
+        let mut covered = Vec::new();
+        for (image, e) in &images {
+            let rule = placement::first_covering(&self.rules, &e.names);
             if let Some(size) = self.holds(image, rule, &pins).await {
                 held.insert(image.clone(), size);
+            }
+            if let Some(rule) = rule {
+                covered.push((image, e, rule));
             }
         }
         {
@@ -213,15 +224,10 @@ impl Worker {
             rules: self.summaries.clone(),
             names_ns,
         });
-        for (image, names) in &images {
-            let Some(rule) = placement::first_covering(&self.rules, names) else {
-                continue;
-            };
-            let at = named_at.get(image).copied().unwrap_or_default();
-            if held.contains_key(image) || !self.wants(image, names, at, rule) {
-                continue;
+        for (image, e, rule) in covered {
+            if !held.contains_key(image) && self.wants(image, &e.names, e.named_ns, rule) {
+                self.start(image, &e.names, rule);
             }
-            self.start(image, names, rule);
         }
         self.release_unnamed(&images, &held).await?;
         self.evict_if_due(&images, &held).await
@@ -230,7 +236,7 @@ impl Worker {
     /// Brings the store back to its gc target when it is over it and [`EVICT_EVERY`] passed.
     async fn evict_if_due(
         &self,
-        images: &BTreeMap<String, Vec<String>>,
+        images: &BTreeMap<String, Entry>,
         held: &BTreeMap<String, u64>,
     ) -> anyhow::Result<()> {
         let Some(target) = self.gc_target else {
@@ -258,7 +264,8 @@ impl Worker {
             if left <= target {
                 break;
             }
-            if !held.contains_key(image) || !self.may_evict(image, images.get(image)) {
+            let names = images.get(image).map(|e| e.names.as_slice());
+            if !held.contains_key(image) || !self.may_evict(image, names) {
                 continue;
             }
             self.release(image, &records, held).await?;
@@ -337,7 +344,7 @@ impl Worker {
     /// went): the rules no longer ask for them, and `repo gc` (or the gc target) frees them.
     async fn release_unnamed(
         &self,
-        images: &BTreeMap<String, Vec<String>>,
+        images: &BTreeMap<String, Entry>,
         held: &BTreeMap<String, u64>,
     ) -> anyhow::Result<()> {
         if self.preloaded.is_empty() {
@@ -352,7 +359,7 @@ impl Worker {
     }
 
     /// Whether this node may let its preloaded copy of `image` (named `names`) go.
-    fn may_evict(&self, image: &str, names: Option<&Vec<String>>) -> bool {
+    fn may_evict(&self, image: &str, names: Option<&[String]>) -> bool {
         let Some(rule) = names.and_then(|n| placement::first_covering(&self.rules, n)) else {
             // no rule asks for it any more (the name moved on, or went)
             return true;
@@ -360,7 +367,7 @@ impl Worker {
         let Want::Replicas(n) = rule.want else {
             return false;
         };
-        let names = names.map(Vec::as_slice).unwrap_or_default();
+        let names = names.unwrap_or_default();
         let me = self.copies.me().to_string();
         let holders = self.copies.holders(image);
         if holders.len() <= n as usize || !self.copies.settled() {
