@@ -506,8 +506,8 @@ async fn token(State(reg): State<Arc<Registry>>, req: axum::extract::Request) ->
         Ok(t) => {
             let expires = push::TOKEN_LIFETIME.as_secs();
             Json(serde_json::json!({
-                "token": t.token,
-                "access_token": t.token,
+                "token": t,
+                "access_token": t,
                 "expires_in": expires,
             }))
             .into_response()

@@ -52,14 +52,6 @@ const MAX_TOKENS: usize = 4096;
 /// The token given for pulls (which check nothing).
 pub const ANONYMOUS_TOKEN: &str = "anonymous";
 
-/// What the token endpoint answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Token {
-    pub token: String,
-    /// Whether it may push.
-    pub push: bool,
-}
-
 /// Good answers remembered.
 const MAX_VERIFIED: usize = 1024;
 /// bcrypts run at once.
@@ -83,19 +75,17 @@ impl PushAuth {
 
     /// The token endpoint (docker's token auth, which lets clients pull anonymously and push
     /// with credentials): credentials that may push get a push token; none get the anonymous
-    /// pull token unless `push` access (or a login, `scope` absent) was asked for.
+    /// pull token ([`ANONYMOUS_TOKEN`]) unless `push` access (or a login, `scope` absent) was
+    /// asked for.
     pub async fn issue(
         &self,
         peer: Option<SocketAddr>,
         headers: &HeaderMap,
         wants_push: bool,
-    ) -> Result<Token, RegistryError> {
+    ) -> Result<String, RegistryError> {
         let presented = headers.contains_key(header::AUTHORIZATION);
         if !presented && !wants_push {
-            return Ok(Token {
-                token: ANONYMOUS_TOKEN.into(),
-                push: false,
-            });
+            return Ok(ANONYMOUS_TOKEN.into());
         }
         self.check(peer, headers).await?;
         let token = hex::encode(rand::random::<[u8; 32]>());
@@ -108,7 +98,7 @@ impl PushAuth {
             ));
         }
         tokens.insert(token.clone(), now + TOKEN_LIFETIME);
-        Ok(Token { token, push: true })
+        Ok(token)
     }
 
     /// Whether `presented` is `Bearer` with a push token this endpoint issued, still valid.
