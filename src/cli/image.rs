@@ -112,6 +112,22 @@ async fn image_cid(api: &ApiClient, text: &str) -> anyhow::Result<Cid> {
     }
 }
 
+/// A peer id as `image ls` shows it: `self`, `-` for none, else its last 8 characters (a
+/// peer's record: not trusted to be ASCII, so cut by characters).
+fn short_peer(id: &str, me: &str) -> String {
+    match id {
+        "" => "-".to_string(),
+        id if id == me => "self".to_string(),
+        id => {
+            let tail: String = id
+                .chars()
+                .skip(id.chars().count().saturating_sub(8))
+                .collect();
+            format!("…{tail}")
+        }
+    }
+}
+
 async fn ls_cmd(api: &ApiClient, list_holders: bool, json: bool) -> anyhow::Result<()> {
     let v = api.json("image/ls", &[]).await?;
     if json {
@@ -124,11 +140,7 @@ async fn ls_cmd(api: &ApiClient, list_holders: bool, json: bool) -> anyhow::Resu
         return Ok(());
     }
     let me = v["Self"].as_str().unwrap_or_default();
-    let short = |id: &str| match id {
-        "" => "-".to_string(),
-        id if id == me => "self".to_string(),
-        id => format!("…{}", &id[id.len().saturating_sub(8)..]),
-    };
+    let short = |id: &str| short_peer(id, me);
     println!(
         "{:<32} {:<61} {:>10} {:>6}  {:<11} PUSHED DIGEST",
         "NAME", "CID", "SIZE", "COPIES", "PUSHED BY"
@@ -298,5 +310,17 @@ impl Bar for IndicatifBar {
     }
     fn finish(&self) {
         self.0.finish_and_clear()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn peer_ids_are_shortened_by_characters() {
+        assert_eq!(super::short_peer("", "me"), "-");
+        assert_eq!(super::short_peer("me", "me"), "self");
+        assert_eq!(super::short_peer("12D3KooWabcdefgh", "me"), "…abcdefgh");
+        // a hostile origin with multi-byte characters does not panic
+        assert_eq!(super::short_peer("ééééééééé", "me"), "…éééééééé");
     }
 }
