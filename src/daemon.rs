@@ -59,12 +59,13 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
     let _lock = repo.lock()?;
     let keypair = repo.identity()?;
     let (store, verified, names, preloaded) = open_store(&repo, &config).await?;
-    let names = crate::image::names::Names::new(names, keypair.public().to_peer_id().to_string());
+    let me = keypair.public().to_peer_id().to_string();
+    let names = crate::image::names::Names::new(names, me.clone());
     let (net, net_task) = start_node(&config, &keypair, swarm_key, force_pnet, &store)?;
     let blocks = BlockService::new(store.clone(), Some(net.clone()))
         .with_readahead(config.bitswap.readahead_blocks);
     crate::image::names_sync::spawn(net.clone(), names.clone())?;
-    let copies = crate::image::copies::Copies::new(keypair.public().to_peer_id().to_string());
+    let copies = crate::image::copies::Copies::new(me);
     crate::image::copies::spawn(net.clone(), copies.clone())?;
     let catalog = crate::image::preload::spawn(
         blocks.clone(),

@@ -111,17 +111,12 @@ impl Resolved {
 
     /// [`Self::blob_cids`] of `images` (of this image's) alone.
     pub fn blob_cids_of<'a>(
-        &self,
+        &'a self,
         images: impl IntoIterator<Item = &'a Image>,
         layers: bool,
     ) -> anyhow::Result<Vec<Cid>> {
         let mut out = vec![self.root];
-        let index = std::iter::once(&self.root_desc).filter(|_| self.index_bytes.is_some());
-        let images = images.into_iter().flat_map(|i| {
-            let l: &[Descriptor] = if layers { &i.manifest.layers } else { &[] };
-            [&i.desc, &i.manifest.config].into_iter().chain(l)
-        });
-        for d in index.chain(images) {
+        for d in self.blobs_of(images, layers) {
             let cid = d.cid().map_err(|e| anyhow!(e))?;
             if !out.contains(&cid) {
                 out.push(cid);
@@ -130,15 +125,28 @@ impl Resolved {
         Ok(out)
     }
 
-    /// Bytes of every blob [`Self::blob_cids`] names with its layers.
+    /// Bytes of every blob [`Self::blob_cids`] names with its layers (each once).
     pub fn size(&self) -> u64 {
+        let mut seen = std::collections::HashSet::new();
+        self.blobs_of(&self.images, true)
+            .filter(|d| seen.insert(&d.digest))
+            .map(|d| d.size.max(0) as u64)
+            .sum()
+    }
+
+    /// The descriptors of the index (when there is one) and of each of `images`' manifest,
+    /// config and, with `layers`, layers; a blob two images share comes twice.
+    fn blobs_of<'a>(
+        &'a self,
+        images: impl IntoIterator<Item = &'a Image>,
+        layers: bool,
+    ) -> impl Iterator<Item = &'a Descriptor> {
         let index = std::iter::once(&self.root_desc).filter(|_| self.index_bytes.is_some());
-        let images = self.images.iter().flat_map(|i| {
-            [&i.desc, &i.manifest.config]
-                .into_iter()
-                .chain(&i.manifest.layers)
+        let images = images.into_iter().flat_map(move |i| {
+            let l: &[Descriptor] = if layers { &i.manifest.layers } else { &[] };
+            [&i.desc, &i.manifest.config].into_iter().chain(l)
         });
-        index.chain(images).map(|d| d.size.max(0) as u64).sum()
+        index.chain(images)
     }
 
     /// The one image to unpack: the only one, or the host's platform of several.
