@@ -57,19 +57,6 @@ BOOTSTRAP_TMP=
 # and the best of three such reads (warm reads of 256 MiB take ~50 ms: one run is noisy).
 dd_secs() { LC_ALL=C dd if="$1" of=/dev/null bs=1M 2>&1 | awk '/copied/ {for (i = 1; i <= NF; i++) if ($i == "s,") print $(i - 1)}'; }
 best_of_3() { for _ in 1 2 3; do dd_secs "$1"; done | sort -g | head -1; }
-secs() { python3 -c "print(f'{$2-$1:.2f}')"; }
-mbps() { python3 -c "print(f'{$1/($3-$2)/1e6:.0f}')"; }
-# Directories with nothing mounted under them can be removed; anything still mounted there is
-# detached first, and rm never crosses into another filesystem.
-mounted_under() { awk -v d="$1" '$5 == d || index($5, d "/") == 1 {print $5}' /proc/self/mountinfo | sort -r; }
-is_mounted() { awk -v d="$1" '$5 == d {f = 1} END {exit !f}' /proc/self/mountinfo; }
-safe_rm() {
-    local m
-    for m in $(mounted_under "$1"); do umount -l "$m" 2>/dev/null || true; done
-    rm -rf --one-file-system "$1"
-}
-# Process alive and not a zombie.
-alive() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }
 
 cleanup() {
     set +e
@@ -82,70 +69,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null && DROPPED=1 || DROPPED=0; }
-DROPPED=0
-
-# The first Debian mirror of the machine's apt sources serving bookworm main (deb822 .sources files
-# first, then one-line .list files).
-apt_mirror() {
-    python3 - <<'PY'
-import glob, re, sys
-suite = "bookworm"
-for f in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
-    for stanza in re.split(r"\n\s*\n", open(f).read()):
-        fields, key = {}, None
-        for line in stanza.splitlines():
-            if line.startswith("#") or not line.strip():
-                continue
-            if line[0] in " \t" and key:
-                fields[key] += " " + line.strip()
-            elif ":" in line:
-                key, v = line.split(":", 1)
-                key = key.strip().lower()
-                fields[key] = v.strip()
-        if fields.get("enabled", "yes").lower() == "no":
-            continue
-        if "deb" in fields.get("types", "").split() and suite in fields.get("suites", "").split() \
-                and "main" in fields.get("components", "").split() and fields.get("uris"):
-            print(fields["uris"].split()[0]); sys.exit(0)
-for f in ["/etc/apt/sources.list"] + sorted(glob.glob("/etc/apt/sources.list.d/*.list")):
-    try:
-        lines = open(f).read().splitlines()
-    except OSError:
-        continue
-    for line in lines:
-        m = re.match(r"deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)\s+(.*)", line.split("#", 1)[0].strip())
-        if m and m.group(2) == suite and "main" in m.group(3).split():
-            print(m.group(1)); sys.exit(0)
-sys.exit("no apt source for bookworm main found in /etc/apt/sources.list{,.d/}")
-PY
-}
-
 # ---- 1. the rootfs (cached)
-if [ ! -s "$ROOTFS_TAR" ]; then
-    if ! command -v debootstrap > /dev/null; then
-        apt-get update -q > /dev/null && apt-get install -y -q debootstrap > /dev/null
-    fi
-    MIRROR=${MIRROR:-$(apt_mirror)}
-    echo "building the rootfs with debootstrap from $MIRROR (cached in $ROOTFS_TAR)" >&2
-    mkdir -p "$CACHE_DIR"
-    BOOTSTRAP_TMP=$(mktemp -d /var/tmp/cidfs-debootstrap.XXXXXX)
-    t0=$(now)
-    if ! debootstrap --variant=minbase --include=python3 bookworm "$BOOTSTRAP_TMP/root" "$MIRROR" \
-            > "$WORK/debootstrap.log" 2>&1; then
-        tail -30 "$WORK/debootstrap.log" >&2
-        echo "debootstrap failed (full log above, last 30 lines)" >&2
-        exit 1
-    fi
-    if [ -n "$(mounted_under "$BOOTSTRAP_TMP")" ]; then
-        echo "debootstrap left mounts: $(mounted_under "$BOOTSTRAP_TMP")" >&2; exit 1
-    fi
-    rm -rf "$BOOTSTRAP_TMP/root/var/cache/apt/archives/"*.deb "$BOOTSTRAP_TMP/root/var/lib/apt/lists/"*_Packages
-    tar --numeric-owner --xattrs --xattrs-include='*' -C "$BOOTSTRAP_TMP/root" -cf "$ROOTFS_TAR.tmp" .
-    mv "$ROOTFS_TAR.tmp" "$ROOTFS_TAR"
-    safe_rm "$BOOTSTRAP_TMP"; BOOTSTRAP_TMP=
-    echo "debootstrap + tar: $(secs "$t0" "$(now)") s" >&2
-fi
+debian_rootfs "$ROOTFS_TAR" python3
 ROOTFS_BYTES=$(stat -c %s "$ROOTFS_TAR")
 FILLER_MIB=${1:-$(( 1024 - (ROOTFS_BYTES >> 20) ))}
 if ! [[ $FILLER_MIB =~ ^[0-9]+$ ]] || [ "$FILLER_MIB" -lt "$SEQ_MIB" ]; then
@@ -226,34 +151,6 @@ b_config() {
     mkdir -p "$WORK/b"
     if [ "$HAVE_MOUNT" = 1 ]; then printf '[mount]\nbackground_fetch = false\n' > "$WORK/b/config.toml"; fi
     if [ "$HAVE_TRUST" = 1 ]; then printf '[trust]\nunverified_layers = "%s"\n' "$B_TRUST" >> "$WORK/b/config.toml"; fi
-}
-# The API of node NAME, host:port, from its api file (/ip4/H/tcp/P).
-api_of() { awk -F/ '{print $3 ":" $5}' "$WORK/$1/api"; }
-bytes_fetched() {
-    curl -sf -X POST "http://$(api_of "$1")/api/v0/repo/stat" \
-        | python3 -c 'import json, sys; print(json.load(sys.stdin)["BytesFetched"])'
-}
-# Wait (bounded) until node $1 lists peer id $2 among its connections.
-wait_peer() {
-    local deadline=$(( $(date +%s) + 30 ))
-    until "$BIN" --repo "$WORK/$1" swarm peers 2>/dev/null | grep -q "$2"; do
-        [ "$(date +%s)" -lt "$deadline" ] || { echo "node $1 did not connect to $2" >&2; exit 1; }
-        sleep 0.1
-    done
-}
-# Stop node NAME (SIGTERM, then SIGKILL after 30 s) and forget its PID.
-stop_cidfs() {
-    local pid p keep=()
-    eval "pid=\$${1}_PID"
-    kill "$pid" 2>/dev/null || true
-    local deadline=$(( $(date +%s) + 30 ))
-    while alive "$pid"; do
-        if [ "$(date +%s)" -ge "$deadline" ]; then kill -9 "$pid" 2>/dev/null || true; break; fi
-        sleep 0.1
-    done
-    wait "$pid" 2>/dev/null || true
-    for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
 }
 # `cidfs mount` on B, its "mounted ..." note (stderr) shown only if it fails.
 mount_b() {

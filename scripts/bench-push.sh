@@ -13,8 +13,6 @@ SIZE_MB=${1:-500}
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 bench_setup
-secs() { python3 -c "print(f'{$2-$1:.2f}')"; }
-mbps() { python3 -c "print(f'{$1/($3-$2)/1e6:.0f}')"; }
 
 # The layer: regular files of /usr (skipping unreadable ones) until SIZE_MB, as one tar.
 python3 - "$WORK/layer.tar" "$SIZE_MB" <<'PY'

@@ -72,3 +72,119 @@ json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.
 open(os.path.join(out, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
 PY
 }
+
+# Seconds from $1 to $2 (two `now`s), and MB/s of $1 bytes in that time.
+secs() { python3 -c "print(f'{$2-$1:.2f}')"; }
+mbps() { python3 -c "print(f'{$1/($3-$2)/1e6:.0f}')"; }
+
+# Directories with nothing mounted under them can be removed; anything still mounted there is
+# detached first, and rm never crosses into another filesystem.
+mounted_under() { awk -v d="$1" '$5 == d || index($5, d "/") == 1 {print $5}' /proc/self/mountinfo | sort -r; }
+is_mounted() { awk -v d="$1" '$5 == d {f = 1} END {exit !f}' /proc/self/mountinfo; }
+safe_rm() {
+    local m
+    for m in $(mounted_under "$1"); do umount -l "$m" 2>/dev/null || true; done
+    rm -rf --one-file-system "$1"
+}
+# Process alive and not a zombie.
+alive() { [ -r "/proc/$1/status" ] && ! grep -qs '^State:[[:space:]]*Z' "/proc/$1/status"; }
+
+# Drops the kernel page cache when it can (sets DROPPED to 1 if it did, else 0).
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null && DROPPED=1 || DROPPED=0; }
+DROPPED=0
+
+# The first Debian mirror of the machine's apt sources serving bookworm main (deb822 .sources files
+# first, then one-line .list files).
+apt_mirror() {
+    python3 - <<'PY'
+import glob, re, sys
+suite = "bookworm"
+for f in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
+    for stanza in re.split(r"\n\s*\n", open(f).read()):
+        fields, key = {}, None
+        for line in stanza.splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            if line[0] in " \t" and key:
+                fields[key] += " " + line.strip()
+            elif ":" in line:
+                key, v = line.split(":", 1)
+                key = key.strip().lower()
+                fields[key] = v.strip()
+        if fields.get("enabled", "yes").lower() == "no":
+            continue
+        if "deb" in fields.get("types", "").split() and suite in fields.get("suites", "").split() \
+                and "main" in fields.get("components", "").split() and fields.get("uris"):
+            print(fields["uris"].split()[0]); sys.exit(0)
+for f in ["/etc/apt/sources.list"] + sorted(glob.glob("/etc/apt/sources.list.d/*.list")):
+    try:
+        lines = open(f).read().splitlines()
+    except OSError:
+        continue
+    for line in lines:
+        m = re.match(r"deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)\s+(.*)", line.split("#", 1)[0].strip())
+        if m and m.group(2) == suite and "main" in m.group(3).split():
+            print(m.group(1)); sys.exit(0)
+sys.exit("no apt source for bookworm main found in /etc/apt/sources.list{,.d/}")
+PY
+}
+
+# debian_rootfs TAR PACKAGES: a Debian bookworm rootfs, `debootstrap --variant=minbase
+# --include=PACKAGES` from $MIRROR (default: apt_mirror), tarred with numeric owners and xattrs into
+# TAR, unless TAR already exists (delete it to rebuild). Installs debootstrap when missing.
+debian_rootfs() {
+    local tar=$1 packages=$2 tmp t0
+    [ -s "$tar" ] && return 0
+    if ! command -v debootstrap > /dev/null; then
+        apt-get update -q > /dev/null && apt-get install -y -q debootstrap > /dev/null
+    fi
+    MIRROR=${MIRROR:-$(apt_mirror)}
+    echo "building the rootfs with debootstrap from $MIRROR (cached in $tar)" >&2
+    mkdir -p "$(dirname "$tar")"
+    tmp=$(mktemp -d /var/tmp/cidfs-debootstrap.XXXXXX)
+    BOOTSTRAP_TMP=$tmp
+    t0=$(now)
+    if ! debootstrap --variant=minbase --include="$packages" bookworm "$tmp/root" "$MIRROR" \
+            > "$WORK/debootstrap.log" 2>&1; then
+        tail -30 "$WORK/debootstrap.log" >&2
+        echo "debootstrap failed (full log above, last 30 lines)" >&2
+        exit 1
+    fi
+    if [ -n "$(mounted_under "$tmp")" ]; then
+        echo "debootstrap left mounts: $(mounted_under "$tmp")" >&2; exit 1
+    fi
+    rm -rf "$tmp/root/var/cache/apt/archives/"*.deb "$tmp/root/var/lib/apt/lists/"*_Packages
+    tar --numeric-owner --xattrs --xattrs-include='*' -C "$tmp/root" -cf "$tar.tmp" .
+    mv "$tar.tmp" "$tar"
+    safe_rm "$tmp"; BOOTSTRAP_TMP=
+    echo "debootstrap + tar: $(secs "$t0" "$(now)") s" >&2
+}
+
+# The API of node NAME, host:port, from its api file (/ip4/H/tcp/P).
+api_of() { awk -F/ '{print $3 ":" $5}' "$WORK/$1/api"; }
+bytes_fetched() {
+    curl -sf -X POST "http://$(api_of "$1")/api/v0/repo/stat" \
+        | python3 -c 'import json, sys; print(json.load(sys.stdin)["BytesFetched"])'
+}
+# Wait (bounded) until node $1 lists peer id $2 among its connections.
+wait_peer() {
+    local deadline=$(( $(date +%s) + 30 ))
+    until "$BIN" --repo "$WORK/$1" swarm peers 2>/dev/null | grep -q "$2"; do
+        [ "$(date +%s)" -lt "$deadline" ] || { echo "node $1 did not connect to $2" >&2; exit 1; }
+        sleep 0.1
+    done
+}
+# Stop node NAME (SIGTERM, then SIGKILL after 30 s) and forget its PID.
+stop_cidfs() {
+    local pid p keep=()
+    eval "pid=\$${1}_PID"
+    kill "$pid" 2>/dev/null || true
+    local deadline=$(( $(date +%s) + 30 ))
+    while alive "$pid"; do
+        if [ "$(date +%s)" -ge "$deadline" ]; then kill -9 "$pid" 2>/dev/null || true; break; fi
+        sleep 0.1
+    done
+    wait "$pid" 2>/dev/null || true
+    for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}

@@ -292,6 +292,37 @@ fn helia_cidv0_dag_pb_leaves_fetch_and_range_read() {
     assert_eq!(body, &data[data.len() - 100..]);
 }
 
+/// Helia fetches every layer of a pushed image (cut at its gzip members, leaves up to 1 MiB)
+/// and reads back the blob its digest names.
+#[test]
+fn helia_fetches_layers_cut_at_their_members() {
+    let key = swarm_key();
+    let d = private_daemon(&key);
+    let mut h = Helia::start(Some(&key));
+    h.ok(&format!("dial {}", d.addr), Duration::from_secs(30));
+    let (_, cid) = crate::mount::generate_and_push(
+        &d,
+        crate::images::gen::GenSpec {
+            busybox: true,
+            big_file_size: 3 << 20,
+            ..Default::default()
+        },
+    );
+    let (manifest, _) = crate::images::hostile::diff_ids_of(&d, &cid);
+    let layers = manifest["layers"].as_array().expect("layers");
+    assert!(!layers.is_empty());
+    for l in layers {
+        let url = l["urls"][0].as_str().expect("url");
+        let got = h.cat(url.trim_start_matches("ipfs://"));
+        assert_eq!(Some(got.len() as u64), l["size"].as_u64(), "{url}");
+        assert_eq!(
+            Some(format!("sha256:{}", sha256(&got)).as_str()),
+            l["digest"].as_str(),
+            "{url}"
+        );
+    }
+}
+
 #[test]
 fn helia_with_another_key_or_none_cannot_exchange_with_cidfs() {
     let key = swarm_key();

@@ -349,3 +349,36 @@ fn a_mount_reads_an_image_layer_that_kubo_serves() {
     assert_eq!(read.expect("read"), xorshift_bytes(1 + 1, 4097));
     assert!(b.stat_u64("BlocksFetched") > 0);
 }
+
+/// The layers of a pushed image are cut at their gzip members (`--dag-layout members`, the
+/// default): leaves of up to 1 MiB, one DAG per layer that is not `ipfs add`'s. kubo fetches
+/// every block of each and reads back the blob its digest names.
+#[test]
+fn kubo_fetches_layers_cut_at_their_members() {
+    let key = swarm_key();
+    let a = cidfs(&key);
+    let (_, cid) = generate_and_push(
+        &a,
+        GenSpec {
+            busybox: true,
+            big_file_size: 3 * MIB,
+            ..Default::default()
+        },
+    );
+    let (manifest, _) = diff_ids_of(&a, &cid);
+    let layers = manifest["layers"].as_array().expect("layers");
+    assert!(!layers.is_empty());
+    for l in layers {
+        let url = l["urls"][0].as_str().expect("url");
+        let layer = url.trim_start_matches("ipfs://");
+        let digest = l["digest"].as_str().expect("digest");
+        let (fetch, code) = kubo_fetch(Some(&key), &a.addr, layer);
+        assert_eq!(code, Some(0), "kubo fetch of {layer}: {fetch}");
+        assert_eq!(fetch["bytes"], l["size"], "{layer}");
+        assert_eq!(
+            fetch["sha256"].as_str().map(|h| format!("sha256:{h}")),
+            Some(digest.to_string()),
+            "{layer}"
+        );
+    }
+}

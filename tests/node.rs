@@ -609,3 +609,58 @@ fn cat_into_a_closed_pipe_ends_quietly() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A `leaf-ends` part (what `image push` sends with every eStargz layer) cuts the next file's
+/// leaves where it says: the file reads back whole, its first leaf is exactly the planned
+/// slice, and the root differs from plain `add`'s; a bad plan is a 400 that says why.
+#[test]
+fn j2_a_leaf_ends_part_cuts_the_next_file() {
+    let a = Daemon::start(Opts::default());
+    let dir = tempfile::tempdir().unwrap();
+    let data = random_bytes(3 * MIB + 123);
+    let file = dir.path().join("blob");
+    std::fs::write(&file, &data).unwrap();
+    let head = dir.path().join("head");
+    std::fs::write(&head, &data[..1000]).unwrap();
+    let add = |plan: &str| {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args(["-s", "-w", "\n%{http_code}", "-X", "POST"])
+            .arg(format!(
+                "http://{}/api/v0/add?cid-version=1&pin=false",
+                a.api
+            ))
+            .args(["-F", &format!("leaf-ends={plan}")])
+            .arg("-F")
+            .arg(format!("file=@{}", file.display()));
+        let out = crate::util::run_bounded(cmd, Duration::from_secs(60));
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (code.to_string(), body.to_string())
+    };
+    let n = data.len();
+    let (code, body) = add(&format!("[1000,500000,1548576,{n}]"));
+    assert_eq!(code, "200", "{body}");
+    let v: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
+    let root = v["Hash"].as_str().unwrap().to_string();
+    assert_eq!(a.ok(&["cat", &root]), data);
+    let plain =
+        String::from_utf8(a.ok(&["add", "-q", "--cid-version=1", file.to_str().unwrap()])).unwrap();
+    assert_ne!(plain.trim(), root, "a planned cut is another DAG");
+    // the first leaf is the raw block of exactly the first 1000 bytes
+    let leaf = String::from_utf8(a.ok(&[
+        "add",
+        "-q",
+        "--only-hash",
+        "--cid-version=1",
+        head.to_str().unwrap(),
+    ]))
+    .unwrap();
+    let (s, stat) = a.rpc("block/stat", &format!("arg={}", leaf.trim()));
+    assert_eq!(s, 200, "{stat}");
+    assert_eq!(stat["Size"], 1000, "{stat}");
+    for bad in ["[0]", "[5,5]", &format!("[{}]", 3 << 20), "not json"] {
+        let (code, body) = add(bad);
+        assert_eq!(code, "400", "{bad}: {body}");
+        assert!(body.contains("leaf"), "{bad}: {body}");
+    }
+}

@@ -37,7 +37,14 @@ pub enum OptionsError {
     /// Only CIDv0 and CIDv1 exist.
     #[error("unsupported CID version {0}: use 0 or 1")]
     CidVersion(u8),
+    /// Leaf ends must increase, each leaf holding 1..=[`MAX_CHUNK_SIZE`] bytes, and number at
+    /// most [`MAX_LEAF_ENDS`].
+    #[error("leaf ends: {0}")]
+    LeafEnds(String),
 }
+
+/// Most leaf ends [`Adder::with_leaf_ends`] takes (a 1 TiB file of 1 MiB leaves).
+pub const MAX_LEAF_ENDS: usize = 1 << 20;
 
 /// How a file is cut into blocks. [`Default`] is `ipfs add --cid-version=1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,12 +122,80 @@ impl AddOptions {
 }
 
 /// Streaming UnixFS file builder: push bytes in, blocks come out.
+///
+/// [`Adder::new`] cuts kubo's fixed-size chunks; [`Adder::with_leaf_ends`] cuts where the
+/// caller says (the leaves of a [`LeafAdder`]).
 #[derive(Debug)]
 pub struct Adder {
-    inner: FileAdder,
+    inner: Inner,
     bytes_in: u64,
     cumulative_size: u64,
     last: Option<Cid>,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Fixed(FileAdder),
+    Cut(Cutter),
+}
+
+/// Leaves cut at planned ends: the bytes of the leaf being filled, and the ends still ahead.
+#[derive(Debug)]
+struct Cutter {
+    leaves: LeafAdder,
+    ends: std::vec::IntoIter<u64>,
+    /// End of the leaf being filled; past the plan, every [`DEFAULT_CHUNK_SIZE`] bytes.
+    end: u64,
+    buf: Vec<u8>,
+}
+
+impl Cutter {
+    fn next_end(&mut self) {
+        match self.ends.next() {
+            Some(e) => self.end = e,
+            None => self.end += DEFAULT_CHUNK_SIZE as u64,
+        }
+    }
+
+    /// Takes bytes that start at file offset `at`; returns the leaves they completed.
+    fn push(&mut self, mut at: u64, mut data: &[u8], out: &mut Vec<(Cid, Vec<u8>)>) {
+        while !data.is_empty() {
+            let want = (self.end - at) as usize;
+            let (now, rest) = data.split_at(want.min(data.len()));
+            at += now.len() as u64;
+            data = rest;
+            if at < self.end {
+                self.buf.extend_from_slice(now);
+                break;
+            }
+            let leaf = if self.buf.is_empty() {
+                self.leaves.push_leaf(now)
+            } else {
+                self.buf.extend_from_slice(now);
+                let r = self.leaves.push_leaf(&self.buf);
+                self.buf.clear();
+                r
+            };
+            // `with_leaf_ends` checked every leaf's size
+            out.extend(leaf.ok());
+            self.next_end();
+        }
+    }
+
+    fn finish(mut self) -> (Cid, Vec<(Cid, Vec<u8>)>) {
+        let mut blocks = Vec::new();
+        if !self.buf.is_empty() {
+            blocks.extend(self.leaves.push_leaf(&self.buf).ok());
+        }
+        let one_leaf = self.leaves.leaves.len() == 1;
+        let (root, branches) = self.leaves.finish();
+        if one_leaf && blocks.is_empty() {
+            // the root came out of a push already
+            return (root, Vec::new());
+        }
+        blocks.extend(branches);
+        (root, blocks)
+    }
 }
 
 impl Adder {
@@ -138,28 +213,71 @@ impl Adder {
             .with_cid_version(version)
             .with_raw_leaves(opts.uses_raw_leaves())
             .build();
-        Ok(Adder {
+        Ok(Self::of(Inner::Fixed(inner)))
+    }
+
+    /// A builder whose leaves end at `ends` (file offsets, increasing, each leaf
+    /// 1..=[`MAX_CHUNK_SIZE`] bytes): raw CIDv1 leaves under kubo's balanced tree (see
+    /// [`LeafAdder`]). Bytes past the last end are cut every [`DEFAULT_CHUNK_SIZE`]; a file
+    /// that ends before the last end ends its last leaf early. So any plan reads back as the
+    /// bytes pushed; the plan only decides which leaves they share with other files.
+    pub fn with_leaf_ends(ends: Vec<u64>) -> Result<Self, OptionsError> {
+        if ends.len() > MAX_LEAF_ENDS {
+            return Err(OptionsError::LeafEnds(format!(
+                "{} ends, at most {MAX_LEAF_ENDS}",
+                ends.len()
+            )));
+        }
+        let mut at = 0;
+        for (i, &end) in ends.iter().enumerate() {
+            if end <= at || end - at > MAX_CHUNK_SIZE as u64 {
+                return Err(OptionsError::LeafEnds(format!(
+                    "end {i} ({end}) after {at}: each leaf holds 1..={MAX_CHUNK_SIZE} bytes"
+                )));
+            }
+            at = end;
+        }
+        let mut cutter = Cutter {
+            leaves: LeafAdder::new(),
+            ends: ends.into_iter(),
+            end: 0,
+            buf: Vec::new(),
+        };
+        cutter.next_end();
+        Ok(Self::of(Inner::Cut(cutter)))
+    }
+
+    fn of(inner: Inner) -> Self {
+        Adder {
             inner,
             bytes_in: 0,
             cumulative_size: 0,
             last: None,
-        })
+        }
     }
 
     /// Adds file bytes; returns the blocks that became complete, in order (children before
     /// parents). Push any amount at a time: the CIDs do not depend on how the input is split.
     pub fn push(&mut self, mut data: &[u8]) -> Vec<(Cid, Vec<u8>)> {
         let mut out = Vec::new();
-        while !data.is_empty() {
-            let (blocks, consumed) = self.inner.push(data);
-            out.extend(blocks);
-            // the size chunker takes at least one byte of a non-empty input
-            if consumed == 0 {
-                debug_assert!(false, "FileAdder::push consumed nothing");
-                break;
+        match &mut self.inner {
+            Inner::Fixed(inner) => {
+                while !data.is_empty() {
+                    let (blocks, consumed) = inner.push(data);
+                    out.extend(blocks);
+                    // the size chunker takes at least one byte of a non-empty input
+                    if consumed == 0 {
+                        debug_assert!(false, "FileAdder::push consumed nothing");
+                        break;
+                    }
+                    self.bytes_in += consumed as u64;
+                    data = data.get(consumed..).unwrap_or_default();
+                }
             }
-            self.bytes_in += consumed as u64;
-            data = data.get(consumed..).unwrap_or_default();
+            Inner::Cut(cutter) => {
+                cutter.push(self.bytes_in, data, &mut out);
+                self.bytes_in += data.len() as u64;
+            }
         }
         self.record(&out);
         out
@@ -168,7 +286,11 @@ impl Adder {
     /// Ends the file: returns the root CID and the remaining blocks (possibly none; the root is
     /// then the last block `push` returned).
     pub fn finish(self) -> (Cid, Vec<(Cid, Vec<u8>)>) {
-        let mut blocks: Vec<_> = self.inner.finish().collect();
+        let inner = match self.inner {
+            Inner::Fixed(inner) => inner,
+            Inner::Cut(cutter) => return cutter.finish(),
+        };
+        let mut blocks: Vec<_> = inner.finish().collect();
         if blocks.is_empty() && self.last.is_none() {
             // rust-unixfs always emits the empty leaf for an empty file (see the tests); should
             // that change, emit the empty raw block so that the root is still a stored block
@@ -418,6 +540,87 @@ mod tests {
         assert_eq!(LeafAdder::new().push_leaf(b""), Err(LeafSizeError(0)));
         let big = vec![0u8; MAX_CHUNK_SIZE + 1];
         assert!(LeafAdder::new().push_leaf(&big).is_err());
+    }
+
+    /// Add `data` with leaves ending at `ends`, in pieces of `piece` bytes.
+    fn add_cut(data: &[u8], ends: &[u64], piece: usize) -> (Cid, Vec<(Cid, Vec<u8>)>, u64) {
+        let mut adder = Adder::with_leaf_ends(ends.to_vec()).unwrap();
+        let mut blocks = Vec::new();
+        for part in data.chunks(piece) {
+            blocks.extend(adder.push(part));
+        }
+        assert_eq!(adder.bytes_in(), data.len() as u64);
+        let before = adder.cumulative_size();
+        let (root, rest) = adder.finish();
+        let cumulative = before + rest.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+        blocks.extend(rest);
+        (root, blocks, cumulative)
+    }
+
+    /// Planned ends stream like kubo's chunker: the same CIDs in any pieces, kubo's own DAG
+    /// when the plan is kubo's, and bytes past the plan or a file shorter than it still add.
+    #[test]
+    fn leaf_ends_cut_where_told_in_any_pieces() {
+        let data = mod251(5 * DEFAULT_CHUNK_SIZE + 777);
+        let kubo: Vec<u64> = (1..=5)
+            .map(|i| (i * DEFAULT_CHUNK_SIZE) as u64)
+            .chain([data.len() as u64])
+            .collect();
+        let (want, _, _) = add_all(&data, &AddOptions::default(), 1 << 20);
+        for piece in [1, 4093, 1 << 20, data.len()] {
+            let piece = piece.min(data.len());
+            if piece == 1 {
+                // one byte at a time over 1.3 MB is slow in debug builds: a prefix will do
+                let short = &data[..9_000];
+                let (root, _, _) = add_cut(short, &[100, 4_200, 9_000], 1);
+                assert_eq!(root, add_cut(short, &[100, 4_200, 9_000], 9_000).0);
+                continue;
+            }
+            let (root, blocks, cumulative) = add_cut(&data, &kubo, piece);
+            assert_eq!(root, want, "pieces of {piece}");
+            assert_eq!(blocks.last().map(|b| b.0), Some(root));
+            let total: u64 = blocks.iter().map(|(_, b)| b.len() as u64).sum();
+            assert_eq!(cumulative, total);
+        }
+        // uneven ends: the leaves are exactly the planned slices
+        let ends = [10, 70_010, 70_011, 1_118_587, data.len() as u64];
+        let (_, blocks, _) = add_cut(&data, &ends, 65_536);
+        let leaves: Vec<usize> = blocks
+            .iter()
+            .filter(|(c, _)| c.codec() == RAW)
+            .map(|(_, b)| b.len())
+            .collect();
+        assert_eq!(
+            leaves,
+            vec![10, 70_000, 1, 1_048_576, data.len() - 1_118_587]
+        );
+        // past the plan: 256 KiB leaves; short of it: the last leaf ends early
+        let (_, blocks, _) = add_cut(&data, &[1000], 1 << 20);
+        let leaves = blocks.iter().filter(|(c, _)| c.codec() == RAW).count();
+        assert_eq!(leaves, 1 + (data.len() - 1000).div_ceil(DEFAULT_CHUNK_SIZE));
+        let (root, blocks, _) = add_cut(b"abc", &[2, 1000], 1);
+        assert_eq!(blocks.len(), 3, "two leaves and a root");
+        assert_eq!(blocks.last().map(|b| b.0), Some(root));
+        let (one, blocks, _) = add_cut(b"abc", &[3], 3);
+        assert_eq!(
+            (one.codec(), blocks.len()),
+            (RAW, 1),
+            "one leaf is the root"
+        );
+        let (empty, _, _) = add_cut(b"", &[5], 1);
+        assert_eq!(empty.to_string(), EMPTY_RAW);
+        // bad plans
+        for bad in [
+            vec![0],
+            vec![5, 5],
+            vec![5, 3],
+            vec![MAX_CHUNK_SIZE as u64 + 1],
+        ] {
+            let e = Adder::with_leaf_ends(bad.clone()).unwrap_err();
+            assert!(matches!(e, OptionsError::LeafEnds(_)), "{bad:?}: {e}");
+        }
+        let many = (1..=MAX_LEAF_ENDS as u64 + 1).collect();
+        assert!(Adder::with_leaf_ends(many).is_err());
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! `add`: multipart upload → UnixFS DAG (kubo's CIDs) → NDJSON `{"Name","Hash","Size"}` per file.
 //! The body is streamed through [`crate::unixfs::io::add_stream`], so a large
 //! file is never held in memory.
+//!
+//! cidfs's own clients may send, before a file part, a part named `leaf-ends`: a JSON array of
+//! the file offsets where its leaves end (an eStargz layer cut at its gzip members, see
+//! `cidfs_formats::estargz::cuts`). It applies to the next file only.
 
 use axum::{
     body::Body,
@@ -13,7 +17,12 @@ use std::sync::Arc;
 
 use super::{ApiError, AppState, Params};
 use crate::unixfs::io::{add_stream, AddError};
-use crate::unixfs::AddOptions;
+use crate::unixfs::{AddOptions, Adder};
+
+/// The name of the part that plans the next file's leaves.
+pub const LEAF_ENDS_PART: &str = "leaf-ends";
+/// Largest `leaf-ends` part: [`cidfs_formats::unixfs::MAX_LEAF_ENDS`] ends of up to 13 digits.
+const MAX_LEAF_ENDS_PART: usize = 16 << 20;
 
 pub async fn add(
     State(st): State<Arc<AppState>>,
@@ -32,24 +41,34 @@ pub async fn add(
     };
     let mut lines = String::new();
     let mut roots = Vec::new();
-    while let Some(field) = mp
+    let mut planned: Option<Vec<u64>> = None;
+    while let Some(mut field) = mp
         .next_field()
         .await
         .map_err(|e| ApiError::client(format!("bad multipart body: {e}")))?
     {
+        if field.file_name().is_none() && field.name() == Some(LEAF_ENDS_PART) {
+            planned = Some(leaf_ends(&mut field).await?);
+            continue;
+        }
+        let adder = match planned.take() {
+            Some(ends) => Adder::with_leaf_ends(ends),
+            None => Adder::new(&opts),
+        }
+        .map_err(|e| ApiError::client(format!("add options: {e}")))?;
         let name = field.file_name().or(field.name()).unwrap_or("").to_string();
         let name = name.rsplit('/').next().unwrap_or("").to_string();
         let chunks = futures::stream::unfold(field, |mut field| async move {
             field.chunk().await.transpose().map(|chunk| (chunk, field))
         });
-        let added = match add_stream(&st.blocks, &opts, chunks, !only_hash, &|_| {}).await {
+        let added = match add_stream(&st.blocks, adder, chunks, !only_hash, &|_| {}).await {
             Ok(added) => added,
             Err(e) => {
                 // read the rest of the upload before answering: a client still sending it
                 // would otherwise see the connection close (a broken pipe) and not the reason
                 drain(&mut mp).await;
                 return Err(match e {
-                    AddError::Input(_) | AddError::Options(_) => ApiError::client(e.to_string()),
+                    AddError::Input(_) => ApiError::client(e.to_string()),
                     AddError::Store(e) => ApiError::from(e),
                 });
             }
@@ -84,6 +103,28 @@ pub async fn add(
         .header(header::CONTENT_TYPE, "application/json")
         .header("X-Chunked-Output", "1")
         .body(Body::from(lines))?)
+}
+
+/// The ends a `leaf-ends` part lists (checked when the adder is made).
+async fn leaf_ends(field: &mut axum::extract::multipart::Field<'_>) -> Result<Vec<u64>, ApiError> {
+    let mut text = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| ApiError::client(format!("bad multipart body: {e}")))?
+    {
+        if text.len() + chunk.len() > MAX_LEAF_ENDS_PART {
+            return Err(ApiError::client(format!(
+                "the {LEAF_ENDS_PART} part is over {MAX_LEAF_ENDS_PART} bytes"
+            )));
+        }
+        text.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&text).map_err(|e| {
+        ApiError::client(format!(
+            "the {LEAF_ENDS_PART} part is not a JSON array of offsets: {e}"
+        ))
+    })
 }
 
 /// How long a failed add keeps reading the rest of its upload before it answers.

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::blockservice::BlockService;
+pub use add::LEAF_ENDS_PART;
 pub use error::ApiError;
 
 /// What every handler can reach.

@@ -271,6 +271,12 @@ pub struct PushArgs {
     /// e.g. --prefetch /bin/sh.
     #[arg(long, value_name = "PATH")]
     pub prefetch: Vec<String>,
+    /// How eStargz layers are cut into blocks: `members` ends blocks where the layer's gzip
+    /// members end, so files an earlier image already shared are not fetched again (a rebuilt
+    /// image moves only its changed files); `fixed` cuts every 256 KiB, the CIDs of `ipfs add
+    /// --cid-version=1` and `nerdctl push ipfs://`. Both are read by every IPFS client.
+    #[arg(long, value_enum, default_value_t, value_name = "LAYOUT")]
+    pub dag_layout: crate::image::push::DagLayout,
     /// gzip level of eStargz chunks (0-9; ctr-remote uses 9, which is twice as slow for ~0.6 %
     /// smaller layers).
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]

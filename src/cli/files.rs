@@ -78,7 +78,8 @@ pub async fn add_only_hash(a: &AddArgs) -> anyhow::Result<()> {
         None,
     );
     let input = tokio_util::io::ReaderStream::with_capacity(input, 1 << 20);
-    let root = crate::unixfs::io::add_stream(&hasher, &a.options(), input, false, &|_| {})
+    let adder = crate::unixfs::Adder::new(&a.options())?;
+    let root = crate::unixfs::io::add_stream(&hasher, adder, input, false, &|_| {})
         .await?
         .root;
     if a.quiet {

@@ -81,6 +81,7 @@ async fn push_cmd(api: &ApiClient, a: PushArgs) -> anyhow::Result<()> {
     let opts = push::PushOptions {
         estargz,
         platforms: platforms(&a.platform)?,
+        dag: a.dag_layout,
     };
     let reg = source::RegistryOptions {
         insecure: a.insecure,
@@ -192,8 +193,17 @@ async fn inspect_cmd(api: &ApiClient, a: InspectArgs) -> anyhow::Result<()> {
 }
 
 impl ApiClient {
-    async fn add_part(&self, part: reqwest::multipart::Part) -> anyhow::Result<Cid> {
-        let form = reqwest::multipart::Form::new().part("file", part.file_name("file"));
+    /// Adds one file part, its leaves planned by `leaf_ends` when given.
+    async fn add_part(
+        &self,
+        part: reqwest::multipart::Part,
+        leaf_ends: Option<Vec<u64>>,
+    ) -> anyhow::Result<Cid> {
+        let mut form = reqwest::multipart::Form::new();
+        if let Some(ends) = leaf_ends {
+            form = form.text(crate::api::LEAF_ENDS_PART, serde_json::to_string(&ends)?);
+        }
+        let form = form.part("file", part.file_name("file"));
         let params = [
             ("cid-version", "1".to_string()),
             ("pin", "false".to_string()),
@@ -214,6 +224,7 @@ impl BlobStore for ApiClient {
     async fn add_file(
         &self,
         path: &Path,
+        leaf_ends: Option<Vec<u64>>,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> anyhow::Result<Cid> {
         // the body stream must be 'static; progress is reported as the daemon answers instead
@@ -226,7 +237,7 @@ impl BlobStore for ApiClient {
         });
         let part =
             reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), len);
-        let add = self.add_part(part);
+        let add = self.add_part(part, leaf_ends);
         tokio::pin!(add);
         loop {
             tokio::select! {
@@ -237,7 +248,8 @@ impl BlobStore for ApiClient {
     }
 
     async fn add_bytes(&self, bytes: Vec<u8>) -> anyhow::Result<Cid> {
-        self.add_part(reqwest::multipart::Part::bytes(bytes)).await
+        self.add_part(reqwest::multipart::Part::bytes(bytes), None)
+            .await
     }
 
     async fn pin_all(&self, cids: &[Cid]) -> anyhow::Result<()> {

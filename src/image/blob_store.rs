@@ -7,15 +7,18 @@ use std::path::Path;
 
 use super::blob_file::{read_stream, write_hashed};
 use crate::unixfs::io::{add_stream, cat, read_range, RangeError};
-use crate::unixfs::AddOptions;
+use crate::unixfs::{AddOptions, Adder};
 
 /// The node an image is pushed to or pulled from. Adds use kubo's `--cid-version=1` layout
-/// (256 KiB chunks, raw leaves, balanced DAG), so the CIDs match `ipfs add --cid-version=1`.
+/// (256 KiB chunks, raw leaves, balanced DAG), so the CIDs match `ipfs add --cid-version=1`,
+/// unless the leaves are planned ([`Adder::with_leaf_ends`]).
 pub trait BlobStore: Sync {
-    /// Add a file's bytes, unpinned; returns its CID.
+    /// Add a file's bytes, unpinned, its leaves ending at `leaf_ends` when given; returns its
+    /// CID.
     fn add_file(
         &self,
         path: &Path,
+        leaf_ends: Option<Vec<u64>>,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> impl Future<Output = anyhow::Result<Cid>> + Send;
     /// Add bytes, unpinned; returns their CID.
@@ -47,11 +50,16 @@ impl BlobStore for crate::blockservice::BlockService {
     async fn add_file(
         &self,
         path: &Path,
+        leaf_ends: Option<Vec<u64>>,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> anyhow::Result<Cid> {
         use anyhow::Context as _;
+        let adder = match leaf_ends {
+            Some(ends) => Adder::with_leaf_ends(ends)?,
+            None => Adder::new(&AddOptions::default())?,
+        };
         let (input, _) = read_stream(path).await?;
-        let added = add_stream(self, &AddOptions::default(), input, true, progress)
+        let added = add_stream(self, adder, input, true, progress)
             .await
             .with_context(|| format!("adding {}", path.display()))?;
         Ok(added.root)
@@ -59,7 +67,8 @@ impl BlobStore for crate::blockservice::BlockService {
 
     async fn add_bytes(&self, bytes: Vec<u8>) -> anyhow::Result<Cid> {
         let input = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(bytes))]);
-        let added = add_stream(self, &AddOptions::default(), input, true, &|_| {}).await?;
+        let adder = Adder::new(&AddOptions::default())?;
+        let added = add_stream(self, adder, input, true, &|_| {}).await?;
         Ok(added.root)
     }
 

@@ -9,7 +9,7 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::estargz::build::{self, BuildOptions};
-use super::estargz::reader;
+use super::estargz::{cuts, reader};
 use super::oci::{self, Descriptor, Kind, ANNOTATION_TOC_DIGEST, ANNOTATION_UNCOMPRESSED_SIZE};
 
 /// A layer ready to be added.
@@ -157,6 +157,15 @@ impl<R: Read> Read for Hashing<R> {
         sha2::Digest::update(&mut self.hasher, &buf[..n]);
         Ok(n)
     }
+}
+
+/// Where the UnixFS leaves of the eStargz file at `path` end: at its gzip members
+/// ([`cuts::leaf_ends`]).
+pub fn member_leaf_ends(path: &Path) -> anyhow::Result<Vec<u64>> {
+    let size = fs::metadata(path)?.len();
+    let info =
+        read_toc_file(path).with_context(|| format!("reading the TOC of {}", path.display()))?;
+    Ok(cuts::leaf_ends(&info.toc, info.toc_offset, size))
 }
 
 /// The TOC of the eStargz file at `path` ([`reader::read_toc`] over the file).

@@ -24,6 +24,22 @@ pub struct PushOptions {
     pub estargz: Option<BuildOptions>,
     /// Keep only these platforms (empty: all).
     pub platforms: Vec<Platform>,
+    /// How eStargz layer blobs are cut into blocks.
+    pub dag: DagLayout,
+}
+
+/// How a layer blob is cut into UnixFS leaves. Either way the blob's bytes and digest are the
+/// same, and any UnixFS reader (kubo, Helia, stargz-snapshotter, nerdctl) reads it by its CID.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum DagLayout {
+    /// eStargz layers end their leaves where their gzip members end (grouping small ones,
+    /// splitting big ones every 1 MiB), so a file's member has the same blocks in every image
+    /// and version that holds it: a rebuilt image moves only its new files. Other layers are
+    /// cut as `fixed`.
+    #[default]
+    Members,
+    /// Every 256 KiB, the CIDs of `ipfs add --cid-version=1` (and of `nerdctl push ipfs://`).
+    Fixed,
 }
 
 /// What a push produced.
@@ -274,15 +290,25 @@ async fn push_layer<S: BlobStore>(
         opts.estargz.clone(),
         work.to_path_buf(),
     );
-    let layer = tokio::task::spawn_blocking(move || convert::prepare(&f, &d, &id, o.as_ref(), &w))
-        .await??;
+    let dag = opts.dag;
+    let (layer, leaf_ends) = tokio::task::spawn_blocking(move || {
+        let layer = convert::prepare(&f, &d, &id, o.as_ref(), &w)?;
+        let ends = match (dag, &layer.toc_digest) {
+            (DagLayout::Members, Some(_)) => Some(convert::member_leaf_ends(&layer.path)?),
+            _ => None,
+        };
+        anyhow::Ok((layer, ends))
+    })
+    .await??;
     if source.is_download(&file) && layer.converted {
         let _ = std::fs::remove_file(&file);
     }
     bar.finish();
     let bar = rep.start(label, layer.desc.size as u64);
     bar.set_message("adding");
-    let cid = store.add_file(&layer.path, &|n| bar.inc(n)).await?;
+    let cid = store
+        .add_file(&layer.path, leaf_ends, &|n| bar.inc(n))
+        .await?;
     bar.finish();
     if layer.converted || source.is_download(&layer.path) {
         let _ = std::fs::remove_file(&layer.path);

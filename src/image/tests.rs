@@ -31,6 +31,26 @@ fn layer(files: &[(&str, &[u8])]) -> (Vec<u8>, String) {
 
 /// Writes an OCI layout of a two-layer image with Docker media types; returns the layer blobs.
 pub fn write_layout(dir: &Path, tag: &str) -> Vec<Vec<u8>> {
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    write_image(
+        dir,
+        tag,
+        &[
+            &[
+                ("etc/hello", b"hello from cidfs\n"),
+                ("big.bin", &big),
+                ("empty", b""),
+            ],
+            &[("etc/second", b"two\n")],
+        ],
+    )
+}
+
+/// Writes an OCI layout (Docker media types) of an image with one gzip layer per entry of
+/// `layers`, tagged `tag`, beside any images already there; returns the layer blobs.
+fn write_image(dir: &Path, tag: &str, layers: &[&[(&str, &[u8])]]) -> Vec<Vec<u8>> {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     let put = |bytes: &[u8], mt: &str| {
@@ -38,19 +58,11 @@ pub fn write_layout(dir: &Path, tag: &str) -> Vec<Vec<u8>> {
         std::fs::write(blobs.join(&d.digest[7..]), bytes).unwrap();
         d
     };
-    let big: Vec<u8> = (0..3_000_000u32)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
-    let (l1, id1) = layer(&[
-        ("etc/hello", b"hello from cidfs\n"),
-        ("big.bin", &big),
-        ("empty", b""),
-    ]);
-    let (l2, id2) = layer(&[("etc/second", b"two\n")]);
+    let (gz, ids): (Vec<_>, Vec<_>) = layers.iter().map(|files| layer(files)).unzip();
     let config = serde_json::to_vec(&serde_json::json!({
         "architecture": "amd64", "os": "linux",
         "config": {"Cmd": ["/bin/sh"]},
-        "rootfs": {"type": "layers", "diff_ids": [id1, id2]},
+        "rootfs": {"type": "layers", "diff_ids": ids},
     }))
     .unwrap();
     let manifest = oci::Manifest {
@@ -58,10 +70,7 @@ pub fn write_layout(dir: &Path, tag: &str) -> Vec<Vec<u8>> {
         media_type: oci::DOCKER_MANIFEST.into(),
         artifact_type: String::new(),
         config: put(&config, oci::DOCKER_CONFIG),
-        layers: vec![
-            put(&l1, oci::DOCKER_LAYER_GZIP),
-            put(&l2, oci::DOCKER_LAYER_GZIP),
-        ],
+        layers: gz.iter().map(|l| put(l, oci::DOCKER_LAYER_GZIP)).collect(),
         subject: None,
         annotations: BTreeMap::new(),
     };
@@ -69,13 +78,15 @@ pub fn write_layout(dir: &Path, tag: &str) -> Vec<Vec<u8>> {
     mdesc
         .annotations
         .insert(oci::ANNOTATION_REF_NAME.into(), tag.into());
-    std::fs::write(
-        dir.join("index.json"),
-        oci::to_json(&oci::Index::new(vec![mdesc])),
-    )
-    .unwrap();
+    let index_path = dir.join("index.json");
+    let mut index = std::fs::read(&index_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<oci::Index>(&b).ok())
+        .unwrap_or_else(|| oci::Index::new(vec![]));
+    index.manifests.push(mdesc);
+    std::fs::write(index_path, oci::to_json(&index)).unwrap();
     std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    vec![l1, l2]
+    gz
 }
 
 pub(crate) async fn push_dir<S: BlobStore>(
@@ -94,7 +105,7 @@ pub(crate) async fn push_dir<S: BlobStore>(
             chunk_size: 1 << 20,
             ..Default::default()
         }),
-        platforms: vec![],
+        ..Default::default()
     };
     push::push(&s, node, &opts, work.path(), &Silent).await
 }
@@ -192,7 +203,7 @@ async fn estargz_push_pulls_back_into_a_layout_and_an_archive() {
     .unwrap();
     let opts = push::PushOptions {
         estargz: Some(BuildOptions::default()),
-        platforms: vec![],
+        ..Default::default()
     };
     let p3 = push::push(&s, &node, &opts, back.path(), &Silent)
         .await
@@ -205,6 +216,15 @@ async fn estargz_push_pulls_back_into_a_layout_and_an_archive() {
 }
 
 async fn push_dir_tag(node: &BlockService, dir: &Path, tag: &str) -> anyhow::Result<push::Pushed> {
+    push_dir_as(node, dir, tag, push::DagLayout::default()).await
+}
+
+async fn push_dir_as(
+    node: &BlockService,
+    dir: &Path,
+    tag: &str,
+    dag: push::DagLayout,
+) -> anyhow::Result<push::Pushed> {
     let work = tempfile::tempdir()?;
     let src = Loc::Oci {
         dir: dir.to_path_buf(),
@@ -213,9 +233,115 @@ async fn push_dir_tag(node: &BlockService, dir: &Path, tag: &str) -> anyhow::Res
     let s = source::Source::open(&src, &Default::default(), work.path()).await?;
     let opts = push::PushOptions {
         estargz: Some(BuildOptions::default()),
-        platforms: vec![],
+        dag,
+        ..Default::default()
     };
     push::push(&s, node, &opts, work.path(), &Silent).await
+}
+
+/// Every block of the DAG under `root` in `store`, with its length.
+fn dag_blocks(store: &MemStore, root: cid::Cid) -> BTreeMap<cid::Cid, usize> {
+    use crate::blockstore::Blocks as _;
+    let mut out = BTreeMap::new();
+    let mut todo = vec![root];
+    while let Some(cid) = todo.pop() {
+        let data = store.get(&cid).unwrap().expect("the whole DAG is stored");
+        if cid.codec() == 0x70 {
+            let links = crate::blockstore::dag_pb_links(&cid, &data).unwrap();
+            todo.extend(links.iter().map(|l| l.cid));
+        }
+        out.insert(cid, data.len());
+    }
+    out
+}
+
+/// A rebuilt image (two files of 300 changed) cut at its gzip members shares every block of
+/// v1 but those of the changed files, a group or two of small neighbours and the TOC; cut
+/// every 256 KiB, almost every block after the first change is new. Both read back the same
+/// blob bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuilt_image_cut_at_members_shares_all_but_its_changed_files() {
+    // 300 incompressible files of 100 B to 300 KB, one of 3 MB
+    let mut seed = 7u64;
+    let mut noise = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (seed >> 56) as u8
+            })
+            .collect()
+    };
+    let mut files: Vec<(String, Vec<u8>)> = (0..300)
+        .map(|i| {
+            let len = 100 + (i * 7919) % 300_000;
+            (format!("usr/lib/f{i:03}"), noise(len))
+        })
+        .collect();
+    files.push(("usr/lib/big".into(), noise(3_000_000)));
+    let v1 = files.clone();
+    for i in [40, 200] {
+        let len = files[i].1.len();
+        files[i].1 = noise(len);
+    }
+    let changed: usize = [40, 200].iter().map(|&i| files[i].1.len()).sum();
+    let v2 = files;
+    let dir = tempfile::tempdir().unwrap();
+    for (tag, files) in [("v1", &v1), ("v2", &v2)] {
+        let refs: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(n, d)| (n.as_str(), d.as_slice()))
+            .collect();
+        write_image(dir.path(), tag, &[&refs]);
+    }
+    let mut new_bytes = BTreeMap::new();
+    for dag in [push::DagLayout::Members, push::DagLayout::Fixed] {
+        let store = Arc::new(MemStore::default());
+        let node = BlockService::new(store.clone(), None);
+        let mut layers = Vec::new();
+        for tag in ["v1", "v2"] {
+            let pushed = push_dir_as(&node, dir.path(), tag, dag).await.unwrap();
+            let img = pull::resolve(&node, pushed.root, &[]).await.unwrap();
+            let l = img.images[0].manifest.layers[0].clone();
+            // the blob reads back whole under its digest, whatever the cut
+            let bytes = node.cat_bytes(&l.cid().unwrap(), 0, None).await.unwrap();
+            assert_eq!(oci::sha256_digest(&bytes), l.digest, "{dag:?}");
+            let blocks = dag_blocks(&store, l.cid().unwrap());
+            layers.push((l, blocks));
+        }
+        let (v1_blocks, v2_blocks) = (&layers[0].1, &layers[1].1);
+        let new: usize = v2_blocks
+            .iter()
+            .filter(|(c, _)| !v1_blocks.contains_key(c))
+            .map(|(_, n)| n)
+            .sum();
+        let leaves = v2_blocks.keys().filter(|c| c.codec() == 0x55).count();
+        assert!(
+            v2_blocks.values().all(|&n| n <= 1 << 20),
+            "{dag:?}: a block over 1 MiB"
+        );
+        new_bytes.insert(format!("{dag:?}"), (new, layers[1].0.size as usize, leaves));
+    }
+    let (members, size, leaves) = new_bytes["Members"];
+    let (fixed, _, _) = new_bytes["Fixed"];
+    // changed files + their small neighbours' groups + the TOC and the tree's nodes
+    assert!(
+        members < changed + 1_200_000,
+        "members: {members} new bytes of {size} for {changed} changed"
+    );
+    assert!(fixed > size / 3, "fixed: {fixed} new bytes of {size}");
+    // small members are grouped: a leaf per member of 64 KiB or more (three for the 3 MB
+    // one), and far fewer than one per small member
+    let alone = v2.iter().filter(|(_, d)| d.len() >= 64 << 10).count() + 2;
+    let small = v2.len() + 2 - alone;
+    assert!(
+        leaves < alone + small / 3,
+        "{leaves} leaves: {alone} big members and {small} small ones"
+    );
+    eprintln!(
+        "members: {members} new of {size} ({changed} changed), fixed: {fixed}; {leaves} leaves"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -380,6 +506,7 @@ async fn multi_platform_indexes_keep_every_platform_unless_narrowed() {
                     .iter()
                     .map(|p| oci::Platform::parse(p).unwrap())
                     .collect(),
+                ..Default::default()
             };
             push::push(&s, &node, &opts, work.path(), &Silent).await
         }

@@ -343,7 +343,7 @@ impl Pushes {
         };
         let opts = PushOptions {
             estargz: Some(BuildOptions::default()),
-            platforms: Vec::new(),
+            ..PushOptions::default()
         };
         let pushed = async {
             let source =

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use cid::Cid;
 
-use super::{AddOptions, Adder, ReadError};
+use super::{Adder, ReadError};
 use crate::blockservice::{BlockGet, BlockService};
 use crate::blockstore::Blocks;
 
@@ -47,13 +47,11 @@ pub struct Added {
     pub cumulative_size: u64,
 }
 
-/// Why [`add_stream`] failed: the caller's input, its options, or this node.
+/// Why [`add_stream`] failed: the caller's input or this node.
 #[derive(Debug, thiserror::Error)]
 pub enum AddError {
     #[error("reading the input: {0:#}")]
     Input(anyhow::Error),
-    #[error("add options: {0:#}")]
-    Options(anyhow::Error),
     #[error("storing the blocks: {0:#}")]
     Store(anyhow::Error),
 }
@@ -129,22 +127,22 @@ pub async fn read_range<G: BlockGet>(
     }
 }
 
-/// Adds a file, read from `input` in pieces of any size, as a UnixFS DAG (`opts` give the
-/// layout) and returns its root, size and cumulative size; `store = false` only computes
-/// them. The one add path of `add`, `image push` and `add --only-hash`.
+/// Adds a file, read from `input` in pieces of any size, as a UnixFS DAG (`adder` cuts it:
+/// kubo's layout or planned leaf ends) and returns its root, size and cumulative size;
+/// `store = false` only computes them. The one add path of `add`, `image push` and `add
+/// --only-hash`.
 ///
 /// Input is taken in [`ADD_BATCH`] batches; each is hashed and stored on a blocking thread
 /// while the next one is read, and its blocks go to the store as they were hashed
 /// ([`Blocks::put_hashed`]). `progress` is called with the bytes of each piece read.
 pub async fn add_stream<E: Into<anyhow::Error>>(
     service: &BlockService,
-    opts: &AddOptions,
+    adder: Adder,
     input: impl futures::Stream<Item = Result<Bytes, E>>,
     store: bool,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Added, AddError> {
     use futures::StreamExt as _;
-    let adder = Adder::new(opts).map_err(|e| AddError::Options(e.into()))?;
     let blocks = store.then(|| service.store().clone());
     let step = |mut adder: Adder, buf: Vec<u8>| {
         let blocks = blocks.clone();
@@ -199,7 +197,7 @@ mod tests {
     use super::*;
     use crate::blockservice::FetchError;
     use crate::blockstore::{Blocks, MemStore};
-    use crate::unixfs::add_bytes;
+    use crate::unixfs::{add_bytes, AddOptions};
     use std::sync::Arc;
 
     /// The one add path gives the CIDs of the reference adder however its input is cut, stores
@@ -220,7 +218,7 @@ mod tests {
                     .collect::<Vec<_>>(),
             );
             let seen = std::sync::atomic::AtomicU64::new(0);
-            let added = add_stream(&service, &opts, input, true, &|n| {
+            let added = add_stream(&service, Adder::new(&opts).unwrap(), input, true, &|n| {
                 seen.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
             })
             .await
@@ -234,7 +232,7 @@ mod tests {
         let store = Arc::new(MemStore::default());
         let service = BlockService::new(store.clone(), None);
         let input = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(data))]);
-        let added = add_stream(&service, &opts, input, false, &|_| {})
+        let added = add_stream(&service, Adder::new(&opts).unwrap(), input, false, &|_| {})
             .await
             .unwrap();
         assert_eq!(added.root, reference.root);
@@ -244,7 +242,7 @@ mod tests {
             "only hashing stored blocks"
         );
         let failing = futures::stream::iter([Err::<Bytes, _>(std::io::Error::other("cut"))]);
-        let err = add_stream(&service, &opts, failing, true, &|_| {})
+        let err = add_stream(&service, Adder::new(&opts).unwrap(), failing, true, &|_| {})
             .await
             .unwrap_err();
         assert!(matches!(err, AddError::Input(_)), "{err}");

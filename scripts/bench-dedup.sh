@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# Dedup benchmark: how many bytes a node that already holds one image fetches for another that
+# shares most of its files, with layer DAGs cut at gzip members (`--dag-layout members`, the
+# default) and every 256 KiB (`--dag-layout fixed`, the CIDs of `ipfs add --cid-version=1`).
+# Usage: scripts/bench-dedup.sh            (run as root: debootstrap, FUSE)
+#
+# The images, each one uncompressed layer that `image push` converts to eStargz:
+#   v1     a Debian bookworm rootfs, `debootstrap --variant=minbase --include=$PACKAGES` (python3,
+#          perl, numpy, gcc, git: ~600 MiB of real files), cached in $BENCH_CACHE (default
+#          /var/tmp/cidfs-bench-dedup) like bench-lazy-start's; rewritten through Python's tarfile.
+#   v2     v1 rebuilt: the same tar with three files of 20-100 KB changed in place (at a quarter,
+#          half and three quarters of the layer), every other byte identical, same order.
+#   other  a second image sharing most files: v1 without /usr/share/doc and /usr/share/man, with
+#          8 MiB of new files in /opt/app in the middle of the tar (every later file moves).
+# For each layout, nodes A and B on loopback in a private swarm (B: mount.background_fetch off).
+# A pushes the three images. B pulls v1 (`image pull`), then v2, then other, and a fresh B pulls
+# v1 and then reads every file of v2 through a lazy `cidfs mount` (tar of the mount to
+# /dev/null). Reported: the bytes B fetched (BytesFetched of repo/stat) for each, against the
+# image's layer bytes and the changed bytes, and the growth of B's stored block bytes.
+# Targets (issue 24): v2 after v1 <= 5 % of v2's layer bytes; other shares most blocks.
+# Writes the figures as JSON to target/bench/dedup.json. BENCH_NO_BUILD=1 skips the build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "run as root (debootstrap, FUSE)" >&2; exit 1; }
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+bench_setup
+
+CACHE_DIR=${BENCH_CACHE:-/var/tmp/cidfs-bench-dedup}
+PACKAGES=python3,perl,python3-numpy,gcc,git
+ROOTFS_TAR=$CACHE_DIR/rootfs-bookworm-dedup.tar
+MNT=$WORK/mnt
+BOOTSTRAP_TMP=
+cleanup() {
+    set +e
+    if is_mounted "$MNT"; then
+        timeout 20 "$BIN" --repo "$WORK/b" umount "$MNT" 2>/dev/null || umount -l "$MNT"
+    fi
+    [ -n "$BOOTSTRAP_TMP" ] && safe_rm "$BOOTSTRAP_TMP"
+    bench_cleanup
+}
+trap cleanup EXIT
+
+debian_rootfs "$ROOTFS_TAR" "$PACKAGES"
+
+# ---- the three images, one OCI layout with tags v1, v2, other
+python3 - "$ROOTFS_TAR" "$WORK" <<'PY' > "$WORK/changed"
+import hashlib, io, json, os, sys, tarfile
+src, work = sys.argv[1], sys.argv[2]
+with tarfile.open(src) as t:
+    members = t.getmembers()
+    data = {m.name: t.extractfile(m).read() for m in members if m.isreg()}
+regs = [i for i, m in enumerate(members) if m.isreg() and 20_000 <= m.size <= 100_000]
+picks = [regs[len(regs) * k // 4] for k in (1, 2, 3)]
+def write(path, entries):
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as out:
+        for m, body in entries:
+            out.addfile(m, io.BytesIO(body) if m.isreg() else None)
+v1 = [(m, data.get(m.name)) for m in members]
+write(f"{work}/v1.tar", v1)
+v2, changed = [], 0
+for i, (m, body) in enumerate(v1):
+    if i in picks:
+        body = bytes(b ^ 0x5A for b in body[:4096]) + body[4096:]
+        changed += m.size
+    v2.append((m, body))
+write(f"{work}/v2.tar", v2)
+drop = ("./usr/share/doc/", "./usr/share/man/")
+other = [(m, b) for m, b in v1 if not m.name.startswith(drop)]
+app = []
+d = tarfile.TarInfo("./opt/app"); d.type, d.mode, d.mtime = tarfile.DIRTYPE, 0o755, 1700000000
+app.append((d, None))
+for k in range(32):
+    f = tarfile.TarInfo(f"./opt/app/lib{k}.so"); f.mode, f.mtime = 0o644, 1700000000
+    body = os.urandom(256 << 10); f.size = len(body)
+    app.append((f, body))
+half = len(other) // 2
+write(f"{work}/other.tar", other[:half] + app + other[half:])
+print(changed)
+PY
+CHANGED=$(cat "$WORK/changed")
+python3 - "$WORK/layout" "$WORK/v1.tar" "$WORK/v2.tar" "$WORK/other.tar" <<'PY'
+import hashlib, json, os, sys
+layout, tars = sys.argv[1], sys.argv[2:]
+blobs = os.path.join(layout, "blobs", "sha256"); os.makedirs(blobs)
+def put(b):
+    d = hashlib.sha256(b).hexdigest()
+    with open(os.path.join(blobs, d), "wb") as f: f.write(b)
+    return {"digest": "sha256:" + d, "size": len(b)}
+manifests = []
+for path in tars:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for c in iter(lambda: f.read(1 << 20), b""): h.update(c)
+    d = h.hexdigest(); os.link(path, os.path.join(blobs, d))
+    layer = {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": "sha256:" + d,
+             "size": os.path.getsize(path)}
+    cfg = json.dumps({"architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/bin/bash"]}, "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]}}).encode()
+    man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **put(cfg)},
+        "layers": [layer]}).encode()
+    tag = os.path.basename(path)[:-4]
+    manifests.append({"mediaType": "application/vnd.oci.image.manifest.v1+json", **put(man),
+        "annotations": {"org.opencontainers.image.ref.name": tag}})
+with open(os.path.join(layout, "index.json"), "w") as f:
+    json.dump({"schemaVersion": 2, "manifests": manifests}, f)
+with open(os.path.join(layout, "oci-layout"), "w") as f: f.write('{"imageLayoutVersion":"1.0.0"}')
+PY
+rm -f "$WORK/v1.tar" "$WORK/v2.tar" "$WORK/other.tar"
+
+repo_stat() {
+    curl -sf -X POST "http://$(api_of "$1")/api/v0/repo/stat" \
+        | python3 -c "import json, sys; print(json.load(sys.stdin)[\"$2\"])"
+}
+layer_bytes() {
+    "$BIN" --repo "$WORK/a" image inspect --json "$1" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+print(sum(l["size"] for i in r["images"] for l in i["layers"]))'
+}
+fresh_b() {
+    if [ -n "${b_PID:-}" ]; then stop_cidfs b; fi
+    rm -rf "$WORK/b"; mkdir -p "$WORK/b"
+    printf '[mount]\nbackground_fetch = false\n' > "$WORK/b/config.toml"
+    start_cidfs b --peer "$a_ADDR"
+    wait_peer b "$A_ID"
+}
+# pull IMAGE on B into a throwaway layout; prints the bytes B fetched for it
+pull_b() {
+    local f0; f0=$(bytes_fetched b)
+    "$BIN" --repo "$WORK/b" image pull -q "$1" --to "oci:$WORK/out:x" > /dev/null
+    rm -rf "$WORK/out"
+    echo $(( $(bytes_fetched b) - f0 ))
+}
+pct() { python3 -c "print(f'{100*$1/$2:.1f}')"; }
+mb() { python3 -c "print(f'{$1/1e6:.1f}')"; }
+
+declare -A R
+for LAYOUT in members fixed; do
+    start_cidfs a
+    A_ID=${a_ADDR##*/}
+    for tag in v1 v2 other; do
+        t0=$(now)
+        cid=$("$BIN" --repo "$WORK/a" image push -q --dag-layout "$LAYOUT" "oci:$WORK/layout:$tag")
+        R[$LAYOUT.push_$tag]=$(secs "$t0" "$(now)")
+        R[$LAYOUT.cid_$tag]=$cid
+        R[$LAYOUT.bytes_$tag]=$(layer_bytes "$cid")
+    done
+    R[$LAYOUT.blocks_a]=$(repo_stat a NumObjects)
+    fresh_b
+    R[$LAYOUT.fetch_v1]=$(pull_b "${R[$LAYOUT.cid_v1]}")
+    disk0=$(repo_stat b BlockBytes)
+    R[$LAYOUT.fetch_v2]=$(pull_b "${R[$LAYOUT.cid_v2]}")
+    disk1=$(repo_stat b BlockBytes)
+    R[$LAYOUT.fetch_other]=$(pull_b "${R[$LAYOUT.cid_other]}")
+    R[$LAYOUT.disk_other]=$(( $(repo_stat b BlockBytes) - disk1 ))
+    R[$LAYOUT.disk_v2]=$(( disk1 - disk0 ))
+    # the lazy mount: v1 pulled, then every file of v2 read through a mount
+    fresh_b
+    pull_b "${R[$LAYOUT.cid_v1]}" > /dev/null
+    mkdir -p "$MNT"
+    f0=$(bytes_fetched b)
+    "$BIN" --repo "$WORK/b" mount "${R[$LAYOUT.cid_v2]}" "$MNT" 2> "$WORK/mount.err" \
+        || { cat "$WORK/mount.err" >&2; exit 1; }
+    # through a pipe: GNU tar skips reading files when its archive is /dev/null
+    tar -C "$MNT" -cf - . | wc -c > /dev/null
+    R[$LAYOUT.mount_v2]=$(( $(bytes_fetched b) - f0 ))
+    "$BIN" --repo "$WORK/b" umount "$MNT"
+    stop_cidfs b; b_PID=
+    stop_cidfs a
+    rm -rf "$WORK/a" "$WORK/b"
+done
+
+echo "cidfs bench-dedup: a Debian bookworm image ($PACKAGES), rebuilt with 3 files changed ($(mb "$CHANGED") MB), and a second image sharing most files; MB = 10^6 bytes"
+printf '%-8s %-36s %12s %12s %10s\n' layout step "layer MB" "fetched MB" "% of layer"
+for LAYOUT in members fixed; do
+    for row in "v1:v1 pulled on an empty node:fetch_v1" "v2:v2 pulled after v1:fetch_v2" \
+            "v2:v2 read through a mount after v1:mount_v2" "other:other pulled after v1 and v2:fetch_other"; do
+        IFS=: read -r tag what key <<< "$row"
+        printf '%-8s %-36s %12s %12s %10s\n' "$LAYOUT" "$what" "$(mb "${R[$LAYOUT.bytes_$tag]}")" \
+            "$(mb "${R[$LAYOUT.$key]}")" "$(pct "${R[$LAYOUT.$key]}" "${R[$LAYOUT.bytes_$tag]}")"
+    done
+    printf '%-8s store growth on B: v2 %s MB, other %s MB; A holds %s blocks; push of v1 %s s\n' "$LAYOUT" \
+        "$(mb "${R[$LAYOUT.disk_v2]}")" "$(mb "${R[$LAYOUT.disk_other]}")" "${R[$LAYOUT.blocks_a]}" "${R[$LAYOUT.push_v1]}"
+done
+ratio=$(python3 -c "print(f'{${R[fixed.fetch_v2]}/max(1,${R[members.fetch_v2]}):.1f}')")
+echo "v2 after v1: members fetches ${ratio}x fewer bytes than fixed"
+
+# ---- lazy start of v1 by eStargz chunk size: a fresh B mounts v1 and runs the workload in it
+# (chroot), against a fresh B that pulls v1, unpacks it and runs the same.
+WORKLOAD='python3 -c "import json, sqlite3, email.mime.text" && perl -MPOSIX -e 1'
+fuse_bytes() {
+    curl -sf "http://$(api_of b)/metrics" | awk '$1 ~ /^cidfs_fuse_read_bytes_total\{fs="mount"\}/ {print $2}' | head -1
+}
+start_cidfs a
+A_ID=${a_ADDR##*/}
+fresh_b
+t0=$(now)
+"$BIN" --repo "$WORK/b" image pull -q "$("$BIN" --repo "$WORK/a" image push -q "oci:$WORK/layout:v1")" \
+    --to "oci:$WORK/full:v1" > /dev/null
+t1=$(now)
+mkdir "$WORK/rootfs"
+for blob in $(python3 -c '
+import json, os, sys
+d = sys.argv[1]
+blob = lambda x: os.path.join(d, "blobs", *x["digest"].split(":", 1))
+m = json.load(open(os.path.join(d, "index.json")))["manifests"][0]
+while "index" in m["mediaType"]:
+    m = json.load(open(blob(m)))["manifests"][0]
+print(" ".join(blob(l) for l in json.load(open(blob(m)))["layers"]))' "$WORK/full"); do
+    tar --numeric-owner -C "$WORK/rootfs" -xzf "$blob" --exclude=stargz.index.json \
+        --exclude=.prefetch.landmark --exclude=.no.prefetch.landmark
+done
+chroot "$WORK/rootfs" sh -c "$WORKLOAD"
+t2=$(now)
+FULL_T=$(secs "$t0" "$t2")
+echo
+echo "lazy start of v1 (workload: $WORKLOAD); pull + unpack + run on a fresh node: $FULL_T s (pull $(secs "$t0" "$t1") s)"
+printf '%-11s %10s %12s %12s %10s %8s %8s\n' "chunk size" "layer MB" "fetched MB" "% of layer" "served MB" "start s" speedup
+safe_rm "$WORK/rootfs"; rm -rf "$WORK/full"
+for CHUNK in ${CHUNKS:-4194304 1048576 524288 262144}; do
+    cid=$("$BIN" --repo "$WORK/a" image push -q --chunk-size "$CHUNK" "oci:$WORK/layout:v1")
+    bytes=$(layer_bytes "$cid")
+    fresh_b
+    drop_caches
+    f0=$(bytes_fetched b); s0=$(fuse_bytes); s0=${s0:-0}
+    t0=$(now)
+    "$BIN" --repo "$WORK/b" mount "$cid" "$MNT" 2> "$WORK/mount.err" || { cat "$WORK/mount.err" >&2; exit 1; }
+    chroot "$MNT" sh -c "$WORKLOAD"
+    t1=$(now)
+    fetched=$(( $(bytes_fetched b) - f0 )); served=$(fuse_bytes); served=$(( ${served:-0} - s0 ))
+    "$BIN" --repo "$WORK/b" umount "$MNT"
+    lazy=$(secs "$t0" "$t1")
+    speedup=$(python3 -c "print(f'{$FULL_T/$lazy:.1f}')")
+    printf '%-11s %10s %12s %12s %10s %8s %8s\n' "$CHUNK" "$(mb "$bytes")" "$(mb "$fetched")" \
+        "$(pct "$fetched" "$bytes")" "$(mb "$served")" "$lazy" "${speedup}x"
+    R[lazy_$CHUNK.fetched]=$fetched; R[lazy_$CHUNK.bytes]=$bytes; R[lazy_$CHUNK.served]=$served
+    R[lazy_$CHUNK.secs]=$lazy
+done
+R[lazy.full_secs]=$FULL_T
+mkdir -p target/bench
+{
+    printf '{"bench": "dedup", "changed_bytes": %s' "$CHANGED"
+    for k in "${!R[@]}"; do
+        v=${R[$k]}
+        if [[ $v =~ ^[0-9.]+$ ]]; then printf ', "%s": %s' "$k" "$v"; else printf ', "%s": "%s"' "$k" "$v"; fi
+    done
+    printf '}\n'
+} > target/bench/dedup.json
+echo "figures: target/bench/dedup.json"
