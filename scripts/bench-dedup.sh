@@ -5,9 +5,10 @@
 # Usage: scripts/bench-dedup.sh            (run as root: debootstrap, FUSE)
 #
 # The images, each one uncompressed layer that `image push` converts to eStargz:
-#   v1     a Debian bookworm rootfs, `debootstrap --variant=minbase --include=$PACKAGES` (python3,
-#          perl, numpy, gcc, git: ~600 MiB of real files), cached in $BENCH_CACHE (default
-#          /var/tmp/cidfs-bench-dedup) like bench-lazy-start's; rewritten through Python's tarfile.
+#   v1     a Debian bookworm rootfs, `debootstrap --variant=minbase --include=$PACKAGES` (default
+#          python3, perl, numpy, gcc, g++, git, clang: ~1.2 GB of real files, the size of the
+#          image issue 24 measured), cached in $BENCH_CACHE (default /var/tmp/cidfs-bench-dedup)
+#          like bench-lazy-start's, by package list; rewritten through Python's tarfile.
 #   v2     v1 rebuilt: the same tar with three files of 20-100 KB changed in place (at a quarter,
 #          half and three quarters of the layer), every other byte identical, same order.
 #   other  a second image sharing most files: v1 without /usr/share/doc and /usr/share/man, with
@@ -18,7 +19,12 @@
 # /dev/null). Reported: the bytes B fetched (BytesFetched of repo/stat) for each, against the
 # image's layer bytes and the changed bytes, and the growth of B's stored block bytes.
 # Targets (issue 24): v2 after v1 <= 5 % of v2's layer bytes; other shares most blocks.
-# Writes the figures as JSON to target/bench/dedup.json. BENCH_NO_BUILD=1 skips the build.
+# Then a lazy start of v1 for each eStargz chunk size in $CHUNKS (bytes): a fresh B mounts it
+# and runs $WORKLOAD in a chroot of the mount, against a fresh B that pulls v1, unpacks it and
+# runs the same; reported: bytes fetched, bytes the mount served the kernel (the workload's
+# reads and the kernel's readahead), seconds and the speedup.
+# Writes the figures as JSON to target/bench/dedup.json. BENCH_NO_BUILD=1 skips the build;
+# LAYOUTS= (empty) skips the dedup part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run as root (debootstrap, FUSE)" >&2; exit 1; }
@@ -27,12 +33,13 @@ cd "$(dirname "$0")/.."
 bench_setup
 
 CACHE_DIR=${BENCH_CACHE:-/var/tmp/cidfs-bench-dedup}
-PACKAGES=python3,perl,python3-numpy,gcc,git
-ROOTFS_TAR=$CACHE_DIR/rootfs-bookworm-dedup.tar
+PACKAGES=${PACKAGES:-python3,perl,python3-numpy,gcc,g++,git,clang}
+ROOTFS_TAR=$CACHE_DIR/rootfs-bookworm-$(echo "$PACKAGES" | md5sum | cut -c1-8).tar
 MNT=$WORK/mnt
 BOOTSTRAP_TMP=
 cleanup() {
     set +e
+    if is_mounted "$MNT/dev"; then umount -l "$MNT/dev"; fi
     if is_mounted "$MNT"; then
         timeout 20 "$BIN" --repo "$WORK/b" umount "$MNT" 2>/dev/null || umount -l "$MNT"
     fi
@@ -40,6 +47,7 @@ cleanup() {
     bench_cleanup
 }
 trap cleanup EXIT
+mkdir -p "$MNT"
 
 debian_rootfs "$ROOTFS_TAR" "$PACKAGES"
 
@@ -137,7 +145,8 @@ pct() { python3 -c "print(f'{100*$1/$2:.1f}')"; }
 mb() { python3 -c "print(f'{$1/1e6:.1f}')"; }
 
 declare -A R
-for LAYOUT in members fixed; do
+LAYOUTS=${LAYOUTS-members fixed}
+for LAYOUT in $LAYOUTS; do
     start_cidfs a
     A_ID=${a_ADDR##*/}
     for tag in v1 v2 other; do
@@ -159,7 +168,6 @@ for LAYOUT in members fixed; do
     # the lazy mount: v1 pulled, then every file of v2 read through a mount
     fresh_b
     pull_b "${R[$LAYOUT.cid_v1]}" > /dev/null
-    mkdir -p "$MNT"
     f0=$(bytes_fetched b)
     "$BIN" --repo "$WORK/b" mount "${R[$LAYOUT.cid_v2]}" "$MNT" 2> "$WORK/mount.err" \
         || { cat "$WORK/mount.err" >&2; exit 1; }
@@ -174,7 +182,7 @@ done
 
 echo "cidfs bench-dedup: a Debian bookworm image ($PACKAGES), rebuilt with 3 files changed ($(mb "$CHANGED") MB), and a second image sharing most files; MB = 10^6 bytes"
 printf '%-8s %-36s %12s %12s %10s\n' layout step "layer MB" "fetched MB" "% of layer"
-for LAYOUT in members fixed; do
+for LAYOUT in $LAYOUTS; do
     for row in "v1:v1 pulled on an empty node:fetch_v1" "v2:v2 pulled after v1:fetch_v2" \
             "v2:v2 read through a mount after v1:mount_v2" "other:other pulled after v1 and v2:fetch_other"; do
         IFS=: read -r tag what key <<< "$row"
@@ -184,8 +192,10 @@ for LAYOUT in members fixed; do
     printf '%-8s store growth on B: v2 %s MB, other %s MB; A holds %s blocks; push of v1 %s s\n' "$LAYOUT" \
         "$(mb "${R[$LAYOUT.disk_v2]}")" "$(mb "${R[$LAYOUT.disk_other]}")" "${R[$LAYOUT.blocks_a]}" "${R[$LAYOUT.push_v1]}"
 done
-ratio=$(python3 -c "print(f'{${R[fixed.fetch_v2]}/max(1,${R[members.fetch_v2]}):.1f}')")
-echo "v2 after v1: members fetches ${ratio}x fewer bytes than fixed"
+if [ "$LAYOUTS" = "members fixed" ]; then
+    ratio=$(python3 -c "print(f'{${R[fixed.fetch_v2]}/max(1,${R[members.fetch_v2]}):.1f}')")
+    echo "v2 after v1: members fetches ${ratio}x fewer bytes than fixed"
+fi
 
 # ---- lazy start of v1 by eStargz chunk size: a fresh B mounts v1 and runs the workload in it
 # (chroot), against a fresh B that pulls v1, unpacks it and runs the same.
@@ -196,9 +206,10 @@ fuse_bytes() {
 start_cidfs a
 A_ID=${a_ADDR##*/}
 fresh_b
+cid=$("$BIN" --repo "$WORK/a" image push -q "oci:$WORK/layout:v1")
+drop_caches
 t0=$(now)
-"$BIN" --repo "$WORK/b" image pull -q "$("$BIN" --repo "$WORK/a" image push -q "oci:$WORK/layout:v1")" \
-    --to "oci:$WORK/full:v1" > /dev/null
+"$BIN" --repo "$WORK/b" image pull -q "$cid" --to "oci:$WORK/full:v1" > /dev/null
 t1=$(now)
 mkdir "$WORK/rootfs"
 for blob in $(python3 -c '
@@ -227,8 +238,11 @@ for CHUNK in ${CHUNKS:-4194304 1048576 524288 262144}; do
     f0=$(bytes_fetched b); s0=$(fuse_bytes); s0=${s0:-0}
     t0=$(now)
     "$BIN" --repo "$WORK/b" mount "$cid" "$MNT" 2> "$WORK/mount.err" || { cat "$WORK/mount.err" >&2; exit 1; }
+    # the mount is nodev: the workload gets the host's /dev, as a runtime would give it one
+    mount --bind /dev "$MNT/dev"
     chroot "$MNT" sh -c "$WORKLOAD"
     t1=$(now)
+    umount "$MNT/dev"
     fetched=$(( $(bytes_fetched b) - f0 )); served=$(fuse_bytes); served=$(( ${served:-0} - s0 ))
     "$BIN" --repo "$WORK/b" umount "$MNT"
     lazy=$(secs "$t0" "$t1")
@@ -239,6 +253,30 @@ for CHUNK in ${CHUNKS:-4194304 1048576 524288 262144}; do
     R[lazy_$CHUNK.secs]=$lazy
 done
 R[lazy.full_secs]=$FULL_T
+# the same start after `image optimize` recorded it (default chunk size)
+cid=$("$BIN" --repo "$WORK/a" image push -q "oci:$WORK/layout:v1")
+t0=$(now)
+# shellcheck disable=SC2086  # the workload is two commands for sh
+opt=$("$BIN" --repo "$WORK/a" image optimize -q "$cid" -- sh -c "$WORKLOAD")
+R[optimize.secs]=$(secs "$t0" "$(now)")
+bytes=$(layer_bytes "$opt")
+fresh_b
+drop_caches
+f0=$(bytes_fetched b); s0=$(fuse_bytes); s0=${s0:-0}
+t0=$(now)
+"$BIN" --repo "$WORK/b" mount "$opt" "$MNT" 2> "$WORK/mount.err" || { cat "$WORK/mount.err" >&2; exit 1; }
+mount --bind /dev "$MNT/dev"
+chroot "$MNT" sh -c "$WORKLOAD"
+t1=$(now)
+umount "$MNT/dev"
+fetched=$(( $(bytes_fetched b) - f0 )); served=$(fuse_bytes); served=$(( ${served:-0} - s0 ))
+"$BIN" --repo "$WORK/b" umount "$MNT"
+lazy=$(secs "$t0" "$t1")
+printf '%-11s %10s %12s %12s %10s %8s %8s\n' "optimized" "$(mb "$bytes")" "$(mb "$fetched")" \
+    "$(pct "$fetched" "$bytes")" "$(mb "$served")" "$lazy" "$(python3 -c "print(f'{$FULL_T/$lazy:.1f}')")x"
+echo "(image optimize of v1 took ${R[optimize.secs]} s)"
+R[optimized.fetched]=$fetched; R[optimized.bytes]=$bytes; R[optimized.served]=$served
+R[optimized.secs]=$lazy
 mkdir -p target/bench
 {
     printf '{"bench": "dedup", "changed_bytes": %s' "$CHANGED"

@@ -498,6 +498,9 @@ pub struct MountConfig {
     pub read_timeout_secs: u64,
     /// At mount, fetch in the background what each layer puts before `.prefetch.landmark`.
     pub prefetch: bool,
+    /// A mount is answered once that prefetch is done, or after this many seconds (0: at once;
+    /// the prefetch goes on in the background), as stargz-snapshotter's `prefetch_timeout`.
+    pub prefetch_wait_secs: u64,
     /// After the prefetch, fetch (and pin) the rest of every mounted image in the background,
     /// so the node ends up holding the whole image and can serve it to others.
     pub background_fetch: bool,
@@ -515,6 +518,7 @@ impl Default for MountConfig {
         MountConfig {
             read_timeout_secs: 30,
             prefetch: true,
+            prefetch_wait_secs: 10,
             background_fetch: false,
             cache_mb: 256,
             allowed_roots: ["/mnt", "/media", "/srv", "/run/cidfs", "/tmp", "/var/tmp"]

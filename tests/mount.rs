@@ -483,3 +483,86 @@ fn umount_and_sigterm_leave_no_stale_mount() {
     assert!(status.success(), "exit {status} after SIGTERM:\n{log}");
     assert_eq!(two.entry(), None, "SIGTERM left a mount:\n{log}");
 }
+
+/// `image optimize` runs a command in a lazy mount of the image, records what it read and pushes
+/// the image again with those files first: a node that mounts the new image fetches them as it
+/// mounts (the prefetch), so the same read afterwards fetches nothing more. The trace itself is
+/// the daemon's `mount/trace`, which needs the API token.
+#[test]
+fn optimize_puts_what_a_command_reads_first() {
+    let (a, b) = pair(Some("[mount]\nbackground_fetch = false\n"));
+    let (_, cid) = generate_and_push(
+        &a,
+        GenSpec {
+            busybox: true,
+            big_file_size: 2 * MIB,
+            ..Default::default()
+        },
+    );
+    let out = a.cli_bounded(
+        &[
+            "image",
+            "optimize",
+            "-q",
+            &cid,
+            "--",
+            "/bin/cat",
+            "/etc/hello",
+        ],
+        READ_BOUND,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}\n{}", a.log());
+    assert!(err.contains("read "), "{err}");
+    let optimized = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(optimized.starts_with("bafkrei"), "{optimized:?}");
+    assert_ne!(optimized, cid);
+    assert!(
+        a.cli(&["mounts"]).stdout.is_empty(),
+        "optimize left a mount"
+    );
+    // the old image mounts with nothing to prefetch; the new one fetches what cat read
+    let mp = mount(&b, &optimized, &[]);
+    let prefetched = eventually(READ_BOUND, || {
+        b.log()
+            .lines()
+            .find(|l| l.contains("prefetched"))
+            .map(str::to_string)
+    })
+    .unwrap_or_else(|| panic!("no prefetch on B:\n{}", b.log()));
+    assert!(!prefetched.contains("prefetched 0 of"), "{prefetched}");
+    let before = b.stat_u64("BytesFetched");
+    let (hello, _) = read_through(&mp.path().join("etc/hello"), READ_BOUND);
+    assert_eq!(
+        hello.expect("read etc/hello"),
+        format!("{}\n", gen::HELLO_LINE).as_bytes()
+    );
+    assert_eq!(
+        b.stat_u64("BytesFetched"),
+        before,
+        "reading a prefetched file fetched more"
+    );
+    // mount/trace: what was read, in order; privileged
+    let dir = mp.path().to_str().expect("utf8").to_string();
+    let (status, _) = crate::util::http(b.api, "POST", &format!("/api/v0/mount/trace?arg={dir}"));
+    assert_eq!(status, 401, "mount/trace without the token");
+    let token = std::fs::read_to_string(b.repo.path().join("api.token")).expect("api.token");
+    let (status, body) = crate::util::http_with(
+        b.api,
+        "POST",
+        &format!("/api/v0/mount/trace?arg={dir}"),
+        &[
+            ("Host", &b.api.to_string()),
+            ("Authorization", &format!("Bearer {}", token.trim())),
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(status, 200, "{v}");
+    let paths: Vec<&str> = v["Files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .filter_map(|f| f["Path"].as_str())
+        .collect();
+    assert_eq!(paths, vec!["etc/hello"], "{v}");
+}

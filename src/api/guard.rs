@@ -6,7 +6,7 @@
 //! - **DNS rebinding.** A page can also make its own host name resolve to 127.0.0.1; the `Host`
 //!   header then names that host. Only IP literals, `localhost` and `api.allowed_hosts` pass.
 //! - **Local users.** Anyone on the machine can reach 127.0.0.1, so the commands that touch host
-//!   paths (`mount`, `umount`) also need the API token: a random secret the daemon writes to
+//!   paths (`mount`, `umount`, and `mount/trace`, which tells what a mount read) also need the API token: a random secret the daemon writes to
 //!   `$CIDFS_PATH/api.token` (0600) at every start, sent as `Authorization: Bearer <token>`.
 //!   The CLI sends it when its user can read the file, so these commands are for the daemon's
 //!   own user (root, where mounts reach the host).
@@ -32,7 +32,7 @@ use super::ApiError;
 use crate::config::ApiConfig;
 
 /// Commands that act on host paths: they need the API token.
-const PRIVILEGED: &[&str] = &["/api/v0/mount", "/api/v0/umount"];
+const PRIVILEGED: &[&str] = &["/api/v0/mount", "/api/v0/umount", "/api/v0/mount/trace"];
 
 /// The API's admission rules; cheap to clone.
 #[derive(Clone)]
@@ -349,7 +349,7 @@ mod tests {
     #[test]
     fn mount_and_umount_need_the_token() {
         let g = guard(&[], &[]);
-        for path in ["/api/v0/mount", "/api/v0/umount"] {
+        for path in ["/api/v0/mount", "/api/v0/umount", "/api/v0/mount/trace"] {
             assert_eq!(status(&g, &[], path), 401);
             assert_eq!(status(&g, &[("authorization", "Bearer wrong")], path), 401);
             assert_eq!(status(&g, &[("authorization", "s3cret")], path), 401);

@@ -69,6 +69,7 @@ pub fn router(state: AppState, guard: guard::Guard) -> Router {
         .route("/api/v0/mount", post(mount::mount))
         .route("/api/v0/umount", post(mount::umount))
         .route("/api/v0/mounts", post(mount::mounts))
+        .route("/api/v0/mount/trace", post(mount::trace))
         .route("/healthz", axum::routing::get(healthz))
         .route("/livez", axum::routing::get(livez))
         .fallback(error::unknown_command)

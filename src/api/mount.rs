@@ -1,5 +1,6 @@
-//! `mount` (`arg=REF`, `arg=DIR`, `allow-other`, repeated `platform`), `umount` (`arg=DIR`) and
-//! `mounts`: lazy image mounts served by the daemon. Not kubo commands; same conventions.
+//! `mount` (`arg=REF`, `arg=DIR`, `allow-other`, repeated `platform`), `umount` (`arg=DIR`),
+//! `mounts` and `mount/trace` (`arg=DIR`: the files read so far, in the order of their first
+//! read): lazy image mounts served by the daemon. Not kubo commands; same conventions.
 
 use axum::{
     extract::{RawQuery, State},
@@ -50,4 +51,14 @@ pub async fn umount(
 
 pub async fn mounts(State(st): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({ "Mounts": st.mounts.list().await }))
+}
+
+pub async fn trace(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q);
+    let dir = PathBuf::from(p.arg("dir")?);
+    let (files, dropped) = st.mounts.trace(&dir).await?;
+    Ok(Json(json!({ "Files": files, "Dropped": dropped })))
 }

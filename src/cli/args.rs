@@ -189,8 +189,9 @@ pub enum ImageCommand {
     /// Put an image into the swarm; prints its CID (and nothing else) on stdout.
     ///
     /// Layers are converted to eStargz (seekable gzip) so they can be mounted lazily; every
-    /// blob is added like `ipfs add --cid-version=1` and pinned; every descriptor gets an
-    /// `ipfs://<CID>` URL. The image CID names the index descriptor.
+    /// blob is added as a UnixFS file (eStargz layers cut at their gzip members, see
+    /// --dag-layout) and pinned; every descriptor gets an `ipfs://<CID>` URL. The image CID
+    /// names the index descriptor.
     ///
     /// Examples:
     ///   cidfs image push oci:./layout:v1
@@ -209,6 +210,19 @@ pub enum ImageCommand {
     Pull(PullArgs),
     /// Show an image's index, manifests, configs and a table of its layers.
     Inspect(InspectArgs),
+    /// Record what a command reads while it starts, and push the image again with those files
+    /// first in their layers, marked for prefetching: a lazy mount of the new image fetches
+    /// them in one batch as it mounts, instead of one chunk per page fault.
+    ///
+    /// The image is mounted lazily in a temporary directory under mount.allowed_roots, the
+    /// command runs in a chroot of it (with the host's /dev and /proc bound in; as root), the
+    /// files it read are recorded in order, and every layer is converted again. Prints the
+    /// new image's CID; the old one is unchanged. The idea of `ctr-remote image optimize`.
+    ///
+    /// Example:
+    ///   cidfs image optimize team/app:1.0 -- python3 -c 'import json'
+    #[command(verbatim_doc_comment)]
+    Optimize(OptimizeArgs),
     /// List the swarm's image names: the CID each names, its size, the node that pushed it,
     /// and how many live nodes hold it fully (COPIES; --holders lists them).
     ///
@@ -294,6 +308,34 @@ pub struct PushArgs {
     /// docker://: an auth file (containers auth.json or ~/.docker/config.json format).
     #[arg(long, value_name = "FILE")]
     pub authfile: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct OptimizeArgs {
+    /// The image: CID, ipfs://CID, /ipfs/CID, or a NAME[:TAG] pushed to the registry endpoint.
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// The command to start in the image, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub cmd: Vec<String>,
+    /// Stop the command after this many seconds; what it read until then is kept.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub timeout: u64,
+    /// The platform to run and push, OS/ARCH[/VARIANT] (default: this host's).
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// Uncompressed bytes per eStargz chunk of the new image.
+    #[arg(long, default_value_t = 4 << 20, value_name = "BYTES")]
+    pub chunk_size: u64,
+    /// gzip level of the new image's chunks (0-9).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
+    pub compression_level: u32,
+    /// How the new image's layers are cut into blocks (see `image push --help`).
+    #[arg(long, value_enum, default_value_t, value_name = "LAYOUT")]
+    pub dag_layout: crate::image::push::DagLayout,
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,

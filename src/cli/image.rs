@@ -21,6 +21,7 @@ pub async fn run(api: &ApiClient, cmd: ImageCommand) -> anyhow::Result<()> {
         ImageCommand::Push(a) => push_cmd(api, a).await,
         ImageCommand::Pull(a) => pull_cmd(api, a).await,
         ImageCommand::Inspect(a) => inspect_cmd(api, a).await,
+        ImageCommand::Optimize(a) => super::optimize::optimize(api, a).await,
         ImageCommand::Ls { holders, json } => ls_cmd(api, holders, json).await,
         ImageCommand::Tag { image, name } => {
             let v = api
@@ -62,7 +63,7 @@ fn platforms(list: &[String]) -> anyhow::Result<Vec<Platform>> {
         .collect()
 }
 
-fn reporter(quiet: bool) -> Box<dyn Reporter> {
+pub(super) fn reporter(quiet: bool) -> Box<dyn Reporter> {
     if quiet || !std::io::stderr().is_terminal() {
         Box::new(Silent)
     } else {
@@ -82,6 +83,7 @@ async fn push_cmd(api: &ApiClient, a: PushArgs) -> anyhow::Result<()> {
         estargz,
         platforms: platforms(&a.platform)?,
         dag: a.dag_layout,
+        ..Default::default()
     };
     let reg = source::RegistryOptions {
         insecure: a.insecure,
@@ -100,7 +102,7 @@ async fn push_cmd(api: &ApiClient, a: PushArgs) -> anyhow::Result<()> {
 }
 
 /// The image CID `text` names: a CID reference, or a name the daemon looks up.
-async fn image_cid(api: &ApiClient, text: &str) -> anyhow::Result<Cid> {
+pub(super) async fn image_cid(api: &ApiClient, text: &str) -> anyhow::Result<Cid> {
     match crate::cidref::parse_image(text)? {
         crate::cidref::ImageRef::Cid(cid) => Ok(cid),
         crate::cidref::ImageRef::Named { .. } => {

@@ -8,6 +8,7 @@ mod image;
 mod info;
 mod init;
 mod mount;
+mod optimize;
 mod stats;
 
 use anyhow::Context;

@@ -7,7 +7,7 @@ use super::args::MountArgs;
 use super::client::ApiClient;
 
 /// The path as the daemon must see it: absolute (the daemon has another working directory).
-fn absolute(dir: &Path) -> anyhow::Result<String> {
+pub(super) fn absolute(dir: &Path) -> anyhow::Result<String> {
     let abs = std::path::absolute(dir).with_context(|| format!("bad path {}", dir.display()))?;
     abs.to_str()
         .map(str::to_string)

@@ -37,12 +37,15 @@ fn uncompressed(path: &Path, gzip: bool) -> anyhow::Result<Box<dyn Read + Send>>
 }
 
 /// Prepare the layer `desc` whose verified bytes are in `src`. `opts` is `None` when eStargz
-/// conversion is off. `expected_diff_id` is the config's entry for this layer.
+/// conversion is off; with `reconvert`, a layer that already is eStargz is converted again (its
+/// TOC and landmarks are dropped and rebuilt), else it is kept as it is. `expected_diff_id` is
+/// the config's entry for this layer.
 pub fn prepare(
     src: &Path,
     desc: &Descriptor,
     expected_diff_id: &str,
     opts: Option<&BuildOptions>,
+    reconvert: bool,
     work: &Path,
 ) -> anyhow::Result<Layer> {
     let (oci_type, kind) =
@@ -55,7 +58,11 @@ pub fn prepare(
         );
     };
     let what = || format!("layer {}", desc.digest);
-    let existing = if gzip { read_toc_file(src).ok() } else { None };
+    let existing = if gzip && !(reconvert && opts.is_some()) {
+        read_toc_file(src).ok()
+    } else {
+        None
+    };
     let mut out = desc.clone();
     out.media_type = oci_type.to_string();
     out.urls.clear();

@@ -26,6 +26,12 @@ pub struct PushOptions {
     pub platforms: Vec<Platform>,
     /// How eStargz layer blobs are cut into blocks.
     pub dag: DagLayout,
+    /// Convert layers that already are eStargz again (with `estargz`'s options) instead of
+    /// keeping them byte for byte.
+    pub reconvert: bool,
+    /// Files to put first (and mark for prefetching) in particular layers, by the source layer's
+    /// digest; they replace `estargz.prefetch` for that layer (`image optimize`).
+    pub layer_prefetch: HashMap<String, Vec<String>>,
 }
 
 /// How a layer blob is cut into UnixFS leaves. Either way the blob's bytes and digest are the
@@ -283,16 +289,19 @@ async fn push_layer<S: BlobStore>(
     } else {
         "checking"
     });
-    let (f, d, id, o, w) = (
+    let mut o = opts.estargz.clone();
+    if let (Some(o), Some(files)) = (&mut o, opts.layer_prefetch.get(&l.digest)) {
+        o.prefetch = files.clone();
+    }
+    let (f, d, id, w) = (
         file.clone(),
         l.clone(),
         diff_id.to_string(),
-        opts.estargz.clone(),
         work.to_path_buf(),
     );
-    let dag = opts.dag;
+    let (dag, reconvert) = (opts.dag, opts.reconvert);
     let (layer, leaf_ends) = tokio::task::spawn_blocking(move || {
-        let layer = convert::prepare(&f, &d, &id, o.as_ref(), &w)?;
+        let layer = convert::prepare(&f, &d, &id, o.as_ref(), reconvert, &w)?;
         let ends = match (dag, &layer.toc_digest) {
             (DagLayout::Members, Some(_)) => Some(convert::member_leaf_ends(&layer.path)?),
             _ => None,

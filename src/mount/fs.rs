@@ -25,6 +25,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use super::inode::{Inode, Kind, Table, ROOT};
 use super::reader::Reader;
+use super::trace::Trace;
 use crate::metrics::FuseReads;
 
 /// The image never changes: the kernel may cache attributes and names for long.
@@ -86,6 +87,8 @@ pub struct Tree {
     reader: Reader,
     /// Parent of every directory, for `..`.
     parents: HashMap<u64, u64>,
+    /// Where the first read of each file is noted, if anywhere.
+    trace: Option<Arc<Trace>>,
 }
 
 impl Tree {
@@ -104,7 +107,14 @@ impl Tree {
             table,
             reader,
             parents,
+            trace: None,
         }
+    }
+
+    /// Notes the first read of each file in `trace`.
+    pub fn traced(mut self, trace: Arc<Trace>) -> Self {
+        self.trace = Some(trace);
+        self
     }
 
     fn inode(&self, ino: u64) -> Result<&Inode, Errno> {
@@ -160,6 +170,9 @@ impl Tree {
             } => (f.clone(), *size),
             _ => return Err(Errno::EISDIR),
         };
+        if let Some(t) = &self.trace {
+            t.record(ino, file.layer, || file.name.clone());
+        }
         let reader = self.reader.clone();
         Ok(async move {
             reader

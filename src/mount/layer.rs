@@ -166,7 +166,7 @@ async fn spool_layer(
             level: 1,
             ..BuildOptions::default()
         };
-        let converted = convert::prepare(raw.path(), &desc, &diff_id, Some(&opts), &spool)?;
+        let converted = convert::prepare(raw.path(), &desc, &diff_id, Some(&opts), false, &spool)?;
         let path = converted.path;
         let result = (|| {
             let info = crate::image::convert::read_toc_file(&path)?;

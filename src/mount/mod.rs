@@ -12,6 +12,7 @@
 //! - [`reader`]: file range → chunks → node range reads → inflate → `chunkDigest` check.
 //! - [`cache`]: the bounded cache of inflated chunks, one fetch per chunk however many readers.
 //! - [`verified`]: which chunks were checked against their digest on this node (sled).
+//! - [`trace`]: the files a mount's readers touched, in order (for `image optimize`).
 //! - `prefetch`: the background work of a mount (landmark prefetch, then optionally the whole
 //!   image).
 //! - [`fs`]: the one fuser adapter ([`fs::Fs`] over any [`fs::Requests`]) and [`fs::Tree`], the
@@ -27,6 +28,7 @@ pub mod layer;
 mod prefetch;
 pub mod proof;
 pub mod reader;
+pub mod trace;
 pub mod verified;
 
 use anyhow::{anyhow, bail, Context as _};
@@ -129,6 +131,8 @@ struct Active {
     /// Made by [`Mounts::mount`] (`cidfs mount`), so `cidfs umount` may remove it; the layer
     /// store and the snapshotter's layers are the daemon's own.
     by_user: bool,
+    /// The first reads of its files (user mounts).
+    trace: Option<Arc<trace::Trace>>,
 }
 
 struct Inner {
@@ -233,8 +237,11 @@ impl Mounts {
             layers: reader.layers().len(),
             inodes: table.totals().0,
         };
+        let traced = Arc::new(trace::Trace::new(
+            reader.layers().iter().map(|l| l.digest.clone()).collect(),
+        ));
         let fs = fs::Fs::new(
-            fs::Tree::new(table, reader.clone()),
+            fs::Tree::new(table, reader.clone()).traced(traced.clone()),
             tokio::runtime::Handle::current(),
             me.metrics.fuse("mount"),
         );
@@ -246,12 +253,14 @@ impl Mounts {
             prefetch: me.settings.prefetch,
             pin,
         };
-        let background = prefetch::run(reader, me.blocks.clone(), plan);
+        let (background, prefetched) = prefetch::start(reader, me.blocks.clone(), plan);
         let info = self
             .attach(fs, info, req.allow_other, true, background)
             .await?;
+        self.wait_for(prefetched).await;
         if let Some(a) = me.active.lock().await.get_mut(&info.dir) {
             a.by_user = true;
+            a.trace = Some(traced);
         }
         Ok(info)
     }
@@ -283,8 +292,21 @@ impl Mounts {
             prefetch: self.inner.settings.prefetch,
             pin: None,
         };
-        let background = prefetch::run(reader, self.inner.blocks.clone(), plan);
-        self.attach(fs, info, true, true, background).await
+        let (background, prefetched) = prefetch::start(reader, self.inner.blocks.clone(), plan);
+        let info = self.attach(fs, info, true, true, background).await?;
+        self.wait_for(prefetched).await;
+        Ok(info)
+    }
+
+    /// Waits for a fresh mount's prefetch, at most `mount.prefetch_wait_secs`.
+    async fn wait_for(&self, prefetched: tokio::sync::oneshot::Receiver<()>) {
+        let wait = Duration::from_secs(self.inner.settings.prefetch_wait_secs);
+        if tokio::time::timeout(wait, prefetched).await.is_err() {
+            tracing::info!(
+                "the prefetch is still running after {} s; answering the mount",
+                wait.as_secs()
+            );
+        }
     }
 
     /// Whether this daemon serves a mount at `dir`.
@@ -368,6 +390,7 @@ impl Mounts {
                 session,
                 background,
                 by_user: false,
+                trace: None,
             },
         );
         Ok(info)
@@ -423,6 +446,25 @@ impl Mounts {
         finish(&key, a.session, 0).await;
         tracing::info!("unmounted {}", key.display());
         Ok(a.info)
+    }
+
+    /// The files read through the user mount at `dir` so far, in the order of their first
+    /// read, and how many more were read past [`trace::MAX_FILES`].
+    pub async fn trace(&self, dir: &Path) -> anyhow::Result<(Vec<trace::TracedFile>, u64)> {
+        let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let canonical = std::fs::canonicalize(&abs).ok();
+        let active = self.inner.active.lock().await;
+        let a = active
+            .get(&abs)
+            .or_else(|| canonical.as_ref().and_then(|c| active.get(c)))
+            .ok_or_else(|| anyhow!("{} is not a cidfs mount", dir.display()))?;
+        let t = a.trace.as_ref().ok_or_else(|| {
+            anyhow!(
+                "{} is the daemon's own mount (layer store or snapshotter), not one of `cidfs mount`",
+                dir.display()
+            )
+        })?;
+        Ok(t.files())
     }
 
     /// The live mounts, by directory.

@@ -21,7 +21,25 @@ pub struct Plan {
     pub pin: Option<Vec<Cid>>,
 }
 
-pub async fn run(reader: Reader, blocks: BlockService, plan: Plan) {
+/// [`run`], and a receiver that hears when its prefetch is over (done, or nothing to do).
+pub fn start(
+    reader: Reader,
+    blocks: BlockService,
+    plan: Plan,
+) -> (
+    impl std::future::Future<Output = ()> + Send + 'static,
+    tokio::sync::oneshot::Receiver<()>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    (run(reader, blocks, plan, tx), rx)
+}
+
+async fn run(
+    reader: Reader,
+    blocks: BlockService,
+    plan: Plan,
+    prefetched: tokio::sync::oneshot::Sender<()>,
+) {
     if plan.prefetch {
         let mut wanted = Vec::new();
         for (i, l) in reader.layers().iter().enumerate() {
@@ -32,6 +50,8 @@ pub async fn run(reader: Reader, blocks: BlockService, plan: Plan) {
                 }
             }
         }
+        // in layer order, which is the order the files were first read in (`image optimize`)
+        wanted.sort_by_key(|(i, _, c)| (*i, c.offset));
         let n = wanted.len();
         let failed = stream::iter(wanted)
             .map(|(i, name, c)| {
@@ -49,6 +69,7 @@ pub async fn run(reader: Reader, blocks: BlockService, plan: Plan) {
             tracing::info!("prefetched {} of {n} chunks", n - failed);
         }
     }
+    let _ = prefetched.send(());
     if let Some(cids) = plan.pin {
         // the whole image or nothing (a failure half-way leaves its blocks to gc)
         if let Err(e) = blocks.pin_all(&cids).await {

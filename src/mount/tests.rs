@@ -482,7 +482,9 @@ async fn prefetch_fills_the_cache_and_background_fetch_pins_the_image() {
         prefetch: true,
         pin: Some(vec![cid]),
     };
-    super::prefetch::run(r.clone(), fx.blocks.clone(), plan).await;
+    let (background, prefetched) = super::prefetch::start(r.clone(), fx.blocks.clone(), plan);
+    background.await;
+    assert_eq!(prefetched.await, Ok(()), "the end of the prefetch is told");
     let layer = &r.layers()[0];
     let key = |c: &crate::image::estargz::Chunk| super::reader::key(layer, c);
     assert!(cache.contains(&key(&small)), "the prefetch file is cached");
