@@ -408,9 +408,9 @@ mod tests {
         (0..len).map(|i| (i % 251) as u8).collect()
     }
 
-    /// Adds `data`, pushing it in pieces of `piece` bytes; returns root, blocks and cumulative size.
-    fn add_all(data: &[u8], opts: &AddOptions, piece: usize) -> (Cid, Vec<(Cid, Vec<u8>)>, u64) {
-        let mut adder = Adder::new(opts).unwrap();
+    /// Adds `data` with `adder`, pushing it in pieces of `piece` bytes; returns root, blocks
+    /// and cumulative size.
+    fn add_with(mut adder: Adder, data: &[u8], piece: usize) -> (Cid, Vec<(Cid, Vec<u8>)>, u64) {
         let mut blocks = Vec::new();
         for part in data.chunks(piece) {
             blocks.extend(adder.push(part));
@@ -420,6 +420,12 @@ mod tests {
         let (root, rest) = adder.finish();
         let cumulative = before + rest.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
         blocks.extend(rest);
+        (root, blocks, cumulative)
+    }
+
+    /// Adds `data` with kubo's chunker, pushing it in pieces of `piece` bytes.
+    fn add_all(data: &[u8], opts: &AddOptions, piece: usize) -> (Cid, Vec<(Cid, Vec<u8>)>, u64) {
+        let (root, blocks, cumulative) = add_with(Adder::new(opts).unwrap(), data, piece);
         assert_eq!(
             blocks.last().map(|(c, _)| *c),
             Some(root),
@@ -542,19 +548,9 @@ mod tests {
         assert!(LeafAdder::new().push_leaf(&big).is_err());
     }
 
-    /// Add `data` with leaves ending at `ends`, in pieces of `piece` bytes.
+    /// Adds `data` with leaves ending at `ends`, in pieces of `piece` bytes.
     fn add_cut(data: &[u8], ends: &[u64], piece: usize) -> (Cid, Vec<(Cid, Vec<u8>)>, u64) {
-        let mut adder = Adder::with_leaf_ends(ends.to_vec()).unwrap();
-        let mut blocks = Vec::new();
-        for part in data.chunks(piece) {
-            blocks.extend(adder.push(part));
-        }
-        assert_eq!(adder.bytes_in(), data.len() as u64);
-        let before = adder.cumulative_size();
-        let (root, rest) = adder.finish();
-        let cumulative = before + rest.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
-        blocks.extend(rest);
-        (root, blocks, cumulative)
+        add_with(Adder::with_leaf_ends(ends.to_vec()).unwrap(), data, piece)
     }
 
     /// Planned ends stream like kubo's chunker: the same CIDs in any pieces, kubo's own DAG

@@ -107,19 +107,10 @@ pub async fn add(
 
 /// The ends a `leaf-ends` part lists (checked when the adder is made).
 async fn leaf_ends(field: &mut axum::extract::multipart::Field<'_>) -> Result<Vec<u64>, ApiError> {
-    let mut text = Vec::new();
-    while let Some(chunk) = field
-        .chunk()
-        .await
-        .map_err(|e| ApiError::client(format!("bad multipart body: {e}")))?
-    {
-        if text.len() + chunk.len() > MAX_LEAF_ENDS_PART {
-            return Err(ApiError::client(format!(
-                "the {LEAF_ENDS_PART} part is over {MAX_LEAF_ENDS_PART} bytes"
-            )));
-        }
-        text.extend_from_slice(&chunk);
-    }
+    let text = super::read_part(field, MAX_LEAF_ENDS_PART, || {
+        format!("the {LEAF_ENDS_PART} part is over {MAX_LEAF_ENDS_PART} bytes")
+    })
+    .await?;
     serde_json::from_slice(&text).map_err(|e| {
         ApiError::client(format!(
             "the {LEAF_ENDS_PART} part is not a JSON array of offsets: {e}"

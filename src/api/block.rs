@@ -104,22 +104,12 @@ pub async fn put(
         .body(Body::from(out))?)
 }
 
-/// A part's bytes, read chunk by chunk and refused as soon as they pass the block limit (M8:
-/// the whole part was buffered before the check, so one request could fill the memory).
+/// A part's bytes, refused as soon as they pass the block limit (M8: the whole part was
+/// buffered before the check, so one request could fill the memory).
 async fn read_block(mut field: axum::extract::multipart::Field<'_>) -> Result<Vec<u8>, ApiError> {
     let limit = cidfs_p2p::bitswap::codec::MAX_BLOCK_SIZE;
-    let mut data = Vec::new();
-    while let Some(chunk) = field
-        .chunk()
-        .await
-        .map_err(|e| ApiError::client(format!("reading upload: {e}")))?
-    {
-        if data.len() + chunk.len() > limit {
-            return Err(ApiError::client(format!(
-                "block exceeds the {limit}-byte limit"
-            )));
-        }
-        data.extend_from_slice(&chunk);
-    }
-    Ok(data)
+    super::read_part(&mut field, limit, || {
+        format!("block exceeds the {limit}-byte limit")
+    })
+    .await
 }

@@ -116,6 +116,27 @@ async fn healthz(
 
 /// The image a request names: a CID reference, or a name pushed to the registry endpoint
 /// (`team/app:1.0`) looked up in the name table.
+/// A multipart part's bytes, read chunk by chunk and refused with `too_big` as soon as they
+/// pass `limit`.
+async fn read_part(
+    field: &mut axum::extract::multipart::Field<'_>,
+    limit: usize,
+    too_big: impl FnOnce() -> String,
+) -> Result<Vec<u8>, ApiError> {
+    let mut data = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| ApiError::client(format!("reading the upload: {e}")))?
+    {
+        if data.len() + chunk.len() > limit {
+            return Err(ApiError::client(too_big()));
+        }
+        data.extend_from_slice(&chunk);
+    }
+    Ok(data)
+}
+
 pub(crate) fn resolve_image(st: &AppState, text: &str) -> Result<cid::Cid, ApiError> {
     let image = crate::cidref::parse_image(text).map_err(|e| ApiError::client(e.to_string()))?;
     st.names

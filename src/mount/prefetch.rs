@@ -12,7 +12,7 @@ use crate::blockservice::BlockService;
 use crate::image::blob_store::BlobStore as _;
 
 /// Chunks prefetched at once.
-const PREFETCH_PARALLEL: usize = 4;
+const PREFETCH_PARALLEL: usize = 16;
 
 /// What to do in the background.
 pub struct Plan {
