@@ -30,6 +30,8 @@ pub fn estargz_toc(data: &[u8]) {
         at = *e;
     }
     assert_eq!(at, size);
+    // and the adder takes the plan (what `image push` sends as `leaf-ends`)
+    assert!(crate::unixfs::Adder::with_leaf_ends(ends).is_ok());
 }
 
 /// A layer's tar stream, as `image push` converts it.

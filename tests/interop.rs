@@ -300,14 +300,7 @@ fn helia_fetches_layers_cut_at_their_members() {
     let d = private_daemon(&key);
     let mut h = Helia::start(Some(&key));
     h.ok(&format!("dial {}", d.addr), Duration::from_secs(30));
-    let (_, cid) = crate::mount::generate_and_push(
-        &d,
-        crate::images::gen::GenSpec {
-            busybox: true,
-            big_file_size: 3 << 20,
-            ..Default::default()
-        },
-    );
+    let cid = crate::mount::busybox_image(&d, 3 << 20);
     let (manifest, _) = crate::images::hostile::diff_ids_of(&d, &cid);
     let layers = manifest["layers"].as_array().expect("layers");
     assert!(!layers.is_empty());

@@ -15,9 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
-use crate::images::gen::{xorshift_bytes, GenSpec};
+use crate::images::gen::xorshift_bytes;
 use crate::images::hostile::{diff_ids_of, with_layer_cids};
-use crate::mount::{generate_and_push, MountPoint};
+use crate::mount::{busybox_image, MountPoint};
 use crate::util::{random_bytes, run_bounded, sha256, swarm_key, wait_bounded, Daemon, Opts};
 
 /// How long a kubo node may take to start (and add its files).
@@ -307,14 +307,7 @@ fn a_cidfs_fetcher_takes_blocks_from_kubo_and_cidfs_seeds() {
 fn a_mount_reads_an_image_layer_that_kubo_serves() {
     let key = swarm_key();
     let a = cidfs(&key);
-    let (_, cid) = generate_and_push(
-        &a,
-        GenSpec {
-            busybox: true,
-            big_file_size: 2 * MIB,
-            ..Default::default()
-        },
-    );
+    let cid = busybox_image(&a, 2 * MIB);
     let (manifest, _) = diff_ids_of(&a, &cid);
     let blobs: Vec<Vec<u8>> = manifest["layers"]
         .as_array()
@@ -357,14 +350,7 @@ fn a_mount_reads_an_image_layer_that_kubo_serves() {
 fn kubo_fetches_layers_cut_at_their_members() {
     let key = swarm_key();
     let a = cidfs(&key);
-    let (_, cid) = generate_and_push(
-        &a,
-        GenSpec {
-            busybox: true,
-            big_file_size: 3 * MIB,
-            ..Default::default()
-        },
-    );
+    let cid = busybox_image(&a, 3 * MIB);
     let (manifest, _) = diff_ids_of(&a, &cid);
     let layers = manifest["layers"].as_array().expect("layers");
     assert!(!layers.is_empty());

@@ -53,6 +53,17 @@ pub fn generate_and_push(d: &Daemon, spec: GenSpec) -> (GeneratedImage, String) 
     (img, cid.to_string())
 }
 
+/// Pushes on `d` a generated busybox image with a `big_file_size`-byte incompressible file;
+/// returns its CID.
+pub fn busybox_image(d: &Daemon, big_file_size: usize) -> String {
+    let spec = GenSpec {
+        busybox: true,
+        big_file_size,
+        ..Default::default()
+    };
+    generate_and_push(d, spec).1
+}
+
 /// What `cidfs image inspect --json` on a node says about an image.
 struct ImageInfo {
     /// Layer CIDs, bottom first (of the first platform).
@@ -491,14 +502,7 @@ fn umount_and_sigterm_leave_no_stale_mount() {
 #[test]
 fn optimize_puts_what_a_command_reads_first() {
     let (a, b) = pair(Some("[mount]\nbackground_fetch = false\n"));
-    let (_, cid) = generate_and_push(
-        &a,
-        GenSpec {
-            busybox: true,
-            big_file_size: 2 * MIB,
-            ..Default::default()
-        },
-    );
+    let cid = busybox_image(&a, 2 * MIB);
     let out = a.cli_bounded(
         &[
             "image",
