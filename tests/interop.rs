@@ -292,7 +292,7 @@ fn helia_cidv0_dag_pb_leaves_fetch_and_range_read() {
     assert_eq!(body, &data[data.len() - 100..]);
 }
 
-/// Helia fetches every layer of a pushed image (cut at its gzip members, leaves up to 1 MiB)
+/// Helia fetches every layer of a pushed image (cut at its gzip members, leaves up to 256 KiB)
 /// and reads back the blob its digest names.
 #[test]
 fn helia_fetches_layers_cut_at_their_members() {

@@ -344,7 +344,7 @@ fn a_mount_reads_an_image_layer_that_kubo_serves() {
 }
 
 /// The layers of a pushed image are cut at their gzip members (`--dag-layout members`, the
-/// default): leaves of up to 1 MiB, one DAG per layer that is not `ipfs add`'s. kubo fetches
+/// default): leaves of up to 256 KiB, one DAG per layer that is not `ipfs add`'s. kubo fetches
 /// every block of each and reads back the blob its digest names.
 #[test]
 fn kubo_fetches_layers_cut_at_their_members() {

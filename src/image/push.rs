@@ -39,7 +39,7 @@ pub struct PushOptions {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum DagLayout {
     /// eStargz layers end their leaves where their gzip members end (grouping small ones,
-    /// splitting big ones every 1 MiB), so a file's member has the same blocks in every image
+    /// splitting big ones every 256 KiB), so a file's member has the same blocks in every image
     /// and version that holds it: a rebuilt image moves only its new files. Other layers are
     /// cut as `fixed`.
     #[default]

@@ -331,10 +331,19 @@ async fn a_rebuilt_image_cut_at_members_shares_all_but_its_changed_files() {
         "members: {members} new bytes of {size} for {changed} changed"
     );
     assert!(fixed > size / 3, "fixed: {fixed} new bytes of {size}");
-    // small members are grouped: a leaf per member of 64 KiB or more (three for the 3 MB
-    // one), and far fewer than one per small member
-    let alone = v2.iter().filter(|(_, d)| d.len() >= 64 << 10).count() + 2;
-    let small = v2.len() + 2 - alone;
+    // small members are grouped: a run of leaves per member of 64 KiB or more (one per 256
+    // KiB, its tar header and gzip framing included), and far fewer than one per small member
+    use crate::image::estargz::cuts::{MAX_LEAF, MIN_ALONE};
+    let big: Vec<usize> = v2
+        .iter()
+        .map(|(_, d)| d.len())
+        .filter(|&n| n as u64 >= MIN_ALONE)
+        .collect();
+    let alone: usize = big
+        .iter()
+        .map(|n| (n + 2048).div_ceil(MAX_LEAF as usize))
+        .sum();
+    let small = v2.len() - big.len();
     assert!(
         leaves < alone + small / 3,
         "{leaves} leaves: {alone} big members and {small} small ones"
