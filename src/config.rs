@@ -498,8 +498,9 @@ pub struct MountConfig {
     pub read_timeout_secs: u64,
     /// At mount, fetch in the background what each layer puts before `.prefetch.landmark`.
     pub prefetch: bool,
-    /// A mount is answered once that prefetch is done, or after this many seconds (0: at once;
-    /// the prefetch goes on in the background), as stargz-snapshotter's `prefetch_timeout`.
+    /// A mount is answered once that prefetch is done, or after this many seconds, as
+    /// stargz-snapshotter's `prefetch_timeout`. 0 (the default): at once; the prefetch goes on
+    /// and a read of a chunk it is fetching waits for that fetch, which measured no slower.
     pub prefetch_wait_secs: u64,
     /// After the prefetch, fetch (and pin) the rest of every mounted image in the background,
     /// so the node ends up holding the whole image and can serve it to others.
@@ -518,7 +519,7 @@ impl Default for MountConfig {
         MountConfig {
             read_timeout_secs: 30,
             prefetch: true,
-            prefetch_wait_secs: 10,
+            prefetch_wait_secs: 0,
             background_fetch: false,
             cache_mb: 256,
             allowed_roots: ["/mnt", "/media", "/srv", "/run/cidfs", "/tmp", "/var/tmp"]

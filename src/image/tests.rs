@@ -331,8 +331,10 @@ async fn a_rebuilt_image_cut_at_members_shares_all_but_its_changed_files() {
         "members: {members} new bytes of {size} for {changed} changed"
     );
     assert!(fixed > size / 3, "fixed: {fixed} new bytes of {size}");
-    // small members are grouped: a run of leaves per member of 64 KiB or more (one per 256
-    // KiB, its tar header and gzip framing included), and far fewer than one per small member
+    // a run of leaves per member of 64 KiB or more (one per 256 KiB, its tar header and gzip
+    // framing included), and at most one leaf per small member: groups hold up to 32 KiB, so
+    // these small files of 100 B to 64 KB seldom share one (how tiny members group is
+    // `formats::estargz::cuts`'s test)
     use crate::image::estargz::cuts::{MAX_LEAF, MIN_ALONE};
     let big: Vec<usize> = v2
         .iter()
@@ -345,7 +347,7 @@ async fn a_rebuilt_image_cut_at_members_shares_all_but_its_changed_files() {
         .sum();
     let small = v2.len() - big.len();
     assert!(
-        leaves < alone + small / 3,
+        leaves <= alone + small,
         "{leaves} leaves: {alone} big members and {small} small ones"
     );
     eprintln!(

@@ -22,6 +22,7 @@ pub mod store;
 
 use anyhow::Context as _;
 use std::path::Path;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::image::oci::Platform;
 use crate::mount::{MountInfo, Mounts};
@@ -51,5 +52,13 @@ pub async fn mount(
         inodes: 0,
     };
     // other users (rootless podman) may read it: it only shows what the swarm serves anyway
-    mounts.attach(fs, info, true, false, async {}).await
+    mounts
+        .attach(
+            fs,
+            info,
+            true,
+            false,
+            AbortOnDropHandle::new(tokio::spawn(async {})),
+        )
+        .await
 }

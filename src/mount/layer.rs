@@ -76,7 +76,12 @@ pub async fn open(
                 .cat_bytes(&cid, range.start, Some(range.end - range.start))
                 .await
                 .with_context(|| format!("fetching the TOC of {}", what()))?;
-            let info = reader::parse_member(range.start, &member).with_context(what)?;
+            // inflating and parsing a hostile TOC is CPU work: off the async workers
+            let info =
+                tokio::task::spawn_blocking(move || reader::parse_member(range.start, &member))
+                    .await
+                    .context("TOC parsing task failed")?
+                    .with_context(what)?;
             (info, Blob::Remote, size)
         }
         // a footer that parses but points outside the blob is hostile, not "plain gzip"
@@ -107,7 +112,13 @@ pub async fn open(
             ),
         }
     }
-    let index = index::index(&info.toc, size).with_context(what)?;
+    let (info, index) = tokio::task::spawn_blocking(move || {
+        let index = index::index(&info.toc, size);
+        (info, index)
+    })
+    .await
+    .context("TOC indexing task failed")?;
+    let index = index.with_context(what)?;
     let prefetch_end = index
         .files
         .get(PREFETCH_LANDMARK)

@@ -40,6 +40,7 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::blockservice::BlockService;
 use crate::config::MountConfig;
@@ -202,7 +203,9 @@ impl Mounts {
         if me.active.lock().await.contains_key(&dir) {
             bail!("{} is already a cidfs mount", dir.display());
         }
+        let t0 = std::time::Instant::now();
         let resolved = pull::resolve(&me.blocks, req.image, &req.platforms).await?;
+        let t_resolve = t0.elapsed();
         let image = resolved.one_image()?;
         let (config, layers) = image.layers_with_diff_ids()?;
         if layers.len() > MAX_LAYERS {
@@ -222,13 +225,27 @@ impl Mounts {
             .try_collect()
             .await?;
         let (layers, tocs): (Vec<_>, Vec<_>) = opened.into_iter().unzip();
+        let reader = self.reader_parts().reader(layers);
+        // the prefetch starts as soon as the chunk index is there, while the inode table is
+        // built and the mount attached (reads of a chunk in flight wait for its fetch)
+        let pin = match me.settings.background_fetch {
+            true => Some(resolved.blob_cids_of([image], true)?),
+            false => None,
+        };
+        let plan = prefetch::Plan {
+            prefetch: me.settings.prefetch,
+            pin,
+        };
+        let (background, prefetched) = prefetch::start(reader.clone(), me.blocks.clone(), plan);
+        let background = AbortOnDropHandle::new(tokio::spawn(background));
+        let t_open = t0.elapsed();
         // CPU work proportional to hostile TOCs: off the async workers
         let table = tokio::task::spawn_blocking(move || Table::build(&tocs))
             .await
             .context("merging the layers")?
             .context("merging the layers")?;
+        let t_table = t0.elapsed();
         let table = Arc::new(table);
-        let reader = self.reader_parts().reader(layers);
         let platform = config.platform().to_string();
         let info = MountInfo {
             dir: dir.clone(),
@@ -245,19 +262,16 @@ impl Mounts {
             tokio::runtime::Handle::current(),
             me.metrics.fuse("mount"),
         );
-        let pin = match me.settings.background_fetch {
-            true => Some(resolved.blob_cids_of([image], true)?),
-            false => None,
-        };
-        let plan = prefetch::Plan {
-            prefetch: me.settings.prefetch,
-            pin,
-        };
-        let (background, prefetched) = prefetch::start(reader, me.blocks.clone(), plan);
         let info = self
             .attach(fs, info, req.allow_other, true, background)
             .await?;
+        let t_attach = t0.elapsed();
         self.wait_for(prefetched).await;
+        tracing::debug!(
+            "mount of {} took {:?}: resolved at {t_resolve:?}, layers open at {t_open:?}, inodes built at {t_table:?}, attached at {t_attach:?}",
+            info.dir.display(),
+            t0.elapsed()
+        );
         if let Some(a) = me.active.lock().await.get_mut(&info.dir) {
             a.by_user = true;
             a.trace = Some(traced);
@@ -293,6 +307,7 @@ impl Mounts {
             pin: None,
         };
         let (background, prefetched) = prefetch::start(reader, self.inner.blocks.clone(), plan);
+        let background = AbortOnDropHandle::new(tokio::spawn(background));
         let info = self.attach(fs, info, true, true, background).await?;
         self.wait_for(prefetched).await;
         Ok(info)
@@ -323,7 +338,7 @@ impl Mounts {
         info: MountInfo,
         allow_other: bool,
         read_only: bool,
-        background: impl std::future::Future<Output = ()> + Send + 'static,
+        background: AbortOnDropHandle<()>,
     ) -> anyhow::Result<MountInfo> {
         let me = &self.inner;
         let dir = info.dir.clone();
@@ -366,7 +381,7 @@ impl Mounts {
                 )
             })?;
         raise_readahead(&dir);
-        let background = tokio::spawn(background).abort_handle();
+        let background = background.detach().abort_handle();
         tracing::info!(
             "mounted {} ({}, {} layers, {} inodes) at {}",
             info.image,

@@ -23,11 +23,13 @@ use super::layer::{Blob, Layer};
 use crate::blockservice::{BlockService, SessionGetter};
 use crate::image::estargz::Chunk;
 use crate::sync::lock;
-use crate::unixfs::io::{read_range, RangeError};
+use crate::unixfs::io::{read_range_with, RangeError};
 use crate::unixfs::BlockGet;
 
 /// Chunks fetched ahead of a sequential reader: two keep both cores inflating.
 const READAHEAD_CHUNKS: usize = 2;
+/// Fetched pieces of a chunk waiting for its inflater (each at most a block).
+const INFLATE_QUEUE: usize = 16;
 /// A chunk whose fetch failed this recently fails again at once: the kernel retries a failed
 /// readahead page by page, and each retry must not wait out another `read_timeout`.
 const FAILURE_MEMORY: Duration = Duration::from_secs(2);
@@ -220,44 +222,36 @@ impl Reader {
         // the last chunk's nextOffset is the blob size: stop at the TOC instead
         let start = c.offset;
         let end = c.next_offset.min(layer.toc_offset).max(start + 1);
-        let (compressed, fetched) = match &layer.blob {
-            Blob::Remote => self.fetch_remote(layer, name, start, end).await?,
-            Blob::Local(f) => {
-                let f = f.clone();
-                let read = tokio::task::spawn_blocking(move || {
-                    use std::os::unix::fs::FileExt as _;
-                    let mut buf = vec![0u8; (end - start) as usize];
-                    f.read_exact_at(&mut buf, start).map(|()| buf)
-                })
-                .await;
-                let buf = read
-                    .map_err(std::io::Error::other)
-                    .and_then(|r| r)
-                    .map_err(|e| ReadError::Fetch {
-                        cid: layer.cid.to_string(),
-                        start,
-                        end,
-                        reason: format!("reading the spooled layer: {e}"),
-                    })?;
-                (buf, Vec::new())
-            }
-        };
         let (skip, len, want) = (c.inner_offset, c.chunk_size, c.chunk_digest.clone());
         // a chunk of a blob named by its CID that was checked once needs no second check
         let memo = matches!(layer.blob, Blob::Remote).then(|| (self.cache.clone(), key(layer, c)));
-        let inflated = tokio::task::spawn_blocking(move || {
+        // the chunk inflates while its blocks arrive: a big chunk costs about the longer of
+        // the two, not their sum
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(INFLATE_QUEUE);
+        let inflating = tokio::task::spawn_blocking(move || {
             let verified = memo
                 .as_ref()
                 .and_then(|(cache, k)| Some((cache.verified()?, k)));
             let checked = verified.is_some_and(|(v, k)| v.contains(k));
-            let data = inflate_and_check(&compressed, skip, len, want.filter(|_| !checked))?;
+            let pieces = Pieces {
+                rx,
+                piece: Bytes::new(),
+            };
+            let data = inflate_and_check(pieces, skip, len, want.filter(|_| !checked))?;
             if let Some((v, k)) = verified.filter(|_| !checked) {
                 v.insert(k);
             }
             Ok(data)
-        })
-        .await
-        .unwrap_or_else(|e| Err(ChunkError::Task(e.to_string())));
+        });
+        let fetched = match &layer.blob {
+            Blob::Remote => self.fetch_remote(layer, name, start, end, tx).await,
+            Blob::Local(f) => read_local(f.clone(), layer, start, end, tx).await,
+        };
+        let inflated = inflating
+            .await
+            .unwrap_or_else(|e| Err(ChunkError::Task(e.to_string())));
+        // a fetch that failed leaves the inflater short of bytes: the fetch's error is the cause
+        let fetched = fetched?;
         match inflated {
             Ok(data) => Ok(data),
             Err(reason) => {
@@ -277,36 +271,44 @@ impl Reader {
         }
     }
 
-    /// The compressed bytes `start..end` of a layer in the swarm, and the blocks they came from.
+    /// Sends the compressed bytes `start..end` of a layer in the swarm to `tx` as they arrive;
+    /// returns the blocks they came from. Stops early, and well, when the receiver goes.
     async fn fetch_remote(
         &self,
         layer: &Layer,
         name: &str,
         start: u64,
         end: u64,
-    ) -> Result<(Vec<u8>, Vec<Cid>), ReadError> {
+        tx: tokio::sync::mpsc::Sender<Bytes>,
+    ) -> Result<Vec<Cid>, ReadError> {
         let getter = Recording {
             inner: self.session.clone(),
             seen: Arc::default(),
         };
-        let read = read_range(
+        let mut sent = 0u64;
+        let read = read_range_with(
             &self.blocks,
             getter.clone(),
             layer.cid,
             start,
             Some(end - start),
             Some(self.read_timeout),
+            |piece| {
+                sent += piece.len() as u64;
+                let tx = &tx;
+                async move { tx.send(piece).await.is_ok() }
+            },
         )
         .await;
         let err = match read {
-            Ok(buf) if buf.len() as u64 == end - start => {
-                return Ok((buf, getter.cids()));
+            Ok(()) if sent == end - start || tx.is_closed() => {
+                return Ok(getter.cids());
             }
-            Ok(buf) => ReadError::Fetch {
+            Ok(()) => ReadError::Fetch {
                 cid: layer.cid.to_string(),
                 start,
                 end,
-                reason: format!("the blob ends after {} of {} bytes", buf.len(), end - start),
+                reason: format!("the blob ends after {sent} of {} bytes", end - start),
             },
             Err(e) if e.is_timeout() => ReadError::Timeout {
                 cid: layer.cid.to_string(),
@@ -393,10 +395,58 @@ pub fn key(layer: &Layer, c: &Chunk) -> Key {
     }
 }
 
+/// Sends the bytes `start..end` of a spooled layer to `tx`.
+async fn read_local(
+    f: Arc<std::fs::File>,
+    layer: &Layer,
+    start: u64,
+    end: u64,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+) -> Result<Vec<Cid>, ReadError> {
+    let read = tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::FileExt as _;
+        let mut buf = vec![0u8; (end - start) as usize];
+        f.read_exact_at(&mut buf, start).map(|()| buf)
+    })
+    .await;
+    let buf = read
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+        .map_err(|e| ReadError::Fetch {
+            cid: layer.cid.to_string(),
+            start,
+            end,
+            reason: format!("reading the spooled layer: {e}"),
+        })?;
+    let _ = tx.send(Bytes::from(buf)).await;
+    Ok(Vec::new())
+}
+
+/// Pieces still to inflate still arriving, read as one stream on a blocking thread (it ends
+/// when the sender goes).
+struct Pieces {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    piece: Bytes,
+}
+
+impl std::io::Read for Pieces {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.piece.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(p) => self.piece = p,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.piece.len());
+        buf[..n].copy_from_slice(&self.piece.split_to(n));
+        Ok(n)
+    }
+}
+
 /// Inflates a chunk from the start of its gzip member: skips `skip` bytes, keeps `len`, and
 /// checks them against `want` (`sha256:…`) when the TOC has a digest.
 pub fn inflate_and_check(
-    compressed: &[u8],
+    compressed: impl std::io::Read,
     skip: u64,
     len: u64,
     want: Option<Arc<str>>,
@@ -442,5 +492,79 @@ impl BlockGet for Recording {
         let data = self.inner.get(cid).await?;
         lock(&self.seen).push(cid);
         Ok(data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    /// A gzip member of `data`, as an eStargz chunk is.
+    fn member(data: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        gz.write_all(data).unwrap();
+        gz.finish().unwrap()
+    }
+
+    /// Inflates `compressed` fed in pieces of `piece` bytes from another thread; `cut` stops
+    /// the feed after that many bytes, as a fetch that failed half-way.
+    fn inflate_in_pieces(
+        compressed: &[u8],
+        piece: usize,
+        cut: Option<usize>,
+        skip: u64,
+        len: u64,
+        want: Option<Arc<str>>,
+    ) -> Result<Bytes, ChunkError> {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(INFLATE_QUEUE);
+        let feed = Bytes::copy_from_slice(&compressed[..cut.unwrap_or(compressed.len())]);
+        let sender = std::thread::spawn(move || {
+            for p in feed.chunks(piece) {
+                if tx.blocking_send(Bytes::copy_from_slice(p)).is_err() {
+                    break; // the inflater has what it needs
+                }
+            }
+        });
+        let out = inflate_and_check(
+            Pieces {
+                rx,
+                piece: Bytes::new(),
+            },
+            skip,
+            len,
+            want,
+        );
+        sender.join().unwrap();
+        out
+    }
+
+    #[test]
+    fn a_chunk_inflates_from_pieces_of_any_size_as_they_come() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let z = member(&data);
+        let digest: Arc<str> = format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(&data[1000..201_000]))
+        )
+        .into();
+        for piece in [1, 7, 4096, 65_536, z.len()] {
+            let got =
+                inflate_in_pieces(&z, piece, None, 1000, 200_000, Some(digest.clone())).unwrap();
+            assert_eq!(&got[..], &data[1000..201_000], "pieces of {piece}");
+        }
+        // a feed that stops half-way is a short chunk, never a short success
+        let short = inflate_in_pieces(&z, 4096, Some(z.len() / 2), 0, 300_000, None);
+        assert!(
+            matches!(
+                short,
+                Err(ChunkError::Length { .. } | ChunkError::Inflate(_))
+            ),
+            "{short:?}"
+        );
+        // and the digest is still checked
+        let wrong: Arc<str> = format!("sha256:{}", "0".repeat(64)).into();
+        let bad = inflate_in_pieces(&z, 4096, None, 0, 300_000, Some(wrong));
+        assert!(matches!(bad, Err(ChunkError::Digest { .. })), "{bad:?}");
     }
 }

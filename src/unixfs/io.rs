@@ -109,15 +109,36 @@ pub async fn read_range<G: BlockGet>(
     len: Option<u64>,
     timeout: Option<std::time::Duration>,
 ) -> Result<Vec<u8>, RangeError> {
+    let mut out = Vec::with_capacity(len.unwrap_or(0).min(MAX_PREALLOC) as usize);
+    read_range_with(blocks, getter, root, offset, len, timeout, |piece| {
+        out.extend_from_slice(&piece);
+        std::future::ready(true)
+    })
+    .await?;
+    Ok(out)
+}
+
+/// [`cat`] piece by piece into `sink`, in order, within `timeout` when given; stops early (and
+/// well) when `sink` returns false. For a consumer that works while the rest arrives.
+pub async fn read_range_with<G: BlockGet, F: std::future::Future<Output = bool>>(
+    blocks: &BlockService,
+    getter: G,
+    root: Cid,
+    offset: u64,
+    len: Option<u64>,
+    timeout: Option<std::time::Duration>,
+    mut sink: impl FnMut(Bytes) -> F,
+) -> Result<(), RangeError> {
     use futures::StreamExt as _;
     let read = async {
         let s = cat(blocks, getter, root, offset, len);
         futures::pin_mut!(s);
-        let mut out = Vec::with_capacity(len.unwrap_or(0).min(MAX_PREALLOC) as usize);
         while let Some(piece) = s.next().await {
-            out.extend_from_slice(&piece?);
+            if !sink(piece?).await {
+                break;
+            }
         }
-        Ok(out)
+        Ok(())
     };
     match timeout {
         Some(t) => tokio::time::timeout(t, read)

@@ -8,7 +8,7 @@
 //! - smaller members are grouped, so a layer of 10,000 small files is not 10,000 blocks of
 //!   300 bytes. A group ends after a member whose content hash (its `chunkDigest`, else its
 //!   `digest`, else its name) ends in [`GROUP_BITS`] zero bits, before a member of its own, or
-//!   before it would pass [`MAX_LEAF`]: the ends depend on the members' content, not on where
+//!   before it would pass [`MAX_GROUP`]: the ends depend on the members' content, not on where
 //!   they sit, so after a changed file the groups fall back into step;
 //! - the TOC and footer (from `toc_offset` to the end) are the last run.
 
@@ -21,6 +21,10 @@ use std::collections::BTreeMap;
 pub const MAX_LEAF: u64 = 256 << 10;
 /// A member this large is cut alone.
 pub const MIN_ALONE: u64 = 64 << 10;
+/// Largest group of small members: a lazy read of one small file fetches its whole group.
+/// Measured on a 313 MB Debian image (bench-dedup): groups of up to 256 KiB made a python3 +
+/// perl start fetch 3.8 % of the layer bytes, 64 KiB 3.1 %, 32 KiB 2.9 %.
+pub const MAX_GROUP: u64 = 32 << 10;
 /// A group of small members ends after one whose content hash ends in this many zero bits (a
 /// group holds about 2^GROUP_BITS members).
 pub const GROUP_BITS: u32 = 4;
@@ -63,7 +67,7 @@ pub fn leaf_ends(toc: &Toc, toc_offset: u64, size: u64) -> Vec<u64> {
             continue;
         }
         if let Some(g) = group_start {
-            if end - g > MAX_LEAF {
+            if end - g > MAX_GROUP {
                 ends.push(start);
                 group_start = Some(start);
             }
