@@ -17,7 +17,8 @@ log() { printf '==> %s\n' "$*" >&2; }
 # (tests/images) drive real clients: skopeo, podman (with runc, conmon, fuse-overlayfs), containerd
 # (+ ctr), ctr-remote (eStargz conversion), the distribution registry, dockerd, htpasswd (bcrypt for
 # the registry's basic auth) and a static busybox put into generated images (busybox-static ships
-# /bin/busybox; the dynamic `busybox` package would not run inside the images).
+# /bin/busybox; the dynamic `busybox` package would not run inside the images). tests/dashboard.rs
+# loads the daemon's dashboard in headless Chromium.
 declare -A NEEDED=(
     [fusermount3]=fuse3
     [ip]=iproute2
@@ -34,6 +35,7 @@ declare -A NEEDED=(
     [busybox]=busybox-static
     [htpasswd]=apache2-utils
     [systemd-analyze]=systemd
+    [chromium]=chromium
 )
 
 install_missing() {

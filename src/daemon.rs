@@ -131,6 +131,7 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
     let guard = api::guard::Guard::new(&config.api, repo.write_api_token()?)?;
     repo.write_api_file(&repo::api_multiaddr(api_addr))?;
     info!("API server listening on {}", repo::api_multiaddr(api_addr));
+    info!("dashboard: http://{api_addr}{}", api::ui::PATH);
     info!("daemon is ready");
 
     let served = axum::serve(listener, api::router(state, guard))
@@ -405,7 +406,9 @@ async fn start_metrics(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the metrics listener to {addr} (metrics.listen)"))?;
-    info!("metrics listening on {}", listener.local_addr()?);
+    let local = listener.local_addr()?;
+    info!("metrics listening on {local}");
+    info!("read-only dashboard: http://{local}{}", api::ui::PATH);
     let task = serve_until(
         listener,
         api::metrics_router(state.clone()),

@@ -146,6 +146,28 @@ impl Metrics {
         }
     }
 
+    /// Reads, bytes and errors of each kind of FUSE filesystem, and the chunk cache's hits
+    /// and misses (the dashboard's mounts page).
+    pub fn fuse_summary(&self) -> serde_json::Value {
+        let mut kinds = serde_json::Map::new();
+        for fs in ["mount", "snapshotter", "layer_store"] {
+            let l = [("fs", fs)];
+            kinds.insert(
+                fs.into(),
+                serde_json::json!({
+                    "Reads": self.fuse_reads.get_or_create(&l).get(),
+                    "Bytes": self.fuse_bytes.get_or_create(&l).get(),
+                    "Errors": self.fuse_errors.get_or_create(&l).get(),
+                }),
+            );
+        }
+        serde_json::json!({
+            "ByKind": kinds,
+            "CacheHits": self.cache_hits.get(),
+            "CacheMisses": self.cache_misses.get(),
+        })
+    }
+
     /// Counts one request to the layer store's filesystem (`op`: `lookup`, `read`, `use`, …).
     pub fn layer_store_request(&self, op: &'static str) {
         self.layer_store_requests.get_or_create(&[("op", op)]).inc();

@@ -7,6 +7,7 @@ mod airgap;
 mod cluster;
 mod containerd;
 mod crash;
+mod dashboard;
 mod deploy;
 mod deploy_files;
 mod image;

@@ -12,6 +12,7 @@ mod mount;
 mod node;
 mod pin;
 mod repo;
+pub mod ui;
 
 use axum::{extract::DefaultBodyLimit, routing::post, Router};
 use libp2p::identity::PublicKey;
@@ -80,16 +81,19 @@ pub fn router(state: AppState, guard: guard::Guard) -> Router {
     } else {
         api
     };
-    api.with_state(Arc::new(state))
+    api.merge(ui::routes())
+        .with_state(Arc::new(state))
         .layer(axum::middleware::from_fn_with_state(guard, guard::admit))
 }
 
-/// The metrics listener's router (`metrics.listen`): `/metrics` and `/healthz`, nothing else.
+/// The metrics listener's router (`metrics.listen`): `/metrics`, `/healthz` and the read-only
+/// dashboard, nothing else.
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", axum::routing::get(repo::metrics))
         .route("/healthz", axum::routing::get(healthz))
         .route("/livez", axum::routing::get(livez))
+        .merge(ui::routes())
         .with_state(Arc::new(state))
 }
 

@@ -120,7 +120,7 @@ fn ndjson(values: impl Iterator<Item = Value>) -> axum::response::Response {
 }
 
 /// The node's counters now, for `repo/stat` and `/metrics`.
-async fn snapshot(st: &AppState) -> anyhow::Result<metrics::Snapshot> {
+pub(super) async fn snapshot(st: &AppState) -> anyhow::Result<metrics::Snapshot> {
     let store = st.blocks.with_store(|s| s.stat()).await?;
     let net = st.blocks.net();
     let repo = st.repo_path.clone();

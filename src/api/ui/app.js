@@ -1,0 +1,175 @@
+// The cidfs dashboard: polls /ui/state once a second and draws it. No dependencies.
+"use strict";
+
+const HISTORY = 300; // seconds of transfer rates kept for the graph
+const rates = []; // {t, inBps, outBps}
+let last = null; // previous totals, for rates
+
+const $ = (id) => document.getElementById(id);
+
+function bytes(n) {
+  if (n === null || n === undefined) return "";
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+  return (i === 0 ? n : n.toFixed(n < 10 ? 2 : 1)) + " " + units[i];
+}
+
+function short(id) {
+  return id && id.length > 20 ? id.slice(0, 10) + "…" + id.slice(-6) : id || "";
+}
+
+// A row of cells; each cell is text (never HTML: every string here came from outside).
+function row(cells) {
+  const tr = document.createElement("tr");
+  for (const c of cells) {
+    const td = document.createElement("td");
+    const { text, cls, title } = typeof c === "object" && c !== null ? c : { text: c };
+    td.textContent = text === undefined || text === null ? "" : String(text);
+    if (cls) td.className = cls;
+    if (title) td.title = title;
+    tr.appendChild(td);
+  }
+  return tr;
+}
+
+function fill(tbody, rows, cols, empty) {
+  const body = $(tbody);
+  body.replaceChildren();
+  if (rows.length === 0) {
+    body.appendChild(row([{ text: empty, cls: "empty" }])).firstChild.colSpan = cols;
+    return;
+  }
+  for (const r of rows) body.appendChild(row(r));
+}
+
+function facts(dl, pairs) {
+  const el = $(dl);
+  el.replaceChildren();
+  for (const [k, v] of pairs) {
+    const dt = document.createElement("dt");
+    dt.textContent = k;
+    const dd = document.createElement("dd");
+    dd.textContent = v;
+    el.append(dt, dd);
+  }
+}
+
+function render(s) {
+  const node = s.Node || {};
+  $("version").textContent = "v" + s.Version;
+  $("node-id").textContent = node.ID || "";
+  $("node-addrs").textContent = (node.Addresses || []).join("\n");
+
+  const peers = s.Peers || [];
+  $("peer-count").textContent = `(${peers.length} connected)`;
+  fill("peers", peers.map((p) => {
+    const b = p.Bitswap || {};
+    return [
+      { text: short(p.Peer), cls: "mono peer", title: p.Peer },
+      { text: p.Addr, cls: "mono" },
+      p.Latency,
+      p.Agent,
+      { text: bytes(b.BytesReceived || 0), cls: "num" },
+      { text: bytes(b.BytesSent || 0), cls: "num" },
+      { text: b.DuplicateBlocks || 0, cls: "num" },
+    ];
+  }), 7, "no peers connected");
+  // the full peer ids, for search and copy
+  for (const td of document.querySelectorAll("td.peer")) td.dataset.peer = td.title;
+
+  const images = s.Images || [];
+  $("image-count").textContent = `(${images.length})`;
+  fill("image-rows", images.map((i) => [
+    i.Name,
+    { text: i.Cid, cls: "mono" },
+    { text: i.Size ? bytes(i.Size) : "?", cls: "num" },
+    { text: (i.Holders || []).map(short).join(", "), title: (i.Holders || []).join("\n") },
+    { text: short(i.PushedBy), title: i.PushedBy },
+  ]), 5, "no named images (cidfs image push … --name, or a push to the registry endpoint)");
+
+  const mounts = s.Mounts || [];
+  $("mount-count").textContent = `(${mounts.length})`;
+  fill("mount-rows", mounts.map((m) => [
+    { text: m.Mountpoint, cls: "mono" },
+    { text: m.Image, cls: "mono" },
+    m.Platform,
+    { text: m.Layers, cls: "num" },
+    { text: m.Inodes, cls: "num" },
+  ]), 5, "no mounts");
+  const kinds = (s.Mount && s.Mount.ByKind) || {};
+  fill("fuse-rows", Object.entries(kinds).map(([k, v]) => [
+    k,
+    { text: v.Reads, cls: "num fuse-reads" },
+    { text: bytes(v.Bytes), cls: "num fuse-bytes" },
+    { text: v.Errors, cls: "num" },
+  ]), 4, "");
+  if (s.Mount) {
+    $("cache").textContent = `chunk cache: ${s.Mount.CacheHits} hits, ${s.Mount.CacheMisses} misses (fetched)`;
+  }
+
+  const st = s.Store || {};
+  facts("store-facts", [
+    ["Blocks", String(st.NumObjects)],
+    ["Block bytes", bytes(st.BlockBytes)],
+    ["On disk", bytes(st.RepoSize)],
+    ["Fetched from peers", `${bytes(st.BytesFetched)} (${st.BlocksFetched} blocks)`],
+    ["Sent to peers", `${bytes(st.BytesSent)} (${st.BlocksSent} blocks)`],
+    ["Duplicate blocks", String(st.DuplicateBlocks)],
+    ["Rejected blocks", String(st.RejectedBlocks)],
+    ["Repo", st.RepoPath || ""],
+  ]);
+
+  const now = Date.now() / 1000;
+  if (last) {
+    const dt = Math.max(now - last.t, 0.001);
+    rates.push({
+      t: now,
+      inBps: Math.max(0, (st.BytesFetched - last.in) / dt),
+      outBps: Math.max(0, (st.BytesSent - last.out) / dt),
+    });
+    while (rates.length && rates[0].t < now - HISTORY) rates.shift();
+  }
+  last = { t: now, in: st.BytesFetched, out: st.BytesSent };
+  const r = rates[rates.length - 1];
+  $("rate-now").textContent = r ? `now: ${bytes(r.inBps)}/s in, ${bytes(r.outBps)}/s out` : "";
+  draw();
+}
+
+function draw() {
+  const c = $("rates");
+  const ctx = c.getContext("2d");
+  ctx.clearRect(0, 0, c.width, c.height);
+  if (rates.length < 2) return;
+  const max = Math.max(1, ...rates.map((r) => Math.max(r.inBps, r.outBps)));
+  const now = rates[rates.length - 1].t;
+  const x = (t) => c.width - ((now - t) / HISTORY) * c.width;
+  const y = (v) => c.height - 4 - (v / max) * (c.height - 16);
+  for (const [key, color] of [["inBps", "#2e7d32"], ["outBps", "#1565c0"]]) {
+    ctx.strokeStyle = color;
+    ctx.lineWidth = 2;
+    ctx.beginPath();
+    rates.forEach((r, i) => (i ? ctx.lineTo(x(r.t), y(r[key])) : ctx.moveTo(x(r.t), y(r[key]))));
+    ctx.stroke();
+  }
+  ctx.fillStyle = "#667085";
+  ctx.font = "11px sans-serif";
+  ctx.fillText(`${bytes(max)}/s`, 4, 12);
+}
+
+async function poll() {
+  try {
+    const res = await fetch("/ui/state", { cache: "no-store", credentials: "same-origin" });
+    if (!res.ok) throw new Error(`${res.status} ${await res.text()}`);
+    render(await res.json());
+    $("status").textContent = "live";
+    $("status").className = "status";
+    document.body.dataset.loaded = "1";
+  } catch (e) {
+    $("status").textContent = "cannot reach the daemon: " + e.message;
+    $("status").className = "status bad";
+  }
+}
+
+poll();
+setInterval(poll, 1000);
