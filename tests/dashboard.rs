@@ -1,8 +1,9 @@
 //! The dashboard (`/ui/`) in a real browser: headless Chromium (Debian's `chromium`) loads the
 //! page of a running two-node swarm, its script fetches `/ui/state` as any browser would, and
 //! the rendered DOM must show the peers, a named image and a mount whose counters move during a
-//! read. Screenshots go to `target/dashboard/`. Also: what the page's headers and the API's
-//! guard do with the dashboard's routes, without a browser.
+//! read. Screenshots go to `target/dashboard/`. Its actions are clicked through Playwright (from
+//! PyPI, in `target/venv`) driving the same Chromium. Also: what the page's headers and the
+//! API's guard do with the dashboard's routes, without a browser.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -141,6 +142,92 @@ fn a_browser_sees_the_peers_the_images_and_a_mount_read() {
 }
 
 const READ: Duration = Duration::from_secs(30);
+
+/// Runs `tests/dashboard/actions.py` (Playwright) on `url` for `step`; panics with its output
+/// unless every action showed what it must.
+fn click_through(url: &str, step: &str, args: serde_json::Value) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join("target/venv/bin/python");
+    assert!(
+        python.is_file(),
+        "no {}: scripts/test.sh installs playwright there",
+        python.display()
+    );
+    let mut args = args;
+    args["chromium"] = chromium().display().to_string().into();
+    args["shot"] = shots()
+        .join(format!("actions-{step}.png"))
+        .display()
+        .to_string()
+        .into();
+    std::fs::create_dir_all(shots()).expect("mkdir");
+    let mut c = Command::new(python);
+    c.arg(root.join("tests/dashboard/actions.py"))
+        .args([url, step, &args.to_string()]);
+    let out = run_bounded(c, BROWSER_BOUND * 2);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the dashboard's actions failed:\n{text}"
+    );
+    text
+}
+
+/// Pin, unpin, gc, connect and unmount, clicked in the page with the API token pasted (and a
+/// pin without it refused): each changes the node as the CLI would see it.
+#[test]
+fn the_dashboards_actions_act_with_the_token_only() {
+    let (a, b) = pair(Some("[mount]\nbackground_fetch = false\n"));
+    let c = Daemon::start(Opts {
+        swarm_key: Some(
+            std::fs::read_to_string(a.repo.path().join("swarm.key")).expect("swarm.key"),
+        ),
+        ..Default::default()
+    });
+    let cid = busybox_image(&a, 1 << 20);
+    a.ok(&["image", "tag", &cid, "team/app:1.0"]);
+    // B learns the name from A
+    eventually(READ, || {
+        String::from_utf8_lossy(&b.ok(&["image", "ls"]))
+            .contains("team/app")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("B never learnt the name:\n{}", b.log()));
+    let mp = mount(&b, &cid, &[]);
+    let dir = mp.path().to_str().expect("utf-8").to_string();
+    let token = std::fs::read_to_string(b.repo.path().join("api.token")).expect("api.token");
+    let page = format!("http://{}/ui/", b.api);
+    let pinned = |d: &Daemon| String::from_utf8_lossy(&d.ok(&["pin", "ls"])).contains(&cid);
+    assert!(!pinned(&b));
+    let args = serde_json::json!({
+        "token": token.trim(), "cid": cid, "addr": c.addr, "dir": dir,
+    });
+    click_through(&page, "first", args.clone());
+    assert!(pinned(&b), "the pin click did not pin");
+    // the whole image, not only its root: every layer came and is pinned
+    let held = b.stat_u64("BlockBytes");
+    assert!(
+        held > 1 << 20,
+        "B holds {held} bytes after pinning the image"
+    );
+    let peers = b.rpc("swarm/peers", "").1.to_string();
+    assert!(
+        peers.contains(&c.peer_id),
+        "the connect click did not connect: {peers}"
+    );
+    assert!(mp.entry().is_none(), "the unmount click left the mount");
+    let blocks = b.stat_u64("NumObjects");
+    click_through(&page, "second", args);
+    assert!(!pinned(&b), "the unpin click did not unpin");
+    assert!(
+        b.stat_u64("NumObjects") < blocks,
+        "gc freed nothing: {blocks} blocks before"
+    );
+}
 
 /// The page is served with a policy that allows only its own script, style and fetches; its
 /// own fetches pass the guard, other pages' do not.

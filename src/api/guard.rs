@@ -3,6 +3,9 @@
 //!   arguments, multipart bodies: no preflight). Browsers mark such requests, so a request that
 //!   carries an `Origin` not in `api.allowed_origins` (or, without one, a `Referer` from such an
 //!   origin, or `Sec-Fetch-Site: cross-site | same-site`) is refused with 403, as kubo does.
+//!   One page is let in: the daemon's own dashboard (`/ui/`, an `Origin` equal to `http://` +
+//!   this request's `Host`), and only with the API token its user pasted into it. No other page
+//!   can send that origin, and none can read the token.
 //! - **DNS rebinding.** A page can also make its own host name resolve to 127.0.0.1; the `Host`
 //!   header then names that host. Only IP literals, `localhost` and `api.allowed_hosts` pass.
 //! - **Local users.** Anyone on the machine can reach 127.0.0.1, so the commands that touch host
@@ -152,7 +155,18 @@ impl Guard {
     pub fn check(&self, headers: &HeaderMap, path: &str) -> Result<(), ApiError> {
         let r = &self.0;
         let text = |name: header::HeaderName| headers.get(name).map(|v| v.to_str().unwrap_or("?"));
-        let origin_allowed = |o: &str| r.origins.contains(&normalise(o));
+        let presented = text(header::AUTHORIZATION).unwrap_or("");
+        let same = |a: &str, b: &str| bool::from(a.as_bytes().ct_eq(b.as_bytes()));
+        let root = presented
+            .strip_prefix("Bearer ")
+            .is_some_and(|t| same(t, &r.token));
+        // the dashboard's own page (an origin equal to this API's Host) acts with the token its
+        // user pasted: no other page can name this origin, and none can read the token file
+        let own_page = |o: &str| {
+            root && text(header::HOST)
+                .is_some_and(|h| normalise(o) == format!("http://{}", h.to_ascii_lowercase()))
+        };
+        let origin_allowed = |o: &str| r.origins.contains(&normalise(o)) || own_page(o);
         if let Some(origin) = text(header::ORIGIN) {
             if !origin_allowed(origin) {
                 return Err(ApiError::Forbidden(format!(
@@ -185,11 +199,6 @@ impl Guard {
                 )));
             }
         }
-        let presented = text(header::AUTHORIZATION).unwrap_or("");
-        let same = |a: &str, b: &str| bool::from(a.as_bytes().ct_eq(b.as_bytes()));
-        let root = presented
-            .strip_prefix("Bearer ")
-            .is_some_and(|t| same(t, &r.token));
         if root {
             return Ok(());
         }
@@ -321,6 +330,45 @@ mod tests {
             status(&g, &[host, ("sec-fetch-site", "same-origin")], add),
             200
         );
+    }
+
+    /// The dashboard's actions: its own origin passes with the API token, and only with it;
+    /// any other origin is refused even with the token.
+    #[test]
+    fn the_dashboards_own_origin_acts_with_the_token_only() {
+        let g = guard(&[], &["node1.lan"]);
+        let pin = "/api/v0/pin/add";
+        let host = ("host", "127.0.0.1:5001");
+        let own = ("origin", "http://127.0.0.1:5001");
+        let token = ("authorization", "Bearer s3cret");
+        assert_eq!(status(&g, &[host, own, token], pin), 200);
+        assert_eq!(status(&g, &[host, own, token], "/api/v0/mount"), 200);
+        assert_eq!(status(&g, &[host, own], pin), 403, "no token");
+        let wrong = ("authorization", "Bearer s3cre");
+        assert_eq!(status(&g, &[host, own, wrong], pin), 403);
+        for other in [
+            "http://127.0.0.1:5002",
+            "https://127.0.0.1:5001",
+            "http://localhost:5001",
+            "http://evil.example",
+        ] {
+            assert_eq!(
+                status(&g, &[host, ("origin", other), token], pin),
+                403,
+                "{other}"
+            );
+        }
+        // a rebinding page names its own host, which the Host check refuses anyway
+        let rebound = [
+            ("host", "evil.example:5001"),
+            ("origin", "http://evil.example:5001"),
+            token,
+        ];
+        assert_eq!(status(&g, &rebound, pin), 403);
+        // a Referer from the own page counts the same
+        let referer = ("referer", "http://127.0.0.1:5001/ui/");
+        assert_eq!(status(&g, &[host, referer, token], pin), 200);
+        assert_eq!(status(&g, &[host, referer], pin), 403);
     }
 
     #[test]

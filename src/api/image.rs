@@ -1,6 +1,7 @@
 //! The image names of the node (set by pushes to the registry endpoint): `image/ls` (every
 //! name with its CID), `image/resolve` (`arg=NAME[:TAG]` or a CID reference → the image CID),
-//! `image/tag` (`arg=IMAGE&arg=NAME[:TAG]`), `image/rm` (`arg=NAME[:TAG]`) and `image/history`.
+//! `image/tag` (`arg=IMAGE&arg=NAME[:TAG]`), `image/rm` (`arg=NAME[:TAG]`), `image/history`,
+//! and `image/pin` / `image/unpin` (`arg=IMAGE`: every blob of the image, not only its root).
 //! Not kubo commands; same conventions.
 
 use axum::{
@@ -45,6 +46,63 @@ pub async fn resolve(
     )?;
     let cid = super::resolve_image(&st, &image)?;
     Ok(Json(json!({ "Cid": cid.to_string() })))
+}
+
+/// `image/pin`: fetches every blob of the image (index, manifests, configs, layers) through the
+/// swarm's shared fetch and pins them all, as a preload rule would; announces the root.
+pub async fn pin(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let image = one_arg(
+        &Params::parse(q),
+        "image/pin takes one argument: NAME[:TAG] or a CID",
+    )?;
+    let root = super::resolve_image(&st, &image)?;
+    let resolved = crate::image::pull::resolve(&st.blocks, root, &[])
+        .await
+        .map_err(|e| ApiError::Failed(e.into()))?;
+    let blobs = resolved.blob_cids(true).map_err(ApiError::Failed)?;
+    st.blocks
+        .fetch_and_pin(&blobs, st.blocks.readahead())
+        .await?;
+    if let Some(net) = st.blocks.net() {
+        net.provide(vec![root]).await?;
+    }
+    Ok(Json(
+        json!({ "Cid": root.to_string(), "Pinned": blobs.len() }),
+    ))
+}
+
+/// `image/unpin`: unpins every blob of the image (resolved from this node's store alone), so
+/// `repo gc` frees what no other pin holds. Its names stay.
+pub async fn unpin(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let image = one_arg(
+        &Params::parse(q),
+        "image/unpin takes one argument: NAME[:TAG] or a CID",
+    )?;
+    let root = super::resolve_image(&st, &image)?;
+    let local = crate::blockservice::BlockService::new(st.blocks.store().clone(), None);
+    let resolved = crate::image::pull::resolve(&local, root, &[])
+        .await
+        .map_err(|e| {
+            ApiError::Failed(anyhow::Error::new(e).context("the image is not all on this node"))
+        })?;
+    let blobs = resolved.blob_cids(true).map_err(ApiError::Failed)?;
+    let n = st
+        .blocks
+        .with_store(move |s| {
+            let mut n = 0;
+            for c in &blobs {
+                n += usize::from(s.unpin(c)?);
+            }
+            Ok(n)
+        })
+        .await?;
+    Ok(Json(json!({ "Cid": root.to_string(), "Unpinned": n })))
 }
 
 /// `NAME[:TAG]` of an argument; a CID is not a name.

@@ -57,6 +57,8 @@ pub fn router(state: AppState, guard: guard::Guard) -> Router {
         .route("/api/v0/image/tag", post(image::tag))
         .route("/api/v0/image/rm", post(image::rm))
         .route("/api/v0/image/history", post(image::history))
+        .route("/api/v0/image/pin", post(image::pin))
+        .route("/api/v0/image/unpin", post(image::unpin))
         .route("/api/v0/version", post(node::version))
         .route("/api/v0/swarm/peers", post(node::swarm_peers))
         .route("/api/v0/swarm/connect", post(node::swarm_connect))

@@ -19,13 +19,23 @@ function short(id) {
   return id && id.length > 20 ? id.slice(0, 10) + "…" + id.slice(-6) : id || "";
 }
 
-// A row of cells; each cell is text (never HTML: every string here came from outside).
+// A row of cells; each cell is text (never HTML: every string here came from outside), or
+// buttons that act (see `actions`).
 function row(cells) {
   const tr = document.createElement("tr");
   for (const c of cells) {
     const td = document.createElement("td");
-    const { text, cls, title } = typeof c === "object" && c !== null ? c : { text: c };
+    const { text, cls, title, buttons } = typeof c === "object" && c !== null ? c : { text: c };
     td.textContent = text === undefined || text === null ? "" : String(text);
+    for (const b of buttons || []) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "row-action";
+      button.textContent = b.label;
+      button.dataset.action = b.action;
+      button.dataset.arg = b.arg;
+      td.appendChild(button);
+    }
     if (cls) td.className = cls;
     if (title) td.title = title;
     tr.appendChild(td);
@@ -86,7 +96,8 @@ function render(s) {
     { text: i.Size ? bytes(i.Size) : "?", cls: "num" },
     { text: (i.Holders || []).map(short).join(", "), title: (i.Holders || []).join("\n") },
     { text: short(i.PushedBy), title: i.PushedBy },
-  ]), 5, "no named images (cidfs image push … --name, or a push to the registry endpoint)");
+    { buttons: [{ label: "Pin", action: "pin", arg: i.Cid }, { label: "Unpin", action: "unpin", arg: i.Cid }] },
+  ]), 6, "no named images (cidfs image push … --name, or a push to the registry endpoint)");
 
   const mounts = s.Mounts || [];
   $("mount-count").textContent = `(${mounts.length})`;
@@ -96,7 +107,8 @@ function render(s) {
     m.Platform,
     { text: m.Layers, cls: "num" },
     { text: m.Inodes, cls: "num" },
-  ]), 5, "no mounts");
+    { buttons: [{ label: "Unmount", action: "umount", arg: m.Mountpoint }] },
+  ]), 6, "no mounts");
   const kinds = (s.Mount && s.Mount.ByKind) || {};
   fill("fuse-rows", Object.entries(kinds).map(([k, v]) => [
     k,
@@ -171,5 +183,65 @@ async function poll() {
   }
 }
 
+// ---- actions: the API's own commands, with the API token the user pasted (kept for this tab
+// only). The API admits this page's requests only with that token.
+
+const ACTIONS = {
+  pin: { path: "image/pin", label: "pin" },
+  unpin: { path: "image/unpin", label: "unpin" },
+  umount: { path: "umount", label: "unmount" },
+};
+
+function say(text, bad) {
+  $("msg").textContent = text;
+  $("msg").className = bad ? "bad" : "";
+}
+
+async function act(label, path, args) {
+  say(`${label}…`, false);
+  const query = args.map((a) => "arg=" + encodeURIComponent(a)).join("&");
+  const token = sessionStorage.getItem("cidfs-token") || "";
+  try {
+    const res = await fetch(`/api/v0/${path}?${query}`, {
+      method: "POST",
+      cache: "no-store",
+      headers: token ? { Authorization: "Bearer " + token } : {},
+    });
+    const text = await res.text();
+    if (res.ok) {
+      say(`${label}: done`, false);
+    } else {
+      let why = text;
+      try { why = JSON.parse(text).Message || text; } catch (_) { /* not JSON */ }
+      say(`${label}: ${res.status} ${why}${token ? "" : " (paste the API token above)"}`, true);
+    }
+  } catch (e) {
+    say(`${label}: ${e.message}`, true);
+  }
+  poll();
+}
+
+function wire() {
+  const t = $("token");
+  t.value = sessionStorage.getItem("cidfs-token") || "";
+  t.addEventListener("input", () => sessionStorage.setItem("cidfs-token", t.value.trim()));
+  document.addEventListener("click", (e) => {
+    const b = e.target.closest("button.row-action");
+    if (!b || !ACTIONS[b.dataset.action]) return;
+    const a = ACTIONS[b.dataset.action];
+    act(a.label, a.path, [b.dataset.arg]);
+  });
+  $("connect-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    act("connect", "swarm/connect", [$("connect-addr").value.trim()]);
+  });
+  $("mount-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    act("mount", "mount", [$("mount-image").value.trim(), $("mount-dir").value.trim()]);
+  });
+  $("gc").addEventListener("click", () => act("gc", "repo/gc", []));
+}
+
+wire();
 poll();
 setInterval(poll, 1000);
