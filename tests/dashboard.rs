@@ -214,11 +214,19 @@ fn the_dashboards_actions_act_with_the_token_only() {
         held > 1 << 20,
         "B holds {held} bytes after pinning the image"
     );
-    let peers = b.rpc("swarm/peers", "").1.to_string();
-    assert!(
-        peers.contains(&c.peer_id),
-        "the connect click did not connect: {peers}"
+    let peers = b.rpc("swarm/peers", "").1;
+    let found = |id: &str| {
+        peers["Peers"]
+            .as_array()
+            .and_then(|l| l.iter().find(|p| p["Peer"] == id))
+            .map(|p| p["Found"].clone())
+    };
+    assert_eq!(
+        found(&c.peer_id),
+        Some("connect".into()),
+        "the connect click: {peers}"
     );
+    assert_eq!(found(&a.peer_id), Some("static".into()), "{peers}");
     assert!(mp.entry().is_none(), "the unmount click left the mount");
     let blocks = b.stat_u64("NumObjects");
     click_through(&page, "second", args);

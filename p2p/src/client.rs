@@ -21,6 +21,35 @@ pub struct PeerInfo {
     pub latency: Option<Duration>,
     /// identify `agentVersion`, once known.
     pub agent: Option<String>,
+    /// How this node came to be connected to the peer.
+    pub found: Found,
+}
+
+/// How a peer was found: what made the first connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// A static peer of this node's config (`--peer`, `p2p.peers`).
+    Static,
+    /// Announced by mDNS on the LAN.
+    Mdns,
+    /// A DHT provider of something this node wanted.
+    Dht,
+    /// Dialled on request (`swarm/connect`).
+    Connect,
+    /// It dialled this node.
+    Inbound,
+}
+
+impl std::fmt::Display for Found {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Found::Static => "static",
+            Found::Mdns => "mdns",
+            Found::Dht => "dht",
+            Found::Connect => "connect",
+            Found::Inbound => "inbound",
+        })
+    }
 }
 
 pub(crate) enum Command {

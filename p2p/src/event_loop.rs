@@ -22,7 +22,7 @@ use tracing::{debug, info, trace, warn};
 
 use crate::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
 use crate::bitswap::Bitswap;
-use crate::client::{Command, PeerInfo};
+use crate::client::{Command, Found, PeerInfo};
 use crate::{transport, BlockSource, Client, Config, Error};
 
 /// The node: build it with [`Node::spawn`].
@@ -245,10 +245,25 @@ impl EventLoop {
                 num_established,
                 ..
             } => {
-                if let Some(reply) = self.pending_dials.remove(&connection_id) {
-                    let _ = reply.send(Ok(peer_id));
-                }
+                let requested = match self.pending_dials.remove(&connection_id) {
+                    Some(reply) => {
+                        let _ = reply.send(Ok(peer_id));
+                        true
+                    }
+                    None => false,
+                };
                 if num_established.get() == 1 {
+                    let found = if !endpoint.is_dialer() {
+                        Found::Inbound
+                    } else if requested {
+                        Found::Connect
+                    } else if self.static_peers.iter().any(|(p, _)| *p == peer_id) {
+                        Found::Static
+                    } else if self.lan_peers.contains(&peer_id) {
+                        Found::Mdns
+                    } else {
+                        Found::Dht
+                    };
                     debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "peer connected");
                     self.peers.insert(
                         peer_id,
@@ -257,6 +272,7 @@ impl EventLoop {
                             addr: endpoint.get_remote_address().clone(),
                             latency: None,
                             agent: None,
+                            found,
                         },
                     );
                     self.bitswap.peer_connected(peer_id);

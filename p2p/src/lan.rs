@@ -45,7 +45,7 @@ impl LanPeers {
         }
     }
 
-    #[cfg(test)]
+    /// Whether mDNS announced `peer` (and has not expired it).
     pub fn contains(&self, peer: &PeerId) -> bool {
         self.peers.contains_key(peer)
     }

@@ -30,7 +30,7 @@ pub mod transport;
 
 pub use bitswap::{PeerStats, Session, Stats};
 pub use block_source::BlockSource;
-pub use client::{Client, PeerInfo};
+pub use client::{Client, Found, PeerInfo};
 pub use config::Config;
 pub use error::Error;
 pub use event_loop::Node;

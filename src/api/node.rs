@@ -68,6 +68,7 @@ pub async fn swarm_peers(State(st): State<Arc<AppState>>) -> Result<Json<Value>,
                 "Peer": p.peer.to_string(),
                 "Latency": p.latency.map(|l| format!("{l:?}")).unwrap_or_default(),
                 "Agent": p.agent.unwrap_or_default(),
+                "Found": p.found.to_string(),
             })
         })
         .collect();

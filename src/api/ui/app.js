@@ -78,13 +78,14 @@ function render(s) {
     return [
       { text: short(p.Peer), cls: "mono peer", title: p.Peer },
       { text: p.Addr, cls: "mono" },
+      { text: p.Found, cls: "found" },
       p.Latency,
       p.Agent,
       { text: bytes(b.BytesReceived || 0), cls: "num" },
       { text: bytes(b.BytesSent || 0), cls: "num" },
       { text: b.DuplicateBlocks || 0, cls: "num" },
     ];
-  }), 7, "no peers connected");
+  }), 8, "no peers connected");
   // the full peer ids, for search and copy
   for (const td of document.querySelectorAll("td.peer")) td.dataset.peer = td.title;
 
