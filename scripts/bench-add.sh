@@ -12,7 +12,6 @@ SIZE_MIB=${2:-1024}
 . scripts/lib.sh
 bench_setup
 
-cpu_s() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"; }
 rss_mib() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 secs() { python3 -c "print($2-$1)"; }
 BYTES=$((SIZE_MIB << 20))

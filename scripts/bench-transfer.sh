@@ -11,7 +11,6 @@ SIZE_MIB=${1:-256}
 bench_setup
 
 mbps() { python3 -c "import sys; b=$1; t=$2; print(f'{b/t/1e6:.0f}')"; }
-cpu_s() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"; }
 wchar_mib() { awk '/^wchar/ {printf "%.0f", $2/1048576}' "/proc/$1/io"; }
 rss_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 

@@ -75,6 +75,8 @@ PY
 
 # Seconds from $1 to $2 (two `now`s), and MB/s of $1 bytes in that time.
 secs() { python3 -c "print(f'{$2-$1:.2f}')"; }
+# cpu_s PID: the user + system CPU-seconds process PID has used so far
+cpu_s() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"; }
 mbps() { python3 -c "print(f'{$1/($3-$2)/1e6:.0f}')"; }
 
 # Directories with nothing mounted under them can be removed; anything still mounted there is

@@ -4,6 +4,9 @@
 const HISTORY = 300; // seconds of transfer rates kept for the graph
 const rates = []; // {t, inBps, outBps}
 let last = null; // previous totals, for rates
+const peerRates = new Map(); // peer id -> [{t, bps}] received from it
+const peerLast = new Map(); // peer id -> {t, bytes}
+const COLORS = ["#1565c0", "#2e7d32", "#c62828", "#6a1b9a", "#ef6c00", "#00838f", "#5d4037", "#ad1457"];
 
 const $ = (id) => document.getElementById(id);
 
@@ -146,7 +149,52 @@ function render(s) {
   last = { t: now, in: st.BytesFetched, out: st.BytesSent };
   const r = rates[rates.length - 1];
   $("rate-now").textContent = r ? `now: ${bytes(r.inBps)}/s in, ${bytes(r.outBps)}/s out` : "";
+  // the transfer view: what each peer sends this node, so a fan-out's sharing shows
+  for (const p of peers) {
+    const got = (p.Bitswap && p.Bitswap.BytesReceived) || 0;
+    const before = peerLast.get(p.Peer);
+    if (before) {
+      const list = peerRates.get(p.Peer) || [];
+      list.push({ t: now, bps: Math.max(0, (got - before.bytes) / Math.max(now - before.t, 0.001)) });
+      while (list.length && list[0].t < now - HISTORY) list.shift();
+      peerRates.set(p.Peer, list);
+    }
+    peerLast.set(p.Peer, { t: now, bytes: got });
+  }
+  for (const id of [...peerRates.keys()]) {
+    const list = peerRates.get(id);
+    if (!list.length || list[list.length - 1].t < now - HISTORY) peerRates.delete(id);
+  }
   draw();
+  drawPeers(now);
+}
+
+function drawPeers(now) {
+  const c = $("per-peer");
+  const ctx = c.getContext("2d");
+  ctx.clearRect(0, 0, c.width, c.height);
+  const series = [...peerRates.entries()].filter(([, l]) => l.length > 1);
+  const legend = $("per-peer-legend");
+  legend.replaceChildren("received from each peer: ");
+  if (!series.length) return;
+  const max = Math.max(1, ...series.flatMap(([, l]) => l.map((r) => r.bps)));
+  const x = (t) => c.width - ((now - t) / HISTORY) * c.width;
+  const y = (v) => c.height - 4 - (v / max) * (c.height - 16);
+  series.forEach(([id, list], i) => {
+    const color = COLORS[i % COLORS.length];
+    ctx.strokeStyle = color;
+    ctx.lineWidth = 2;
+    ctx.beginPath();
+    list.forEach((r, j) => (j ? ctx.lineTo(x(r.t), y(r.bps)) : ctx.moveTo(x(r.t), y(r.bps))));
+    ctx.stroke();
+    const span = document.createElement("span");
+    span.style.color = color;
+    span.textContent = `■ ${short(id)} `;
+    legend.appendChild(span);
+  });
+  ctx.fillStyle = "#667085";
+  ctx.font = "11px sans-serif";
+  ctx.fillText(`${bytes(max)}/s`, 4, 12);
 }
 
 function draw() {
