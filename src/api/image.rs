@@ -40,11 +40,7 @@ pub async fn resolve(
     State(st): State<Arc<AppState>>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let image = one_arg(
-        &Params::parse(q),
-        "image/resolve takes one argument: NAME[:TAG] or a CID",
-    )?;
-    let cid = super::resolve_image(&st, &image)?;
+    let cid = image_arg(&st, q, "image/resolve")?;
     Ok(Json(json!({ "Cid": cid.to_string() })))
 }
 
@@ -54,11 +50,7 @@ pub async fn pin(
     State(st): State<Arc<AppState>>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let image = one_arg(
-        &Params::parse(q),
-        "image/pin takes one argument: NAME[:TAG] or a CID",
-    )?;
-    let root = super::resolve_image(&st, &image)?;
+    let root = image_arg(&st, q, "image/pin")?;
     let resolved = crate::image::pull::resolve(&st.blocks, root, &[])
         .await
         .map_err(|e| ApiError::Failed(e.into()))?;
@@ -80,11 +72,7 @@ pub async fn unpin(
     State(st): State<Arc<AppState>>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let image = one_arg(
-        &Params::parse(q),
-        "image/unpin takes one argument: NAME[:TAG] or a CID",
-    )?;
-    let root = super::resolve_image(&st, &image)?;
+    let root = image_arg(&st, q, "image/unpin")?;
     let local = crate::blockservice::BlockService::new(st.blocks.store().clone(), None);
     let resolved = crate::image::pull::resolve(&local, root, &[])
         .await
@@ -92,17 +80,30 @@ pub async fn unpin(
             ApiError::Failed(anyhow::Error::new(e).context("the image is not all on this node"))
         })?;
     let blobs = resolved.blob_cids(true).map_err(ApiError::Failed)?;
+    let n = unpin_all(&st, blobs).await?;
+    Ok(Json(json!({ "Cid": root.to_string(), "Unpinned": n })))
+}
+
+/// Unpins `cids` on this node; how many pins went.
+async fn unpin_all(st: &AppState, cids: Vec<cid::Cid>) -> Result<usize, ApiError> {
     let n = st
         .blocks
         .with_store(move |s| {
             let mut n = 0;
-            for c in &blobs {
+            for c in &cids {
                 n += usize::from(s.unpin(c)?);
             }
             Ok(n)
         })
         .await?;
-    Ok(Json(json!({ "Cid": root.to_string(), "Unpinned": n })))
+    Ok(n)
+}
+
+/// The CID of a request's one argument, a NAME[:TAG] or a CID.
+fn image_arg(st: &AppState, q: Option<String>, cmd: &str) -> Result<cid::Cid, ApiError> {
+    let usage = format!("{cmd} takes one argument: NAME[:TAG] or a CID");
+    let image = one_arg(&Params::parse(q), &usage)?;
+    super::resolve_image(st, &image)
 }
 
 /// `NAME[:TAG]` of an argument; a CID is not a name.
@@ -204,17 +205,7 @@ async fn unpin_unnamed(st: &AppState, image: &str) -> Result<usize, ApiError> {
         keep.extend(blobs(other).await.unwrap_or_default());
     }
     let unpin: Vec<cid::Cid> = mine.into_iter().filter(|c| !keep.contains(c)).collect();
-    let n = st
-        .blocks
-        .with_store(move |s| {
-            let mut n = 0;
-            for c in &unpin {
-                n += usize::from(s.unpin(c)?);
-            }
-            Ok(n)
-        })
-        .await?;
-    Ok(n)
+    unpin_all(st, unpin).await
 }
 
 pub async fn history(
