@@ -125,6 +125,9 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
         names,
         copies,
         catalog,
+        ui_facts: Default::default(),
+        gc_target: config.store.gc_target_bytes(),
+        last_verify: Default::default(),
     };
     started.extend(start_metrics(&config, &state, &stopped).await?);
     api::guard::check_listen(&config.api)?;

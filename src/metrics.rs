@@ -75,19 +75,22 @@ impl RegistryCounters {
     }
 }
 
-/// Read counters of one FUSE filesystem kind (`fs` label: `mount` or `layer_store`).
+/// Read counters of one FUSE filesystem kind (`fs` label: `mount` or `layer_store`), and of
+/// the one mount they are for when [`FuseReads::for_mount`] says so.
 #[derive(Debug, Clone)]
 pub struct FuseReads {
     reads: Counter,
     bytes: Counter,
     errors: Counter,
     seconds: Histogram,
+    mount: Option<Arc<MountStats>>,
 }
 
 impl FuseReads {
     /// Records one answered `read`, started at `started`.
     pub fn record(&self, started: Instant, result: Result<usize, ()>) {
-        self.seconds.observe(started.elapsed().as_secs_f64());
+        let took = started.elapsed();
+        self.seconds.observe(took.as_secs_f64());
         self.reads.inc();
         match result {
             Ok(n) => {
@@ -96,6 +99,103 @@ impl FuseReads {
             Err(()) => {
                 self.errors.inc();
             }
+        }
+        if let Some(m) = &self.mount {
+            m.read(took, result);
+        }
+    }
+
+    /// These counters, also counting into `stats` (one mount's).
+    pub fn for_mount(mut self, stats: Arc<MountStats>) -> Self {
+        self.mount = Some(stats);
+        self
+    }
+}
+
+/// Read latency buckets of [`MountStats`]: up to 100 µs × 2ⁿ, the last one open.
+const LATENCY_BUCKETS: usize = 18;
+
+/// The counters of one mount (a user mount, a snapshotter layer, the layer store): what the
+/// dashboard shows per mount. Cheap to update from any thread.
+#[derive(Debug, Default)]
+pub struct MountStats {
+    reads: AtomicU64,
+    bytes: AtomicU64,
+    errors: AtomicU64,
+    /// Chunks its reads asked for, and those not in the chunk cache (fetched and inflated).
+    chunks: AtomicU64,
+    misses: AtomicU64,
+    /// Compressed bytes of the chunks it fetched.
+    fetched: AtomicU64,
+    latency: [AtomicU64; LATENCY_BUCKETS],
+}
+
+/// [`MountStats`] at one moment.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MountStatsView {
+    #[serde(rename = "Reads")]
+    pub reads: u64,
+    #[serde(rename = "BytesRead")]
+    pub bytes: u64,
+    #[serde(rename = "Errors")]
+    pub errors: u64,
+    #[serde(rename = "CacheHits")]
+    pub hits: u64,
+    #[serde(rename = "CacheMisses")]
+    pub misses: u64,
+    #[serde(rename = "BytesFetched")]
+    pub fetched: u64,
+    /// Upper bounds of the buckets the median and the 99th percentile read fall in.
+    #[serde(rename = "ReadP50Ms")]
+    pub p50_ms: Option<f64>,
+    #[serde(rename = "ReadP99Ms")]
+    pub p99_ms: Option<f64>,
+}
+
+impl MountStats {
+    fn read(&self, took: std::time::Duration, result: Result<usize, ()>) {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Ok(n) => self.bytes.fetch_add(n as u64, Ordering::Relaxed),
+            Err(()) => self.errors.fetch_add(1, Ordering::Relaxed),
+        };
+        let units = (took.as_micros() / 100) as u64; // of 100 µs
+        let bucket = (u64::BITS - units.leading_zeros()) as usize;
+        self.latency[bucket.min(LATENCY_BUCKETS - 1)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A chunk asked for; `fetched` compressed bytes when it was not cached (0: it was).
+    pub fn chunk(&self, fetched: Option<u64>) {
+        self.chunks.fetch_add(1, Ordering::Relaxed);
+        if let Some(n) = fetched {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            self.fetched.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    pub fn view(&self) -> MountStatsView {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let counts: Vec<u64> = self.latency.iter().map(get).collect();
+        let total: u64 = counts.iter().sum();
+        let quantile = |q: f64| {
+            let want = (total as f64 * q).ceil().max(1.0) as u64;
+            let mut seen = 0;
+            counts.iter().enumerate().find_map(|(i, n)| {
+                seen += n;
+                // bucket i holds reads of under 100 µs × 2^i
+                (total > 0 && seen >= want).then(|| 0.1 * (1u64 << i) as f64)
+            })
+        };
+        let (chunks, misses) = (get(&self.chunks), get(&self.misses));
+        MountStatsView {
+            reads: get(&self.reads),
+            bytes: get(&self.bytes),
+            errors: get(&self.errors),
+            hits: chunks.saturating_sub(misses),
+            misses,
+            fetched: get(&self.fetched),
+            p50_ms: quantile(0.5),
+            p99_ms: quantile(0.99),
         }
     }
 }
@@ -143,6 +243,7 @@ impl Metrics {
             bytes: self.fuse_bytes.get_or_create_owned(&l),
             errors: self.fuse_errors.get_or_create_owned(&l),
             seconds: self.fuse_seconds.get_or_create_owned(&l),
+            mount: None,
         }
     }
 
@@ -415,6 +516,25 @@ pub fn dir_size(dir: &Path) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_mounts_stats_count_reads_chunks_and_latency() {
+        use std::time::Duration;
+        let m = super::MountStats::default();
+        assert_eq!(m.view().p50_ms, None, "no reads, no latency");
+        for _ in 0..98 {
+            m.read(Duration::from_micros(150), Ok(4096)); // under 200 µs
+        }
+        m.read(Duration::from_millis(30), Err(())); // under 51.2 ms
+        m.read(Duration::from_secs(3600), Ok(1)); // the open bucket
+        m.chunk(None);
+        m.chunk(Some(1000));
+        let v = m.view();
+        assert_eq!((v.reads, v.bytes, v.errors), (100, 98 * 4096 + 1, 1));
+        assert_eq!((v.hits, v.misses, v.fetched), (1, 1, 1000));
+        assert_eq!(v.p50_ms, Some(0.2));
+        assert_eq!(v.p99_ms, Some(51.2));
+    }
+
     use super::*;
 
     /// A filesystem mounted under the repo (the layer store, a snapshot layer, a tmpfs) is not

@@ -112,6 +112,12 @@ fn a_browser_sees_the_peers_the_images_and_a_mount_read() {
         dom.contains("team/app:1.0") && dom.contains(&cid),
         "the image missing:\n{dom}"
     );
+    for fact in [
+        "<td class=\"estargz\">yes</td>",
+        "<td class=\"pinned\">yes</td>",
+    ] {
+        assert!(dom.contains(fact), "{fact} missing:\n{dom}");
+    }
     assert!(dom.contains("1 connected"), "{dom}");
 
     // B: a mount, and its counters move while a file is read through it
@@ -138,6 +144,17 @@ fn a_browser_sees_the_peers_the_images_and_a_mount_read() {
     assert_ne!(
         fuse_cell(&after, "mount", "fuse-bytes"),
         fuse_cell(&before, "mount", "fuse-bytes")
+    );
+    // and the mount's own counters: what it served, fetched, and how fast
+    let (_, mounts) = b.rpc("mounts", "");
+    let st = &mounts["Mounts"][0]["Stats"];
+    assert!(st["BytesRead"].as_u64() >= Some(2 << 20), "{mounts}");
+    assert!(st["BytesFetched"].as_u64() > Some(0), "{mounts}");
+    assert!(st["CacheMisses"].as_u64() >= Some(1), "{mounts}");
+    assert!(st["ReadP99Ms"].as_f64().is_some(), "{mounts}");
+    assert!(
+        !after.contains("class=\"num mount-read\">0 B<"),
+        "the mount's row shows nothing read:\n{after}"
     );
 }
 
@@ -229,6 +246,11 @@ fn the_dashboards_actions_act_with_the_token_only() {
     assert_eq!(found(&a.peer_id), Some("static".into()), "{peers}");
     assert!(mp.entry().is_none(), "the unmount click left the mount");
     let blocks = b.stat_u64("NumObjects");
+    b.ok(&["repo", "verify"]);
+    let (status, body) = http_with(b.api, "GET", "/ui/state", &[("Host", &b.api.to_string())]);
+    assert_eq!(status, 200);
+    let state: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(state["Store"]["LastVerify"]["Corrupt"], 0, "{state}");
     click_through(&page, "second", args);
     assert!(!pinned(&b), "the unpin click did not unpin");
     assert!(

@@ -39,6 +39,13 @@ pub struct AppState {
     pub copies: crate::image::copies::Copies,
     /// What the preload worker learnt of each named image (`image/ls`).
     pub catalog: crate::image::preload::Catalog,
+    /// What the dashboard learnt of each image it showed.
+    pub ui_facts: Arc<ui::FactsCache>,
+    /// `store.gc_target_mb` in bytes, if set (the dashboard's store page).
+    pub gc_target: Option<u64>,
+    /// The outcome of the last `repo/verify` since the daemon started: `{"At", "Checked",
+    /// "Corrupt"}` (the dashboard's store page).
+    pub last_verify: Arc<std::sync::Mutex<Option<serde_json::Value>>>,
 }
 
 /// The API router; every request passes `guard` first.

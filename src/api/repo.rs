@@ -56,6 +56,7 @@ pub async fn verify(
     let remove = Params::parse(q).bool("remove", false)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Value>(64);
     let blocks = st.blocks.clone();
+    let last = st.last_verify.clone();
     tokio::spawn(async move {
         let progress = tx.clone();
         let report = blocks
@@ -71,6 +72,13 @@ pub async fn verify(
         let mut lines = Vec::new();
         match report {
             Ok(r) => {
+                let at = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                if let Ok(mut l) = last.lock() {
+                    *l =
+                        Some(json!({ "At": at, "Checked": r.checked, "Corrupt": r.corrupt.len() }));
+                }
                 for c in &r.corrupt {
                     let removed = if c.removed { "; removed" } else { "" };
                     lines.push(json!({

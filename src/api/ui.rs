@@ -77,9 +77,17 @@ pub async fn state(State(st): State<Arc<AppState>>) -> Result<impl IntoResponse,
         Ok(Json(v)) => v["Peers"].clone(),
         Err(_) => json!([]),
     };
-    let images = image::ls(State(st.clone())).await?.0;
+    let mut images = image::ls(State(st.clone())).await?.0;
+    add_facts(&st, &mut images["Names"]).await?;
     let mounts = mount::mounts(State(st.clone())).await.0;
-    let store = repo::stat(State(st.clone())).await?.0;
+    let mut store = repo::stat(State(st.clone())).await?.0;
+    store["GcTarget"] = st.gc_target.into();
+    store["LastVerify"] = st
+        .last_verify
+        .lock()
+        .ok()
+        .and_then(|l| l.clone())
+        .unwrap_or(Value::Null);
     // bitswap's counters per peer, beside each peer
     let per_peer: std::collections::HashMap<String, Value> = repo::snapshot(&st)
         .await?
@@ -119,4 +127,98 @@ pub async fn state(State(st): State<Arc<AppState>>) -> Result<impl IntoResponse,
         ],
         Json(body),
     ))
+}
+
+/// What the images page shows of an image beyond its name: from this node's store alone (an
+/// image not held here has none), the same for a CID for ever.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Facts {
+    #[serde(rename = "Platforms")]
+    platforms: Vec<String>,
+    #[serde(rename = "Layers")]
+    layers: usize,
+    /// Every layer carries a `toc.digest` (eStargz: lazily mountable).
+    #[serde(rename = "Estargz")]
+    estargz: bool,
+}
+
+/// [`Facts`] by image CID, for the images page (bounded: the oldest half goes when full).
+#[derive(Default)]
+pub struct FactsCache(std::sync::Mutex<std::collections::BTreeMap<String, Option<Facts>>>);
+
+/// Images whose facts are remembered at most.
+const MAX_FACTS: usize = 4096;
+/// Images resolved per answer at most (the rest show their facts on later polls).
+const RESOLVES_PER_POLL: usize = 32;
+
+async fn facts_of(st: &AppState, cid: &str) -> Option<Facts> {
+    let local = crate::blockservice::BlockService::new(st.blocks.store().clone(), None);
+    let r = crate::image::pull::resolve(&local, cid.parse().ok()?, &[])
+        .await
+        .ok()?;
+    let layers: Vec<_> = r.images.iter().flat_map(|i| &i.manifest.layers).collect();
+    Some(Facts {
+        platforms: r
+            .images
+            .iter()
+            .map(|i| match &i.desc.platform {
+                Some(p) => p.to_string(),
+                // a lone manifest: its config says
+                None => crate::image::oci::ConfigSummary::parse(&i.config)
+                    .map(|c| c.platform().to_string())
+                    .unwrap_or_default(),
+            })
+            .collect(),
+        layers: r.images.first().map_or(0, |i| i.manifest.layers.len()),
+        estargz: !layers.is_empty()
+            && layers.iter().all(|l| {
+                l.annotations
+                    .contains_key(crate::image::oci::ANNOTATION_TOC_DIGEST)
+            }),
+    })
+}
+
+/// Adds `Pinned` and the [`Facts`] to each image of `image/ls`'s `Names`.
+async fn add_facts(st: &AppState, names: &mut Value) -> Result<(), ApiError> {
+    let Some(list) = names.as_array_mut() else {
+        return Ok(());
+    };
+    let pins: std::collections::HashSet<String> = st
+        .blocks
+        .with_store(|s| s.pins())
+        .await?
+        .into_iter()
+        .map(|c| c.to_string())
+        .collect();
+    let mut resolved = 0;
+    for image in list {
+        let cid = image["Cid"].as_str().unwrap_or_default().to_string();
+        image["Pinned"] = pins.contains(&cid).into();
+        let known = st.ui_facts.0.lock().ok().and_then(|m| m.get(&cid).cloned());
+        let facts = match known {
+            Some(f) => f,
+            None if resolved < RESOLVES_PER_POLL => {
+                resolved += 1;
+                let f = facts_of(st, &cid).await;
+                // an image not (yet) held here is tried again later
+                if f.is_some() {
+                    if let Ok(mut m) = st.ui_facts.0.lock() {
+                        if m.len() >= MAX_FACTS {
+                            let drop: Vec<String> = m.keys().take(MAX_FACTS / 2).cloned().collect();
+                            for k in drop {
+                                m.remove(&k);
+                            }
+                        }
+                        m.insert(cid.clone(), f.clone());
+                    }
+                }
+                f
+            }
+            None => None,
+        };
+        if let Some(f) = facts {
+            image["Facts"] = serde_json::to_value(f).unwrap_or_default();
+        }
+    }
+    Ok(())
 }

@@ -38,7 +38,8 @@ pub async fn mount(
     let dir =
         std::fs::canonicalize(dir).with_context(|| format!("layer store {}", dir.display()))?;
     let parts = mounts.reader_parts();
-    let reads = parts.metrics.fuse("layer_store");
+    let stats = std::sync::Arc::new(crate::metrics::MountStats::default());
+    let reads = parts.metrics.fuse("layer_store").for_mount(stats.clone());
     let fs = crate::mount::fs::Fs::new(
         store::Store::new(parts, trust, names),
         tokio::runtime::Handle::current(),
@@ -50,6 +51,7 @@ pub async fn mount(
         platform: Platform::host().to_string(),
         layers: 0,
         inodes: 0,
+        stats: None,
     };
     // other users (rootless podman) may read it: it only shows what the swarm serves anyway
     mounts
@@ -59,6 +61,7 @@ pub async fn mount(
             true,
             false,
             AbortOnDropHandle::new(tokio::spawn(async {})),
+            stats,
         )
         .await
 }

@@ -31,6 +31,7 @@ pub mod reader;
 pub mod trace;
 pub mod verified;
 
+use crate::metrics::{MountStats, MountStatsView};
 use anyhow::{anyhow, bail, Context as _};
 use cid::Cid;
 use serde::Serialize;
@@ -123,6 +124,9 @@ pub struct MountInfo {
     pub layers: usize,
     #[serde(rename = "Inodes")]
     pub inodes: u64,
+    /// Its reads, chunks and fetches so far (filled in by [`Mounts::list`]).
+    #[serde(rename = "Stats", skip_serializing_if = "Option::is_none")]
+    pub stats: Option<MountStatsView>,
 }
 
 struct Active {
@@ -134,6 +138,7 @@ struct Active {
     by_user: bool,
     /// The first reads of its files (user mounts).
     trace: Option<Arc<trace::Trace>>,
+    stats: Arc<MountStats>,
 }
 
 struct Inner {
@@ -225,7 +230,8 @@ impl Mounts {
             .try_collect()
             .await?;
         let (layers, tocs): (Vec<_>, Vec<_>) = opened.into_iter().unzip();
-        let reader = self.reader_parts().reader(layers);
+        let stats = Arc::new(MountStats::default());
+        let reader = self.reader_parts().reader(layers).with_stats(stats.clone());
         // the prefetch starts as soon as the chunk index is there, while the inode table is
         // built and the mount attached (reads of a chunk in flight wait for its fetch)
         let pin = match me.settings.background_fetch {
@@ -253,6 +259,7 @@ impl Mounts {
             platform,
             layers: reader.layers().len(),
             inodes: table.totals().0,
+            stats: None,
         };
         let traced = Arc::new(trace::Trace::new(
             reader.layers().iter().map(|l| l.digest.clone()).collect(),
@@ -260,10 +267,10 @@ impl Mounts {
         let fs = fs::Fs::new(
             fs::Tree::new(table, reader.clone()).traced(traced.clone()),
             tokio::runtime::Handle::current(),
-            me.metrics.fuse("mount"),
+            me.metrics.fuse("mount").for_mount(stats.clone()),
         );
         let info = self
-            .attach(fs, info, req.allow_other, true, background)
+            .attach(fs, info, req.allow_other, true, background, stats)
             .await?;
         let t_attach = t0.elapsed();
         self.wait_for(prefetched).await;
@@ -290,17 +297,23 @@ impl Mounts {
         diff_id: &str,
     ) -> anyhow::Result<MountInfo> {
         let (table, reader) = self.reader_parts().open_overlay(desc, diff_id).await?;
+        let stats = Arc::new(MountStats::default());
+        let reader = reader.with_stats(stats.clone());
         let info = MountInfo {
             dir: dir.to_path_buf(),
             image: format!("{image} layer {}", desc.digest),
             platform: String::new(),
             layers: 1,
             inodes: table.totals().0,
+            stats: None,
         };
         let fs = fs::Fs::new(
             fs::Tree::new(table, reader.clone()),
             tokio::runtime::Handle::current(),
-            self.inner.metrics.fuse("snapshotter"),
+            self.inner
+                .metrics
+                .fuse("snapshotter")
+                .for_mount(stats.clone()),
         );
         let plan = prefetch::Plan {
             prefetch: self.inner.settings.prefetch,
@@ -308,7 +321,7 @@ impl Mounts {
         };
         let (background, prefetched) = prefetch::start(reader, self.inner.blocks.clone(), plan);
         let background = AbortOnDropHandle::new(tokio::spawn(background));
-        let info = self.attach(fs, info, true, true, background).await?;
+        let info = self.attach(fs, info, true, true, background, stats).await?;
         self.wait_for(prefetched).await;
         Ok(info)
     }
@@ -339,6 +352,7 @@ impl Mounts {
         allow_other: bool,
         read_only: bool,
         background: AbortOnDropHandle<()>,
+        stats: Arc<MountStats>,
     ) -> anyhow::Result<MountInfo> {
         let me = &self.inner;
         let dir = info.dir.clone();
@@ -406,6 +420,7 @@ impl Mounts {
                 background,
                 by_user: false,
                 trace: None,
+                stats,
             },
         );
         Ok(info)
@@ -485,7 +500,13 @@ impl Mounts {
     /// The live mounts, by directory.
     pub async fn list(&self) -> Vec<MountInfo> {
         let active = self.inner.active.lock().await;
-        active.values().map(|a| a.info.clone()).collect()
+        active
+            .values()
+            .map(|a| MountInfo {
+                stats: Some(a.stats.view()),
+                ..a.info.clone()
+            })
+            .collect()
     }
 
     /// Unmounts everything (at shutdown): each mount is detached, so none can stay busy.

@@ -22,9 +22,11 @@ use super::inode::File;
 use super::layer::{Blob, Layer};
 use crate::blockservice::{BlockService, SessionGetter};
 use crate::image::estargz::Chunk;
+use crate::metrics::MountStats;
 use crate::sync::lock;
 use crate::unixfs::io::{read_range_with, RangeError};
 use crate::unixfs::BlockGet;
+use std::sync::atomic::Ordering::SeqCst;
 
 /// Chunks fetched ahead of a sequential reader: two keep both cores inflating.
 const READAHEAD_CHUNKS: usize = 2;
@@ -100,6 +102,8 @@ pub struct Reader {
     read_timeout: Duration,
     /// Chunks whose last fetch failed: when, and why.
     failed: Arc<Mutex<HashMap<Key, (Instant, ReadError)>>>,
+    /// The counters of the mount this reader serves, if it has its own.
+    stats: Option<Arc<MountStats>>,
 }
 
 impl Reader {
@@ -116,7 +120,14 @@ impl Reader {
             cache,
             read_timeout,
             failed: Arc::default(),
+            stats: None,
         }
+    }
+
+    /// This reader, counting its chunks into `stats` (its mount's).
+    pub fn with_stats(mut self, stats: Arc<MountStats>) -> Self {
+        self.stats = Some(stats);
+        self
     }
 
     pub fn layers(&self) -> &Arc<Vec<Layer>> {
@@ -201,10 +212,19 @@ impl Reader {
                 return Err(e.clone());
             }
         }
+        let fetched = std::sync::atomic::AtomicU64::new(0);
         let result = self
             .cache
-            .get_or_fetch(&key, self.fetch_chunk(layer, name, c))
+            .get_or_fetch(&key, async {
+                let r = self.fetch_chunk(layer, name, c).await;
+                let (start, end) = (c.offset, c.next_offset.min(layer.toc_offset));
+                fetched.store(end.saturating_sub(start).max(1), SeqCst);
+                r
+            })
             .await;
+        if let (Some(s), Ok(_)) = (&self.stats, &result) {
+            s.chunk(Some(fetched.load(SeqCst)).filter(|n| *n > 0));
+        }
         let mut failed = lock(&self.failed);
         match &result {
             Ok(_) => {

@@ -98,21 +98,34 @@ function render(s) {
     i.Name,
     { text: i.Cid, cls: "mono" },
     { text: i.Size ? bytes(i.Size) : "?", cls: "num" },
+    { text: i.Facts ? i.Facts.Layers : "", cls: "num", title: i.Facts ? i.Facts.Platforms.join(", ") : "" },
+    { text: i.Facts ? (i.Facts.Estargz ? "yes" : "no") : "", cls: "estargz" },
+    { text: i.Pinned ? "yes" : "no", cls: "pinned" },
     { text: (i.Holders || []).map(short).join(", "), title: (i.Holders || []).join("\n") },
     { text: short(i.PushedBy), title: i.PushedBy },
     { buttons: [{ label: "Pin", action: "pin", arg: i.Cid }, { label: "Unpin", action: "unpin", arg: i.Cid }] },
-  ]), 6, "no named images (cidfs image push … --name, or a push to the registry endpoint)");
+  ]), 9, "no named images (cidfs image push … --name, or a push to the registry endpoint)");
 
   const mounts = s.Mounts || [];
   $("mount-count").textContent = `(${mounts.length})`;
-  fill("mount-rows", mounts.map((m) => [
-    { text: m.Mountpoint, cls: "mono" },
-    { text: m.Image, cls: "mono" },
-    m.Platform,
-    { text: m.Layers, cls: "num" },
-    { text: m.Inodes, cls: "num" },
-    { buttons: [{ label: "Unmount", action: "umount", arg: m.Mountpoint }] },
-  ]), 6, "no mounts");
+  const ms = (v) => (v === null || v === undefined ? "–" : `<${v} ms`);
+  fill("mount-rows", mounts.map((m) => {
+    const st = m.Stats || {};
+    return [
+      { text: m.Mountpoint, cls: "mono" },
+      { text: short(m.Image), cls: "mono", title: m.Image },
+      m.Platform,
+      { text: m.Layers, cls: "num" },
+      { text: m.Inodes, cls: "num" },
+      { text: st.Reads, cls: "num mount-reads" },
+      { text: bytes(st.BytesRead), cls: "num mount-read" },
+      { text: bytes(st.BytesFetched), cls: "num mount-fetched" },
+      { text: `${st.CacheHits} / ${st.CacheMisses}`, cls: "num" },
+      { text: `${ms(st.ReadP50Ms)} / ${ms(st.ReadP99Ms)}`, cls: "num" },
+      { text: st.Errors, cls: "num" },
+      { buttons: [{ label: "Unmount", action: "umount", arg: m.Mountpoint }] },
+    ];
+  }), 12, "no mounts");
   const kinds = (s.Mount && s.Mount.ByKind) || {};
   fill("fuse-rows", Object.entries(kinds).map(([k, v]) => [
     k,
@@ -133,6 +146,10 @@ function render(s) {
     ["Sent to peers", `${bytes(st.BytesSent)} (${st.BlocksSent} blocks)`],
     ["Duplicate blocks", String(st.DuplicateBlocks)],
     ["Rejected blocks", String(st.RejectedBlocks)],
+    ["GC target", st.GcTarget ? bytes(st.GcTarget) : "none (store.gc_target_mb)"],
+    ["Last verify", st.LastVerify
+      ? `${new Date(st.LastVerify.At * 1000).toLocaleString()}: ${st.LastVerify.Checked} blocks, ${st.LastVerify.Corrupt} corrupt`
+      : "not since the daemon started (cidfs repo verify)"],
     ["Repo", st.RepoPath || ""],
   ]);
 
