@@ -5,11 +5,11 @@
 # Watched: a poller GETs /ui/state of both daemons every POLL seconds (default 0.25: four open
 # dashboards each). Prints every round, the medians, the ratio watched / unwatched and B's
 # CPU-seconds per GiB both ways; writes target/bench/dashboard.json.
-#   Usage: scripts/bench-dashboard.sh [SIZE_MIB] [ROUNDS]
+#   Usage: scripts/bench-dashboard.sh [SIZE_MIB] [ROUNDS]        (default 1024 MiB, 5 rounds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SIZE_MIB=${1:-256}
-ROUNDS=${2:-3}
+SIZE_MIB=${1:-1024}
+ROUNDS=${2:-5}
 POLL=${POLL:-0.25}
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
@@ -35,9 +35,12 @@ one_round() {
     start_cidfs b --peer "$a_ADDR"
     wait_peer b "$A_ID"
     if [ "$mode" = watched ]; then
-        local urls="http://$(api_of a)/ui/state http://$(api_of b)/ui/state"
-        # shellcheck disable=SC2086
-        (while :; do curl -sf -o /dev/null $urls || true; sleep "$POLL"; done) &
+        local ua="http://$(api_of a)/ui/state" ub="http://$(api_of b)/ui/state"
+        (while :; do
+            curl -sf -o /dev/null "$ua" || true
+            curl -sf -o /dev/null "$ub" || true
+            sleep "$POLL"
+        done) &
         POLLER=$!
     fi
     c0=$(cpu_s "$b_PID"); t0=$(now)

@@ -144,7 +144,12 @@ pub(super) async fn snapshot(st: &AppState) -> anyhow::Result<metrics::Snapshot>
 
 pub async fn stat(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let s = snapshot(&st).await?;
-    Ok(Json(json!({
+    Ok(Json(stat_of(&st, &s)))
+}
+
+/// `repo/stat`'s answer from a snapshot.
+pub(super) fn stat_of(st: &AppState, s: &metrics::Snapshot) -> Value {
+    json!({
         "RepoSize": s.disk_bytes,
         "StorageMax": 0,
         "NumObjects": s.store.blocks,
@@ -161,7 +166,7 @@ pub async fn stat(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiErr
         "RegistryConfigs": s.registry.configs,
         "RegistryLayers": s.registry.layers,
         "RegistryLayerBytes": s.registry.layer_bytes,
-    })))
+    })
 }
 
 pub async fn metrics(State(st): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {

@@ -80,7 +80,9 @@ pub async fn state(State(st): State<Arc<AppState>>) -> Result<impl IntoResponse,
     let mut images = image::ls(State(st.clone())).await?.0;
     add_facts(&st, &mut images["Names"]).await?;
     let mounts = mount::mounts(State(st.clone())).await.0;
-    let mut store = repo::stat(State(st.clone())).await?.0;
+    // one snapshot for the store and the peers' counters (it reads the repo's disk use)
+    let snap = repo::snapshot(&st).await?;
+    let mut store = repo::stat_of(&st, &snap);
     store["GcTarget"] = st.gc_target.into();
     store["LastVerify"] = st
         .last_verify
@@ -89,8 +91,7 @@ pub async fn state(State(st): State<Arc<AppState>>) -> Result<impl IntoResponse,
         .and_then(|l| l.clone())
         .unwrap_or(Value::Null);
     // bitswap's counters per peer, beside each peer
-    let per_peer: std::collections::HashMap<String, Value> = repo::snapshot(&st)
-        .await?
+    let per_peer: std::collections::HashMap<String, Value> = snap
         .peers
         .into_iter()
         .map(|(p, s)| {

@@ -96,7 +96,7 @@ function render(s) {
   $("image-count").textContent = `(${images.length})`;
   fill("image-rows", images.map((i) => [
     i.Name,
-    { text: i.Cid, cls: "mono" },
+    { text: short(i.Cid), cls: "mono cid", title: i.Cid },
     { text: i.Size ? bytes(i.Size) : "?", cls: "num" },
     { text: i.Facts ? i.Facts.Layers : "", cls: "num", title: i.Facts ? i.Facts.Platforms.join(", ") : "" },
     { text: i.Facts ? (i.Facts.Estargz ? "yes" : "no") : "", cls: "estargz" },
