@@ -295,7 +295,23 @@ fn docker_and_ctr_push_by_name() {
     ctr.ctr_ok(&["images", "import", archive.to_str().expect("utf-8")]);
     let by_ctr = format!("{addr}/team/app:ctr");
     ctr.ctr_ok(&["images", "tag", "docker.io/cidfs/pushed:latest", &by_ctr]);
-    ctr.ctr_ok(&["images", "push", "--plain-http", &by_ctr]);
+    // about one run in ten, containerd 1.6 fails the push reading its own content store
+    // ("rpc error: code = Internal desc = unexpected EOF", nothing in its log, before any layer
+    // reaches the endpoint); that one failure is retried, once, and any other fails the test
+    let push = ["images", "push", "--plain-http", by_ctr.as_str()];
+    let out = ctr.ctr(&push);
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("rpc error: code = Internal desc = unexpected EOF"),
+            "ctr {push:?} failed:\n{err}"
+        );
+        eprintln!(
+            "ctr push failed in containerd ({}); retrying once",
+            err.trim()
+        );
+        ctr.ctr_ok(&push);
+    }
     let cid = image_of(a.registry, "team/app", "ctr");
     assert!(cid.starts_with("bafk"), "{cid}");
 }
