@@ -11,7 +11,7 @@
 
 use axum::{
     extract::State,
-    http::{header, HeaderName},
+    http::header,
     response::{IntoResponse, Redirect, Response},
     routing::get,
     Json, Router,
@@ -124,7 +124,7 @@ pub async fn state(State(st): State<Arc<AppState>>) -> Result<impl IntoResponse,
     Ok((
         [
             (header::CACHE_CONTROL, "no-store"),
-            (HeaderName::from_static("x-content-type-options"), "nosniff"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         Json(body),
     ))
@@ -143,9 +143,10 @@ struct Facts {
     estargz: bool,
 }
 
-/// [`Facts`] by image CID, for the images page (bounded: the oldest half goes when full).
+/// [`Facts`] by image CID, of images held here, for the images page (bounded: when full, the
+/// half with the lowest CIDs goes).
 #[derive(Default)]
-pub struct FactsCache(std::sync::Mutex<std::collections::BTreeMap<String, Option<Facts>>>);
+pub struct FactsCache(std::sync::Mutex<std::collections::BTreeMap<String, Facts>>);
 
 /// Images whose facts are remembered at most.
 const MAX_FACTS: usize = 4096;
@@ -197,12 +198,12 @@ async fn add_facts(st: &AppState, names: &mut Value) -> Result<(), ApiError> {
         image["Pinned"] = pins.contains(&cid).into();
         let known = st.ui_facts.0.lock().ok().and_then(|m| m.get(&cid).cloned());
         let facts = match known {
-            Some(f) => f,
+            Some(f) => Some(f),
             None if resolved < RESOLVES_PER_POLL => {
                 resolved += 1;
                 let f = facts_of(st, &cid).await;
                 // an image not (yet) held here is tried again later
-                if f.is_some() {
+                if let Some(f) = &f {
                     if let Ok(mut m) = st.ui_facts.0.lock() {
                         if m.len() >= MAX_FACTS {
                             let drop: Vec<String> = m.keys().take(MAX_FACTS / 2).cloned().collect();

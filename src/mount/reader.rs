@@ -212,18 +212,18 @@ impl Reader {
                 return Err(e.clone());
             }
         }
-        let fetched = std::sync::atomic::AtomicU64::new(0);
+        // whether this call ran the fetch (not another reader's, not the cache)
+        let fetched = std::sync::atomic::AtomicBool::new(false);
         let result = self
             .cache
             .get_or_fetch(&key, async {
-                let r = self.fetch_chunk(layer, name, c).await;
-                let (start, end) = (c.offset, c.next_offset.min(layer.toc_offset));
-                fetched.store(end.saturating_sub(start).max(1), SeqCst);
-                r
+                fetched.store(true, SeqCst);
+                self.fetch_chunk(layer, name, c).await
             })
             .await;
         if let (Some(s), Ok(_)) = (&self.stats, &result) {
-            s.chunk(Some(fetched.load(SeqCst)).filter(|n| *n > 0));
+            let range = compressed_range(layer, c);
+            s.chunk(fetched.load(SeqCst).then(|| range.end - range.start));
         }
         let mut failed = lock(&self.failed);
         match &result {
@@ -239,9 +239,7 @@ impl Reader {
     }
 
     async fn fetch_chunk(&self, layer: &Layer, name: &str, c: &Chunk) -> Result<Bytes, ReadError> {
-        // the last chunk's nextOffset is the blob size: stop at the TOC instead
-        let start = c.offset;
-        let end = c.next_offset.min(layer.toc_offset).max(start + 1);
+        let std::ops::Range { start, end } = compressed_range(layer, c);
         let (skip, len, want) = (c.inner_offset, c.chunk_size, c.chunk_digest.clone());
         // a chunk of a blob named by its CID that was checked once needs no second check
         let memo = matches!(layer.blob, Blob::Remote).then(|| (self.cache.clone(), key(layer, c)));
@@ -413,6 +411,12 @@ pub fn key(layer: &Layer, c: &Chunk) -> Key {
         len: c.chunk_size,
         digest: c.chunk_digest.clone(),
     }
+}
+
+/// The compressed bytes of chunk `c` in its layer's blob (at least one): the last chunk's
+/// nextOffset is the blob size, so it stops at the TOC instead.
+fn compressed_range(layer: &Layer, c: &Chunk) -> std::ops::Range<u64> {
+    c.offset..c.next_offset.min(layer.toc_offset).max(c.offset + 1)
 }
 
 /// Sends the bytes `start..end` of a spooled layer to `tx`.
