@@ -69,6 +69,6 @@ done
 gib=$(python3 -c "print($SIZE_MIB / 1024)")
 echo "median: unwatched $tu s ($(rate $((SIZE_MIB << 20)) "$tu") MB/s), watched $tw s ($(rate $((SIZE_MIB << 20)) "$tw") MB/s): watched / unwatched = $(python3 -c "print(f'{$tw / $tu:.3f}')")"
 echo "B's CPU per GiB: unwatched $(python3 -c "print(f'{$cu / $gib:.2f}')") s, watched $(python3 -c "print(f'{$cw / $gib:.2f}')") s"
-mkdir -p target/bench
-printf '{"bench": "dashboard", "size_mib": %s, "poll_secs": %s, "unwatched_secs": %s, "watched_secs": %s, "unwatched_cpu": %s, "watched_cpu": %s}\n' \
-    "$SIZE_MIB" "$POLL" "$tu" "$tw" "$cu" "$cw" > target/bench/dashboard.json
+declare -A R=([size_mib]=$SIZE_MIB [poll_secs]=$POLL [unwatched_secs]=$tu [watched_secs]=$tw
+    [unwatched_cpu]=$cu [watched_cpu]=$cw)
+bench_json dashboard

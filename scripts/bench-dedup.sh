@@ -263,13 +263,5 @@ opt=$("$BIN" --repo "$WORK/a" image optimize -q "$cid" -- sh -c "$WORKLOAD")
 R[optimize.secs]=$(secs "$t0" "$(now)")
 lazy_start optimized "$opt"
 echo "(image optimize of v1 took ${R[optimize.secs]} s)"
-mkdir -p target/bench
-{
-    printf '{"bench": "dedup", "changed_bytes": %s' "$CHANGED"
-    for k in "${!R[@]}"; do
-        v=${R[$k]}
-        if [[ $v =~ ^[0-9.]+$ ]]; then printf ', "%s": %s' "$k" "$v"; else printf ', "%s": "%s"' "$k" "$v"; fi
-    done
-    printf '}\n'
-} > target/bench/dedup.json
-echo "figures: target/bench/dedup.json"
+R[changed_bytes]=$CHANGED
+bench_json dedup

@@ -9,6 +9,9 @@
 # bytes the seed sent (and its ratio to the file), and the duplicate blocks received.
 # Targets (issue 9): makespan <= 2x single, seed upload <= 2x the file.
 # BENCH_CONFIG (printf %b text) is written to every host's config.toml, to compare settings.
+# SCREENSHOT=PNG: host 2's dashboard, open in Chromium (Playwright) from before the fan-out
+# starts until it ends, is saved to PNG: the transfer view, bytes received from each peer.
+# Writes the figures to target/bench/fanout-FETCH-N.json (N fetchers; scripts/plot.sh draws them).
 # FETCH says how the fetchers read (default pin): pin (`cidfs pin add`), cat (`cidfs cat` to
 # /dev/null) or pull (`cidfs image pull` of a one-layer image whose layer is a tar holding the
 # random file, pushed with --estargz=false, into an OCI layout).
@@ -97,6 +100,14 @@ stop_host 2; rm -rf "$WORK/h2"; start_host 2 --peer "$SEED"
 
 # ---- fan-out: hosts 2..HOSTS at once, once all of them see every other host
 for i in $(seq 2 "$HOSTS"); do wait_peers "$i" $((HOSTS - 1)); done
+if [ -n "${SCREENSHOT:-}" ]; then
+    playwright_venv
+    ip netns exec "$NAME-2" target/venv/bin/python scripts/dashboard-shot.py \
+        "http://$(api_of h2)/ui/" "$SCREENSHOT" "$WORK/fanout-done" > "$WORK/shot.log" 2>&1 &
+    SHOT=$!; PIDS+=($SHOT)
+    for _ in $(seq 1 600); do grep -q '^loaded' "$WORK/shot.log" && break; alive "$SHOT" || break; sleep 0.1; done
+    grep -q '^loaded' "$WORK/shot.log" || { cat "$WORK/shot.log" >&2; echo "the dashboard did not load" >&2; exit 1; }
+fi
 S0=$(stat_of 1 BytesSent)
 t0=$(now)
 for i in $(seq 2 "$HOSTS"); do
@@ -104,6 +115,11 @@ for i in $(seq 2 "$HOSTS"); do
     FETCH[i]=$!
 done
 for i in $(seq 2 "$HOSTS"); do wait "${FETCH[i]}" || { echo "host $i failed to fetch" >&2; exit 1; }; done
+if [ -n "${SCREENSHOT:-}" ]; then
+    touch "$WORK/fanout-done"
+    wait "$SHOT" || { cat "$WORK/shot.log" >&2; echo "the screenshot failed" >&2; exit 1; }
+    cat "$WORK/shot.log"
+fi
 t_end=0
 echo "cidfs bench-fanout: $HOSTS hosts, links $RATE (tbf, both ways), $SIZE_MIB MiB ($BYTES bytes), FETCH=$FETCH, CID $CID"
 printf "%-34s %8s s   (seed sent %s bytes)\n" "single $FETCH (host 2 alone)" "$SINGLE_T" "$SINGLE_SENT"
@@ -120,3 +136,7 @@ printf "%-34s %8s s\n" "fan-out makespan ($((HOSTS - 1)) fetchers)" "$MAKESPAN"
 echo "ratio makespan / single: $(python3 -c "print(f'{$MAKESPAN/$SINGLE_T:.2f}')") (target <= 2)"
 echo "seed sent during the fan-out: $SEED_SENT bytes = $(python3 -c "print(f'{$SEED_SENT/$BYTES:.2f}')")x the file (target <= 2)"
 echo "duplicate blocks received (all fetchers): $DUP of $RECV = $(python3 -c "print(f'{100*$DUP/max($RECV,1):.1f}')") %"
+declare -A R=([fetch]=$FETCH [hosts]=$HOSTS [fetchers]=$((HOSTS - 1)) [rate]=$RATE
+    [size_mib]=$SIZE_MIB [single_secs]=$SINGLE_T [makespan_secs]=$MAKESPAN [seed_sent]=$SEED_SENT
+    [duplicates]=$DUP [received]=$RECV)
+bench_json "fanout-$FETCH-$((HOSTS - 1))"

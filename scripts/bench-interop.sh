@@ -7,7 +7,8 @@
 # The sender adds the file (kubo --cid-version=1 layout on both sides, so the CID is the same;
 # kubo 0.22's library adds only CIDv0 with dag-pb leaves, which cidfs fetches as such),
 # a fresh receiver fetches it over bitswap 1.2.0; the time is the receiver's fetch only, checked
-# byte for byte afterwards. Prints a MB/s table. Helia is tests/interop/peer.mjs (npm ci if needed).
+# byte for byte afterwards. Prints a MB/s table and writes it to target/bench/interop.json. Helia is
+# tests/interop/peer.mjs (npm ci if needed).
 # Usage: scripts/bench-interop.sh [SIZE_MIB]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -151,3 +152,6 @@ echo "| kubo → cidfs | ${RESULT[kubo-cidfs]} |"
 echo "| cidfs → kubo | ${RESULT[cidfs-kubo]} |"
 echo "cidfs→cidfs / Helia→Helia: $(python3 -c "print(f'{${RESULT[cidfs-cidfs]}/${RESULT[helia-helia]}:.1f}')")x"
 echo "kubo→cidfs / kubo→kubo: $(python3 -c "print(f'{${RESULT[kubo-cidfs]}/${RESULT[kubo-kubo]}:.2f}')")x (target >= 1)"
+declare -A R=([size_mib]=$SIZE_MIB)
+for k in "${!RESULT[@]}"; do R[$k]=${RESULT[$k]}; done
+bench_json interop

@@ -34,6 +34,7 @@
 #            in (i) (the same way); times are dd's own.
 # Before each cold step the kernel page cache is dropped when /proc/sys/vm/drop_caches is writable
 # (the daemons' own caches stay). BENCH_NO_BUILD=1 uses target/release/cidfs without building.
+# Writes the figures to target/bench/lazy-start.json (scripts/plot.sh draws them).
 # Targets (the lazy-mount issue): (ii) >= 25x faster than (i), with <= 3 % of the image's bytes;
 # warm read through the mount >= 5 GB/s.
 # If the binary has no `mount` command yet, only push and (i) run; the lazy rows print n/a.
@@ -425,3 +426,21 @@ printf "%-50s %8s s %8s MB/s\n" "baseline: the local file, warm" "$(secs "$LWARM
 if [ "$HAVE_MOUNT" = 1 ]; then
     echo "ratio mount / local: cold $(python3 -c "print(f'{($LCOLD_T1-$LCOLD_T0)/($COLD_T1-$COLD_T0):.3f}')"), warm $(python3 -c "print(f'{($LWARM_T1-$LWARM_T0)/($WARM_T1-$WARM_T0):.3f}')") (warm target >= 5 GB/s)"
 fi
+# the figures as JSON (scripts/plot.sh draws them); MB/s of the reads are SEQ_BYTES / seconds
+d() { python3 -c "print(f'{$2-$1:.4f}')"; }
+declare -A R=([image_bytes]=$IMAGE_BYTES [seq_bytes]=$SEQ_BYTES [full_secs]=$FULL_T
+    [full_bytes]=$FULL_BYTES [local_cold_secs]=$(d "$LCOLD_T0" "$LCOLD_T1")
+    [local_warm_secs]=$(d "$LWARM_T0" "$LWARM_T1") [cache_dropped]=$LCOLD_DROPPED)
+if [ "$HAVE_MOUNT" = 1 ]; then
+    R+=([lazy_secs]=$LAZY_T [lazy_bytes]=$LAZY_BYTES [mount_cold_secs]=$(d "$COLD_T0" "$COLD_T1")
+        [mount_warm_secs]=$(d "$WARM_T0" "$WARM_T1") [mount_store_secs]=$(d "$STORE_T0" "$STORE_T1"))
+fi
+if [ "$HAVE_PODMAN" = 1 ]; then
+    R+=([podman_als_verify_secs]=$ALS_V_T [podman_als_trust_secs]=$ALS_T [podman_pull_secs]=$PULL_T
+        [podman_als_verify_bytes]=$ALS_V_BYTES [podman_als_trust_bytes]=$ALS_BYTES [podman_pull_bytes]=$PULL_BYTES)
+fi
+if [ "$HAVE_CTRD" = 1 ]; then
+    R+=([ctr_cidfs_verify_secs]=$RPULL_V_T [ctr_cidfs_trust_secs]=$RPULL_T [ctr_overlay_secs]=$CPULL_T
+        [ctr_cidfs_verify_bytes]=$RPULL_V_BYTES [ctr_cidfs_trust_bytes]=$RPULL_BYTES [ctr_overlay_bytes]=$CPULL_BYTES)
+fi
+bench_json lazy-start

@@ -2,7 +2,8 @@
 # Transfer benchmark: SIZE_MIB (default 256) of random data from node A to node B over loopback
 # in a private swarm. Prints MB/s for `add` on A and `cat` on B, the ratio of the transfer to
 # `cat` of the same file from local disk (measured in the same run), and each daemon's peak RSS
-# and repo disk use. Usage: scripts/bench-transfer.sh [SIZE_MIB]
+# and repo disk use; writes the figures to target/bench/transfer.json (scripts/plot.sh draws them).
+# Usage: scripts/bench-transfer.sh [SIZE_MIB]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB=${1:-256}
@@ -62,3 +63,7 @@ echo "CPU during the transfer ($(python3 -c "print(f'{$XFER_T:.2f}')") s): A ${C
 echo "B wrote ${WCHAR_B} MiB (files, sled, sockets) for the transfer"
 echo "peak RSS: A $(rss_mib "$a_PID") MiB, B $(rss_mib "$b_PID") MiB"
 echo "repo disk use: A $(du -sm "$WORK/a" | cut -f1) MiB, B $(du -sm "$WORK/b" | cut -f1) MiB (data $SIZE_MIB MiB)"
+declare -A R=([size_mib]=$SIZE_MIB [add_secs]=$ADD_T [cat_secs]=$XFER_T [store_secs]=$LOCALSTORE_T
+    [local_secs]=$LOCAL_T [cpu_a]=$CPU_A [cpu_b]=$CPU_B [rss_a_mib]=$(rss_mib "$a_PID")
+    [rss_b_mib]=$(rss_mib "$b_PID") [disk_b_mib]=$(du -sm "$WORK/b" | cut -f1))
+bench_json transfer

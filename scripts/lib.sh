@@ -190,3 +190,28 @@ stop_cidfs() {
     for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
     PIDS=("${keep[@]}")
 }
+
+# bench_json NAME: writes the associative array R (figure name → value; numbers stay numbers) to
+# target/bench/NAME.json with "bench": NAME, which scripts/plot.sh draws.
+bench_json() {
+    local k v
+    mkdir -p target/bench
+    {
+        printf '{"bench": "%s"' "$1"
+        for k in "${!R[@]}"; do
+            v=${R[$k]}
+            if [[ $v =~ ^-?[0-9]+(\.[0-9]+)?$ ]]; then printf ', "%s": %s' "$k" "$v"
+            else printf ', "%s": "%s"' "$k" "$v"; fi
+        done
+        printf '}\n'
+    } > "target/bench/$1.json"
+    echo "figures: target/bench/$1.json"
+}
+
+# playwright_venv: Playwright (pinned, as scripts/test.sh installs it) in target/venv, for the
+# dashboard screenshots; the browser is the system Chromium.
+playwright_venv() {
+    target/venv/bin/python -c 'import playwright' 2>/dev/null && return 0
+    [ -x target/venv/bin/python ] || python3 -m venv target/venv
+    target/venv/bin/pip install -q --disable-pip-version-check playwright==1.65.3 </dev/null
+}

@@ -3,9 +3,17 @@
 # its text table; this turns every one present into PNGs in docs/img/ (what the README shows).
 # matplotlib (pinned) goes into target/venv from PyPI on first use.
 # Usage: bash scripts/plot.sh [OUT_DIR]        (default docs/img)
-# Today: dedup.json (scripts/bench-dedup.sh) → bench-dedup.png (bytes a node fetches for an image
-# sharing most files with one it holds, by DAG layout) and bench-lazy-start.png (a lazy start of
-# a Debian image against pull + unpack + run).
+# What each JSON becomes:
+#   transfer.json (bench-transfer.sh) + interop.json (bench-interop.sh) → bench-transfer.png:
+#       MB/s between two nodes against the stack's ceiling here, and with kubo and Helia peers
+#   lazy-start.json (bench-lazy-start.sh) → bench-lazy-containers.png: a container start through
+#       the mount, Podman's layer store and containerd's snapshotter against a full pull; and
+#       bench-mount-reads.png: a sequential read through the mount, cold / warm, against disk
+#   fanout-FETCH-N.json (bench-fanout.sh, one per run) → bench-fanout.png: makespan by fetchers
+#   dedup.json (bench-dedup.sh) → bench-dedup.png (bytes a node fetches for an image sharing most
+#       files with one it holds, by DAG layout) and bench-lazy-start.png (a lazy start of a Debian
+#       image against pull + unpack + run)
+# A figure whose JSON is missing is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-docs/img}
@@ -87,15 +95,156 @@ def lazy(r):
     return fig
 
 
-PLOTS = {"dedup": [("bench-dedup.png", dedup), ("bench-lazy-start.png", lazy)]}
+# The stack's ceiling on this machine (../shared/CEILINGS.md): TCP + PSK (SIMD XSalsa20) + noise
+# + yamux between two processes, receiver framing 256 KiB blocks and SHA-256-checking them.
+CEILING_HASHED = 600
+
+
+def transfer(runs):
+    """MB/s between two cidfs nodes against the stack's ceiling; the pairs with kubo and Helia."""
+    t, i = runs.get("transfer"), runs.get("interop")
+    if not t and not i:
+        return None
+    fig, axes = plt.subplots(1, 2 if t and i else 1, figsize=(11 if t and i else 6, 4))
+    axes = list(axes) if t and i else [axes]
+    if t:
+        ax = axes.pop(0)
+        size = t["size_mib"] * (1 << 20)
+        names = ["add on A", "cat on B\nfrom A (bitswap)", "cat on B\nfrom its store"]
+        vals = [size / t[k] / MB for k in ("add_secs", "cat_secs", "store_secs")]
+        bars = ax.bar(names, vals, color=["#999", "#1565c0", "#2e7d32"])
+        for b, v in zip(bars, vals):
+            ax.annotate(f"{v:.0f}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=8)
+        ax.axhline(CEILING_HASHED, color="#c62828", linestyle="--", linewidth=1,
+                   label=f"stack ceiling, hashed 256 KiB frames ({CEILING_HASHED})")
+        gib = t["size_mib"] / 1024
+        ax.set_title(f"{t['size_mib']} MiB between two nodes on loopback\n"
+                     f"B's CPU {t['cpu_b'] / gib:.1f} s/GiB, peak RSS {t['rss_b_mib']} MiB", fontsize=10)
+        ax.set_ylabel("MB/s")
+        ax.set_ylim(0, max(vals) * 1.15)
+        ax.legend(loc="upper left", fontsize=8)
+    if i:
+        ax = axes.pop(0)
+        pairs = [p for p in ("cidfs-cidfs", "kubo-cidfs", "helia-cidfs", "cidfs-kubo", "cidfs-helia",
+                             "kubo-kubo", "helia-helia") if p in i]
+        vals = [i[p] for p in pairs]
+        colors = ["#1565c0" if p.endswith("cidfs") else "#999" for p in pairs]
+        bars = ax.barh([p.replace("-", " → ").replace("helia", "Helia") for p in pairs], vals, color=colors)
+        for b, v in zip(bars, vals):
+            ax.annotate(f" {v:.0f}", (v, b.get_y() + b.get_height() / 2), va="center", fontsize=8)
+        ax.axvline(CEILING_HASHED, color="#c62828", linestyle="--", linewidth=1, label="stack ceiling")
+        ax.invert_yaxis()
+        ax.legend(loc="lower right", fontsize=8)
+        ax.set_xlabel("MB/s (blue: a cidfs receiver)")
+        ax.set_title(f"sender → receiver, {i['size_mib']} MiB, fresh nodes per pair", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def containers(runs):
+    """Seconds to a running container: lazy paths against their full-pull baselines."""
+    r = runs.get("lazy-start")
+    if not r:
+        return None
+    groups = [("cidfs mount + chroot", "full_secs", "pull + unpack", [("lazy_secs", "lazy mount")])]
+    if "podman_pull_secs" in r:
+        groups.append(("podman run", "podman_pull_secs", "pull from the endpoint",
+                       [("podman_als_verify_secs", "layer store, verify-first"),
+                        ("podman_als_trust_secs", "layer store, trust (lazy)")]))
+    if "ctr_overlay_secs" in r:
+        groups.append(("containerd", "ctr_overlay_secs", "ctr pull, overlayfs",
+                       [("ctr_cidfs_verify_secs", "cidfs snapshotter, verify-first"),
+                        ("ctr_cidfs_trust_secs", "cidfs snapshotter, trust (lazy)")]))
+    labels, vals, colors, notes = [], [], [], []
+    for title, base, base_label, lazy in groups:
+        labels.append(f"{title}: {base_label}"); vals.append(r[base]); colors.append("#999"); notes.append("")
+        for k, l in lazy:
+            if k in r:
+                labels.append(f"{title}: {l}"); vals.append(r[k]); colors.append("#1565c0")
+                notes.append(f"  {r[base] / r[k]:.1f}× faster")
+    fig, ax = plt.subplots(figsize=(10, 0.45 * len(labels) + 1.2))
+    bars = ax.barh(labels, vals, color=colors)
+    for b, v, n in zip(bars, vals, notes):
+        ax.annotate(f" {v:.2f} s{n}", (v, b.get_y() + b.get_height() / 2), va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlim(min(vals) / 2, max(vals) * 4)
+    ax.set_xlabel("seconds to a running container (log scale)")
+    ax.set_title(f"Starting a container from a {r['image_bytes'] / MB:.0f} MB image on a fresh node "
+                 f"(lazy mount fetched {100 * r.get('lazy_bytes', 0) / r['image_bytes']:.1f} %)", fontsize=10)
+    ax.tick_params(axis="y", labelsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def reads(runs):
+    """Sequential read of one file through a lazy mount, against the same file on local disk."""
+    r = runs.get("lazy-start")
+    if not r or "mount_cold_secs" not in r:
+        return None
+    rows = [("mount, cold\n(chunks from a peer)", "mount_cold_secs", "#1565c0"),
+            ("mount, chunks\nin the local store", "mount_store_secs", "#1565c0"),
+            ("mount, warm\n(page cache)", "mount_warm_secs", "#1565c0"),
+            ("local disk, cold", "local_cold_secs", "#999"),
+            ("local disk, warm", "local_warm_secs", "#999")]
+    vals = [r["seq_bytes"] / r[k] / MB for _, k, _ in rows]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    bars = ax.bar([n for n, _, _ in rows], vals, color=[c for _, _, c in rows])
+    for b, v in zip(bars, vals):
+        ax.annotate(f"{v:.0f}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("MB/s (log scale)")
+    ax.set_title(f"Reading {r['seq_bytes'] >> 20} MiB sequentially (dd bs=1M)", fontsize=10)
+    ax.tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def fanout(runs):
+    """Makespan of N fetchers at once, by N, against one fetch alone."""
+    fan = [r for b, r in runs.items() if b.startswith("fanout-")]
+    if not fan:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for i, kind in enumerate(sorted({r["fetch"] for r in fan})):
+        pts = sorted((r["fetchers"], r["makespan_secs"], r["single_secs"], r["seed_sent"] / (r["size_mib"] << 20))
+                     for r in fan if r["fetch"] == kind)
+        xs = [p[0] for p in pts]
+        c = COLORS[i % len(COLORS)]
+        ax.plot(xs, [p[1] for p in pts], "o-", color=c, label=f"{kind}: makespan, all at once")
+        ax.plot(xs, [p[2] for p in pts], "s:", color=c, label=f"{kind}: one fetch alone")
+        ax.plot(xs, [p[0] * p[2] for p in pts], "--", color="#999", linewidth=1,
+                label=f"{kind}: N × alone (every copy from the seed's link)")
+        for x, m, s1, up in pts:
+            ax.annotate(f"{m / s1:.2f}×\nseed {up:.2f}×", (x, m), textcoords="offset points", xytext=(0, 6),
+                        ha="center", fontsize=7)
+    r = fan[0]
+    ax.set_xlabel("fetchers at once")
+    ax.set_ylabel("seconds")
+    ax.set_ylim(0, max(r["fetchers"] * r["single_secs"] for r in fan) * 1.1)
+    ax.set_xlim(min(r["fetchers"] for r in fan) - 0.5, max(r["fetchers"] for r in fan) + 0.5)
+    ax.set_title(f"Fan-out: {r['size_mib']} MiB to N hosts at once, links {r['rate']}\n"
+                 f"(labels: makespan ÷ one alone, seed upload ÷ file)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+COLORS = ["#1565c0", "#2e7d32", "#c62828", "#6a1b9a"]
+runs = {}
 for f in files:
     r = json.load(open(f))
-    for name, draw in PLOTS.get(r.get("bench"), []):
-        fig = draw(r)
-        if fig is None:
-            continue
-        path = os.path.join(out, name)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        print(f"{f} -> {path}")
+    runs[r.get("bench", os.path.basename(f)[:-5])] = r
+PLOTS = [("bench-transfer.png", transfer), ("bench-lazy-containers.png", containers),
+         ("bench-mount-reads.png", reads), ("bench-fanout.png", fanout),
+         ("bench-dedup.png", lambda r: r.get("dedup") and dedup(r["dedup"])),
+         ("bench-lazy-start.png", lambda r: r.get("dedup") and lazy(r["dedup"]))]
+for name, draw in PLOTS:
+    fig = draw(runs)
+    if not fig:
+        continue
+    path = os.path.join(out, name)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"-> {path}")
 PY

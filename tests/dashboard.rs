@@ -156,6 +156,41 @@ fn a_browser_sees_the_peers_the_images_and_a_mount_read() {
         !after.contains("class=\"num mount-read\">0 B<"),
         "the mount's row shows nothing read:\n{after}"
     );
+
+    // A's images page: B holds the image partly (its index and manifests, through the mount;
+    // no blob pinned), A fully; no preload rule asks for it
+    eventually(READ, || {
+        let (_, ls) = a.rpc("image/ls", "");
+        (ls["Names"][0]["PartialHolders"][&b.peer_id] == 0).then_some(())
+    })
+    .unwrap_or_else(|| panic!("A never heard B holds part of the image:\n{}", b.log()));
+    let ls = String::from_utf8(a.ok(&["image", "ls", "--holders"])).expect("utf-8");
+    assert!(
+        ls.contains(&format!(
+            "held partly by {} (0 B of its blobs pinned)",
+            b.peer_id
+        )),
+        "{ls}"
+    );
+    let dom = browse(
+        &format!("http://{}/ui/", a.api),
+        &shots().join("images-held-partly.png"),
+    );
+    let cell = |cls: &str| {
+        let at = dom
+            .find(&format!("<td class=\"{cls}\""))
+            .unwrap_or_else(|| panic!("no {cls}:\n{dom}"));
+        dom[at..]
+            .split("</td>")
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(cell("partial-holders").contains(&b.peer_id[..10]), "{dom}");
+    assert!(cell("partial-holders").contains(" 0 %"), "{dom}");
+    assert!(cell("holders").contains(&a.peer_id[..10]), "{dom}");
+    assert!(!cell("holders").contains(&b.peer_id[..10]), "{dom}");
+    assert!(cell("policy").ends_with(">none"), "{dom}");
 }
 
 const READ: Duration = Duration::from_secs(30);

@@ -29,6 +29,8 @@ pub async fn ls(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError
                 "PushedAt": n.pushed_at,
                 "PushedBy": n.origin,
                 "Holders": st.copies.holders(&n.cid),
+                "PartialHolders": st.copies.partial_holders(&n.cid),
+                "Policy": st.copies.policy(&name),
                 "Preload": facts.preload,
             })
         })

@@ -231,7 +231,9 @@ pub enum ImageCommand {
     /// cidfs mount team/app:1.0 /mnt/app, podman run 127.0.0.1:5050/team/app:1.0.
     /// [[preload]] rules in the config fetch and pin images by name (see config.toml).
     Ls {
-        /// Also list the peer ids of the nodes that hold each image ("self" is this node).
+        /// Also list the peer ids of the nodes that hold each image fully, and of those that
+        /// hold it partly (its index and manifests, some blobs: a lazy mount) ("self" is this
+        /// node).
         #[arg(long)]
         holders: bool,
         /// Print the daemon's answer as JSON (Name, Cid, Size, PushedBy, Holders, …).

@@ -166,8 +166,22 @@ async fn ls_cmd(api: &ApiClient, list_holders: bool, json: bool) -> anyhow::Resu
             n["PushedDigest"].as_str().unwrap_or_default()
         );
         if list_holders {
+            let who = |h: &str| {
+                if h == me {
+                    "self".to_string()
+                } else {
+                    h.to_string()
+                }
+            };
             for h in holders {
-                println!("    held by {}", if h == me { "self" } else { h });
+                println!("    held by {}", who(h));
+            }
+            for (h, pinned) in n["PartialHolders"].as_object().into_iter().flatten() {
+                let pinned = indicatif::HumanBytes(pinned.as_u64().unwrap_or(0));
+                println!(
+                    "    held partly by {} ({pinned} of its blobs pinned)",
+                    who(h)
+                );
             }
         }
     }

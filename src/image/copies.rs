@@ -1,5 +1,5 @@
-//! Who holds which image: every node tells its peers which named images it holds fully and
-//! which `[[preload]]` rules it has, so `image ls` shows each image's copies and the preload
+//! Who holds which image: every node tells its peers which named images it holds fully or
+//! partly and which `[[preload]]` rules it has, so `image ls` shows each image's copies and the preload
 //! worker can place `replicas = N` copies ([`super::placement`]).
 //!
 //! Protocol `/cidfs/copies/1.0.0`: a stream carries one [`Status`] in one frame
@@ -43,11 +43,25 @@ pub struct RuleSummary {
     pub want: Want,
 }
 
+/// What the swarm's preload rules ask for one image ([`Copies::policy`]).
+#[derive(Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Policy {
+    /// The nodes whose rule wants a copy on every node with the rule.
+    pub every: BTreeSet<String>,
+    /// The most replicas a rule asks for (0: none does).
+    pub replicas: u32,
+}
+
 /// What a node tells its peers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     /// CIDs of the named images it holds fully (every blob pinned), with their sizes.
     pub held: BTreeMap<String, u64>,
+    /// CIDs of the named images it holds partly (their index and manifests, some blobs), with
+    /// the bytes of their blobs it has pinned.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub partial: BTreeMap<String, u64>,
     /// Its `[[preload]]` rules.
     pub rules: Vec<RuleSummary>,
     /// The latest time (ns) of the names it had when it made this status: a peer whose status
@@ -60,9 +74,9 @@ impl Status {
     /// Checks a status from a peer and compiles its rules.
     fn check(self) -> anyhow::Result<(Status, Vec<(glob::Pattern, Want)>)> {
         anyhow::ensure!(
-            self.held.len() <= MAX_HELD,
+            self.held.len() + self.partial.len() <= MAX_HELD,
             "{} held images (at most {MAX_HELD})",
-            self.held.len()
+            self.held.len() + self.partial.len()
         );
         anyhow::ensure!(
             self.rules.len() <= MAX_PRELOAD_RULES,
@@ -173,6 +187,43 @@ impl Copies {
             out.insert(self.me.clone());
         }
         out
+    }
+
+    /// The live nodes (this one included) that hold `image` partly, with the bytes of its
+    /// blobs each has pinned.
+    pub fn partial_holders(&self, image: &str) -> BTreeMap<String, u64> {
+        let s = crate::sync::lock(&self.state);
+        let mine = s.mine.partial.get(image).map(|b| (&self.me, b));
+        s.live()
+            .filter_map(|(p, seen)| Some((p, seen.status.partial.get(image)?)))
+            .chain(mine)
+            .map(|(p, b)| (p.clone(), *b))
+            .collect()
+    }
+
+    /// What the live nodes' `[[preload]]` rules (this node's included) ask for the image named
+    /// `name`: by each node's first rule that covers the name.
+    pub fn policy(&self, name: &str) -> Policy {
+        let s = crate::sync::lock(&self.state);
+        let mine: Vec<(glob::Pattern, Want)> = s
+            .mine
+            .rules
+            .iter()
+            .filter_map(|r| Some((glob::Pattern::new(&r.name).ok()?, r.want)))
+            .collect();
+        let rules = s
+            .live()
+            .map(|(p, seen)| (p, seen.rules.as_slice()))
+            .chain([(&self.me, mine.as_slice())]);
+        let mut policy = Policy::default();
+        for (peer, rules) in rules {
+            match rules.iter().find(|(p, _)| placement::covers(p, name)) {
+                Some((_, Want::All)) => _ = policy.every.insert(peer.clone()),
+                Some((_, Want::Replicas(n))) => policy.replicas = policy.replicas.max(*n),
+                None => {}
+            }
+        }
+        policy
     }
 
     /// The live peers whose first rule that covers any of `names` asks for replicas.
@@ -344,7 +395,7 @@ mod tests {
                     want: *w,
                 })
                 .collect(),
-            names_ns: 0,
+            ..Status::default()
         }
     }
 
@@ -376,13 +427,68 @@ mod tests {
     }
 
     #[test]
+    fn partial_holders_are_told_apart_and_older_statuses_still_parse() {
+        let c = Copies::new("me");
+        c.connected_now(&["a".into(), "b".into(), "old".into()]);
+        let part = |bytes| Status {
+            partial: [("img".to_string(), bytes)].into(),
+            ..Status::default()
+        };
+        c.set_mine(part(0));
+        hear(&c, "a", status(&["img"], &[]));
+        hear(&c, "b", part(1234));
+        // a node from before partial holders: no "partial" key at all
+        let old: Status = serde_json::from_str(r#"{"held":{"img":5},"rules":[],"names_ns":0}"#)
+            .expect("an older status parses");
+        hear(&c, "old", old);
+        assert_eq!(c.holders("img"), ["a", "old"].map(String::from).into());
+        let partly: BTreeMap<String, u64> = [("b".to_string(), 1234), ("me".to_string(), 0)].into();
+        assert_eq!(c.partial_holders("img"), partly);
+        // and a status with nothing partly held says nothing of it to older nodes
+        let json = serde_json::to_string(&status(&["img"], &[])).unwrap();
+        assert!(!json.contains("partial"), "{json}");
+        c.connected_now(&["a".into()]);
+        assert!(c.partial_holders("img").keys().all(|p| p == "me"));
+    }
+
+    #[test]
+    fn the_policy_of_a_name_is_every_live_nodes_first_covering_rule() {
+        let c = Copies::new("me");
+        c.set_mine(status(&[], &[("team/*", Want::All)]));
+        c.connected_now(&["a".into(), "b".into()]);
+        // a's first covering rule is the replicas one; its catch-all comes later
+        hear(
+            &c,
+            "a",
+            status(&[], &[("team/app", Want::Replicas(3)), ("*", Want::All)]),
+        );
+        hear(&c, "b", status(&[], &[("*", Want::Replicas(2))]));
+        hear(&c, "gone", status(&[], &[("*", Want::Replicas(9))]));
+        let p = c.policy("team/app:1.0");
+        assert_eq!(p.every, ["me"].map(String::from).into());
+        assert_eq!(p.replicas, 3, "gone is not live");
+        let other = c.policy("other:1");
+        assert_eq!(other.every, ["a"].map(String::from).into());
+        assert_eq!(other.replicas, 2);
+        c.connected_now(&[]);
+        assert_eq!(c.policy("other:1"), Policy::default());
+    }
+
+    #[test]
     fn hostile_statuses_are_refused() {
         let many = Status {
             held: (0..=MAX_HELD).map(|i| (i.to_string(), 1)).collect(),
-            rules: Vec::new(),
-            names_ns: 0,
+            ..Status::default()
         };
         assert!(many.check().is_err());
+        // fully and partly held count together
+        let half = |n: usize| (0..n).map(|i| (i.to_string(), 1)).collect();
+        let both = Status {
+            held: half(MAX_HELD / 2 + 1),
+            partial: half(MAX_HELD / 2),
+            ..Status::default()
+        };
+        assert!(both.check().is_err());
         let long = status(&[], &[(&"a".repeat(MAX_PATTERN + 1), Want::All)]);
         assert!(long.check().is_err());
         assert!(status(&[], &[("[x", Want::All)]).check().is_err());

@@ -64,8 +64,8 @@ struct Preloaded {
 pub struct Facts {
     /// Bytes of its blobs (of the platforms kept), once its index and manifests are here.
     pub size: Option<u64>,
-    /// Its blobs' CIDs (layers included), once known.
-    blobs: Option<Vec<Cid>>,
+    /// Its blobs' CIDs and sizes (layers included), once known.
+    blobs: Option<Vec<(Cid, u64)>>,
     /// Whether this node preloads it, and how.
     pub preload: Option<String>,
 }
@@ -130,6 +130,13 @@ struct Entry {
     names: Vec<String>,
     /// When it was last named (ns).
     named_ns: u64,
+}
+
+/// How much of an image this node holds ([`Worker::holding`]).
+enum Holding {
+    Fully(u64),
+    Partly(u64),
+    Not,
 }
 
 struct Worker {
@@ -204,12 +211,14 @@ impl Worker {
             .await?
             .into_iter()
             .collect();
-        let mut held = BTreeMap::new();
+        let (mut held, mut partial) = (BTreeMap::new(), BTreeMap::new());
         let mut covered = Vec::new();
         for (image, e) in &images {
             let rule = placement::first_covering(&self.rules, &e.names);
-            if let Some(size) = self.holds(image, rule, &pins).await {
-                held.insert(image.clone(), size);
+            match self.holding(image, rule, &pins).await {
+                Holding::Fully(size) => _ = held.insert(image.clone(), size),
+                Holding::Partly(bytes) => _ = partial.insert(image.clone(), bytes),
+                Holding::Not => {}
             }
             if let Some(rule) = rule {
                 covered.push((image, e, rule));
@@ -221,6 +230,7 @@ impl Worker {
         }
         self.copies.set_mine(Status {
             held: held.clone(),
+            partial,
             rules: self.summaries.clone(),
             names_ns,
         });
@@ -314,7 +324,7 @@ impl Worker {
         let mut keep: BTreeSet<String> = BTreeSet::new();
         for other in held.keys().filter(|o| *o != image) {
             if let Some(blobs) = self.catalog.get(other).and_then(|f| f.blobs) {
-                keep.extend(blobs.iter().map(Cid::to_string));
+                keep.extend(blobs.iter().map(|(c, _)| c.to_string()));
             }
         }
         for (other, r) in records.iter().filter(|(o, _)| o != image) {
@@ -388,10 +398,13 @@ impl Worker {
         evictors.iter().min_by_key(|p| placement::score(image, p)) == Some(&me)
     }
 
-    /// The size of `image` when it is held fully here: its root and every blob (of the rule's
-    /// platform) pinned.
-    async fn holds(&self, image: &str, rule: Option<&Rule>, pins: &BTreeSet<Cid>) -> Option<u64> {
-        let root = Cid::try_from(image).ok().filter(|r| pins.contains(r))?;
+    /// How much of `image` is here. Fully: its root and every blob (of the rule's platform)
+    /// pinned; its size. Partly: its index and manifests are here (a lazy mount, a pull cut
+    /// short, a pin of some of its blobs); the bytes of its blobs that are pinned.
+    async fn holding(&self, image: &str, rule: Option<&Rule>, pins: &BTreeSet<Cid>) -> Holding {
+        let Ok(root) = Cid::try_from(image) else {
+            return Holding::Not;
+        };
         let known = self
             .catalog
             .get(image)
@@ -401,8 +414,12 @@ impl Worker {
             None => {
                 // only what is here: a missing block fails at once
                 let platforms: Vec<_> = rule.and_then(|r| r.platform.clone()).into_iter().collect();
-                let r = pull::resolve(&self.local, root, &platforms).await.ok()?;
-                let blobs = r.blob_cids(true).ok()?;
+                let Ok(r) = pull::resolve(&self.local, root, &platforms).await else {
+                    return Holding::Not;
+                };
+                let Ok(blobs) = r.sized_blobs(true) else {
+                    return Holding::Not;
+                };
                 let mut facts = crate::sync::lock(&self.catalog.0);
                 if facts.len() >= MAX_FACTS {
                     facts.clear();
@@ -415,7 +432,20 @@ impl Worker {
         };
         // a lazy preload pins the metadata alone: the node holds it the way its rule asks
         let lazy = rule.is_some_and(|r| r.lazy);
-        (lazy || blobs.iter().all(|c| pins.contains(c))).then_some(size)
+        if pins.contains(&root) && (lazy || blobs.iter().all(|(c, _)| pins.contains(c))) {
+            return Holding::Fully(size);
+        }
+        // the metadata was here when the facts were learnt; a gc may have taken it since
+        match self.local.with_store(move |s| s.has(&root)).await {
+            Ok(true) => Holding::Partly(
+                blobs
+                    .iter()
+                    .filter(|(c, _)| pins.contains(c))
+                    .map(|(_, n)| n)
+                    .sum(),
+            ),
+            _ => Holding::Not,
+        }
     }
 
     /// Whether `rule` gives `image` (named at `named_ns`) to this node now.

@@ -115,11 +115,29 @@ impl Resolved {
         images: impl IntoIterator<Item = &'a Image>,
         layers: bool,
     ) -> anyhow::Result<Vec<Cid>> {
-        let mut out = vec![self.root];
+        Ok(self
+            .sized_blobs_of(images, layers)?
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect())
+    }
+
+    /// [`Self::blob_cids`] with each blob's size in bytes, as its descriptor says.
+    pub fn sized_blobs(&self, layers: bool) -> anyhow::Result<Vec<(Cid, u64)>> {
+        self.sized_blobs_of(&self.images, layers)
+    }
+
+    fn sized_blobs_of<'a>(
+        &'a self,
+        images: impl IntoIterator<Item = &'a Image>,
+        layers: bool,
+    ) -> anyhow::Result<Vec<(Cid, u64)>> {
+        let size = |d: &Descriptor| d.size.max(0) as u64;
+        let mut out = vec![(self.root, size(&self.root_desc))];
         for d in self.blobs_of(images, layers) {
             let cid = d.cid().map_err(|e| anyhow!(e))?;
-            if !out.contains(&cid) {
-                out.push(cid);
+            if !out.iter().any(|(c, _)| *c == cid) {
+                out.push((cid, size(d)));
             }
         }
         Ok(out)

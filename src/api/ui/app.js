@@ -4,6 +4,7 @@
 const HISTORY = 300; // seconds of transfer rates kept for the graph
 const rates = []; // {t, inBps, outBps}
 let last = null; // previous totals, for rates
+let started = null; // when the page first heard the daemon (seconds), for the graphs' time axis
 const peerRates = new Map(); // peer id -> [{t, bps}] received from it
 const peerLast = new Map(); // peer id -> {t, bytes}
 const COLORS = ["#1565c0", "#2e7d32", "#c62828", "#6a1b9a", "#ef6c00", "#00838f", "#5d4037", "#ad1457"];
@@ -68,6 +69,26 @@ function facts(dl, pairs) {
   }
 }
 
+// The nodes holding part of an image: each with the share of the image's bytes it has pinned.
+function partly(i) {
+  const p = Object.entries(i.PartialHolders || {});
+  const pct = (b) => (i.Size ? ` ${Math.floor((100 * b) / i.Size)} %` : "");
+  return {
+    text: p.map(([id, b]) => short(id) + pct(b)).join(", "),
+    title: p.map(([id, b]) => `${id}: ${bytes(b)} of its blobs pinned`).join("\n"),
+    cls: "partial-holders",
+  };
+}
+
+// What the swarm's [[preload]] rules ask for an image.
+function policy(p) {
+  if (!p) return "";
+  const parts = [];
+  if (p.Replicas) parts.push(`${p.Replicas} ${p.Replicas === 1 ? "copy" : "copies"}`);
+  if ((p.Every || []).length) parts.push(`every rule holder (${p.Every.length})`);
+  return { text: parts.join(", ") || "none", title: (p.Every || []).join("\n"), cls: "policy" };
+}
+
 function render(s) {
   const node = s.Node || {};
   $("version").textContent = "v" + s.Version;
@@ -101,10 +122,12 @@ function render(s) {
     { text: i.Facts ? i.Facts.Layers : "", cls: "num", title: i.Facts ? i.Facts.Platforms.join(", ") : "" },
     { text: i.Facts ? (i.Facts.Estargz ? "yes" : "no") : "", cls: "estargz" },
     { text: i.Pinned ? "yes" : "no", cls: "pinned" },
-    { text: (i.Holders || []).map(short).join(", "), title: (i.Holders || []).join("\n") },
+    { text: (i.Holders || []).map(short).join(", "), title: (i.Holders || []).join("\n"), cls: "holders" },
+    partly(i),
+    policy(i.Policy),
     { text: short(i.PushedBy), title: i.PushedBy },
     { buttons: [{ label: "Pin", action: "pin", arg: i.Cid }, { label: "Unpin", action: "unpin", arg: i.Cid }] },
-  ]), 9, "no named images (cidfs image push … --name, or a push to the registry endpoint)");
+  ]), 11, "no named images (cidfs image push … --name, or a push to the registry endpoint)");
 
   const mounts = s.Mounts || [];
   $("mount-count").textContent = `(${mounts.length})`;
@@ -154,6 +177,7 @@ function render(s) {
   ]);
 
   const now = Date.now() / 1000;
+  started ??= now;
   if (last) {
     const dt = Math.max(now - last.t, 0.001);
     rates.push({
@@ -187,52 +211,52 @@ function render(s) {
 }
 
 function drawPeers(now) {
-  const c = $("per-peer");
-  const ctx = c.getContext("2d");
-  ctx.clearRect(0, 0, c.width, c.height);
   const series = [...peerRates.entries()].filter(([, l]) => l.length > 1);
   const legend = $("per-peer-legend");
   legend.replaceChildren("received from each peer: ");
-  if (!series.length) return;
-  const max = Math.max(1, ...series.flatMap(([, l]) => l.map((r) => r.bps)));
-  const x = (t) => c.width - ((now - t) / HISTORY) * c.width;
-  const y = (v) => c.height - 4 - (v / max) * (c.height - 16);
-  series.forEach(([id, list], i) => {
+  plot("per-peer", now, series.map(([id, list], i) => {
     const color = COLORS[i % COLORS.length];
-    ctx.strokeStyle = color;
-    ctx.lineWidth = 2;
-    ctx.beginPath();
-    list.forEach((r, j) => (j ? ctx.lineTo(x(r.t), y(r.bps)) : ctx.moveTo(x(r.t), y(r.bps))));
-    ctx.stroke();
     const span = document.createElement("span");
     span.style.color = color;
     span.textContent = `■ ${short(id)} `;
     legend.appendChild(span);
-  });
-  ctx.fillStyle = "#667085";
-  ctx.font = "11px sans-serif";
-  ctx.fillText(`${bytes(max)}/s`, 4, 12);
+    return { color, points: list.map((r) => ({ t: r.t, v: r.bps })) };
+  }));
 }
 
 function draw() {
-  const c = $("rates");
+  if (rates.length < 2) return;
+  const now = rates[rates.length - 1].t;
+  plot("rates", now, [["inBps", "#2e7d32"], ["outBps", "#1565c0"]].map(([key, color]) => ({
+    color,
+    points: rates.map((r) => ({ t: r.t, v: r[key] })),
+  })));
+}
+
+// Lines of bytes per second on a canvas, newest at the right edge. The time axis spans what the
+// page has seen, at least 20 s and at most HISTORY, so a transfer watched from its start fills
+// the graph instead of its last few pixels.
+function plot(canvas, now, series) {
+  const c = $(canvas);
   const ctx = c.getContext("2d");
   ctx.clearRect(0, 0, c.width, c.height);
-  if (rates.length < 2) return;
-  const max = Math.max(1, ...rates.map((r) => Math.max(r.inBps, r.outBps)));
-  const now = rates[rates.length - 1].t;
-  const x = (t) => c.width - ((now - t) / HISTORY) * c.width;
+  if (!series.length) return;
+  const span = Math.min(HISTORY, Math.max(20, now - (started ?? now)));
+  const max = Math.max(1, ...series.flatMap((s) => s.points.map((p) => p.v)));
+  const x = (t) => c.width - ((now - t) / span) * c.width;
   const y = (v) => c.height - 4 - (v / max) * (c.height - 16);
-  for (const [key, color] of [["inBps", "#2e7d32"], ["outBps", "#1565c0"]]) {
+  for (const { color, points } of series) {
     ctx.strokeStyle = color;
     ctx.lineWidth = 2;
     ctx.beginPath();
-    rates.forEach((r, i) => (i ? ctx.lineTo(x(r.t), y(r[key])) : ctx.moveTo(x(r.t), y(r[key]))));
+    points.forEach((p, i) => (i ? ctx.lineTo(x(p.t), y(p.v)) : ctx.moveTo(x(p.t), y(p.v))));
     ctx.stroke();
   }
   ctx.fillStyle = "#667085";
   ctx.font = "11px sans-serif";
   ctx.fillText(`${bytes(max)}/s`, 4, 12);
+  const label = `last ${Math.round(span)} s`;
+  ctx.fillText(label, c.width - ctx.measureText(label).width - 4, 12);
 }
 
 async function poll() {
