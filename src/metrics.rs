@@ -418,7 +418,7 @@ impl Collector for Snapshot {
             g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)?;
         }
         type Field = fn(&cidfs_p2p::PeerStats) -> u64;
-        let per_peer: [(&str, &str, Field); 7] = [
+        let per_peer: [(&str, &str, Field); 8] = [
             (
                 "cidfs_bitswap_peer_wants_received",
                 "Wantlist entries the peer sent",
@@ -453,6 +453,11 @@ impl Collector for Snapshot {
                 "cidfs_bitswap_peer_duplicate_blocks",
                 "Blocks the peer delivered that another peer had delivered already",
                 |p| p.duplicate_blocks,
+            ),
+            (
+                "cidfs_bitswap_peer_rejected_blocks",
+                "Blocks the peer sent that hashed to nothing wanted (corrupt or unsolicited)",
+                |p| p.rejected_blocks,
             ),
         ];
         for (name, help, field) in per_peer {

@@ -191,6 +191,13 @@ fn a_browser_sees_the_peers_the_images_and_a_mount_read() {
     assert!(cell("holders").contains(&a.peer_id[..10]), "{dom}");
     assert!(!cell("holders").contains(&b.peer_id[..10]), "{dom}");
     assert!(cell("policy").ends_with(">none"), "{dom}");
+    // and its size, as image/ls gives it
+    let (_, ls) = a.rpc("image/ls", "");
+    let size = ls["Names"][0]["Size"].as_u64().expect("a size");
+    assert!(
+        cell("num size").contains(&format!("title=\"{size} bytes\"")),
+        "{dom}"
+    );
 }
 
 const READ: Duration = Duration::from_secs(30);

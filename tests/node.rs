@@ -224,6 +224,20 @@ fn g_corrupt_peer_is_rejected_and_another_peer_serves() {
     );
     assert_eq!(sha256(&out.stdout), sha256(&data));
     assert!(b.log().contains("hashes to no wanted CID"));
+    // the dashboard's state names the peer that sent them, and only it
+    let (status, body) = crate::util::http(b.api, "GET", "/ui/state");
+    assert_eq!(status, 200);
+    let state: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    let rejected_from = |p: &Daemon| {
+        state["Peers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|x| x["Peer"] == p.peer_id.as_str())
+            .map(|x| x["Bitswap"]["RejectedBlocks"].as_u64().unwrap_or(0))
+    };
+    assert!(rejected_from(&bad) >= Some(1), "{state}");
+    assert_eq!(rejected_from(&good), Some(0), "{state}");
 }
 
 /// (e) Two nodes on one LAN find each other by mDNS, with no --peer: each daemon runs in its

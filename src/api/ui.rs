@@ -101,6 +101,7 @@ pub async fn state(State(st): State<Arc<AppState>>) -> Result<impl IntoResponse,
                 "BlocksReceived": s.blocks_received,
                 "BlocksSent": s.blocks_sent,
                 "DuplicateBlocks": s.duplicate_blocks,
+                "RejectedBlocks": s.rejected_blocks,
             });
             (p.to_string(), v)
         })

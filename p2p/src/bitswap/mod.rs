@@ -347,6 +347,7 @@ impl Bitswap {
                     }
                     BlockOutcome::Unsolicited => {
                         c.rejected_blocks.fetch_add(1, Ordering::Relaxed);
+                        traded.rejected_blocks += 1;
                         warn!(%peer, cid = %block.cid, "dropped a block that hashes to no wanted CID (corrupt or unsolicited); asking other peers");
                     }
                 }
@@ -357,6 +358,7 @@ impl Bitswap {
             p.blocks_received += traded.blocks_received;
             p.bytes_received += traded.bytes_received;
             p.duplicate_blocks += traded.duplicate_blocks;
+            p.rejected_blocks += traded.rejected_blocks;
         });
         self.dispatch(sends);
         if msg.full || !msg.wants.is_empty() {

@@ -39,6 +39,8 @@ pub struct PeerStats {
     pub bytes_sent: u64,
     /// Blocks the peer sent that another peer had delivered already.
     pub duplicate_blocks: u64,
+    /// Blocks the peer sent that hashed to nothing we wanted (corrupt or unsolicited).
+    pub rejected_blocks: u64,
 }
 
 /// Peers whose [`PeerStats`] are kept. Past it, a new peer replaces one that is no longer

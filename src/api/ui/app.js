@@ -108,8 +108,9 @@ function render(s) {
       { text: bytes(b.BytesReceived || 0), cls: "num" },
       { text: bytes(b.BytesSent || 0), cls: "num" },
       { text: b.DuplicateBlocks || 0, cls: "num" },
+      { text: b.RejectedBlocks || 0, cls: "num rejected" },
     ];
-  }), 8, "no peers connected");
+  }), 9, "no peers connected");
   // the full peer ids, for search and copy
   for (const td of document.querySelectorAll("td.peer")) td.dataset.peer = td.title;
 
@@ -118,7 +119,7 @@ function render(s) {
   fill("image-rows", images.map((i) => [
     i.Name,
     { text: short(i.Cid), cls: "mono cid", title: i.Cid },
-    { text: i.Size ? bytes(i.Size) : "?", cls: "num" },
+    { text: i.Size ? bytes(i.Size) : "?", cls: "num size", title: i.Size ? `${i.Size} bytes` : "" },
     { text: i.Facts ? i.Facts.Layers : "", cls: "num", title: i.Facts ? i.Facts.Platforms.join(", ") : "" },
     { text: i.Facts ? (i.Facts.Estargz ? "yes" : "no") : "", cls: "estargz" },
     { text: i.Pinned ? "yes" : "no", cls: "pinned" },
