@@ -24,7 +24,9 @@
 # runs the same; reported: bytes fetched, bytes the mount served the kernel (the workload's
 # reads and the kernel's readahead), seconds and the speedup.
 # Writes the figures as JSON to target/bench/dedup.json. BENCH_NO_BUILD=1 skips the build;
-# LAYOUTS= (empty) skips the dedup part.
+# LAYOUTS= (empty) skips the dedup part. Then the same start through podman (B's layer store)
+# and containerd (B's snapshotter) against their own pulls, when they are installed (RUNTIMES=
+# (empty) skips them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run as root (debootstrap, FUSE)" >&2; exit 1; }
@@ -44,7 +46,9 @@ cleanup() {
         timeout 20 "$BIN" --repo "$WORK/b" umount "$MNT" 2>/dev/null || umount -l "$MNT"
     fi
     [ -n "$BOOTSTRAP_TMP" ] && safe_rm "$BOOTSTRAP_TMP"
+    for d in "$WORK"/p-*; do [ -d "$d" ] && pod "$d" system reset -f > /dev/null 2>&1; done
     bench_cleanup
+    for m in $(mounted_under "$WORK"); do umount -l "$m"; done
 }
 trap cleanup EXIT
 mkdir -p "$MNT"
@@ -127,12 +131,15 @@ import json, sys
 r = json.load(sys.stdin)
 print(sum(l["size"] for i in r["images"] for l in i["layers"]))'
 }
+# fresh_b [DAEMON ARGS]: a fresh B (B_TRUST: its trust.unverified_layers); REG is its endpoint
 fresh_b() {
     if [ -n "${b_PID:-}" ]; then stop_cidfs b; fi
     rm -rf "$WORK/b"; mkdir -p "$WORK/b"
     printf '[mount]\nbackground_fetch = false\n' > "$WORK/b/config.toml"
-    start_cidfs b --peer "$a_ADDR"
+    if [ -n "${B_TRUST:-}" ]; then printf '[trust]\nunverified_layers = "%s"\n' "$B_TRUST" >> "$WORK/b/config.toml"; fi
+    start_cidfs b --peer "$a_ADDR" "$@"
     wait_peer b "$A_ID"
+    REG=$(cat "$WORK/b/registry")
 }
 # pull IMAGE on B into a throwaway layout; prints the bytes B fetched for it
 pull_b() {
@@ -263,5 +270,71 @@ opt=$("$BIN" --repo "$WORK/a" image optimize -q "$cid" -- sh -c "$WORKLOAD")
 R[optimize.secs]=$(secs "$t0" "$(now)")
 lazy_start optimized "$opt"
 echo "(image optimize of v1 took ${R[optimize.secs]} s)"
+
+# ---- the same start through the container runtimes, when present: `podman run` through B's
+# additional layer store, and `ctr-remote image rpull` + `ctr run` through B's snapshotter, with
+# B under trust.unverified_layers = "trust" (lazy: verify-first reads each layer whole on its
+# first use, bench-lazy-start.sh measures that), against `podman run` and `ctr images pull` +
+# `ctr run` (overlayfs) that pull every layer from B's registry endpoint. Each on a fresh B and
+# fresh runtime storage; v1 at the default chunk size, then v1 after `image optimize`.
+# RUNTIMES= (empty) skips it.
+# runtime_start KIND CID: KIND is podman-lazy, podman-pull, containerd-lazy or containerd-pull
+runtime_start() {
+    local kind=$1 cid=$2 d=$WORK/p-$1 f0 t0 out ref
+    case $kind in
+        podman-lazy) B_TRUST=trust fresh_b --layer-store "$WORK/store" ;;
+        containerd-lazy) B_TRUST=trust fresh_b; start_containerd "$WORK/c-$kind" "$(cidfs_snapshotter "$WORK/b")" ;;
+        podman-pull) fresh_b ;;
+        containerd-pull) fresh_b; start_containerd "$WORK/c-$kind" ;;
+    esac
+    ref=$REG/ipfs/$cid:latest
+    case $kind in podman-*) rm -rf "$d"; podman_env "$d" ;; esac
+    drop_caches
+    f0=$(bytes_fetched b); t0=$(now)
+    case $kind in
+        podman-lazy) out=$(pod "$d" --storage-opt "overlay.additionallayerstore=$WORK/store:ref" \
+                          run --rm "$ref" sh -c "$WORKLOAD && echo hello") ;;
+        podman-pull) out=$(pod "$d" run --rm "$ref" sh -c "$WORKLOAD && echo hello") ;;
+        containerd-lazy)
+            ctr-remote --address "$CTRD/c.sock" --namespace default image rpull --plain-http \
+                --snapshotter=cidfs "$ref" > /dev/null
+            out=$(ctrd run --rm --snapshotter cidfs --runc-root "$CTRD/runc" "$ref" start sh -c "$WORKLOAD && echo hello") ;;
+        containerd-pull)
+            ctrd images pull --plain-http --snapshotter overlayfs "$ref" > /dev/null
+            out=$(ctrd run --rm --snapshotter overlayfs --runc-root "$CTRD/runc" "$ref" start sh -c "$WORKLOAD && echo hello") ;;
+    esac
+    RT_SECS=$(secs "$t0" "$(now)"); RT_FETCHED=$(( $(bytes_fetched b) - f0 ))
+    [ "$out" = hello ] || { echo "$kind printed '$out'" >&2; exit 1; }
+    case $kind in
+        podman-*) pod "$d" system reset -f > /dev/null 2>&1 || true; rm -rf "$d" ;;
+        containerd-*) stop_containerd ;;
+    esac
+}
+RUNTIME_KINDS=()
+if command -v podman > /dev/null; then RUNTIME_KINDS+=(podman-pull podman-lazy); fi
+if command -v containerd > /dev/null && command -v ctr-remote > /dev/null; then
+    RUNTIME_KINDS+=(containerd-pull containerd-lazy)
+fi
+if [ -n "${RUNTIMES-1}" ] && [ "${#RUNTIME_KINDS[@]}" -gt 0 ]; then
+    echo
+    echo "the same start through the runtimes (B under trust.unverified_layers = trust for the lazy rows):"
+    printf '%-30s %12s %12s %8s %8s\n' "" "fetched MB" "% of layer" "start s" speedup
+    bytes=$(layer_bytes "$cid")
+    for img in plain optimized; do
+        [ "$img" = plain ] && icid=$cid || icid=$opt
+        for kind in "${RUNTIME_KINDS[@]}"; do
+            runtime_start "$kind" "$icid"
+            R[rt_${kind}_$img.secs]=$RT_SECS; R[rt_${kind}_$img.fetched]=$RT_FETCHED
+            base=${R[rt_${kind%-*}-pull_plain.secs]}
+            printf '%-30s %12s %12s %8s %8s\n' "$kind ($img)" "$(mb "$RT_FETCHED")" \
+                "$(pct "$RT_FETCHED" "$bytes")" "$RT_SECS" "$(python3 -c "print(f'{$base/$RT_SECS:.1f}')")x"
+        done
+        # the pull baselines do not depend on the image's prefetch list: measured once
+        lazy_kinds=()
+        for kind in "${RUNTIME_KINDS[@]}"; do [[ $kind == *-lazy ]] && lazy_kinds+=("$kind"); done
+        RUNTIME_KINDS=("${lazy_kinds[@]}")
+    done
+    R[rt.layer_bytes]=$bytes
+fi
 R[changed_bytes]=$CHANGED
 bench_json dedup

@@ -271,19 +271,6 @@ if [ "$HAVE_MOUNT" = 1 ] && command -v podman > /dev/null && "$BIN" daemon --hel
     HAVE_PODMAN=1
 fi
 if [ "$HAVE_PODMAN" = 1 ]; then
-    # podman storage, configs and registries.conf (B's endpoint is plain HTTP) in $1
-    podman_env() {
-        mkdir -p "$1/root" "$1/runroot" "$1/tmp"
-        printf '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\nnetns = "none"\n[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n' > "$1/containers.conf"
-        printf '[storage]\ndriver = "overlay"\ngraphroot = "%s/root"\nrunroot = "%s/runroot"\n' "$1" "$1" > "$1/storage.conf"
-        printf 'unqualified-search-registries = []\n[[registry]]\nlocation = "%s"\ninsecure = true\n' "$REG" > "$1/registries.conf"
-    }
-    pod() {
-        local d=$1; shift
-        CONTAINERS_CONF=$d/containers.conf CONTAINERS_STORAGE_CONF=$d/storage.conf \
-            CONTAINERS_REGISTRIES_CONF=$d/registries.conf \
-            podman --root "$d/root" --runroot "$d/runroot" --tmpdir "$d/tmp" --storage-driver overlay "$@"
-    }
     # (iii) the layer store: podman takes the layers from it; first under verify-first (the
     # default: each layer is read whole and proven before it is handed over), then under trust
     # (lazily, unproven)
@@ -325,30 +312,12 @@ if [ "$HAVE_MOUNT" = 1 ] && command -v containerd > /dev/null && command -v ctr-
     HAVE_CTRD=1
 fi
 if [ "$HAVE_CTRD" = 1 ]; then
-    # start_containerd DIR [CONFIG_TAIL]: sets CTRD (DIR) and CTRD_PID; waits (bounded) for it
-    start_containerd() {
-        CTRD=$1; mkdir -p "$CTRD"
-        printf 'version = 2\nroot = "%s/root"\nstate = "%s/state"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "%s/c.sock"\n[ttrpc]\n  address = "%s/c.sock.ttrpc"\n%s\n' \
-            "$CTRD" "$CTRD" "$CTRD" "$CTRD" "${2:-}" > "$CTRD/config.toml"
-        containerd --config "$CTRD/config.toml" 2> "$CTRD/containerd.log" &
-        CTRD_PID=$!; PIDS+=("$CTRD_PID")
-        local deadline=$(( $(date +%s) + 30 ))
-        until ctr --address "$CTRD/c.sock" version > /dev/null 2>&1; do
-            [ "$(date +%s)" -lt "$deadline" ] || { cat "$CTRD/containerd.log" >&2; echo "containerd did not start" >&2; exit 1; }
-            sleep 0.1
-        done
-    }
-    stop_containerd() {
-        kill "$CTRD_PID" 2>/dev/null || true; wait "$CTRD_PID" 2>/dev/null || true
-        for m in $(mounted_under "$CTRD"); do umount -l "$m"; done
-    }
-    ctrd() { ctr --address "$CTRD/c.sock" --namespace default "$@"; }
     ctrd_run() { ctrd run --rm --snapshotter "$1" --runc-root "$CTRD/runc" "$REG/ipfs/$CID:latest" "bench-$1" python3 -c 'print("hello")'; }
     # (v) rpull: B's snapshotter serves the layers; first under verify-first (the default: each
     # layer read whole and proven before it is committed), then (v') under trust (lazily, unproven)
     rpull_run() {
         B_TRUST=$1 fresh_b
-        start_containerd "$WORK/ctrd-lazy-$1" "$(printf '[proxy_plugins]\n  [proxy_plugins.cidfs]\n    type = "snapshot"\n    address = "%s/b/snapshotter.sock"' "$WORK")"
+        start_containerd "$WORK/ctrd-lazy-$1" "$(cidfs_snapshotter "$WORK/b")"
         drop_caches
         F0=$(bytes_fetched b)
         t0=$(now)

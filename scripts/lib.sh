@@ -215,3 +215,43 @@ playwright_venv() {
     [ -x target/venv/bin/python ] || python3 -m venv target/venv
     target/venv/bin/pip install -q --disable-pip-version-check playwright==1.65.3 </dev/null
 }
+
+# ---- container runtimes for the lazy-start benchmarks (podman and containerd on this machine:
+# ../shared/CLIENTS.md). REG is the registry endpoint they pull from (plain HTTP).
+# podman_env DIR: podman storage, configs and registries.conf (REG insecure) in DIR.
+podman_env() {
+    mkdir -p "$1/root" "$1/runroot" "$1/tmp"
+    printf '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\nnetns = "none"\n[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n' > "$1/containers.conf"
+    printf '[storage]\ndriver = "overlay"\ngraphroot = "%s/root"\nrunroot = "%s/runroot"\n' "$1" "$1" > "$1/storage.conf"
+    printf 'unqualified-search-registries = []\n[[registry]]\nlocation = "%s"\ninsecure = true\n' "$REG" > "$1/registries.conf"
+}
+# pod DIR ARGS...: podman with the storage and configs of podman_env DIR.
+pod() {
+    local d=$1; shift
+    CONTAINERS_CONF=$d/containers.conf CONTAINERS_STORAGE_CONF=$d/storage.conf \
+        CONTAINERS_REGISTRIES_CONF=$d/registries.conf \
+        podman --root "$d/root" --runroot "$d/runroot" --tmpdir "$d/tmp" --storage-driver overlay "$@"
+}
+# start_containerd DIR [CONFIG_TAIL]: a containerd of its own (root, state and socket in DIR,
+# CRI off); sets CTRD (DIR) and CTRD_PID; waits (bounded) for it.
+start_containerd() {
+    CTRD=$1; mkdir -p "$CTRD"
+    printf 'version = 2\nroot = "%s/root"\nstate = "%s/state"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "%s/c.sock"\n[ttrpc]\n  address = "%s/c.sock.ttrpc"\n%s\n' \
+        "$CTRD" "$CTRD" "$CTRD" "$CTRD" "${2:-}" > "$CTRD/config.toml"
+    containerd --config "$CTRD/config.toml" 2> "$CTRD/containerd.log" &
+    CTRD_PID=$!; PIDS+=("$CTRD_PID")
+    local deadline=$(( $(date +%s) + 30 ))
+    until ctr --address "$CTRD/c.sock" version > /dev/null 2>&1; do
+        [ "$(date +%s)" -lt "$deadline" ] || { cat "$CTRD/containerd.log" >&2; echo "containerd did not start" >&2; exit 1; }
+        sleep 0.1
+    done
+}
+stop_containerd() {
+    kill "$CTRD_PID" 2>/dev/null || true; wait "$CTRD_PID" 2>/dev/null || true
+    for m in $(mounted_under "$CTRD"); do umount -l "$m"; done
+}
+# the containerd's proxy_plugins stanza for the snapshotter of the cidfs node in DIR
+cidfs_snapshotter() {
+    printf '[proxy_plugins]\n  [proxy_plugins.cidfs]\n    type = "snapshot"\n    address = "%s/snapshotter.sock"' "$1"
+}
+ctrd() { ctr --address "$CTRD/c.sock" --namespace default "$@"; }
