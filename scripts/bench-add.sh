@@ -3,7 +3,8 @@
 # to one daemon, one after another, so the store grows to ROUNDS × SIZE_MIB. Each round prints
 # add MB/s, the daemon's CPU-seconds per GiB and its RSS after the add, beside the baseline of
 # the same run: `cp` of the same file into the same filesystem followed by `sync -f` (a pinned
-# add is durable when it returns: both must get the bytes to disk). Usage: scripts/bench-add.sh [ROUNDS] [SIZE_MIB]
+# add is durable when it returns: both must get the bytes to disk). Writes target/bench/add.json.
+# Usage: scripts/bench-add.sh [ROUNDS] [SIZE_MIB]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-8}
@@ -17,6 +18,7 @@ secs() { python3 -c "print($2-$1)"; }
 BYTES=$((SIZE_MIB << 20))
 
 start_cidfs a
+declare -A R=([rounds]=$ROUNDS [size_mib]=$SIZE_MIB)
 echo "cidfs bench-add: $ROUNDS rounds of $SIZE_MIB MiB (fresh random data each)"
 printf "%-6s %10s %12s %14s %10s %12s\n" round "add MB/s" "cp+sync MB/s" "add / cp+sync" "CPU-s/GiB" "RSS after"
 for r in $(seq 1 "$ROUNDS"); do
@@ -28,6 +30,8 @@ for r in $(seq 1 "$ROUNDS"); do
     t0=$(now); CID=$("$BIN" --repo "$WORK/a" add -q "$WORK/data"); t1=$(now)
     c1=$(cpu_s "$a_PID")
     ADD_T=$(secs "$t0" "$t1")
+    R[round_$r.add_secs]=$ADD_T; R[round_$r.cp_secs]=$CP_T
+    R[round_$r.cpu]=$(python3 -c "print(f'{$c1-$c0:.2f}')"); R[round_$r.rss_mib]=$(rss_mib "$a_PID")
     python3 -c "
 b=$BYTES; a=$ADD_T; c=$CP_T; cpu=$c1-$c0
 print(f'{$r:<6} {b/a/1e6:10.0f} {b/c/1e6:12.0f} {c/a:14.2f} {cpu*(1<<30)/b:10.2f} {$(rss_mib "$a_PID"):9} MiB')"
@@ -39,3 +43,6 @@ start_cidfs a
 R0=$(rss_mib "$a_PID")
 t0=$(now); "$BIN" --repo "$WORK/a" cat "$CID" > /dev/null; t1=$(now)
 echo "after a restart: RSS $R0 MiB; cat of the last $SIZE_MIB MiB from the store $(python3 -c "print(f'{$BYTES/($t1-$t0)/1e6:.0f}')") MB/s, RSS then $(rss_mib "$a_PID") MiB"
+R[disk_mib]=$(du -sm "$WORK/a" | cut -f1); R[restart_rss_mib]=$R0
+R[restart_cat_secs]=$(secs "$t0" "$t1"); R[after_cat_rss_mib]=$(rss_mib "$a_PID")
+bench_json add

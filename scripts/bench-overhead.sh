@@ -5,6 +5,7 @@
 # instruments), ROUNDS times each, alternating (and swapping which goes first) so that the VM's
 # drift hits both alike. Prints every round, the medians and the ratio HEAD / BASE. BASE_REV is
 # built from this repo's own history into target/bench-base (a git worktree); later runs reuse it.
+# Writes target/bench/overhead.json.
 #   Usage: scripts/bench-overhead.sh [BASE_REV] [SIZE_MIB] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,3 +68,6 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(
 mbx=$(median "${BX[@]}"); mhx=$(median "${HX[@]}"); mbs=$(median "${BS[@]}"); mhs=$(median "${HS[@]}")
 echo "median transfer: base $mbx MB/s, head $mhx MB/s, ratio head/base $(python3 -c "print(f'{$mhx/$mbx:.3f}')")"
 echo "median scrape:   base $mbs ms, head $mhs ms, ratio head/base $(python3 -c "print(f'{$mhs/$mbs:.2f}')")"
+declare -A R=([base_rev]=$BASE_REV [size_mib]=$SIZE_MIB [rounds]=$ROUNDS [base_mbps]=$mbx
+    [head_mbps]=$mhx [base_scrape_ms]=$mbs [head_scrape_ms]=$mhs)
+bench_json overhead

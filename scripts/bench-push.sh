@@ -6,6 +6,7 @@
 # registry side: `skopeo copy` of the same image to A's registry endpoint by name (A converts it
 # as `image push` does) against the same copy to Debian's distribution registry (stores it as
 # it is), and how long after that push C, with `[[preload]] all = true`, holds the image pinned.
+# Writes target/bench/push.json.
 # Usage: scripts/bench-push.sh [SIZE_MB]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -107,3 +108,9 @@ echo "ratio registry push to cidfs / to distribution registry: $(python3 -c "pri
 echo "ratio registry push / image push (eStargz): $(python3 -c "print(f'{($S_T1-$S_T0)/($P_T1-$P_T0):.2f}')") (time)"
 echo "ratio push (eStargz) / gzip -6: $(python3 -c "print(f'{($GZ_T1-$GZ_T0)/($P_T1-$P_T0):.2f}')") (speed; >1 = faster than gzip -6)"
 echo "sizes: gzip -6 $GZ_SIZE bytes, eStargz layer $LAYER bytes ($(python3 -c "print(f'{$LAYER/$GZ_SIZE:.3f}')") of gzip -6)"
+declare -A R=([bytes]=$BYTES [layer_bytes]=$LAYER [gzip_bytes]=$GZ_SIZE
+    [gzip_secs]=$(secs "$GZ_T0" "$GZ_T1") [push_estargz_secs]=$(secs "$P_T0" "$P_T1")
+    [push_raw_secs]=$(secs "$R_T0" "$R_T1") [pull_secs]=$(secs "$L_T0" "$L_T1")
+    [skopeo_distribution_secs]=$(secs "$D_T0" "$D_T1") [skopeo_cidfs_secs]=$(secs "$S_T0" "$S_T1")
+    [preload_secs]=$(secs "$S_T1" "$C_T1"))
+bench_json push

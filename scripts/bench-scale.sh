@@ -8,6 +8,7 @@
 #     (`cidfs pin add`): makespan, node 1's upload ÷ the file, duplicates,
 #     next to one node fetching it alone.
 # Loopback is not shaped: the figures are CPU-bound on this machine (all daemons share its cores).
+# Writes target/bench/scale-NODES.json.
 # Usage: scripts/bench-scale.sh [NODES] [SIZE_MIB]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,3 +61,7 @@ echo "connected peers per node (min / median / max): $PEERS"
 echo "resident memory per daemon, MiB (min / median / max): idle $RSS_IDLE; after the fan-out $RSS_AFTER"
 echo "one fetch alone (node 2): $(python3 -c "print(f'{$s1-$s0:.2f}')") s"
 echo "fan-out to $((NODES - 2)) nodes at once: makespan $(python3 -c "print(f'{$f1-$f0:.2f}')") s; node 1 sent $(python3 -c "print(f'{$SENT/$BYTES:.2f}')")x the file; $DUP duplicate blocks"
+declare -A R=([nodes]=$NODES [size_mib]=$SIZE_MIB [startup_secs]=$(secs "$t0" "$t1")
+    [peers]="$PEERS" [rss_idle]="$RSS_IDLE" [rss_after]="$RSS_AFTER" [single_secs]=$(secs "$s0" "$s1")
+    [makespan_secs]=$(secs "$f0" "$f1") [seed_sent]=$SENT [duplicates]=$DUP)
+bench_json "scale-$NODES"

@@ -298,6 +298,19 @@ impl Wants {
             let Some(st) = self.pending.get_mut(&cid) else {
                 continue;
             };
+            // The division may have changed since the want began (co-fetchers showed up one by
+            // one): wait for the CID's owner in the current division, or fetch it now if it
+            // is this node's own. Two members that each waited on the other under different
+            // divisions would otherwise both sit out the whole owner patience.
+            if let (None, Some(o)) = (st.block_at, st.owner) {
+                let current = st.session.owner(&cid);
+                if current != Some(o) {
+                    st.owner = current;
+                    st.since = now;
+                    sends.extend(self.advance(cid, connected, now));
+                    continue;
+                }
+            }
             if let Some((p, since)) = st.block_at {
                 if now.duration_since(since) >= self.timing.block_timeout {
                     st.failed.insert(p);
@@ -828,6 +841,46 @@ mod tests {
                 .iter()
                 .any(|(p, x)| *p != owner3 && *x == Want::block(blk3.cid)),
             "{sends:?}"
+        );
+    }
+
+    /// A want waiting for its owner follows a new division: when more co-fetchers show up and
+    /// the CID becomes this node's own, it is fetched at the next tick, not after the patience
+    /// (two members that each thought the other owned it waited 10 s in a fan-out).
+    #[test]
+    fn a_waiting_want_follows_a_new_division() {
+        // sorted d < me < c: c's half of the ring {me, c} overlaps this node's third of
+        // {d, me, c}
+        let mut ids: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
+        ids.sort();
+        let (d, me, c, seed) = (ids[0], ids[1], ids[2], PeerId::random());
+        let connected: HashSet<PeerId> = [c, d, seed].into();
+        let (two, three) = (Session::new(), Session::new());
+        two.divide(me, [c]);
+        three.divide(me, [c, d]);
+        let blk = (0u32..10_000)
+            .map(|i| {
+                let data: &'static [u8] =
+                    Box::leak(format!("block {i}").into_bytes().into_boxed_slice());
+                block(data)
+            })
+            .find(|b| two.owner(&b.cid) == Some(c) && three.owner(&b.cid).is_none())
+            .expect("some CID moves from c to this node");
+        let s = Session::new();
+        s.divide(me, [c]);
+        s.add_peer(seed);
+        let t0 = Instant::now();
+        let mut w = wants();
+        let (_rx, sends) = w.want(blk.cid, &s, &connected, t0);
+        assert_eq!(sends, vec![(c, Want::have(blk.cid))], "c owns it at first");
+        let (sends, _) = w.tick(&connected, t0 + Duration::from_millis(500));
+        assert!(sends.is_empty(), "still c's: {sends:?}");
+        // d joins the fetch: the CID is now this node's own part
+        s.divide(me, [c, d]);
+        let (sends, _) = w.tick(&connected, t0 + Duration::from_secs(1));
+        assert!(
+            sends.contains(&(seed, Want::block(blk.cid))),
+            "fetched at once from the holder: {sends:?}"
         );
     }
 
