@@ -35,7 +35,8 @@ one_round() {
     start_cidfs b --peer "$a_ADDR"
     wait_peer b "$A_ID"
     if [ "$mode" = watched ]; then
-        local ua="http://$(api_of a)/ui/state" ub="http://$(api_of b)/ui/state"
+        local ua ub
+        ua="http://$(api_of a)/ui/state"; ub="http://$(api_of b)/ui/state"
         (while :; do
             curl -sf -o /dev/null "$ua" || true
             curl -sf -o /dev/null "$ub" || true

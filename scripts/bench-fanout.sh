@@ -104,7 +104,7 @@ if [ -n "${SCREENSHOT:-}" ]; then
     playwright_venv
     ip netns exec "$NAME-2" target/venv/bin/python scripts/dashboard-shot.py \
         "http://$(api_of h2)/ui/" "$SCREENSHOT" "$WORK/fanout-done" > "$WORK/shot.log" 2>&1 &
-    SHOT=$!; PIDS+=($SHOT)
+    SHOT=$!; PIDS+=("$SHOT")
     for _ in $(seq 1 600); do grep -q '^loaded' "$WORK/shot.log" && break; alive "$SHOT" || break; sleep 0.1; done
     grep -q '^loaded' "$WORK/shot.log" || { cat "$WORK/shot.log" >&2; echo "the dashboard did not load" >&2; exit 1; }
 fi
@@ -112,9 +112,9 @@ S0=$(stat_of 1 BytesSent)
 t0=$(now)
 for i in $(seq 2 "$HOSTS"); do
     ( fetch "$i" && now > "$WORK/done-$i" ) &
-    FETCH[i]=$!
+    FETCHER_PID[i]=$!
 done
-for i in $(seq 2 "$HOSTS"); do wait "${FETCH[i]}" || { echo "host $i failed to fetch" >&2; exit 1; }; done
+for i in $(seq 2 "$HOSTS"); do wait "${FETCHER_PID[i]}" || { echo "host $i failed to fetch" >&2; exit 1; }; done
 if [ -n "${SCREENSHOT:-}" ]; then
     touch "$WORK/fanout-done"
     wait "$SHOT" || { cat "$WORK/shot.log" >&2; echo "the screenshot failed" >&2; exit 1; }
