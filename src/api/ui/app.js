@@ -6,7 +6,7 @@ const rates = []; // {t, inBps, outBps}
 let last = null; // previous totals, for rates
 let started = null; // when the page first heard the daemon (seconds), for the graphs' time axis
 const peerRates = new Map(); // peer id -> [{t, bps}] received from it
-const peerLast = new Map(); // peer id -> {t, bytes}
+const peerLast = new Map(); // peer id -> {t, bytes, blocks}
 const COLORS = ["#1565c0", "#2e7d32", "#c62828", "#6a1b9a", "#ef6c00", "#00838f", "#5d4037", "#ad1457"];
 
 const $ = (id) => document.getElementById(id);
@@ -201,7 +201,7 @@ function render(s) {
       while (list.length && list[0].t < now - HISTORY) list.shift();
       peerRates.set(p.Peer, list);
     }
-    peerLast.set(p.Peer, { t: now, bytes: got });
+    peerLast.set(p.Peer, { t: now, bytes: got, blocks: (p.Bitswap && p.Bitswap.BlocksReceived) || 0 });
   }
   for (const id of [...peerRates.keys()]) {
     const list = peerRates.get(id);
@@ -219,7 +219,8 @@ function drawPeers(now) {
     const color = COLORS[i % COLORS.length];
     const span = document.createElement("span");
     span.style.color = color;
-    span.textContent = `■ ${short(id)} `;
+    const blocks = (peerLast.get(id) || {}).blocks || 0;
+    span.textContent = `■ ${short(id)} (${blocks} blocks) `;
     legend.appendChild(span);
     return { color, points: list.map((r) => ({ t: r.t, v: r.bps })) };
   }));
