@@ -90,10 +90,10 @@ pub struct Table {
 
 impl Table {
     /// Merge `layers` (bottom first).
-    pub fn build(layers: &[Toc]) -> Result<Table, Error> {
+    pub fn build<'a>(layers: impl IntoIterator<Item = &'a Toc>) -> Result<Table, Error> {
         let mut b = Builder { inodes: Vec::new() };
         b.inodes.push(dir_inode(ROOT, 0o755));
-        for (layer, toc) in layers.iter().enumerate() {
+        for (layer, toc) in layers.into_iter().enumerate() {
             b.apply(layer, toc)?;
         }
         b.count_links();

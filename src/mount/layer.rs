@@ -51,7 +51,7 @@ pub struct Layer {
     pub prefetch_end: Option<u64>,
 }
 
-/// Opens layer `n` (`desc`, with `diff_id` from the config); spools a non-eStargz layer in `spool`.
+/// Opens layer `desc` (with `diff_id` from the config): [`read`], then [`Read::index`].
 /// Returns the layer and its TOC (for the inode table).
 pub async fn open(
     blocks: &BlockService,
@@ -59,6 +59,59 @@ pub async fn open(
     diff_id: &str,
     spool: &Path,
 ) -> anyhow::Result<(Layer, Toc)> {
+    let read = read(blocks, desc, diff_id, spool).await?;
+    // indexing a hostile TOC is CPU work: off the async workers
+    tokio::task::spawn_blocking(move || Ok((read.index()?, read.toc)))
+        .await
+        .context("TOC indexing task failed")?
+}
+
+/// A layer whose TOC is read and checked, not yet indexed.
+pub struct Read {
+    pub toc: Toc,
+    digest: Arc<str>,
+    cid: Cid,
+    blob: Blob,
+    size: u64,
+    toc_offset: u64,
+    what: String,
+}
+
+impl Read {
+    /// Indexes the TOC's chunks: the layer ready to serve reads. CPU work proportional to the
+    /// TOC: call it off the async workers.
+    pub fn index(&self) -> anyhow::Result<Layer> {
+        let index = index::index(&self.toc, self.size).context(self.what.clone())?;
+        let prefetch_end = index
+            .files
+            .get(PREFETCH_LANDMARK)
+            .and_then(|c| c.first())
+            .map(|c| c.offset);
+        let source = match self.blob {
+            Blob::Remote => Arc::from(self.cid.to_string()),
+            Blob::Local(_) => Arc::from(format!("{}+spool", self.cid)),
+        };
+        Ok(Layer {
+            digest: self.digest.clone(),
+            source,
+            cid: self.cid,
+            blob: self.blob.clone(),
+            size: self.size,
+            toc_offset: self.toc_offset,
+            index,
+            prefetch_end,
+        })
+    }
+}
+
+/// Reads layer `desc`'s TOC (with `diff_id` from the config) and checks it against the
+/// manifest; spools a non-eStargz layer in `spool`.
+pub async fn read(
+    blocks: &BlockService,
+    desc: &Descriptor,
+    diff_id: &str,
+    spool: &Path,
+) -> anyhow::Result<Read> {
     let cid = desc
         .cid()
         .map_err(|e| anyhow!("layer {}: {e}", desc.digest))?;
@@ -112,33 +165,15 @@ pub async fn open(
             ),
         }
     }
-    let (info, index) = tokio::task::spawn_blocking(move || {
-        let index = index::index(&info.toc, size);
-        (info, index)
-    })
-    .await
-    .context("TOC indexing task failed")?;
-    let index = index.with_context(what)?;
-    let prefetch_end = index
-        .files
-        .get(PREFETCH_LANDMARK)
-        .and_then(|c| c.first())
-        .map(|c| c.offset);
-    let source = match blob {
-        Blob::Remote => Arc::from(cid.to_string()),
-        Blob::Local(_) => Arc::from(format!("{cid}+spool")),
-    };
-    let layer = Layer {
+    Ok(Read {
+        toc: info.toc,
         digest: Arc::from(desc.digest.as_str()),
-        source,
         cid,
         blob,
         size,
         toc_offset: info.toc_offset,
-        index,
-        prefetch_end,
-    };
-    Ok((layer, info.toc))
+        what: what(),
+    })
 }
 
 /// Free space a spooled layer leaves on its filesystem (its converted copy needs room too).

@@ -219,17 +219,32 @@ impl Mounts {
                 layers.len()
             );
         }
-        // a few at a time: each holds a TOC of up to 64 MiB while it is indexed
+        // a few at a time: each holds a TOC of up to 64 MiB
         use futures::{StreamExt as _, TryStreamExt as _};
-        let mut opening = Vec::with_capacity(layers.len());
+        let mut reading = Vec::with_capacity(layers.len());
         for (l, d) in &layers {
-            opening.push(layer::open(&me.blocks, l, d, &me.spool));
+            reading.push(layer::read(&me.blocks, l, d, &me.spool));
         }
-        let opened: Vec<_> = futures::stream::iter(opening)
+        let read: Vec<layer::Read> = futures::stream::iter(reading)
             .buffered(OPEN_AT_ONCE)
             .try_collect()
             .await?;
-        let (layers, tocs): (Vec<_>, Vec<_>) = opened.into_iter().unzip();
+        // the chunk index and the inode table, CPU work over hostile TOCs: off the async
+        // workers, built side by side
+        let read = Arc::new(read);
+        let table = tokio::task::spawn_blocking({
+            let read = read.clone();
+            move || Table::build(read.iter().map(|r| &r.toc))
+        });
+        let indexed = tokio::task::spawn_blocking({
+            let read = read.clone();
+            move || {
+                read.iter()
+                    .map(layer::Read::index)
+                    .collect::<anyhow::Result<Vec<_>>>()
+            }
+        });
+        let layers = indexed.await.context("TOC indexing task failed")??;
         let stats = Arc::new(MountStats::default());
         let reader = self.reader_parts().reader(layers).with_stats(stats.clone());
         // the prefetch starts as soon as the chunk index is there, while the inode table is
@@ -245,11 +260,11 @@ impl Mounts {
         let (background, prefetched) = prefetch::start(reader.clone(), me.blocks.clone(), plan);
         let background = AbortOnDropHandle::new(tokio::spawn(background));
         let t_open = t0.elapsed();
-        // CPU work proportional to hostile TOCs: off the async workers
-        let table = tokio::task::spawn_blocking(move || Table::build(&tocs))
+        let table = table
             .await
             .context("merging the layers")?
             .context("merging the layers")?;
+        drop(read);
         let t_table = t0.elapsed();
         let table = Arc::new(table);
         let platform = config.platform().to_string();
