@@ -169,6 +169,12 @@ impl BlockService {
         &self.store
     }
 
+    /// The same store without the swarm: a read of a block that is not here fails at once
+    /// (to learn what this node holds without fetching anything).
+    pub fn local_only(&self) -> BlockService {
+        BlockService::new(self.store.clone(), None)
+    }
+
     pub fn net(&self) -> Option<&cidfs_p2p::Client> {
         self.net.as_ref()
     }

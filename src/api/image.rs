@@ -75,7 +75,7 @@ pub async fn unpin(
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let root = image_arg(&st, q, "image/unpin")?;
-    let local = crate::blockservice::BlockService::new(st.blocks.store().clone(), None);
+    let local = st.blocks.local_only();
     let resolved = crate::image::pull::resolve(&local, root, &[])
         .await
         .map_err(|e| {
@@ -191,7 +191,7 @@ async fn unpin_unnamed(st: &AppState, image: &str) -> Result<usize, ApiError> {
         // another name still stands for the image
         return Ok(0);
     }
-    let local = crate::blockservice::BlockService::new(st.blocks.store().clone(), None);
+    let local = st.blocks.local_only();
     let blobs = |cid: &str| {
         let (local, cid) = (local.clone(), cid.parse::<cid::Cid>());
         async move {

@@ -155,7 +155,7 @@ const MAX_FACTS: usize = 4096;
 const RESOLVES_PER_POLL: usize = 32;
 
 async fn facts_of(st: &AppState, cid: &str) -> Option<Facts> {
-    let local = crate::blockservice::BlockService::new(st.blocks.store().clone(), None);
+    let local = st.blocks.local_only();
     let r = crate::image::pull::resolve(&local, cid.parse().ok()?, &[])
         .await
         .ok()?;

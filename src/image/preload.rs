@@ -105,7 +105,7 @@ pub fn spawn(
         .collect();
     let catalog = Catalog::default();
     let worker = Worker {
-        local: BlockService::new(blocks.store().clone(), None),
+        local: blocks.local_only(),
         blocks,
         names,
         copies,

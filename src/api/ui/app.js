@@ -193,7 +193,8 @@ function render(s) {
   $("rate-now").textContent = r ? `now: ${bytes(r.inBps)}/s in, ${bytes(r.outBps)}/s out` : "";
   // the transfer view: what each peer sends this node, so a fan-out's sharing shows
   for (const p of peers) {
-    const got = (p.Bitswap && p.Bitswap.BytesReceived) || 0;
+    const b = p.Bitswap || {};
+    const got = b.BytesReceived || 0;
     const before = peerLast.get(p.Peer);
     if (before) {
       const list = peerRates.get(p.Peer) || [];
@@ -201,7 +202,7 @@ function render(s) {
       while (list.length && list[0].t < now - HISTORY) list.shift();
       peerRates.set(p.Peer, list);
     }
-    peerLast.set(p.Peer, { t: now, bytes: got, blocks: (p.Bitswap && p.Bitswap.BlocksReceived) || 0 });
+    peerLast.set(p.Peer, { t: now, bytes: got, blocks: b.BlocksReceived || 0 });
   }
   for (const id of [...peerRates.keys()]) {
     const list = peerRates.get(id);
