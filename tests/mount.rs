@@ -525,8 +525,29 @@ fn optimize_puts_what_a_command_reads_first() {
         a.cli(&["mounts"]).stdout.is_empty(),
         "optimize left a mount"
     );
+    // the optimized layer says where its prefetched files end, so B starts fetching them as
+    // soon as it has the TOC, before the mount is answered
+    let info: serde_json::Value =
+        serde_json::from_slice(&a.ok(&["image", "inspect", "--json", &optimized]))
+            .expect("inspect --json");
+    let layer = &info["images"][0]["manifest"]["layers"][0];
+    let end = layer["annotations"]["io.cidfs.estargz.prefetch-end"]
+        .as_str()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no prefetch-end annotation: {layer}"));
+    assert!(
+        end > 0 && end < layer["size"].as_u64().expect("size"),
+        "{end}"
+    );
     // the old image mounts with nothing to prefetch; the new one fetches what cat read
     let mp = mount(&b, &optimized, &[]);
+    let cid = layer["urls"][0]
+        .as_str()
+        .expect("url")
+        .trim_start_matches("ipfs://");
+    let early = format!("fetched the prefetched files of layer {cid} early: {end} bytes");
+    eventually(READ_BOUND, || b.log().contains(&early).then_some(()))
+        .unwrap_or_else(|| panic!("no early fetch ({early}) on B:\n{}", b.log()));
     let prefetched = eventually(READ_BOUND, || {
         b.log()
             .lines()

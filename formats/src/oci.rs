@@ -34,6 +34,10 @@ pub const DOCKER_FOREIGN_LAYER_GZIP: &str =
 pub const ANNOTATION_TOC_DIGEST: &str = "containerd.io/snapshot/stargz/toc.digest";
 /// Annotation: decimal size of the uncompressed layer tar (REFERENCE §1.6).
 pub const ANNOTATION_UNCOMPRESSED_SIZE: &str = "io.containers.estargz.uncompressed-size";
+/// Annotation (cidfs's own): the compressed offset of an eStargz layer's `.prefetch.landmark`,
+/// in decimal. The layer's bytes before it hold the files to prefetch, so a reader can start
+/// fetching them before it has read the TOC. A hint only: nothing is trusted because of it.
+pub const ANNOTATION_PREFETCH_END: &str = "io.cidfs.estargz.prefetch-end";
 /// Annotation: the tag of a manifest in an OCI layout's `index.json`.
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 

@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 
 use super::estargz::build::{self, BuildOptions};
 use super::estargz::{cuts, reader};
-use super::oci::{self, Descriptor, Kind, ANNOTATION_TOC_DIGEST, ANNOTATION_UNCOMPRESSED_SIZE};
+use super::oci::{
+    self, Descriptor, Kind, ANNOTATION_PREFETCH_END, ANNOTATION_TOC_DIGEST,
+    ANNOTATION_UNCOMPRESSED_SIZE,
+};
 
 /// A layer ready to be added.
 pub struct Layer {
@@ -97,6 +100,7 @@ pub fn prepare(
                 ANNOTATION_UNCOMPRESSED_SIZE.into(),
                 built.uncompressed_size.to_string(),
             );
+            set_prefetch_end(&mut out, built.prefetch_end);
             Layer {
                 desc: out,
                 path,
@@ -107,7 +111,9 @@ pub fn prepare(
         }
         (_, existing) => {
             let scanned = build::scan(uncompressed(src, gzip)?).with_context(what)?;
+            let prefetch_end = existing.as_ref().and_then(|t| build::prefetch_end(&t.toc));
             let toc_digest = existing.map(|t| t.digest);
+            set_prefetch_end(&mut out, prefetch_end);
             if let Some(d) = &toc_digest {
                 out.annotations
                     .insert(ANNOTATION_TOC_DIGEST.into(), d.clone());
@@ -135,6 +141,17 @@ pub fn prepare(
         );
     }
     Ok(layer)
+}
+
+/// Records where `desc`'s prefetched files end ([`ANNOTATION_PREFETCH_END`]), or that there
+/// are none (a stale annotation of a re-converted layer goes).
+fn set_prefetch_end(desc: &mut Descriptor, end: Option<u64>) {
+    match end {
+        Some(end) => desc
+            .annotations
+            .insert(ANNOTATION_PREFETCH_END.into(), end.to_string()),
+        None => desc.annotations.remove(ANNOTATION_PREFETCH_END),
+    };
 }
 
 /// A reader that hashes what passes through it.

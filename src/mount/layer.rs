@@ -6,11 +6,17 @@
 //! eStargz cannot be read piecewise, so it is fetched whole at mount time, checked against its
 //! digest and the config's DiffID, and converted here into a local eStargz spool file (gzip level
 //! 1), which is then read like any other eStargz blob.
+//!
+//! A layer whose descriptor says where its prefetched files end (`image push --prefetch`,
+//! `image optimize`: [`ANNOTATION_PREFETCH_END`]) starts fetching their blocks into the local
+//! store as soon as its TOC has arrived, while the TOC is parsed and indexed: the files a
+//! start reads first are then on their way before the mount is answered.
 
 use anyhow::{anyhow, bail, Context as _};
 use cid::Cid;
 use std::path::Path;
 use std::sync::Arc;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::blockservice::BlockService;
 use crate::image::blob_store::BlobStore;
@@ -18,7 +24,7 @@ use crate::image::estargz::build::BuildOptions;
 use crate::image::estargz::build::PREFETCH_LANDMARK;
 use crate::image::estargz::reader::{self, TocInfo};
 use crate::image::estargz::{index, Index, Toc};
-use crate::image::oci::{Descriptor, ANNOTATION_TOC_DIGEST};
+use crate::image::oci::{Descriptor, ANNOTATION_PREFETCH_END, ANNOTATION_TOC_DIGEST};
 use crate::image::{convert, layout};
 
 /// Where a layer's eStargz bytes are.
@@ -49,6 +55,8 @@ pub struct Layer {
     pub index: Index,
     /// Compressed offset of `.prefetch.landmark`: the bytes before it are worth fetching at once.
     pub prefetch_end: Option<u64>,
+    /// The early fetch of the blocks before the landmark ([`warm`]), stopped with the layer.
+    _warming: Option<Arc<AbortOnDropHandle<()>>>,
 }
 
 /// Opens layer `desc` (with `diff_id` from the config): [`read`], then [`Read::index`].
@@ -58,8 +66,9 @@ pub async fn open(
     desc: &Descriptor,
     diff_id: &str,
     spool: &Path,
+    warm: bool,
 ) -> anyhow::Result<(Layer, Toc)> {
-    let read = read(blocks, desc, diff_id, spool).await?;
+    let read = read(blocks, desc, diff_id, spool, warm).await?;
     // indexing a hostile TOC is CPU work: off the async workers
     tokio::task::spawn_blocking(move || Ok((read.index()?, read.toc)))
         .await
@@ -75,6 +84,7 @@ pub struct Read {
     size: u64,
     toc_offset: u64,
     what: String,
+    warming: Option<Arc<AbortOnDropHandle<()>>>,
 }
 
 impl Read {
@@ -100,17 +110,20 @@ impl Read {
             toc_offset: self.toc_offset,
             index,
             prefetch_end,
+            _warming: self.warming.clone(),
         })
     }
 }
 
 /// Reads layer `desc`'s TOC (with `diff_id` from the config) and checks it against the
-/// manifest; spools a non-eStargz layer in `spool`.
+/// manifest; spools a non-eStargz layer in `spool`. With `warm`, starts [`warm`] once the TOC
+/// has arrived.
 pub async fn read(
     blocks: &BlockService,
     desc: &Descriptor,
     diff_id: &str,
     spool: &Path,
+    warm: bool,
 ) -> anyhow::Result<Read> {
     let cid = desc
         .cid()
@@ -118,6 +131,8 @@ pub async fn read(
     let size =
         u64::try_from(desc.size).map_err(|_| anyhow!("layer {}: negative size", desc.digest))?;
     let what = || format!("layer {} ({cid})", desc.digest);
+    let began = std::time::Instant::now();
+    let mut warming = None;
     let tail = reader::tail_range(size);
     let tail = blocks
         .cat_bytes(&cid, tail.start, Some(tail.end - tail.start))
@@ -129,12 +144,23 @@ pub async fn read(
                 .cat_bytes(&cid, range.start, Some(range.end - range.start))
                 .await
                 .with_context(|| format!("fetching the TOC of {}", what()))?;
+            // after the TOC, not beside it: bitswap peers answer in the order asked
+            if warm {
+                warming = warm_start(blocks, desc, cid, size);
+            }
+            let fetched = began.elapsed();
+            let len = member.len();
             // inflating and parsing a hostile TOC is CPU work: off the async workers
             let info =
                 tokio::task::spawn_blocking(move || reader::parse_member(range.start, &member))
                     .await
                     .context("TOC parsing task failed")?
                     .with_context(what)?;
+            tracing::debug!(
+                "TOC of {} ({len} bytes): fetched in {fetched:?}, parsed at {:?}",
+                what(),
+                began.elapsed()
+            );
             (info, Blob::Remote, size)
         }
         // a footer that parses but points outside the blob is hostile, not "plain gzip"
@@ -173,7 +199,52 @@ pub async fn read(
         size,
         toc_offset: info.toc_offset,
         what: what(),
+        warming,
     })
+}
+
+/// The bytes of a layer of `size` bytes to fetch early: `..end` from `desc`'s
+/// [`ANNOTATION_PREFETCH_END`], when it names some within the layer.
+pub fn warm_end(desc: &Descriptor, size: u64) -> Option<u64> {
+    desc.annotations
+        .get(ANNOTATION_PREFETCH_END)?
+        .parse::<u64>()
+        .ok()
+        .filter(|e| (1..=size).contains(e))
+}
+
+/// Starts [`warm`] for [`warm_end`]'s bytes, if any.
+fn warm_start(
+    blocks: &BlockService,
+    desc: &Descriptor,
+    cid: Cid,
+    size: u64,
+) -> Option<Arc<AbortOnDropHandle<()>>> {
+    let end = warm_end(desc, size)?;
+    let task = tokio::spawn(warm(blocks.clone(), cid, end));
+    Some(Arc::new(AbortOnDropHandle::new(task)))
+}
+
+/// Fetches the blocks holding bytes `..end` of layer `cid` into the local store, in order, a
+/// few at a time (`bitswap.readahead_blocks`). Only the blocks move: the chunks are inflated
+/// and checked when read, or by the mount's prefetch, which finds them here (or in flight: a
+/// block asked for twice is fetched once). The bytes are what the layer's CID names, so a
+/// wrong hint costs transfer, never trust.
+pub async fn warm(blocks: BlockService, cid: Cid, end: u64) {
+    use futures::StreamExt as _;
+    let t0 = std::time::Instant::now();
+    let s = crate::unixfs::io::cat(&blocks, blocks.session(), cid, 0, Some(end));
+    futures::pin_mut!(s);
+    while let Some(piece) = s.next().await {
+        if let Err(e) = piece {
+            tracing::debug!("early fetch of the prefetched files of layer {cid}: {e}");
+            return;
+        }
+    }
+    tracing::info!(
+        "fetched the prefetched files of layer {cid} early: {end} bytes in {:.0?}",
+        t0.elapsed()
+    );
 }
 
 /// Free space a spooled layer leaves on its filesystem (its converted copy needs room too).

@@ -76,6 +76,8 @@ pub struct ReaderParts {
     pub cache: Arc<ChunkCache>,
     pub read_timeout: Duration,
     pub spool: PathBuf,
+    /// `mount.prefetch`: layers fetch their prefetched files early ([`layer::warm`]).
+    pub prefetch: bool,
 }
 
 impl ReaderParts {
@@ -87,7 +89,7 @@ impl ReaderParts {
         desc: &Descriptor,
         diff_id: &str,
     ) -> anyhow::Result<(Arc<Table>, Reader)> {
-        let (l, toc) = layer::open(&self.blocks, desc, diff_id, &self.spool).await?;
+        let (l, toc) = layer::open(&self.blocks, desc, diff_id, &self.spool, self.prefetch).await?;
         // CPU work proportional to a hostile TOC: off the async workers
         let table = tokio::task::spawn_blocking(move || Table::build(&[inode::overlay_form(&toc)]))
             .await
@@ -223,7 +225,13 @@ impl Mounts {
         use futures::{StreamExt as _, TryStreamExt as _};
         let mut reading = Vec::with_capacity(layers.len());
         for (l, d) in &layers {
-            reading.push(layer::read(&me.blocks, l, d, &me.spool));
+            reading.push(layer::read(
+                &me.blocks,
+                l,
+                d,
+                &me.spool,
+                me.settings.prefetch,
+            ));
         }
         let read: Vec<layer::Read> = futures::stream::iter(reading)
             .buffered(OPEN_AT_ONCE)
@@ -451,6 +459,7 @@ impl Mounts {
             cache: me.cache.clone(),
             read_timeout: me.settings.read_timeout(),
             spool: me.spool.clone(),
+            prefetch: me.settings.prefetch,
         }
     }
 

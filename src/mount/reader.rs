@@ -214,6 +214,7 @@ impl Reader {
         }
         // whether this call ran the fetch (not another reader's, not the cache)
         let fetched = std::sync::atomic::AtomicBool::new(false);
+        let began = Instant::now();
         let result = self
             .cache
             .get_or_fetch(&key, async {
@@ -224,6 +225,15 @@ impl Reader {
         if let (Some(s), Ok(_)) = (&self.stats, &result) {
             let range = compressed_range(layer, c);
             s.chunk(fetched.load(SeqCst).then(|| range.end - range.start));
+        }
+        if fetched.load(SeqCst) {
+            let range = compressed_range(layer, c);
+            tracing::debug!(
+                "chunk {name:?}@{} ({} bytes compressed) took {:?}",
+                c.chunk_offset,
+                range.end - range.start,
+                began.elapsed()
+            );
         }
         let mut failed = lock(&self.failed);
         match &result {

@@ -92,7 +92,7 @@ impl Fixture {
     }
 
     async fn open(&self, d: &Descriptor, diff_id: &str) -> anyhow::Result<(Layer, Toc)> {
-        layer::open(&self.blocks, d, diff_id, self.spool.path()).await
+        layer::open(&self.blocks, d, diff_id, self.spool.path(), true).await
     }
 
     fn reader(&self, layers: Vec<Layer>) -> Reader {
@@ -567,4 +567,26 @@ fn a_timeout_and_a_bad_chunk_answer_different_errnos() {
     };
     assert_eq!(timeout.errno(), libc::ETIMEDOUT);
     assert_eq!(corrupt.errno(), libc::EIO);
+}
+
+/// Where a layer's prefetched files end is a hint from the manifest: only a number of bytes
+/// within the layer starts an early fetch; anything else (none, garbage, 0, past the end) is
+/// ignored, and the mount prefetches from its TOC as before.
+#[test]
+fn only_a_prefetch_end_within_the_layer_is_fetched_early() {
+    let mut d = Descriptor::of(oci::OCI_LAYER_GZIP, b"x");
+    assert_eq!(layer::warm_end(&d, 1000), None);
+    for (hint, want) in [
+        ("400", Some(400)),
+        ("1000", Some(1000)),
+        ("1001", None),
+        ("0", None),
+        ("-5", None),
+        ("4e2", None),
+        ("18446744073709551616", None),
+    ] {
+        d.annotations
+            .insert(oci::ANNOTATION_PREFETCH_END.into(), hint.into());
+        assert_eq!(layer::warm_end(&d, 1000), want, "{hint}");
+    }
 }

@@ -32,6 +32,15 @@ use super::toc::{self, EntryType, Toc, TocEntry, TOC_TAR_NAME, TOC_VERSION};
 pub const PREFETCH_LANDMARK: &str = ".prefetch.landmark";
 /// Name of the landmark placed first when nothing is prioritized.
 pub const NO_PREFETCH_LANDMARK: &str = ".no.prefetch.landmark";
+/// The compressed offset of `toc`'s `.prefetch.landmark`: the blob's bytes before it hold the
+/// files to prefetch. `None` when there is no such landmark (or it sits at the very start).
+pub fn prefetch_end(toc: &Toc) -> Option<u64> {
+    toc.entries
+        .iter()
+        .find(|e| e.kind == EntryType::Reg && tarstream::clean(&e.name) == PREFETCH_LANDMARK)
+        .and_then(|e| u64::try_from(e.offset).ok())
+        .filter(|o| *o > 0)
+}
 /// The one byte of a landmark file.
 const LANDMARK_CONTENTS: u8 = 0x0f;
 /// Chunk size when [`BuildOptions::chunk_size`] is 0 (Go `Writer.chunkSize`).
@@ -81,6 +90,8 @@ pub struct Built {
     pub uncompressed_size: u64,
     /// `sha256:` of the TOC JSON (the `containerd.io/snapshot/stargz/toc.digest` annotation).
     pub toc_digest: String,
+    /// [`prefetch_end`] of the blob's TOC.
+    pub prefetch_end: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -508,10 +519,12 @@ impl<'p, W: Write> Writer<'p, W> {
             }
             entries.push(e);
         }
-        let json = toc::to_json(&Toc {
+        let toc = Toc {
             version: TOC_VERSION,
             entries,
-        });
+        };
+        let prefetch_end = prefetch_end(&toc);
+        let json = toc::to_json(&toc);
         let mut tail = Vec::with_capacity(json.len() + 3 * BLOCK + 1024);
         tail.extend_from_slice(&go_header(TOC_TAR_NAME, json.len() as u64));
         tail.extend_from_slice(&json);
@@ -537,6 +550,7 @@ impl<'p, W: Write> Writer<'p, W> {
             diff_id: format!("sha256:{}", hex::encode(self.diff.finalize())),
             uncompressed_size: self.diff_size,
             toc_digest: toc::digest(&json),
+            prefetch_end,
         })
     }
 }

@@ -98,6 +98,7 @@ fn build_checked(input: &[u8], o: &BuildOptions, batch: usize) -> Checked {
     })
     .unwrap();
     assert_eq!(info.digest, built.toc_digest);
+    assert_eq!(built.prefetch_end, prefetch_end(&info.toc));
     // the TOC member is the only thing between its offset and the footer
     let toc_member = gz_len(&blob[info.toc_offset as usize..]);
     assert_eq!(
@@ -269,6 +270,7 @@ fn a_rich_layer_becomes_a_readable_estargz_blob() {
     let lm = entry(t, ".no.prefetch.landmark");
     assert_eq!((lm.size, lm.mode, lm.mod_time.as_str()), (1, 0, ""));
     assert_eq!(lm.digest, sha(&[LANDMARK_CONTENTS]));
+    assert_eq!(prefetch_end(t), None, "nothing to prefetch");
     let d = entry(t, "etc/");
     assert_eq!((d.kind, d.mode), (EntryType::Dir, 0o755));
     assert_eq!(d.mod_time, "2023-11-14T22:13:20Z");
@@ -425,6 +427,8 @@ fn prefetch_files_go_first_with_their_parents_then_the_landmark() {
     let lm = entry(&c.toc, ".prefetch.landmark");
     assert_eq!(lm.size, 1);
     assert!(lm.offset > entry(&c.toc, "a/d").offset);
+    // where the prefetched files end, for the layer's annotation: the landmark's member
+    assert_eq!(prefetch_end(&c.toc), Some(lm.offset as u64));
     assert!(!c.tar.windows(21).any(|w| w == b".no.prefetch.landmark"));
 }
 
