@@ -25,7 +25,7 @@ use crate::image::pull;
 use crate::mount::fs::{Answer, ReadFuture, Requests, Tree};
 use crate::mount::inode::ROOT;
 use crate::mount::proof::{self, Verdict, Verdicts};
-use crate::mount::ReaderParts;
+use crate::mount::{prefetch, ReaderParts};
 use crate::sync::lock;
 
 /// The store: its inodes, the opened layers, and what it knows of each layer's honesty.
@@ -460,8 +460,16 @@ fn judge(verdicts: &Verdicts, key: String, found: anyhow::Result<Verdict>) -> bo
     }
 }
 
-/// Opens a layer as its own tree in overlayfs lower-dir form.
+/// Opens a layer as its own tree in overlayfs lower-dir form. The files the layer puts before
+/// its landmark are inflated into the chunk cache in the background (their blocks are already
+/// on their way: `layer::warm`), while the runtime sets the container up.
 async fn open_tree(parts: &ReaderParts, desc: &Descriptor, diff_id: &str) -> anyhow::Result<Tree> {
     let (table, reader) = parts.open_overlay(desc, diff_id).await?;
-    Ok(Tree::new(table, reader))
+    let plan = prefetch::Plan {
+        prefetch: parts.prefetch,
+        pin: None,
+    };
+    let (background, _) = prefetch::start(reader.clone(), parts.blocks.clone(), plan);
+    let background = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(background));
+    Ok(Tree::new(table, reader).with_background(background))
 }

@@ -22,6 +22,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt as _;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
+use tokio_util::task::AbortOnDropHandle;
 
 use super::inode::{Inode, Kind, Table, ROOT};
 use super::reader::Reader;
@@ -89,26 +90,26 @@ pub struct Tree {
     parents: HashMap<u64, u64>,
     /// Where the first read of each file is noted, if anywhere.
     trace: Option<Arc<Trace>>,
+    /// Work that lives as long as the tree (the layer store's prefetch), stopped with it.
+    _background: Option<AbortOnDropHandle<()>>,
 }
 
 impl Tree {
     pub fn new(table: Arc<Table>, reader: Reader) -> Self {
-        let mut parents = HashMap::from([(ROOT, ROOT)]);
-        for (_, node) in table.walk() {
-            if let Kind::Dir { children } = &node.kind {
-                for child in children.values() {
-                    if matches!(table.get(*child).map(|c| &c.kind), Some(Kind::Dir { .. })) {
-                        parents.insert(*child, node.ino);
-                    }
-                }
-            }
-        }
+        let parents = table.dir_parents();
         Tree {
             table,
             reader,
             parents,
             trace: None,
+            _background: None,
         }
+    }
+
+    /// Keeps `task` running as long as the tree lives.
+    pub fn with_background(mut self, task: AbortOnDropHandle<()>) -> Self {
+        self._background = Some(task);
+        self
     }
 
     /// Notes the first read of each file in `trace`.

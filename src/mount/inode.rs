@@ -132,6 +132,33 @@ impl Table {
         (self.inodes.len() as u64, blocks)
     }
 
+    /// The parent of every reachable directory (the root's is itself), for `..`: a walk that
+    /// builds no paths.
+    pub fn dir_parents(&self) -> HashMap<u64, u64> {
+        let mut parents = HashMap::from([(ROOT, ROOT)]);
+        let mut stack = vec![ROOT];
+        while let Some(ino) = stack.pop() {
+            let Some(Inode {
+                kind: Kind::Dir { children },
+                ..
+            }) = self.get(ino)
+            else {
+                continue;
+            };
+            for child in children.values() {
+                if let Some(Inode {
+                    kind: Kind::Dir { .. },
+                    ..
+                }) = self.get(*child)
+                {
+                    parents.insert(*child, ino);
+                    stack.push(*child);
+                }
+            }
+        }
+        parents
+    }
+
     /// Every reachable path (cleaned, `""` for the root) with its inode, depth first in name order.
     pub fn walk(&self) -> Vec<(String, &Inode)> {
         let mut out = Vec::new();

@@ -25,7 +25,7 @@ pub mod cache;
 pub mod fs;
 pub mod inode;
 pub mod layer;
-mod prefetch;
+pub(crate) mod prefetch;
 pub mod proof;
 pub mod reader;
 pub mod trace;
