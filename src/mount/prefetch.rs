@@ -1,8 +1,9 @@
 //! Background work of a fresh mount (and of a layer the additional layer store opens). First
 //! the prefetch: every chunk that a layer puts before its `.prefetch.landmark` (the files `image
-//! push --prefetch` chose) is fetched into the chunk cache, a few at a time. Then, with `mount.background_fetch`, the whole image: every blob's DAG is
-//! fetched and pinned, so this node ends up holding the image and can serve it to its peers.
-//! The task is aborted when the mount goes.
+//! push --prefetch` chose) is fetched into the chunk cache, a few at a time. Then, with
+//! `mount.background_fetch`, the whole image: every blob's DAG is fetched and pinned, so this
+//! node ends up holding the image and can serve it to its peers. The task is aborted when the
+//! mount goes.
 
 use cid::Cid;
 use futures::{stream, StreamExt as _};
