@@ -104,6 +104,35 @@ pub struct Reader {
     failed: Arc<Mutex<HashMap<Key, (Instant, ReadError)>>>,
     /// The counters of the mount this reader serves, if it has its own.
     stats: Option<Arc<MountStats>>,
+    /// The layers' DAG nodes above the leaves, kept once read: every chunk's read walks down
+    /// from a layer's root, and these few small blocks would otherwise be read from the store
+    /// (a blocking-thread hand-off each) for every chunk.
+    nodes: Arc<Nodes>,
+}
+
+/// See [`Reader::nodes`]. Bounded in bytes: a hostile DAG may have many interior nodes.
+#[derive(Default)]
+struct Nodes {
+    held: Mutex<(HashMap<Cid, Bytes>, usize)>,
+}
+
+/// Bytes of interior nodes a reader keeps (a 1 GB layer's DAG has about 20 KiB of them).
+const NODES_BYTES: usize = 4 << 20;
+/// The dag-pb codec: UnixFS nodes with links. Leaves are raw blocks and are never kept.
+const DAG_PB: u64 = 0x70;
+
+impl Nodes {
+    fn get(&self, cid: &Cid) -> Option<Bytes> {
+        lock(&self.held).0.get(cid).cloned()
+    }
+
+    fn keep(&self, cid: Cid, data: &Bytes) {
+        let mut held = lock(&self.held);
+        if held.1 + data.len() <= NODES_BYTES && !held.0.contains_key(&cid) {
+            held.1 += data.len();
+            held.0.insert(cid, data.clone());
+        }
+    }
 }
 
 impl Reader {
@@ -121,6 +150,7 @@ impl Reader {
             read_timeout,
             failed: Arc::default(),
             stats: None,
+            nodes: Arc::default(),
         }
     }
 
@@ -312,6 +342,7 @@ impl Reader {
         let getter = Recording {
             inner: self.session.clone(),
             seen: Arc::default(),
+            nodes: self.nodes.clone(),
         };
         let mut sent = 0u64;
         let read = read_range_with(
@@ -508,11 +539,13 @@ pub fn inflate_and_check(
     Ok(Bytes::from(data))
 }
 
-/// A getter that remembers which blocks it returned.
+/// A getter that remembers which blocks it returned, and takes interior nodes from the
+/// reader's [`Nodes`] (blocks it had from the store or the swarm, so checked against their CIDs).
 #[derive(Clone)]
 struct Recording {
     inner: SessionGetter,
     seen: Arc<Mutex<Vec<Cid>>>,
+    nodes: Arc<Nodes>,
 }
 
 impl Recording {
@@ -523,7 +556,17 @@ impl Recording {
 
 impl BlockGet for Recording {
     async fn get(&self, cid: Cid) -> Result<Bytes, crate::blockservice::FetchError> {
-        let data = self.inner.get(cid).await?;
+        let node = cid.codec() == DAG_PB;
+        let data = match node.then(|| self.nodes.get(&cid)).flatten() {
+            Some(data) => data,
+            None => {
+                let data = self.inner.get(cid).await?;
+                if node {
+                    self.nodes.keep(cid, &data);
+                }
+                data
+            }
+        };
         lock(&self.seen).push(cid);
         Ok(data)
     }
@@ -532,6 +575,26 @@ impl BlockGet for Recording {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The interior-node memo keeps what fits in its byte bound and no more.
+    #[test]
+    fn interior_nodes_are_kept_within_their_bound() {
+        let cid = |i: u8| {
+            Cid::new_v1(
+                DAG_PB,
+                cid::multihash::Multihash::wrap(0x12, &[i; 32]).unwrap(),
+            )
+        };
+        let n = Nodes::default();
+        let half = Bytes::from(vec![7u8; NODES_BYTES / 2]);
+        n.keep(cid(1), &half);
+        n.keep(cid(1), &half);
+        n.keep(cid(2), &half);
+        n.keep(cid(3), &Bytes::from_static(b"x"));
+        assert_eq!(n.get(&cid(1)), Some(half.clone()));
+        assert_eq!(n.get(&cid(2)), Some(half));
+        assert_eq!(n.get(&cid(3)), None, "over the bound");
+    }
     use std::io::Write as _;
 
     /// A gzip member of `data`, as an eStargz chunk is.
