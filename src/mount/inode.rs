@@ -380,6 +380,9 @@ impl Builder {
         }
         // this layer's inode per cleaned path, for hardlinks
         let mut mine: HashMap<String, u64> = HashMap::new();
+        // the directory the last entry went into: a TOC lists a directory's entries together,
+        // so most entries skip the walk from the root (see `Parent`)
+        let mut last = Parent::default();
         for e in &toc.entries {
             if e.kind == EntryType::Chunk {
                 continue;
@@ -424,10 +427,11 @@ impl Builder {
                             &format!("hardlink target {target:?} is not an earlier file"),
                         )
                     })?;
-                let dir = self.dir(parent);
+                let dir = last.dir(self, parent);
                 if let Some(c) = self.children(dir) {
                     c.insert(base.to_string(), ino);
                 }
+                last.replaced(&path);
                 mine.insert(path, ino);
                 continue;
             }
@@ -475,42 +479,78 @@ impl Builder {
                 nlink: 1,
                 xattrs,
             });
-            let dir = self.dir(parent);
+            let dir = last.dir(self, parent);
             if let Some(c) = self.children(dir) {
                 c.insert(base.to_string(), ino);
             }
+            last.replaced(&path);
             mine.insert(path, ino);
         }
         Ok(())
     }
 
-    /// `nlink`: names per non-directory; 2 + subdirectories per directory.
+    /// `nlink`: names per non-directory; 2 + subdirectories per directory. Counted in arrays
+    /// indexed by inode (`ino - 1`), as every inode number is.
     fn count_links(&mut self) {
-        let mut names: HashMap<u64, u32> = HashMap::new();
-        let mut subdirs: HashMap<u64, u32> = HashMap::new();
+        let n = self.inodes.len();
+        let (mut names, mut subdirs, mut seen) = (vec![0u32; n], vec![0u32; n], vec![false; n]);
         let mut stack = vec![ROOT];
-        let mut seen = std::collections::HashSet::new();
         while let Some(ino) = stack.pop() {
-            if !seen.insert(ino) {
+            let i = (ino - 1) as usize;
+            if std::mem::replace(&mut seen[i], true) {
                 continue;
             }
-            let Kind::Dir { children } = &self.inodes[(ino - 1) as usize].kind else {
+            let Kind::Dir { children } = &self.inodes[i].kind else {
                 continue;
             };
             for child in children.values() {
-                if matches!(self.inodes[(*child - 1) as usize].kind, Kind::Dir { .. }) {
-                    *subdirs.entry(ino).or_default() += 1;
+                let c = (*child - 1) as usize;
+                if matches!(self.inodes[c].kind, Kind::Dir { .. }) {
+                    subdirs[i] += 1;
                     stack.push(*child);
                 } else {
-                    *names.entry(*child).or_default() += 1;
+                    names[c] += 1;
                 }
             }
         }
-        for n in &mut self.inodes {
-            n.nlink = match n.kind {
-                Kind::Dir { .. } => 2 + subdirs.get(&n.ino).copied().unwrap_or(0),
-                _ => names.get(&n.ino).copied().unwrap_or(1),
+        for (i, node) in self.inodes.iter_mut().enumerate() {
+            node.nlink = match node.kind {
+                Kind::Dir { .. } => 2 + subdirs[i],
+                _ if names[i] == 0 => 1,
+                _ => names[i],
             };
+        }
+    }
+}
+
+/// The directory the previous entry of a layer went into, so that the next one in the same
+/// directory skips [`Builder::dir`]'s walk from the root. Only an entry that is not a directory
+/// can replace a directory (a directory entry merges), and such an entry first moves this
+/// memory to its own parent, outside what it replaces; [`Parent::replaced`] drops the memory
+/// anyway when it would name what was replaced, so the builder stays right if that changes.
+#[derive(Default)]
+struct Parent(Option<(String, u64)>);
+
+impl Parent {
+    fn dir(&mut self, b: &mut Builder, path: &str) -> u64 {
+        match &self.0 {
+            Some((p, ino)) if p == path => *ino,
+            _ => {
+                let ino = b.dir(path);
+                self.0 = Some((path.to_string(), ino));
+                ino
+            }
+        }
+    }
+
+    /// A non-directory now sits at `path`.
+    fn replaced(&mut self, path: &str) {
+        let stale = self.0.as_ref().is_some_and(|(p, _)| {
+            p.strip_prefix(path)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        });
+        if stale {
+            self.0 = None;
         }
     }
 }
@@ -666,6 +706,38 @@ mod tests {
             )
         );
         assert_eq!(t.get(ROOT).unwrap().nlink, 5);
+    }
+
+    /// Within one layer, a file that replaces a directory (or one of its parents) takes it out
+    /// of the tree; a later entry under that name makes a new directory there, as a tar
+    /// extraction would, and never goes into the old one (which the builder's memory of the
+    /// last parent it used must not name).
+    #[test]
+    fn an_entry_after_its_directory_was_replaced_goes_into_a_new_one() {
+        let t = Table::build(&[toc(vec![
+            e("d/", EntryType::Dir),
+            e("d/e/", EntryType::Dir),
+            reg("d/e/x", 1),
+            reg("d/e", 2),
+            reg("d/e/y", 3),
+            reg("d/z", 4),
+            reg("d", 5),
+            reg("d/w", 6),
+        ])])
+        .unwrap();
+        assert_eq!(paths(&t), ["", "d", "d/w"]);
+        assert!(matches!(t.resolve("d").unwrap().kind, Kind::Dir { .. }));
+        assert_eq!(t.resolve("d/w").unwrap().size, 6);
+        let t = Table::build(&[toc(vec![
+            e("a/", EntryType::Dir),
+            e("a/b/", EntryType::Dir),
+            reg("a/b/x", 1),
+            reg("a", 2),
+            reg("a/b/y", 3),
+        ])])
+        .unwrap();
+        assert_eq!(paths(&t), ["", "a", "a/b", "a/b/y"]);
+        assert_eq!(t.get(ROOT).unwrap().nlink, 3);
     }
 
     #[test]

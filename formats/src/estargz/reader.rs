@@ -85,12 +85,20 @@ pub fn toc_member(size: u64, tail: &[u8]) -> Result<std::ops::Range<u64>, ReadEr
 /// The TOC from the bytes of its member, which starts at `toc_offset`.
 pub fn parse_member(toc_offset: u64, member: &[u8]) -> Result<TocInfo, ReadError> {
     let json = json_from_member(member)?;
-    let toc = toc::parse(&json)?;
+    // the digest (a few ms for a big TOC) on a second thread while the JSON parses
+    let (toc, digest) = std::thread::scope(|s| {
+        let digest = s.spawn(|| toc::digest(&json));
+        let toc = toc::parse(&json);
+        let digest = digest
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (toc, digest)
+    });
     Ok(TocInfo {
         toc_offset,
-        digest: toc::digest(&json),
+        digest,
         json,
-        toc,
+        toc: toc?,
     })
 }
 
