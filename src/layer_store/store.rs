@@ -470,6 +470,5 @@ async fn open_tree(parts: &ReaderParts, desc: &Descriptor, diff_id: &str) -> any
         pin: None,
     };
     let (background, _) = prefetch::start(reader.clone(), parts.blocks.clone(), plan);
-    let background = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(background));
     Ok(Tree::new(table, reader).with_background(background))
 }

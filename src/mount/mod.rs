@@ -266,7 +266,6 @@ impl Mounts {
             pin,
         };
         let (background, prefetched) = prefetch::start(reader.clone(), me.blocks.clone(), plan);
-        let background = AbortOnDropHandle::new(tokio::spawn(background));
         let t_open = t0.elapsed();
         let table = table
             .await
@@ -343,7 +342,6 @@ impl Mounts {
             pin: None,
         };
         let (background, prefetched) = prefetch::start(reader, self.inner.blocks.clone(), plan);
-        let background = AbortOnDropHandle::new(tokio::spawn(background));
         let info = self.attach(fs, info, true, true, background, stats).await?;
         self.wait_for(prefetched).await;
         Ok(info)

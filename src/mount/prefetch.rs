@@ -7,6 +7,7 @@
 
 use cid::Cid;
 use futures::{stream, StreamExt as _};
+use tokio_util::task::AbortOnDropHandle;
 
 use super::reader::Reader;
 use crate::blockservice::BlockService;
@@ -22,17 +23,16 @@ pub struct Plan {
     pub pin: Option<Vec<Cid>>,
 }
 
-/// [`run`], and a receiver that hears when its prefetch is over (done, or nothing to do).
+/// Spawns [`run`]: its handle (dropping it stops the work) and a receiver that hears when its
+/// prefetch is over (done, or nothing to do).
 pub fn start(
     reader: Reader,
     blocks: BlockService,
     plan: Plan,
-) -> (
-    impl std::future::Future<Output = ()> + Send + 'static,
-    tokio::sync::oneshot::Receiver<()>,
-) {
+) -> (AbortOnDropHandle<()>, tokio::sync::oneshot::Receiver<()>) {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    (run(reader, blocks, plan, tx), rx)
+    let task = tokio::spawn(run(reader, blocks, plan, tx));
+    (AbortOnDropHandle::new(task), rx)
 }
 
 async fn run(

@@ -252,16 +252,15 @@ impl Reader {
                 self.fetch_chunk(layer, name, c).await
             })
             .await;
+        let range = compressed_range(layer, c);
+        let fetched = fetched.load(SeqCst).then_some(range.end - range.start);
         if let (Some(s), Ok(_)) = (&self.stats, &result) {
-            let range = compressed_range(layer, c);
-            s.chunk(fetched.load(SeqCst).then(|| range.end - range.start));
+            s.chunk(fetched);
         }
-        if fetched.load(SeqCst) {
-            let range = compressed_range(layer, c);
+        if let Some(bytes) = fetched {
             tracing::debug!(
-                "chunk {name:?}@{} ({} bytes compressed) took {:?}",
+                "chunk {name:?}@{} ({bytes} bytes compressed) took {:?}",
                 c.chunk_offset,
-                range.end - range.start,
                 began.elapsed()
             );
         }
@@ -576,6 +575,8 @@ impl BlockGet for Recording {
 mod tests {
     use super::*;
 
+    use std::io::Write as _;
+
     /// The interior-node memo keeps what fits in its byte bound and no more.
     #[test]
     fn interior_nodes_are_kept_within_their_bound() {
@@ -595,7 +596,6 @@ mod tests {
         assert_eq!(n.get(&cid(2)), Some(half));
         assert_eq!(n.get(&cid(3)), None, "over the bound");
     }
-    use std::io::Write as _;
 
     /// A gzip member of `data`, as an eStargz chunk is.
     fn member(data: &[u8]) -> Vec<u8> {

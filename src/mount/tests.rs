@@ -483,7 +483,9 @@ async fn prefetch_fills_the_cache_and_background_fetch_pins_the_image() {
         pin: Some(vec![cid]),
     };
     let (background, prefetched) = super::prefetch::start(r.clone(), fx.blocks.clone(), plan);
-    background.await;
+    background
+        .await
+        .expect("the background task runs to its end");
     assert_eq!(prefetched.await, Ok(()), "the end of the prefetch is told");
     let layer = &r.layers()[0];
     let key = |c: &crate::image::estargz::Chunk| super::reader::key(layer, c);
