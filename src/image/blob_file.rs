@@ -41,8 +41,9 @@ pub async fn write_hashed<E: Into<anyhow::Error>>(
     let file =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let shown = path.display().to_string();
-    let (digest, n, file) = write_pieces(pieces, file, true, &shown, progress).await?;
-    tokio::task::spawn_blocking(move || file.sync_all())
+    let (digest, n, file) =
+        write_pieces(pieces, WriteBehind::new(file), true, &shown, progress).await?;
+    tokio::task::spawn_blocking(move || file.file.sync_all())
         .await
         .context("blob writer task failed")?
         .with_context(|| format!("syncing {shown}"))?;
@@ -101,5 +102,108 @@ pub async fn write_pieces<W: std::io::Write + Send + 'static, E: Into<anyhow::Er
     written
 }
 
+/// A file written front to back whose pages go to the disk behind the writer, a window at a time
+/// (`sync_file_range`, which starts the writeback and does not wait for it), so that the final
+/// `fsync` finds little left to write: it took about 0.1 s of a 256 MiB pull, with both cores
+/// idle, when the kernel started writing only then.
+struct WriteBehind {
+    file: std::fs::File,
+    /// Bytes written, and those whose writeback has been started.
+    written: u64,
+    started: u64,
+}
+
+/// Bytes written before their writeback is started.
+const WRITE_BEHIND: u64 = 8 << 20;
+
+impl WriteBehind {
+    fn new(file: std::fs::File) -> Self {
+        Self {
+            file,
+            written: 0,
+            started: 0,
+        }
+    }
+}
+
+impl std::io::Write for WriteBehind {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.started >= WRITE_BEHIND {
+            use std::os::fd::AsRawFd as _;
+            let (from, len) = (self.started, self.written - self.started);
+            // a hint: a file system without it still gets the final fsync
+            // SAFETY: the descriptor is the open file's; the call reads no memory of ours
+            unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    from as libc::off64_t,
+                    len as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                )
+            };
+            self.started = self.written;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
 /// Pieces queued between a blob's fetch and the thread that hashes and writes it.
 const WRITE_AHEAD: usize = 16;
+
+#[cfg(test)]
+mod tests {
+    /// A blob written in pieces comes out whole, with its digest, whether its writeback was
+    /// started behind the writer (past 8 MiB) or left to the final sync.
+    #[tokio::test]
+    async fn a_blob_written_behind_is_whole_and_hashed() {
+        use sha2::Digest as _;
+        let dir = tempfile::tempdir().unwrap();
+        for len in [1000usize, (super::WRITE_BEHIND as usize) * 3 + 12345] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let pieces: Vec<Result<bytes::Bytes, std::io::Error>> = data
+                .chunks(1 << 20)
+                .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+                .collect();
+            let path = dir.path().join(format!("blob-{len}"));
+            let seen = std::sync::atomic::AtomicU64::new(0);
+            let (digest, n) = super::write_hashed(futures::stream::iter(pieces), &path, &|k| {
+                seen.fetch_add(k, std::sync::atomic::Ordering::Relaxed);
+            })
+            .await
+            .unwrap();
+            assert_eq!(n, len as u64);
+            assert_eq!(seen.into_inner(), len as u64);
+            assert_eq!(
+                digest,
+                format!("sha256:{}", hex::encode(sha2::Sha256::digest(&data)))
+            );
+            assert_eq!(std::fs::read(&path).unwrap(), data);
+        }
+    }
+
+    #[test]
+    fn write_behind_starts_the_writeback_of_each_window() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let f = std::fs::File::create(dir.path().join("w")).unwrap();
+        let mut w = super::WriteBehind::new(f);
+        let piece = vec![1u8; 3 << 20];
+        for _ in 0..5 {
+            w.write_all(&piece).unwrap();
+        }
+        assert_eq!(w.written, 15 << 20);
+        // windows of at least 8 MiB: started after the third piece (9 MiB), not yet again
+        assert_eq!(w.started, 9 << 20);
+        w.flush().unwrap();
+        assert_eq!(
+            std::fs::metadata(dir.path().join("w")).unwrap().len(),
+            15 << 20
+        );
+    }
+}

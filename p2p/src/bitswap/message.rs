@@ -146,11 +146,16 @@ impl Message {
             put_bytes(&mut out, 1, &wl);
         }
         for b in &self.blocks {
+            // the block's fields straight into `out`: its data is copied once, not twice
             let prefix = prefix_bytes(&b.cid);
-            let mut blk = Vec::with_capacity(b.data.len() + 16);
-            put_bytes(&mut blk, 1, &prefix);
-            put_bytes(&mut blk, 2, &b.data);
-            put_bytes(&mut out, 3, &blk);
+            let mut head = Vec::with_capacity(prefix.len() + 16);
+            put_bytes(&mut head, 1, &prefix);
+            put_uvarint(&mut head, 2 << 3 | 2);
+            put_uvarint(&mut head, b.data.len() as u64);
+            put_uvarint(&mut out, 3 << 3 | 2);
+            put_uvarint(&mut out, (head.len() + b.data.len()) as u64);
+            out.extend_from_slice(&head);
+            out.extend_from_slice(&b.data);
         }
         for (cid, p) in &self.presences {
             let mut bp = Vec::with_capacity(48);
@@ -419,6 +424,30 @@ mod tests {
         };
         let back = Message::decode(&msg.encode()).unwrap();
         assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn blocks_encode_as_nested_protobuf_messages() {
+        // the bytes of the nested encoding (a Block message built, then embedded), for data
+        // whose length varint takes one, two and three bytes
+        for len in [12, 300, 262_144] {
+            let data = Bytes::from(vec![7u8; len]);
+            let cid = raw_cid(&data);
+            let msg = Message {
+                blocks: vec![Block {
+                    cid,
+                    data: data.clone(),
+                }],
+                ..Default::default()
+            };
+            let mut blk = Vec::new();
+            put_bytes(&mut blk, 1, &prefix_bytes(&cid));
+            put_bytes(&mut blk, 2, &data);
+            let mut want = Vec::new();
+            put_bytes(&mut want, 3, &blk);
+            assert_eq!(msg.encode(), want, "{len} bytes");
+            assert_eq!(Message::decode(&want).unwrap(), msg);
+        }
     }
 
     #[test]
