@@ -2,11 +2,12 @@
 # bench_setup builds the release binary and sets BIN (the cidfs binary), WORK (a scratch directory
 # holding a fresh swarm.key) and PIDS; its EXIT trap kills every process in PIDS and removes WORK
 # (KEEP=1 copies the daemon logs to /tmp first). BENCH_NO_BUILD=1 skips the build and uses the
-# existing target/release/cidfs as it is.
+# existing target/release/cidfs as it is; CIDFS_BIN=PATH (with it) runs another binary, for
+# A/B runs against an older build.
 
 bench_setup() {
     if [ -z "${BENCH_NO_BUILD:-}" ]; then cargo build --release --quiet; fi
-    BIN=$PWD/target/release/cidfs
+    BIN=${CIDFS_BIN:-$PWD/target/release/cidfs}
     [ -x "$BIN" ] || { echo "no $BIN: build it with cargo build --release" >&2; exit 1; }
     WORK=$(mktemp -d)
     PIDS=()

@@ -43,7 +43,6 @@ pub const CORRUPT_ENV: &str = "CIDFS_TEST_CORRUPT_BLOCKS";
 /// shutdown stops the parts in the reverse order of their start (the API first, the p2p node
 /// last), then flushes the block store.
 pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
-    tune_malloc();
     if repo.init()? {
         info!("initialized repo {}", repo.root().display());
     }
@@ -479,8 +478,9 @@ async fn shutdown_signal() {
 /// glibc serves allocations over 128 KiB (every 256 KiB block buffer, every 4 MiB `add` batch)
 /// with a fresh `mmap` and unmaps them on free, so each block received, read or served
 /// page-faulted its buffer in again; and it trims the heap top past 128 KiB free. Raising both keeps block buffers in the heap
-/// (bench-transfer: the receiver's CPU −12 %; peak RSS +20 MiB).
-fn tune_malloc() {
+/// (bench-transfer: the receiver's CPU −12 %; peak RSS +20 MiB). The CLI too: an `image pull`
+/// receives its blobs in HTTP chunks of up to a few hundred KiB.
+pub(crate) fn tune_malloc() {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only sets allocator parameters; it is thread-safe in glibc
     unsafe {

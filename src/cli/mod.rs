@@ -22,6 +22,8 @@ use client::ApiClient;
 /// Parses the command line and runs it.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    // the daemon and the commands that stream blobs through it (pull, cat, add) alike
+    crate::daemon::tune_malloc();
     let daemon = matches!(cli.command, Command::Daemon(_));
     init_tracing(if daemon { "info" } else { "warn" }, cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
