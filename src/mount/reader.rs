@@ -300,13 +300,20 @@ impl Reader {
             }
             Ok(data)
         });
+        let began = Instant::now();
         let fetched = match &layer.blob {
             Blob::Remote => self.fetch_remote(layer, name, start, end, tx).await,
             Blob::Local(f) => read_local(f.clone(), layer, start, end, tx).await,
         };
+        let got = began.elapsed();
         let inflated = inflating
             .await
             .unwrap_or_else(|e| Err(ChunkError::Task(e.to_string())));
+        tracing::trace!(
+            "chunk {name:?}@{}: compressed bytes in {got:?}, inflated and checked at {:?}",
+            c.chunk_offset,
+            began.elapsed()
+        );
         // a fetch that failed leaves the inflater short of bytes: the fetch's error is the cause
         let fetched = fetched?;
         match inflated {
