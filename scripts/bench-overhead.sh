@@ -17,16 +17,7 @@ ROUNDS=${3:-3}
 bench_setup
 HEAD_BIN=$BIN
 
-BASE_DIR=$PWD/target/bench-base
-if [ ! -x "$BASE_DIR/bin-$BASE_REV" ]; then
-    rm -rf "$BASE_DIR/src"
-    git worktree prune
-    git worktree add --detach "$BASE_DIR/src" "$BASE_REV" >/dev/null
-    (cd "$BASE_DIR/src" && CARGO_TARGET_DIR=$BASE_DIR/target cargo build --release --quiet --bin cidfs)
-    cp "$BASE_DIR/target/release/cidfs" "$BASE_DIR/bin-$BASE_REV"
-    git worktree remove --force "$BASE_DIR/src"
-fi
-BASE_BIN=$BASE_DIR/bin-$BASE_REV
+BASE_BIN=$(base_bin "$BASE_REV")
 
 head -c $((SIZE_MIB << 20)) /dev/urandom > "$WORK/data"
 BYTES=$((SIZE_MIB << 20))

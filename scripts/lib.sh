@@ -256,3 +256,20 @@ cidfs_snapshotter() {
     printf '[proxy_plugins]\n  [proxy_plugins.cidfs]\n    type = "snapshot"\n    address = "%s/snapshotter.sock"' "$1"
 }
 ctrd() { ctr --address "$CTRD/c.sock" --namespace default "$@"; }
+
+# base_bin REV: the path of a release cidfs built from this repo's commit REV, into
+# target/bench-base (a git worktree, removed after the build); later calls reuse the binary.
+base_bin() {
+    local rev dir
+    rev=$(git rev-parse --short "$1")
+    dir=$PWD/target/bench-base
+    if [ ! -x "$dir/bin-$rev" ]; then
+        rm -rf "$dir/src"
+        git worktree prune
+        git worktree add --detach "$dir/src" "$rev" >/dev/null
+        (cd "$dir/src" && CARGO_TARGET_DIR=$dir/target cargo build --release --quiet --bin cidfs) >&2
+        cp "$dir/target/release/cidfs" "$dir/bin-$rev"
+        git worktree remove --force "$dir/src"
+    fi
+    echo "$dir/bin-$rev"
+}
