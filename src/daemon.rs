@@ -475,20 +475,6 @@ async fn shutdown_signal() {
     }
 }
 
-/// glibc serves allocations over 128 KiB (every 256 KiB block buffer, every 4 MiB `add` batch)
-/// with a fresh `mmap` and unmaps them on free, so each block received, read or served
-/// page-faulted its buffer in again; and it trims the heap top past 128 KiB free. Raising both keeps block buffers in the heap
-/// (bench-transfer: the receiver's CPU −12 %; peak RSS +20 MiB). The CLI too: an `image pull`
-/// receives its blobs in HTTP chunks of up to a few hundred KiB.
-pub(crate) fn tune_malloc() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only sets allocator parameters; it is thread-safe in glibc
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     /// Every connection the API, the registry endpoint and the metrics page accept has Nagle

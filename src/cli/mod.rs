@@ -19,11 +19,25 @@ use crate::repo::Repo;
 use args::{Cli, Command, LogFormat};
 use client::ApiClient;
 
+/// glibc serves allocations over 128 KiB (every 256 KiB block buffer, every 4 MiB `add` batch)
+/// with a fresh `mmap` and unmaps them on free, so each block received, read or served
+/// page-faulted its buffer in again; and it trims the heap top past 128 KiB free. Raising both
+/// keeps block buffers in the heap (bench-transfer: the receiver's CPU −12 %; peak RSS +20 MiB).
+/// The daemon and every command alike: an `image pull` receives its blobs in HTTP chunks of up
+/// to a few hundred KiB.
+fn tune_malloc() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets allocator parameters; it is thread-safe in glibc
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
+    }
+}
+
 /// Parses the command line and runs it.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    // the daemon and the commands that stream blobs through it (pull, cat, add) alike
-    crate::daemon::tune_malloc();
+    tune_malloc();
     let daemon = matches!(cli.command, Command::Daemon(_));
     init_tracing(if daemon { "info" } else { "warn" }, cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()

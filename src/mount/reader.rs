@@ -21,6 +21,7 @@ use super::cache::{ChunkCache, Key};
 use super::inode::File;
 use super::layer::{Blob, Layer};
 use crate::blockservice::{BlockService, SessionGetter};
+use crate::blockstore::DAG_PB;
 use crate::image::estargz::Chunk;
 use crate::metrics::MountStats;
 use crate::sync::lock;
@@ -117,9 +118,8 @@ struct Nodes {
 }
 
 /// Bytes of interior nodes a reader keeps (a 1 GB layer's DAG has about 20 KiB of them).
+/// Only dag-pb nodes (UnixFS nodes with links) are kept; leaves are raw blocks.
 const NODES_BYTES: usize = 4 << 20;
-/// The dag-pb codec: UnixFS nodes with links. Leaves are raw blocks and are never kept.
-const DAG_PB: u64 = 0x70;
 
 impl Nodes {
     fn get(&self, cid: &Cid) -> Option<Bytes> {
