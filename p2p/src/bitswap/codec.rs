@@ -41,10 +41,11 @@ pub async fn read_message<R: AsyncRead + Unpin>(io: &mut R) -> Result<Message, R
     if len > MAX_MESSAGE_SIZE {
         return Err(ReadError::TooLarge(len));
     }
-    // the first bytes before the whole buffer: a length prefix alone (a stalled peer) holds no
-    // 4 MiB; then the rest at once (read_to_end zeroed and reallocated as it grew, twice over
-    // the message: 5 % of a receiver's CPU)
-    let first = len.min(FIRST_READ);
+    // half of the message (at least FIRST_READ) before the whole buffer: a peer that stalls
+    // holds at most twice what it sent, as when the buffer grew with the bytes; then the rest
+    // at once (read_to_end zeroed and reallocated as it grew, several times over the message:
+    // 5 % of a receiver's CPU)
+    let first = len.min(FIRST_READ.max(len / 2));
     let mut buf = vec![0u8; first];
     io.read_exact(&mut buf).await?;
     if len > first {
@@ -59,7 +60,7 @@ pub async fn read_message<R: AsyncRead + Unpin>(io: &mut R) -> Result<Message, R
     Ok(msg)
 }
 
-/// Bytes of a message read before its whole buffer is allocated.
+/// Bytes of a message read before its whole buffer is allocated, at least (see read_message).
 const FIRST_READ: usize = 64 << 10;
 
 /// Writes one already-encoded message and flushes.
@@ -127,7 +128,12 @@ mod tests {
         assert!(wire.len() > FIRST_READ * 16);
         let mut r = Cursor::new(wire.clone());
         assert_eq!(read_message(&mut r).await.unwrap(), m);
-        for cut in [FIRST_READ / 2, FIRST_READ + 3, wire.len() - 1] {
+        for cut in [
+            FIRST_READ / 2,
+            FIRST_READ + 3,
+            wire.len() / 2 + 7,
+            wire.len() - 1,
+        ] {
             let mut r = Cursor::new(wire[..cut].to_vec());
             assert!(matches!(read_message(&mut r).await, Err(ReadError::Io(_))));
         }
