@@ -7,6 +7,7 @@ use bytes::Bytes;
 use cid::Cid;
 use cidfs_p2p::{BlockSource, Session};
 use std::sync::Arc;
+use tokio_util::task::TaskTracker;
 
 use crate::blockstore::{self, Blocks};
 
@@ -67,6 +68,12 @@ impl FetchError {
 pub trait BlockGet: Clone + Send + Sync + 'static {
     /// The bytes of `cid`, or why they could not be had.
     fn get(&self, cid: Cid) -> impl std::future::Future<Output = Result<Bytes, FetchError>> + Send;
+
+    /// Returns once the blocks this getter fetched are in the local store (a read's fetched
+    /// blocks are stored behind it: see [`Landing`]).
+    fn settle(&self) -> impl std::future::Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// The local store alone: a missing block is [`FetchError::Missing`].
@@ -99,6 +106,40 @@ pub struct BlockService {
     readahead: usize,
     /// Shared fetches running now, by root (see [`Self::session_for`]).
     shared: Arc<std::sync::Mutex<std::collections::HashMap<Cid, Arc<SharedFetch>>>>,
+    /// Blocks a read fetched that are still on their way to the store (see [`Landing`]).
+    landing: Arc<Landing>,
+}
+
+/// Blocks a read fetched whose store write is still running. A read ([`SessionGetter`]) hands
+/// a fetched block to its caller at once and stores it behind (a block's remote fetch was a
+/// fifth slower waiting for the disk, and each 256 KiB of a pull paid two more thread
+/// hand-offs); readers find the block here until it is stored, so it is never fetched twice
+/// while it lands. The bytes held are bounded ([`LANDING_BYTES`]): past it, a read waits for
+/// earlier writes to finish, as before. A whole read (`unixfs::io::cat`) ends once its
+/// blocks are stored ([`BlockGet::settle`]); a range read of a mount does not wait. Work that
+/// pins what it fetched (`pin add`, the background fetch of a mount) and `block get` wait for
+/// each write, so their "fetched" still means "stored".
+struct Landing {
+    blocks: std::sync::Mutex<std::collections::HashMap<Cid, Bytes>>,
+    room: Arc<tokio::sync::Semaphore>,
+}
+
+/// Bytes of fetched blocks that may wait for their store write at once.
+const LANDING_BYTES: usize = 16 << 20;
+
+impl Default for Landing {
+    fn default() -> Self {
+        Landing {
+            blocks: Default::default(),
+            room: Arc::new(tokio::sync::Semaphore::new(LANDING_BYTES)),
+        }
+    }
+}
+
+impl Landing {
+    fn get(&self, cid: &Cid) -> Option<Bytes> {
+        crate::sync::lock(&self.blocks).get(cid).cloned()
+    }
 }
 
 /// A [`BlockService::fetch_dag`] run in the background for the readers of one root.
@@ -123,6 +164,7 @@ impl BlockService {
             stored: Arc::default(),
             readahead: DEFAULT_READAHEAD,
             shared: Arc::default(),
+            landing: Arc::default(),
         }
     }
 
@@ -172,20 +214,34 @@ impl BlockService {
     /// The same store without the swarm: a read of a block that is not here fails at once
     /// (to learn what this node holds without fetching anything).
     pub fn local_only(&self) -> BlockService {
-        BlockService::new(self.store.clone(), None)
+        BlockService {
+            // blocks a read fetched that are still landing are held here all the same
+            landing: self.landing.clone(),
+            ..BlockService::new(self.store.clone(), None)
+        }
     }
 
     pub fn net(&self) -> Option<&cidfs_p2p::Client> {
         self.net.as_ref()
     }
 
-    /// The block's bytes, fetched from peers when not stored locally. Cancel-safe.
+    /// The block's bytes, fetched from peers (and stored) when not stored locally. Cancel-safe.
     pub async fn get(&self, cid: Cid, session: &Session) -> Result<Bytes, FetchError> {
-        self.get_in(cid, session, None).await
+        self.get_in(cid, session, None, None).await
     }
 
-    /// The block from the local store alone (read off the async workers).
+    /// The block from the local store alone. Whether it is there is a point lookup in the
+    /// store's index, which the store keeps in memory: asked here, not through a blocking
+    /// thread, as that hand-off cost a remote fetch more than the lookup; its bytes are read
+    /// off the async workers.
     async fn local(&self, cid: Cid) -> Result<Option<Bytes>, FetchError> {
+        let store_error = |source| FetchError::Store {
+            cid,
+            source: Box::new(source),
+        };
+        if !self.store.has(&cid).map_err(store_error)? {
+            return Ok(None);
+        }
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || Blocks::get(&*store, &cid))
             .await
@@ -193,19 +249,30 @@ impl BlockService {
                 cid,
                 reason: format!("block store task failed: {e}"),
             })?
-            .map_err(|source| FetchError::Store {
-                cid,
-                source: Box::new(source),
-            })
+            .map_err(store_error)
     }
 
-    /// [`Self::get`] for a read of the DAG under `shared` (see [`Self::session_for`]).
+    /// [`Self::get`] for a read of the DAG under `shared` (see [`Self::session_for`]); with
+    /// `behind`, a fetched block is stored behind the caller, as a task of `behind`.
     async fn get_in(
         &self,
         cid: Cid,
         session: &Session,
         shared: Option<Cid>,
+        behind: Option<&TaskTracker>,
     ) -> Result<Bytes, FetchError> {
+        if let Some(data) = self.landing.get(&cid) {
+            // its write is under way for another read; this one waits for (or settles on) its
+            // own, which finds the block stored or stores it
+            match behind {
+                None => self.keep(cid, data.clone()).await,
+                Some(behind) => {
+                    let (me, landed) = (self.clone(), data.clone());
+                    behind.spawn_blocking(move || me.keep_blocking(cid, &landed));
+                }
+            }
+            return Ok(data);
+        }
         if let Some(data) = self.local(cid).await? {
             return Ok(data);
         }
@@ -213,13 +280,19 @@ impl BlockService {
             .filter(|root| *root != cid)
             .and_then(|r| self.shared_fetch(r))
         {
-            return self.get_shared(cid, &fetch, session).await;
+            return self.get_shared(cid, &fetch, session, behind).await;
         }
-        self.fetch(cid, session).await
+        self.fetch(cid, session, behind).await
     }
 
-    /// Fetches the block from peers and stores it (unpinned).
-    async fn fetch(&self, cid: Cid, session: &Session) -> Result<Bytes, FetchError> {
+    /// Fetches the block from peers and stores it (unpinned): before returning, or with
+    /// `behind` after, as a task of `behind` ([`Landing`]).
+    async fn fetch(
+        &self,
+        cid: Cid,
+        session: &Session,
+        behind: Option<&TaskTracker>,
+    ) -> Result<Bytes, FetchError> {
         let Some(net) = &self.net else {
             return Err(FetchError::Missing(cid));
         };
@@ -227,21 +300,48 @@ impl BlockService {
             .get_block(cid, session)
             .await
             .map_err(|e| FetchError::from_net(cid, e))?;
-        let store = self.store.clone();
-        let stored = data.clone();
+        let Some(behind) = behind else {
+            self.keep(cid, data.clone()).await;
+            return Ok(data);
+        };
+        // a block is at most 2 MiB (bitswap's limit), far below the room
+        let len = u32::try_from(data.len().clamp(1, LANDING_BYTES)).unwrap_or(u32::MAX);
+        let Ok(room) = self.landing.room.clone().acquire_many_owned(len).await else {
+            self.keep(cid, data.clone()).await;
+            return Ok(data);
+        };
+        crate::sync::lock(&self.landing.blocks).insert(cid, data.clone());
+        let (me, landed) = (self.clone(), data.clone());
+        behind.spawn_blocking(move || {
+            me.keep_blocking(cid, &landed);
+            crate::sync::lock(&me.landing.blocks).remove(&cid);
+            drop(room);
+        });
+        Ok(data)
+    }
+
+    /// Stores a block fetched from peers (see [`Self::keep_blocking`]) off the async workers.
+    async fn keep(&self, cid: Cid, data: Bytes) {
+        let me = self.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || me.keep_blocking(cid, &data)).await {
+            tracing::warn!(%cid, "serving a fetched block without storing it: {e}");
+        }
+    }
+
+    /// Stores a block fetched from peers and tells who waits for it. The reader gets the bytes
+    /// even when the store cannot keep them (full disk, `store.min_free_mb`): they are
+    /// verified, and one full disk should not fail every read.
+    fn keep_blocking(&self, cid: Cid, data: &[u8]) {
         // bitswap computed `cid` from these bytes, and get_block returns only the CID asked for
-        let put = tokio::task::spawn_blocking(move || store.put_hashed(&cid, &stored)).await;
-        match put {
-            Ok(Ok(())) => {
-                net.stored(&cid);
+        match self.store.put_hashed(&cid, data) {
+            Ok(()) => {
+                if let Some(net) = &self.net {
+                    net.stored(&cid);
+                }
                 self.stored.notify_waiters();
             }
-            // the bytes are verified: the reader gets them even when the store cannot keep
-            // them (full disk, store.min_free_mb), so one full disk does not fail every read
-            Ok(Err(e)) => tracing::warn!(%cid, "serving a fetched block without storing it: {e}"),
             Err(e) => tracing::warn!(%cid, "serving a fetched block without storing it: {e}"),
         }
-        Ok(data)
     }
 
     /// A block getter bound to one session, for one read.
@@ -250,6 +350,7 @@ impl BlockService {
             service: self.clone(),
             session: Session::new(),
             share: None,
+            behind: TaskTracker::new(),
         }
     }
 
@@ -266,6 +367,7 @@ impl BlockService {
             service: self.clone(),
             session: Session::new(),
             share: Some(root),
+            behind: TaskTracker::new(),
         }
     }
 
@@ -325,16 +427,20 @@ impl BlockService {
         cid: Cid,
         fetch: &SharedFetch,
         session: &Session,
+        behind: Option<&TaskTracker>,
     ) -> Result<Bytes, FetchError> {
         loop {
             let stored = self.stored.notified();
             futures::pin_mut!(stored);
             stored.as_mut().enable();
+            if let Some(data) = self.landing.get(&cid) {
+                return Ok(data);
+            }
             if let Some(data) = self.local(cid).await? {
                 return Ok(data);
             }
             if fetch.done.load(std::sync::atomic::Ordering::Acquire) {
-                return self.fetch(cid, session).await;
+                return self.fetch(cid, session, behind).await;
             }
             // a bound, not a pace: notifications wake it as blocks land
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), stored).await;
@@ -360,6 +466,8 @@ pub struct SessionGetter {
     session: Session,
     /// The root of the DAG read, when the read is shared with peers reading it too.
     share: Option<Cid>,
+    /// The store writes of the blocks this read fetched ([`Landing`]).
+    behind: TaskTracker,
 }
 
 impl SessionGetter {
@@ -371,7 +479,16 @@ impl SessionGetter {
 
 impl BlockGet for SessionGetter {
     async fn get(&self, cid: Cid) -> Result<Bytes, FetchError> {
-        self.service.get_in(cid, &self.session, self.share).await
+        self.service
+            .get_in(cid, &self.session, self.share, Some(&self.behind))
+            .await
+    }
+
+    async fn settle(&self) {
+        // closed only to wait: tasks spawned meanwhile (by a clone still reading) count too
+        self.behind.close();
+        self.behind.wait().await;
+        self.behind.reopen();
     }
 }
 
@@ -420,5 +537,119 @@ impl cidfs_p2p::fetch::DagSource for BlockService {
 
     fn links(&self, cid: &Cid, data: &[u8]) -> anyhow::Result<Vec<Cid>> {
         Ok(blockstore::links(cid, data)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blockstore::{MemStore, StoreStat};
+    use std::sync::{Condvar, Mutex};
+
+    /// A memory store whose writes wait until the test opens its gate.
+    #[derive(Default)]
+    struct Gated {
+        inner: MemStore,
+        open: Mutex<bool>,
+        opened: Condvar,
+    }
+
+    impl Gated {
+        fn open(&self) {
+            *crate::sync::lock(&self.open) = true;
+            self.opened.notify_all();
+        }
+    }
+
+    impl Blocks for Gated {
+        fn get(&self, cid: &Cid) -> Result<Option<Bytes>, blockstore::Error> {
+            self.inner.get(cid)
+        }
+        fn has(&self, cid: &Cid) -> Result<bool, blockstore::Error> {
+            self.inner.has(cid)
+        }
+        fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), blockstore::Error> {
+            let open = crate::sync::lock(&self.open);
+            drop(self.opened.wait_while(open, |open| !*open).unwrap());
+            self.inner.put(cid, data)
+        }
+        fn delete(&self, cid: &Cid) -> Result<(), blockstore::Error> {
+            self.inner.delete(cid)
+        }
+        fn cids(&self) -> Result<Vec<Cid>, blockstore::Error> {
+            self.inner.cids()
+        }
+        fn stat(&self) -> Result<StoreStat, blockstore::Error> {
+            self.inner.stat()
+        }
+        fn pin_all(&self, roots: &[Cid]) -> Result<(), blockstore::Error> {
+            self.inner.pin_all(roots)
+        }
+        fn unpin(&self, root: &Cid) -> Result<bool, blockstore::Error> {
+            self.inner.unpin(root)
+        }
+        fn pins(&self) -> Result<Vec<Cid>, blockstore::Error> {
+            self.inner.pins()
+        }
+        fn flush(&self) -> Result<(), blockstore::Error> {
+            Ok(())
+        }
+    }
+
+    /// A read hands fetched blocks over before they are stored, finds them while they land
+    /// (no second fetch), and a whole read (`io::cat`) ends only once they are stored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_stores_behind_and_a_whole_read_ends_stored() {
+        use futures::StreamExt as _;
+        let timeout = std::time::Duration::from_secs(10);
+        let a_store = Arc::new(MemStore::default());
+        let data: Vec<u8> = (0..700_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let opts = crate::unixfs::AddOptions {
+            cid_version: 1,
+            ..Default::default()
+        };
+        let root = crate::unixfs::add_bytes(&*a_store, &data, &opts)
+            .unwrap()
+            .root;
+        let (_a, a_task, a_addr) = crate::test_utils::node_with(a_store.clone(), timeout);
+        let gated = Arc::new(Gated::default());
+        let (b, b_task, _) = crate::test_utils::node_with(gated.clone(), timeout);
+        let net = b.net().unwrap().clone();
+        net.dial(a_addr).await.unwrap();
+        let received = || net.stats().blocks_received;
+
+        // the store takes no write yet: the read still returns, and nothing is stored
+        let read = crate::unixfs::io::read_range(&b, b.session(), root, 0, None, Some(timeout));
+        assert_eq!(read.await.unwrap(), data);
+        let fetched = received();
+        assert!(fetched >= 4, "root and three leaves came from A: {fetched}");
+        assert_eq!(gated.inner.stat().unwrap().blocks, 0);
+
+        // a second read finds every block where it lands
+        let again = crate::unixfs::io::read_range(&b, b.session(), root, 0, None, Some(timeout));
+        assert_eq!(again.await.unwrap(), data);
+        assert_eq!(received(), fetched, "nothing fetched twice");
+
+        // a whole read ends once its blocks are stored: not before the gate opens
+        let getter = b.session();
+        let whole = crate::unixfs::io::cat(&b, getter, root, 0, None).collect::<Vec<_>>();
+        let mut whole = tokio::spawn(whole);
+        let early = tokio::time::timeout(std::time::Duration::from_millis(300), &mut whole);
+        assert!(
+            early.await.is_err(),
+            "the whole read waits for its blocks' writes"
+        );
+        assert_eq!(received(), fetched, "nothing fetched twice");
+        gated.open();
+        let pieces = tokio::time::timeout(timeout, whole).await.unwrap().unwrap();
+        let got: Vec<u8> = pieces.into_iter().flat_map(|p| p.unwrap()).collect();
+        assert_eq!(got, data);
+        assert!(
+            gated.inner.stat().unwrap().blocks >= 4,
+            "stored once the read ended"
+        );
+        assert!(b.landing.blocks.lock().unwrap().is_empty());
+        a_task.abort();
+        b_task.abort();
     }
 }

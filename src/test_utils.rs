@@ -35,11 +35,26 @@ pub fn lone_node(
     tokio::task::JoinHandle<()>,
 ) {
     let store = std::sync::Arc::new(crate::blockstore::MemStore::default());
+    let (blocks, task, _) = node_with(store, fetch_timeout);
+    (blocks, task)
+}
+
+/// A block service over `store` whose node listens on libp2p's memory transport (no mDNS, no
+/// DHT), and the address to dial it at. Abort the task when done.
+pub fn node_with(
+    store: std::sync::Arc<dyn crate::blockstore::Blocks>,
+    fetch_timeout: std::time::Duration,
+) -> (
+    crate::blockservice::BlockService,
+    tokio::task::JoinHandle<()>,
+    libp2p::Multiaddr,
+) {
     let mut config = cidfs_p2p::Config::new(cidfs_p2p::identity::Keypair::generate_ed25519());
     config.memory_transport = true;
-    config.listen = vec![format!("/memory/{}", rand::random::<u64>() | 1)
+    let addr: libp2p::Multiaddr = format!("/memory/{}", rand::random::<u64>() | 1)
         .parse()
-        .unwrap()];
+        .unwrap();
+    config.listen = vec![addr.clone()];
     config.mdns = false;
     config.kademlia = false;
     config.bitswap.fetch_timeout = fetch_timeout;
@@ -48,6 +63,7 @@ pub fn lone_node(
     (
         crate::blockservice::BlockService::new(store, Some(client)),
         task,
+        addr,
     )
 }
 

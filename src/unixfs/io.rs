@@ -96,7 +96,14 @@ pub fn cat<G: BlockGet>(
     offset: u64,
     len: Option<u64>,
 ) -> impl futures::Stream<Item = Result<Bytes, ReadError>> + Send + 'static {
-    super::cat(getter, root, offset, len, blocks.readahead())
+    use futures::StreamExt as _;
+    // the stream ends once the blocks it fetched are stored, not only handed over
+    let settled = futures::stream::once({
+        let getter = getter.clone();
+        async move { getter.settle().await }
+    })
+    .filter_map(|()| std::future::ready(None));
+    super::cat(getter, root, offset, len, blocks.readahead()).chain(settled)
 }
 
 /// [`cat`] into one buffer, within `timeout` when given. The buffer grows as bytes
@@ -131,7 +138,8 @@ pub async fn read_range_with<G: BlockGet, F: std::future::Future<Output = bool>>
 ) -> Result<(), RangeError> {
     use futures::StreamExt as _;
     let read = async {
-        let s = cat(blocks, getter, root, offset, len);
+        // a range read does not wait for its fetched blocks to be stored (see `cat`)
+        let s = super::cat(getter, root, offset, len, blocks.readahead());
         futures::pin_mut!(s);
         while let Some(piece) = s.next().await {
             if !sink(piece?).await {
