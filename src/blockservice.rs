@@ -320,6 +320,13 @@ impl BlockService {
         Ok(data)
     }
 
+    /// Returns once every block a read fetched so far is stored (before the store's last
+    /// flush at shutdown).
+    pub async fn landed(&self) {
+        let all = u32::try_from(LANDING_BYTES).unwrap_or(u32::MAX);
+        let _all = self.landing.room.acquire_many(all).await;
+    }
+
     /// Stores a block fetched from peers (see [`Self::keep_blocking`]) off the async workers.
     async fn keep(&self, cid: Cid, data: Bytes) {
         let me = self.clone();
@@ -640,6 +647,11 @@ mod tests {
             "the whole read waits for its blocks' writes"
         );
         assert_eq!(received(), fetched, "nothing fetched twice");
+        let short = std::time::Duration::from_millis(100);
+        assert!(
+            tokio::time::timeout(short, b.landed()).await.is_err(),
+            "the shutdown's wait for landing blocks waits too"
+        );
         gated.open();
         let pieces = tokio::time::timeout(timeout, whole).await.unwrap().unwrap();
         let got: Vec<u8> = pieces.into_iter().flat_map(|p| p.unwrap()).collect();
@@ -648,6 +660,7 @@ mod tests {
             gated.inner.stat().unwrap().blocks >= 4,
             "stored once the read ended"
         );
+        tokio::time::timeout(timeout, b.landed()).await.unwrap();
         assert!(b.landing.blocks.lock().unwrap().is_empty());
         a_task.abort();
         b_task.abort();

@@ -66,6 +66,7 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
     crate::image::names_sync::spawn(net.clone(), names.clone())?;
     let copies = crate::image::copies::Copies::new(me);
     crate::image::copies::spawn(net.clone(), copies.clone())?;
+    let landing = blocks.clone();
     let catalog = crate::image::preload::spawn(
         blocks.clone(),
         names.clone(),
@@ -150,6 +151,13 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
     net.shutdown().await;
     let _ = tokio::time::timeout(STOP_TIMEOUT, net_task).await;
     repo.remove_api_file()?;
+    // the blocks reads fetched last are still being written: the flush must include them
+    if tokio::time::timeout(FLUSH_TIMEOUT, landing.landed())
+        .await
+        .is_err()
+    {
+        warn!("fetched blocks were still being stored after {FLUSH_TIMEOUT:?}; they may be fetched again");
+    }
     // sled can retry a flush forever on a full disk: never hang the shutdown on it
     let flushed = tokio::time::timeout(FLUSH_TIMEOUT, tokio::task::spawn_blocking(move || store.flush()))
         .await
