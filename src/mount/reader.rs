@@ -33,6 +33,13 @@ use std::sync::atomic::Ordering::SeqCst;
 const READAHEAD_CHUNKS: usize = 2;
 /// Fetched pieces of a chunk waiting for its inflater (each at most a block).
 const INFLATE_QUEUE: usize = 16;
+/// A chunk of a blob in the swarm with at most this many compressed bytes, and at most
+/// [`SMALL_INFLATED`] inflated ones up to its end, is fetched whole and then inflated on the
+/// async worker (tens of µs): a blocking inflater's two thread hand-offs cost more. Most files
+/// of an image are such chunks, and a lazy start misses about a hundred of them in a row.
+const SMALL_COMPRESSED: u64 = 16 << 10;
+/// See [`SMALL_COMPRESSED`].
+const SMALL_INFLATED: u64 = 128 << 10;
 /// A chunk whose fetch failed this recently fails again at once: the kernel retries a failed
 /// readahead page by page, and each retry must not wait out another `read_timeout`.
 const FAILURE_MEMORY: Duration = Duration::from_secs(2);
@@ -282,33 +289,63 @@ impl Reader {
         let (skip, len, want) = (c.inner_offset, c.chunk_size, c.chunk_digest.clone());
         // a chunk of a blob named by its CID that was checked once needs no second check
         let memo = matches!(layer.blob, Blob::Remote).then(|| (self.cache.clone(), key(layer, c)));
-        // the chunk inflates while its blocks arrive: a big chunk costs about the longer of
-        // the two, not their sum
-        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(INFLATE_QUEUE);
-        let inflating = tokio::task::spawn_blocking(move || {
+        let inflate = move |compressed: &mut dyn std::io::Read| {
             let verified = memo
                 .as_ref()
                 .and_then(|(cache, k)| Some((cache.verified()?, k)));
             let checked = verified.is_some_and(|(v, k)| v.contains(k));
-            let pieces = Pieces {
-                rx,
-                piece: Bytes::new(),
-            };
-            let data = inflate_and_check(pieces, skip, len, want.filter(|_| !checked))?;
+            let data = inflate_and_check(compressed, skip, len, want.filter(|_| !checked))?;
             if let Some((v, k)) = verified.filter(|_| !checked) {
                 v.insert(k);
             }
             Ok(data)
-        });
-        let began = Instant::now();
-        let fetched = match &layer.blob {
-            Blob::Remote => self.fetch_remote(layer, name, start, end, tx).await,
-            Blob::Local(f) => read_local(f.clone(), layer, start, end, tx).await,
         };
-        let got = began.elapsed();
-        let inflated = inflating
-            .await
-            .unwrap_or_else(|e| Err(ChunkError::Task(e.to_string())));
+        let began = Instant::now();
+        let small = end - start <= SMALL_COMPRESSED && skip.saturating_add(len) <= SMALL_INFLATED;
+        let (fetched, got, inflated) = match &layer.blob {
+            Blob::Remote if small => {
+                let mut whole = Vec::with_capacity((end - start) as usize);
+                let fetched = self
+                    .fetch_remote(layer, name, start, end, |piece| {
+                        whole.extend_from_slice(&piece);
+                        std::future::ready(true)
+                    })
+                    .await;
+                let got = began.elapsed();
+                // a short fetch's error is the cause, not the inflater's
+                let inflated = match &fetched {
+                    Ok(_) => inflate(&mut whole.as_slice()),
+                    Err(_) => Err(ChunkError::Task("not fetched".into())),
+                };
+                (fetched, got, inflated)
+            }
+            blob => {
+                // the chunk inflates while its blocks arrive: a big chunk costs about the longer
+                // of the two, not their sum
+                let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(INFLATE_QUEUE);
+                let inflating = tokio::task::spawn_blocking(move || {
+                    let mut pieces = Pieces {
+                        rx,
+                        piece: Bytes::new(),
+                    };
+                    inflate(&mut pieces)
+                });
+                let fetched = match blob {
+                    Blob::Remote => {
+                        let tx = &tx;
+                        let sent = |piece| async move { tx.send(piece).await.is_ok() };
+                        self.fetch_remote(layer, name, start, end, sent).await
+                    }
+                    Blob::Local(f) => read_local(f.clone(), layer, start, end, tx.clone()).await,
+                };
+                drop(tx);
+                let got = began.elapsed();
+                let inflated = inflating
+                    .await
+                    .unwrap_or_else(|e| Err(ChunkError::Task(e.to_string())));
+                (fetched, got, inflated)
+            }
+        };
         tracing::trace!(
             "chunk {name:?}@{}: compressed bytes in {got:?}, inflated and checked at {:?}",
             c.chunk_offset,
@@ -335,15 +372,16 @@ impl Reader {
         }
     }
 
-    /// Sends the compressed bytes `start..end` of a layer in the swarm to `tx` as they arrive;
-    /// returns the blocks they came from. Stops early, and well, when the receiver goes.
-    async fn fetch_remote(
+    /// Hands the compressed bytes `start..end` of a layer in the swarm to `sink` as they
+    /// arrive; returns the blocks they came from. Stops early, and well, when `sink` says no
+    /// (its receiver went).
+    async fn fetch_remote<F: std::future::Future<Output = bool>>(
         &self,
         layer: &Layer,
         name: &str,
         start: u64,
         end: u64,
-        tx: tokio::sync::mpsc::Sender<Bytes>,
+        mut sink: impl FnMut(Bytes) -> F,
     ) -> Result<Vec<Cid>, ReadError> {
         let getter = Recording {
             inner: self.session.clone(),
@@ -351,6 +389,7 @@ impl Reader {
             nodes: self.nodes.clone(),
         };
         let mut sent = 0u64;
+        let stopped = std::sync::atomic::AtomicBool::new(false);
         let read = read_range_with(
             &self.blocks,
             getter.clone(),
@@ -360,13 +399,17 @@ impl Reader {
             Some(self.read_timeout),
             |piece| {
                 sent += piece.len() as u64;
-                let tx = &tx;
-                async move { tx.send(piece).await.is_ok() }
+                let (taken, stopped) = (sink(piece), &stopped);
+                async move {
+                    let more = taken.await;
+                    stopped.fetch_or(!more, SeqCst);
+                    more
+                }
             },
         )
         .await;
         let err = match read {
-            Ok(()) if sent == end - start || tx.is_closed() => {
+            Ok(()) if sent == end - start || stopped.load(SeqCst) => {
                 return Ok(getter.cids());
             }
             Ok(()) => ReadError::Fetch {
