@@ -3,8 +3,10 @@
 use bytes::Bytes;
 use cid::Cid;
 
-/// A read-only view of the local blocks. Implementations must be cheap to call from a
-/// blocking thread; the server calls them from `spawn_blocking`.
+/// A read-only view of the local blocks. Implementations must be cheap to call (one key): the
+/// server calls `size`, and `get` of blocks of at most
+/// [`crate::bitswap::server::INLINE_BLOCK_SIZE`] bytes, on the async worker, and `get` of
+/// bigger ones from `spawn_blocking`.
 pub trait BlockSource: Send + Sync + 'static {
     /// The block's length, without reading it for the client: answers want-haves.
     fn size(&self, cid: &Cid) -> Option<usize>;

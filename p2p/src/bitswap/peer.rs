@@ -69,16 +69,21 @@ impl Bitswap {
             let source = self.inner.source.clone();
             let l = ledger.clone();
             let corrupt = self.inner.config.corrupt_blocks;
-            // store reads may touch disk: keep them off the async workers
-            let msg =
-                match tokio::task::spawn_blocking(move || l.next_answer(&*source, corrupt)).await {
+            // small blocks (most of a lazy start's misses) are read here; bigger reads may
+            // take a while on disk: off the async workers
+            let msg = match ledger.next_small_answer(&*source, corrupt) {
+                Some(msg) => msg,
+                None => match tokio::task::spawn_blocking(move || l.next_answer(&*source, corrupt))
+                    .await
+                {
                     Ok(Some(msg)) => msg,
                     Ok(None) => continue,
                     Err(e) => {
                         warn!(%peer, "bitswap serve task failed: {e}");
                         break;
                     }
-                };
+                },
+            };
             let size = msg.approx_size().clamp(1, cap) as u32;
             let Ok(permit) = budget.clone().acquire_many_owned(size).await else {
                 break;

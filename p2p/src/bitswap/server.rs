@@ -17,6 +17,12 @@ use crate::BlockSource;
 pub const WANT_HAVE_REPLACE_SIZE: usize = 1024;
 /// Answers are batched up to this many bytes per message.
 pub const TARGET_MESSAGE_SIZE: usize = 1 << 20;
+/// A block of at most this many bytes is read for an answer on the async worker
+/// ([`Ledger::next_small_answer`]): as quick as the hand-off to a blocking thread and back, which
+/// a small block's fetch paid on each side.
+pub const INLINE_BLOCK_SIZE: usize = 64 << 10;
+/// Most bytes of blocks one answer reads on the async worker.
+const INLINE_MESSAGE_SIZE: usize = 256 << 10;
 
 /// Wants of one peer that we could not answer, kept (up to this many) so that the peer hears
 /// HAVE as soon as the block lands here: a node that is still downloading serves what it has.
@@ -101,9 +107,21 @@ impl Queue {
     }
 
     fn pop(&mut self) -> Option<Want> {
-        while let Some(key) = self.order.pop_front() {
-            if let Some(w) = self.live.remove(&key) {
-                return Some(w);
+        self.pop_if(|_| true)
+    }
+
+    /// The first want, if `take` says so; else it stays first.
+    fn pop_if(&mut self, take: impl Fn(&Want) -> bool) -> Option<Want> {
+        while let Some(key) = self.order.front() {
+            match self.live.get(key) {
+                None => {
+                    self.order.pop_front();
+                }
+                Some(w) if take(w) => {
+                    let key = self.order.pop_front()?;
+                    return self.live.remove(&key);
+                }
+                Some(_) => return None,
             }
         }
         None
@@ -200,6 +218,26 @@ impl Ledger {
             }
             if size >= TARGET_MESSAGE_SIZE {
                 break;
+            }
+        }
+        (!msg.is_empty()).then_some(msg)
+    }
+
+    /// [`Self::next_answer`] while the first queued wants ask for blocks of at most
+    /// [`INLINE_BLOCK_SIZE`] bytes (the source's `size`, an index lookup, says), up to
+    /// [`INLINE_MESSAGE_SIZE`] bytes of them: cheap enough to answer on the async worker.
+    /// `None` when the first want is for a bigger (or missing) block: answer it with
+    /// [`Self::next_answer`] on a blocking thread.
+    pub fn next_small_answer(&self, source: &dyn BlockSource, corrupt: bool) -> Option<Message> {
+        let small = |w: &Want| source.size(&w.cid).is_some_and(|n| n <= INLINE_BLOCK_SIZE);
+        let mut msg = Message::default();
+        let mut size = 0;
+        while size < INLINE_MESSAGE_SIZE {
+            let Some(want) = lock(&self.queue).pop_if(small) else {
+                break;
+            };
+            if !answer(&want, source, corrupt, &mut msg, &mut size) {
+                self.miss(want.cid);
             }
         }
         (!msg.is_empty()).then_some(msg)
@@ -319,6 +357,39 @@ mod tests {
             vec![(cid(&big), Presence::Have), (missing, Presence::DontHave)]
         );
         assert!(l.next_answer(&src, false).is_none());
+    }
+
+    /// The async worker answers the small blocks at the head of the queue and stops at the first
+    /// big (or missing) one, which stays first for the blocking answer, in order.
+    #[test]
+    fn small_blocks_first_are_answered_inline_and_the_rest_stays_in_order() {
+        let (a, b) = (Bytes::from_static(b"a"), Bytes::from_static(b"b"));
+        let big = Bytes::from(vec![7u8; INLINE_BLOCK_SIZE + 1]);
+        let c = Bytes::from_static(b"c");
+        let src = Map([&a, &b, &big, &c].map(|d| (cid(d), d.clone())).into());
+        let missing = cid(b"missing");
+        let l = Ledger::default();
+        let wants = [&a, &b, &big, &c].map(|d| Want::block(cid(d)));
+        l.apply(false, wants.into(), 100);
+        let inline = l.next_small_answer(&src, false).unwrap();
+        assert_eq!(
+            inline.blocks.iter().map(|x| x.cid).collect::<Vec<_>>(),
+            [cid(&a), cid(&b)]
+        );
+        assert!(
+            l.next_small_answer(&src, false).is_none(),
+            "a big block is next"
+        );
+        let rest = l.next_answer(&src, false).unwrap();
+        assert_eq!(
+            rest.blocks.iter().map(|x| x.cid).collect::<Vec<_>>(),
+            [cid(&big), cid(&c)]
+        );
+        // a block we lack is answered (DONT_HAVE) off the async worker too
+        l.apply(false, vec![Want::block(missing), Want::block(cid(&a))], 100);
+        assert!(l.next_small_answer(&src, false).is_none());
+        assert!(l.next_answer(&src, false).is_some());
+        assert!(l.is_empty());
     }
 
     #[test]
