@@ -159,38 +159,39 @@ impl Landing {
     }
 }
 
-/// See [`BlockService::keep_blocking`].
-fn keep_blocking(
-    store: &dyn Blocks,
-    net: Option<&cidfs_p2p::Client>,
-    stored: &tokio::sync::Notify,
-    cid: Cid,
-    data: &[u8],
-) {
-    // bitswap computed `cid` from these bytes, and get_block returns only the CID asked for
-    match store.put_hashed(&cid, data) {
-        Ok(()) => {
-            if let Some(net) = net {
-                net.stored(&cid);
-            }
-            stored.notify_waiters();
-        }
-        Err(e) => tracing::warn!(%cid, "serving a fetched block without storing it: {e}"),
-    }
+/// What storing a fetched block takes, apart from the service: the writer thread holds this,
+/// not a clone of the service, so it ends when the service goes.
+struct Keeper {
+    store: Arc<dyn Blocks>,
+    net: Option<cidfs_p2p::Client>,
+    stored: Arc<tokio::sync::Notify>,
+    landing: Arc<std::sync::Mutex<std::collections::HashMap<Cid, Bytes>>>,
 }
 
-/// Stores a landing block, then lets it go from [`Landing`] (its first write only) and frees
-/// its room; dropping it ends its task in the read's tracker.
-fn store_landed(
-    store: &dyn Blocks,
-    net: Option<&cidfs_p2p::Client>,
-    stored: &tokio::sync::Notify,
-    blocks: &std::sync::Mutex<std::collections::HashMap<Cid, Bytes>>,
-    block: Landed,
-) {
-    keep_blocking(store, net, stored, block.cid, &block.data);
-    if block.room.is_some() {
-        crate::sync::lock(blocks).remove(&block.cid);
+impl Keeper {
+    /// Stores a block fetched from peers and tells who waits for it. The reader gets the bytes
+    /// even when the store cannot keep them (full disk, `store.min_free_mb`): they are
+    /// verified, and one full disk should not fail every read.
+    fn keep(&self, cid: Cid, data: &[u8]) {
+        // bitswap computed `cid` from these bytes, and get_block returns only the CID asked for
+        match self.store.put_hashed(&cid, data) {
+            Ok(()) => {
+                if let Some(net) = &self.net {
+                    net.stored(&cid);
+                }
+                self.stored.notify_waiters();
+            }
+            Err(e) => tracing::warn!(%cid, "serving a fetched block without storing it: {e}"),
+        }
+    }
+
+    /// Stores a landing block, then lets it go from [`Landing`] (its first write only) and
+    /// frees its room; dropping it ends its task in the read's tracker.
+    fn store_landed(&self, block: Landed) {
+        self.keep(block.cid, &block.data);
+        if block.room.is_some() {
+            crate::sync::lock(&self.landing).remove(&block.cid);
+        }
     }
 }
 
@@ -384,24 +385,20 @@ impl BlockService {
             },
             None => block,
         };
-        let (store, net, stored) = (self.store.clone(), self.net.clone(), self.stored.clone());
-        let blocks = self.landing.blocks.clone();
-        tokio::task::spawn_blocking(move || {
-            store_landed(&*store, net.as_ref(), &stored, &blocks, block)
-        });
+        let keeper = self.keeper();
+        tokio::task::spawn_blocking(move || keeper.store_landed(block));
     }
 
     /// The thread that stores landing blocks; it ends when the last clone of this service
     /// goes (it holds none itself).
     fn start_writer(&self) -> Option<std::sync::mpsc::Sender<Landed>> {
         let (tx, rx) = std::sync::mpsc::channel::<Landed>();
-        let (store, net, stored) = (self.store.clone(), self.net.clone(), self.stored.clone());
-        let blocks = self.landing.blocks.clone();
+        let keeper = self.keeper();
         let started = std::thread::Builder::new()
             .name("cidfs-store-writer".into())
             .spawn(move || {
                 for block in rx {
-                    store_landed(&*store, net.as_ref(), &stored, &blocks, block);
+                    keeper.store_landed(block);
                 }
             });
         match started {
@@ -420,19 +417,21 @@ impl BlockService {
         let _all = self.landing.room.acquire_many(all).await;
     }
 
-    /// Stores a block fetched from peers (see [`Self::keep_blocking`]) off the async workers.
+    /// Stores a block fetched from peers ([`Keeper::keep`]) off the async workers.
     async fn keep(&self, cid: Cid, data: Bytes) {
-        let me = self.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || me.keep_blocking(cid, &data)).await {
+        let keeper = self.keeper();
+        if let Err(e) = tokio::task::spawn_blocking(move || keeper.keep(cid, &data)).await {
             tracing::warn!(%cid, "serving a fetched block without storing it: {e}");
         }
     }
 
-    /// Stores a block fetched from peers and tells who waits for it. The reader gets the bytes
-    /// even when the store cannot keep them (full disk, `store.min_free_mb`): they are
-    /// verified, and one full disk should not fail every read.
-    fn keep_blocking(&self, cid: Cid, data: &[u8]) {
-        keep_blocking(&*self.store, self.net.as_ref(), &self.stored, cid, data);
+    fn keeper(&self) -> Keeper {
+        Keeper {
+            store: self.store.clone(),
+            net: self.net.clone(),
+            stored: self.stored.clone(),
+            landing: self.landing.blocks.clone(),
+        }
     }
 
     /// A block getter bound to one session, for one read.
