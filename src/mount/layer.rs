@@ -56,7 +56,15 @@ pub struct Layer {
     /// Compressed offset of `.prefetch.landmark`: the bytes before it are worth fetching at once.
     pub prefetch_end: Option<u64>,
     /// The early fetch of the blocks before the landmark ([`warm`]), stopped with the layer.
-    _warming: Option<Arc<AbortOnDropHandle<()>>>,
+    warming: Option<Arc<AbortOnDropHandle<()>>>,
+}
+
+impl Layer {
+    /// Whether the blocks before the landmark are being fetched early ([`warm`]): its
+    /// prefetch then mostly inflates blocks that are here or on their way, CPU work.
+    pub fn warming(&self) -> bool {
+        self.warming.is_some()
+    }
 }
 
 /// Opens layer `desc` (with `diff_id` from the config): [`read`], then [`Read::index`].
@@ -110,7 +118,7 @@ impl Read {
             toc_offset: self.toc_offset,
             index,
             prefetch_end,
-            _warming: self.warming.clone(),
+            warming: self.warming.clone(),
         })
     }
 }

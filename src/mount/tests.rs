@@ -497,6 +497,34 @@ async fn prefetch_fills_the_cache_and_background_fetch_pins_the_image() {
     assert_eq!(fx.store.pins().unwrap(), vec![cid]);
 }
 
+/// A prefetch fetches many chunks at once from peers, but only one per core when the layer's
+/// blocks before the landmark are fetched early (its manifest names where they end): then it
+/// is inflating, CPU work.
+#[tokio::test]
+async fn a_prefetch_of_blocks_fetched_early_runs_one_chunk_per_core() {
+    use super::prefetch::{parallel, PREFETCH_PARALLEL};
+    let fx = Fixture::new();
+    let tar = tar_of(&[("big", &big()), ("etc/small", b"first\n")]);
+    let mut blob = Vec::new();
+    let opts = BuildOptions {
+        chunk_size: 64 << 10,
+        prefetch: vec!["etc/small".into()],
+        ..BuildOptions::default()
+    };
+    build(&tar[..], &opts, &mut blob, tempfile::tempfile).unwrap();
+    let mut d = fx.add(&blob, oci::OCI_LAYER_GZIP, Some(toc_digest(&blob)));
+    let (l, _) = fx.open(&d, "").await.unwrap();
+    let end = l.prefetch_end.expect("a .prefetch.landmark");
+    assert!(!l.warming());
+    assert_eq!(parallel(&fx.reader(vec![l])), PREFETCH_PARALLEL);
+    d.annotations
+        .insert(oci::ANNOTATION_PREFETCH_END.into(), end.to_string());
+    let (l, _) = fx.open(&d, "").await.unwrap();
+    assert!(l.warming());
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(parallel(&fx.reader(vec![l])), cores.min(PREFETCH_PARALLEL));
+}
+
 /// A chunk is checked against its digest once per node: a good chunk of a blob named by its CID
 /// is recorded, and the record stands in for the check on later reads; a chunk that fails its
 /// check, and any chunk of a local spool, is never recorded.
