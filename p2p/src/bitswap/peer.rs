@@ -12,7 +12,7 @@ use tracing::{debug, warn};
 
 use super::codec::{read_message, write_frame, ReadError, MAX_MESSAGE_SIZE};
 use super::message::{Message, WantType};
-use super::server::Ledger;
+use super::server::{Ledger, FIRST_MESSAGE_SIZE, TARGET_MESSAGE_SIZE};
 use super::{inbound, Bitswap, ANSWER_STREAMS, PROTOCOL_1_1_0, PROTOCOL_1_2_0};
 
 /// Answers queued for a peer's answer writers, with the byte budget each holds.
@@ -58,14 +58,21 @@ impl Bitswap {
             self.inner.config.max_outstanding_bytes_per_peer,
         ));
         let cap = self.inner.config.max_outstanding_bytes_per_peer;
+        // whether the queue ran dry since the last answer: the next one is kept small
+        let mut fresh = true;
         loop {
             if closed.load(Ordering::Relaxed) {
                 break;
             }
             if ledger.is_empty() {
                 ledger.notify.notified().await;
+                fresh = true;
                 continue;
             }
+            let limit = match std::mem::replace(&mut fresh, false) {
+                true => FIRST_MESSAGE_SIZE,
+                false => TARGET_MESSAGE_SIZE,
+            };
             let source = self.inner.source.clone();
             let l = ledger.clone();
             let corrupt = self.inner.config.corrupt_blocks;
@@ -73,8 +80,10 @@ impl Bitswap {
             // take a while on disk: off the async workers
             let msg = match ledger.next_small_answer(&*source, corrupt) {
                 Some(msg) => msg,
-                None => match tokio::task::spawn_blocking(move || l.next_answer(&*source, corrupt))
-                    .await
+                None => match tokio::task::spawn_blocking(move || {
+                    l.next_answer(&*source, corrupt, limit)
+                })
+                .await
                 {
                     Ok(Some(msg)) => msg,
                     Ok(None) => continue,

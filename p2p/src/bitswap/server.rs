@@ -17,6 +17,11 @@ use crate::BlockSource;
 pub const WANT_HAVE_REPLACE_SIZE: usize = 1024;
 /// Answers are batched up to this many bytes per message.
 pub const TARGET_MESSAGE_SIZE: usize = 1 << 20;
+/// The first answer to wants that found the queue empty carries at most this many bytes (one
+/// block of kubo's chunk size): a reader of a new range (a lazy mount's chunk) gets its first
+/// block, and starts inflating it, while the rest is read and sent, not after a whole message
+/// of four. The answers after it are batched up to [`TARGET_MESSAGE_SIZE`] again.
+pub const FIRST_MESSAGE_SIZE: usize = 256 << 10;
 /// A block of at most this many bytes is read for an answer on the async worker
 /// ([`Ledger::next_small_answer`]): as quick as the hand-off to a blocking thread and back, which
 /// a small block's fetch paid on each side.
@@ -204,9 +209,14 @@ impl Ledger {
         lock(&self.wanted).set.contains(cid)
     }
 
-    /// Takes queued wants and builds one answer of at most about [`TARGET_MESSAGE_SIZE`] bytes.
-    /// Returns `None` when the queue is empty.
-    pub fn next_answer(&self, source: &dyn BlockSource, corrupt: bool) -> Option<Message> {
+    /// Takes queued wants and builds one answer of at most about `limit` bytes (one block
+    /// at least). Returns `None` when the queue is empty.
+    pub fn next_answer(
+        &self,
+        source: &dyn BlockSource,
+        corrupt: bool,
+        limit: usize,
+    ) -> Option<Message> {
         let mut msg = Message::default();
         let mut size = 0;
         loop {
@@ -216,7 +226,7 @@ impl Ledger {
             if !answer(&want, source, corrupt, &mut msg, &mut size) {
                 self.miss(want.cid);
             }
-            if size >= TARGET_MESSAGE_SIZE {
+            if size >= limit {
                 break;
             }
         }
@@ -346,7 +356,7 @@ mod tests {
             100,
         );
         assert_eq!(dropped, 0);
-        let m = l.next_answer(&src, false).unwrap();
+        let m = l.next_answer(&src, false, TARGET_MESSAGE_SIZE).unwrap();
         assert_eq!(
             m.blocks.len(),
             2,
@@ -356,7 +366,41 @@ mod tests {
             m.presences,
             vec![(cid(&big), Presence::Have), (missing, Presence::DontHave)]
         );
-        assert!(l.next_answer(&src, false).is_none());
+        assert!(l.next_answer(&src, false, TARGET_MESSAGE_SIZE).is_none());
+    }
+
+    /// An answer stops at its byte limit, in queue order: the first answer to a fresh burst of
+    /// wants for 256 KiB blocks ([`FIRST_MESSAGE_SIZE`]) carries one block, the next ones four
+    /// ([`TARGET_MESSAGE_SIZE`]); a block bigger than the limit still goes, alone.
+    #[test]
+    fn a_first_answer_carries_one_block_and_later_ones_are_batched() {
+        let blocks: Vec<Bytes> = (0..7u8)
+            .map(|i| Bytes::from(vec![i; FIRST_MESSAGE_SIZE]))
+            .collect();
+        let src = Map(blocks.iter().map(|d| (cid(d), d.clone())).collect());
+        let l = Ledger::default();
+        l.apply(
+            false,
+            blocks.iter().map(|d| Want::block(cid(d))).collect(),
+            100,
+        );
+        let sizes = [
+            FIRST_MESSAGE_SIZE,
+            TARGET_MESSAGE_SIZE,
+            1,
+            TARGET_MESSAGE_SIZE,
+            1,
+        ];
+        let got: Vec<Vec<Cid>> = sizes
+            .iter()
+            .map_while(|&limit| l.next_answer(&src, false, limit))
+            .map(|m| m.blocks.iter().map(|b| b.cid).collect())
+            .collect();
+        let want: Vec<Cid> = blocks.iter().map(|d| cid(d)).collect();
+        assert_eq!(
+            got,
+            [&want[..1], &want[1..5], &want[5..6], &want[6..7]].map(<[Cid]>::to_vec)
+        );
     }
 
     /// The async worker answers the small blocks at the head of the queue and stops at the first
@@ -380,7 +424,7 @@ mod tests {
             l.next_small_answer(&src, false).is_none(),
             "a big block is next"
         );
-        let rest = l.next_answer(&src, false).unwrap();
+        let rest = l.next_answer(&src, false, TARGET_MESSAGE_SIZE).unwrap();
         assert_eq!(
             rest.blocks.iter().map(|x| x.cid).collect::<Vec<_>>(),
             [cid(&big), cid(&c)]
@@ -388,7 +432,7 @@ mod tests {
         // a block we lack is answered (DONT_HAVE) off the async worker too
         l.apply(false, vec![Want::block(missing), Want::block(cid(&a))], 100);
         assert!(l.next_small_answer(&src, false).is_none());
-        assert!(l.next_answer(&src, false).is_some());
+        assert!(l.next_answer(&src, false, TARGET_MESSAGE_SIZE).is_some());
         assert!(l.is_empty());
     }
 
@@ -406,11 +450,11 @@ mod tests {
         );
         l.apply(false, vec![Want::cancel(a)], 2);
         let src = Map(HashMap::new());
-        let m = l.next_answer(&src, false).unwrap();
+        let m = l.next_answer(&src, false, TARGET_MESSAGE_SIZE).unwrap();
         assert_eq!(m.presences, vec![(b, Presence::DontHave)]);
         l.apply(false, vec![Want::block(a)], 2);
         l.apply(true, vec![Want::block(c)], 2);
-        let m = l.next_answer(&src, false).unwrap();
+        let m = l.next_answer(&src, false, TARGET_MESSAGE_SIZE).unwrap();
         assert_eq!(m.presences, vec![(c, Presence::DontHave)]);
     }
 
@@ -428,12 +472,12 @@ mod tests {
         cancels.push(Want::have(cids[0]));
         assert_eq!(l.apply(false, cancels, 1024), 0);
         let src = Map(HashMap::new());
-        let m = l.next_answer(&src, false).unwrap();
+        let m = l.next_answer(&src, false, TARGET_MESSAGE_SIZE).unwrap();
         assert_eq!(
             m.presences,
             vec![(cids[0], Presence::DontHave), (cids[1], Presence::DontHave)]
         );
-        assert!(l.next_answer(&src, false).is_none());
+        assert!(l.next_answer(&src, false, TARGET_MESSAGE_SIZE).is_none());
         // churn: want, cancel, want again, 100k times over 3 CIDs
         for i in 0..100_000usize {
             let c = cids[i % 3];
@@ -450,7 +494,7 @@ mod tests {
             let missed = lock(&l.missed);
             assert!(missed.order.len() <= 2 * MAX_MISSED_PER_PEER + 64);
         }
-        let m = l.next_answer(&src, false).unwrap();
+        let m = l.next_answer(&src, false, TARGET_MESSAGE_SIZE).unwrap();
         let mut got: Vec<Cid> = m.presences.iter().map(|(c, _)| *c).collect();
         got.sort();
         let mut want = cids[..3].to_vec();
@@ -484,7 +528,7 @@ mod tests {
         let src = Map([(cid(&data), data.clone())].into());
         let l = Ledger::default();
         l.apply(false, vec![Want::block(cid(&data))], 10);
-        let m = l.next_answer(&src, true).unwrap();
+        let m = l.next_answer(&src, true, TARGET_MESSAGE_SIZE).unwrap();
         assert_ne!(m.blocks[0].data, data);
     }
 }
