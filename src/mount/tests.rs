@@ -452,11 +452,10 @@ async fn toc_offsets_outside_the_blob_and_huge_tocs_are_refused() {
     assert!(format!("{err:#}").contains("\"a\""), "{err:#}");
 }
 
-#[tokio::test]
-async fn prefetch_fills_the_cache_and_background_fetch_pins_the_image() {
-    let fx = Fixture::new();
-    let big = big();
-    let tar = tar_of(&[("big", &big), ("etc/small", b"first\n")]);
+/// A layer of `big` (64 KiB chunks) and `etc/small`, pushed with `etc/small` to prefetch (so
+/// before the landmark, and `big` after it).
+fn prefetching_layer(fx: &Fixture) -> Descriptor {
+    let tar = tar_of(&[("big", &big()), ("etc/small", b"first\n")]);
     let mut blob = Vec::new();
     let opts = BuildOptions {
         chunk_size: 64 << 10,
@@ -464,7 +463,13 @@ async fn prefetch_fills_the_cache_and_background_fetch_pins_the_image() {
         ..BuildOptions::default()
     };
     build(&tar[..], &opts, &mut blob, tempfile::tempfile).unwrap();
-    let d = fx.add(&blob, oci::OCI_LAYER_GZIP, Some(toc_digest(&blob)));
+    fx.add(&blob, oci::OCI_LAYER_GZIP, Some(toc_digest(&blob)))
+}
+
+#[tokio::test]
+async fn prefetch_fills_the_cache_and_background_fetch_pins_the_image() {
+    let fx = Fixture::new();
+    let d = prefetching_layer(&fx);
     let (l, _) = fx.open(&d, "").await.unwrap();
     let end = l.prefetch_end.expect("a .prefetch.landmark");
     let small = l.index.files["etc/small"][0].clone();
@@ -504,15 +509,7 @@ async fn prefetch_fills_the_cache_and_background_fetch_pins_the_image() {
 async fn a_prefetch_of_blocks_fetched_early_runs_one_chunk_per_core() {
     use super::prefetch::{parallel, PREFETCH_PARALLEL};
     let fx = Fixture::new();
-    let tar = tar_of(&[("big", &big()), ("etc/small", b"first\n")]);
-    let mut blob = Vec::new();
-    let opts = BuildOptions {
-        chunk_size: 64 << 10,
-        prefetch: vec!["etc/small".into()],
-        ..BuildOptions::default()
-    };
-    build(&tar[..], &opts, &mut blob, tempfile::tempfile).unwrap();
-    let mut d = fx.add(&blob, oci::OCI_LAYER_GZIP, Some(toc_digest(&blob)));
+    let mut d = prefetching_layer(&fx);
     let (l, _) = fx.open(&d, "").await.unwrap();
     let end = l.prefetch_end.expect("a .prefetch.landmark");
     assert!(!l.warming());
