@@ -573,13 +573,14 @@ fn an_interrupted_upload_is_resumed_with_curl() {
         assert!(out.status.success(), "curl {args:?}: {out:?}");
         String::from_utf8(out.stdout).expect("utf-8")
     };
+    let find = |resp: &str, name: &str| -> Option<String> {
+        resp.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    };
     let header = |resp: &str, name: &str| -> String {
-        resp.lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-            })
-            .unwrap_or_else(|| panic!("no {name} in {resp}"))
+        find(resp, name).unwrap_or_else(|| panic!("no {name} in {resp}"))
     };
     let started = curl(&["-X", "POST", &format!("{base}/v2/team/big/blobs/uploads/")]);
     assert!(started.starts_with("HTTP/1.1 202"), "{started}");
@@ -625,10 +626,11 @@ fn an_interrupted_upload_is_resumed_with_curl() {
         s.write_all(&rest[..rest.len() / 2]).expect("write half");
         s.flush().expect("flush");
     }
-    // how much arrived: the node keeps what came whole, and says so
+    // how much arrived: the node keeps what came whole, and says so once it has seen the
+    // connection go (until then it answers 400, "the upload is being written to")
     let kept = crate::util::eventually(std::time::Duration::from_secs(10), || {
         let status = curl(&[&url(&location)]);
-        let range = header(&status, "range");
+        let range = find(&status, "range")?;
         let end: usize = range.strip_prefix("0-")?.parse().ok()?;
         (status.starts_with("HTTP/1.1 204") && end + 1 > 1 << 20).then_some(end + 1)
     })
