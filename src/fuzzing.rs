@@ -20,7 +20,9 @@ pub fn estargz_toc(data: &[u8]) {
     let size = (data.len() as u64).saturating_mul(1031);
     let _ = index::index(&t, size);
     let _ = Table::build(std::slice::from_ref(&t)).map(|tb| tb.walk().len());
-    let _ = Table::build(&[overlay_form(&t)]);
+    // the overlay form built in place is the overlay form built from a copy of the TOC
+    let reference = Table::build(&[overlay_form(&t)]).ok();
+    assert_eq!(Table::build_overlay(&t).ok(), reference);
     // member-aligned leaves: increasing, each 1..=MAX_LEAF bytes, the last at the blob's end
     use crate::image::estargz::cuts::{leaf_ends, MAX_LEAF};
     let ends = leaf_ends(&t, size / 2, size);

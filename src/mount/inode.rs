@@ -15,10 +15,11 @@
 //! in that layer's chunk index.
 
 use base64::Engine as _;
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::image::estargz::index::clean_name;
-use crate::image::estargz::{EntryType, Toc, TOC_TAR_NAME};
+use crate::image::estargz::index::{clean, clean_name};
+use crate::image::estargz::{EntryType, Toc, TocEntry, TOC_TAR_NAME};
 
 /// Inode number of the root directory.
 pub const ROOT: u64 = 1;
@@ -82,7 +83,7 @@ pub enum Error {
 }
 
 /// The merged tree.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Table {
     /// `inodes[ino - 1]`; removed inodes stay as unreachable slots.
     inodes: Vec<Inode>,
@@ -94,8 +95,18 @@ impl Table {
         let mut b = Builder { inodes: Vec::new() };
         b.inodes.push(dir_inode(ROOT, 0o755));
         for (layer, toc) in layers.into_iter().enumerate() {
-            b.apply(layer, toc)?;
+            b.apply(layer, toc, false)?;
         }
+        b.count_links();
+        Ok(Table { inodes: b.inodes })
+    }
+
+    /// One layer on its own in overlayfs lower-dir form: [`Table::build`] of
+    /// [`overlay_form`]`(toc)`, without copying the TOC.
+    pub fn build_overlay(toc: &Toc) -> Result<Table, Error> {
+        let mut b = Builder { inodes: Vec::new() };
+        b.inodes.push(dir_inode(ROOT, 0o755));
+        b.apply(0, toc, true)?;
         b.count_links();
         Ok(Table { inodes: b.inodes })
     }
@@ -330,7 +341,7 @@ impl Builder {
         }
     }
 
-    fn apply(&mut self, layer: usize, toc: &Toc) -> Result<(), Error> {
+    fn apply(&mut self, layer: usize, toc: &Toc, overlay: bool) -> Result<(), Error> {
         let bad = |name: &str, reason: &str| Error::Entry {
             layer,
             name: name.into(),
@@ -346,22 +357,20 @@ impl Builder {
             ));
         }
         // names a kernel could hold, so every walk of the tree stays within entries × PATH_MAX
-        for e in toc.entries.iter().filter(|e| e.kind != EntryType::Chunk) {
-            for name in [&e.name, &e.link_name] {
-                if name.len() > PATH_MAX || name.split('/').any(|c| c.len() > NAME_MAX) {
-                    return Err(bad(
-                        &e.name.chars().take(64).collect::<String>(),
-                        &format!(
-                            "a name of {} bytes: over PATH_MAX ({PATH_MAX}) or a part over NAME_MAX ({NAME_MAX})",
-                            name.len()
-                        ),
-                    ));
-                }
+        // (in overlay form, those of the entries whiteouts become: checked as they are made)
+        for e in toc.entries.iter() {
+            if e.kind != EntryType::Chunk && !(overlay && is_whiteout(&e.name)) {
+                check_names(layer, e)?;
             }
         }
-        // whiteouts first: they act on the layers below only
-        for e in &toc.entries {
-            let path = clean_name(&e.name);
+        // whiteouts first: they act on the layers below only (a layer in overlay form keeps
+        // them, as overlayfs applies them)
+        for e in toc
+            .entries
+            .iter()
+            .filter(|e| !overlay && is_whiteout(&e.name))
+        {
+            let path = clean(&e.name);
             let (parent, base) = split(&path);
             if base == OPAQUE {
                 if let Some(dir) = self.find(parent) {
@@ -378,113 +387,55 @@ impl Builder {
                 self.remove(&target);
             }
         }
-        // this layer's inode per cleaned path, for hardlinks
-        let mut mine: HashMap<String, u64> = HashMap::new();
-        // the directory the last entry went into: a TOC lists a directory's entries together,
-        // so most entries skip the walk from the root (see `Parent`)
-        let mut last = Parent::default();
-        for e in &toc.entries {
+        let opaque = match overlay {
+            true => Opaque::plan(toc),
+            false => Opaque::default(),
+        };
+        let mut at = Entries {
+            layer,
+            mine: HashMap::new(),
+            last: Parent::default(),
+        };
+        for (i, e) in toc.entries.iter().enumerate() {
+            if overlay && is_whiteout(&e.name) {
+                let path = clean(&e.name);
+                let (parent, base) = split(&path);
+                if base == OPAQUE {
+                    continue;
+                }
+                if !base.starts_with(WHITEOUT_PREFIX) && e.kind != EntryType::Chunk {
+                    check_names(layer, e)?;
+                }
+                if let Some(hidden) = base.strip_prefix(WHITEOUT_PREFIX) {
+                    // `.wh.NAME` is the 0/0 character device `NAME`
+                    let mut w = TocEntry::new(
+                        if parent.is_empty() {
+                            hidden.to_string()
+                        } else {
+                            format!("{parent}/{hidden}")
+                        },
+                        EntryType::Char,
+                    );
+                    (w.uid, w.gid, w.mod_time) = (e.uid, e.gid, e.mod_time.clone());
+                    check_names(layer, &w)?;
+                    let path = Cow::Owned(clean_name(&w.name));
+                    at.entry(self, &w, path, false)?;
+                    continue;
+                }
+            }
             if e.kind == EntryType::Chunk {
                 continue;
             }
-            let path = clean_name(&e.name);
-            let (parent, base) = split(&path);
-            if base.starts_with(WHITEOUT_PREFIX)
-                || (parent.is_empty() && ESTARGZ_ROOT_FILES.contains(&base))
-            {
-                continue;
-            }
-            let xattrs = e
-                .xattrs
-                .iter()
-                .map(|(k, v)| {
-                    base64::engine::general_purpose::STANDARD
-                        .decode(v)
-                        .map(|v| (k.clone(), v))
-                        .map_err(|_| bad(&e.name, &format!("xattr {k} is not base64")))
-                })
-                .collect::<Result<BTreeMap<_, _>, _>>()?;
-            let perm = (e.mode & 0o7777) as u32;
-            let (uid, gid) = (e.uid as u32, e.gid as u32);
-            let mtime = parse_rfc3339(&e.mod_time).ok_or_else(|| bad(&e.name, "bad modtime"))?;
-            if path.is_empty() {
-                // the root itself: take its metadata
-                let root = self.node(ROOT);
-                (root.perm, root.uid, root.gid, root.mtime, root.xattrs) =
-                    (perm, uid, gid, mtime, xattrs);
-                continue;
-            }
-            if e.kind == EntryType::Hardlink {
-                let target = clean_name(&e.link_name);
-                let ino = mine
-                    .get(&target)
-                    .copied()
-                    .or_else(|| self.find(&target))
-                    .filter(|i| !matches!(self.node(*i).kind, Kind::Dir { .. }))
-                    .ok_or_else(|| {
-                        bad(
-                            &e.name,
-                            &format!("hardlink target {target:?} is not an earlier file"),
-                        )
-                    })?;
-                let dir = last.dir(self, parent);
-                if let Some(c) = self.children(dir) {
-                    c.insert(base.to_string(), ino);
-                }
-                last.replaced(&path);
-                mine.insert(path, ino);
-                continue;
-            }
-            let kind = match e.kind {
-                EntryType::Dir => {
-                    // a directory over a directory merges; keep its children
-                    let ino = self.dir(&path);
-                    let n = self.node(ino);
-                    (n.perm, n.uid, n.gid, n.mtime, n.xattrs) = (perm, uid, gid, mtime, xattrs);
-                    mine.insert(path, ino);
-                    continue;
-                }
-                EntryType::Reg => Kind::File(File {
-                    layer,
-                    name: path.clone(),
-                }),
-                EntryType::Symlink => Kind::Symlink {
-                    target: e.link_name.clone(),
-                },
-                EntryType::Char => Kind::Char {
-                    major: e.dev_major as u32,
-                    minor: e.dev_minor as u32,
-                },
-                EntryType::Block => Kind::Block {
-                    major: e.dev_major as u32,
-                    minor: e.dev_minor as u32,
-                },
-                EntryType::Fifo => Kind::Fifo,
-                EntryType::Hardlink | EntryType::Chunk => unreachable!("handled above"),
-            };
-            let size = match &kind {
-                Kind::File(_) => e.size.max(0) as u64,
-                Kind::Symlink { target } => target.len() as u64,
-                _ => 0,
-            };
-            let ino = self.inodes.len() as u64 + 1;
-            self.inodes.push(Inode {
-                ino,
-                kind,
-                perm,
-                uid,
-                gid,
-                size,
-                mtime,
-                nlink: 1,
-                xattrs,
-            });
-            let dir = last.dir(self, parent);
-            if let Some(c) = self.children(dir) {
-                c.insert(base.to_string(), ino);
-            }
-            last.replaced(&path);
-            mine.insert(path, ino);
+            at.entry(self, e, clean(&e.name), opaque.marked.contains(&i))?;
+        }
+        // opaque directories with no entry of their own: made at the end, keeping the
+        // children their entries made
+        for dir in opaque.made {
+            let mut d = TocEntry::new(format!("{dir}/"), EntryType::Dir);
+            d.mode = 0o755;
+            check_names(layer, &d)?;
+            let path = Cow::Owned(clean_name(&d.name));
+            at.entry(self, &d, path, true)?;
         }
         Ok(())
     }
@@ -520,6 +471,210 @@ impl Builder {
                 _ => names[i],
             };
         }
+    }
+}
+
+/// Refuses an entry whose name or link target a kernel could not hold.
+fn check_names(layer: usize, e: &TocEntry) -> Result<(), Error> {
+    for name in [&e.name, &e.link_name] {
+        if name.len() > PATH_MAX || name.split('/').any(|c| c.len() > NAME_MAX) {
+            return Err(Error::Entry {
+                layer,
+                name: e.name.chars().take(64).collect(),
+                reason: format!(
+                    "a name of {} bytes: over PATH_MAX ({PATH_MAX}) or a part over NAME_MAX ({NAME_MAX})",
+                    name.len()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether a TOC name may be a whiteout or an opaque marker (a cheap test before cleaning it).
+fn is_whiteout(name: &str) -> bool {
+    name.contains(WHITEOUT_PREFIX)
+}
+
+/// Where a layer in overlay form marks directories opaque (`DIR/.wh..wh..opq`): the index of
+/// the last directory entry of each such `DIR`, or, for a `DIR` with no entry, a directory
+/// made at the end of the layer (mode 0755, owner 0:0).
+#[derive(Default)]
+struct Opaque {
+    marked: HashSet<usize>,
+    made: Vec<String>,
+}
+
+impl Opaque {
+    fn plan(toc: &Toc) -> Opaque {
+        let mut markers = Vec::new();
+        for e in toc.entries.iter().filter(|e| is_whiteout(&e.name)) {
+            let path = clean(&e.name);
+            if let (parent, OPAQUE) = split(&path) {
+                markers.push(parent.to_string());
+            }
+        }
+        let mut plan = Opaque::default();
+        if markers.is_empty() {
+            return plan;
+        }
+        // one pass to index the directories: O(entries), whatever the number of markers (a
+        // scan per marker was O(markers × entries) on an async worker: H1)
+        let mut dirs: HashMap<Cow<str>, Option<usize>> = HashMap::new();
+        for (i, e) in toc.entries.iter().enumerate() {
+            if e.kind != EntryType::Dir {
+                continue;
+            }
+            let path = clean(&e.name);
+            let base = split(&path).1;
+            if base != OPAQUE && !base.starts_with(WHITEOUT_PREFIX) {
+                dirs.insert(path, Some(i));
+            }
+        }
+        for dir in markers {
+            match dirs.get(dir.as_str()) {
+                Some(Some(i)) => {
+                    plan.marked.insert(*i);
+                }
+                Some(None) => {}
+                None => {
+                    dirs.insert(Cow::Owned(dir.clone()), None);
+                    plan.made.push(dir);
+                }
+            }
+        }
+        plan
+    }
+}
+
+/// The entries of one layer being added to a [`Builder`].
+struct Entries<'a> {
+    layer: usize,
+    /// This layer's inode per cleaned path, for hardlinks.
+    mine: HashMap<Cow<'a, str>, u64>,
+    /// The directory the last entry went into: a TOC lists a directory's entries together,
+    /// so most entries skip the walk from the root (see `Parent`).
+    last: Parent,
+}
+
+impl<'a> Entries<'a> {
+    /// Adds entry `e`, whose cleaned name is `path`; with `opaque`, marked as an opaque
+    /// directory (overlay form).
+    fn entry(
+        &mut self,
+        b: &mut Builder,
+        e: &TocEntry,
+        path: Cow<'a, str>,
+        opaque: bool,
+    ) -> Result<(), Error> {
+        let bad = |name: &str, reason: &str| Error::Entry {
+            layer: self.layer,
+            name: name.into(),
+            reason: reason.into(),
+        };
+        let (parent, base) = split(&path);
+        if base.starts_with(WHITEOUT_PREFIX)
+            || (parent.is_empty() && ESTARGZ_ROOT_FILES.contains(&base))
+        {
+            return Ok(());
+        }
+        let mut xattrs = e
+            .xattrs
+            .iter()
+            .filter(|(k, _)| !opaque || *k != OVERLAY_OPAQUE_XATTR)
+            .map(|(k, v)| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(v)
+                    .map(|v| (k.clone(), v))
+                    .map_err(|_| bad(&e.name, &format!("xattr {k} is not base64")))
+            })
+            .collect::<Result<BTreeMap<_, _>, _>>()?;
+        if opaque {
+            xattrs.insert(OVERLAY_OPAQUE_XATTR.into(), b"y".to_vec());
+        }
+        let perm = (e.mode & 0o7777) as u32;
+        let (uid, gid) = (e.uid as u32, e.gid as u32);
+        let mtime = parse_rfc3339(&e.mod_time).ok_or_else(|| bad(&e.name, "bad modtime"))?;
+        if path.is_empty() {
+            // the root itself: take its metadata
+            let root = b.node(ROOT);
+            (root.perm, root.uid, root.gid, root.mtime, root.xattrs) =
+                (perm, uid, gid, mtime, xattrs);
+            return Ok(());
+        }
+        if e.kind == EntryType::Hardlink {
+            let target = clean(&e.link_name);
+            let ino = self
+                .mine
+                .get(target.as_ref())
+                .copied()
+                .or_else(|| b.find(&target))
+                .filter(|i| !matches!(b.node(*i).kind, Kind::Dir { .. }))
+                .ok_or_else(|| {
+                    bad(
+                        &e.name,
+                        &format!("hardlink target {target:?} is not an earlier file"),
+                    )
+                })?;
+            let dir = self.last.dir(b, parent);
+            if let Some(c) = b.children(dir) {
+                c.insert(base.to_string(), ino);
+            }
+            self.last.replaced(&path);
+            self.mine.insert(path, ino);
+            return Ok(());
+        }
+        let kind = match e.kind {
+            EntryType::Dir => {
+                // a directory over a directory merges; keep its children
+                let ino = b.dir(&path);
+                let n = b.node(ino);
+                (n.perm, n.uid, n.gid, n.mtime, n.xattrs) = (perm, uid, gid, mtime, xattrs);
+                self.mine.insert(path, ino);
+                return Ok(());
+            }
+            EntryType::Reg => Kind::File(File {
+                layer: self.layer,
+                name: path.to_string(),
+            }),
+            EntryType::Symlink => Kind::Symlink {
+                target: e.link_name.clone(),
+            },
+            EntryType::Char => Kind::Char {
+                major: e.dev_major as u32,
+                minor: e.dev_minor as u32,
+            },
+            EntryType::Block => Kind::Block {
+                major: e.dev_major as u32,
+                minor: e.dev_minor as u32,
+            },
+            EntryType::Fifo => Kind::Fifo,
+            EntryType::Hardlink | EntryType::Chunk => unreachable!("handled above"),
+        };
+        let size = match &kind {
+            Kind::File(_) => e.size.max(0) as u64,
+            Kind::Symlink { target } => target.len() as u64,
+            _ => 0,
+        };
+        let ino = b.inodes.len() as u64 + 1;
+        b.inodes.push(Inode {
+            ino,
+            kind,
+            perm,
+            uid,
+            gid,
+            size,
+            mtime,
+            nlink: 1,
+            xattrs,
+        });
+        let dir = self.last.dir(b, parent);
+        if let Some(c) = b.children(dir) {
+            c.insert(base.to_string(), ino);
+        }
+        self.last.replaced(&path);
+        self.mine.insert(path, ino);
+        Ok(())
     }
 }
 
@@ -800,7 +955,8 @@ mod tests {
             reg("opt/x", 1),
             reg(".wh.top", 0),
         ]);
-        let t = Table::build(&[overlay_form(&layer)]).unwrap();
+        let t = Table::build_overlay(&layer).unwrap();
+        assert_eq!(t, Table::build(&[overlay_form(&layer)]).unwrap());
         assert_eq!(
             paths(&t),
             ["", "etc", "etc/gone", "opt", "opt/x", "top", "var", "var/new"]
@@ -815,6 +971,60 @@ mod tests {
             assert_eq!(n.xattrs[OVERLAY_OPAQUE_XATTR], b"y", "{d}");
         }
         assert!(t.resolve("etc").unwrap().xattrs.is_empty());
+    }
+
+    /// [`Table::build_overlay`] builds what [`Table::build`] of [`overlay_form`] does, on the
+    /// awkward cases: whiteouts of every kind (chunks and directories too), at the root and
+    /// of nothing (`.wh.`), markers for directories with, without and with several entries,
+    /// repeated markers, a marked directory replaced by a file, an xattr the marker overrides,
+    /// hardlinks, and eStargz's own root files.
+    #[test]
+    fn overlay_form_built_in_place_is_the_same_tree() {
+        let mut chunked = reg("lib/.wh.big", 8);
+        chunked.chunk_size = 4;
+        let mut chunk = e("lib/.wh.big", EntryType::Chunk);
+        (chunk.chunk_offset, chunk.chunk_size) = (4, 4);
+        let mut marked = e("var/", EntryType::Dir);
+        marked
+            .xattrs
+            .insert(OVERLAY_OPAQUE_XATTR.into(), "not base64!".into());
+        let mut link = e("bin/hard", EntryType::Hardlink);
+        link.link_name = "bin/sh".into();
+        let entries = vec![
+            e("", EntryType::Dir),
+            reg("stargz.index.json", 1),
+            reg(".wh.", 0),
+            reg("etc/.wh.gone", 0),
+            e("etc/.wh.dir/", EntryType::Dir),
+            chunked,
+            chunk,
+            e("var/", EntryType::Dir),
+            reg("var/.wh..wh..opq", 0),
+            marked,
+            reg("var/.wh..wh..opq", 0),
+            reg("var/new", 5),
+            reg("opt/.wh..wh..opq", 0),
+            reg("opt/x", 1),
+            reg("opt/.wh..wh..opq", 0),
+            e("srv/", EntryType::Dir),
+            reg("srv/.wh..wh..opq", 0),
+            reg("srv", 3),
+            reg("a.wh.b", 1),
+            reg("bin/sh", 2),
+            link,
+            reg(".wh..wh..wh.x", 0),
+            reg(".wh.top", 0),
+        ];
+        let layer = toc(entries);
+        let t = Table::build_overlay(&layer).unwrap();
+        assert_eq!(t, Table::build(&[overlay_form(&layer)]).unwrap());
+        assert_eq!(t.resolve("var").unwrap().xattrs[OVERLAY_OPAQUE_XATTR], b"y");
+        // a file after a marked directory replaces it
+        assert!(matches!(t.resolve("srv").unwrap().kind, Kind::File(_)));
+        // and a whiteout whose device name no kernel could hold refuses both alike
+        let long = toc(vec![reg(&format!(".wh.{}", "n".repeat(NAME_MAX + 1)), 0)]);
+        assert!(Table::build_overlay(&long).is_err());
+        assert!(Table::build(&[overlay_form(&long)]).is_err());
     }
 
     /// Names a kernel could not hold refuse the layer (H1: a 10^6-part name made 10^6
@@ -847,7 +1057,7 @@ mod tests {
             entries.push(reg(&format!("d{i}/.wh..wh..opq"), 0));
             entries.push(reg(&format!("d{i}/f"), 1));
         }
-        let t = Table::build(&[overlay_form(&toc(entries))]).unwrap();
+        let t = Table::build_overlay(&toc(entries)).unwrap();
         for i in [0, 2_500, 4_999] {
             let d = t.resolve(&format!("d{i}")).unwrap();
             assert_eq!(d.xattrs[OVERLAY_OPAQUE_XATTR], b"y");

@@ -89,13 +89,19 @@ impl ReaderParts {
         desc: &Descriptor,
         diff_id: &str,
     ) -> anyhow::Result<(Arc<Table>, Reader)> {
-        let (l, toc) = layer::open(&self.blocks, desc, diff_id, &self.spool, self.prefetch).await?;
-        // CPU work proportional to a hostile TOC: off the async workers
-        let table = tokio::task::spawn_blocking(move || Table::build(&[inode::overlay_form(&toc)]))
+        let read = layer::read(&self.blocks, desc, diff_id, &self.spool, self.prefetch).await?;
+        // the chunk index and the tree, CPU work proportional to a hostile TOC: off the async
+        // workers, side by side (the TOC is freed there too, by the last of them)
+        let read = Arc::new(read);
+        let table = tokio::task::spawn_blocking({
+            let read = read.clone();
+            move || Table::build_overlay(&read.toc)
+        });
+        let l = tokio::task::spawn_blocking(move || read.index())
             .await
-            .context("building the layer's tree")??;
-        let table = Arc::new(table);
-        Ok((table, self.reader(vec![l])))
+            .context("TOC indexing task failed")??;
+        let table = table.await.context("building the layer's tree")??;
+        Ok((Arc::new(table), self.reader(vec![l])))
     }
 
     pub fn reader(&self, layers: Vec<layer::Layer>) -> Reader {
@@ -244,13 +250,11 @@ impl Mounts {
             let read = read.clone();
             move || Table::build(read.iter().map(|r| &r.toc))
         });
-        let indexed = tokio::task::spawn_blocking({
-            let read = read.clone();
-            move || {
-                read.iter()
-                    .map(layer::Read::index)
-                    .collect::<anyhow::Result<Vec<_>>>()
-            }
+        // (the TOCs are freed there too, by the last of them)
+        let indexed = tokio::task::spawn_blocking(move || {
+            read.iter()
+                .map(layer::Read::index)
+                .collect::<anyhow::Result<Vec<_>>>()
         });
         let layers = indexed.await.context("TOC indexing task failed")??;
         let stats = Arc::new(MountStats::default());
@@ -271,7 +275,6 @@ impl Mounts {
             .await
             .context("merging the layers")?
             .context("merging the layers")?;
-        drop(read);
         let t_table = t0.elapsed();
         let table = Arc::new(table);
         let platform = config.platform().to_string();

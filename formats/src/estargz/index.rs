@@ -6,12 +6,32 @@
 //! inside the blob and before its `nextOffset`, and only directories may clean to the root.
 //! Re-exported from [`super::toc`].
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::toc::{EntryType, Toc, TocEntry, TocError};
 
 /// Go's `path.Clean("/" + name)` without the leading `/`: `""` is the root.
 pub fn clean_name(name: &str) -> String {
+    clean(name).into_owned()
+}
+
+/// [`clean_name`], borrowing from `name` when it is clean but for a leading `./` or `/` and a
+/// trailing `/`, as the names in TOCs are (tar's `./usr/bin/`): a mount cleans every name of
+/// every TOC.
+pub fn clean(name: &str) -> Cow<'_, str> {
+    let trimmed = name.strip_suffix('/').unwrap_or(name);
+    let trimmed = trimmed
+        .strip_prefix("./")
+        .or_else(|| trimmed.strip_prefix('/'))
+        .unwrap_or(trimmed);
+    let is_clean = !trimmed.is_empty()
+        && trimmed
+            .split('/')
+            .all(|part| !matches!(part, "" | "." | ".."));
+    if is_clean {
+        return Cow::Borrowed(trimmed);
+    }
     let mut parts: Vec<&str> = Vec::new();
     for part in name.split('/') {
         match part {
@@ -22,7 +42,7 @@ pub fn clean_name(name: &str) -> String {
             p => parts.push(p),
         }
     }
-    parts.join("/")
+    Cow::Owned(parts.join("/"))
 }
 
 /// One gzip-member-addressed piece of a regular file.
@@ -45,8 +65,6 @@ pub struct Chunk {
 /// Reader-side view of a TOC.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Index {
-    /// Cleaned name of every TOC entry, in TOC order (chunks carry their file's name).
-    pub names: Vec<String>,
     /// Chunks of every regular file by cleaned name; empty for empty files. A later entry with
     /// the same name replaces an earlier one, as in the Go reader.
     pub files: BTreeMap<String, Vec<Chunk>>,
@@ -130,14 +148,13 @@ pub fn index(toc: &Toc, blob_size: u64) -> Result<Index, TocError> {
         let file = match e.kind {
             EntryType::Chunk => open.as_mut().ok_or(TocError::OrphanChunk { index })?,
             kind => {
-                let name = clean_name(&e.name);
+                let name = clean(&e.name);
                 if name.is_empty() && kind != EntryType::Dir {
                     return Err(TocError::EmptyName {
                         index,
                         name: e.name.clone(),
                     });
                 }
-                out.names.push(name.clone());
                 if kind != EntryType::Reg {
                     continue;
                 }
@@ -149,15 +166,12 @@ pub fn index(toc: &Toc, blob_size: u64) -> Result<Index, TocError> {
                     });
                 }
                 open.insert(OpenFile {
-                    name,
+                    name: name.into_owned(),
                     size,
                     chunks: Vec::new(),
                 })
             }
         };
-        if e.kind == EntryType::Chunk {
-            out.names.push(file.name.clone());
-        }
         if file.size == 0 {
             // Empty file: no payload, nothing to fetch. A chunk entry here is caught by close().
             if e.kind == EntryType::Chunk {
@@ -297,29 +311,36 @@ mod tests {
             ("../../a/./b//c/..", "a/b"),
             ("a/../../b/", "b"),
             ("bin/app", "bin/app"),
+            ("usr/lib/", "usr/lib"),
+            ("a/.../..b/.c", "a/.../..b/.c"),
+            ("a//b", "a/b"),
+            ("a/./b/", "a/b"),
+            ("a/b/..", "a"),
+            ("/", ""),
+            ("//", ""),
+            ("./usr/bin/", "usr/bin"),
+            ("./.", ""),
+            ("././a", "a"),
+            ("/./a", "a"),
+            (".//a", "a"),
         ] {
             assert_eq!(clean_name(raw), want, "{raw}");
+        }
+        // the names tar and eStargz writers make are borrowed, not copied
+        for raw in [
+            "bin/app",
+            "usr/lib/",
+            "./usr/bin/",
+            "/abs/x",
+            "./a/.../..b/.c",
+        ] {
+            assert!(matches!(clean(raw), Cow::Borrowed(_)), "{raw}");
         }
     }
 
     #[test]
     fn fixture_index() {
         let idx = index(&parse(FIXTURE.as_bytes()).unwrap(), 2000).unwrap();
-        let names = [
-            "",
-            "bin",
-            "bin/app",
-            "bin/app",
-            "bin/app",
-            "bin/sh",
-            ".prefetch.landmark",
-            "etc/a&b",
-            "etc/c",
-            "etc/empty",
-            "etc/hard",
-            "dev/null",
-        ];
-        assert_eq!(idx.names, names);
         let want: BTreeMap<String, Vec<Chunk>> = [
             (
                 "bin/app",
