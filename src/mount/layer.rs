@@ -26,6 +26,10 @@ use crate::image::estargz::reader::{self, TocInfo};
 use crate::image::estargz::{index, Index, Toc};
 use crate::image::oci::{Descriptor, ANNOTATION_PREFETCH_END, ANNOTATION_TOC_DIGEST};
 use crate::image::{convert, layout};
+use crate::unixfs::io::{read_range_with, RangeError};
+
+/// Pieces of a TOC member in flight between its fetch and its inflater.
+const TOC_QUEUE: usize = 16;
 
 /// Where a layer's eStargz bytes are.
 #[derive(Debug, Clone)]
@@ -148,22 +152,33 @@ pub async fn read(
         .with_context(|| format!("fetching the footer of {}", what()))?;
     let (info, blob, size) = match reader::toc_member(size, &tail) {
         Ok(range) => {
-            let member = blocks
-                .cat_bytes(&cid, range.start, Some(range.end - range.start))
-                .await
-                .with_context(|| format!("fetching the TOC of {}", what()))?;
+            let (start, len) = (range.start, range.end - range.start);
+            // inflating and parsing a hostile TOC is CPU work: off the async workers, and
+            // inflated while its blocks arrive
+            let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(TOC_QUEUE);
+            let parsing = tokio::task::spawn_blocking(move || {
+                reader::parse_member(start, super::reader::Pieces::new(rx))
+            });
+            let getter = blocks.getter_for(cid, start, Some(len), None);
+            let tx_ref = &tx;
+            let sent = |piece| async move { tx_ref.send(piece).await.is_ok() };
+            let got = read_range_with(blocks, getter, cid, start, Some(len), None, sent).await;
+            drop(tx);
+            // the fetch's own error first (its cause, FetchError, stays first in the chain)
+            let got = got
+                .map_err(|e| match e {
+                    RangeError::Read(e) => anyhow::Error::from(e),
+                    timeout => timeout.into(),
+                })
+                .with_context(|| format!("fetching the TOC of {}", what()));
             // after the TOC, not beside it: bitswap peers answer in the order asked
-            if warm {
+            if warm && got.is_ok() {
                 warming = warm_start(blocks, desc, cid, size);
             }
             let fetched = began.elapsed();
-            let len = member.len();
-            // inflating and parsing a hostile TOC is CPU work: off the async workers
-            let info =
-                tokio::task::spawn_blocking(move || reader::parse_member(range.start, &member))
-                    .await
-                    .context("TOC parsing task failed")?
-                    .with_context(what)?;
+            let parsed = parsing.await.context("TOC parsing task failed")?;
+            got?;
+            let info = parsed.with_context(what)?;
             tracing::debug!(
                 "TOC of {} ({len} bytes): fetched in {fetched:?}, parsed at {:?}",
                 what(),

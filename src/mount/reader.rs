@@ -324,11 +324,7 @@ impl Reader {
                 // of the two, not their sum
                 let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(INFLATE_QUEUE);
                 let inflating = tokio::task::spawn_blocking(move || {
-                    let mut pieces = Pieces {
-                        rx,
-                        piece: Bytes::new(),
-                    };
-                    inflate(&mut pieces)
+                    inflate(&mut Pieces::new(rx))
                 });
                 let fetched = match blob {
                     Blob::Remote => {
@@ -538,9 +534,18 @@ async fn read_local(
 
 /// Pieces still to inflate still arriving, read as one stream on a blocking thread (it ends
 /// when the sender goes).
-struct Pieces {
+pub(super) struct Pieces {
     rx: tokio::sync::mpsc::Receiver<Bytes>,
     piece: Bytes,
+}
+
+impl Pieces {
+    pub(super) fn new(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Pieces {
+        Pieces {
+            rx,
+            piece: Bytes::new(),
+        }
+    }
 }
 
 impl std::io::Read for Pieces {
@@ -674,10 +679,7 @@ mod tests {
             }
         });
         let out = inflate_and_check(
-            Pieces {
-                rx,
-                piece: Bytes::new(),
-            },
+            Pieces::new(rx),
             skip,
             len,
             want,

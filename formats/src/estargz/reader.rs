@@ -57,7 +57,7 @@ pub fn read_toc(
     let tail = read_at(tail.start, tail.end - tail.start)?;
     let member = toc_member(size, &tail)?;
     let bytes = read_at(member.start, member.end - member.start)?;
-    parse_member(member.start, &bytes)
+    parse_member(member.start, bytes.as_slice())
 }
 
 /// The last bytes of a `size`-byte blob, where the footer is.
@@ -82,8 +82,9 @@ pub fn toc_member(size: u64, tail: &[u8]) -> Result<std::ops::Range<u64>, ReadEr
     Ok(f.toc_offset..end)
 }
 
-/// The TOC from the bytes of its member, which starts at `toc_offset`.
-pub fn parse_member(toc_offset: u64, member: &[u8]) -> Result<TocInfo, ReadError> {
+/// The TOC from the bytes of its member, which starts at `toc_offset`: read as they come
+/// (inflated while the rest arrives, when `member` is fed from a fetch).
+pub fn parse_member(toc_offset: u64, member: impl Read) -> Result<TocInfo, ReadError> {
     let json = json_from_member(member)?;
     // the digest (a few ms for a big TOC) on a second thread while the JSON parses
     let (toc, digest) = std::thread::scope(|s| {
@@ -103,7 +104,7 @@ pub fn parse_member(toc_offset: u64, member: &[u8]) -> Result<TocInfo, ReadError
 }
 
 /// The `stargz.index.json` bytes inside a TOC gzip member.
-pub fn json_from_member(member: &[u8]) -> Result<Vec<u8>, ReadError> {
+pub fn json_from_member(member: impl Read) -> Result<Vec<u8>, ReadError> {
     let bad = |m: String| ReadError::Member(m);
     let mut ar = tar::Archive::new(GzDecoder::new(member));
     let mut entries = ar.entries().map_err(|e| bad(e.to_string()))?;
