@@ -16,7 +16,7 @@
 
 use base64::Engine as _;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::image::estargz::index::{clean, clean_name};
 use crate::image::estargz::{EntryType, Toc, TocEntry, TOC_TAR_NAME};
@@ -387,12 +387,23 @@ impl Builder {
                 self.remove(&target);
             }
         }
+        // at most one inode per entry that is not a chunk (whatever the layer's entries
+        // make, the table holds that many): grown once, not doubled and copied
+        let entries = toc.entries.iter();
+        self.inodes
+            .reserve(entries.filter(|e| e.kind != EntryType::Chunk).count());
         let opaque = match overlay {
             true => Opaque::plan(toc),
             false => Opaque::default(),
         };
         let mut at = Entries {
             layer,
+            links: toc
+                .entries
+                .iter()
+                .filter(|e| e.kind == EntryType::Hardlink)
+                .map(|e| clean(&e.link_name))
+                .collect(),
             mine: HashMap::new(),
             last: Parent::default(),
         };
@@ -477,7 +488,8 @@ impl Builder {
 /// Refuses an entry whose name or link target a kernel could not hold.
 fn check_names(layer: usize, e: &TocEntry) -> Result<(), Error> {
     for name in [&e.name, &e.link_name] {
-        if name.len() > PATH_MAX || name.split('/').any(|c| c.len() > NAME_MAX) {
+        let long_part = || name.split('/').any(|c| c.len() > NAME_MAX);
+        if name.len() > PATH_MAX || (name.len() > NAME_MAX && long_part()) {
             return Err(Error::Entry {
                 layer,
                 name: e.name.chars().take(64).collect(),
@@ -552,12 +564,22 @@ struct Entries<'a> {
     layer: usize,
     /// This layer's inode per cleaned path, for hardlinks.
     mine: HashMap<Cow<'a, str>, u64>,
+    /// The paths this layer's hardlinks name: only those are kept in `mine` (most layers
+    /// have a few hardlinks, and hashing every path cost a sixth of the build).
+    links: BTreeSet<Cow<'a, str>>,
     /// The directory the last entry went into: a TOC lists a directory's entries together,
     /// so most entries skip the walk from the root (see `Parent`).
     last: Parent,
 }
 
 impl<'a> Entries<'a> {
+    /// Notes that this layer's `path` is inode `ino`, if a hardlink of the layer names it.
+    fn remember(&mut self, path: Cow<'a, str>, ino: u64) {
+        if self.links.contains(&path) {
+            self.mine.insert(path, ino);
+        }
+    }
+
     /// Adds entry `e`, whose cleaned name is `path`; with `opaque`, marked as an opaque
     /// directory (overlay form).
     fn entry(
@@ -621,7 +643,7 @@ impl<'a> Entries<'a> {
                 c.insert(base.to_string(), ino);
             }
             self.last.replaced(&path);
-            self.mine.insert(path, ino);
+            self.remember(path, ino);
             return Ok(());
         }
         let kind = match e.kind {
@@ -630,7 +652,7 @@ impl<'a> Entries<'a> {
                 let ino = b.dir(&path);
                 let n = b.node(ino);
                 (n.perm, n.uid, n.gid, n.mtime, n.xattrs) = (perm, uid, gid, mtime, xattrs);
-                self.mine.insert(path, ino);
+                self.remember(path, ino);
                 return Ok(());
             }
             EntryType::Reg => Kind::File(File {
@@ -673,7 +695,7 @@ impl<'a> Entries<'a> {
             c.insert(base.to_string(), ino);
         }
         self.last.replaced(&path);
-        self.mine.insert(path, ino);
+        self.remember(path, ino);
         Ok(())
     }
 }
@@ -1025,6 +1047,30 @@ mod tests {
         let long = toc(vec![reg(&format!(".wh.{}", "n".repeat(NAME_MAX + 1)), 0)]);
         assert!(Table::build_overlay(&long).is_err());
         assert!(Table::build(&[overlay_form(&long)]).is_err());
+    }
+
+    /// A hardlink names the inode its target had in the layer at that point, even when a
+    /// later entry of the layer has since replaced the target's directory (only the paths
+    /// hardlinks name are remembered, and these always are).
+    #[test]
+    fn a_hardlink_finds_its_target_of_the_same_layer() {
+        let mut link = e("x", EntryType::Hardlink);
+        link.link_name = "./d/f".into();
+        let mut other = e("y", EntryType::Hardlink);
+        other.link_name = "g".into();
+        let t = Table::build(&[toc(vec![
+            reg("d/f", 7),
+            reg("d", 1),
+            link,
+            reg("g", 2),
+            other,
+        ])])
+        .unwrap();
+        let (x, y) = (t.resolve("x").unwrap(), t.resolve("y").unwrap());
+        assert_eq!((x.size, x.nlink), (7, 1));
+        assert!(t.resolve("d/f").is_none());
+        assert_eq!(y.ino, t.resolve("g").unwrap().ino);
+        assert_eq!(y.nlink, 2);
     }
 
     /// Names a kernel could not hold refuse the layer (H1: a 10^6-part name made 10^6

@@ -323,9 +323,7 @@ impl Reader {
                 // the chunk inflates while its blocks arrive: a big chunk costs about the longer
                 // of the two, not their sum
                 let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(INFLATE_QUEUE);
-                let inflating = tokio::task::spawn_blocking(move || {
-                    inflate(&mut Pieces::new(rx))
-                });
+                let inflating = tokio::task::spawn_blocking(move || inflate(&mut Pieces::new(rx)));
                 let fetched = match blob {
                     Blob::Remote => {
                         let tx = &tx;
@@ -678,12 +676,7 @@ mod tests {
                 }
             }
         });
-        let out = inflate_and_check(
-            Pieces::new(rx),
-            skip,
-            len,
-            want,
-        );
+        let out = inflate_and_check(Pieces::new(rx), skip, len, want);
         sender.join().unwrap();
         out
     }
