@@ -91,16 +91,19 @@ impl ReaderParts {
     ) -> anyhow::Result<(Arc<Table>, Reader)> {
         let read = layer::read(&self.blocks, desc, diff_id, &self.spool, self.prefetch).await?;
         // the chunk index and the tree, CPU work proportional to a hostile TOC: off the async
-        // workers, side by side (the TOC is freed there too, by the last of them)
-        let read = Arc::new(read);
+        // workers, side by side
+        let read = FreedAside(Some(Arc::new(read)));
         let table = tokio::task::spawn_blocking({
-            let read = read.clone();
+            let read = Arc::clone(&read);
             move || Table::build_overlay(&read.toc)
         });
-        let l = tokio::task::spawn_blocking(move || read.index())
-            .await
-            .context("TOC indexing task failed")??;
-        let table = table.await.context("building the layer's tree")??;
+        let l = tokio::task::spawn_blocking({
+            let read = Arc::clone(&read);
+            move || read.index()
+        });
+        let (l, table) = (l.await, table.await);
+        let l = l.context("TOC indexing task failed")??;
+        let table = table.context("building the layer's tree")??;
         Ok((Arc::new(table), self.reader(vec![l])))
     }
 
@@ -111,6 +114,26 @@ impl ReaderParts {
             self.cache.clone(),
             self.read_timeout,
         )
+    }
+}
+
+/// Holds the TOCs of a layer being opened (tens of thousands of allocations, up to
+/// [`MAX_ENTRIES`](inode::MAX_ENTRIES) per layer) and frees them on a blocking thread of their
+/// own when it goes, also on an early return: off the async workers and off the mount's way.
+struct FreedAside<T: Send + 'static>(Option<T>);
+
+impl<T: Send + 'static> std::ops::Deref for FreedAside<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl<T: Send + 'static> Drop for FreedAside<T> {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            drop(tokio::task::spawn_blocking(move || drop(t)));
+        }
     }
 }
 
@@ -245,16 +268,18 @@ impl Mounts {
             .await?;
         // the chunk index and the inode table, CPU work over hostile TOCs: off the async
         // workers, built side by side
-        let read = Arc::new(read);
+        let read = FreedAside(Some(Arc::new(read)));
         let table = tokio::task::spawn_blocking({
-            let read = read.clone();
+            let read = Arc::clone(&read);
             move || Table::build(read.iter().map(|r| &r.toc))
         });
-        // (the TOCs are freed there too, by the last of them)
-        let indexed = tokio::task::spawn_blocking(move || {
-            read.iter()
-                .map(layer::Read::index)
-                .collect::<anyhow::Result<Vec<_>>>()
+        let indexed = tokio::task::spawn_blocking({
+            let read = Arc::clone(&read);
+            move || {
+                read.iter()
+                    .map(layer::Read::index)
+                    .collect::<anyhow::Result<Vec<_>>>()
+            }
         });
         let layers = indexed.await.context("TOC indexing task failed")??;
         let stats = Arc::new(MountStats::default());
@@ -275,6 +300,7 @@ impl Mounts {
             .await
             .context("merging the layers")?
             .context("merging the layers")?;
+        drop(read);
         let t_table = t0.elapsed();
         let table = Arc::new(table);
         let platform = config.platform().to_string();
