@@ -211,16 +211,7 @@ pub fn overlay_form(toc: &Toc) -> Toc {
         if base == OPAQUE {
             opaque.push(parent.to_string());
         } else if let Some(hidden) = base.strip_prefix(WHITEOUT_PREFIX) {
-            let mut w = TocEntry::new(
-                if parent.is_empty() {
-                    hidden.to_string()
-                } else {
-                    format!("{parent}/{hidden}")
-                },
-                EntryType::Char,
-            );
-            (w.uid, w.gid, w.mod_time) = (e.uid, e.gid, e.mod_time.clone());
-            entries.push(w);
+            entries.push(whiteout_device(e, parent, hidden));
         } else {
             entries.push(e.clone());
         }
@@ -379,12 +370,7 @@ impl Builder {
                     }
                 }
             } else if let Some(hidden) = base.strip_prefix(WHITEOUT_PREFIX) {
-                let target = if parent.is_empty() {
-                    hidden.to_string()
-                } else {
-                    format!("{parent}/{hidden}")
-                };
-                self.remove(&target);
+                self.remove(&join(parent, hidden));
             }
         }
         // at most one inode per entry that is not a chunk (whatever the layer's entries
@@ -418,16 +404,7 @@ impl Builder {
                     check_names(layer, e)?;
                 }
                 if let Some(hidden) = base.strip_prefix(WHITEOUT_PREFIX) {
-                    // `.wh.NAME` is the 0/0 character device `NAME`
-                    let mut w = TocEntry::new(
-                        if parent.is_empty() {
-                            hidden.to_string()
-                        } else {
-                            format!("{parent}/{hidden}")
-                        },
-                        EntryType::Char,
-                    );
-                    (w.uid, w.gid, w.mod_time) = (e.uid, e.gid, e.mod_time.clone());
+                    let w = whiteout_device(e, parent, hidden);
                     check_names(layer, &w)?;
                     let path = Cow::Owned(clean_name(&w.name));
                     at.entry(self, &w, path, false)?;
@@ -483,6 +460,23 @@ impl Builder {
             };
         }
     }
+}
+
+/// `parent/name`, or `name` at the root.
+fn join(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_string()
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+/// What whiteout entry `e` (`parent/.wh.hidden`) is in overlayfs lower-dir form: the 0/0
+/// character device `parent/hidden`, with the whiteout's owner and time.
+fn whiteout_device(e: &TocEntry, parent: &str, hidden: &str) -> TocEntry {
+    let mut w = TocEntry::new(join(parent, hidden), EntryType::Char);
+    (w.uid, w.gid, w.mod_time) = (e.uid, e.gid, e.mod_time.clone());
+    w
 }
 
 /// Refuses an entry whose name or link target a kernel could not hold.
