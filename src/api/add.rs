@@ -48,14 +48,28 @@ pub async fn add(
         .map_err(|e| ApiError::client(format!("bad multipart body: {e}")))?
     {
         if field.file_name().is_none() && field.name() == Some(LEAF_ENDS_PART) {
-            planned = Some(leaf_ends(&mut field).await?);
+            match leaf_ends(&mut field).await {
+                Ok(ends) => planned = Some(ends),
+                Err(e) => {
+                    drain_field(field).await;
+                    drain(&mut mp).await;
+                    return Err(e);
+                }
+            }
             continue;
         }
         let adder = match planned.take() {
             Some(ends) => Adder::with_leaf_ends(ends),
             None => Adder::new(&opts),
-        }
-        .map_err(|e| ApiError::client(format!("add options: {e}")))?;
+        };
+        let adder = match adder {
+            Ok(adder) => adder,
+            Err(e) => {
+                drain_field(field).await;
+                drain(&mut mp).await;
+                return Err(ApiError::client(format!("add options: {e}")));
+            }
+        };
         let name = field.file_name().or(field.name()).unwrap_or("").to_string();
         let name = name.rsplit('/').next().unwrap_or("").to_string();
         let chunks = futures::stream::unfold(field, |mut field| async move {
@@ -121,13 +135,21 @@ async fn leaf_ends(field: &mut axum::extract::multipart::Field<'_>) -> Result<Ve
 /// How long a failed add keeps reading the rest of its upload before it answers.
 const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Reads and drops what is left of an upload, for at most [`DRAIN_FOR`].
+/// Reads and drops what is left of an upload, for at most [`DRAIN_FOR`], before a refusal
+/// is answered: a client still sending would otherwise see the connection reset (the unread
+/// bytes make the close a TCP reset) and not the reason. See also [`drain_field`].
 async fn drain(mp: &mut Multipart) {
     let rest = async {
-        while let Ok(Some(mut field)) = mp.next_field().await {
-            while let Ok(Some(_)) = field.chunk().await {}
+        while let Ok(Some(field)) = mp.next_field().await {
+            drain_field(field).await;
         }
     };
+    let _ = tokio::time::timeout(DRAIN_FOR, rest).await;
+}
+
+/// [`drain`] for the rest of one part (the one being refused), for at most [`DRAIN_FOR`].
+async fn drain_field(mut field: axum::extract::multipart::Field<'_>) {
+    let rest = async { while let Ok(Some(_)) = field.chunk().await {} };
     let _ = tokio::time::timeout(DRAIN_FOR, rest).await;
 }
 
