@@ -78,13 +78,9 @@ impl BlobStore for crate::blockservice::BlockService {
 
     async fn cat_bytes(&self, cid: &Cid, offset: u64, len: Option<u64>) -> anyhow::Result<Vec<u8>> {
         let getter = self.getter_for(*cid, offset, len, None);
-        // the fetch's own error, so that its cause (FetchError) stays first in the chain
         read_range(self, getter, *cid, offset, len, None)
             .await
-            .map_err(|e| match e {
-                RangeError::Read(e) => e.into(),
-                timeout => timeout.into(),
-            })
+            .map_err(RangeError::into_cause)
     }
 
     async fn cat_to_file(

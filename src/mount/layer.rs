@@ -164,12 +164,8 @@ pub async fn read(
             let sent = |piece| async move { tx_ref.send(piece).await.is_ok() };
             let got = read_range_with(blocks, getter, cid, start, Some(len), None, sent).await;
             drop(tx);
-            // the fetch's own error first (its cause, FetchError, stays first in the chain)
             let got = got
-                .map_err(|e| match e {
-                    RangeError::Read(e) => anyhow::Error::from(e),
-                    timeout => timeout.into(),
-                })
+                .map_err(RangeError::into_cause)
                 .with_context(|| format!("fetching the TOC of {}", what()));
             // after the TOC, not beside it: bitswap peers answer in the order asked
             if warm && got.is_ok() {

@@ -32,6 +32,15 @@ impl RangeError {
             RangeError::Read(e) => e.fetch().is_some_and(|f| f.is_timeout()),
         }
     }
+
+    /// As an `anyhow` error whose chain starts with the read's own cause (a `FetchError`
+    /// stays first, for callers that look for it), not with this wrapper.
+    pub fn into_cause(self) -> anyhow::Error {
+        match self {
+            RangeError::Read(e) => e.into(),
+            timeout => timeout.into(),
+        }
+    }
 }
 
 /// Bytes [`add_stream`] hashes and stores at a time.
