@@ -41,7 +41,8 @@ pub fn run() -> ExitCode {
     let daemon = matches!(cli.command, Command::Daemon(_));
     init_tracing(if daemon { "info" } else { "warn" }, cli.log_format);
     let mut builder = match cli.command {
-        // the daemon, and commands that stream data through the client
+        // the daemon, and commands that stream data through the client (`image` also reads a
+        // layout's blobs in `block_in_place`, which needs this runtime)
         Command::Daemon(_) | Command::Add(_) | Command::Cat(_) | Command::Image(_) => {
             tokio::runtime::Builder::new_multi_thread()
         }
