@@ -24,6 +24,8 @@
 # runs the same; reported: bytes fetched, bytes the mount served the kernel (the workload's
 # reads and the kernel's readahead), the seconds of the `cidfs mount` command alone, the seconds
 # to the workload's end and the speedup.
+# Each lazy start runs $STARTS times (default 3), each on a fresh B: the row gives the median
+# start (the speed-up is over it) and the range; each pull + unpack baseline runs once.
 # Writes the figures as JSON to target/bench/dedup.json. BENCH_NO_BUILD=1 skips the build;
 # LAYOUTS= (empty) skips the dedup part. Then the same start through podman (B's layer store)
 # and containerd (B's snapshotter) against their own pulls, when they are installed (RUNTIMES=
@@ -236,12 +238,16 @@ t2=$(now)
 FULL_T=$(secs "$t0" "$t2")
 echo
 echo "lazy start of v1 (workload: $WORKLOAD); pull + unpack + run on a fresh node: $FULL_T s (pull $(secs "$t0" "$t1") s)"
-printf '%-11s %10s %12s %12s %10s %8s %8s %8s\n' "chunk size" "layer MB" "fetched MB" "% of layer" "served MB" "mount s" "start s" speedup
+printf '%-11s %10s %12s %12s %10s %8s %8s %12s %8s\n' "chunk size" "layer MB" "fetched MB" "% of layer" "served MB" "mount s" "start s" "range s" speedup
 safe_rm "$WORK/rootfs"; rm -rf "$WORK/full"
-# lazy_start LABEL CID: a fresh B mounts CID and runs the workload; prints a row, records it
-lazy_start() {
-    local label=$1 cid=$2 bytes f0 s0 t0 tm t1 fetched served lazy mount_s
-    bytes=$(layer_bytes "$cid")
+# median_range V...: "MEDIAN MIN MAX" of the values
+median_range() {
+    python3 -c 'import statistics, sys; v = sorted(map(float, sys.argv[1:])); print(f"{statistics.median(v):.3f} {v[0]:.3f} {v[-1]:.3f}")' "$@"
+}
+# lazy_once CID: a fresh B mounts CID and runs the workload; sets LZ_SECS, LZ_MOUNT, LZ_FETCHED
+# and LZ_SERVED
+lazy_once() {
+    local cid=$1 f0 s0 t0 tm t1
     fresh_b
     drop_caches
     f0=$(bytes_fetched b); s0=$(fuse_bytes); s0=${s0:-0}
@@ -253,14 +259,28 @@ lazy_start() {
     chroot "$MNT" sh -c "$WORKLOAD"
     t1=$(now)
     umount "$MNT/dev"
-    fetched=$(( $(bytes_fetched b) - f0 )); served=$(fuse_bytes); served=$(( ${served:-0} - s0 ))
+    LZ_FETCHED=$(( $(bytes_fetched b) - f0 )); LZ_SERVED=$(fuse_bytes); LZ_SERVED=$(( ${LZ_SERVED:-0} - s0 ))
     "$BIN" --repo "$WORK/b" umount "$MNT"
-    lazy=$(secs "$t0" "$t1")
-    mount_s=$(python3 -c "print(f'{$tm-$t0:.3f}')")
-    printf '%-11s %10s %12s %12s %10s %8s %8s %8s\n' "$label" "$(mb "$bytes")" "$(mb "$fetched")" \
-        "$(pct "$fetched" "$bytes")" "$(mb "$served")" "$mount_s" "$lazy" "$(python3 -c "print(f'{$FULL_T/$lazy:.1f}')")x"
-    R[lazy_$label.fetched]=$fetched; R[lazy_$label.bytes]=$bytes; R[lazy_$label.served]=$served
-    R[lazy_$label.secs]=$lazy; R[lazy_$label.mount_secs]=$mount_s
+    LZ_SECS=$(python3 -c "print(f'{$t1-$t0:.3f}')")
+    LZ_MOUNT=$(python3 -c "print(f'{$tm-$t0:.3f}')")
+}
+# lazy_start LABEL CID: $STARTS (default 3) lazy starts of CID, each on a fresh B; prints a row
+# with the median start and its range, and records them (.secs is the median)
+lazy_start() {
+    local label=$1 cid=$2 bytes secs=() mounts=() med lo hi mmed
+    bytes=$(layer_bytes "$cid")
+    for _ in $(seq "${STARTS:-3}"); do
+        lazy_once "$cid"
+        secs+=("$LZ_SECS"); mounts+=("$LZ_MOUNT")
+    done
+    read -r med lo hi <<< "$(median_range "${secs[@]}")"
+    read -r mmed _ _ <<< "$(median_range "${mounts[@]}")"
+    printf '%-11s %10s %12s %12s %10s %8s %8s %12s %8s\n' "$label" "$(mb "$bytes")" "$(mb "$LZ_FETCHED")" \
+        "$(pct "$LZ_FETCHED" "$bytes")" "$(mb "$LZ_SERVED")" "$mmed" "$med" "$lo-$hi" \
+        "$(python3 -c "print(f'{$FULL_T/$med:.1f}')")x"
+    R[lazy_$label.fetched]=$LZ_FETCHED; R[lazy_$label.bytes]=$bytes; R[lazy_$label.served]=$LZ_SERVED
+    R[lazy_$label.secs]=$med; R[lazy_$label.secs_min]=$lo; R[lazy_$label.secs_max]=$hi
+    R[lazy_$label.mount_secs]=$mmed
 }
 for CHUNK in ${CHUNKS:-4194304 1048576 524288 262144}; do
     lazy_start "$CHUNK" "$("$BIN" --repo "$WORK/a" image push -q --chunk-size "$CHUNK" "oci:$WORK/layout:v1")"
@@ -310,7 +330,7 @@ runtime_start() {
     [ "$out" = hello ] || { echo "$kind printed '$out'" >&2; exit 1; }
     case $kind in
         podman-*) pod "$d" system reset -f > /dev/null 2>&1 || true; rm -rf "$d" ;;
-        containerd-*) stop_containerd ;;
+        containerd-*) stop_containerd; safe_rm "$WORK/c-$kind" ;;
     esac
 }
 RUNTIME_KINDS=()
@@ -321,16 +341,23 @@ fi
 if [ -n "${RUNTIMES-1}" ] && [ "${#RUNTIME_KINDS[@]}" -gt 0 ]; then
     echo
     echo "the same start through the runtimes (B under trust.unverified_layers = trust for the lazy rows):"
-    printf '%-30s %12s %12s %8s %8s\n' "" "fetched MB" "% of layer" "start s" speedup
+    printf '%-30s %12s %12s %8s %12s %8s\n' "" "fetched MB" "% of layer" "start s" "range s" speedup
     bytes=$(layer_bytes "$cid")
     for img in plain optimized; do
         [ "$img" = plain ] && icid=$cid || icid=$opt
         for kind in "${RUNTIME_KINDS[@]}"; do
-            runtime_start "$kind" "$icid"
-            R[rt_${kind}_$img.secs]=$RT_SECS; R[rt_${kind}_$img.fetched]=$RT_FETCHED
+            # a pull once (it takes seconds), a lazy start $STARTS times (median and range)
+            secs=()
+            for _ in $(seq "$([[ $kind == *-lazy ]] && echo "${STARTS:-3}" || echo 1)"); do
+                runtime_start "$kind" "$icid"
+                secs+=("$RT_SECS")
+            done
+            read -r med lo hi <<< "$(median_range "${secs[@]}")"
+            R[rt_${kind}_$img.secs]=$med; R[rt_${kind}_$img.fetched]=$RT_FETCHED
+            R[rt_${kind}_$img.secs_min]=$lo; R[rt_${kind}_$img.secs_max]=$hi
             base=${R[rt_${kind%-*}-pull_plain.secs]}
-            printf '%-30s %12s %12s %8s %8s\n' "$kind ($img)" "$(mb "$RT_FETCHED")" \
-                "$(pct "$RT_FETCHED" "$bytes")" "$RT_SECS" "$(python3 -c "print(f'{$base/$RT_SECS:.1f}')")x"
+            printf '%-30s %12s %12s %8s %12s %8s\n' "$kind ($img)" "$(mb "$RT_FETCHED")" \
+                "$(pct "$RT_FETCHED" "$bytes")" "$med" "$lo-$hi" "$(python3 -c "print(f'{$base/$med:.1f}')")x"
         done
         # the pull baselines do not depend on the image's prefetch list: measured once
         lazy_kinds=()
