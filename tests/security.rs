@@ -266,9 +266,9 @@ fn a_pin_survives_a_kill_right_after_it_returns() {
 /// `cidfs umount` removes only what `cidfs mount` made: the layer store stays (L4).
 #[test]
 fn umount_leaves_the_daemons_own_mounts_alone() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let store = tmp.path().canonicalize().expect("canonical").join("store");
-    std::fs::create_dir(&store).expect("mkdir");
+    // dropped after the daemon (killed, so it cannot unmount its store): unmounts what is left
+    let mp = MountPoint::new();
+    let store = mp.path().to_path_buf();
     let d = Daemon::start(Opts {
         config: Some(format!(
             "[layer_store]\nmountpoint = \"{}\"\n",
