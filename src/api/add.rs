@@ -47,27 +47,28 @@ pub async fn add(
         .await
         .map_err(|e| ApiError::client(format!("bad multipart body: {e}")))?
     {
-        if field.file_name().is_none() && field.name() == Some(LEAF_ENDS_PART) {
-            match leaf_ends(&mut field).await {
-                Ok(ends) => planned = Some(ends),
-                Err(e) => {
-                    drain_field(field).await;
-                    drain(&mut mp).await;
-                    return Err(e);
-                }
+        // a `leaf-ends` part plans the next file's leaves; a file part gets its adder
+        let adder = if field.file_name().is_none() && field.name() == Some(LEAF_ENDS_PART) {
+            leaf_ends(&mut field).await.map(|ends| {
+                planned = Some(ends);
+                None
+            })
+        } else {
+            match planned.take() {
+                Some(ends) => Adder::with_leaf_ends(ends),
+                None => Adder::new(&opts),
             }
-            continue;
-        }
-        let adder = match planned.take() {
-            Some(ends) => Adder::with_leaf_ends(ends),
-            None => Adder::new(&opts),
+            .map(Some)
+            .map_err(|e| ApiError::client(format!("add options: {e}")))
         };
         let adder = match adder {
-            Ok(adder) => adder,
+            Ok(Some(adder)) => adder,
+            Ok(None) => continue,
+            // refused before its bytes are added: the rest of the upload is read first
             Err(e) => {
                 drain_field(field).await;
                 drain(&mut mp).await;
-                return Err(ApiError::client(format!("add options: {e}")));
+                return Err(e);
             }
         };
         let name = field.file_name().or(field.name()).unwrap_or("").to_string();
