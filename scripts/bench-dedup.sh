@@ -267,13 +267,13 @@ lazy_once() {
 # lazy_start LABEL CID: $STARTS (default 3) lazy starts of CID, each on a fresh B; prints a row
 # with the median start and its range, and records them (.secs is the median)
 lazy_start() {
-    local label=$1 cid=$2 bytes secs=() mounts=() med lo hi mmed
+    local label=$1 cid=$2 bytes starts=() mounts=() med lo hi mmed
     bytes=$(layer_bytes "$cid")
     for _ in $(seq "${STARTS:-3}"); do
         lazy_once "$cid"
-        secs+=("$LZ_SECS"); mounts+=("$LZ_MOUNT")
+        starts+=("$LZ_SECS"); mounts+=("$LZ_MOUNT")
     done
-    read -r med lo hi <<< "$(median_range "${secs[@]}")"
+    read -r med lo hi <<< "$(median_range "${starts[@]}")"
     read -r mmed _ _ <<< "$(median_range "${mounts[@]}")"
     printf '%-11s %10s %12s %12s %10s %8s %8s %12s %8s\n' "$label" "$(mb "$bytes")" "$(mb "$LZ_FETCHED")" \
         "$(pct "$LZ_FETCHED" "$bytes")" "$(mb "$LZ_SERVED")" "$mmed" "$med" "$lo-$hi" \
@@ -347,12 +347,12 @@ if [ -n "${RUNTIMES-1}" ] && [ "${#RUNTIME_KINDS[@]}" -gt 0 ]; then
         [ "$img" = plain ] && icid=$cid || icid=$opt
         for kind in "${RUNTIME_KINDS[@]}"; do
             # a pull once (it takes seconds), a lazy start $STARTS times (median and range)
-            secs=()
+            starts=()
             for _ in $(seq "$([[ $kind == *-lazy ]] && echo "${STARTS:-3}" || echo 1)"); do
                 runtime_start "$kind" "$icid"
-                secs+=("$RT_SECS")
+                starts+=("$RT_SECS")
             done
-            read -r med lo hi <<< "$(median_range "${secs[@]}")"
+            read -r med lo hi <<< "$(median_range "${starts[@]}")"
             R[rt_${kind}_$img.secs]=$med; R[rt_${kind}_$img.fetched]=$RT_FETCHED
             R[rt_${kind}_$img.secs_min]=$lo; R[rt_${kind}_$img.secs_max]=$hi
             base=${R[rt_${kind%-*}-pull_plain.secs]}
