@@ -66,8 +66,9 @@ pub async fn add(
             Ok(None) => continue,
             // refused before its bytes are added: the rest of the upload is read first
             Err(e) => {
-                drain_field(field).await;
-                drain(&mut mp).await;
+                let until = drain_deadline();
+                drain_field(field, until).await;
+                drain(&mut mp, until).await;
                 return Err(e);
             }
         };
@@ -81,7 +82,7 @@ pub async fn add(
             Err(e) => {
                 // read the rest of the upload before answering: a client still sending it
                 // would otherwise see the connection close (a broken pipe) and not the reason
-                drain(&mut mp).await;
+                drain(&mut mp, drain_deadline()).await;
                 return Err(match e {
                     AddError::Input(_) => ApiError::client(e.to_string()),
                     AddError::Store(e) => ApiError::from(e),
@@ -136,22 +137,27 @@ async fn leaf_ends(field: &mut axum::extract::multipart::Field<'_>) -> Result<Ve
 /// How long a failed add keeps reading the rest of its upload before it answers.
 const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Reads and drops what is left of an upload, for at most [`DRAIN_FOR`], before a refusal
-/// is answered: a client still sending would otherwise see the connection reset (the unread
-/// bytes make the close a TCP reset) and not the reason. See also [`drain_field`].
-async fn drain(mp: &mut Multipart) {
-    let rest = async {
-        while let Ok(Some(field)) = mp.next_field().await {
-            drain_field(field).await;
-        }
-    };
-    let _ = tokio::time::timeout(DRAIN_FOR, rest).await;
+/// When a refusal stops draining: [`DRAIN_FOR`] from now, one deadline for all of it.
+fn drain_deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + DRAIN_FOR
 }
 
-/// [`drain`] for the rest of one part (the one being refused), for at most [`DRAIN_FOR`].
-async fn drain_field(mut field: axum::extract::multipart::Field<'_>) {
+/// Reads and drops what is left of an upload, until `until`, before a refusal is answered: a
+/// client still sending would otherwise see the connection reset (the unread bytes make the
+/// close a TCP reset) and not the reason. See also [`drain_field`].
+async fn drain(mp: &mut Multipart, until: tokio::time::Instant) {
+    let rest = async {
+        while let Ok(Some(field)) = mp.next_field().await {
+            drain_field(field, until).await;
+        }
+    };
+    let _ = tokio::time::timeout_at(until, rest).await;
+}
+
+/// [`drain`] for the rest of one part (the one being refused), until `until`.
+async fn drain_field(mut field: axum::extract::multipart::Field<'_>, until: tokio::time::Instant) {
     let rest = async { while let Ok(Some(_)) = field.chunk().await {} };
-    let _ = tokio::time::timeout(DRAIN_FOR, rest).await;
+    let _ = tokio::time::timeout_at(until, rest).await;
 }
 
 /// kubo's add options: `cid-version`, `raw-leaves`, `chunker=size-N`, `hash=sha2-256`, and
@@ -203,4 +209,32 @@ fn options(p: &Params) -> Result<AddOptions, ApiError> {
         ));
     }
     Ok(opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::extract::FromRequest as _;
+    use futures::StreamExt as _;
+
+    /// A refused part whose client never finishes sending it: the refusal reads for
+    /// [`DRAIN_FOR`] in all, not [`DRAIN_FOR`] for the part and as long again for the rest.
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_drains_for_one_deadline_in_all() {
+        let head =
+            "--X\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\nsome";
+        let body = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(head))])
+            .chain(futures::stream::pending());
+        let request = axum::http::Request::builder()
+            .header(header::CONTENT_TYPE, "multipart/form-data; boundary=X")
+            .body(Body::from_stream(body))
+            .unwrap();
+        let mut mp = Multipart::from_request(request, &()).await.unwrap();
+        let field = mp.next_field().await.unwrap().unwrap();
+        let began = tokio::time::Instant::now();
+        let until = drain_deadline();
+        drain_field(field, until).await;
+        drain(&mut mp, until).await;
+        assert_eq!(began.elapsed(), DRAIN_FOR);
+    }
 }
