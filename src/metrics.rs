@@ -2,8 +2,8 @@
 //!
 //! Two kinds of figures reach `/metrics`:
 //! - live instruments ([`Metrics`]: counters and a histogram of the `prometheus-client` crate),
-//!   bumped where things happen: FUSE reads (mounts and the layer store), chunk-cache lookups,
-//!   layer-store requests, registry requests;
+//!   bumped where things happen: FUSE requests and reads (mounts, snapshotter layers and the
+//!   layer store), chunk-cache lookups, registry requests;
 //! - a [`Snapshot`] taken at scrape time from the parts that already count for themselves: the
 //!   block store (blocks, bytes, disk), bitswap (totals and per peer, from the p2p crate).
 //!
@@ -28,6 +28,8 @@ pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CON
 
 /// One label, e.g. `[("fs", "mount")]`.
 type Label = [(&'static str, &'static str); 1];
+/// A FUSE filesystem kind and a request kind, e.g. `[("fs", "mount"), ("op", "lookup")]`.
+type FsOp = [(&'static str, &'static str); 2];
 /// Labels of a registry request: route kind, method and status code.
 type RequestLabels = [(&'static str, String); 3];
 
@@ -75,10 +77,12 @@ impl RegistryCounters {
     }
 }
 
-/// Read counters of one FUSE filesystem kind (`fs` label: `mount` or `layer_store`), and of
-/// the one mount they are for when [`FuseReads::for_mount`] says so.
+/// Request and read counters of one FUSE filesystem kind (`fs` label: `mount`, `snapshotter`
+/// or `layer_store`), and of the one mount they are for when [`FuseReads::for_mount`] says so.
 #[derive(Debug, Clone)]
 pub struct FuseReads {
+    fs: &'static str,
+    requests: Family<FsOp, Counter>,
     reads: Counter,
     bytes: Counter,
     errors: Counter,
@@ -87,6 +91,13 @@ pub struct FuseReads {
 }
 
 impl FuseReads {
+    /// Counts one request of kind `op` (`lookup`, `getattr`, `open`, `read`, …).
+    pub fn request(&self, op: &'static str) {
+        self.requests
+            .get_or_create(&[("fs", self.fs), ("op", op)])
+            .inc();
+    }
+
     /// Records one answered `read`, started at `started`.
     pub fn record(&self, started: Instant, result: Result<usize, ()>) {
         let took = started.elapsed();
@@ -211,7 +222,7 @@ pub struct Metrics {
     /// Inflated eStargz chunks found in the chunk cache, and not found (then fetched).
     pub cache_hits: Counter,
     pub cache_misses: Counter,
-    layer_store_requests: Family<Label, Counter>,
+    fuse_requests: Family<FsOp, Counter>,
 }
 
 /// Read latency buckets: 100 µs × 4ⁿ, up to ~6.5 s (a read that waits for the swarm).
@@ -229,7 +240,7 @@ impl Default for Metrics {
             fuse_seconds: Family::new_with_constructor(read_histogram as fn() -> Histogram),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
-            layer_store_requests: Family::default(),
+            fuse_requests: Family::default(),
         }
     }
 }
@@ -239,6 +250,8 @@ impl Metrics {
     pub fn fuse(&self, fs: &'static str) -> FuseReads {
         let l = [("fs", fs)];
         FuseReads {
+            fs,
+            requests: self.fuse_requests.clone(),
             reads: self.fuse_reads.get_or_create_owned(&l),
             bytes: self.fuse_bytes.get_or_create_owned(&l),
             errors: self.fuse_errors.get_or_create_owned(&l),
@@ -267,11 +280,6 @@ impl Metrics {
             "CacheHits": self.cache_hits.get(),
             "CacheMisses": self.cache_misses.get(),
         })
-    }
-
-    /// Counts one request to the layer store's filesystem (`op`: `lookup`, `read`, `use`, …).
-    pub fn layer_store_request(&self, op: &'static str) {
-        self.layer_store_requests.get_or_create(&[("op", op)]).inc();
     }
 }
 
@@ -328,9 +336,9 @@ pub fn render(metrics: &Metrics, snap: Snapshot) -> String {
         m.cache_misses,
     );
     r.register(
-        "cidfs_layer_store_requests",
-        "Requests to the additional layer store's filesystem, by operation",
-        m.layer_store_requests,
+        "cidfs_fuse_requests",
+        "FUSE requests answered, by filesystem and operation (the layer store's create is podman's `use`, rmdir its release)",
+        m.fuse_requests,
     );
     r.register_collector(Box::new(snap));
     let mut out = String::new();
@@ -602,7 +610,8 @@ mod tests {
         reads.record(Instant::now(), Ok(4096));
         reads.record(Instant::now(), Err(()));
         m.cache_hits.inc();
-        m.layer_store_request("lookup");
+        reads.request("lookup");
+        m.fuse("layer_store").request("create");
         m.registry.request("blob", "GET", 206);
         let snap = snapshot();
         let peer = snap.peers[0].0.to_string();
@@ -615,7 +624,11 @@ mod tests {
             ("cidfs_fuse_read_errors_total{fs=\"mount\"}", 1.0),
             ("cidfs_fuse_read_seconds_count{fs=\"mount\"}", 2.0),
             ("cidfs_chunk_cache_hits_total", 1.0),
-            ("cidfs_layer_store_requests_total{op=\"lookup\"}", 1.0),
+            ("cidfs_fuse_requests_total{fs=\"mount\",op=\"lookup\"}", 1.0),
+            (
+                "cidfs_fuse_requests_total{fs=\"layer_store\",op=\"create\"}",
+                1.0,
+            ),
             (
                 "cidfs_registry_requests_total{route=\"blob\",method=\"GET\",code=\"206\"}",
                 1.0,

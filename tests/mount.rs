@@ -6,6 +6,8 @@
 //!   setuid/sticky, owners, mtimes, symlink targets, contents, `st_nlink`, `st_blocks`); the mount
 //!   is read-only and answers `statvfs`. Reading one small file of a ≥ 300 MiB image first fetches
 //!   less than 1 % of the image's blocks.
+//! - **The kernel keeps what never changes**: after one round of stat of a missing name,
+//!   readlink, read and listing, the same round asks the daemon nothing.
 //! - **Exec**: busybox runs from a lazy mount under `chroot`; another user may run it only from a
 //!   mount made with `--allow-other`.
 //! - **Failure**: with its only provider killed, a read of data nobody serves fails with ETIMEDOUT
@@ -309,6 +311,58 @@ fn mount_matches_the_layers() {
     assert_same_tree(&want, &w.tree);
     assert_inodes_match(&img.expected, &w);
     assert_read_only(mp.path());
+}
+
+/// What never changes in a mount, the kernel keeps after asking once: a name that is not
+/// there, a symlink's target, a file's bytes, a directory's listing, and whether files and
+/// directories may be opened (the mount answers the first open of each ENOSYS, and the kernel
+/// opens without asking from then on). Counted by `cidfs_fuse_requests_total{fs="mount"}`.
+#[test]
+fn the_kernel_asks_a_mount_once_for_what_never_changes() {
+    let (a, b) = pair(Some("[mount]\nbackground_fetch = false\n"));
+    let cid = busybox_image(&a, MIB);
+    let mp = mount(&b, &format!("ipfs://{cid}"), &[]);
+    let touch = |what: &'static str| {
+        let root = mp.path().to_path_buf();
+        call_bounded(what, READ_BOUND, move || {
+            let e = std::fs::symlink_metadata(root.join("a/no-such-name"))
+                .expect_err("stat of a name that is not there");
+            assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+            let link = std::fs::read_link(root.join("bin/sh")).expect("readlink bin/sh");
+            assert_eq!(link, Path::new("busybox"));
+            assert_eq!(
+                std::fs::read(root.join("a/small.txt")).expect("read"),
+                SMALL
+            );
+            let names = std::fs::read_dir(root.join("a")).expect("list a/").count();
+            assert!(names > 1, "a/ lists {names} entries");
+        })
+    };
+    const OPS: [&str; 6] = ["lookup", "readlink", "open", "opendir", "read", "readdir"];
+    let asked = || {
+        let m = b.metrics();
+        OPS.map(|op| {
+            m.get(&format!(
+                "cidfs_fuse_requests_total{{fs=\"mount\",op=\"{op}\"}}"
+            ))
+        })
+    };
+    touch("the first stat, readlink, read and listing");
+    let first = asked();
+    assert!(first[0] >= 1.0, "no lookup counted: {first:?}");
+    touch("the same again");
+    touch("and a third time");
+    assert_eq!(
+        asked(),
+        first,
+        "requests by kind ({OPS:?}) after the first round"
+    );
+    assert!(
+        first[2] <= 1.0 && first[3] <= 1.0,
+        "opens {} and directory opens {} reached the daemon (at most the first of each)",
+        first[2],
+        first[3]
+    );
 }
 
 /// `chroot [--userspec=U:G] MNT /bin/busybox sh -c 'cat /etc/hello; echo ok'`, bounded.

@@ -256,7 +256,7 @@ fn a_pushed_name_works_in_the_cli_a_mount_and_the_layer_store() {
     );
     let lookups = a
         .metrics()
-        .get("cidfs_layer_store_requests_total{op=\"lookup\"}");
+        .get("cidfs_fuse_requests_total{fs=\"layer_store\",op=\"lookup\"}");
     assert!(lookups >= 1.0, "podman did not use the layer store");
     drop(podman);
 }

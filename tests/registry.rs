@@ -240,16 +240,16 @@ fn podman_runs_from_the_additional_layer_store_without_pulling_layers() {
     // `cat` through overlayfs into the store's FUSE `diff`
     let m = b.metrics();
     for series in [
-        "cidfs_layer_store_requests_total{op=\"lookup\"}",
-        "cidfs_layer_store_requests_total{op=\"read\"}",
+        "cidfs_fuse_requests_total{fs=\"layer_store\",op=\"lookup\"}",
+        "cidfs_fuse_requests_total{fs=\"layer_store\",op=\"read\"}",
         "cidfs_fuse_reads_total{fs=\"layer_store\"}",
         "cidfs_fuse_read_seconds_count{fs=\"layer_store\"}",
         "cidfs_registry_requests_total{route=\"manifest\",method=\"GET\",code=\"200\"",
     ] {
         assert!(m.get(series) >= 1.0, "{series} did not move:\n{}", m.0);
     }
-    assert!(m.get("cidfs_layer_store_requests_total{op=\"create\"}") >= 2.0);
-    assert!(m.get("cidfs_layer_store_requests_total{op=\"rmdir\"}") >= 1.0);
+    assert!(m.get("cidfs_fuse_requests_total{fs=\"layer_store\",op=\"create\"}") >= 2.0);
+    assert!(m.get("cidfs_fuse_requests_total{fs=\"layer_store\",op=\"rmdir\"}") >= 1.0);
     // podman notified the use of each layer (create `use`, at lookup and again when it made its
     // layer) and released one (rmdir) after the pull: its image still holds the layers
     let log = b.log();

@@ -483,7 +483,7 @@ fn setuid_binaries_behave_in_lazily_served_layers_as_in_ordinary_pulls() {
     let lazy = lazy_podman.podman(&[&["--storage-opt", opt.as_str()][..], &run[..]].concat());
     assert!(
         b.metrics()
-            .get("cidfs_layer_store_requests_total{op=\"lookup\"}")
+            .get("cidfs_fuse_requests_total{fs=\"layer_store\",op=\"lookup\"}")
             >= 1.0,
         "podman used the layer store"
     );

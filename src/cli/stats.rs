@@ -141,6 +141,7 @@ fn labels(text: &str) -> Labels {
 fn summary(a: &Page, b: &Page, dt: Duration, peer_rows: usize) -> String {
     let secs = dt.as_secs_f64().max(1e-3);
     let rate = |name: &str| ((b.total(name) - a.total(name)) / secs).max(0.0);
+    let store_requests = |p: &Page| p.with("cidfs_fuse_requests_total", "fs", "layer_store");
     let bytes = |v: f64| HumanBytes(v as u64).to_string();
     let mut out = String::new();
     let mut line = |l: String| {
@@ -204,8 +205,8 @@ fn summary(a: &Page, b: &Page, dt: Duration, peer_rows: usize) -> String {
     ));
     line(format!(
         "layer store {} requests ({:.1}/s), {} reads",
-        b.total("cidfs_layer_store_requests_total"),
-        rate("cidfs_layer_store_requests_total"),
+        store_requests(b),
+        ((store_requests(b) - store_requests(a)) / secs).max(0.0),
         b.with("cidfs_fuse_reads_total", "fs", "layer_store"),
     ));
     line(format!(
@@ -254,6 +255,8 @@ mod tests {
         cidfs_bitswap_peer_bytes_received_total{peer=\"12D3A\"} 2048\n\
         cidfs_registry_requests_total{route=\"blob\",method=\"GET\",code=\"200\"} 3\n\
         cidfs_registry_requests_total{route=\"ping\",method=\"GET\",code=\"200\"} 1\n\
+        cidfs_fuse_requests_total{fs=\"layer_store\",op=\"lookup\"} 6\n\
+        cidfs_fuse_requests_total{fs=\"mount\",op=\"lookup\"} 100\n\
         cidfs_fuse_read_seconds_bucket{fs=\"mount\",le=\"0.001\"} 9\n\
         cidfs_fuse_read_seconds_bucket{fs=\"mount\",le=\"0.1\"} 10\n\
         cidfs_fuse_read_seconds_bucket{fs=\"mount\",le=\"+Inf\"} 10\n";
@@ -285,5 +288,7 @@ mod tests {
         assert!(s.contains("[blob 3, ping 1]"), "{s}");
         assert!(s.contains("12D3A"), "{s}");
         assert!(s.contains("p50 ≤1.0 ms"), "{s}");
+        // the layer store's requests only, not a mount's
+        assert!(s.contains("layer store 6 requests (3.0/s)"), "{s}");
     }
 }

@@ -149,10 +149,6 @@ impl Store {
 }
 
 impl Requests for Store {
-    fn count(&self, op: &'static str) {
-        self.parts.metrics.layer_store_request(op);
-    }
-
     fn attr(&self, ino: u64) -> Result<FileAttr, Errno> {
         if ino == ROOT {
             return Ok(dir_attr(ino));

@@ -46,8 +46,24 @@ pub type ReadFuture = BoxFuture<'static, Result<Bytes, Errno>>;
 /// Every request a cidfs filesystem answers, as a function of inode numbers; [`Fs`] puts the
 /// answers in fuser's replies. Read-only: writes answer EROFS unless a filesystem says more.
 pub trait Requests: Send + Sync + 'static {
-    /// Counts one request of kind `op` (the layer store's per-request metric); nothing here.
-    fn count(&self, _op: &'static str) {}
+    /// The tree never changes and is mounted read-only, so the kernel may keep what it learns
+    /// without asking again, each where it can:
+    /// - missing names: a lookup that finds nothing answers a negative entry for [`TTL`], not
+    ///   ENOENT, which the kernel forgets at once (the loader and Python look for the same
+    ///   missing files in several directories: a Debian start looked up 116 of its 223 missing
+    ///   names more than once);
+    /// - symlink targets (`FUSE_CACHE_SYMLINKS`): every path through Debian's `/lib` →
+    ///   `usr/lib` asked for the link again;
+    /// - opens of files and directories (`FUSE_NO_OPEN_SUPPORT`, `FUSE_NO_OPENDIR_SUPPORT`): the
+    ///   first answers ENOSYS, and from then on the kernel opens without asking, keeping the
+    ///   page cache (`FOPEN_KEEP_CACHE`, `FOPEN_CACHE_DIR` for listings), with no `release`
+    ///   after. The read-only mount refuses writes in the kernel, before any open.
+    ///
+    /// That start sent 580 requests instead of 975, each a round trip to the daemon. False
+    /// here: the layer store's tree grows as layers are asked for.
+    fn immutable(&self) -> bool {
+        false
+    }
     fn lookup(&self, parent: u64, name: &OsStr) -> Answer<FileAttr>;
     fn attr(&self, ino: u64) -> Result<FileAttr, Errno>;
     fn readlink(&self, ino: u64) -> Result<Vec<u8>, Errno>;
@@ -226,6 +242,10 @@ impl Tree {
 }
 
 impl Requests for Tree {
+    fn immutable(&self) -> bool {
+        true
+    }
+
     fn lookup(&self, parent: u64, name: &OsStr) -> Answer<FileAttr> {
         Answer::Now(Tree::lookup(self, parent, name))
     }
@@ -321,6 +341,9 @@ pub struct Fs<R> {
     requests: R,
     rt: tokio::runtime::Handle,
     counts: FuseReads,
+    /// Answer `open` / `opendir` with ENOSYS: the kernel opens without asking (set at init).
+    no_open: bool,
+    no_opendir: bool,
 }
 
 impl<R: Requests> Fs<R> {
@@ -329,7 +352,31 @@ impl<R: Requests> Fs<R> {
             requests,
             rt,
             counts,
+            no_open: false,
+            no_opendir: false,
         }
+    }
+}
+
+/// The answer to a lookup of a name that is not there and never will be: node 0, which the
+/// kernel keeps as a negative entry for the entry timeout.
+fn missing() -> FileAttr {
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: UNIX_EPOCH,
+        mtime: UNIX_EPOCH,
+        ctime: UNIX_EPOCH,
+        crtime: UNIX_EPOCH,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
     }
 }
 
@@ -394,13 +441,25 @@ impl<R: Requests> Filesystem for Fs<R> {
         if let Err(max) = config.set_max_readahead(MAX_READAHEAD) {
             let _ = config.set_max_readahead(max);
         }
+        if self.requests.immutable() {
+            use fuser::InitFlags;
+            let kernel = config.capabilities();
+            // a kernel without it asks for the link every time, as before
+            let _ = config.add_capabilities(InitFlags::FUSE_CACHE_SYMLINKS);
+            self.no_open = kernel.contains(InitFlags::FUSE_NO_OPEN_SUPPORT);
+            self.no_opendir = kernel.contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT);
+        }
         Ok(())
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.requests.count("lookup");
-        let entry = |reply: ReplyEntry, found: Result<FileAttr, Errno>| match found {
+        self.counts.request("lookup");
+        let keep_missing = self.requests.immutable();
+        let entry = move |reply: ReplyEntry, found: Result<FileAttr, Errno>| match found {
             Ok(a) => reply.entry(&TTL, &a, fuser::Generation(0)),
+            Err(Errno::ENOENT) if keep_missing => {
+                reply.entry(&TTL, &missing(), fuser::Generation(0))
+            }
             Err(e) => reply.error(e),
         };
         match self.requests.lookup(parent.0, name) {
@@ -412,7 +471,7 @@ impl<R: Requests> Filesystem for Fs<R> {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.requests.count("getattr");
+        self.counts.request("getattr");
         match self.requests.attr(ino.0) {
             Ok(a) => reply.attr(&TTL, &a),
             Err(e) => reply.error(e),
@@ -420,7 +479,7 @@ impl<R: Requests> Filesystem for Fs<R> {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.requests.count("readlink");
+        self.counts.request("readlink");
         match self.requests.readlink(ino.0) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(e),
@@ -428,11 +487,22 @@ impl<R: Requests> Filesystem for Fs<R> {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.requests.count("open");
+        self.counts.request("open");
+        if self.no_open {
+            return reply.error(Errno::ENOSYS);
+        }
         match self.requests.open(ino.0, flags) {
             Ok(f) => reply.opened(FileHandle(0), f),
             Err(e) => reply.error(e),
         }
+    }
+
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.counts.request("opendir");
+        if self.no_opendir {
+            return reply.error(Errno::ENOSYS);
+        }
+        reply.opened(FileHandle(0), FopenFlags::empty());
     }
 
     fn read(
@@ -446,7 +516,7 @@ impl<R: Requests> Filesystem for Fs<R> {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.requests.count("read");
+        self.counts.request("read");
         spawn_read_reply(
             &self.rt,
             self.requests.read(ino.0, offset, size),
@@ -463,7 +533,7 @@ impl<R: Requests> Filesystem for Fs<R> {
         offset: u64,
         reply: ReplyDirectory,
     ) {
-        self.requests.count("readdir");
+        self.counts.request("readdir");
         match self.requests.entries(ino.0) {
             Ok(entries) => reply_entries(reply, entries, offset),
             Err(e) => reply.error(e),
@@ -471,13 +541,13 @@ impl<R: Requests> Filesystem for Fs<R> {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        self.requests.count("statfs");
+        self.counts.request("statfs");
         let (blocks, files) = self.requests.usage();
         reply.statfs(blocks, 0, 0, files, 0, 4096, 255, 4096);
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        self.requests.count("getxattr");
+        self.counts.request("getxattr");
         match self.requests.xattr(ino.0, name) {
             Ok(v) => xattr_reply(reply, &v, size),
             Err(e) => reply.error(e),
@@ -485,7 +555,7 @@ impl<R: Requests> Filesystem for Fs<R> {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        self.requests.count("listxattr");
+        self.counts.request("listxattr");
         match self.requests.xattr_names(ino.0) {
             Ok(names) => xattr_reply(reply, &names, size),
             Err(e) => reply.error(e),
@@ -499,7 +569,7 @@ impl<R: Requests> Filesystem for Fs<R> {
         mask: fuser::AccessFlags,
         reply: fuser::ReplyEmpty,
     ) {
-        self.requests.count("access");
+        self.counts.request("access");
         match self.requests.access(ino.0, mask) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -516,12 +586,12 @@ impl<R: Requests> Filesystem for Fs<R> {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        self.requests.count("create");
+        self.counts.request("create");
         reply.error(self.requests.create(parent.0, name));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.requests.count("rmdir");
+        self.counts.request("rmdir");
         reply.error(self.requests.rmdir(parent.0, name));
     }
 }
