@@ -24,8 +24,8 @@
 # runs the same; reported: bytes fetched, bytes the mount served the kernel (the workload's
 # reads and the kernel's readahead), the seconds of the `cidfs mount` command alone, the seconds
 # to the workload's end and the speedup.
-# Each lazy start runs $STARTS times (default 3), each on a fresh B: the row gives the median
-# start (the speed-up is over it) and the range; each pull + unpack baseline runs once.
+# Each lazy start runs $STARTS times and each pull baseline $PULLS times (default 3 each), each on
+# a fresh B: a row gives the median (a speed-up is one median over another) and the range.
 # Writes the figures as JSON to target/bench/dedup.json. BENCH_NO_BUILD=1 skips the build;
 # LAYOUTS= (empty) skips the dedup part. Then the same start through podman (B's layer store)
 # and containerd (B's snapshotter) against their own pulls, when they are installed (RUNTIMES=
@@ -215,14 +215,21 @@ fuse_bytes() {
 }
 start_cidfs a
 A_ID=${a_ADDR##*/}
-fresh_b
+# median_range V...: "MEDIAN MIN MAX" of the values
+median_range() {
+    python3 -c 'import statistics, sys; v = sorted(map(float, sys.argv[1:])); print(f"{statistics.median(v):.3f} {v[0]:.3f} {v[-1]:.3f}")' "$@"
+}
 cid=$("$BIN" --repo "$WORK/a" image push -q "oci:$WORK/layout:v1")
-drop_caches
-t0=$(now)
-"$BIN" --repo "$WORK/b" image pull -q "$cid" --to "oci:$WORK/full:v1" > /dev/null
-t1=$(now)
-mkdir "$WORK/rootfs"
-for blob in $(python3 -c '
+# full_once: a fresh B pulls v1, unpacks it and runs the workload; sets FULL_ONCE and PULL_ONCE
+full_once() {
+    local t0 t1 t2 blob
+    fresh_b
+    drop_caches
+    t0=$(now)
+    "$BIN" --repo "$WORK/b" image pull -q "$cid" --to "oci:$WORK/full:v1" > /dev/null
+    t1=$(now)
+    mkdir "$WORK/rootfs"
+    for blob in $(python3 -c '
 import json, os, sys
 d = sys.argv[1]
 blob = lambda x: os.path.join(d, "blobs", *x["digest"].split(":", 1))
@@ -230,20 +237,25 @@ m = json.load(open(os.path.join(d, "index.json")))["manifests"][0]
 while "index" in m["mediaType"]:
     m = json.load(open(blob(m)))["manifests"][0]
 print(" ".join(blob(l) for l in json.load(open(blob(m)))["layers"]))' "$WORK/full"); do
-    tar --numeric-owner -C "$WORK/rootfs" -xzf "$blob" --exclude=stargz.index.json \
-        --exclude=.prefetch.landmark --exclude=.no.prefetch.landmark
-done
-chroot "$WORK/rootfs" sh -c "$WORKLOAD"
-t2=$(now)
-FULL_T=$(secs "$t0" "$t2")
-echo
-echo "lazy start of v1 (workload: $WORKLOAD); pull + unpack + run on a fresh node: $FULL_T s (pull $(secs "$t0" "$t1") s)"
-printf '%-11s %10s %12s %12s %10s %8s %8s %12s %8s\n' "chunk size" "layer MB" "fetched MB" "% of layer" "served MB" "mount s" "start s" "range s" speedup
-safe_rm "$WORK/rootfs"; rm -rf "$WORK/full"
-# median_range V...: "MEDIAN MIN MAX" of the values
-median_range() {
-    python3 -c 'import statistics, sys; v = sorted(map(float, sys.argv[1:])); print(f"{statistics.median(v):.3f} {v[0]:.3f} {v[-1]:.3f}")' "$@"
+        tar --numeric-owner -C "$WORK/rootfs" -xzf "$blob" --exclude=stargz.index.json \
+            --exclude=.prefetch.landmark --exclude=.no.prefetch.landmark
+    done
+    chroot "$WORK/rootfs" sh -c "$WORKLOAD"
+    t2=$(now)
+    FULL_ONCE=$(secs "$t0" "$t2"); PULL_ONCE=$(secs "$t0" "$t1")
+    safe_rm "$WORK/rootfs"; rm -rf "$WORK/full"
 }
+# the baseline $PULLS times (default 3), each on a fresh B: the speed-ups are over its median
+fulls=(); pulls=()
+for _ in $(seq "${PULLS:-3}"); do
+    full_once
+    fulls+=("$FULL_ONCE"); pulls+=("$PULL_ONCE")
+done
+read -r FULL_T FULL_LO FULL_HI <<< "$(median_range "${fulls[@]}")"
+read -r PULL_T _ _ <<< "$(median_range "${pulls[@]}")"
+echo
+echo "lazy start of v1 (workload: $WORKLOAD); pull + unpack + run on a fresh node: $FULL_T s (range $FULL_LO-$FULL_HI; pull $PULL_T s)"
+printf '%-11s %10s %12s %12s %10s %8s %8s %12s %8s\n' "chunk size" "layer MB" "fetched MB" "% of layer" "served MB" "mount s" "start s" "range s" speedup
 # lazy_once CID: a fresh B mounts CID and runs the workload; sets LZ_SECS, LZ_MOUNT, LZ_FETCHED
 # and LZ_SERVED
 lazy_once() {
@@ -285,7 +297,7 @@ lazy_start() {
 for CHUNK in ${CHUNKS:-4194304 1048576 524288 262144}; do
     lazy_start "$CHUNK" "$("$BIN" --repo "$WORK/a" image push -q --chunk-size "$CHUNK" "oci:$WORK/layout:v1")"
 done
-R[lazy.full_secs]=$FULL_T
+R[lazy.full_secs]=$FULL_T; R[lazy.full_secs_min]=$FULL_LO; R[lazy.full_secs_max]=$FULL_HI
 # the same start after `image optimize` recorded it (default chunk size)
 cid=$("$BIN" --repo "$WORK/a" image push -q "oci:$WORK/layout:v1")
 t0=$(now)
@@ -346,9 +358,9 @@ if [ -n "${RUNTIMES-1}" ] && [ "${#RUNTIME_KINDS[@]}" -gt 0 ]; then
     for img in plain optimized; do
         [ "$img" = plain ] && icid=$cid || icid=$opt
         for kind in "${RUNTIME_KINDS[@]}"; do
-            # a pull once (it takes seconds), a lazy start $STARTS times (median and range)
+            # a pull $PULLS times, a lazy start $STARTS times (default 3 each; median and range)
             starts=()
-            for _ in $(seq "$([[ $kind == *-lazy ]] && echo "${STARTS:-3}" || echo 1)"); do
+            for _ in $(seq "$([[ $kind == *-lazy ]] && echo "${STARTS:-3}" || echo "${PULLS:-3}")"); do
                 runtime_start "$kind" "$icid"
                 starts+=("$RT_SECS")
             done
