@@ -291,7 +291,7 @@ impl Requests for Tree {
 /// Answers a `read`: at once when its bytes are in memory (a chunk in the chunk cache: the
 /// future's first poll finishes it), else from a task on `rt`, so the FUSE thread never waits
 /// for the data ([`finish_here_or_spawn`]). `counts` records the read (latency, bytes, error).
-fn spawn_read_reply(
+fn answer_read(
     rt: &tokio::runtime::Handle,
     read: Result<ReadFuture, Errno>,
     reply: ReplyData,
@@ -325,8 +325,8 @@ fn finish_here_or_spawn<T: Send + 'static>(
     mut work: BoxFuture<'static, T>,
     done: impl FnOnce(T) + Send + 'static,
 ) {
-    // a waker that does nothing: a future not done by this poll is polled again by its task,
-    // with the task's waker, before anything can wake it
+    // a waker that does nothing: a future not done by this poll goes to a new task, which is
+    // polled at once with its own waker, so a wake-up sent here in between is not lost
     let first = {
         let _in_runtime = rt.enter();
         let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
@@ -535,7 +535,7 @@ impl<R: Requests> Filesystem for Fs<R> {
         reply: ReplyData,
     ) {
         self.counts.request("read");
-        spawn_read_reply(
+        answer_read(
             &self.rt,
             self.requests.read(ino.0, offset, size),
             reply,
