@@ -24,6 +24,15 @@ pub struct Behaviour {
     pub bitswap_in: crate::accept::Behaviour,
 }
 
+/// Every connection is pinged this often.
+pub const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// A ping not answered within this fails; a connection whose pings fail twice in a row (within
+/// about 30 s of going quiet) is closed, as go-yamux's keepalive does for kubo. A TCP connection
+/// that carried nothing through a partition can take minutes to move again once it heals (its
+/// retransmission timer backs off up to 120 s), while a fresh dial works at once: static and
+/// LAN peers are redialled every `redial_interval`.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Inbound bitswap streams that may wait to be read (kubo opens one per message it sends, from
 /// eight workers at once); each is then admitted against the per-peer and total caps.
 pub const BITSWAP_INBOUND_QUEUE: usize = 256;
@@ -77,7 +86,11 @@ impl Behaviour {
         );
         let behaviour = Behaviour {
             identify,
-            ping: ping::Behaviour::default(),
+            ping: ping::Behaviour::new(
+                ping::Config::new()
+                    .with_interval(PING_INTERVAL)
+                    .with_timeout(PING_TIMEOUT),
+            ),
             kad: kad.into(),
             mdns: mdns.into(),
             stream: libp2p_stream::Behaviour::new(),

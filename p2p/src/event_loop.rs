@@ -333,6 +333,17 @@ impl EventLoop {
                     p.latency = Some(rtt);
                 }
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(e),
+            })) => {
+                // reported after two failures in a row (libp2p's first is silent)
+                if !matches!(e, ping::Failure::Unsupported) {
+                    info!(%peer, "a connection answered no ping twice ({e}): closing it");
+                    self.swarm.close_connection(connection);
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, addr) in found {
                     // not into the DHT's table: anyone on the LAN can announce, key or not;

@@ -12,7 +12,8 @@
 //!   change lost on the way is repaired. A peer that a send failed to reach (a partition keeps
 //!   its connection open but carries nothing) is tried again with the whole table every
 //!   [`RETRY`] until a send gets through, so both sides of a healed partition agree within
-//!   seconds.
+//!   seconds. (A partition long enough that the connection stops answering pings closes it:
+//!   the peer is dialled afresh and caught up as a new connection.)
 //!
 //! A frame is at most [`MAX_FRAME`] bytes and [`MAX_RECORDS`] records, read within [`TIMEOUT`];
 //! merging (sled) runs on a blocking thread; at most [`MAX_INBOUND`] streams are handled at once.
@@ -28,15 +29,18 @@ pub const PROTOCOL: &str = "/cidfs/names/1.0.0";
 pub const MAX_FRAME: usize = 16 << 20;
 /// Most records in one frame.
 pub const MAX_RECORDS: usize = super::names::MAX_NAMES;
-/// A stream must be read (or written) whole within this.
-pub const TIMEOUT: Duration = Duration::from_secs(30);
+/// An inbound stream must be read whole within this. Its sender has given up by then
+/// ([`SEND_TIMEOUT`]), so a stream opened across a partition, which arrives when it heals and
+/// may never finish, holds one of the [`MAX_INBOUND`] places no longer than that.
+pub const TIMEOUT: Duration = SEND_TIMEOUT;
 /// Inbound streams handled at once.
 pub const MAX_INBOUND: usize = 8;
 /// Every peer gets the whole table this often.
 pub const RESYNC: Duration = Duration::from_secs(60);
 /// A peer a send did not reach gets the whole table again this often.
 pub const RETRY: Duration = Duration::from_secs(3);
-/// Each send (opening the stream included) must be done within this.
+/// Each send (opening the stream included) must be done within this (a frame of
+/// [`MAX_FRAME`] needs 27 Mbit/s).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Peers a send did not reach, and whether a retry to each is under way.
