@@ -9,7 +9,8 @@
 //! node that leaves (or is cut off) stops counting as a holder within seconds.
 //!
 //! A frame is at most [`MAX_FRAME`] bytes, [`MAX_HELD`] images and `MAX_PRELOAD_RULES` rules of
-//! at most `MAX_PATTERN` bytes each; at most [`MAX_INBOUND`] streams are read at once.
+//! at most `MAX_PATTERN` bytes each; at most [`MAX_INBOUND`] streams are read at once,
+//! [`super::frames::PER_PEER`] of one peer.
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -4,20 +4,31 @@
 
 use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
 use serde::{de::DeserializeOwned, Serialize};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
-/// Reads one frame of at most `max` bytes from `stream`.
+/// Inbound streams of one peer handled at once: one peer cannot take every place (a burst of
+/// changes sends one stream each; one dropped is sent again with the next whole table).
+pub const PER_PEER: usize = 4;
+
+/// Reads one frame of at most `max` bytes from `stream`. Memory grows with the bytes that
+/// arrive, not with the length the peer announced.
 pub async fn read<T: DeserializeOwned + Send + 'static>(
-    mut stream: libp2p::Stream,
+    mut stream: impl futures::AsyncRead + Unpin,
     max: usize,
 ) -> anyhow::Result<T> {
     let mut len = [0u8; 4];
     stream.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
     anyhow::ensure!(len <= max, "a frame of {len} bytes (at most {max})");
-    let mut buf = vec![0u8; len];
-    stream.read_exact(&mut buf).await?;
+    let mut buf = Vec::with_capacity(len.min(64 << 10));
+    stream.take(len as u64).read_to_end(&mut buf).await?;
+    anyhow::ensure!(
+        buf.len() == len,
+        "the frame ends after {} of its {len} bytes",
+        buf.len()
+    );
     Ok(tokio::task::spawn_blocking(move || serde_json::from_slice(&buf)).await??)
 }
 
@@ -41,27 +52,148 @@ pub async fn send<T: Serialize + Send + 'static>(
 }
 
 /// Runs `handle` on each inbound stream of `incoming` in a task of its own, at most `at_once` at
-/// a time: a stream past that is dropped (`what` names the protocol in the log).
-pub async fn each_inbound<F, Fut>(
-    incoming: impl futures::Stream<Item = (libp2p::PeerId, libp2p::Stream)>,
+/// a time and at most [`PER_PEER`] of one peer: a stream past either is dropped (its sender
+/// sees the stream fail and sends again later; `what` names the protocol in the log).
+pub async fn each_inbound<S, F, Fut>(
+    incoming: impl futures::Stream<Item = (libp2p::PeerId, S)>,
     at_once: usize,
     what: &'static str,
     handle: F,
 ) where
-    F: Fn(libp2p::PeerId, libp2p::Stream) -> Fut,
+    F: Fn(libp2p::PeerId, S) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let turns = Arc::new(tokio::sync::Semaphore::new(at_once));
+    let busy = Arc::new(std::sync::Mutex::new(
+        HashMap::<libp2p::PeerId, usize>::new(),
+    ));
     futures::pin_mut!(incoming);
     while let Some((peer, stream)) = incoming.next().await {
+        let Some(peer_turn) = PeerTurn::take(&busy, peer) else {
+            tracing::debug!(%peer, "{what}: {PER_PEER} streams of this peer at once; dropped one");
+            continue;
+        };
         let Ok(turn) = turns.clone().try_acquire_owned() else {
             tracing::debug!(%peer, "{what}: too many streams at once; dropped one");
             continue;
         };
         let work = handle(peer, stream);
         tokio::spawn(async move {
-            let _turn = turn;
+            let _turns = (turn, peer_turn);
             work.await
         });
+    }
+}
+
+/// One of a peer's [`PER_PEER`] places, given back when dropped.
+struct PeerTurn {
+    busy: Arc<std::sync::Mutex<HashMap<libp2p::PeerId, usize>>>,
+    peer: libp2p::PeerId,
+}
+
+impl PeerTurn {
+    fn take(
+        busy: &Arc<std::sync::Mutex<HashMap<libp2p::PeerId, usize>>>,
+        peer: libp2p::PeerId,
+    ) -> Option<PeerTurn> {
+        let mut b = crate::sync::lock(busy);
+        let n = b.entry(peer).or_default();
+        if *n >= PER_PEER {
+            return None;
+        }
+        *n += 1;
+        Some(PeerTurn {
+            busy: busy.clone(),
+            peer,
+        })
+    }
+}
+
+impl Drop for PeerTurn {
+    fn drop(&mut self) {
+        let mut b = crate::sync::lock(&self.busy);
+        if let Some(n) = b.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                b.remove(&self.peer);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(announced: u32, body: &[u8]) -> futures::io::Cursor<Vec<u8>> {
+        let mut v = announced.to_be_bytes().to_vec();
+        v.extend_from_slice(body);
+        futures::io::Cursor::new(v)
+    }
+
+    #[tokio::test]
+    async fn a_frame_is_read_whole_and_no_longer_than_announced() {
+        let v: Vec<u32> = read(framed(7, b"[1,2,3]"), 100)
+            .await
+            .expect("a whole frame");
+        assert_eq!(v, [1, 2, 3]);
+        // bytes after the frame are not part of it
+        let v: Vec<u32> = read(framed(3, b"[1]trailing"), 100).await.expect("a frame");
+        assert_eq!(v, [1]);
+    }
+
+    #[tokio::test]
+    async fn a_frame_over_the_bound_or_cut_short_is_refused() {
+        let e = read::<Vec<u32>>(framed(101, b"[]"), 100).await.unwrap_err();
+        assert!(e.to_string().contains("at most 100"), "{e:#}");
+        // a peer may announce the largest frame and send a few bytes: refused, with no buffer
+        // of the announced size
+        let e = read::<Vec<u32>>(framed(u32::MAX, b"[1]"), usize::MAX)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("ends after 3 of its"), "{e:#}");
+    }
+
+    /// A peer's stream past its [`PER_PEER`] being handled is dropped; another peer's is not;
+    /// once they are done, the peer gets its places back.
+    #[tokio::test]
+    async fn one_peer_takes_at_most_its_share_of_the_places() {
+        let (a, b) = (libp2p::PeerId::random(), libp2p::PeerId::random());
+        let (tx, rx) = futures::channel::mpsc::unbounded::<(libp2p::PeerId, u32)>();
+        let handled = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let release = Arc::new(tokio::sync::Notify::new());
+        let (h, r) = (handled.clone(), release.clone());
+        tokio::spawn(each_inbound(rx, 8, "test", move |peer, n| {
+            crate::sync::lock(&h).push((peer, n));
+            let r = r.clone();
+            async move { r.notified().await }
+        }));
+        let sent = |peer, n| tx.unbounded_send((peer, n)).expect("send");
+        let handled_now = || async {
+            // the loop takes each stream as it comes; let it run until idle
+            for _ in 0..100 {
+                tokio::task::yield_now().await;
+            }
+            crate::sync::lock(&handled)
+                .iter()
+                .map(|(_, n)| *n)
+                .collect::<Vec<_>>()
+        };
+        let share = PER_PEER as u32;
+        for n in 1..=share + 1 {
+            sent(a, n);
+        }
+        sent(b, 100);
+        let mut want: Vec<u32> = (1..=share).chain([100]).collect();
+        assert_eq!(
+            handled_now().await,
+            want,
+            "a's stream past its share is dropped"
+        );
+        release.notify_waiters();
+        handled_now().await;
+        sent(a, 200);
+        want.push(200);
+        assert_eq!(handled_now().await, want, "a's places came back");
     }
 }

@@ -6,7 +6,8 @@
 //! ([`Names::merge`]: the later value by (time, peer id) wins, so nodes agree whatever the order).
 //! - **Changes**: every change of the local table (a push, a tag, a removal, or a value merged
 //!   from a peer) goes to every connected peer. A merged value that changed nothing is not sent
-//!   on, so a change floods the swarm once and stops.
+//!   on, so a change floods the swarm once and stops. One frame at a time goes to a peer; the
+//!   changes made while it is on its way go together in the next ([`Outboxes`]).
 //! - **Catch-up**: on every new connection, and every [`RESYNC`] to every peer, the whole table
 //!   (tombstones included) goes to the peer: a node that joins late learns everything, and a
 //!   change lost on the way is repaired. A peer that a send failed to reach (a partition keeps
@@ -16,7 +17,8 @@
 //!   the peer is dialled afresh and caught up as a new connection.)
 //!
 //! A frame is at most [`MAX_FRAME`] bytes and [`MAX_RECORDS`] records, read within [`TIMEOUT`];
-//! merging (sled) runs on a blocking thread; at most [`MAX_INBOUND`] streams are handled at once.
+//! merging (sled) runs on a blocking thread; at most [`MAX_INBOUND`] streams are handled at once,
+//! [`super::frames::PER_PEER`] of one peer.
 
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -120,7 +122,7 @@ async fn send(
     peer: libp2p::PeerId,
     records: Vec<Record>,
     behind: &Behind,
-) {
+) -> bool {
     let sent = send_frame(net, peer, records).await;
     let mut b = crate::sync::lock(behind);
     if sent {
@@ -128,6 +130,7 @@ async fn send(
     } else {
         b.insert(peer, false);
     }
+    sent
 }
 
 async fn send_frame(net: &cidfs_p2p::Client, peer: libp2p::PeerId, records: Vec<Record>) -> bool {
@@ -145,8 +148,58 @@ async fn send_frame(net: &cidfs_p2p::Client, peer: libp2p::PeerId, records: Vec<
     }
 }
 
+/// Changes waiting for each peer. One frame at a time goes to a peer: the changes made while
+/// one is on its way go together in the next, so a burst of changes is a few frames, not a
+/// stream each (a peer takes only a few streams at once: [`super::frames::PER_PEER`]).
+#[derive(Default)]
+struct Outboxes {
+    /// A peer is here while a sender runs for it; by name, the latest change of each.
+    queued: std::collections::HashMap<libp2p::PeerId, std::collections::HashMap<String, Record>>,
+}
+
+impl Outboxes {
+    /// Queues `record` for `peer`, in place of an older value of the same name; true when no
+    /// sender runs for the peer yet, and the caller must start one.
+    fn push(&mut self, peer: libp2p::PeerId, record: Record) -> bool {
+        use std::collections::hash_map::Entry;
+        let idle = !self.queued.contains_key(&peer);
+        match self
+            .queued
+            .entry(peer)
+            .or_default()
+            .entry(record.name.clone())
+        {
+            Entry::Occupied(mut e) if record.value.newer_than(&e.get().value) => {
+                e.insert(record);
+            }
+            Entry::Occupied(_) => {}
+            Entry::Vacant(e) => {
+                e.insert(record);
+            }
+        }
+        idle
+    }
+
+    /// The next frame for `peer`'s sender, or `None`: nothing is queued, and the sender stops.
+    fn next(&mut self, peer: libp2p::PeerId) -> Option<Vec<Record>> {
+        let q = self.queued.get_mut(&peer)?;
+        if q.is_empty() {
+            self.queued.remove(&peer);
+            return None;
+        }
+        Some(q.drain().map(|(_, r)| r).collect())
+    }
+
+    /// A send to `peer` failed: it gets the whole table later, so what is queued goes, and its
+    /// sender stops.
+    fn give_up(&mut self, peer: libp2p::PeerId) {
+        self.queued.remove(&peer);
+    }
+}
+
 /// Sends every change of the local table to every connected peer.
 async fn send_changes(net: cidfs_p2p::Client, names: Names, behind: Behind) {
+    let outboxes = Arc::new(std::sync::Mutex::new(Outboxes::default()));
     let mut changes = names.changes();
     loop {
         let record = match changes.recv().await {
@@ -160,8 +213,27 @@ async fn send_changes(net: cidfs_p2p::Client, names: Names, behind: Behind) {
         };
         let Ok(peers) = net.peers().await else { return };
         for p in peers {
-            let (net, record, behind) = (net.clone(), record.clone(), behind.clone());
-            tokio::spawn(async move { send(&net, p.peer, vec![record], &behind).await });
+            if crate::sync::lock(&outboxes).push(p.peer, record.clone()) {
+                let (net, outboxes, behind) = (net.clone(), outboxes.clone(), behind.clone());
+                tokio::spawn(async move { drain(&net, p.peer, &outboxes, &behind).await });
+            }
+        }
+    }
+}
+
+/// Sends `peer`'s queued changes, a frame at a time, until none are left or a send fails.
+async fn drain(
+    net: &cidfs_p2p::Client,
+    peer: libp2p::PeerId,
+    outboxes: &std::sync::Mutex<Outboxes>,
+    behind: &Behind,
+) {
+    loop {
+        let batch = crate::sync::lock(outboxes).next(peer);
+        let Some(batch) = batch else { return };
+        if !send(net, peer, batch, behind).await {
+            crate::sync::lock(outboxes).give_up(peer);
+            return;
         }
     }
 }
@@ -219,5 +291,78 @@ async fn catch_up(net: cidfs_p2p::Client, names: Names, behind: Behind) {
             let (net, records, behind) = (net.clone(), records.clone(), behind.clone());
             tokio::spawn(async move { send(&net, peer, records, &behind).await });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A value of `name` set at `time_ns`, pointing at `cid`.
+    fn record(name: &str, cid: &str, time_ns: u64) -> Record {
+        Record {
+            name: name.to_string(),
+            value: super::super::names::Named {
+                cid: cid.to_string(),
+                pushed_digest: String::new(),
+                pushed_at: 0,
+                time_ns,
+                origin: "peer".into(),
+                removed: false,
+            },
+        }
+    }
+
+    fn names(batch: &[Record]) -> Vec<(String, String)> {
+        let mut v: Vec<_> = batch
+            .iter()
+            .map(|r| (r.name.clone(), r.value.cid.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The first change starts a sender; changes made meanwhile go together in the next frame,
+    /// the latest of each name; the sender stops when nothing is left, and the next change
+    /// starts one again.
+    #[test]
+    fn changes_made_while_a_frame_is_on_its_way_go_in_the_next_one() {
+        let (a, b) = (libp2p::PeerId::random(), libp2p::PeerId::random());
+        let mut o = Outboxes::default();
+        assert!(
+            o.push(a, record("x:1", "c1", 1)),
+            "a's first change starts a sender"
+        );
+        assert!(o.push(b, record("x:1", "c1", 1)), "each peer has its own");
+        assert_eq!(
+            names(&o.next(a).expect("a frame")),
+            [("x:1".into(), "c1".into())]
+        );
+        assert!(
+            !o.push(a, record("x:1", "c2", 2)),
+            "a's sender is still running"
+        );
+        assert!(!o.push(a, record("y:1", "c3", 3)));
+        assert!(!o.push(a, record("x:1", "c4", 4)));
+        assert!(
+            !o.push(a, record("x:1", "old", 0)),
+            "an older value replaces nothing"
+        );
+        assert_eq!(
+            names(&o.next(a).expect("a frame")),
+            [("x:1".into(), "c4".into()), ("y:1".into(), "c3".into())]
+        );
+        assert!(o.next(a).is_none(), "nothing left: the sender stops");
+        assert!(
+            o.push(a, record("z:1", "c5", 5)),
+            "the next change starts a sender again"
+        );
+        o.give_up(a);
+        assert!(o.next(a).is_none(), "a failed send drops what was queued");
+        assert!(o.push(a, record("z:1", "c6", 6)));
+        assert_eq!(
+            names(&o.next(b).expect("b's frame")),
+            [("x:1".into(), "c1".into())]
+        );
     }
 }
