@@ -11,6 +11,7 @@
 //! ```
 //! - [`transport`]: TCP → PSK (kubo `swarm.key`) → noise → yamux.
 //! - [`bitswap`]: bitswap 1.2.0/1.1.0 client and server with sessions and caps.
+//! - [`slots`]: admission of inbound streams, per peer and in all.
 //! - [`Node::spawn`] builds it all and returns a [`Client`].
 
 pub mod accept;
@@ -26,6 +27,7 @@ pub mod fetch;
 mod lan;
 pub mod pnet;
 pub mod psk;
+pub mod slots;
 pub mod transport;
 
 pub use bitswap::{PeerStats, Session, Stats};

@@ -4,9 +4,7 @@
 
 use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
 use serde::{de::DeserializeOwned, Serialize};
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 
 /// Inbound streams of one peer handled at once: one peer cannot take every place (a burst of
 /// changes sends one stream each; one dropped is sent again with the next whole table).
@@ -52,8 +50,9 @@ pub async fn send<T: Serialize + Send + 'static>(
 }
 
 /// Runs `handle` on each inbound stream of `incoming` in a task of its own, at most `at_once` at
-/// a time and at most [`PER_PEER`] of one peer: a stream past either is dropped (its sender
-/// sees the stream fail and sends again later; `what` names the protocol in the log).
+/// a time and at most [`PER_PEER`] of one peer ([`cidfs_p2p::slots`]): a stream past either is
+/// dropped (its sender sees the stream fail and sends again later; `what` names the protocol in
+/// the log).
 pub async fn each_inbound<S, F, Fut>(
     incoming: impl futures::Stream<Item = (libp2p::PeerId, S)>,
     at_once: usize,
@@ -63,67 +62,33 @@ pub async fn each_inbound<S, F, Fut>(
     F: Fn(libp2p::PeerId, S) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let turns = Arc::new(tokio::sync::Semaphore::new(at_once));
-    let busy = Arc::new(std::sync::Mutex::new(
-        HashMap::<libp2p::PeerId, usize>::new(),
-    ));
+    use cidfs_p2p::slots::{Refused, Slots};
+    let slots = Slots::new(PER_PEER, at_once);
     futures::pin_mut!(incoming);
     while let Some((peer, stream)) = incoming.next().await {
-        let Some(peer_turn) = PeerTurn::take(&busy, peer) else {
-            tracing::debug!(%peer, "{what}: {PER_PEER} streams of this peer at once; dropped one");
-            continue;
-        };
-        let Ok(turn) = turns.clone().try_acquire_owned() else {
-            tracing::debug!(%peer, "{what}: too many streams at once; dropped one");
-            continue;
+        let slot = match slots.take(peer) {
+            Ok(slot) => slot,
+            Err(Refused::Peer(n)) => {
+                tracing::debug!(%peer, "{what}: {n} streams of this peer at once; dropped one");
+                continue;
+            }
+            Err(Refused::Total(n)) => {
+                tracing::debug!(%peer, "{what}: {n} streams at once; dropped one");
+                continue;
+            }
         };
         let work = handle(peer, stream);
         tokio::spawn(async move {
-            let _turns = (turn, peer_turn);
+            let _slot = slot;
             work.await
         });
-    }
-}
-
-/// One of a peer's [`PER_PEER`] places, given back when dropped.
-struct PeerTurn {
-    busy: Arc<std::sync::Mutex<HashMap<libp2p::PeerId, usize>>>,
-    peer: libp2p::PeerId,
-}
-
-impl PeerTurn {
-    fn take(
-        busy: &Arc<std::sync::Mutex<HashMap<libp2p::PeerId, usize>>>,
-        peer: libp2p::PeerId,
-    ) -> Option<PeerTurn> {
-        let mut b = crate::sync::lock(busy);
-        let n = b.entry(peer).or_default();
-        if *n >= PER_PEER {
-            return None;
-        }
-        *n += 1;
-        Some(PeerTurn {
-            busy: busy.clone(),
-            peer,
-        })
-    }
-}
-
-impl Drop for PeerTurn {
-    fn drop(&mut self) {
-        let mut b = crate::sync::lock(&self.busy);
-        if let Some(n) = b.get_mut(&self.peer) {
-            *n -= 1;
-            if *n == 0 {
-                b.remove(&self.peer);
-            }
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn framed(announced: u32, body: &[u8]) -> futures::io::Cursor<Vec<u8>> {
         let mut v = announced.to_be_bytes().to_vec();
