@@ -4,9 +4,12 @@
 //!
 //! Protocol `/cidfs/copies/1.0.0`: a stream carries one [`Status`] in one frame
 //! ([`super::frames`]) and closes. A node sends its status to each peer when it connects, to
-//! every peer when the status changes, and to every peer every [`ANNOUNCE`]. A peer's status
-//! counts while the peer is connected and for at most [`EXPIRE`] after it was last heard, so a
-//! node that leaves (or is cut off) stops counting as a holder within seconds.
+//! every peer when the status changes, and to every peer every [`ANNOUNCE`]. One status at a
+//! time goes to a peer; a change made while one is on its way goes in the next
+//! ([`super::frames::Outboxes`]), and a status older than the one a node has of that peer
+//! ([`Status::made_ns`]) is ignored, so a burst of changes leaves every peer with the latest. A
+//! peer's status counts while the peer is connected and for at most [`EXPIRE`] after it was last
+//! heard, so a node that leaves (or is cut off) stops counting as a holder within seconds.
 //!
 //! A frame is at most [`MAX_FRAME`] bytes, [`MAX_HELD`] images and `MAX_PRELOAD_RULES` rules of
 //! at most `MAX_PATTERN` bytes each; at most [`MAX_INBOUND`] streams are read at once,
@@ -69,6 +72,11 @@ pub struct Status {
     /// is older than a name has not yet counted that name's image among what it holds.
     #[serde(default)]
     pub names_ns: u64,
+    /// When (ns since the Unix epoch) the node made this status, increasing with each change
+    /// ([`Copies::set_mine`] sets it): of two statuses of one node, the later counts, in
+    /// whichever order they arrive. 0 from nodes before it, whose statuses count as they come.
+    #[serde(default)]
+    pub made_ns: u64,
 }
 
 impl Status {
@@ -112,6 +120,9 @@ pub fn fuzz_status(data: &[u8]) {
         }
     }
 }
+
+/// The status waiting for each peer ([`super::frames::Outboxes`]): the latest replaces it.
+type Outboxes = super::frames::Outboxes<super::frames::Latest<Status>>;
 
 /// A peer's last status.
 struct Seen {
@@ -162,10 +173,15 @@ impl Copies {
         &self.me
     }
 
-    /// Sets this node's status; peers hear of a change at once.
-    pub fn set_mine(&self, status: Status) {
+    /// Sets this node's status (its `made_ns` is set here); peers hear of a change at once.
+    pub fn set_mine(&self, mut status: Status) {
         let mut s = crate::sync::lock(&self.state);
+        status.made_ns = s.mine.made_ns;
         if s.mine != status {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+            status.made_ns = now.max(s.mine.made_ns.saturating_add(1));
             s.mine = status;
             self.mine_changed.notify_one();
         }
@@ -271,6 +287,14 @@ impl Copies {
 
     fn heard(&self, peer: String, status: Status, rules: Vec<(glob::Pattern, Want)>) {
         let mut s = crate::sync::lock(&self.state);
+        // (a status that stopped counting does not hold back its node's next, even an earlier
+        // one: a node whose clock went back is heard again within EXPIRE)
+        if let Some(had) = s.peers.get(&peer) {
+            if status.made_ns < had.status.made_ns && had.at.elapsed() < EXPIRE {
+                tracing::debug!(%peer, "copies: a status older than the one held; ignored");
+                return;
+            }
+        }
         s.peers.insert(
             peer,
             Seen {
@@ -348,6 +372,7 @@ async fn receive(
 /// Sends this node's status to new peers at once, to every peer when it changes and every
 /// [`ANNOUNCE`].
 async fn announce(net: cidfs_p2p::Client, copies: Copies) {
+    let outboxes = Arc::new(Mutex::new(Outboxes::default()));
     let mut connected = net.connected();
     let mut every = tokio::time::interval(ANNOUNCE);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -369,16 +394,29 @@ async fn announce(net: cidfs_p2p::Client, copies: Copies) {
             if !all && !fresh.contains(&p.peer.to_string()) {
                 continue;
             }
-            let (net, status) = (net.clone(), status.clone());
-            tokio::spawn(async move {
-                let send = super::frames::send(&net, p.peer, PROTOCOL, status, MAX_FRAME);
-                match tokio::time::timeout(SEND_TIMEOUT, send).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::debug!(peer = %p.peer, "copies: sending failed: {e:#}"),
-                    Err(_) => tracing::debug!(peer = %p.peer, "copies: sending took too long"),
-                }
-            });
+            if crate::sync::lock(&outboxes).push(p.peer, status.clone()) {
+                let (net, outboxes) = (net.clone(), outboxes.clone());
+                tokio::spawn(async move { drain(&net, p.peer, &outboxes).await });
+            }
         }
+    }
+}
+
+/// Sends `peer` the latest status queued for it, one at a time, until none is left or a send
+/// fails (the next [`ANNOUNCE`] tries again).
+async fn drain(net: &cidfs_p2p::Client, peer: libp2p::PeerId, outboxes: &Mutex<Outboxes>) {
+    loop {
+        let next = crate::sync::lock(outboxes).next(peer);
+        let Some(status) = next else { return };
+        let send = super::frames::send(net, peer, PROTOCOL, status, MAX_FRAME);
+        let failed = match tokio::time::timeout(SEND_TIMEOUT, send).await {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(_) => "it took too long".into(),
+        };
+        tracing::debug!(%peer, "copies: sending failed: {failed}");
+        crate::sync::lock(outboxes).give_up(peer);
+        return;
     }
 }
 
@@ -450,6 +488,48 @@ mod tests {
         assert!(!json.contains("partial"), "{json}");
         c.connected_now(&["a".into()]);
         assert!(c.partial_holders("img").keys().all(|p| p == "me"));
+    }
+
+    /// Two statuses of one peer may arrive in either order: the later one counts. Statuses of
+    /// nodes from before `made_ns` (0) count as they come.
+    #[test]
+    fn of_two_statuses_of_a_peer_the_later_counts_whatever_arrives_last() {
+        let c = Copies::new("me");
+        c.connected_now(&["a".into(), "old".into()]);
+        let made = |held: &[&str], made_ns| Status {
+            made_ns,
+            ..status(held, &[])
+        };
+        hear(&c, "a", made(&["v2"], 20));
+        hear(&c, "a", made(&["v1"], 10));
+        assert_eq!(c.holders("v2"), ["a"].map(String::from).into());
+        assert!(c.holders("v1").is_empty(), "the earlier status came last");
+        hear(&c, "a", made(&["v2"], 20));
+        hear(&c, "a", made(&["v3"], 30));
+        assert_eq!(c.holders("v3"), ["a"].map(String::from).into());
+        let old = |held: &[&str]| -> Status {
+            let json = format!(r#"{{"held":{{"{}":1}},"rules":[],"names_ns":0}}"#, held[0]);
+            serde_json::from_str(&json).expect("an older status parses")
+        };
+        hear(&c, "old", old(&["x"]));
+        hear(&c, "old", old(&["y"]));
+        assert_eq!(c.holders("y"), ["old"].map(String::from).into());
+    }
+
+    /// Each change of this node's status is made later than the one before; setting the same
+    /// status again changes nothing (and sends nothing).
+    #[test]
+    fn each_change_of_my_status_is_made_later() {
+        let c = Copies::new("me");
+        c.set_mine(status(&["a"], &[]));
+        let first = c.mine().made_ns;
+        assert!(first > 0);
+        c.set_mine(status(&["a"], &[]));
+        assert_eq!(c.mine().made_ns, first, "the same status is not a change");
+        c.set_mine(status(&["a", "b"], &[]));
+        assert!(c.mine().made_ns > first);
+        let json = serde_json::to_string(&c.mine()).unwrap();
+        assert!(json.contains("made_ns"), "{json}");
     }
 
     #[test]

@@ -85,6 +85,79 @@ pub async fn each_inbound<S, F, Fut>(
     }
 }
 
+/// What waits for one peer while a frame is on its way to it: the changes made meanwhile,
+/// merged as they come ([`Outboxes`]).
+pub trait Pending: Default {
+    /// One change.
+    type Change;
+    /// What one frame carries.
+    type Frame;
+    /// Takes in `change`, in place of what it makes out of date.
+    fn merge(&mut self, change: Self::Change);
+    /// Everything waiting, as the next frame; `None` when nothing waits.
+    fn take(&mut self) -> Option<Self::Frame>;
+}
+
+/// Per peer, what waits to be sent, so one frame at a time goes to a peer (a peer takes only
+/// [`PER_PEER`] streams at once, and two streams may be read in either order): a peer is here
+/// while a sender runs for it.
+pub struct Outboxes<P> {
+    queued: std::collections::HashMap<libp2p::PeerId, P>,
+}
+
+impl<P> Default for Outboxes<P> {
+    fn default() -> Self {
+        Outboxes {
+            queued: Default::default(),
+        }
+    }
+}
+
+impl<P: Pending> Outboxes<P> {
+    /// Queues `change` for `peer`; true when no sender runs for the peer yet, and the caller
+    /// must start one.
+    pub fn push(&mut self, peer: libp2p::PeerId, change: P::Change) -> bool {
+        let idle = !self.queued.contains_key(&peer);
+        self.queued.entry(peer).or_default().merge(change);
+        idle
+    }
+
+    /// The next frame for `peer`'s sender, or `None`: nothing is queued, and the sender stops.
+    pub fn next(&mut self, peer: libp2p::PeerId) -> Option<P::Frame> {
+        let frame = self.queued.get_mut(&peer)?.take();
+        if frame.is_none() {
+            self.queued.remove(&peer);
+        }
+        frame
+    }
+
+    /// A send to `peer` failed: what is queued goes (the caller sends it again later), and its
+    /// sender stops.
+    pub fn give_up(&mut self, peer: libp2p::PeerId) {
+        self.queued.remove(&peer);
+    }
+}
+
+/// A [`Pending`] of whole values: the latest replaces what waits.
+pub struct Latest<T>(Option<T>);
+
+impl<T> Default for Latest<T> {
+    fn default() -> Self {
+        Latest(None)
+    }
+}
+
+impl<T> Pending for Latest<T> {
+    type Change = T;
+    type Frame = T;
+    fn merge(&mut self, change: T) {
+        self.0 = Some(change);
+    }
+    fn take(&mut self) -> Option<T> {
+        self.0.take()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +178,25 @@ mod tests {
         // bytes after the frame are not part of it
         let v: Vec<u32> = read(framed(3, b"[1]trailing"), 100).await.expect("a frame");
         assert_eq!(v, [1]);
+    }
+
+    /// One sender per peer: the values pushed while a frame is on its way collapse into the
+    /// latest; the sender stops when nothing waits; a failed send drops what waited.
+    #[test]
+    fn a_peer_gets_the_latest_value_one_frame_at_a_time() {
+        let (a, b) = (libp2p::PeerId::random(), libp2p::PeerId::random());
+        let mut o = Outboxes::<Latest<u32>>::default();
+        assert!(o.push(a, 1), "a's first value starts a sender");
+        assert!(o.push(b, 1), "each peer has its own");
+        assert_eq!(o.next(a), Some(1));
+        assert!(!o.push(a, 2), "a's sender is still running");
+        assert!(!o.push(a, 3));
+        assert_eq!(o.next(a), Some(3), "the latest only");
+        assert_eq!(o.next(a), None, "nothing left: the sender stops");
+        assert!(o.push(a, 4), "the next value starts a sender again");
+        o.give_up(a);
+        assert_eq!(o.next(a), None, "a failed send drops what waited");
+        assert_eq!(o.next(b), Some(1));
     }
 
     #[tokio::test]

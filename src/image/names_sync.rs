@@ -148,27 +148,21 @@ async fn send_frame(net: &cidfs_p2p::Client, peer: libp2p::PeerId, records: Vec<
     }
 }
 
-/// Changes waiting for each peer. One frame at a time goes to a peer: the changes made while
-/// one is on its way go together in the next, so a burst of changes is a few frames, not a
-/// stream each (a peer takes only a few streams at once: [`super::frames::PER_PEER`]).
+/// Changes waiting for one peer, by name, the latest of each. One frame at a time goes to a
+/// peer ([`super::frames::Outboxes`]): the changes made while one is on its way go together in
+/// the next, so a burst of changes is a few frames, not a stream each (a peer takes only a few
+/// streams at once: [`super::frames::PER_PEER`]).
 #[derive(Default)]
-struct Outboxes {
-    /// A peer is here while a sender runs for it; by name, the latest change of each.
-    queued: std::collections::HashMap<libp2p::PeerId, std::collections::HashMap<String, Record>>,
-}
+struct Queue(std::collections::HashMap<String, Record>);
 
-impl Outboxes {
-    /// Queues `record` for `peer`, in place of an older value of the same name; true when no
-    /// sender runs for the peer yet, and the caller must start one.
-    fn push(&mut self, peer: libp2p::PeerId, record: Record) -> bool {
+impl super::frames::Pending for Queue {
+    type Change = Record;
+    type Frame = Vec<Record>;
+
+    /// In place of an older value of the same name; an older value replaces nothing.
+    fn merge(&mut self, record: Record) {
         use std::collections::hash_map::Entry;
-        let idle = !self.queued.contains_key(&peer);
-        match self
-            .queued
-            .entry(peer)
-            .or_default()
-            .entry(record.name.clone())
-        {
+        match self.0.entry(record.name.clone()) {
             Entry::Occupied(mut e) if record.value.newer_than(&e.get().value) => {
                 e.insert(record);
             }
@@ -177,25 +171,14 @@ impl Outboxes {
                 e.insert(record);
             }
         }
-        idle
     }
 
-    /// The next frame for `peer`'s sender, or `None`: nothing is queued, and the sender stops.
-    fn next(&mut self, peer: libp2p::PeerId) -> Option<Vec<Record>> {
-        let q = self.queued.get_mut(&peer)?;
-        if q.is_empty() {
-            self.queued.remove(&peer);
-            return None;
-        }
-        Some(q.drain().map(|(_, r)| r).collect())
-    }
-
-    /// A send to `peer` failed: it gets the whole table later, so what is queued goes, and its
-    /// sender stops.
-    fn give_up(&mut self, peer: libp2p::PeerId) {
-        self.queued.remove(&peer);
+    fn take(&mut self) -> Option<Vec<Record>> {
+        (!self.0.is_empty()).then(|| self.0.drain().map(|(_, r)| r).collect())
     }
 }
+
+type Outboxes = super::frames::Outboxes<Queue>;
 
 /// Sends every change of the local table to every connected peer.
 async fn send_changes(net: cidfs_p2p::Client, names: Names, behind: Behind) {

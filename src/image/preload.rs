@@ -233,6 +233,7 @@ impl Worker {
             partial,
             rules: self.summaries.clone(),
             names_ns,
+            made_ns: 0, // set_mine sets it
         });
         for (image, e, rule) in covered {
             if !held.contains_key(image) && self.wants(image, &e.names, e.named_ns, rule) {
