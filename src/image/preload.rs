@@ -40,9 +40,28 @@ pub const FETCHES: usize = 2;
 pub const RETRY_AFTER: Duration = Duration::from_secs(30);
 /// Plans are made at least this often (besides every change).
 pub const TICK: Duration = Duration::from_secs(3);
-/// A change is planned for this long after it came, with every change that came meanwhile, so
-/// a burst of them costs one plan (each plan reads the whole name table).
+/// Plans are at least this far apart ([`Pace`]): the first change after a quiet spell is planned
+/// at once (a push reaches the nodes that preload it without waiting), and a burst of changes
+/// made within this of a plan waits for one more (each plan reads the whole name table).
 pub const SETTLE: Duration = Duration::from_millis(200);
+
+/// When the next plan may start: [`SETTLE`] after the last.
+#[derive(Default)]
+struct Pace {
+    last: Option<std::time::Instant>,
+}
+
+impl Pace {
+    /// How long a change that came at `now` waits before it is planned.
+    fn wait(&self, now: std::time::Instant) -> Duration {
+        self.last
+            .map_or(Duration::ZERO, |last| SETTLE.saturating_sub(now - last))
+    }
+
+    fn planned(&mut self, at: std::time::Instant) {
+        self.last = Some(at);
+    }
+}
 /// Images whose facts are remembered.
 const MAX_FACTS: usize = 10_000;
 /// How often a store over `store.gc_target_mb` is brought back to it.
@@ -165,6 +184,7 @@ impl Worker {
         let mut done = self.done.subscribe();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pace = Pace::default();
         loop {
             tokio::select! {
                 r = names.recv() => if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r {
@@ -175,8 +195,8 @@ impl Worker {
                 _ = tick.tick() => {}
             }
             // a burst of changes (a peer's whole table merged, statuses from many peers) makes
-            // one plan: wait a moment, then take everything that came meanwhile
-            tokio::time::sleep(SETTLE).await;
+            // a plan per SETTLE: what came meanwhile is taken together
+            tokio::time::sleep(pace.wait(std::time::Instant::now())).await;
             loop {
                 match names.try_recv() {
                     Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
@@ -186,6 +206,7 @@ impl Worker {
             }
             view.mark_unchanged();
             done.mark_unchanged();
+            pace.planned(std::time::Instant::now());
             if let Err(e) = self.plan().await {
                 tracing::warn!("preload: {e:#}");
             }
@@ -583,4 +604,23 @@ async fn read_toc(blocks: &BlockService, layer: &super::oci::Descriptor) -> anyh
         .cat_bytes(&cid, toc.start, Some(toc.end - toc.start))
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first change is planned at once; one within SETTLE of a plan waits for the rest of
+    /// it; one after it, at once again.
+    #[test]
+    fn plans_are_a_settle_apart_and_the_first_is_not_delayed() {
+        let mut pace = Pace::default();
+        let t0 = std::time::Instant::now();
+        assert_eq!(pace.wait(t0), Duration::ZERO, "nothing planned yet");
+        pace.planned(t0);
+        assert_eq!(pace.wait(t0), SETTLE);
+        assert_eq!(pace.wait(t0 + SETTLE / 4), SETTLE - SETTLE / 4);
+        assert_eq!(pace.wait(t0 + SETTLE), Duration::ZERO);
+        assert_eq!(pace.wait(t0 + 10 * SETTLE), Duration::ZERO);
+    }
 }
