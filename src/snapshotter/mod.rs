@@ -6,7 +6,10 @@
 //! `ctr-remote image rpull` for a layer of an image in the swarm ([`remote`]), the layer is
 //! mounted lazily from the swarm at the snapshot's directory, committed at once under the chain
 //! ID containerd asked for, and `Prepare` answers AlreadyExists, so containerd neither downloads
-//! nor unpacks it. Every other layer unpacks as usual into the snapshot's own directory.
+//! nor unpacks it. Every other layer unpacks as usual into the snapshot's own directory. Once
+//! the image is found (so a layer the swarm lacks still unpacks as usual), the layer's mount
+//! (its TOC, its inode table, FUSE) goes on behind the answer; the first `Mounts` or `Prepare`
+//! on it, or its `Remove`, waits for it ([`Snapshotter::mounting`]).
 //!
 //! - [`meta`]: the snapshots and their rules, in sled (survives restarts).
 //! - [`filter`]: containerd's filter syntax for `List`.
@@ -75,6 +78,9 @@ pub struct MountSpec {
     pub options: Vec<String>,
 }
 
+/// A layer mount under way ([`Snapshotter::mounting`]): its outcome, for every waiter.
+type Mounting = futures::future::Shared<futures::future::BoxFuture<'static, Result<(), String>>>;
+
 /// The snapshotter.
 pub struct Snapshotter {
     root: PathBuf,
@@ -85,6 +91,9 @@ pub struct Snapshotter {
     /// Held while a snapshot directory exists without its record, and by `Cleanup`.
     dirs: tokio::sync::Mutex<()>,
     trust: Trust,
+    /// Remote layers being mounted behind a `Prepare` that has answered, by their `fs` dir:
+    /// what uses one waits for it (an error is the mount's, and the layer is mounted again).
+    mounting: std::sync::Mutex<std::collections::HashMap<PathBuf, Mounting>>,
     /// Layers to prove in the background, and the receiving end until the verifier starts.
     jobs: tokio::sync::mpsc::UnboundedSender<Job>,
     queued: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Job>>>,
@@ -107,6 +116,7 @@ impl Snapshotter {
             index_off: Path::new("/sys/module/overlay/parameters/index").exists(),
             dirs: Default::default(),
             trust,
+            mounting: Default::default(),
             jobs,
             queued: std::sync::Mutex::new(Some(queued)),
         })
@@ -177,6 +187,8 @@ impl Snapshotter {
             .filter(|n| n.snapshot.labels.get(LAYER_LABEL).map(String::as_str) == Some(key))
         {
             let fs = self.fs_dir(n.snapshot.id);
+            // a mount still under way would land after the unmount
+            let _ = self.mounted_behind(&fs).await;
             if self.remote.mounts.is_mounted(&fs).await {
                 if let Err(e) = self.remote.mounts.unmount(&fs).await {
                     tracing::warn!("snapshotter: unmounting {}: {e:#}", fs.display());
@@ -241,6 +253,9 @@ impl Snapshotter {
             }
         }
         let dir = self.fs_dir(s.id);
+        if let Err(e) = self.mounted_behind(&dir).await {
+            tracing::warn!("snapshotter: mounting layer snapshot {name:?} failed ({e}); again");
+        }
         if self.remote.mounts.is_mounted(&dir).await {
             return Ok(());
         }
@@ -336,9 +351,10 @@ impl Snapshotter {
     }
 
     /// Serves layer `t` at snapshot `s` and commits it as `target`; the error for `Prepare`,
-    /// or None when the layer is to be unpacked as usual. A layer not read whole before is
-    /// first proven ([`Trust`]); one that lies fails the `Prepare`, so the pull fails with
-    /// the reason instead of any image ever running it under the claimed chain ID.
+    /// or None when the layer is to be unpacked as usual (its image or layer not found). The
+    /// mount itself goes on behind the answer ([`Self::mount_behind`]). A layer not read whole
+    /// before is first proven ([`Trust`]); one that lies fails the `Prepare`, so the pull fails
+    /// with the reason instead of any image ever running it under the claimed chain ID.
     async fn prepare_remote(
         &self,
         key: &str,
@@ -397,10 +413,7 @@ impl Snapshotter {
             _ => {}
         }
         let dir = self.fs_dir(s.id);
-        if let Err(e) = self.remote.mount(&dir, t, &layer).await {
-            tracing::warn!("snapshotter: not serving lazily, containerd unpacks it: {e:#}");
-            return None;
-        }
+        self.mount_behind(dir, t, &layer);
         let mut labels = labels.clone();
         labels.insert(REMOTE_LABEL.into(), REMOTE_VALUE.into());
         labels.insert(LAYER_LABEL.into(), proof_key);
@@ -424,6 +437,40 @@ impl Snapshotter {
             // failed: either way this snapshot goes (remove unmounts the layer)
             Err(e) => Some(self.abandon(key, e).await),
         }
+    }
+
+    /// Starts mounting `layer` at `dir` in a task of its own ([`Self::mounting`]).
+    fn mount_behind(&self, dir: PathBuf, t: &remote::Target, layer: &remote::Layer) {
+        use futures::FutureExt as _;
+        let (remote, at, t, layer) = (self.remote.clone(), dir.clone(), t.clone(), layer.clone());
+        let task = tokio::spawn(async move {
+            let began = std::time::Instant::now();
+            let mounted = remote.mount(&at, &t, &layer).await;
+            match &mounted {
+                Ok(_) => tracing::debug!(
+                    "snapshotter: layer {} of {} mounted behind its Prepare in {:?}",
+                    t.layer,
+                    t.reference,
+                    began.elapsed()
+                ),
+                Err(e) => tracing::warn!("snapshotter: mounting behind its Prepare: {e:#}"),
+            }
+            mounted.map(|_| ()).map_err(|e| format!("{e:#}"))
+        });
+        let outcome = async move { task.await.unwrap_or_else(|e| Err(e.to_string())) };
+        crate::sync::lock(&self.mounting).insert(dir, outcome.boxed().shared());
+    }
+
+    /// Waits for the mount at `dir` started behind a `Prepare`, if one is under way or
+    /// unclaimed; its error if it failed.
+    async fn mounted_behind(&self, dir: &Path) -> Result<(), String> {
+        let pending = crate::sync::lock(&self.mounting).get(dir).cloned();
+        let Some(pending) = pending else {
+            return Ok(());
+        };
+        let outcome = pending.await;
+        crate::sync::lock(&self.mounting).remove(dir);
+        outcome
     }
 
     /// Removes the active snapshot `key` a failed remote `Prepare` made; returns `e`.
@@ -513,6 +560,8 @@ impl Snapshotter {
     /// files through a mount.
     async fn remove_dir(&self, dir: PathBuf) {
         let fs = dir.join("fs");
+        // a mount still under way would land after the unmount
+        let _ = self.mounted_behind(&fs).await;
         if self.remote.mounts.is_mounted(&fs).await {
             if let Err(e) = self.remote.mounts.unmount(&fs).await {
                 tracing::warn!("snapshotter: unmounting {}: {e:#}", fs.display());

@@ -460,3 +460,63 @@ async fn a_remote_layer_that_cannot_be_mounted_answers_by_its_cause() {
     }
     task.abort();
 }
+
+/// A layer mounted behind its `Prepare` is waited for by whatever uses it next: a child's
+/// `Mounts` (here the mount fails, as the swarm never delivers the layer, and the child's answer
+/// is the retried mount's cause) and a `Remove` (so no mount lands after it). Either claims it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_mounted_behind_its_prepare_is_waited_for() {
+    let absent = crate::test_utils::absent_cid();
+    let (online, task) = crate::test_utils::lone_node(Duration::from_secs(1));
+    let f = fixture_on(online);
+    let s = &f.s;
+    let reference = format!("h:1/ipfs/{absent}:latest");
+    let remote = labels(&[
+        (super::REMOTE_LABEL, super::REMOTE_VALUE),
+        (REFERENCE_LABEL, &reference),
+        (DIGEST_LABEL, &format!("sha256:{}", "a".repeat(64))),
+    ]);
+    let t = remote::target(&remote).unwrap().expect("a target");
+    let layer = remote::Layer {
+        image: absent,
+        desc: crate::image::oci::Descriptor {
+            urls: vec![format!("ipfs://{absent}")],
+            ..crate::image::oci::Descriptor::of("application/vnd.oci.image.layer.v1.tar+gzip", b"")
+        },
+        diff_id: format!("sha256:{}", "d".repeat(64)),
+    };
+    let layer_id = s.meta.next_id().unwrap();
+    s.meta
+        .create(layer_id, Kind::Active, "extract-1", "", BTreeMap::new())
+        .unwrap();
+    s.meta
+        .commit("extract-1", "layer-1", remote, Usage::default())
+        .unwrap();
+    let view_id = s.meta.next_id().unwrap();
+    s.meta
+        .create(view_id, Kind::View, "view", "layer-1", BTreeMap::new())
+        .unwrap();
+    let pending = || crate::sync::lock(&s.mounting).len();
+
+    s.mount_behind(s.fs_dir(layer_id), &t, &layer);
+    assert_eq!(pending(), 1);
+    let e = s.mounts("view").await.unwrap_err();
+    assert!(matches!(e, Error::Unavailable(_)), "{e}");
+    assert_eq!(
+        pending(),
+        0,
+        "Mounts waited for the mount behind and claimed it"
+    );
+
+    s.mount_behind(s.fs_dir(layer_id), &t, &layer);
+    s.remove("view").await.unwrap();
+    assert_eq!(
+        pending(),
+        1,
+        "a view's Remove leaves its parent's mount alone"
+    );
+    s.remove("layer-1").await.unwrap();
+    assert_eq!(pending(), 0, "Remove waited for the mount behind");
+    assert!(!s.remote.mounts.is_mounted(&s.fs_dir(layer_id)).await);
+    task.abort();
+}
