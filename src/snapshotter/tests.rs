@@ -419,6 +419,23 @@ async fn keys_are_never_paths_and_the_socket_never_replaces_a_file() {
     assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
 }
 
+/// Records remote layer `layer-1` (committed from `extract-1` with `labels`) and a view `view`
+/// on it, as a `Prepare` of rpull's would leave them; returns the layer's id.
+fn remote_layer_and_view(s: &Snapshotter, labels: BTreeMap<String, String>) -> u64 {
+    let id = s.meta.next_id().unwrap();
+    s.meta
+        .create(id, Kind::Active, "extract-1", "", BTreeMap::new())
+        .unwrap();
+    s.meta
+        .commit("extract-1", "layer-1", labels, Usage::default())
+        .unwrap();
+    let view = s.meta.next_id().unwrap();
+    s.meta
+        .create(view, Kind::View, "view", "layer-1", BTreeMap::new())
+        .unwrap();
+    id
+}
+
 /// A lazily served layer that cannot be mounted again answers by its cause: `Unavailable` when
 /// the swarm did not deliver its image in time (containerd may retry), `FailedPrecondition`
 /// when what its labels name is not an image here (retrying will not help).
@@ -435,22 +452,7 @@ async fn a_remote_layer_that_cannot_be_mounted_answers_by_its_cause() {
             (REFERENCE_LABEL, &format!("h:1/ipfs/{image}:latest")),
             (DIGEST_LABEL, &format!("sha256:{}", "a".repeat(64))),
         ]);
-        let id = s.meta.next_id().unwrap();
-        s.meta
-            .create(id, Kind::Active, "extract-1", "", BTreeMap::new())
-            .unwrap();
-        s.meta
-            .commit("extract-1", "layer-1", remote, Usage::default())
-            .unwrap();
-        s.meta
-            .create(
-                s.meta.next_id().unwrap(),
-                Kind::View,
-                "view",
-                "layer-1",
-                BTreeMap::new(),
-            )
-            .unwrap();
+        remote_layer_and_view(s, remote);
         let e = s.mounts("view").await.unwrap_err();
         if unavailable {
             assert!(matches!(e, Error::Unavailable(_)), "{e}");
@@ -485,17 +487,7 @@ async fn a_layer_mounted_behind_its_prepare_is_waited_for() {
         },
         diff_id: format!("sha256:{}", "d".repeat(64)),
     };
-    let layer_id = s.meta.next_id().unwrap();
-    s.meta
-        .create(layer_id, Kind::Active, "extract-1", "", BTreeMap::new())
-        .unwrap();
-    s.meta
-        .commit("extract-1", "layer-1", remote, Usage::default())
-        .unwrap();
-    let view_id = s.meta.next_id().unwrap();
-    s.meta
-        .create(view_id, Kind::View, "view", "layer-1", BTreeMap::new())
-        .unwrap();
+    let layer_id = remote_layer_and_view(s, remote);
     let pending = || crate::sync::lock(&s.mounting).len();
 
     s.mount_behind(s.fs_dir(layer_id), &t, &layer);
