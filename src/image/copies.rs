@@ -178,10 +178,7 @@ impl Copies {
         let mut s = crate::sync::lock(&self.state);
         status.made_ns = s.mine.made_ns;
         if s.mine != status {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-            status.made_ns = now.max(s.mine.made_ns.saturating_add(1));
+            status.made_ns = super::names::now_ns().max(s.mine.made_ns.saturating_add(1));
             s.mine = status;
             self.mine_changed.notify_one();
         }
@@ -396,28 +393,25 @@ async fn announce(net: cidfs_p2p::Client, copies: Copies) {
             }
             if crate::sync::lock(&outboxes).push(p.peer, status.clone()) {
                 let (net, outboxes) = (net.clone(), outboxes.clone());
-                tokio::spawn(async move { drain(&net, p.peer, &outboxes).await });
+                tokio::spawn(async move {
+                    super::frames::drain(&outboxes, p.peer, |status| send(&net, p.peer, status))
+                        .await
+                });
             }
         }
     }
 }
 
-/// Sends `peer` the latest status queued for it, one at a time, until none is left or a send
-/// fails (the next [`ANNOUNCE`] tries again).
-async fn drain(net: &cidfs_p2p::Client, peer: libp2p::PeerId, outboxes: &Mutex<Outboxes>) {
-    loop {
-        let next = crate::sync::lock(outboxes).next(peer);
-        let Some(status) = next else { return };
-        let send = super::frames::send(net, peer, PROTOCOL, status, MAX_FRAME);
-        let failed = match tokio::time::timeout(SEND_TIMEOUT, send).await {
-            Ok(Ok(())) => continue,
-            Ok(Err(e)) => format!("{e:#}"),
-            Err(_) => "it took too long".into(),
-        };
-        tracing::debug!(%peer, "copies: sending failed: {failed}");
-        crate::sync::lock(outboxes).give_up(peer);
-        return;
-    }
+/// Sends `status` to `peer`; false when it failed (the next [`ANNOUNCE`] tries again).
+async fn send(net: &cidfs_p2p::Client, peer: libp2p::PeerId, status: Status) -> bool {
+    let send = super::frames::send(net, peer, PROTOCOL, status, MAX_FRAME);
+    let failed = match tokio::time::timeout(SEND_TIMEOUT, send).await {
+        Ok(Ok(())) => return true,
+        Ok(Err(e)) => format!("{e:#}"),
+        Err(_) => "it took too long".into(),
+    };
+    tracing::debug!(%peer, "copies: sending failed: {failed}");
+    false
 }
 
 #[cfg(test)]

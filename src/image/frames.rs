@@ -138,6 +138,27 @@ impl<P: Pending> Outboxes<P> {
     }
 }
 
+/// Sends what `outboxes` holds for `peer` with `send` (true: sent), a frame at a time, until
+/// nothing is left or a send fails; a failure drops what waits ([`Outboxes::give_up`]).
+pub async fn drain<P, F, Fut>(
+    outboxes: &std::sync::Mutex<Outboxes<P>>,
+    peer: libp2p::PeerId,
+    mut send: F,
+) where
+    P: Pending,
+    F: FnMut(P::Frame) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    loop {
+        let next = crate::sync::lock(outboxes).next(peer);
+        let Some(frame) = next else { return };
+        if !send(frame).await {
+            crate::sync::lock(outboxes).give_up(peer);
+            return;
+        }
+    }
+}
+
 /// A [`Pending`] of whole values: the latest replaces what waits.
 pub struct Latest<T>(Option<T>);
 
@@ -197,6 +218,38 @@ mod tests {
         o.give_up(a);
         assert_eq!(o.next(a), None, "a failed send drops what waited");
         assert_eq!(o.next(b), Some(1));
+    }
+
+    /// `drain` sends a peer's frames one at a time, the latest of what was queued while one
+    /// was out, and stops at a failed send, dropping what waited.
+    #[tokio::test]
+    async fn drain_sends_until_nothing_waits_or_a_send_fails() {
+        let a = libp2p::PeerId::random();
+        let o = std::sync::Mutex::new(Outboxes::<Latest<u32>>::default());
+        let sent = std::sync::Mutex::new(Vec::new());
+        let send = |fail: Option<u32>| {
+            let (o, sent) = (&o, &sent);
+            move |v: u32| {
+                crate::sync::lock(sent).push(v);
+                if v == 1 || v == 4 {
+                    // changes made while this frame is out
+                    crate::sync::lock(o).push(a, v + 1);
+                    crate::sync::lock(o).push(a, v + 2);
+                }
+                std::future::ready(fail != Some(v))
+            }
+        };
+        assert!(crate::sync::lock(&o).push(a, 1));
+        drain(&o, a, send(None)).await;
+        assert_eq!(*crate::sync::lock(&sent), [1, 3]);
+        assert!(crate::sync::lock(&o).push(a, 4), "the sender stopped");
+        drain(&o, a, send(Some(4))).await;
+        assert_eq!(*crate::sync::lock(&sent), [1, 3, 4]);
+        assert_eq!(
+            crate::sync::lock(&o).next(a),
+            None,
+            "a failed send drops 5 and 6"
+        );
     }
 
     #[tokio::test]

@@ -87,7 +87,8 @@ pub struct Names {
 
 const HISTORY: &str = "history/";
 
-fn now_ns() -> u64 {
+/// Now, in ns since the Unix epoch (0 before it).
+pub(super) fn now_ns() -> u64 {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

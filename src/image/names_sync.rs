@@ -198,25 +198,12 @@ async fn send_changes(net: cidfs_p2p::Client, names: Names, behind: Behind) {
         for p in peers {
             if crate::sync::lock(&outboxes).push(p.peer, record.clone()) {
                 let (net, outboxes, behind) = (net.clone(), outboxes.clone(), behind.clone());
-                tokio::spawn(async move { drain(&net, p.peer, &outboxes, &behind).await });
+                tokio::spawn(async move {
+                    let (net, behind) = (&net, &behind);
+                    let sent = |batch| send(net, p.peer, batch, behind);
+                    super::frames::drain(&outboxes, p.peer, sent).await
+                });
             }
-        }
-    }
-}
-
-/// Sends `peer`'s queued changes, a frame at a time, until none are left or a send fails.
-async fn drain(
-    net: &cidfs_p2p::Client,
-    peer: libp2p::PeerId,
-    outboxes: &std::sync::Mutex<Outboxes>,
-    behind: &Behind,
-) {
-    loop {
-        let batch = crate::sync::lock(outboxes).next(peer);
-        let Some(batch) = batch else { return };
-        if !send(net, peer, batch, behind).await {
-            crate::sync::lock(outboxes).give_up(peer);
-            return;
         }
     }
 }

@@ -62,6 +62,7 @@ impl Pace {
         self.last = Some(at);
     }
 }
+
 /// Images whose facts are remembered.
 const MAX_FACTS: usize = 10_000;
 /// How often a store over `store.gc_target_mb` is brought back to it.
