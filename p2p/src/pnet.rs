@@ -21,6 +21,9 @@ const BLOCK: usize = 64;
 /// Bytes buffered (already encrypted) before they are written to the socket. yamux flushes after
 /// each batch of frames, so this bounds a batch, not latency.
 pub const WRITE_BUFFER: usize = 64 << 10;
+/// Bytes asked of the socket at once when the reader above asks for less. noise reads in 8 KiB
+/// pieces: a 256 MiB transfer was 32,768 `recvfrom` calls on the receiver, one per 8 KiB.
+pub const READ_BUFFER: usize = 64 << 10;
 
 /// One direction's XSalsa20 keystream, applied at any byte position. XSalsa20 is Salsa20 under
 /// the subkey HSalsa20(key, nonce[..16]) with nonce[16..]: the subkey is derived once here, not
@@ -112,7 +115,8 @@ impl Keystream {
     }
 }
 
-/// A socket after the PSK handshake: reads are decrypted, writes encrypted and batched.
+/// A socket after the PSK handshake: reads are decrypted and batched, writes encrypted and
+/// batched.
 pub struct PskStream<S> {
     inner: S,
     read: Keystream,
@@ -120,6 +124,11 @@ pub struct PskStream<S> {
     /// Encrypted bytes not yet written to `inner`, from `written` on.
     out: Vec<u8>,
     written: usize,
+    /// Decrypted bytes read from `inner`: `input[taken..filled]` are not handed out yet. Empty
+    /// until the first small read (a reader that asks for large pieces needs none).
+    input: Box<[u8]>,
+    taken: usize,
+    filled: usize,
 }
 
 impl<S> std::fmt::Debug for PskStream<S> {
@@ -147,6 +156,9 @@ where
         write: Keystream::new(key, local),
         out: Vec::with_capacity(WRITE_BUFFER),
         written: 0,
+        input: Box::default(),
+        taken: 0,
+        filled: 0,
     })
 }
 
@@ -173,8 +185,27 @@ impl<S: AsyncRead + Unpin> AsyncRead for PskStream<S> {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let n = ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        this.read.apply(&mut buf[..n]);
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if this.taken == this.filled {
+            // nothing buffered: a large read goes straight to the socket, a small one fills the
+            // buffer first (one system call for many of the reader's pieces)
+            if buf.len() >= READ_BUFFER {
+                let n = ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+                this.read.apply(&mut buf[..n]);
+                return Poll::Ready(Ok(n));
+            }
+            if this.input.is_empty() {
+                this.input = vec![0; READ_BUFFER].into_boxed_slice();
+            }
+            let n = ready!(Pin::new(&mut this.inner).poll_read(cx, &mut this.input))?;
+            this.read.apply(&mut this.input[..n]);
+            (this.taken, this.filled) = (0, n);
+        }
+        let n = buf.len().min(this.filled - this.taken);
+        buf[..n].copy_from_slice(&this.input[this.taken..this.taken + n]);
+        this.taken += n;
         Poll::Ready(Ok(n))
     }
 }
@@ -239,6 +270,81 @@ mod tests {
             }
             assert_eq!(ours, theirs, "len {len}");
         }
+    }
+
+    /// A reader under the PSK layer that records the size of every read asked of it.
+    struct Recording {
+        data: futures::io::Cursor<Vec<u8>>,
+        asked: Vec<usize>,
+    }
+
+    impl AsyncRead for Recording {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            self.asked.push(buf.len());
+            Pin::new(&mut self.data).poll_read(cx, buf)
+        }
+    }
+
+    /// Small reads (noise asks for 8 KiB at a time) are served from one socket read of
+    /// [`READ_BUFFER`] bytes, large ones go to the socket directly, and the bytes are decrypted
+    /// in order either way, whatever the mix of sizes.
+    #[tokio::test]
+    async fn small_reads_share_one_socket_read() {
+        let key = [7u8; 32];
+        let nonce = [9u8; NONCE_SIZE];
+        let plain: Vec<u8> = (0..4 * READ_BUFFER + 1234)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        let mut wire = plain.clone();
+        salsa20::XSalsa20::new(&key.into(), &nonce.into()).apply_keystream(&mut wire);
+        let mut s = PskStream {
+            inner: Recording {
+                data: futures::io::Cursor::new(wire),
+                asked: Vec::new(),
+            },
+            read: Keystream::new(key, nonce),
+            write: Keystream::new(key, nonce),
+            out: Vec::new(),
+            written: 0,
+            input: Box::default(),
+            taken: 0,
+            filled: 0,
+        };
+        let mut got = Vec::new();
+        // a buffer's worth in 8 KiB reads, then one large read, then odd sizes to the end
+        for size in std::iter::repeat_n(8 << 10, READ_BUFFER / (8 << 10))
+            .chain([2 * READ_BUFFER])
+            .chain(std::iter::repeat(7_001))
+        {
+            let mut buf = vec![0u8; size];
+            let n = s.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got.len(), plain.len());
+        assert!(got == plain, "decrypted bytes differ");
+        let asked = &s.inner.asked;
+        assert_eq!(
+            asked[0], READ_BUFFER,
+            "the first 8 KiB read fills the buffer"
+        );
+        assert_eq!(
+            asked[1],
+            2 * READ_BUFFER,
+            "a large read goes to the socket itself"
+        );
+        // 8 KiB reads: one socket read per READ_BUFFER, not per piece
+        assert!(asked.len() <= 8, "{} socket reads: {asked:?}", asked.len());
+        // an empty read is not end of stream, and takes nothing from the socket
+        let before = s.inner.asked.len();
+        assert_eq!(s.read(&mut []).await.unwrap(), 0);
+        assert_eq!(s.inner.asked.len(), before);
     }
 
     /// This layer and libp2p-pnet talk to each other over a real TCP connection, both ways, in
