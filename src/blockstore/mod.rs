@@ -180,6 +180,9 @@ pub trait Blocks: Send + Sync + 'static {
     fn pins(&self) -> Result<Vec<Cid>, Error>;
     /// Makes every earlier write durable.
     fn flush(&self) -> Result<(), Error>;
+    /// Starts writing recent writes to disk without waiting, for a writer that will ask for a
+    /// [`Blocks::flush`] (or a pin) soon: the disk works meanwhile. A hint; errors are logged.
+    fn start_writeback(&self) {}
 }
 
 /// Checks that `data` hashes to `cid`: sha2-256 (0x12) digests are recomputed, identity (0x00)

@@ -46,6 +46,8 @@ pub(super) struct Packs {
     root: PathBuf,
     /// The pack being appended to and where its next block goes.
     tail: Mutex<(u32, u64)>,
+    /// Pack and offset up to which writeback was last started ([`Packs::start_writeback`]).
+    kicked: Mutex<(u32, u64)>,
     files: RwLock<HashMap<u32, Arc<File>>>,
     /// Held shared from a write until its index entry is in place ([`Written`]), and alone by
     /// [`Packs::sweep`], so a sweep never punches a range that is about to be named.
@@ -84,6 +86,7 @@ impl Packs {
         Ok(Packs {
             root,
             tail: Mutex::new(tail),
+            kicked: Mutex::new(tail),
             files: RwLock::new(files),
             naming: RwLock::new(()),
         })
@@ -180,6 +183,30 @@ impl Packs {
         )
     }
 
+    /// Starts writing to disk what was appended since the last call, without waiting for it
+    /// (`sync_file_range`), so that a [`Packs::sync`] soon after finds little left: an `add`
+    /// of 1 GiB ended in a `syncfs` of 0.5-0.6 s here, the disk idle until then.
+    pub(super) fn start_writeback(&self) -> io::Result<()> {
+        let tail = *crate::sync::lock(&self.tail);
+        let mut kicked = crate::sync::lock(&self.kicked);
+        if let Some((pack, from, len)) = unkicked(*kicked, tail) {
+            let file = self.file(pack)?;
+            let (from, len) = (
+                libc::off64_t::try_from(from).map_err(io::Error::other)?,
+                libc::off64_t::try_from(len).map_err(io::Error::other)?,
+            );
+            // SAFETY: sync_file_range(2) on a file descriptor `file` keeps open for the call
+            let r = unsafe {
+                libc::sync_file_range(file.as_raw_fd(), from, len, libc::SYNC_FILE_RANGE_WRITE)
+            };
+            if r != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        *kicked = tail;
+        Ok(())
+    }
+
     /// Makes every write so far durable: one `syncfs` of the filesystem holding the packs.
     pub(super) fn sync(&self) -> io::Result<()> {
         let dir = File::open(&self.root)?;
@@ -230,6 +257,14 @@ impl Packs {
     }
 }
 
+/// The range whose writeback is to start, `(pack, offset, len)`, when the tail has moved on from
+/// `kicked` (both pack and offset). In a pack started since, from its beginning; what the
+/// sealed pack got after `kicked` is left to the next sync (at most one block per GiB).
+fn unkicked(kicked: (u32, u64), tail: (u32, u64)) -> Option<(u32, u64, u64)> {
+    let from = if kicked.0 == tail.0 { kicked.1 } else { 0 };
+    (tail.1 > from).then(|| (tail.0, from, tail.1 - from))
+}
+
 fn create(root: &Path, pack: u32) -> io::Result<File> {
     File::options()
         .read(true)
@@ -268,6 +303,27 @@ fn punch(file: &File, offset: u64, len: u64) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writeback starts once per appended range: from where it last started, from the start
+    /// of a pack begun since, and not at all when nothing was appended.
+    #[test]
+    fn writeback_covers_each_appended_range_once() {
+        assert_eq!(
+            unkicked((0, 4096), (0, 3 * 4096)),
+            Some((0, 4096, 2 * 4096))
+        );
+        assert_eq!(unkicked((0, 4096), (0, 4096)), None);
+        assert_eq!(unkicked((0, 1 << 30), (1, 8192)), Some((1, 0, 8192)));
+        assert_eq!(unkicked((2, 0), (2, 0)), None);
+        let dir = tempfile::tempdir().unwrap();
+        let packs = Packs::open(dir.path().to_owned()).unwrap();
+        packs.start_writeback().unwrap();
+        let (at, written) = packs.write(&[5u8; 10_000]).unwrap();
+        drop(written);
+        packs.start_writeback().unwrap();
+        assert_eq!(*crate::sync::lock(&packs.kicked), (at.pack, 3 * 4096));
+        assert_eq!(packs.read(at, 10_000).unwrap().unwrap(), vec![5u8; 10_000]);
+    }
 
     #[test]
     fn write_read_free_and_reopen() {

@@ -495,6 +495,12 @@ impl Blocks for SledStore {
         Ok(())
     }
 
+    fn start_writeback(&self) {
+        if let Err(e) = self.packs.start_writeback() {
+            tracing::debug!("starting the packs' writeback: {e}");
+        }
+    }
+
     fn flush(&self) -> Result<(), Error> {
         self.sync_packs()?;
         self.flush_and_punch()?;

@@ -187,6 +187,10 @@ pub async fn add_stream<E: Into<anyhow::Error>>(
         tokio::task::spawn_blocking(move || {
             let made = adder.push(&buf);
             put_all(blocks.as_deref(), &made)?;
+            // a pinned add ends by making its blocks durable: let the disk start on them now
+            if let Some(b) = &blocks {
+                b.start_writeback();
+            }
             anyhow::Ok(adder)
         })
     };
