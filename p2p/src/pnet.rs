@@ -150,16 +150,23 @@ where
     socket.flush().await?;
     let mut remote = [0u8; NONCE_SIZE];
     socket.read_exact(&mut remote).await?;
-    Ok(PskStream {
-        inner: socket,
-        read: Keystream::new(key, remote),
-        write: Keystream::new(key, local),
-        out: Vec::with_capacity(WRITE_BUFFER),
-        written: 0,
-        input: Box::default(),
-        taken: 0,
-        filled: 0,
-    })
+    Ok(PskStream::new(socket, key, remote, local))
+}
+
+impl<S> PskStream<S> {
+    /// `inner` after the nonces were exchanged: read with the peer's nonce, write with ours.
+    fn new(inner: S, key: [u8; 32], remote: [u8; NONCE_SIZE], local: [u8; NONCE_SIZE]) -> Self {
+        PskStream {
+            inner,
+            read: Keystream::new(key, remote),
+            write: Keystream::new(key, local),
+            out: Vec::with_capacity(WRITE_BUFFER),
+            written: 0,
+            input: Box::default(),
+            taken: 0,
+            filled: 0,
+        }
+    }
 }
 
 impl<S: AsyncWrite + Unpin> PskStream<S> {
@@ -301,19 +308,11 @@ mod tests {
             .collect();
         let mut wire = plain.clone();
         salsa20::XSalsa20::new(&key.into(), &nonce.into()).apply_keystream(&mut wire);
-        let mut s = PskStream {
-            inner: Recording {
-                data: futures::io::Cursor::new(wire),
-                asked: Vec::new(),
-            },
-            read: Keystream::new(key, nonce),
-            write: Keystream::new(key, nonce),
-            out: Vec::new(),
-            written: 0,
-            input: Box::default(),
-            taken: 0,
-            filled: 0,
+        let recording = Recording {
+            data: futures::io::Cursor::new(wire),
+            asked: Vec::new(),
         };
+        let mut s = PskStream::new(recording, key, nonce, nonce);
         let mut got = Vec::new();
         // a buffer's worth in 8 KiB reads, then one large read, then odd sizes to the end
         for size in std::iter::repeat_n(8 << 10, READ_BUFFER / (8 << 10))
