@@ -25,6 +25,7 @@ use cid::Cid;
 use sha2::{Digest, Sha256};
 
 pub use self::mem::MemStore;
+pub(crate) use self::packs::start_writeback;
 pub use self::sled::SledStore;
 pub use cidfs_formats::dag_pb::PbLink;
 

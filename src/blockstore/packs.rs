@@ -190,18 +190,7 @@ impl Packs {
         let tail = *crate::sync::lock(&self.tail);
         let mut kicked = crate::sync::lock(&self.kicked);
         if let Some((pack, from, len)) = unkicked(*kicked, tail) {
-            let file = self.file(pack)?;
-            let (from, len) = (
-                libc::off64_t::try_from(from).map_err(io::Error::other)?,
-                libc::off64_t::try_from(len).map_err(io::Error::other)?,
-            );
-            // SAFETY: sync_file_range(2) on a file descriptor `file` keeps open for the call
-            let r = unsafe {
-                libc::sync_file_range(file.as_raw_fd(), from, len, libc::SYNC_FILE_RANGE_WRITE)
-            };
-            if r != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            start_writeback(&*self.file(pack)?, from, len)?;
         }
         *kicked = tail;
         Ok(())
@@ -272,6 +261,21 @@ fn create(root: &Path, pack: u32) -> io::Result<File> {
         .create(true)
         .truncate(false)
         .open(Packs::path(root, pack))
+}
+
+/// Starts writing `len` bytes at `offset` of `file` to disk and does not wait for it
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`): a later `fsync` or `syncfs` finds less to write.
+pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let offset = libc::off64_t::try_from(offset).map_err(io::Error::other)?;
+    let len = libc::off64_t::try_from(len).map_err(io::Error::other)?;
+    // SAFETY: sync_file_range(2) on the descriptor of `file`, open for the call; it reads no
+    // memory of ours
+    if unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) }
+        != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Bytes the filesystem has allocated to `file`.

@@ -131,18 +131,9 @@ impl std::io::Write for WriteBehind {
         let n = self.file.write(buf)?;
         self.written += n as u64;
         if self.written - self.started >= WRITE_BEHIND {
-            use std::os::fd::AsRawFd as _;
             let (from, len) = (self.started, self.written - self.started);
             // a hint: a file system without it still gets the final fsync
-            // SAFETY: the descriptor is the open file's; the call reads no memory of ours
-            unsafe {
-                libc::sync_file_range(
-                    self.file.as_raw_fd(),
-                    from as libc::off64_t,
-                    len as libc::off64_t,
-                    libc::SYNC_FILE_RANGE_WRITE,
-                )
-            };
+            let _ = crate::blockstore::start_writeback(&self.file, from, len);
             self.started = self.written;
         }
         Ok(n)
