@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every fuzz target in fuzz/ (cargo-fuzz, libFuzzer) for SECONDS each (default 60), one
 # after the other, and prints a table: target, executions, executions per second, new crashes.
-# Each target feeds one parser of outside input (src/fuzzing.rs): bitswap messages, the
-# eStargz footer + TOC + index + mount tree (and the member-aligned leaf plan), layer tar
-# streams, dag-pb / UnixFS nodes, CID and image references, registry paths + Range headers,
-# snapshotter filters, peers' copies statuses and htpasswd files.
+# Each target feeds one parser of outside input (src/fuzzing.rs): bitswap messages, eStargz
+# chunks inflated whole and streamed (which must agree), the eStargz footer + TOC + index +
+# mount tree (and the member-aligned leaf plan), layer tar streams, dag-pb / UnixFS nodes, CID
+# and image references, registry paths + Range headers, snapshotter filters, peers' copies
+# statuses and htpasswd files.
 #
 # The corpus of each target lives in fuzz/corpus/TARGET (kept between runs, not committed); it
 # starts from fuzz/seeds/TARGET. A crash leaves its input in fuzz/artifacts/TARGET: turn it into a

@@ -41,6 +41,31 @@ pub fn tar_stream(data: &[u8]) {
     crate::image::estargz::fuzz_tar_stream(data);
 }
 
+/// A chunk's compressed bytes from the swarm, inflated whole (libdeflate, where its bounds
+/// allow) and as a stream (flate2): where the stream gives bytes, the whole inflater gives the
+/// same; where it fails, the whole inflater fails the same way, or (libdeflate accepts a few
+/// encodings zlib refuses) gives bytes that match the member's CRC32. The first four bytes are
+/// the chunk's inner offset and length (two little-endian u16), the rest its gzip bytes.
+pub fn chunk_inflate(data: &[u8]) {
+    use crate::mount::reader::{inflate_and_check, inflate_whole_and_check};
+    let Some((head, z)) = data.split_first_chunk::<4>() else {
+        return;
+    };
+    let skip = u64::from(u16::from_le_bytes([head[0], head[1]]));
+    let len = u64::from(u16::from_le_bytes([head[2], head[3]]));
+    let whole = inflate_whole_and_check(z, skip, len, None);
+    match inflate_and_check(z, skip, len, None) {
+        Ok(stream) => assert_eq!(whole, Ok(stream)),
+        Err(e) if whole.is_err() => assert_eq!(whole, Err(e)),
+        Err(_) => {
+            // only from libdeflate, which checked the member's CRC32 and length
+            let mut all = vec![0u8; (skip + len) as usize + (2 << 20)];
+            let n = libdeflater::Decompressor::new().gzip_decompress(z, &mut all);
+            assert!(n.is_ok_and(|n| n as u64 >= skip + len), "{whole:?}");
+        }
+    }
+}
+
 /// dag-pb nodes (and UnixFS data in them) under a dag-pb CIDv1 and a CIDv0.
 pub fn dag_pb(data: &[u8]) {
     use cid::multihash::Multihash;

@@ -289,12 +289,16 @@ impl Reader {
         let (skip, len, want) = (c.inner_offset, c.chunk_size, c.chunk_digest.clone());
         // a chunk of a blob named by its CID that was checked once needs no second check
         let memo = matches!(layer.blob, Blob::Remote).then(|| (self.cache.clone(), key(layer, c)));
-        let inflate = move |compressed: &mut dyn std::io::Read| {
+        let inflate = move |compressed: Compressed<'_>| {
             let verified = memo
                 .as_ref()
                 .and_then(|(cache, k)| Some((cache.verified()?, k)));
             let checked = verified.is_some_and(|(v, k)| v.contains(k));
-            let data = inflate_and_check(compressed, skip, len, want.filter(|_| !checked))?;
+            let want = want.filter(|_| !checked);
+            let data = match compressed {
+                Compressed::Whole(whole) => inflate_whole_and_check(whole, skip, len, want),
+                Compressed::Stream(s) => inflate_and_check(s, skip, len, want),
+            }?;
             if let Some((v, k)) = verified.filter(|_| !checked) {
                 v.insert(k);
             }
@@ -302,8 +306,13 @@ impl Reader {
         };
         let began = Instant::now();
         let small = end - start <= SMALL_COMPRESSED && skip.saturating_add(len) <= SMALL_INFLATED;
+        // before the landmark of a layer fetched early, the blocks are here or on their way:
+        // gathering them first costs little, and a whole member inflates faster (libdeflate)
+        let warm = layer.warming()
+            && layer.prefetch_end.is_some_and(|e| start < e)
+            && end - start <= WHOLE_COMPRESSED;
         let (fetched, got, inflated) = match &layer.blob {
-            Blob::Remote if small => {
+            Blob::Remote if small || warm => {
                 let mut whole = Vec::with_capacity((end - start) as usize);
                 let fetched = self
                     .fetch_remote(layer, name, start, end, |piece| {
@@ -314,7 +323,12 @@ impl Reader {
                 let got = began.elapsed();
                 // a short fetch's error is the cause, not the inflater's
                 let inflated = match &fetched {
-                    Ok(_) => inflate(&mut whole.as_slice()),
+                    Ok(_) if small => inflate(Compressed::Whole(&whole)),
+                    Ok(_) => {
+                        tokio::task::spawn_blocking(move || inflate(Compressed::Whole(&whole)))
+                            .await
+                            .unwrap_or_else(|e| Err(ChunkError::Task(e.to_string())))
+                    }
                     Err(_) => Err(ChunkError::Task("not fetched".into())),
                 };
                 (fetched, got, inflated)
@@ -323,7 +337,9 @@ impl Reader {
                 // the chunk inflates while its blocks arrive: a big chunk costs about the longer
                 // of the two, not their sum
                 let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(INFLATE_QUEUE);
-                let inflating = tokio::task::spawn_blocking(move || inflate(&mut Pieces::new(rx)));
+                let inflating = tokio::task::spawn_blocking(move || {
+                    inflate(Compressed::Stream(&mut Pieces::new(rx)))
+                });
                 let fetched = match blob {
                     Blob::Remote => {
                         let tx = &tx;
@@ -560,6 +576,74 @@ impl std::io::Read for Pieces {
     }
 }
 
+/// The compressed bytes of a chunk, from the start of its gzip member: all of them, or as they
+/// arrive.
+pub enum Compressed<'a> {
+    Whole(&'a [u8]),
+    Stream(&'a mut dyn std::io::Read),
+}
+
+/// Largest gzip member inflated in one piece by [`inflate_whole_and_check`].
+const WHOLE_MAX: u64 = 64 << 20;
+/// Largest chunk (compressed) of a layer fetched early that is gathered whole before it is
+/// inflated; a bigger one (4 MiB chunks compress to at most about 4 MiB) inflates as it arrives.
+const WHOLE_COMPRESSED: u64 = 16 << 20;
+
+/// [`inflate_and_check`] of bytes that are all here: libdeflate (1.4× zlib-rs here) inflates
+/// the first gzip member into a buffer of the size its trailer states, when that covers `skip +
+/// len` and is at most twice that plus 1 MiB (and [`WHOLE_MAX`]), and checks its CRC32 and
+/// length. Where the streaming inflater gives bytes, these are the same (its first bytes); a
+/// bigger, smaller or multi-member stream, or data libdeflate refuses, takes the streaming
+/// inflater, whose outcome and error stand. libdeflate accepts a few encodings that zlib
+/// refuses (an incomplete literal/length code): those bytes passed the member's CRC32 and the
+/// chunk's digest like any others.
+pub fn inflate_whole_and_check(
+    compressed: &[u8],
+    skip: u64,
+    len: u64,
+    want: Option<Arc<str>>,
+) -> Result<Bytes, ChunkError> {
+    match inflate_whole(compressed, skip, len) {
+        Some(data) => check(data, len, want),
+        None => inflate_and_check(compressed, skip, len, want),
+    }
+}
+
+/// The `len` bytes after `skip` of the first gzip member of `compressed`, if libdeflate can
+/// give them under [`inflate_whole_and_check`]'s bounds.
+fn inflate_whole(compressed: &[u8], skip: u64, len: u64) -> Option<Vec<u8>> {
+    thread_local! {
+        static DECOMPRESSOR: std::cell::RefCell<libdeflater::Decompressor> =
+            std::cell::RefCell::new(libdeflater::Decompressor::new());
+    }
+    let need = skip.checked_add(len)?;
+    let trailer = compressed
+        .len()
+        .checked_sub(4)
+        .map(|at| &compressed[at..])?;
+    let stated = u64::from(u32::from_le_bytes(trailer.try_into().ok()?));
+    let bound = need
+        .saturating_mul(2)
+        .saturating_add(1 << 20)
+        .min(WHOLE_MAX);
+    if stated < need || stated > bound {
+        return None;
+    }
+    let mut out = vec![0u8; stated as usize];
+    let n = DECOMPRESSOR
+        .with(|d| d.borrow_mut().gzip_decompress(compressed, &mut out))
+        .ok()?;
+    match n as u64 {
+        n if n < need => None,
+        n if n == need && skip == 0 => {
+            out.truncate(n as usize);
+            Some(out)
+        }
+        // a chunk inside a bigger member: only its bytes are kept (the cache holds them)
+        _ => Some(out[skip as usize..need as usize].to_vec()),
+    }
+}
+
 /// Inflates a chunk from the start of its gzip member: skips `skip` bytes, keeps `len`, and
 /// checks them against `want` (`sha256:…`) when the TOC has a digest.
 pub fn inflate_and_check(
@@ -571,8 +655,13 @@ pub fn inflate_and_check(
     let inflate = |e: std::io::Error| ChunkError::Inflate(e.to_string());
     let mut gz = flate2::read::MultiGzDecoder::new(compressed);
     std::io::copy(&mut (&mut gz).take(skip), &mut std::io::sink()).map_err(inflate)?;
-    let mut data = Vec::with_capacity(len.min(64 << 20) as usize);
+    let mut data = Vec::with_capacity(len.min(WHOLE_MAX) as usize);
     gz.take(len).read_to_end(&mut data).map_err(inflate)?;
+    check(data, len, want)
+}
+
+/// `data`, if it is `len` bytes that hash to `want` (when there is one).
+fn check(data: Vec<u8>, len: u64, want: Option<Arc<str>>) -> Result<Bytes, ChunkError> {
     if data.len() as u64 != len {
         return Err(ChunkError::Length {
             got: data.len() as u64,
@@ -707,6 +796,76 @@ mod tests {
         // and the digest is still checked
         let wrong: Arc<str> = format!("sha256:{}", "0".repeat(64)).into();
         let bad = inflate_in_pieces(&z, 4096, None, 0, 300_000, Some(wrong));
+        assert!(matches!(bad, Err(ChunkError::Digest { .. })), "{bad:?}");
+    }
+
+    /// Whole members take libdeflate where its bounds allow, and every case gives what the
+    /// streaming inflater gives.
+    #[test]
+    fn a_whole_member_inflates_as_the_stream_does() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let one = member(&data);
+        let two = [member(&data[..1000]), member(&data[1000..])].concat();
+        let mut bigger = one.clone(); // a trailer that states far more than the chunk needs
+        let at = bigger.len() - 4;
+        bigger[at..].copy_from_slice(&(40u32 << 20).to_le_bytes());
+        let mut flipped = one.clone();
+        flipped[100] ^= 0x55;
+        let sha = |d: &[u8]| -> Arc<str> {
+            format!("sha256:{}", hex::encode(sha2::Sha256::digest(d))).into()
+        };
+        // (stream, skip, len, digest, libdeflate used)
+        type Case<'a> = (&'a [u8], u64, u64, Option<Arc<str>>, bool);
+        let cases: [Case; 9] = [
+            (&one, 0, 300_000, Some(sha(&data)), true),
+            // a file inside a member of several (a group of small files)
+            (&one, 1000, 500, Some(sha(&data[1000..1500])), true),
+            (&one, 0, 300_000, Some(sha(b"other")), true),
+            // past the member's end: too short either way
+            (&one, 0, 300_001, None, false),
+            // two members: the first does not cover the chunk, the stream inflater reads on
+            (&two, 500, 1000, Some(sha(&data[500..1500])), false),
+            (&two, 0, 300_000, None, false),
+            (&bigger, 0, 1000, None, false),
+            (&flipped, 0, 300_000, None, false),
+            (&one[..one.len() / 2], 0, 300_000, None, false),
+        ];
+        for (i, (z, skip, len, want, fast)) in cases.into_iter().enumerate() {
+            assert_eq!(inflate_whole(z, skip, len).is_some(), fast, "case {i}");
+            let whole = inflate_whole_and_check(z, skip, len, want.clone());
+            let stream = inflate_and_check(z, skip, len, want);
+            assert_eq!(whole, stream, "case {i}");
+        }
+        assert!(inflate_whole_and_check(&one, 0, 300_000, None).is_ok());
+        // a flipped byte may still inflate (the stream stops before the CRC): the digest holds
+        assert!(inflate_whole_and_check(&flipped, 0, 300_000, Some(sha(&data))).is_err());
+    }
+
+    /// libdeflate accepts a few encodings zlib refuses: this member (found by the
+    /// `chunk_inflate` fuzzer) uses a literal/length code that zlib calls invalid. Its bytes
+    /// still match the member's CRC32 and length, and the chunk digest when there is one.
+    #[test]
+    fn libdeflate_may_accept_what_the_stream_refuses_but_only_checked() {
+        let z = hex::decode(concat!(
+            "1f8b0800a94a156b00ff6360e7139551d632b4b077f30d894eca2c28af6bed993c6be18af5dbf61e397de9e6",
+            "83e7efbe3272f08bc9aa681b593ab8fb85c624671556d4b7f54e99bd68e586edfb8e9eb97cebe18bf7df9838",
+            "05c4e554758cad1c3dfcc36253b28b2a1bdafba6ce59bc6ae38efdc7ce5eb9fde8e587efcc5c8212f26aba26",
+            "d64e9e01e171a939c5558d1dfdd3e62e59bd69e781e3e7aede79fceae30f166e214905753d531b67afc088f8",
+            "b4dc92eaa6ce09d3e72d5db379d7c113e7afdd7df2fad34f561e6129450d7d335b17efa0c884f4bcd29ae6ae",
+            "8933e62f5bbb65f7a19317aedf7bfae6f32f365e1169254d03733b579fe0a8c48cfcb2da96ee4933172c5fb7",
+            "75cfe153176fdc7ff6f60bc3a8d747bd3eeef551af8f7a7dd4eba35e1ff5faa8d747bd3eeaf551af8f7a7dd4",
+            "eba35e1ff5faa8d747bd4e2faf03003b07b25a88130000",
+        ))
+        .unwrap();
+        let stream = inflate_and_check(z.as_slice(), 0, 5000, None);
+        assert!(matches!(stream, Err(ChunkError::Inflate(_))), "{stream:?}");
+        let whole = inflate_whole_and_check(&z, 0, 5000, None).unwrap();
+        let crc = u32::from_le_bytes(z[z.len() - 8..z.len() - 4].try_into().unwrap());
+        assert_eq!(libdeflater::crc32(&whole), crc);
+        let want: Arc<str> = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&whole))).into();
+        assert!(inflate_whole_and_check(&z, 0, 5000, Some(want)).is_ok());
+        let wrong: Arc<str> = format!("sha256:{}", "0".repeat(64)).into();
+        let bad = inflate_whole_and_check(&z, 0, 5000, Some(wrong));
         assert!(matches!(bad, Err(ChunkError::Digest { .. })), "{bad:?}");
     }
 }

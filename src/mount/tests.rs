@@ -522,6 +522,38 @@ async fn a_prefetch_of_blocks_fetched_early_runs_one_chunk_per_core() {
     assert_eq!(parallel(&fx.reader(vec![l])), cores.min(PREFETCH_PARALLEL));
 }
 
+/// The chunks before the landmark of a layer fetched early are gathered whole and inflated in
+/// one piece (libdeflate); those after it as they arrive: the file reads back exactly, across
+/// the landmark.
+#[tokio::test]
+async fn chunks_of_blocks_fetched_early_inflate_whole_and_read_back_exactly() {
+    let fx = Fixture::new();
+    let big = big();
+    let tar = tar_of(&[("big", &big), ("late", &big[..100_000])]);
+    let mut blob = Vec::new();
+    let opts = BuildOptions {
+        chunk_size: 64 << 10,
+        prefetch: vec!["big".into()],
+        ..BuildOptions::default()
+    };
+    build(&tar[..], &opts, &mut blob, tempfile::tempfile).unwrap();
+    let mut d = fx.add(&blob, oci::OCI_LAYER_GZIP, Some(toc_digest(&blob)));
+    let (l, _) = fx.open(&d, "").await.unwrap();
+    let end = l.prefetch_end.expect("a .prefetch.landmark");
+    d.annotations
+        .insert(oci::ANNOTATION_PREFETCH_END.into(), end.to_string());
+    let (l, toc) = fx.open(&d, "").await.unwrap();
+    assert!(l.warming());
+    let chunks = &l.index.files["big"];
+    assert!(chunks.len() > 1 && chunks.iter().all(|c| c.offset < end));
+    assert!(l.index.files["late"].iter().all(|c| c.offset > end));
+    let t = Table::build(&[toc]).unwrap();
+    let r = fx.reader(vec![l]);
+    assert_eq!(read(&t, &r, "big", 0, big.len() as u64).await, big);
+    assert_eq!(read(&t, &r, "big", 70_000, 100).await, &big[70_000..70_100]);
+    assert_eq!(read(&t, &r, "late", 0, 100_000).await, &big[..100_000]);
+}
+
 /// A chunk is checked against its digest once per node: a good chunk of a blob named by its CID
 /// is recorded, and the record stands in for the check on later reads; a chunk that fails its
 /// check, and any chunk of a local spool, is never recorded.
