@@ -456,13 +456,18 @@ async fn toc_offsets_outside_the_blob_and_huge_tocs_are_refused() {
 /// before the landmark, and `big` after it).
 fn prefetching_layer(fx: &Fixture) -> Descriptor {
     let tar = tar_of(&[("big", &big()), ("etc/small", b"first\n")]);
+    layer_prefetching(fx, &tar, "etc/small")
+}
+
+/// The layer of `tar` in 64 KiB chunks, pushed with `file` to prefetch.
+fn layer_prefetching(fx: &Fixture, tar: &[u8], file: &str) -> Descriptor {
     let mut blob = Vec::new();
     let opts = BuildOptions {
         chunk_size: 64 << 10,
-        prefetch: vec!["etc/small".into()],
+        prefetch: vec![file.into()],
         ..BuildOptions::default()
     };
-    build(&tar[..], &opts, &mut blob, tempfile::tempfile).unwrap();
+    build(tar, &opts, &mut blob, tempfile::tempfile).unwrap();
     fx.add(&blob, oci::OCI_LAYER_GZIP, Some(toc_digest(&blob)))
 }
 
@@ -530,14 +535,7 @@ async fn chunks_of_blocks_fetched_early_inflate_whole_and_read_back_exactly() {
     let fx = Fixture::new();
     let big = big();
     let tar = tar_of(&[("big", &big), ("late", &big[..100_000])]);
-    let mut blob = Vec::new();
-    let opts = BuildOptions {
-        chunk_size: 64 << 10,
-        prefetch: vec!["big".into()],
-        ..BuildOptions::default()
-    };
-    build(&tar[..], &opts, &mut blob, tempfile::tempfile).unwrap();
-    let mut d = fx.add(&blob, oci::OCI_LAYER_GZIP, Some(toc_digest(&blob)));
+    let mut d = layer_prefetching(&fx, &tar, "big");
     let (l, _) = fx.open(&d, "").await.unwrap();
     let end = l.prefetch_end.expect("a .prefetch.landmark");
     d.annotations
