@@ -578,7 +578,7 @@ impl std::io::Read for Pieces {
 
 /// The compressed bytes of a chunk, from the start of its gzip member: all of them, or as they
 /// arrive.
-pub enum Compressed<'a> {
+enum Compressed<'a> {
     Whole(&'a [u8]),
     Stream(&'a mut dyn std::io::Read),
 }
