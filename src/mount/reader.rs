@@ -22,6 +22,7 @@ use super::inode::File;
 use super::layer::{Blob, Layer};
 use crate::blockservice::{BlockService, SessionGetter};
 use crate::blockstore::DAG_PB;
+use crate::image::estargz::index::MAX_CHUNK_SIZE;
 use crate::image::estargz::Chunk;
 use crate::metrics::MountStats;
 use crate::sync::lock;
@@ -583,16 +584,14 @@ enum Compressed<'a> {
     Stream(&'a mut dyn std::io::Read),
 }
 
-/// Largest gzip member inflated in one piece by [`inflate_whole_and_check`].
-const WHOLE_MAX: u64 = 64 << 20;
 /// Largest chunk (compressed) of a layer fetched early that is gathered whole before it is
 /// inflated; a bigger one (4 MiB chunks compress to at most about 4 MiB) inflates as it arrives.
 const WHOLE_COMPRESSED: u64 = 16 << 20;
 
 /// [`inflate_and_check`] of bytes that are all here: libdeflate (1.4× zlib-rs here) inflates
 /// the first gzip member into a buffer of the size its trailer states, when that covers `skip +
-/// len` and is at most twice that plus 1 MiB (and [`WHOLE_MAX`]), and checks its CRC32 and
-/// length. Where the streaming inflater gives bytes, these are the same (its first bytes); a
+/// len` and is at most twice that plus 1 MiB (and [`MAX_CHUNK_SIZE`], the index's bound on a
+/// chunk), and checks its CRC32 and length. Where the streaming inflater gives bytes, these are the same (its first bytes); a
 /// bigger, smaller or multi-member stream, or data libdeflate refuses, takes the streaming
 /// inflater, whose outcome and error stand. libdeflate accepts a few encodings that zlib
 /// refuses (an incomplete literal/length code): those bytes passed the member's CRC32 and the
@@ -625,7 +624,7 @@ fn inflate_whole(compressed: &[u8], skip: u64, len: u64) -> Option<Vec<u8>> {
     let bound = need
         .saturating_mul(2)
         .saturating_add(1 << 20)
-        .min(WHOLE_MAX);
+        .min(MAX_CHUNK_SIZE);
     if stated < need || stated > bound {
         return None;
     }
@@ -655,7 +654,7 @@ pub fn inflate_and_check(
     let inflate = |e: std::io::Error| ChunkError::Inflate(e.to_string());
     let mut gz = flate2::read::MultiGzDecoder::new(compressed);
     std::io::copy(&mut (&mut gz).take(skip), &mut std::io::sink()).map_err(inflate)?;
-    let mut data = Vec::with_capacity(len.min(WHOLE_MAX) as usize);
+    let mut data = Vec::with_capacity(len.min(MAX_CHUNK_SIZE) as usize);
     gz.take(len).read_to_end(&mut data).map_err(inflate)?;
     check(data, len, want)
 }
