@@ -4,8 +4,8 @@
 //! [`super::verified`]) → the bytes asked for.
 //!
 //! Inflated chunks go through the shared [`ChunkCache`], so readers of one chunk share one fetch.
-//! A read that ends in the second half of a chunk starts fetching the file's next chunk in the
-//! background (sequential readahead). Every chunk fetch is bounded by `read_timeout`; a chunk
+//! A read that ends in the second half of a chunk starts fetching the file's next chunks, 8 MiB
+//! of them, in the background (sequential readahead). Every chunk fetch is bounded by `read_timeout`; a chunk
 //! whose bytes do not match its digest is an error, and those of the blocks it came from that
 //! no longer match their CIDs (rot on disk) are dropped so that a later read fetches them again.
 
@@ -30,8 +30,11 @@ use crate::unixfs::io::{read_range_with, RangeError};
 use crate::unixfs::BlockGet;
 use std::sync::atomic::Ordering::SeqCst;
 
-/// Chunks fetched ahead of a sequential reader: two keep both cores inflating.
-const READAHEAD_CHUNKS: usize = 2;
+/// Inflated bytes fetched ahead of a sequential reader, in whole chunks: two chunks of 4 MiB
+/// (ctr-remote's size) keep both cores inflating, and smaller chunks keep as many bytes coming.
+const READAHEAD_BYTES: u64 = 8 << 20;
+/// ... but never more chunks than this at once (a layer of tiny chunks).
+const READAHEAD_MAX_CHUNKS: usize = 16;
 /// Fetched pieces of a chunk waiting for its inflater (each at most a block).
 const INFLATE_QUEUE: usize = 16;
 /// A chunk of a blob in the swarm with at most this many compressed bytes, and at most
@@ -201,7 +204,7 @@ impl Reader {
         // sequential readahead: a read into the second half of a chunk wants the next ones soon
         if let Some(c) = chunks.get(last) {
             if end >= c.chunk_offset + c.chunk_size / 2 {
-                for next in chunks.iter().skip(last + 1).take(READAHEAD_CHUNKS) {
+                for next in readahead(&chunks[last + 1..]) {
                     self.spawn_readahead(file.layer, file.name.clone(), next.clone());
                 }
             }
@@ -495,6 +498,22 @@ impl Reader {
     }
 }
 
+/// The chunks after a sequential reader's to fetch ahead: whole chunks from the first, until
+/// they hold [`READAHEAD_BYTES`] (at least one, at most [`READAHEAD_MAX_CHUNKS`]).
+fn readahead(after: &[Chunk]) -> &[Chunk] {
+    let mut bytes = 0u64;
+    let n = after
+        .iter()
+        .take(READAHEAD_MAX_CHUNKS)
+        .take_while(|c| {
+            let more = bytes < READAHEAD_BYTES;
+            bytes = bytes.saturating_add(c.chunk_size);
+            more
+        })
+        .count();
+    &after[..n]
+}
+
 fn peer_list(peers: &[libp2p::PeerId]) -> String {
     peers
         .iter()
@@ -717,6 +736,39 @@ mod tests {
     use super::*;
 
     use std::io::Write as _;
+
+    /// A sequential reader is fetched ahead by bytes, in whole chunks: two of 4 MiB, eight of
+    /// 1 MiB, one of 64 MiB, never more than the chunk cap, and nothing past the file's end.
+    #[test]
+    fn readahead_covers_the_same_bytes_at_any_chunk_size() {
+        let chunks = |size: u64, n: u64| -> Vec<Chunk> {
+            (0..n)
+                .map(|i| Chunk {
+                    offset: i * size,
+                    inner_offset: 0,
+                    chunk_offset: i * size,
+                    chunk_size: size,
+                    next_offset: (i + 1) * size,
+                    chunk_digest: None,
+                })
+                .collect()
+        };
+        assert_eq!(readahead(&chunks(4 << 20, 10)).len(), 2);
+        assert_eq!(readahead(&chunks(1 << 20, 10)).len(), 8);
+        assert_eq!(
+            readahead(&chunks(3 << 20, 10)).len(),
+            3,
+            "whole chunks, up to 8 MiB"
+        );
+        assert_eq!(readahead(&chunks(64 << 20, 10)).len(), 1);
+        assert_eq!(readahead(&chunks(4 << 10, 100)).len(), READAHEAD_MAX_CHUNKS);
+        assert_eq!(
+            readahead(&chunks(1 << 20, 3)).len(),
+            3,
+            "the file ends first"
+        );
+        assert!(readahead(&[]).is_empty());
+    }
 
     /// The interior-node memo keeps what fits in its byte bound and no more.
     #[test]
