@@ -5,9 +5,10 @@
 //!
 //! Inflated chunks go through the shared [`ChunkCache`], so readers of one chunk share one fetch.
 //! A read that ends in the second half of a chunk starts fetching the file's next chunks, 8 MiB
-//! of them, in the background (sequential readahead). Every chunk fetch is bounded by `read_timeout`; a chunk
-//! whose bytes do not match its digest is an error, and those of the blocks it came from that
-//! no longer match their CIDs (rot on disk) are dropped so that a later read fetches them again.
+//! of them, in the background (sequential readahead). Every chunk fetch is bounded by
+//! `read_timeout`; a chunk whose bytes do not match its digest is an error, and those of the
+//! blocks it came from that no longer match their CIDs (rot on disk) are dropped so that a later
+//! read fetches them again.
 
 use bytes::Bytes;
 use cid::Cid;
