@@ -674,9 +674,93 @@ pub fn inflate_and_check(
     let inflate = |e: std::io::Error| ChunkError::Inflate(e.to_string());
     let mut gz = flate2::read::MultiGzDecoder::new(compressed);
     std::io::copy(&mut (&mut gz).take(skip), &mut std::io::sink()).map_err(inflate)?;
+    let mut gz = gz.take(len);
+    let want = match want {
+        Some(want) if (HASH_BESIDE..=MAX_CHUNK_SIZE).contains(&len) => {
+            return inflate_hashing_beside(&mut gz, len, &want);
+        }
+        want => want,
+    };
     let mut data = Vec::with_capacity(len.min(MAX_CHUNK_SIZE) as usize);
-    gz.take(len).read_to_end(&mut data).map_err(inflate)?;
+    gz.read_to_end(&mut data).map_err(inflate)?;
     check(data, len, want)
+}
+
+/// A chunk at least this big is hashed beside its inflater ([`inflate_hashing_beside`]).
+const HASH_BESIDE: u64 = 1 << 20;
+/// Inflated bytes handed to the hashing thread at a time.
+const HASH_PIECE: usize = 256 << 10;
+
+/// [`check`] of the `len` bytes `inflated` gives, each piece hashed on a thread of its own as
+/// soon as it is inflated: the check ends with the inflate, not a SHA-256 pass after it (about
+/// 3.4 ms of a 4 MiB chunk here, while the reader waits). The same errors as [`check`].
+fn inflate_hashing_beside(
+    inflated: &mut impl std::io::Read,
+    len: u64,
+    want: &str,
+) -> Result<Bytes, ChunkError> {
+    let mut data = vec![0u8; len as usize];
+    let (filled, digest) = std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel::<&[u8]>();
+        let hasher = s.spawn(move || {
+            let mut h = sha2::Sha256::new();
+            for piece in rx {
+                h.update(piece);
+            }
+            h.finalize()
+        });
+        let mut filled = 0usize;
+        let mut read = Ok(());
+        for piece in data.chunks_mut(HASH_PIECE) {
+            let n = match fill(inflated, piece) {
+                Ok(n) => n,
+                Err(e) => {
+                    read = Err(ChunkError::Inflate(e.to_string()));
+                    break;
+                }
+            };
+            filled += n;
+            let piece: &[u8] = piece;
+            // the hasher only stops when this sender is dropped
+            let _ = tx.send(&piece[..n]);
+            if n < piece.len() {
+                break;
+            }
+        }
+        drop(tx);
+        let digest = hasher.join();
+        (read.map(|()| filled), digest)
+    });
+    let filled = filled?;
+    if filled as u64 != len {
+        return Err(ChunkError::Length {
+            got: filled as u64,
+            want: len,
+        });
+    }
+    let digest = digest.map_err(|_| ChunkError::Task("the hashing thread panicked".into()))?;
+    let got = format!("sha256:{}", hex::encode(digest));
+    if got != want {
+        return Err(ChunkError::Digest {
+            got,
+            want: want.to_string(),
+        });
+    }
+    Ok(Bytes::from(data))
+}
+
+/// Reads into `buf` until it is full or the input ends; how many bytes came.
+fn fill(input: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match input.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// `data`, if it is `len` bytes that hash to `want` (when there is one).
@@ -849,6 +933,51 @@ mod tests {
         let wrong: Arc<str> = format!("sha256:{}", "0".repeat(64)).into();
         let bad = inflate_in_pieces(&z, 4096, None, 0, 300_000, Some(wrong));
         assert!(matches!(bad, Err(ChunkError::Digest { .. })), "{bad:?}");
+    }
+
+    /// A chunk of 1 MiB or more is hashed beside its inflater: the same bytes and the same
+    /// errors as the inline check of smaller chunks, at every piece boundary and past it.
+    #[test]
+    fn a_big_chunk_hashed_beside_its_inflater_checks_the_same() {
+        let data: Vec<u8> = (0..3_500_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let one = member(&data);
+        let sha = |d: &[u8]| -> Arc<str> {
+            format!("sha256:{}", hex::encode(sha2::Sha256::digest(d))).into()
+        };
+        let piece = HASH_PIECE as u64;
+        // (skip, len, digest of): the whole, a piece boundary on either side, an odd range
+        for (skip, len) in [
+            (0, 3_500_000),
+            (0, 4 * piece),
+            (100, 4 * piece + 1),
+            (7, 1 << 20),
+        ] {
+            let (s, e) = (skip as usize, (skip + len) as usize);
+            let got = inflate_and_check(one.as_slice(), skip, len, Some(sha(&data[s..e])));
+            assert_eq!(got.unwrap(), &data[s..e], "skip {skip} len {len}");
+        }
+        let wrong = inflate_and_check(one.as_slice(), 0, 3_500_000, Some(sha(b"other")));
+        assert!(matches!(wrong, Err(ChunkError::Digest { .. })), "{wrong:?}");
+        let long = inflate_and_check(one.as_slice(), 0, 3_500_001, Some(sha(&data)));
+        assert!(
+            matches!(
+                long,
+                Err(ChunkError::Length {
+                    got: 3_500_000,
+                    want: 3_500_001
+                })
+            ),
+            "{long:?}"
+        );
+        let cut = &one[..one.len() / 2];
+        let short = inflate_and_check(cut, 0, 3_500_000, Some(sha(&data)));
+        let inline = inflate_and_check(cut, 0, 3_500_000, None);
+        assert!(short.is_err() && inline.is_err(), "{short:?}");
+        assert_eq!(
+            std::mem::discriminant(&short.unwrap_err()),
+            std::mem::discriminant(&inline.unwrap_err()),
+            "a cut member fails the same way"
+        );
     }
 
     /// Whole members take libdeflate where its bounds allow, and every case gives what the
