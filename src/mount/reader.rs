@@ -611,11 +611,11 @@ const WHOLE_COMPRESSED: u64 = 16 << 20;
 /// [`inflate_and_check`] of bytes that are all here: libdeflate (1.4× zlib-rs here) inflates
 /// the first gzip member into a buffer of the size its trailer states, when that covers `skip +
 /// len` and is at most twice that plus 1 MiB (and [`MAX_CHUNK_SIZE`], the index's bound on a
-/// chunk), and checks its CRC32 and length. Where the streaming inflater gives bytes, these are the same (its first bytes); a
-/// bigger, smaller or multi-member stream, or data libdeflate refuses, takes the streaming
-/// inflater, whose outcome and error stand. libdeflate accepts a few encodings that zlib
-/// refuses (an incomplete literal/length code): those bytes passed the member's CRC32 and the
-/// chunk's digest like any others.
+/// chunk), and checks its CRC32 and length. Where the streaming inflater gives bytes, these
+/// are the same (its first bytes); a bigger, smaller or multi-member stream, or data libdeflate
+/// refuses, takes the streaming inflater, whose outcome and error stand. libdeflate accepts a
+/// few encodings that zlib refuses (an incomplete literal/length code): those bytes passed the
+/// member's CRC32 and the chunk's digest like any others.
 pub fn inflate_whole_and_check(
     compressed: &[u8],
     skip: u64,
