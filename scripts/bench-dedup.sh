@@ -215,10 +215,6 @@ fuse_bytes() {
 }
 start_cidfs a
 A_ID=${a_ADDR##*/}
-# median_range V...: "MEDIAN MIN MAX" of the values
-median_range() {
-    python3 -c 'import statistics, sys; v = sorted(map(float, sys.argv[1:])); print(f"{statistics.median(v):.3f} {v[0]:.3f} {v[-1]:.3f}")' "$@"
-}
 cid=$("$BIN" --repo "$WORK/a" image push -q "oci:$WORK/layout:v1")
 # full_once: a fresh B pulls v1, unpacks it and runs the workload; sets FULL_ONCE and PULL_ONCE
 full_once() {

@@ -54,9 +54,7 @@ SEQ_BYTES=$((SEQ_MIB << 20))
 MNT=$WORK/mnt
 BOOTSTRAP_TMP=
 
-# Seconds that dd itself reports for reading $1 with 1 MiB requests (no process start-up in it),
-# and the best of three such reads (warm reads of 256 MiB take ~50 ms: one run is noisy).
-dd_secs() { LC_ALL=C dd if="$1" of=/dev/null bs=1M 2>&1 | awk '/copied/ {for (i = 1; i <= NF; i++) if ($i == "s,") print $(i - 1)}'; }
+# The best of three `dd_secs` reads of $1 (warm reads of 256 MiB take ~50 ms: one run is noisy).
 best_of_3() { for _ in 1 2 3; do dd_secs "$1"; done | sort -g | head -1; }
 
 cleanup() {

@@ -79,6 +79,13 @@ secs() { python3 -c "print(f'{$2-$1:.2f}')"; }
 # cpu_s PID: the user + system CPU-seconds process PID has used so far
 cpu_s() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"; }
 mbps() { python3 -c "print(f'{$1/($3-$2)/1e6:.0f}')"; }
+# median_range X...: "median min max" of the numbers given, three decimals
+median_range() {
+    python3 -c 'import statistics, sys; v = sorted(map(float, sys.argv[1:])); print(f"{statistics.median(v):.3f} {v[0]:.3f} {v[-1]:.3f}")' "$@"
+}
+# dd_secs FILE: the seconds dd itself reports for reading FILE with 1 MiB requests (no process
+# start-up in it)
+dd_secs() { LC_ALL=C dd if="$1" of=/dev/null bs=1M 2>&1 | awk '/copied/ {for (i = 1; i <= NF; i++) if ($i == "s,") print $(i - 1)}'; }
 
 # Directories with nothing mounted under them can be removed; anything still mounted there is
 # detached first, and rm never crosses into another filesystem.
