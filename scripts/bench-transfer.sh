@@ -40,7 +40,8 @@ if [ "${PROFILE:-0}" = 1 ]; then
     sleep 1
 fi
 CPU_A0=$(cpu_s "$a_PID"); CPU_B0=$(cpu_s "$b_PID"); WCHAR_B0=$(wchar_mib "$b_PID")
-t0=$(now); "$BIN" --repo "$WORK/b" cat "$CID" > /dev/null; t1=$(now)
+t0=$(now); /usr/bin/time -f "%U %S" -o "$WORK/cat.cpu" "$BIN" --repo "$WORK/b" cat "$CID" > /dev/null; t1=$(now)
+CPU_CLI=$(awk '{printf "%.2f", $1 + $2}' "$WORK/cat.cpu")
 CPU_A=$(python3 -c "print(f'{$(cpu_s "$a_PID")-$CPU_A0:.2f}')"); CPU_B=$(python3 -c "print(f'{$(cpu_s "$b_PID")-$CPU_B0:.2f}')")
 if [ "${PROFILE:-0}" = 1 ]; then
     kill -INT $PERF_A $PERF_B; wait $PERF_A $PERF_B 2>/dev/null || true
@@ -88,12 +89,12 @@ if [ "$CEIL_STREAM" != 0 ]; then
     printf "%-38s %8.0f MB/s (%.0f-%.0f, 3 runs)\n" "ceiling: bitswap, blocks in memory" "$CEIL_BITSWAP" "$CEIL_BITSWAP_MIN" "$CEIL_BITSWAP_MAX"
     echo "ratio transfer / stream ceiling: $(python3 -c "print(f'{$XFER_MBPS/$CEIL_STREAM:.3f}')"), / bitswap in memory: $(python3 -c "print(f'{$XFER_MBPS/$CEIL_BITSWAP:.3f}')")"
 fi
-echo "CPU during the transfer ($(python3 -c "print(f'{$XFER_T:.2f}')") s): A ${CPU_A} s, B ${CPU_B} s"
+echo "CPU during the transfer ($(python3 -c "print(f'{$XFER_T:.2f}')") s): A ${CPU_A} s, B ${CPU_B} s, the cat client ${CPU_CLI} s"
 echo "B wrote ${WCHAR_B} MiB (files, sled, sockets) for the transfer"
 echo "peak RSS: A $(rss_mib "$a_PID") MiB, B $(rss_mib "$b_PID") MiB"
 echo "repo disk use: A $(du -sm "$WORK/a" | cut -f1) MiB, B $(du -sm "$WORK/b" | cut -f1) MiB (data $SIZE_MIB MiB)"
 declare -A R=([size_mib]=$SIZE_MIB [add_secs]=$ADD_T [cat_secs]=$XFER_T [store_secs]=$LOCALSTORE_T
-    [local_secs]=$LOCAL_T [cpu_a]=$CPU_A [cpu_b]=$CPU_B [rss_a_mib]=$(rss_mib "$a_PID")
+    [local_secs]=$LOCAL_T [cpu_a]=$CPU_A [cpu_b]=$CPU_B [cpu_client]=$CPU_CLI [rss_a_mib]=$(rss_mib "$a_PID")
     [rss_b_mib]=$(rss_mib "$b_PID") [disk_b_mib]=$(du -sm "$WORK/b" | cut -f1)
     [ceiling_stream_mbps]=$CEIL_STREAM [ceiling_bitswap_mbps]=$CEIL_BITSWAP)
 bench_json transfer
