@@ -6,7 +6,8 @@
 # registry side: `skopeo copy` of the same image to A's registry endpoint by name (A converts it
 # as `image push` does) against the same copy to Debian's distribution registry (stores it as
 # it is), and how long after that push C, with `[[preload]] all = true`, holds the image pinned.
-# Writes target/bench/push.json.
+# The pull is held against the swarm stack's ceiling for the layer's size, measured in the same
+# run (stack_ceiling in lib.sh). Writes target/bench/push.json.
 # Usage: scripts/bench-push.sh [SIZE_MB]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,6 +60,11 @@ LAYER=$("$BIN" --repo "$WORK/a" image inspect --json "$CID" | python3 -c "import
 t0=$(now); "$BIN" --repo "$WORK/b" image pull -q "$CID" --to "oci:$WORK/pulled:bench"; t1=$(now)
 L_T0=$t0; L_T1=$t1
 
+# the stack alone, for as many MiB as the layer (nothing of cidfs above it)
+stack_ceiling $(( (LAYER + (1 << 20) - 1) >> 20 ))
+read -r CEIL_STREAM CEIL_STREAM_MIN CEIL_STREAM_MAX <<< "$CEIL_STREAM_RANGE"
+read -r CEIL_BITSWAP CEIL_BITSWAP_MIN CEIL_BITSWAP_MAX <<< "$CEIL_BITSWAP_RANGE"
+
 # The registry side. The baseline: Debian's distribution registry, which stores what it gets.
 mkdir -p "$WORK/registry"
 cat > "$WORK/registry/config.yml" <<EOF
@@ -101,6 +107,11 @@ printf "%-52s %6s s %6s MB/s\n" "gzip -6 of the tar (baseline, one core)" "$(sec
 printf "%-52s %6s s %6s MB/s\n" "image push, eStargz level 6 (convert + add)" "$(secs $P_T0 $P_T1)" "$(mbps $BYTES $P_T0 $P_T1)"
 printf "%-52s %6s s %6s MB/s\n" "image push --estargz=false (check + add)" "$(secs $R_T0 $R_T1)" "$(mbps $BYTES $R_T0 $R_T1)"
 printf "%-52s %6s s %6s MB/s\n" "image pull on B from A (eStargz blob bytes)" "$(secs $L_T0 $L_T1)" "$(mbps $LAYER $L_T0 $L_T1)"
+if [ "$CEIL_STREAM_RANGE" != "0 0 0" ]; then
+    printf "%-52s %6s   %6.0f MB/s (%.0f-%.0f)\n" "  ceiling: one stream, SHA-256 per 256 KiB frame" "" "$CEIL_STREAM" "$CEIL_STREAM_MIN" "$CEIL_STREAM_MAX"
+    printf "%-52s %6s   %6.0f MB/s (%.0f-%.0f)\n" "  ceiling: bitswap, blocks in memory" "" "$CEIL_BITSWAP" "$CEIL_BITSWAP_MIN" "$CEIL_BITSWAP_MAX"
+    echo "ratio pull / stream ceiling: $(python3 -c "print(f'{$LAYER/($L_T1-$L_T0)/1e6/$CEIL_STREAM:.3f}')")"
+fi
 printf "%-52s %6s s %6s MB/s\n" "skopeo copy to distribution registry (baseline)" "$(secs $D_T0 $D_T1)" "$(mbps $BYTES $D_T0 $D_T1)"
 printf "%-52s %6s s %6s MB/s\n" "skopeo copy to A's registry endpoint (converts)" "$(secs $S_T0 $S_T1)" "$(mbps $BYTES $S_T0 $S_T1)"
 printf "%-52s %6s s %6s MB/s\n" "C holds it by [[preload]], after that push ended" "$(secs $S_T1 $C_T1)" "$(mbps $LAYER $S_T1 $C_T1)"
@@ -112,5 +123,6 @@ declare -A R=([bytes]=$BYTES [layer_bytes]=$LAYER [gzip_bytes]=$GZ_SIZE
     [gzip_secs]=$(secs "$GZ_T0" "$GZ_T1") [push_estargz_secs]=$(secs "$P_T0" "$P_T1")
     [push_raw_secs]=$(secs "$R_T0" "$R_T1") [pull_secs]=$(secs "$L_T0" "$L_T1")
     [skopeo_distribution_secs]=$(secs "$D_T0" "$D_T1") [skopeo_cidfs_secs]=$(secs "$S_T0" "$S_T1")
-    [preload_secs]=$(secs "$S_T1" "$C_T1"))
+    [preload_secs]=$(secs "$S_T1" "$C_T1") [ceiling_stream_mbps]=$CEIL_STREAM
+    [ceiling_bitswap_mbps]=$CEIL_BITSWAP)
 bench_json push

@@ -58,24 +58,9 @@ t0=$(now); "$BIN" --repo "$WORK/b" cat "$CID" > /dev/null; t1=$(now)
 LOCALSTORE_T=$(python3 -c "print($t1-$t0)")
 "$BIN" --repo "$WORK/b" cat "$CID" | cmp -s - "$WORK/data" || { echo "transfer corrupted the data" >&2; exit 1; }
 
-# the ceiling: two processes of the node's own stack, with nothing of cidfs above it
-CEIL=$PWD/target/release/examples/stack_ceiling
-if [ -z "${BENCH_NO_BUILD:-}" ]; then cargo build --release --quiet -p cidfs-p2p --example stack_ceiling; fi
-CEIL_STREAM=0 CEIL_BITSWAP=0
-if [ -x "$CEIL" ]; then
-    # the allocator as the daemon sets it (cli::tune_malloc)
-    export GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=134217728
-    "$CEIL" serve "$WORK/swarm.key" "$SIZE_MIB" > "$WORK/ceiling.addr" 2> "$WORK/ceiling.log" & CEIL_PID=$!
-    PIDS+=("$CEIL_PID")
-    for _ in $(seq 300); do [ -s "$WORK/ceiling.addr" ] && break; alive "$CEIL_PID" || break; sleep 0.1; done
-    [ -s "$WORK/ceiling.addr" ] || { echo "stack_ceiling serve did not start" >&2; cat "$WORK/ceiling.log" >&2; exit 1; }
-    ceiling() { timeout 120 "$CEIL" fetch "$WORK/swarm.key" "$(cat "$WORK/ceiling.addr")" "$SIZE_MIB" "$1" | awk '{print $1}'; }
-    S=() W=()
-    for _ in 1 2 3; do S+=("$(ceiling stream)"); W+=("$(ceiling bitswap)"); done
-    read -r CEIL_STREAM CEIL_STREAM_MIN CEIL_STREAM_MAX <<< "$(median_range "${S[@]}")"
-    read -r CEIL_BITSWAP CEIL_BITSWAP_MIN CEIL_BITSWAP_MAX <<< "$(median_range "${W[@]}")"
-    kill "$CEIL_PID"
-fi
+stack_ceiling "$SIZE_MIB"
+read -r CEIL_STREAM CEIL_STREAM_MIN CEIL_STREAM_MAX <<< "$CEIL_STREAM_RANGE"
+read -r CEIL_BITSWAP CEIL_BITSWAP_MIN CEIL_BITSWAP_MAX <<< "$CEIL_BITSWAP_RANGE"
 
 echo "cidfs bench-transfer: $SIZE_MIB MiB, CID $CID"
 printf "%-38s %8s MB/s\n" "add on A (chunk, hash, sled put)" "$(mbps $BYTES $ADD_T)"
@@ -83,7 +68,7 @@ printf "%-38s %8s MB/s\n" "cat on B, fetched from A (bitswap)" "$(mbps $BYTES $X
 printf "%-38s %8s MB/s\n" "cat on B again (from B's store)" "$(mbps $BYTES $LOCALSTORE_T)"
 printf "%-38s %8s MB/s\n" "baseline: cat of the local file" "$(mbps $BYTES $LOCAL_T)"
 echo "ratio transfer / local file: $(python3 -c "print(f'{$LOCAL_T/$XFER_T:.3f}')")"
-if [ "$CEIL_STREAM" != 0 ]; then
+if [ "$CEIL_STREAM_RANGE" != "0 0 0" ]; then
     XFER_MBPS=$(mbps $BYTES $XFER_T)
     printf "%-38s %8.0f MB/s (%.0f-%.0f, 3 runs)\n" "ceiling: one stream, SHA-256 per frame" "$CEIL_STREAM" "$CEIL_STREAM_MIN" "$CEIL_STREAM_MAX"
     printf "%-38s %8.0f MB/s (%.0f-%.0f, 3 runs)\n" "ceiling: bitswap, blocks in memory" "$CEIL_BITSWAP" "$CEIL_BITSWAP_MIN" "$CEIL_BITSWAP_MAX"

@@ -264,6 +264,33 @@ cidfs_snapshotter() {
 }
 ctrd() { ctr --address "$CTRD/c.sock" --namespace default "$@"; }
 
+# stack_ceiling MIB: the swarm's stack alone, between two processes of the node's own code
+# (p2p/examples/stack_ceiling.rs, the run's swarm.key, the daemon's allocator settings): MIB MiB
+# on one stream of SHA-256-checked 256 KiB frames, and fetched by bitswap from blocks held in
+# memory (no store, no API, no client), three times each. Sets CEIL_STREAM_RANGE and
+# CEIL_BITSWAP_RANGE ("median min max", MB/s); "0 0 0" when the example is not built and
+# BENCH_NO_BUILD=1 says not to build it.
+stack_ceiling() {
+    local mib=$1 bin=$PWD/target/release/examples/stack_ceiling pid addr s=() w=() i
+    CEIL_STREAM_RANGE="0 0 0" CEIL_BITSWAP_RANGE="0 0 0"
+    if [ -z "${BENCH_NO_BUILD:-}" ]; then cargo build --release --quiet -p cidfs-p2p --example stack_ceiling; fi
+    [ -x "$bin" ] || return 0
+    local tunables=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=134217728
+    GLIBC_TUNABLES=$tunables "$bin" serve "$WORK/swarm.key" "$mib" > "$WORK/ceiling.addr" 2> "$WORK/ceiling.log" &
+    pid=$!
+    PIDS+=("$pid")
+    for _ in $(seq 300); do [ -s "$WORK/ceiling.addr" ] && break; alive "$pid" || break; sleep 0.1; done
+    [ -s "$WORK/ceiling.addr" ] || { cat "$WORK/ceiling.log" >&2; echo "stack_ceiling serve did not start" >&2; exit 1; }
+    addr=$(cat "$WORK/ceiling.addr")
+    for i in 1 2 3; do
+        s+=("$(GLIBC_TUNABLES=$tunables timeout 120 "$bin" fetch "$WORK/swarm.key" "$addr" "$mib" stream | awk '{print $1}')")
+        w+=("$(GLIBC_TUNABLES=$tunables timeout 120 "$bin" fetch "$WORK/swarm.key" "$addr" "$mib" bitswap | awk '{print $1}')")
+    done
+    kill "$pid"
+    CEIL_STREAM_RANGE=$(median_range "${s[@]}")
+    CEIL_BITSWAP_RANGE=$(median_range "${w[@]}")
+}
+
 # base_bin REV: the path of a release cidfs built from this repo's commit REV, into
 # target/bench-base (a git worktree, removed after the build); later calls reuse the binary.
 base_bin() {
