@@ -44,25 +44,56 @@ pub fn tar_stream(data: &[u8]) {
 /// A chunk's compressed bytes from the swarm, inflated whole (libdeflate, where its bounds
 /// allow) and as a stream (flate2): where the stream gives bytes, the whole inflater gives the
 /// same; where it fails, the whole inflater fails the same way, or (libdeflate accepts a few
-/// encodings zlib refuses) gives bytes that match the member's CRC32. The first four bytes are
-/// the chunk's inner offset and length (two little-endian u16), the rest its gzip bytes.
+/// encodings zlib refuses) gives bytes that match the member's CRC32. Where the stream gives
+/// bytes, both take their digest and refuse another, also from 1 MiB up, where the stream hashes
+/// beside its inflater. The first four bytes are the chunk's inner offset and length (two
+/// little-endian u16; a length with its top bit set counts units of 64 bytes, up to 2 MiB), the
+/// rest its gzip bytes.
 pub fn chunk_inflate(data: &[u8]) {
-    use crate::mount::reader::{inflate_and_check, inflate_whole_and_check};
+    use crate::mount::reader::{inflate_and_check, inflate_whole_and_check, ChunkError};
+    use bytes::Bytes;
+    use sha2::Digest;
+    use std::sync::Arc;
     let Some((head, z)) = data.split_first_chunk::<4>() else {
         return;
     };
     let skip = u64::from(u16::from_le_bytes([head[0], head[1]]));
-    let len = u64::from(u16::from_le_bytes([head[2], head[3]]));
+    let len = match u16::from_le_bytes([head[2], head[3]]) {
+        l if l & 0x8000 != 0 => u64::from(l & 0x7fff) << 6,
+        l => u64::from(l),
+    };
     let whole = inflate_whole_and_check(z, skip, len, None);
-    match inflate_and_check(z, skip, len, None) {
-        Ok(stream) => assert_eq!(whole, Ok(stream)),
-        Err(e) if whole.is_err() => assert_eq!(whole, Err(e)),
+    let stream = match inflate_and_check(z, skip, len, None) {
+        Ok(stream) => {
+            assert_eq!(whole.as_ref(), Ok(&stream));
+            stream
+        }
+        Err(e) if whole.is_err() => return assert_eq!(whole, Err(e)),
         Err(_) => {
             // only from libdeflate, which checked the member's CRC32 and length
             let mut all = vec![0u8; (skip + len) as usize + (2 << 20)];
             let n = libdeflater::Decompressor::new().gzip_decompress(z, &mut all);
             assert!(n.is_ok_and(|n| n as u64 >= skip + len), "{whole:?}");
+            return;
         }
+    };
+    let right: Arc<str> = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&stream))).into();
+    let wrong: Arc<str> = format!("sha256:{}", "0".repeat(64)).into();
+    type Inflate = fn(&[u8], u64, u64, Option<Arc<str>>) -> Result<Bytes, ChunkError>;
+    let paths: [Inflate; 2] = [
+        |z, skip, len, want| inflate_and_check(z, skip, len, want),
+        inflate_whole_and_check,
+    ];
+    for inflate in paths {
+        assert_eq!(
+            inflate(z, skip, len, Some(right.clone())),
+            Ok(stream.clone())
+        );
+        let refused = inflate(z, skip, len, Some(wrong.clone()));
+        assert!(
+            matches!(refused, Err(ChunkError::Digest { .. })),
+            "{refused:?}"
+        );
     }
 }
 
