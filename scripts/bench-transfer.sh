@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Transfer benchmark: SIZE_MIB (default 256) of random data from node A to node B over loopback
-# in a private swarm. Prints MB/s for `add` on A and `cat` on B, the ratio of the transfer to
+# in a private swarm. Prints MB/s for `add` on A and `cat` on B (ROUNDS of it, default 3, each to
+# a fresh B: the median and the range), the ratio of the transfer to
 # `cat` of the same file from local disk (measured in the same run), and each daemon's peak RSS
 # and repo disk use; writes the figures to target/bench/transfer.json (scripts/plot.sh draws them).
 # Then the ceiling in the same run (p2p/examples/stack_ceiling.rs, two more processes with the
@@ -33,25 +34,41 @@ cat "$WORK/data" > /dev/null
 t0=$(now); cat "$WORK/data" > /dev/null; t1=$(now)
 LOCAL_T=$(python3 -c "print($t1-$t0)")
 
-# PROFILE=1: record where both daemons spend CPU during the transfer (perf, call graphs)
-if [ "${PROFILE:-0}" = 1 ]; then
-    perf record -F 1999 -g -o /tmp/cidfs-perf-b.data -p "$b_PID" 2>/dev/null & PERF_B=$!
-    perf record -F 1999 -g -o /tmp/cidfs-perf-a.data -p "$a_PID" 2>/dev/null & PERF_A=$!
-    sleep 1
-fi
-CPU_A0=$(cpu_s "$a_PID"); CPU_B0=$(cpu_s "$b_PID"); WCHAR_B0=$(wchar_mib "$b_PID")
-t0=$(now); /usr/bin/time -f "%U %S" -o "$WORK/cat.cpu" "$BIN" --repo "$WORK/b" cat "$CID" > /dev/null; t1=$(now)
-CPU_CLI=$(awk '{printf "%.2f", $1 + $2}' "$WORK/cat.cpu")
-CPU_A=$(python3 -c "print(f'{$(cpu_s "$a_PID")-$CPU_A0:.2f}')"); CPU_B=$(python3 -c "print(f'{$(cpu_s "$b_PID")-$CPU_B0:.2f}')")
-if [ "${PROFILE:-0}" = 1 ]; then
-    kill -INT $PERF_A $PERF_B; wait $PERF_A $PERF_B 2>/dev/null || true
-    for n in a b; do
-        echo "== perf top symbols, node $n"
-        perf report -i "/tmp/cidfs-perf-$n.data" --no-children --sort dso,symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | sed -n 1,25p
-    done
-fi
-XFER_T=$(python3 -c "print($t1-$t0)")
-WCHAR_B=$(( $(wchar_mib "$b_PID") - WCHAR_B0 ))
+# ROUNDS (default 3) transfers, each to a fresh B, the median reported: single runs swing by
+# 10-15 % here. PROFILE=1: the first records where both daemons spend CPU (perf, call graphs).
+ROUNDS=${ROUNDS:-3}
+XFER=() CPU_AS=() CPU_BS=() CPU_CLIS=()
+for round in $(seq 1 "$ROUNDS"); do
+    if [ "$round" -gt 1 ]; then
+        stop_cidfs b
+        rm -rf "$WORK/b"
+        start_cidfs b --peer "$a_ADDR"
+    fi
+    wait_peer b "${a_ADDR##*/}"
+    if [ "${PROFILE:-0}" = 1 ] && [ "$round" = 1 ]; then
+        perf record -F 1999 -g -o /tmp/cidfs-perf-b.data -p "$b_PID" 2>/dev/null & PERF_B=$!
+        perf record -F 1999 -g -o /tmp/cidfs-perf-a.data -p "$a_PID" 2>/dev/null & PERF_A=$!
+        sleep 1
+    fi
+    CPU_A0=$(cpu_s "$a_PID"); CPU_B0=$(cpu_s "$b_PID"); WCHAR_B0=$(wchar_mib "$b_PID")
+    t0=$(now); /usr/bin/time -f "%U %S" -o "$WORK/cat.cpu" "$BIN" --repo "$WORK/b" cat "$CID" > /dev/null; t1=$(now)
+    CPU_CLIS+=("$(awk '{printf "%.2f", $1 + $2}' "$WORK/cat.cpu")")
+    CPU_AS+=("$(python3 -c "print(f'{$(cpu_s "$a_PID")-$CPU_A0:.2f}')")")
+    CPU_BS+=("$(python3 -c "print(f'{$(cpu_s "$b_PID")-$CPU_B0:.2f}')")")
+    XFER+=("$(python3 -c "print($t1-$t0)")")
+    WCHAR_B=$(( $(wchar_mib "$b_PID") - WCHAR_B0 ))
+    if [ "${PROFILE:-0}" = 1 ] && [ "$round" = 1 ]; then
+        kill -INT $PERF_A $PERF_B; wait $PERF_A $PERF_B 2>/dev/null || true
+        for n in a b; do
+            echo "== perf top symbols, node $n"
+            perf report -i "/tmp/cidfs-perf-$n.data" --no-children --sort dso,symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | sed -n 1,25p
+        done
+    fi
+done
+read -r XFER_T XFER_MIN XFER_MAX <<< "$(median_range "${XFER[@]}")"
+CPU_A=$(median_range "${CPU_AS[@]}" | awk '{printf "%.2f", $1}')
+CPU_B=$(median_range "${CPU_BS[@]}" | awk '{printf "%.2f", $1}')
+CPU_CLI=$(median_range "${CPU_CLIS[@]}" | awk '{printf "%.2f", $1}')
 
 # second read on B: served from B's own store; also proves the transfer stored the right bytes
 t0=$(now); "$BIN" --repo "$WORK/b" cat "$CID" > /dev/null; t1=$(now)
@@ -64,7 +81,7 @@ read -r CEIL_BITSWAP CEIL_BITSWAP_MIN CEIL_BITSWAP_MAX <<< "$CEIL_BITSWAP_RANGE"
 
 echo "cidfs bench-transfer: $SIZE_MIB MiB, CID $CID"
 printf "%-38s %8s MB/s\n" "add on A (chunk, hash, sled put)" "$(mbps $BYTES $ADD_T)"
-printf "%-38s %8s MB/s\n" "cat on B, fetched from A (bitswap)" "$(mbps $BYTES $XFER_T)"
+printf "%-38s %8s MB/s (%s-%s, %s runs, each to a fresh B)\n" "cat on B, fetched from A (bitswap)" "$(mbps $BYTES $XFER_T)" "$(mbps $BYTES $XFER_MAX)" "$(mbps $BYTES $XFER_MIN)" "$ROUNDS"
 printf "%-38s %8s MB/s\n" "cat on B again (from B's store)" "$(mbps $BYTES $LOCALSTORE_T)"
 printf "%-38s %8s MB/s\n" "baseline: cat of the local file" "$(mbps $BYTES $LOCAL_T)"
 echo "ratio transfer / local file: $(python3 -c "print(f'{$LOCAL_T/$XFER_T:.3f}')")"
@@ -74,11 +91,11 @@ if [ "$CEIL_STREAM_RANGE" != "0 0 0" ]; then
     printf "%-38s %8.0f MB/s (%.0f-%.0f, 3 runs)\n" "ceiling: bitswap, blocks in memory" "$CEIL_BITSWAP" "$CEIL_BITSWAP_MIN" "$CEIL_BITSWAP_MAX"
     echo "ratio transfer / stream ceiling: $(python3 -c "print(f'{$XFER_MBPS/$CEIL_STREAM:.3f}')"), / bitswap in memory: $(python3 -c "print(f'{$XFER_MBPS/$CEIL_BITSWAP:.3f}')")"
 fi
-echo "CPU during the transfer ($(python3 -c "print(f'{$XFER_T:.2f}')") s): A ${CPU_A} s, B ${CPU_B} s, the cat client ${CPU_CLI} s"
+echo "CPU during the transfer ($(python3 -c "print(f'{$XFER_T:.2f}')") s; medians): A ${CPU_A} s, B ${CPU_B} s, the cat client ${CPU_CLI} s"
 echo "B wrote ${WCHAR_B} MiB (files, sled, sockets) for the transfer"
 echo "peak RSS: A $(rss_mib "$a_PID") MiB, B $(rss_mib "$b_PID") MiB"
 echo "repo disk use: A $(du -sm "$WORK/a" | cut -f1) MiB, B $(du -sm "$WORK/b" | cut -f1) MiB (data $SIZE_MIB MiB)"
-declare -A R=([size_mib]=$SIZE_MIB [add_secs]=$ADD_T [cat_secs]=$XFER_T [store_secs]=$LOCALSTORE_T
+declare -A R=([size_mib]=$SIZE_MIB [add_secs]=$ADD_T [cat_secs]=$XFER_T [cat_secs_min]=$XFER_MIN [cat_secs_max]=$XFER_MAX [store_secs]=$LOCALSTORE_T
     [local_secs]=$LOCAL_T [cpu_a]=$CPU_A [cpu_b]=$CPU_B [cpu_client]=$CPU_CLI [rss_a_mib]=$(rss_mib "$a_PID")
     [rss_b_mib]=$(rss_mib "$b_PID") [disk_b_mib]=$(du -sm "$WORK/b" | cut -f1)
     [ceiling_stream_mbps]=$CEIL_STREAM [ceiling_bitswap_mbps]=$CEIL_BITSWAP)
