@@ -63,18 +63,26 @@ pub async fn read_message<R: AsyncRead + Unpin>(io: &mut R) -> Result<Message, R
 /// Bytes of a message read before its whole buffer is allocated, at least (see read_message).
 const FIRST_READ: usize = 64 << 10;
 
-/// Writes one already-encoded message and flushes.
-pub async fn write_frame<W: AsyncWrite + Unpin>(io: &mut W, bytes: &[u8]) -> io::Result<()> {
-    if bytes.len() > MAX_MESSAGE_SIZE {
+/// Writes one message given as pieces that follow each other ([`Message::encode_parts`]), behind
+/// one length prefix, and flushes: a block's bytes go to the stream without being copied into a
+/// whole message first.
+pub async fn write_parts<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    parts: &[impl AsRef<[u8]>],
+) -> io::Result<()> {
+    let len: usize = parts.iter().map(|p| p.as_ref().len()).sum();
+    if len > MAX_MESSAGE_SIZE {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("message of {} bytes exceeds the limit", bytes.len()),
+            format!("message of {len} bytes exceeds the limit"),
         ));
     }
     let mut b = unsigned_varint::encode::usize_buffer();
-    io.write_all(unsigned_varint::encode::usize(bytes.len(), &mut b))
+    io.write_all(unsigned_varint::encode::usize(len, &mut b))
         .await?;
-    io.write_all(bytes).await?;
+    for part in parts {
+        io.write_all(part.as_ref()).await?;
+    }
     io.flush().await
 }
 
@@ -90,8 +98,8 @@ mod tests {
             ..Default::default()
         };
         let mut wire = Cursor::new(Vec::new());
-        write_frame(&mut wire, &msg.encode()).await.unwrap();
-        write_frame(&mut wire, &msg.encode()).await.unwrap();
+        write_parts(&mut wire, &msg.encode_parts()).await.unwrap();
+        write_parts(&mut wire, &[msg.encode()]).await.unwrap();
         let mut r = Cursor::new(wire.into_inner());
         assert_eq!(read_message(&mut r).await.unwrap(), msg);
         assert_eq!(read_message(&mut r).await.unwrap(), msg);
@@ -123,8 +131,13 @@ mod tests {
             ..Default::default()
         };
         let mut wire = Cursor::new(Vec::new());
-        write_frame(&mut wire, &m.encode()).await.unwrap();
+        write_parts(&mut wire, &m.encode_parts()).await.unwrap();
         let wire = wire.into_inner();
+        assert_eq!(
+            wire[3..],
+            m.encode()[..],
+            "the pieces make the whole message"
+        );
         assert!(wire.len() > FIRST_READ * 16);
         let mut r = Cursor::new(wire.clone());
         assert_eq!(read_message(&mut r).await.unwrap(), m);
@@ -146,11 +159,18 @@ mod tests {
             ..Default::default()
         };
         let mut wire = Cursor::new(Vec::new());
-        write_frame(&mut wire, &m.encode()).await.unwrap();
+        write_parts(&mut wire, &m.encode_parts()).await.unwrap();
         let mut r = Cursor::new(wire.into_inner());
         assert!(matches!(
             read_message(&mut r).await,
             Err(ReadError::BlockTooLarge(_))
         ));
+
+        // pieces that add up past the limit are refused, and nothing is written
+        let piece = vec![0u8; MAX_MESSAGE_SIZE / 2 + 1];
+        let mut wire = Cursor::new(Vec::new());
+        let refused = write_parts(&mut wire, &[&piece[..], &piece[..]]).await;
+        assert_eq!(refused.unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        assert!(wire.into_inner().is_empty());
     }
 }

@@ -120,7 +120,14 @@ impl Message {
 
     /// Encodes for bitswap 1.1.0/1.2.0 (blocks as `payload` with CID prefix).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.approx_size() + 16);
+        self.encode_parts().concat()
+    }
+
+    /// [`Message::encode`] as pieces that follow each other: each block's data is a piece of
+    /// its own, the block's own bytes (not a copy), between the fields around it.
+    pub fn encode_parts(&self) -> Vec<Bytes> {
+        let mut parts = Vec::with_capacity(2 * self.blocks.len() + 2);
+        let mut out = Vec::with_capacity(64);
         if !self.wants.is_empty() || self.full {
             let mut wl = Vec::with_capacity(self.wants.len() * 48);
             for w in &self.wants {
@@ -146,7 +153,6 @@ impl Message {
             put_bytes(&mut out, 1, &wl);
         }
         for b in &self.blocks {
-            // the block's fields straight into `out`: its data is copied once, not twice
             let prefix = prefix_bytes(&b.cid);
             let mut head = Vec::with_capacity(prefix.len() + 16);
             put_bytes(&mut head, 1, &prefix);
@@ -155,7 +161,8 @@ impl Message {
             put_uvarint(&mut out, 3 << 3 | 2);
             put_uvarint(&mut out, (head.len() + b.data.len()) as u64);
             out.extend_from_slice(&head);
-            out.extend_from_slice(&b.data);
+            parts.push(Bytes::from(std::mem::take(&mut out)));
+            parts.push(b.data.clone());
         }
         for (cid, p) in &self.presences {
             let mut bp = Vec::with_capacity(48);
@@ -168,7 +175,10 @@ impl Message {
         if self.pending_bytes != 0 {
             put_varint_field(&mut out, 5, self.pending_bytes as i64 as u64);
         }
-        out
+        if !out.is_empty() {
+            parts.push(Bytes::from(out));
+        }
+        parts
     }
 
     /// Decodes any bitswap version's message; unknown fields are skipped.
@@ -447,6 +457,10 @@ mod tests {
             put_bytes(&mut want, 3, &blk);
             assert_eq!(msg.encode(), want, "{len} bytes");
             assert_eq!(Message::decode(&want).unwrap(), msg);
+            // in pieces, the block's data is the block's own bytes, not a copy
+            let parts = msg.encode_parts();
+            assert_eq!(parts.len(), 2);
+            assert_eq!(parts[1].as_ptr(), data.as_ptr());
         }
     }
 

@@ -5,12 +5,13 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use libp2p::PeerId;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use super::codec::{read_message, write_frame, ReadError, MAX_MESSAGE_SIZE};
+use super::codec::{read_message, write_parts, ReadError, MAX_MESSAGE_SIZE};
 use super::message::{Message, WantType};
 use super::server::{Ledger, FIRST_MESSAGE_SIZE, TARGET_MESSAGE_SIZE};
 use super::{inbound, Bitswap, ANSWER_STREAMS, PROTOCOL_1_1_0, PROTOCOL_1_2_0};
@@ -185,7 +186,7 @@ impl Outbound {
             let Some((s, v12)) = self.stream.as_mut() else {
                 return false;
             };
-            match write_frame(s, &encode_for(msg, *v12)).await {
+            match write_parts(s, &encode_for(msg, *v12)).await {
                 Ok(()) => return true,
                 Err(e) => {
                     debug!(peer = %self.peer, attempt, "bitswap write failed: {e}");
@@ -217,9 +218,9 @@ async fn open_stream(
 }
 
 /// 1.1.0 has no HAVE/DONT_HAVE: drop presences and ask for blocks instead of haves.
-fn encode_for(msg: &Message, v12: bool) -> Vec<u8> {
+fn encode_for(msg: &Message, v12: bool) -> Vec<Bytes> {
     if v12 {
-        return msg.encode();
+        return msg.encode_parts();
     }
     let mut m = msg.clone();
     m.presences.clear();
@@ -227,5 +228,5 @@ fn encode_for(msg: &Message, v12: bool) -> Vec<u8> {
         w.want_type = WantType::Block;
         w.send_dont_have = false;
     }
-    m.encode()
+    m.encode_parts()
 }
