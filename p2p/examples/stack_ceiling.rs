@@ -21,11 +21,13 @@
 
 use bytes::Bytes;
 use cid::{multihash::Multihash, Cid};
-use cidfs_p2p::{identity::Keypair, psk::SwarmKey, BlockSource, Config, Multiaddr, Node, Session};
+use cidfs_p2p::{
+    identity::Keypair, psk::SwarmKey, BlockSource, Config, MemSource, Multiaddr, Node, Session,
+};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use rand::{rngs::StdRng, RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
-use std::{collections::HashMap, sync::Arc, time::Instant};
+use std::{sync::Arc, time::Instant};
 
 const PROTOCOL: &str = "/cidfs-ceiling/1.0.0";
 /// The server's block CIDs, 36 bytes each, for the bitswap mode.
@@ -54,17 +56,6 @@ fn cid_of(data: &[u8]) -> Cid {
         0x55,
         Multihash::wrap(0x12, &Sha256::digest(data)).expect("32-byte digest"),
     )
-}
-
-struct MemSource(HashMap<Cid, Bytes>);
-
-impl BlockSource for MemSource {
-    fn size(&self, cid: &Cid) -> Option<usize> {
-        self.0.get(cid).map(Bytes::len)
-    }
-    fn get(&self, cid: &Cid) -> Option<Bytes> {
-        self.0.get(cid).cloned()
-    }
 }
 
 fn node(key: &str, source: Arc<dyn BlockSource>) -> Res<cidfs_p2p::Client> {
@@ -131,7 +122,7 @@ async fn serve(key: &str, mib: usize) -> Res<()> {
 
 async fn fetch(key: &str, addr: &str, mib: usize, mode: &str) -> Res<()> {
     let n = mib * (1 << 20) / BLOCK;
-    let client = node(key, Arc::new(MemSource(HashMap::new())))?;
+    let client = node(key, Arc::new(MemSource::default()))?;
     let addr: Multiaddr = addr.parse()?;
     let peer = client.dial(addr).await?;
     let mut cids = Vec::new();

@@ -31,7 +31,7 @@ pub mod slots;
 pub mod transport;
 
 pub use bitswap::{PeerStats, Session, Stats};
-pub use block_source::BlockSource;
+pub use block_source::{BlockSource, MemSource};
 pub use client::{Client, Found, PeerInfo};
 pub use config::Config;
 pub use error::Error;
