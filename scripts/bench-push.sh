@@ -62,8 +62,6 @@ L_T0=$t0; L_T1=$t1
 
 # the stack alone, for as many MiB as the layer (nothing of cidfs above it)
 stack_ceiling $(( (LAYER + (1 << 20) - 1) >> 20 ))
-read -r CEIL_STREAM CEIL_STREAM_MIN CEIL_STREAM_MAX <<< "$CEIL_STREAM_RANGE"
-read -r CEIL_BITSWAP CEIL_BITSWAP_MIN CEIL_BITSWAP_MAX <<< "$CEIL_BITSWAP_RANGE"
 
 # The registry side. The baseline: Debian's distribution registry, which stores what it gets.
 mkdir -p "$WORK/registry"
@@ -107,11 +105,7 @@ printf "%-52s %6s s %6s MB/s\n" "gzip -6 of the tar (baseline, one core)" "$(sec
 printf "%-52s %6s s %6s MB/s\n" "image push, eStargz level 6 (convert + add)" "$(secs $P_T0 $P_T1)" "$(mbps $BYTES $P_T0 $P_T1)"
 printf "%-52s %6s s %6s MB/s\n" "image push --estargz=false (check + add)" "$(secs $R_T0 $R_T1)" "$(mbps $BYTES $R_T0 $R_T1)"
 printf "%-52s %6s s %6s MB/s\n" "image pull on B from A (eStargz blob bytes)" "$(secs $L_T0 $L_T1)" "$(mbps $LAYER $L_T0 $L_T1)"
-if [ "$CEIL_STREAM_RANGE" != "0 0 0" ]; then
-    printf "%-52s %6s   %6.0f MB/s (%.0f-%.0f)\n" "  ceiling: one stream, SHA-256 per 256 KiB frame" "" "$CEIL_STREAM" "$CEIL_STREAM_MIN" "$CEIL_STREAM_MAX"
-    printf "%-52s %6s   %6.0f MB/s (%.0f-%.0f)\n" "  ceiling: bitswap, blocks in memory" "" "$CEIL_BITSWAP" "$CEIL_BITSWAP_MIN" "$CEIL_BITSWAP_MAX"
-    echo "ratio pull / stream ceiling: $(python3 -c "print(f'{$LAYER/($L_T1-$L_T0)/1e6/$CEIL_STREAM:.3f}')")"
-fi
+ceiling_report 52 pull "$(mbps $LAYER $L_T0 $L_T1)"
 printf "%-52s %6s s %6s MB/s\n" "skopeo copy to distribution registry (baseline)" "$(secs $D_T0 $D_T1)" "$(mbps $BYTES $D_T0 $D_T1)"
 printf "%-52s %6s s %6s MB/s\n" "skopeo copy to A's registry endpoint (converts)" "$(secs $S_T0 $S_T1)" "$(mbps $BYTES $S_T0 $S_T1)"
 printf "%-52s %6s s %6s MB/s\n" "C holds it by [[preload]], after that push ended" "$(secs $S_T1 $C_T1)" "$(mbps $LAYER $S_T1 $C_T1)"

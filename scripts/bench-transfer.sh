@@ -76,8 +76,6 @@ LOCALSTORE_T=$(python3 -c "print($t1-$t0)")
 "$BIN" --repo "$WORK/b" cat "$CID" | cmp -s - "$WORK/data" || { echo "transfer corrupted the data" >&2; exit 1; }
 
 stack_ceiling "$SIZE_MIB"
-read -r CEIL_STREAM CEIL_STREAM_MIN CEIL_STREAM_MAX <<< "$CEIL_STREAM_RANGE"
-read -r CEIL_BITSWAP CEIL_BITSWAP_MIN CEIL_BITSWAP_MAX <<< "$CEIL_BITSWAP_RANGE"
 
 echo "cidfs bench-transfer: $SIZE_MIB MiB, CID $CID"
 printf "%-38s %8s MB/s\n" "add on A (chunk, hash, sled put)" "$(mbps $BYTES $ADD_T)"
@@ -85,12 +83,7 @@ printf "%-38s %8s MB/s (%s-%s, %s runs, each to a fresh B)\n" "cat on B, fetched
 printf "%-38s %8s MB/s\n" "cat on B again (from B's store)" "$(mbps $BYTES $LOCALSTORE_T)"
 printf "%-38s %8s MB/s\n" "baseline: cat of the local file" "$(mbps $BYTES $LOCAL_T)"
 echo "ratio transfer / local file: $(python3 -c "print(f'{$LOCAL_T/$XFER_T:.3f}')")"
-if [ "$CEIL_STREAM_RANGE" != "0 0 0" ]; then
-    XFER_MBPS=$(mbps $BYTES $XFER_T)
-    printf "%-38s %8.0f MB/s (%.0f-%.0f, 3 runs)\n" "ceiling: one stream, SHA-256 per frame" "$CEIL_STREAM" "$CEIL_STREAM_MIN" "$CEIL_STREAM_MAX"
-    printf "%-38s %8.0f MB/s (%.0f-%.0f, 3 runs)\n" "ceiling: bitswap, blocks in memory" "$CEIL_BITSWAP" "$CEIL_BITSWAP_MIN" "$CEIL_BITSWAP_MAX"
-    echo "ratio transfer / stream ceiling: $(python3 -c "print(f'{$XFER_MBPS/$CEIL_STREAM:.3f}')"), / bitswap in memory: $(python3 -c "print(f'{$XFER_MBPS/$CEIL_BITSWAP:.3f}')")"
-fi
+ceiling_report 38 transfer "$(mbps $BYTES $XFER_T)"
 echo "CPU during the transfer ($(python3 -c "print(f'{$XFER_T:.2f}')") s; medians): A ${CPU_A} s, B ${CPU_B} s, the cat client ${CPU_CLI} s"
 echo "B wrote ${WCHAR_B} MiB (files, sled, sockets) for the transfer"
 echo "peak RSS: A $(rss_mib "$a_PID") MiB, B $(rss_mib "$b_PID") MiB"

@@ -267,12 +267,12 @@ ctrd() { ctr --address "$CTRD/c.sock" --namespace default "$@"; }
 # stack_ceiling MIB: the swarm's stack alone, between two processes of the node's own code
 # (p2p/examples/stack_ceiling.rs, the run's swarm.key, the daemon's allocator settings): MIB MiB
 # on one stream of SHA-256-checked 256 KiB frames, and fetched by bitswap from blocks held in
-# memory (no store, no API, no client), three times each. Sets CEIL_STREAM_RANGE and
-# CEIL_BITSWAP_RANGE ("median min max", MB/s); "0 0 0" when the example is not built and
+# memory (no store, no API, no client), three times each. Sets CEIL_STREAM, CEIL_BITSWAP (the
+# medians, MB/s) and their _MIN and _MAX; all 0 when the example is not built and
 # BENCH_NO_BUILD=1 says not to build it.
 stack_ceiling() {
     local mib=$1 bin=$PWD/target/release/examples/stack_ceiling pid addr s=() w=() i
-    CEIL_STREAM_RANGE="0 0 0" CEIL_BITSWAP_RANGE="0 0 0"
+    CEIL_STREAM=0 CEIL_STREAM_MIN=0 CEIL_STREAM_MAX=0 CEIL_BITSWAP=0 CEIL_BITSWAP_MIN=0 CEIL_BITSWAP_MAX=0
     if [ -z "${BENCH_NO_BUILD:-}" ]; then cargo build --release --quiet -p cidfs-p2p --example stack_ceiling; fi
     [ -x "$bin" ] || return 0
     local tunables=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=134217728
@@ -287,8 +287,16 @@ stack_ceiling() {
         w+=("$(GLIBC_TUNABLES=$tunables timeout 120 "$bin" fetch "$WORK/swarm.key" "$addr" "$mib" bitswap | awk '{print $1}')")
     done
     kill "$pid"
-    CEIL_STREAM_RANGE=$(median_range "${s[@]}")
-    CEIL_BITSWAP_RANGE=$(median_range "${w[@]}")
+    read -r CEIL_STREAM CEIL_STREAM_MIN CEIL_STREAM_MAX <<< "$(median_range "${s[@]}")"
+    read -r CEIL_BITSWAP CEIL_BITSWAP_MIN CEIL_BITSWAP_MAX <<< "$(median_range "${w[@]}")"
+}
+# ceiling_report WIDTH WHAT MBPS: stack_ceiling's figures, labels padded to WIDTH, and WHAT's
+# MBPS against each; nothing when it measured none
+ceiling_report() {
+    [ "$CEIL_STREAM" != 0 ] || return 0
+    printf "%-${1}s %8.0f MB/s (%.0f-%.0f, 3 runs)\n" "ceiling: one stream, SHA-256 per frame" "$CEIL_STREAM" "$CEIL_STREAM_MIN" "$CEIL_STREAM_MAX"
+    printf "%-${1}s %8.0f MB/s (%.0f-%.0f, 3 runs)\n" "ceiling: bitswap, blocks in memory" "$CEIL_BITSWAP" "$CEIL_BITSWAP_MIN" "$CEIL_BITSWAP_MAX"
+    echo "ratio $2 / stream ceiling: $(python3 -c "print(f'{$3/$CEIL_STREAM:.3f}')"), / bitswap in memory: $(python3 -c "print(f'{$3/$CEIL_BITSWAP:.3f}')")"
 }
 
 # base_bin REV: the path of a release cidfs built from this repo's commit REV, into
