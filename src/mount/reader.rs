@@ -630,7 +630,7 @@ pub fn inflate_whole_and_check(
 
 /// The `len` bytes after `skip` of the first gzip member of `compressed`, if libdeflate can
 /// give them under [`inflate_whole_and_check`]'s bounds.
-fn inflate_whole(compressed: &[u8], skip: u64, len: u64) -> Option<Vec<u8>> {
+fn inflate_whole(compressed: &[u8], skip: u64, len: u64) -> Option<Bytes> {
     thread_local! {
         static DECOMPRESSOR: std::cell::RefCell<libdeflater::Decompressor> =
             std::cell::RefCell::new(libdeflater::Decompressor::new());
@@ -652,14 +652,19 @@ fn inflate_whole(compressed: &[u8], skip: u64, len: u64) -> Option<Vec<u8>> {
     let n = DECOMPRESSOR
         .with(|d| d.borrow_mut().gzip_decompress(compressed, &mut out))
         .ok()?;
-    match n as u64 {
-        n if n < need => None,
-        n if n == need && skip == 0 => {
-            out.truncate(n as usize);
-            Some(out)
-        }
-        // a chunk inside a bigger member: only its bytes are kept (the cache holds them)
-        _ => Some(out[skip as usize..need as usize].to_vec()),
+    if (n as u64) < need {
+        return None;
+    }
+    // a member holds its chunk and often more: the tar padding and the headers of the entries
+    // after it, or chunks before it. The chunk's bytes stay where they were inflated when the
+    // rest is small (the cache then holds up to an eighth more than it counts); else only they
+    // are kept, copied
+    let (skip, need) = (skip as usize, need as usize);
+    if n - len as usize <= len as usize / 8 {
+        out.truncate(need);
+        Some(Bytes::from(out).slice(skip..))
+    } else {
+        Some(Bytes::copy_from_slice(&out[skip..need]))
     }
 }
 
@@ -761,12 +766,13 @@ fn fill(input: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize
 }
 
 /// `data`, if it is `len` bytes that hash to `want` (when there is one).
-fn check(data: Vec<u8>, len: u64, want: Option<Arc<str>>) -> Result<Bytes, ChunkError> {
+fn check(data: impl Into<Bytes>, len: u64, want: Option<Arc<str>>) -> Result<Bytes, ChunkError> {
+    let data = data.into();
     check_len(&data, len)?;
     if let Some(want) = want {
         check_digest(&sha2::Sha256::digest(&data), &want)?;
     }
-    Ok(Bytes::from(data))
+    Ok(data)
 }
 
 /// A chunk's inflated bytes are as many as its TOC entry says.
@@ -1006,8 +1012,12 @@ mod tests {
         };
         // (stream, skip, len, digest, libdeflate used)
         type Case<'a> = (&'a [u8], u64, u64, Option<Arc<str>>, bool);
-        let cases: [Case; 9] = [
+        let cases: [Case; 11] = [
             (&one, 0, 300_000, Some(sha(&data)), true),
+            // a chunk with a little more of its member around it (tar padding, the next
+            // entries' headers): kept where it was inflated; with much more, copied out
+            (&one, 0, 299_000, Some(sha(&data[..299_000])), true),
+            (&one, 512, 299_000, Some(sha(&data[512..299_512])), true),
             // a file inside a member of several (a group of small files)
             (&one, 1000, 500, Some(sha(&data[1000..1500])), true),
             (&one, 0, 300_000, Some(sha(b"other")), true),
