@@ -14,6 +14,16 @@ bench_setup() {
     trap bench_cleanup EXIT
     "$BIN" keygen > "$WORK/swarm.key"
     chmod 600 "$WORK/swarm.key"
+    VM_SHA256_START=$(sha256_speed)
+}
+
+# sha256_speed: this VM's SHA-256 speed now, GB/s on one core (openssl, 16 KiB blocks, one
+# second); empty without openssl. This VM's speed swings by up to 1.5x between hours, so every
+# benchmark's JSON records it at its start and end (bench_json), beside its figures.
+sha256_speed() {
+    command -v openssl > /dev/null || return 0
+    openssl speed -seconds 1 -bytes 16384 -evp sha256 2> /dev/null |
+        awk '$1 == "sha256" { sub(/k$/, "", $2); printf "%.2f", $2 * 1000 / 1e9 }'
 }
 
 bench_cleanup() {
@@ -202,8 +212,13 @@ stop_cidfs() {
 # bench_json NAME: writes the associative array R (figure name → value; numbers stay numbers) to
 # target/bench/NAME.json with "bench": NAME, which scripts/plot.sh draws.
 bench_json() {
-    local k v
+    local k v end
     mkdir -p target/bench
+    end=$(sha256_speed)
+    if [ -n "${VM_SHA256_START:-}" ] && [ -n "$end" ]; then
+        R[vm_sha256_gbps_start]=$VM_SHA256_START; R[vm_sha256_gbps_end]=$end
+        echo "this VM's SHA-256 (one core): $VM_SHA256_START GB/s at the start, $end at the end"
+    fi
     {
         printf '{"bench": "%s"' "$1"
         for k in "${!R[@]}"; do
