@@ -22,7 +22,6 @@ bench_setup
 head -c "$BYTES" /dev/urandom > "$WORK/data"
 
 fail() { echo "bench-interop: $*" >&2; exit 1; }
-mbps() { python3 -c "print(f'{$BYTES/($1)/1e6:.0f}')"; }
 
 # start_helia NAME [peer.mjs args...]: a Helia peer on two fifos; sets NAME_IN, NAME_OUT, NAME_ADDR
 start_helia() {
@@ -66,7 +65,7 @@ CID=$(helia hsrc add "$WORK/data"); [ "$CID" = "$CID_ALL" ] || fail "Helia CID $
 start_helia hdst --dial "$hsrc_ADDR"
 ANSWER=$(helia hdst cat "$CID" "$WORK/out"); MS=${ANSWER#* }
 cmp -s "$WORK/out" "$WORK/data" || fail "Helia→Helia corrupted the data"
-RESULT[helia-helia]=$(mbps "$MS/1000"); stop_all; rm -f "$WORK/out" "$WORK"/h*.in "$WORK"/h*.out
+RESULT[helia-helia]=$(mbps "$BYTES" "$MS/1000"); stop_all; rm -f "$WORK/out" "$WORK"/h*.in "$WORK"/h*.out
 
 # cidfs → cidfs
 start_cidfs csrc
@@ -74,7 +73,7 @@ start_cidfs csrc
 start_cidfs cdst --peer "$csrc_ADDR"
 t0=$(now); "$BIN" --repo "$WORK/cdst" cat "$CID" > /dev/null; t1=$(now)
 "$BIN" --repo "$WORK/cdst" cat "$CID" | cmp -s - "$WORK/data" || fail "cidfs→cidfs corrupted the data"
-RESULT[cidfs-cidfs]=$(mbps "$t1-$t0"); stop_all; rm -rf "$WORK/csrc" "$WORK/cdst"
+RESULT[cidfs-cidfs]=$(mbps "$BYTES" "$t1-$t0"); stop_all; rm -rf "$WORK/csrc" "$WORK/cdst"
 
 # Helia → cidfs (Helia dials the cidfs node, then adds)
 start_cidfs cdst
@@ -82,7 +81,7 @@ start_helia hsrc --dial "$cdst_ADDR"
 helia hsrc add "$WORK/data" > /dev/null
 t0=$(now); "$BIN" --repo "$WORK/cdst" cat "$CID" > /dev/null; t1=$(now)
 "$BIN" --repo "$WORK/cdst" cat "$CID" | cmp -s - "$WORK/data" || fail "Helia→cidfs corrupted the data"
-RESULT[helia-cidfs]=$(mbps "$t1-$t0"); stop_all; rm -rf "$WORK/cdst" "$WORK"/h*.in "$WORK"/h*.out
+RESULT[helia-cidfs]=$(mbps "$BYTES" "$t1-$t0"); stop_all; rm -rf "$WORK/cdst" "$WORK"/h*.in "$WORK"/h*.out
 
 # cidfs → Helia
 start_cidfs csrc
@@ -90,7 +89,7 @@ start_cidfs csrc
 start_helia hdst --dial "$csrc_ADDR"
 ANSWER=$(helia hdst cat "$CID" "$WORK/out"); MS=${ANSWER#* }
 cmp -s "$WORK/out" "$WORK/data" || fail "cidfs→Helia corrupted the data"
-RESULT[cidfs-helia]=$(mbps "$MS/1000"); stop_all
+RESULT[cidfs-helia]=$(mbps "$BYTES" "$MS/1000"); stop_all
 
 # kubo: serve (adds, JSON lines) and fetch (prints its own fetch time)
 KUBO_PY=target/venv/bin/python
@@ -126,19 +125,19 @@ kubo_fetch() {
 
 # kubo → kubo
 start_kubo ksrc "$WORK/data"
-RESULT[kubo-kubo]=$(mbps "$(kubo_fetch "$ksrc_ADDR" "$ksrc_CID")")
+RESULT[kubo-kubo]=$(mbps "$BYTES" "$(kubo_fetch "$ksrc_ADDR" "$ksrc_CID")")
 
 # kubo → cidfs (the same kubo, a fresh cidfs that connects first)
 start_cidfs cdst
 "$BIN" --repo "$WORK/cdst" swarm connect "$ksrc_ADDR" > /dev/null
 t0=$(now); "$BIN" --repo "$WORK/cdst" cat "$ksrc_CID" > /dev/null; t1=$(now)
 "$BIN" --repo "$WORK/cdst" cat "$ksrc_CID" | cmp -s - "$WORK/data" || fail "kubo→cidfs corrupted the data"
-RESULT[kubo-cidfs]=$(mbps "$t1-$t0"); stop_all; rm -rf "$WORK/cdst" "$WORK/ksrc"
+RESULT[kubo-cidfs]=$(mbps "$BYTES" "$t1-$t0"); stop_all; rm -rf "$WORK/cdst" "$WORK/ksrc"
 
 # cidfs → kubo
 start_cidfs csrc
 "$BIN" --repo "$WORK/csrc" add -q "$WORK/data" > /dev/null
-RESULT[cidfs-kubo]=$(mbps "$(kubo_fetch "$csrc_ADDR" "$CID")"); stop_all; rm -rf "$WORK/csrc"
+RESULT[cidfs-kubo]=$(mbps "$BYTES" "$(kubo_fetch "$csrc_ADDR" "$CID")"); stop_all; rm -rf "$WORK/csrc"
 
 echo "cidfs bench-interop: $SIZE_MIB MiB over loopback, private swarm, CID $CID"
 echo "| sender → receiver | MB/s |"

@@ -16,7 +16,6 @@ SIZE_MIB=${1:-256}
 . scripts/lib.sh
 bench_setup
 
-mbps() { python3 -c "import sys; b=$1; t=$2; print(f'{b/t/1e6:.0f}')"; }
 wchar_mib() { awk '/^wchar/ {printf "%.0f", $2/1048576}' "/proc/$1/io"; }
 rss_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 

@@ -84,11 +84,16 @@ open(os.path.join(out, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}
 PY
 }
 
-# Seconds from $1 to $2 (two `now`s), and MB/s of $1 bytes in that time.
+# Seconds from $1 to $2 (two `now`s).
 secs() { python3 -c "print(f'{$2-$1:.2f}')"; }
 # cpu_s PID: the user + system CPU-seconds process PID has used so far
 cpu_s() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"; }
-mbps() { python3 -c "print(f'{$1/($3-$2)/1e6:.0f}')"; }
+# mbps BYTES T0 T1: MB/s of BYTES between two `now`s; mbps BYTES SECS: in SECS seconds (a number
+# or an expression such as "$t1-$t0").
+mbps() {
+    if [ $# -eq 3 ]; then python3 -c "print(f'{$1/($3-$2)/1e6:.0f}')"
+    else python3 -c "print(f'{$1/($2)/1e6:.0f}')"; fi
+}
 # median_range X...: "median min max" of the numbers given, three decimals
 median_range() {
     python3 -c 'import statistics, sys; v = sorted(map(float, sys.argv[1:])); print(f"{statistics.median(v):.3f} {v[0]:.3f} {v[-1]:.3f}")' "$@"
