@@ -42,7 +42,7 @@ kill "$a_PID"; wait "$a_PID" 2>/dev/null || true
 start_cidfs a
 R0=$(rss_mib "$a_PID")
 t0=$(now); "$BIN" --repo "$WORK/a" cat "$CID" > /dev/null; t1=$(now)
-echo "after a restart: RSS $R0 MiB; cat of the last $SIZE_MIB MiB from the store $(python3 -c "print(f'{$BYTES/($t1-$t0)/1e6:.0f}')") MB/s, RSS then $(rss_mib "$a_PID") MiB"
+echo "after a restart: RSS $R0 MiB; cat of the last $SIZE_MIB MiB from the store $(mbps "$BYTES" "$t0" "$t1") MB/s, RSS then $(rss_mib "$a_PID") MiB"
 R[disk_mib]=$(du -sm "$WORK/a" | cut -f1); R[restart_rss_mib]=$R0
 R[restart_cat_secs]=$(secs "$t0" "$t1"); R[after_cat_rss_mib]=$(rss_mib "$a_PID")
 bench_json add

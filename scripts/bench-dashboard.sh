@@ -27,7 +27,6 @@ start_cidfs a
 A_ID=${a_ADDR##*/}
 CID=$("$BIN" --repo "$WORK/a" add -q "$WORK/data")
 
-rate() { python3 -c "print(f'{$1 / $2 / 1e6:.0f}')"; }
 # one_round MODE: a fresh B cats CID from A; sets RS (seconds) and RC (B's CPU-seconds)
 one_round() {
     local mode=$1 t0 t1 c0 c1
@@ -62,13 +61,13 @@ for r in $(seq 1 "$ROUNDS"); do
     for mode in $order; do
         one_round "$mode"
         T[$mode]="${T[$mode]:-} $RS"; C[$mode]="${C[$mode]:-} $RC"
-        printf '%-6s %-10s %8s %8s %10s\n' "$r" "$mode" "$RS" "$(rate $((SIZE_MIB << 20)) "$RS")" "$RC"
+        printf '%-6s %-10s %8s %8s %10s\n' "$r" "$mode" "$RS" "$(mbps $((SIZE_MIB << 20)) "$RS")" "$RC"
     done
 done
 # shellcheck disable=SC2086
 { tu=$(median ${T[unwatched]}); tw=$(median ${T[watched]}); cu=$(median ${C[unwatched]}); cw=$(median ${C[watched]}); }
 gib=$(python3 -c "print($SIZE_MIB / 1024)")
-echo "median: unwatched $tu s ($(rate $((SIZE_MIB << 20)) "$tu") MB/s), watched $tw s ($(rate $((SIZE_MIB << 20)) "$tw") MB/s): watched / unwatched = $(python3 -c "print(f'{$tw / $tu:.3f}')")"
+echo "median: unwatched $tu s ($(mbps $((SIZE_MIB << 20)) "$tu") MB/s), watched $tw s ($(mbps $((SIZE_MIB << 20)) "$tw") MB/s): watched / unwatched = $(python3 -c "print(f'{$tw / $tu:.3f}')")"
 echo "B's CPU per GiB: unwatched $(python3 -c "print(f'{$cu / $gib:.2f}')") s, watched $(python3 -c "print(f'{$cw / $gib:.2f}')") s"
 declare -A R=([size_mib]=$SIZE_MIB [poll_secs]=$POLL [unwatched_secs]=$tu [watched_secs]=$tw
     [unwatched_cpu]=$cu [watched_cpu]=$cw)

@@ -31,7 +31,7 @@ oci_layout_of "$WORK/layer.tar" "$WORK/layout"
 
 # dd_secs of $1, page cache dropped first
 dd_cold() { drop_caches; dd_secs "$1"; }
-mbs() { python3 -c "print(f'{$SIZE_MIB * 1048576 / $1 / 1e6:.0f}')"; }
+mbs() { mbps $((SIZE_MIB << 20)) "$1"; }
 declare -A R
 
 start_cidfs a

@@ -30,7 +30,7 @@ round() {
     local cid t0 t1 api
     cid=$("$BIN" --repo "$WORK/a" add -q "$WORK/data")
     t0=$(now); "$BIN" --repo "$WORK/b" cat "$cid" > /dev/null; t1=$(now)
-    R_XFER=$(python3 -c "print(f'{$BYTES/($t1-$t0)/1e6:.0f}')")
+    R_XFER=$(mbps "$BYTES" "$t0" "$t1")
     api=$(rev < "$WORK/b/api" | cut -d/ -f1 | rev)
     t0=$(now)
     for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$api/metrics" > /dev/null; done
