@@ -132,12 +132,14 @@ pub async fn run(repo: Repo, o: Overrides) -> anyhow::Result<()> {
     started.extend(start_metrics(&config, &state, &stopped).await?);
     api::guard::check_listen(&config.api)?;
     let guard = api::guard::Guard::new(&config.api, repo.write_api_token()?)?;
+    let router = api::router(state, guard);
+    started.extend(start_api_socket(&repo, router.clone(), &stopped));
     repo.write_api_file(&repo::api_multiaddr(api_addr))?;
     info!("API server listening on {}", repo::api_multiaddr(api_addr));
     info!("dashboard: http://{api_addr}{}", api::ui::PATH);
     info!("daemon is ready");
 
-    let served = axum::serve(no_delay(listener), api::router(state, guard))
+    let served = axum::serve(no_delay(listener), router)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             let _ = stop.send(true);
@@ -403,6 +405,67 @@ async fn start_snapshotter(
         }),
     }))
 }
+
+/// The API on `<repo>/api.sock` as well (the CLI's preferred way in; see
+/// [`crate::repo::API_SOCKET`]), with the same router and the same admission rules. A socket
+/// that cannot be bound (a repo path longer than a socket address allows) leaves the TCP API
+/// alone, with a warning.
+fn start_api_socket(
+    repo: &Repo,
+    router: axum::Router,
+    stopped: &tokio::sync::watch::Receiver<bool>,
+) -> Option<Started> {
+    let path = repo.api_socket();
+    let listener = match crate::socket::bind_private(&path, "the API's socket") {
+        Ok(l) => l,
+        Err(e) => {
+            warn!("{e:#}; the CLI will use the TCP API");
+            return None;
+        }
+    };
+    info!("API server listening on {} as well", path.display());
+    let mut stopped = stopped.clone();
+    let listener = {
+        use axum::serve::ListenerExt as _;
+        // a Unix socket's send buffer is 208 KiB by default, less than one 256 KiB block:
+        // `cat` then wrote in pieces, each waiting for the client to read, and ran slower
+        // than over loopback TCP, which sizes its buffers itself (0.75-1.3 against 1.2-1.4
+        // GB/s from the node's own store)
+        fn tap(s: &mut tokio::net::UnixStream) {
+            if let Err(e) = socket2::SockRef::from(&*s).set_send_buffer_size(SEND_BUFFER) {
+                tracing::debug!("SO_SNDBUF on the API socket: {e}");
+            }
+        }
+        listener.tap_io(tap as fn(&mut tokio::net::UnixStream))
+    };
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let abort = task.abort_handle();
+    let repo = repo.clone();
+    Some(Started {
+        what: "API socket (a client kept a call open)",
+        done: Box::pin(async move {
+            if let Ok(Err(e)) = task.await {
+                warn!("API socket failed: {e}");
+            }
+        }),
+        after: Box::new(move || {
+            abort.abort();
+            if let Err(e) = repo.remove_api_socket() {
+                warn!("{e:#}");
+            }
+        }),
+    })
+}
+
+/// The send buffer asked for on each connection to the API socket (the kernel caps it at
+/// `net.core.wmem_max`).
+const SEND_BUFFER: usize = 4 << 20;
 
 /// The metrics listener, when `metrics.listen` is set.
 async fn start_metrics(

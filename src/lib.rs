@@ -2,7 +2,7 @@
 //!
 //! Levels (a module imports only from lower levels; `levels::no_module_imports_from_above`
 //! checks every `crate::` path outside tests):
-//! 0. [`config`], [`sync`], [`cidref`] and the `cidfs_p2p` crate
+//! 0. [`config`], [`sync`], [`cidref`], [`socket`] (owner-only Unix sockets) and the `cidfs_p2p` crate
 //! 1. [`repo`]: the repo directory and its config; [`blockstore`]: sled-indexed block storage,
 //!    every block checked against its CID
 //! 2. [`blockservice`]: local store first, then bitswap through the p2p node; [`metrics`]: the
@@ -30,6 +30,7 @@ pub mod mount;
 pub mod registry_server;
 pub mod repo;
 pub mod snapshotter;
+pub mod socket;
 pub mod sync;
 #[cfg(test)]
 pub(crate) mod test_utils;
@@ -44,6 +45,7 @@ mod levels {
     const LEVELS: &[(&str, u8)] = &[
         ("config", 0),
         ("sync", 0),
+        ("socket", 0),
         ("cidref", 0),
         ("repo", 1),
         ("blockstore", 1),

@@ -3,12 +3,12 @@
 //! token that only the daemon's user can read, mounts go only on empty directories below
 //! `mount.allowed_roots` and are `nosuid,nodev`, and the repo is 0700 whatever made it.
 
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
 
 use crate::images::gen::GenSpec;
 use crate::images::runtimes::{mount_at, mounts_under, Containerd, Unmount};
 use crate::mount::{generate_and_push, MountPoint};
-use crate::util::{http_with, Daemon, Opts};
+use crate::util::{http_with, random_bytes, Daemon, Opts};
 
 const MIB: usize = 1 << 20;
 
@@ -38,6 +38,41 @@ fn post(d: &Daemon, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
     all.extend_from_slice(headers);
     let (status, body) = http_with(d.api, "POST", path, &all);
     (status, String::from_utf8_lossy(&body).to_string())
+}
+
+/// The CLI of the daemon's own user talks to it over `<repo>/api.sock`, which only that user
+/// can reach (0600); without the socket it goes to the TCP address in the api file; the socket
+/// is gone after a shutdown.
+#[test]
+fn the_cli_uses_the_owner_only_api_socket_and_falls_back_to_tcp() {
+    let d = Daemon::start(Opts::default());
+    let socket = d.repo.path().join("api.sock");
+    let meta = std::fs::symlink_metadata(&socket).expect("api.sock");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "api.sock mode");
+    let data = random_bytes(600_000);
+    let cid = d.add(&data);
+
+    // no api file: only the socket leads to the daemon
+    let api_file = d.repo.path().join("api");
+    let api = std::fs::read(&api_file).expect("api file");
+    std::fs::remove_file(&api_file).unwrap();
+    assert_eq!(d.ok(&["cat", &cid]), data);
+    // no socket either: the CLI looks for the api file and says so
+    let moved = d.repo.path().join("moved.sock");
+    std::fs::rename(&socket, &moved).unwrap();
+    let out = d.cli(&["cat", &cid]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot find the cidfs daemon"), "{err}");
+    // the api file alone: TCP
+    std::fs::write(&api_file, &api).unwrap();
+    assert_eq!(d.ok(&["cat", &cid]), data);
+    std::fs::rename(&moved, &socket).unwrap();
+
+    let (status, repo) = d.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(!repo.path().join("api.sock").exists(), "socket removed");
 }
 
 #[test]

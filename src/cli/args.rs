@@ -15,7 +15,8 @@ pub struct Cli {
     /// Repo directory (config, identity, block store, swarm.key).
     #[arg(long, global = true, env = "CIDFS_PATH", value_name = "DIR")]
     pub repo: Option<PathBuf>,
-    /// Talk to the daemon at this address instead of the one in $CIDFS_PATH/api.
+    /// Talk to the daemon at this TCP address instead of through $CIDFS_PATH/api.sock (the
+    /// daemon's own user) or the address in $CIDFS_PATH/api.
     #[arg(long, global = true, value_name = "HOST:PORT")]
     pub api: Option<SocketAddr>,
     /// Credential for a daemon whose API has [api.authorizations] (kubo's --api-auth):

@@ -7,8 +7,10 @@ use crate::repo::Repo;
 
 pub struct ApiClient {
     http: reqwest::Client,
-    base: String,
-    addr: SocketAddr,
+    /// `http://HOST[:PORT]`: the TCP address, or `localhost` over the API socket.
+    origin: String,
+    /// Where the daemon was looked for, for errors: the socket's path or the TCP address.
+    at: String,
     /// The `Authorization` sent: `--api-auth`, else the daemon's API token when this user can
     /// read it (privileged commands need it).
     authorization: Option<String>,
@@ -23,28 +25,35 @@ fn authorization(secret: &str) -> anyhow::Result<String> {
 }
 
 impl ApiClient {
-    /// Finds the daemon: `--api` if given, else the repo's api file.
+    /// Finds the daemon: `--api` if given, else the repo's API socket when this user can
+    /// connect to it (the daemon's own user: it is 0600), else the repo's api file.
     pub fn connect(
         repo: &Repo,
         api: Option<SocketAddr>,
         auth: Option<&str>,
     ) -> anyhow::Result<Self> {
-        let addr = match api {
-            Some(a) => a,
-            None => repo
-                .read_api_addr()
-                .context("cannot find the cidfs daemon (start it with `cidfs daemon`)")?,
-        };
         // the API is plain HTTP on this machine: no TLS roots to load (reading and parsing the
         // system's ~150 certificate files took 25-30 ms of every command with a cold page cache)
-        let http = reqwest::Client::builder()
-            .tls_built_in_root_certs(false)
-            .build()
-            .context("building the API's HTTP client")?;
+        let http = reqwest::Client::builder().tls_built_in_root_certs(false);
+        let socket = repo.api_socket();
+        let (http, origin, at) = match api {
+            Some(a) => (http, format!("http://{a}"), a.to_string()),
+            // a socket that refuses (its daemon is gone, or it is another user's) is skipped
+            None if std::os::unix::net::UnixStream::connect(&socket).is_ok() => {
+                let at = socket.display().to_string();
+                (http.unix_socket(socket), "http://localhost".to_string(), at)
+            }
+            None => {
+                let a = repo
+                    .read_api_addr()
+                    .context("cannot find the cidfs daemon (start it with `cidfs daemon`)")?;
+                (http, format!("http://{a}"), a.to_string())
+            }
+        };
         Ok(ApiClient {
-            http,
-            base: format!("http://{addr}/api/v0"),
-            addr,
+            http: http.build().context("building the API's HTTP client")?,
+            origin,
+            at,
             authorization: match auth {
                 Some(secret) => Some(authorization(secret)?),
                 None => repo.read_api_token().map(|t| format!("Bearer {t}")),
@@ -59,7 +68,10 @@ impl ApiClient {
         params: &[(&str, String)],
         form: Option<reqwest::multipart::Form>,
     ) -> anyhow::Result<reqwest::Response> {
-        let mut req = self.http.post(format!("{}/{cmd}", self.base)).query(params);
+        let mut req = self
+            .http
+            .post(format!("{}/api/v0/{cmd}", self.origin))
+            .query(params);
         if let Some(a) = &self.authorization {
             req = req.header(reqwest::header::AUTHORIZATION, a);
         }
@@ -69,7 +81,7 @@ impl ApiClient {
         let resp = req
             .send()
             .await
-            .with_context(|| format!("cannot reach the cidfs daemon at {}", self.base))?;
+            .with_context(|| format!("cannot reach the cidfs daemon at {}", self.at))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -100,13 +112,13 @@ impl ApiClient {
 
     /// The daemon's Prometheus page (`GET /metrics`).
     pub async fn metrics(&self) -> anyhow::Result<String> {
-        let url = format!("http://{}/metrics", self.addr);
+        let url = format!("{}/metrics", self.origin);
         let resp = self
             .http
             .get(&url)
             .send()
             .await
-            .with_context(|| format!("cannot reach the cidfs daemon at {url}"))?;
+            .with_context(|| format!("cannot reach the cidfs daemon at {}", self.at))?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             bail!(
                 "the daemon serves no /metrics: set `enabled = true` under [metrics] in its config"

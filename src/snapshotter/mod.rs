@@ -30,7 +30,7 @@ mod tests;
 
 use anyhow::Context as _;
 use std::collections::BTreeMap;
-use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -684,36 +684,8 @@ pub async fn serve(
     socket: PathBuf,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    if let Ok(m) = std::fs::symlink_metadata(&socket) {
-        anyhow::ensure!(
-            m.file_type().is_socket(),
-            "{} exists and is not a socket; refusing to replace it (snapshotter.socket)",
-            socket.display()
-        );
-        std::fs::remove_file(&socket)
-            .with_context(|| format!("removing the stale socket {}", socket.display()))?;
-    }
-    let parent = match socket.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
-    // bound in a private (0700) directory, made 0600 there, then moved into place: the socket
-    // is never reachable with the umask's mode (L5: it was chmodded after bind, at its path)
-    let private = tempfile::Builder::new()
-        .prefix(".cidfs-socket-")
-        .tempdir_in(&parent)
-        .with_context(|| format!("creating a private directory in {}", parent.display()))?;
-    let staged = private.path().join("s");
-    let listener = tokio::net::UnixListener::bind(&staged).with_context(|| {
-        format!(
-            "binding the snapshotter socket {} (snapshotter.socket; --snapshotter-socket)",
-            socket.display()
-        )
-    })?;
-    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
-    std::fs::rename(&staged, &socket)
-        .with_context(|| format!("moving the snapshotter socket to {}", socket.display()))?;
+    let listener =
+        crate::socket::bind_private(&socket, "snapshotter.socket; --snapshotter-socket")?;
     tracing::info!(
         "containerd snapshotter listening on {} (root {})",
         socket.display(),
