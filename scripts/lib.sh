@@ -3,7 +3,8 @@
 # holding a fresh swarm.key) and PIDS; its EXIT trap kills every process in PIDS and removes WORK
 # (KEEP=1 copies the daemon logs to /tmp first). BENCH_NO_BUILD=1 skips the build and uses the
 # existing target/release/cidfs as it is; CIDFS_BIN=PATH (with it) runs another binary, for
-# A/B runs against an older build.
+# A/B runs against an older build. BENCH_API=tcp: the CLI reaches each daemon over loopback TCP
+# instead of its API socket.
 
 bench_setup() {
     if [ -z "${BENCH_NO_BUILD:-}" ]; then cargo build --release --quiet; fi
@@ -48,6 +49,9 @@ start_cidfs() {
     for _ in $(seq 1 300); do
         if grep -q "daemon is ready" "$WORK/$name.log" && grep -q "listening on /ip4/127.0.0.1" "$WORK/$name.log"; then
             eval "${name}_ADDR=$(grep -o "listening on /ip4/127.0.0.1/tcp/[0-9]*/p2p/[A-Za-z0-9]*" "$WORK/$name.log" | head -1 | cut -d' ' -f3)"
+            # BENCH_API=tcp: the CLI talks to this daemon over loopback TCP, as before the API
+            # socket (without its socket file the CLI goes to the api file's address)
+            if [ "${BENCH_API:-}" = tcp ]; then rm -f "$WORK/$name/api.sock"; fi
             return 0
         fi
         sleep 0.1

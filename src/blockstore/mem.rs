@@ -49,6 +49,10 @@ impl Blocks for MemStore {
         Ok(self.read().blocks.get(cid).cloned())
     }
 
+    fn get_cached(&self, cid: &Cid) -> Result<Option<Bytes>, Error> {
+        self.get(cid)
+    }
+
     fn has(&self, cid: &Cid) -> Result<bool, Error> {
         Ok(self.read().blocks.contains_key(cid))
     }

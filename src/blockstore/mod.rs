@@ -136,6 +136,13 @@ pub struct Corrupt {
 pub trait Blocks: Send + Sync + 'static {
     /// The block's bytes, or `None` when it is not stored.
     fn get(&self, cid: &Cid) -> Result<Option<Bytes>, Error>;
+    /// [`Blocks::get`] when it needs no wait for the disk (the bytes are in memory or in the
+    /// page cache), so it may be called on an async worker; `None` when the caller should call
+    /// `get` on a blocking thread (the block is not cached, or not stored).
+    fn get_cached(&self, cid: &Cid) -> Result<Option<Bytes>, Error> {
+        let _ = cid;
+        Ok(None)
+    }
     /// The block's length, or `None` when it is not stored (cheaper than `get` where the store
     /// keeps lengths apart from bytes).
     fn size(&self, cid: &Cid) -> Result<Option<u64>, Error> {

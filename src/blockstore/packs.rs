@@ -24,6 +24,7 @@ use std::io::{self, ErrorKind};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 /// A block's place: pack number and byte offset.
@@ -52,6 +53,8 @@ pub(super) struct Packs {
     /// Held shared from a write until its index entry is in place ([`Written`]), and alone by
     /// [`Packs::sweep`], so a sweep never punches a range that is about to be named.
     naming: RwLock<()>,
+    /// Whether the file system takes reads that must not wait (`RWF_NOWAIT`; tmpfs does not).
+    nowait: AtomicBool,
 }
 
 /// A range written and not yet named by the index: keep it until the index entry is in place.
@@ -89,6 +92,7 @@ impl Packs {
             kicked: Mutex::new(tail),
             files: RwLock::new(files),
             naming: RwLock::new(()),
+            nowait: AtomicBool::new(true),
         })
     }
 
@@ -134,13 +138,42 @@ impl Packs {
     /// range past the pack's end is missing before anything is allocated for it, so a rotten
     /// index entry cannot ask for more memory than the pack holds.
     pub(super) fn read(&self, at: Location, len: u64) -> io::Result<Option<Vec<u8>>> {
+        match self.read_with(at, len, 0)? {
+            Read::Done(data) => Ok(Some(data)),
+            Read::Missing => Ok(None),
+            Read::WouldBlock => unreachable!("a blocking read waits"),
+        }
+    }
+
+    /// [`Packs::read`] if every byte is in the page cache: `preadv2(RWF_NOWAIT)` never waits
+    /// for the disk, so it may run on an async worker and spare the hand-off to a blocking
+    /// thread and back. `None` when some byte is not cached, or the range is missing: then
+    /// [`Packs::read`] it on a blocking thread.
+    /// Any error is left to [`Packs::read`] to report.
+    pub(super) fn read_cached(&self, at: Location, len: u64) -> Option<Vec<u8>> {
+        if !self.nowait.load(Relaxed) {
+            return None;
+        }
+        match self.read_with(at, len, libc::RWF_NOWAIT) {
+            Ok(Read::Done(data)) => Some(data),
+            Ok(Read::Missing | Read::WouldBlock) => None,
+            Err(e) => {
+                if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
+                    self.nowait.store(false, Relaxed);
+                }
+                None
+            }
+        }
+    }
+
+    fn read_with(&self, at: Location, len: u64, flags: libc::c_int) -> io::Result<Read> {
         let file = match self.file(at.pack) {
             Ok(file) => file,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Read::Missing),
             Err(e) => return Err(e),
         };
         if at.offset.saturating_add(len) > file.metadata()?.len() {
-            return Ok(None);
+            return Ok(Read::Missing);
         }
         let len = usize::try_from(len).map_err(io::Error::other)?;
         // read into spare capacity: zeroing it first cost as much as a page cache copy
@@ -149,29 +182,29 @@ impl Packs {
             let done = data.len();
             let offset =
                 libc::off_t::try_from(at.offset + done as u64).map_err(io::Error::other)?;
-            // SAFETY: the pointer is valid for `len - done` bytes of `data`'s spare capacity, and
-            // pread(2) writes at most that many
-            let n = unsafe {
-                libc::pread(
-                    file.as_raw_fd(),
-                    data.as_mut_ptr().add(done).cast(),
-                    len - done,
-                    offset,
-                )
+            let iov = libc::iovec {
+                // SAFETY: in bounds: `done <= len`, the capacity
+                iov_base: unsafe { data.as_mut_ptr().add(done) }.cast(),
+                iov_len: len - done,
             };
+            // SAFETY: the iovec points into `data`'s spare capacity, `len - done` bytes, and
+            // preadv2(2) writes at most that many
+            let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, offset, flags) };
             match n {
-                0 => return Ok(None), // the pack ends before the block does
+                0 => return Ok(Read::Missing), // the pack ends before the block does
                 n if n < 0 => {
                     let e = io::Error::last_os_error();
-                    if e.kind() != ErrorKind::Interrupted {
-                        return Err(e);
+                    match e.kind() {
+                        ErrorKind::Interrupted => {}
+                        ErrorKind::WouldBlock => return Ok(Read::WouldBlock),
+                        _ => return Err(e),
                     }
                 }
-                // SAFETY: pread initialised these `n` bytes past the old length
+                // SAFETY: preadv2 initialised these `n` bytes past the old length
                 n => unsafe { data.set_len(done + n as usize) },
             }
         }
-        Ok(Some(data))
+        Ok(Read::Done(data))
     }
 
     /// Gives back the space of the `len` bytes at `at` (a punched hole; the pack keeps its size).
@@ -302,6 +335,15 @@ fn punch(file: &File, offset: u64, len: u64) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// What a read of a pack found.
+enum Read {
+    Done(Vec<u8>),
+    /// The pack or the range is not there.
+    Missing,
+    /// Some of it is not in the page cache (a read that must not wait).
+    WouldBlock,
 }
 
 #[cfg(test)]

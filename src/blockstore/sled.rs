@@ -365,6 +365,21 @@ impl Blocks for SledStore {
         Ok(Some(Bytes::from(data)))
     }
 
+    fn get_cached(&self, cid: &Cid) -> Result<Option<Bytes>, Error> {
+        let Some(raw) = self.index.get(cid.to_bytes())? else {
+            return Ok(None);
+        };
+        let (at, len, crc) = match Entry::decode(raw)? {
+            Entry::Inline(data) => return Ok(Some(data)),
+            Entry::Packed { at, len, crc } => (at, len, crc),
+        };
+        match self.packs.read_cached(at, len) {
+            // a rotten block (or a failed read) is reported by `get`, which reads it again
+            Some(data) if crc32fast::hash(&data) == crc => Ok(Some(Bytes::from(data))),
+            _ => Ok(None),
+        }
+    }
+
     fn size(&self, cid: &Cid) -> Result<Option<u64>, Error> {
         match self.index.get(cid.to_bytes())? {
             Some(raw) => Ok(Some(Entry::decode(raw)?.len())),
@@ -629,6 +644,8 @@ mod tests {
         let (cut_at, _) = location(&store, &cut);
         pack.set_len(cut_at.offset + 10).unwrap();
         for (cid, says) in [(flipped, "CRC32"), (cut, "missing")] {
+            // the read that must not wait hands nothing out either; `get` says why
+            assert!(store.get_cached(&cid).unwrap().is_none());
             let err = store.get(&cid).unwrap_err();
             assert!(matches!(err, Error::Rotten { .. }), "{err}");
             assert!(err.to_string().contains(says), "{err}");
@@ -638,6 +655,48 @@ mod tests {
         assert_eq!(store.stat().unwrap(), StoreStat::default());
         store.put(&flipped, &data).unwrap();
         assert_eq!(store.get(&flipped).unwrap().as_deref(), Some(&data[..]));
+    }
+
+    /// `get_cached` reads a packed block only when it is in the page cache, and an inline one
+    /// always; `get` reads it from the disk.
+    #[test]
+    fn a_cached_read_never_waits_for_the_disk() {
+        use std::os::fd::AsRawFd as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), 1 << 20).unwrap();
+        let (big, data) = block(1, 256 << 10);
+        let (small, small_data) = block(2, 100);
+        store.put(&big, &data).unwrap();
+        store.put(&small, &small_data).unwrap();
+        let cached = |cid| store.get_cached(cid).unwrap();
+        // tmpfs takes no reads that must not wait: there every packed block goes to `get`
+        let (at, _) = location(&store, &big);
+        let pack = std::fs::File::open(pack_path(&store, at)).unwrap();
+        let mut fs = std::mem::MaybeUninit::<libc::statfs>::uninit();
+        // SAFETY: a valid descriptor and a buffer of the right type
+        assert_eq!(
+            unsafe { libc::fstatfs(pack.as_raw_fd(), fs.as_mut_ptr()) },
+            0
+        );
+        // SAFETY: fstatfs filled it
+        let on_tmpfs = unsafe { fs.assume_init() }.f_type == libc::TMPFS_MAGIC;
+        let packed = (!on_tmpfs).then_some(&data[..]);
+        assert_eq!(cached(&big).as_deref(), packed);
+        assert_eq!(cached(&small).as_deref(), Some(&small_data[..]));
+        let (unknown, _) = block(3, 100);
+        assert!(cached(&unknown).is_none());
+
+        // the pack's pages on disk and out of the page cache
+        store.flush().unwrap();
+        pack.sync_all().unwrap();
+        // SAFETY: a valid descriptor; the advice only drops clean cached pages
+        let r = unsafe { libc::posix_fadvise(pack.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(r, 0);
+        assert!(cached(&big).is_none(), "not in the page cache");
+        assert_eq!(cached(&small).as_deref(), Some(&small_data[..]));
+        assert_eq!(store.get(&big).unwrap().as_deref(), Some(&data[..]));
+        // read once, it is in the page cache again
+        assert_eq!(cached(&big).as_deref(), packed);
     }
 
     /// A rotten index entry that claims a length past its pack's end is a missing block, found
