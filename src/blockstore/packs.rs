@@ -147,9 +147,8 @@ impl Packs {
 
     /// [`Packs::read`] if every byte is in the page cache: `preadv2(RWF_NOWAIT)` never waits
     /// for the disk, so it may run on an async worker and spare the hand-off to a blocking
-    /// thread and back. `None` when some byte is not cached, or the range is missing: then
-    /// [`Packs::read`] it on a blocking thread.
-    /// Any error is left to [`Packs::read`] to report.
+    /// thread and back. `None` when some byte is not cached, the range is missing or the read
+    /// failed: then [`Packs::read`] it on a blocking thread, which reports what is wrong.
     pub(super) fn read_cached(&self, at: Location, len: u64) -> Option<Vec<u8>> {
         if !self.nowait.load(Relaxed) {
             return None;

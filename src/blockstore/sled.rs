@@ -344,8 +344,11 @@ fn decode_cid(tree: &str, key: &[u8]) -> Result<Cid, Error> {
     Cid::try_from(key).map_err(|e| Error::Corrupt(format!("{tree} key is not a CID: {e}")))
 }
 
-impl Blocks for SledStore {
-    fn get(&self, cid: &Cid) -> Result<Option<Bytes>, Error> {
+impl SledStore {
+    /// The block's bytes: inline in its index entry, or read from its pack. With `wait`, from
+    /// the disk if need be; without, from the page cache only (`None` otherwise, and a rotten
+    /// block or a failed read is left to a read that waits, which reports it).
+    fn read_block(&self, cid: &Cid, wait: bool) -> Result<Option<Bytes>, Error> {
         let Some(raw) = self.index.get(cid.to_bytes())? else {
             return Ok(None);
         };
@@ -353,6 +356,10 @@ impl Blocks for SledStore {
             Entry::Inline(data) => return Ok(Some(data)),
             Entry::Packed { at, len, crc } => (at, len, crc),
         };
+        if !wait {
+            let data = self.packs.read_cached(at, len);
+            return Ok(data.filter(|d| crc32fast::hash(d) == crc).map(Bytes::from));
+        }
         let rotten = |reason: String| Error::Rotten { cid: *cid, reason };
         let data = self
             .packs
@@ -364,20 +371,15 @@ impl Blocks for SledStore {
         }
         Ok(Some(Bytes::from(data)))
     }
+}
+
+impl Blocks for SledStore {
+    fn get(&self, cid: &Cid) -> Result<Option<Bytes>, Error> {
+        self.read_block(cid, true)
+    }
 
     fn get_cached(&self, cid: &Cid) -> Result<Option<Bytes>, Error> {
-        let Some(raw) = self.index.get(cid.to_bytes())? else {
-            return Ok(None);
-        };
-        let (at, len, crc) = match Entry::decode(raw)? {
-            Entry::Inline(data) => return Ok(Some(data)),
-            Entry::Packed { at, len, crc } => (at, len, crc),
-        };
-        match self.packs.read_cached(at, len) {
-            // a rotten block (or a failed read) is reported by `get`, which reads it again
-            Some(data) if crc32fast::hash(&data) == crc => Ok(Some(Bytes::from(data))),
-            _ => Ok(None),
-        }
+        self.read_block(cid, false)
     }
 
     fn size(&self, cid: &Cid) -> Result<Option<u64>, Error> {
