@@ -77,3 +77,23 @@ pub fn absent_cid() -> cid::Cid {
     .unwrap()
     .root
 }
+
+/// Opens a sled database again right after its last handle was dropped. sled's background
+/// writers may hold the directory's lock a moment longer (a test failed on it once), and sled
+/// offers nothing to wait on: `open` is retried while the lock is what fails, for at most ten
+/// seconds.
+pub fn reopen<T, E: std::fmt::Display>(mut open: impl FnMut() -> Result<T, E>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match open() {
+            Ok(db) => return db,
+            Err(e)
+                if format!("{e:#}").contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            Err(e) => panic!("reopening the database: {e:#}"),
+        }
+    }
+}

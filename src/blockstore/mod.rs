@@ -575,7 +575,7 @@ mod tests {
             store.pin(&cid).unwrap();
             store.flush().unwrap();
         }
-        let store = SledStore::open(dir.path(), 1 << 20).unwrap();
+        let store = crate::test_utils::reopen(|| SledStore::open(dir.path(), 1 << 20));
         assert_eq!(store.pins().unwrap(), vec![cid]);
         assert_eq!(
             store.stat().unwrap(),

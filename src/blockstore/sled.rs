@@ -616,7 +616,7 @@ mod tests {
             "{after} bytes on disk after deleting half of {used}"
         );
         drop(store);
-        let store = SledStore::open(dir.path(), 1 << 20).unwrap();
+        let store = crate::test_utils::reopen(|| SledStore::open(dir.path(), 1 << 20));
         assert_eq!(store.stat().unwrap().blocks, 129);
         let (cid, data) = block(200, 256 << 10);
         assert_eq!(store.get(&cid).unwrap().as_deref(), Some(&data[..]));
@@ -738,7 +738,7 @@ mod tests {
                 .unwrap();
             db.flush().unwrap();
         }
-        let store = SledStore::open(dir.path(), 1 << 20).unwrap();
+        let store = crate::test_utils::reopen(|| SledStore::open(dir.path(), 1 << 20));
         location(&store, &big);
         assert_eq!(store.get(&big).unwrap().as_deref(), Some(&big_data[..]));
         assert_eq!(store.get(&small).unwrap().as_deref(), Some(&small_data[..]));
@@ -773,7 +773,7 @@ mod tests {
         let lonely = store.packs.root().join("2.pack");
         std::fs::File::create(&lonely).unwrap();
         drop(store);
-        let store = SledStore::open(dir.path(), 1 << 20).unwrap();
+        let store = crate::test_utils::reopen(|| SledStore::open(dir.path(), 1 << 20));
         let before = du(&pack_path(&store, orphan));
         gc(&store).unwrap();
         let after = du(&pack_path(&store, orphan));

@@ -136,7 +136,7 @@ mod tests {
             assert!(!v.contains(&bare));
             db.flush().unwrap();
         }
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::test_utils::reopen(|| sled::open(dir.path()));
         assert!(Verified::new(db.open_tree(TREE).unwrap()).contains(&a));
     }
 

@@ -163,7 +163,7 @@ fn metadata_follows_containerds_rules_and_survives_a_reopen() {
             Err(Error::InvalidArgument(_))
         ));
     }
-    let m = Meta::open(&path).unwrap();
+    let m = crate::test_utils::reopen(|| Meta::open(&path));
     let names: Vec<_> = m.all().unwrap().into_iter().map(|n| n.name).collect();
     assert_eq!(names, ["c1", "k3", "v1"]);
     assert_eq!(m.get("c1").unwrap().labels, labels(&[("c", "3")]));
