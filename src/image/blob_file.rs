@@ -1,7 +1,7 @@
 //! A blob's file: read as a stream for an add ([`read_stream`]: `cidfs add`, `image push`'s
 //! blobs through the API or the block service), and written from a stream of pieces as they
-//! arrive, on a blocking thread, hashing on the way ([`write_hashed`], [`write_pieces`]:
-//! `image pull`'s layers, a spooled layer, `cidfs cat`'s standard output).
+//! arrive, on a blocking thread, hashing on the way ([`write_hashed`]: `image pull`'s layers, a
+//! spooled layer).
 
 use std::path::Path;
 
@@ -41,43 +41,40 @@ pub async fn write_hashed<E: Into<anyhow::Error>>(
     let file =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let shown = path.display().to_string();
-    let (digest, n, file) =
-        write_pieces(pieces, WriteBehind::new(file), true, &shown, progress).await?;
+    let (digest, n, file) = write_pieces(pieces, WriteBehind::new(file), &shown, progress).await?;
     tokio::task::spawn_blocking(move || file.file.sync_all())
         .await
         .context("blob writer task failed")?
         .with_context(|| format!("syncing {shown}"))?;
-    Ok((digest.unwrap_or_default(), n))
+    Ok((digest, n))
 }
 
 /// Writes a stream of pieces to `out` (named `shown` in errors) on a blocking thread, while the
-/// next pieces arrive, without copying them; with `hash`, also returns their `sha256:` digest.
-/// Returns the length written and `out`. A failed piece is the error, once what came before it
+/// next pieces arrive, without copying them, and hashes them on the way. Returns their `sha256:`
+/// digest, the length written and `out`. A failed piece is the error, once what came before it
 /// is written.
-pub async fn write_pieces<W: std::io::Write + Send + 'static, E: Into<anyhow::Error>>(
+async fn write_pieces<E: Into<anyhow::Error>>(
     pieces: impl futures::Stream<Item = Result<bytes::Bytes, E>>,
-    out: W,
-    hash: bool,
+    out: WriteBehind,
     shown: &str,
     progress: &(dyn Fn(u64) + Send + Sync),
-) -> anyhow::Result<(Option<String>, u64, W)> {
+) -> anyhow::Result<(String, u64, WriteBehind)> {
     use anyhow::Context as _;
     use futures::StreamExt as _;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(WRITE_AHEAD);
     let shown = shown.to_string();
     let writer = tokio::task::spawn_blocking(move || {
         use sha2::Digest as _;
-        let (mut n, mut hasher, mut out) = (0u64, hash.then(sha2::Sha256::new), out);
+        use std::io::Write as _;
+        let (mut n, mut hasher, mut out) = (0u64, sha2::Sha256::new(), out);
         while let Some(piece) = rx.blocking_recv() {
-            if let Some(h) = &mut hasher {
-                h.update(&piece);
-            }
+            hasher.update(&piece);
             out.write_all(&piece)
                 .with_context(|| format!("writing {shown}"))?;
             n += piece.len() as u64;
         }
         out.flush().with_context(|| format!("writing {shown}"))?;
-        let digest = hasher.map(|h| format!("sha256:{}", hex::encode(h.finalize())));
+        let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
         anyhow::Ok((digest, n, out))
     });
     futures::pin_mut!(pieces);
