@@ -9,7 +9,7 @@ use cidfs_p2p::{BlockSource, Session};
 use std::sync::Arc;
 use tokio_util::task::TaskTracker;
 
-use crate::blockstore::{self, Blocks};
+use crate::blockstore::{self, Blocks, Cached};
 
 /// Why a block could not be had. The edges map each cause on purpose: a block no peer
 /// delivered in time is worth asking for again (HTTP 504 / 503, `ETIMEDOUT`, gRPC
@@ -293,11 +293,10 @@ impl BlockService {
             cid,
             source: Box::new(source),
         };
-        if !self.store.has(&cid).map_err(store_error)? {
-            return Ok(None);
-        }
-        if let Some(data) = self.store.get_cached(&cid).map_err(store_error)? {
-            return Ok(Some(data));
+        match self.store.get_cached(&cid).map_err(store_error)? {
+            Cached::Bytes(data) => return Ok(Some(data)),
+            Cached::Absent => return Ok(None),
+            Cached::Stored => {}
         }
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || Blocks::get(&*store, &cid))

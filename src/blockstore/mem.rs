@@ -9,7 +9,7 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use bytes::Bytes;
 use cid::Cid;
 
-use super::{verify, Blocks, Error, StoreStat};
+use super::{verify, Blocks, Cached, Error, StoreStat};
 
 /// In-memory block store. Nothing survives a drop; `flush` does nothing.
 #[derive(Debug, Default)]
@@ -49,8 +49,11 @@ impl Blocks for MemStore {
         Ok(self.read().blocks.get(cid).cloned())
     }
 
-    fn get_cached(&self, cid: &Cid) -> Result<Option<Bytes>, Error> {
-        self.get(cid)
+    fn get_cached(&self, cid: &Cid) -> Result<Cached, Error> {
+        Ok(match self.get(cid)? {
+            Some(data) => Cached::Bytes(data),
+            None => Cached::Absent,
+        })
     }
 
     fn has(&self, cid: &Cid) -> Result<bool, Error> {

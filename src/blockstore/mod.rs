@@ -95,6 +95,18 @@ pub enum Error {
     Io(#[from] ::sled::Error),
 }
 
+/// What [`Blocks::get_cached`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cached {
+    /// The block's bytes, had without waiting for the disk.
+    Bytes(Bytes),
+    /// The block is stored, and reading it may wait for the disk (or its cached read failed):
+    /// call [`Blocks::get`] off the async workers, which reports what is wrong.
+    Stored,
+    /// The block is not stored.
+    Absent,
+}
+
 /// Number of stored blocks and the sum of their lengths.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreStat {
@@ -136,12 +148,14 @@ pub struct Corrupt {
 pub trait Blocks: Send + Sync + 'static {
     /// The block's bytes, or `None` when it is not stored.
     fn get(&self, cid: &Cid) -> Result<Option<Bytes>, Error>;
-    /// [`Blocks::get`] when it needs no wait for the disk (the bytes are in memory or in the
-    /// page cache), so it may be called on an async worker; `None` when the caller should call
-    /// `get` on a blocking thread (the block is not cached, or not stored).
-    fn get_cached(&self, cid: &Cid) -> Result<Option<Bytes>, Error> {
-        let _ = cid;
-        Ok(None)
+    /// [`Blocks::get`] as far as it needs no wait for the disk (the bytes are in memory or in
+    /// the page cache, and whether the block is stored is an index lookup), so it may be called
+    /// on an async worker.
+    fn get_cached(&self, cid: &Cid) -> Result<Cached, Error> {
+        Ok(match self.has(cid)? {
+            true => Cached::Stored,
+            false => Cached::Absent,
+        })
     }
     /// The block's length, or `None` when it is not stored (cheaper than `get` where the store
     /// keeps lengths apart from bytes).

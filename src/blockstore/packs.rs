@@ -141,7 +141,8 @@ impl Packs {
         match self.read_with(at, len, 0)? {
             Read::Done(data) => Ok(Some(data)),
             Read::Missing => Ok(None),
-            Read::WouldBlock => unreachable!("a blocking read waits"),
+            // only a read that must not wait is told EAGAIN; were this one, it is an error
+            Read::WouldBlock => Err(ErrorKind::WouldBlock.into()),
         }
     }
 

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use super::packs::{Location, Packs};
 use super::space::{SpaceGuard, RECORD_COST};
-use super::{verify, Blocks, Error, StoreStat};
+use super::{verify, Blocks, Cached, Error, StoreStat};
 
 const INDEX_TREE: &str = "index";
 /// The tree that held every block's bytes before pack files existed (migrated on open).
@@ -345,21 +345,22 @@ fn decode_cid(tree: &str, key: &[u8]) -> Result<Cid, Error> {
 }
 
 impl SledStore {
-    /// The block's bytes: inline in its index entry, or read from its pack. With `wait`, from
-    /// the disk if need be; without, from the page cache only (`None` otherwise, and a rotten
-    /// block or a failed read is left to a read that waits, which reports it).
-    fn read_block(&self, cid: &Cid, wait: bool) -> Result<Option<Bytes>, Error> {
-        let Some(raw) = self.index.get(cid.to_bytes())? else {
-            return Ok(None);
+    /// The block's index entry; `None` when it is not stored.
+    fn entry(&self, cid: &Cid) -> Result<Option<Entry>, Error> {
+        self.index
+            .get(cid.to_bytes())?
+            .map(Entry::decode)
+            .transpose()
+    }
+}
+
+impl Blocks for SledStore {
+    fn get(&self, cid: &Cid) -> Result<Option<Bytes>, Error> {
+        let (at, len, crc) = match self.entry(cid)? {
+            None => return Ok(None),
+            Some(Entry::Inline(data)) => return Ok(Some(data)),
+            Some(Entry::Packed { at, len, crc }) => (at, len, crc),
         };
-        let (at, len, crc) = match Entry::decode(raw)? {
-            Entry::Inline(data) => return Ok(Some(data)),
-            Entry::Packed { at, len, crc } => (at, len, crc),
-        };
-        if !wait {
-            let data = self.packs.read_cached(at, len);
-            return Ok(data.filter(|d| crc32fast::hash(d) == crc).map(Bytes::from));
-        }
         let rotten = |reason: String| Error::Rotten { cid: *cid, reason };
         let data = self
             .packs
@@ -371,22 +372,21 @@ impl SledStore {
         }
         Ok(Some(Bytes::from(data)))
     }
-}
 
-impl Blocks for SledStore {
-    fn get(&self, cid: &Cid) -> Result<Option<Bytes>, Error> {
-        self.read_block(cid, true)
-    }
-
-    fn get_cached(&self, cid: &Cid) -> Result<Option<Bytes>, Error> {
-        self.read_block(cid, false)
+    fn get_cached(&self, cid: &Cid) -> Result<Cached, Error> {
+        Ok(match self.entry(cid)? {
+            None => Cached::Absent,
+            Some(Entry::Inline(data)) => Cached::Bytes(data),
+            // a rotten block (or a failed read) is left to `get`, which reports it
+            Some(Entry::Packed { at, len, crc }) => match self.packs.read_cached(at, len) {
+                Some(data) if crc32fast::hash(&data) == crc => Cached::Bytes(Bytes::from(data)),
+                _ => Cached::Stored,
+            },
+        })
     }
 
     fn size(&self, cid: &Cid) -> Result<Option<u64>, Error> {
-        match self.index.get(cid.to_bytes())? {
-            Some(raw) => Ok(Some(Entry::decode(raw)?.len())),
-            None => Ok(None),
-        }
+        Ok(self.entry(cid)?.map(|e| e.len()))
     }
 
     fn has(&self, cid: &Cid) -> Result<bool, Error> {
@@ -647,7 +647,7 @@ mod tests {
         pack.set_len(cut_at.offset + 10).unwrap();
         for (cid, says) in [(flipped, "CRC32"), (cut, "missing")] {
             // the read that must not wait hands nothing out either; `get` says why
-            assert!(store.get_cached(&cid).unwrap().is_none());
+            assert_eq!(store.get_cached(&cid).unwrap(), Cached::Stored);
             let err = store.get(&cid).unwrap_err();
             assert!(matches!(err, Error::Rotten { .. }), "{err}");
             assert!(err.to_string().contains(says), "{err}");
@@ -682,11 +682,17 @@ mod tests {
         );
         // SAFETY: fstatfs filled it
         let on_tmpfs = unsafe { fs.assume_init() }.f_type == libc::TMPFS_MAGIC;
-        let packed = (!on_tmpfs).then_some(&data[..]);
-        assert_eq!(cached(&big).as_deref(), packed);
-        assert_eq!(cached(&small).as_deref(), Some(&small_data[..]));
+        let packed = match on_tmpfs {
+            true => Cached::Stored,
+            false => Cached::Bytes(Bytes::from(data.clone())),
+        };
+        assert_eq!(cached(&big), packed);
+        assert_eq!(
+            cached(&small),
+            Cached::Bytes(Bytes::from(small_data.clone()))
+        );
         let (unknown, _) = block(3, 100);
-        assert!(cached(&unknown).is_none());
+        assert_eq!(cached(&unknown), Cached::Absent);
 
         // the pack's pages on disk and out of the page cache
         store.flush().unwrap();
@@ -694,11 +700,14 @@ mod tests {
         // SAFETY: a valid descriptor; the advice only drops clean cached pages
         let r = unsafe { libc::posix_fadvise(pack.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
         assert_eq!(r, 0);
-        assert!(cached(&big).is_none(), "not in the page cache");
-        assert_eq!(cached(&small).as_deref(), Some(&small_data[..]));
+        assert_eq!(cached(&big), Cached::Stored, "not in the page cache");
+        assert_eq!(
+            cached(&small),
+            Cached::Bytes(Bytes::from(small_data.clone()))
+        );
         assert_eq!(store.get(&big).unwrap().as_deref(), Some(&data[..]));
         // read once, it is in the page cache again
-        assert_eq!(cached(&big).as_deref(), packed);
+        assert_eq!(cached(&big), packed);
     }
 
     /// A rotten index entry that claims a length past its pack's end is a missing block, found
