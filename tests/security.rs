@@ -50,6 +50,29 @@ fn the_cli_uses_the_owner_only_api_socket_and_falls_back_to_tcp() {
     let meta = std::fs::symlink_metadata(&socket).expect("api.sock");
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.permissions().mode() & 0o777, 0o600, "api.sock mode");
+    // the socket is no way around the API's checks: a web page's request and a privileged
+    // command without the token are refused there as over TCP
+    let over_socket = |path: &str, headers: &str| {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::os::unix::net::UnixStream::connect(&socket).expect("connect");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).expect("answer");
+        answer.split(' ').nth(1).unwrap_or_default().to_string()
+    };
+    assert_eq!(over_socket("/api/v0/id", ""), "200");
+    assert_eq!(
+        over_socket("/api/v0/id", "Origin: http://evil.example\r\n"),
+        "403"
+    );
+    assert_eq!(over_socket("/api/v0/umount?arg=/tmp/x", ""), "401");
+
     let data = random_bytes(600_000);
     let cid = d.add(&data);
 
