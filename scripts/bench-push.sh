@@ -2,7 +2,8 @@
 # Push/pull benchmark: an image with one ~SIZE_MB (default 500) layer tarred from this machine's
 # /usr. Prints MB/s (uncompressed tar bytes per second) of `cidfs image push` on node A (eStargz
 # conversion at the default level 6 and with --estargz=false), the ratio to `gzip -6` of the same
-# tar measured in the same run, and the MB/s of `cidfs image pull` on node B from node A. Then the
+# tar measured in the same run, and the MB/s of `cidfs image pull` on node B from node A (ROUNDS
+# pulls, default 3, each to a fresh B, the median and range, with each process's CPU). Then the
 # registry side: `skopeo copy` of the same image to A's registry endpoint by name (A converts it
 # as `image push` does) against the same copy to Debian's distribution registry (stores it as
 # it is), and how long after that push C, with `[[preload]] all = true`, holds the image pinned.
@@ -57,8 +58,30 @@ t0=$(now); CID_RAW=$("$BIN" --repo "$WORK/a" image push -q --estargz=false "oci:
 R_T0=$t0; R_T1=$t1
 LAYER=$("$BIN" --repo "$WORK/a" image inspect --json "$CID" | python3 -c "import json,sys; r=json.load(sys.stdin); print(r['images'][0]['layers'][0]['size'])")
 
-t0=$(now); "$BIN" --repo "$WORK/b" image pull -q "$CID" --to "oci:$WORK/pulled:bench"; t1=$(now)
-L_T0=$t0; L_T1=$t1
+# ROUNDS (default 3) pulls, each to a fresh B, the median reported (single pulls swing by
+# 10-15 % here), with the CPU of A, B and the pulling client
+ROUNDS=${ROUNDS:-3}
+PULLS=() CPU_AS=() CPU_BS=() CPU_CLIS=()
+for round in $(seq 1 "$ROUNDS"); do
+    if [ "$round" -gt 1 ]; then
+        stop_cidfs b
+        rm -rf "$WORK/b" "$WORK/pulled"
+        start_cidfs b --peer "$a_ADDR"
+    fi
+    wait_peer b "${a_ADDR##*/}"
+    CPU_A0=$(cpu_s "$a_PID"); CPU_B0=$(cpu_s "$b_PID")
+    t0=$(now)
+    /usr/bin/time -f "%U %S" -o "$WORK/pull.cpu" "$BIN" --repo "$WORK/b" image pull -q "$CID" --to "oci:$WORK/pulled:bench"
+    t1=$(now)
+    PULLS+=("$(python3 -c "print($t1-$t0)")")
+    CPU_CLIS+=("$(awk '{printf "%.2f", $1 + $2}' "$WORK/pull.cpu")")
+    CPU_AS+=("$(python3 -c "print(f'{$(cpu_s "$a_PID")-$CPU_A0:.2f}')")")
+    CPU_BS+=("$(python3 -c "print(f'{$(cpu_s "$b_PID")-$CPU_B0:.2f}')")")
+done
+read -r PULL_T PULL_MIN PULL_MAX <<< "$(median_range "${PULLS[@]}")"
+CPU_A=$(median_range "${CPU_AS[@]}" | awk '{printf "%.2f", $1}')
+CPU_B=$(median_range "${CPU_BS[@]}" | awk '{printf "%.2f", $1}')
+CPU_CLI=$(median_range "${CPU_CLIS[@]}" | awk '{printf "%.2f", $1}')
 
 # the stack alone, for as many MiB as the layer (nothing of cidfs above it)
 stack_ceiling $(( (LAYER + (1 << 20) - 1) >> 20 ))
@@ -104,8 +127,10 @@ echo "cidfs bench-push: one layer of $BYTES bytes from /usr; image $CID"
 printf "%-52s %6s s %6s MB/s\n" "gzip -6 of the tar (baseline, one core)" "$(secs $GZ_T0 $GZ_T1)" "$(mbps $BYTES $GZ_T0 $GZ_T1)"
 printf "%-52s %6s s %6s MB/s\n" "image push, eStargz level 6 (convert + add)" "$(secs $P_T0 $P_T1)" "$(mbps $BYTES $P_T0 $P_T1)"
 printf "%-52s %6s s %6s MB/s\n" "image push --estargz=false (check + add)" "$(secs $R_T0 $R_T1)" "$(mbps $BYTES $R_T0 $R_T1)"
-printf "%-52s %6s s %6s MB/s\n" "image pull on B from A (eStargz blob bytes)" "$(secs $L_T0 $L_T1)" "$(mbps $LAYER $L_T0 $L_T1)"
-ceiling_report 52 pull "$(mbps $LAYER $L_T0 $L_T1)"
+printf "%-52s %6s s %6s MB/s (%s-%s, %s pulls, each to a fresh B)\n" "image pull on B from A (eStargz blob bytes)" \
+    "$(printf %.2f "$PULL_T")" "$(mbps $LAYER "$PULL_T")" "$(mbps $LAYER "$PULL_MAX")" "$(mbps $LAYER "$PULL_MIN")" "$ROUNDS"
+echo "CPU during the pull (medians): A $CPU_A s, B $CPU_B s, the pulling client $CPU_CLI s"
+ceiling_report 52 pull "$(mbps $LAYER "$PULL_T")"
 printf "%-52s %6s s %6s MB/s\n" "skopeo copy to distribution registry (baseline)" "$(secs $D_T0 $D_T1)" "$(mbps $BYTES $D_T0 $D_T1)"
 printf "%-52s %6s s %6s MB/s\n" "skopeo copy to A's registry endpoint (converts)" "$(secs $S_T0 $S_T1)" "$(mbps $BYTES $S_T0 $S_T1)"
 printf "%-52s %6s s %6s MB/s\n" "C holds it by [[preload]], after that push ended" "$(secs $S_T1 $C_T1)" "$(mbps $LAYER $S_T1 $C_T1)"
@@ -115,7 +140,9 @@ echo "ratio push (eStargz) / gzip -6: $(python3 -c "print(f'{($GZ_T1-$GZ_T0)/($P
 echo "sizes: gzip -6 $GZ_SIZE bytes, eStargz layer $LAYER bytes ($(python3 -c "print(f'{$LAYER/$GZ_SIZE:.3f}')") of gzip -6)"
 declare -A R=([bytes]=$BYTES [layer_bytes]=$LAYER [gzip_bytes]=$GZ_SIZE
     [gzip_secs]=$(secs "$GZ_T0" "$GZ_T1") [push_estargz_secs]=$(secs "$P_T0" "$P_T1")
-    [push_raw_secs]=$(secs "$R_T0" "$R_T1") [pull_secs]=$(secs "$L_T0" "$L_T1")
+    [push_raw_secs]=$(secs "$R_T0" "$R_T1") [pull_secs]=$(printf %.3f "$PULL_T")
+    [pull_secs_min]=$(printf %.3f "$PULL_MIN") [pull_secs_max]=$(printf %.3f "$PULL_MAX")
+    [pull_cpu_a_secs]=$CPU_A [pull_cpu_b_secs]=$CPU_B [pull_cpu_client_secs]=$CPU_CLI
     [skopeo_distribution_secs]=$(secs "$D_T0" "$D_T1") [skopeo_cidfs_secs]=$(secs "$S_T0" "$S_T1")
     [preload_secs]=$(secs "$S_T1" "$C_T1") [ceiling_stream_mbps]=$CEIL_STREAM
     [ceiling_bitswap_mbps]=$CEIL_BITSWAP)
