@@ -80,7 +80,7 @@ LOCALSTORE_T=$(python3 -c "print($t1-$t0)")
 stack_ceiling "$SIZE_MIB"
 
 echo "cidfs bench-transfer: $SIZE_MIB MiB, CID $CID"
-printf "%-38s %8s MB/s\n" "add on A (chunk, hash, sled put)" "$(mbps $BYTES $ADD_T)"
+printf "%-38s %8s MB/s\n" "add on A (chunk, hash, store, pin)" "$(mbps $BYTES $ADD_T)"
 printf "%-38s %8s MB/s (%s-%s, %s runs, each to a fresh B)\n" "cat on B, fetched from A (bitswap)" "$(mbps $BYTES $XFER_T)" "$(mbps $BYTES $XFER_MAX)" "$(mbps $BYTES $XFER_MIN)" "$ROUNDS"
 printf "%-38s %8s MB/s\n" "cat on B again (from B's store)" "$(mbps $BYTES $LOCALSTORE_T)"
 printf "%-38s %8s MB/s\n" "baseline: cat of the local file" "$(mbps $BYTES $LOCAL_T)"
