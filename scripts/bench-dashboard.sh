@@ -51,7 +51,6 @@ one_round() {
     RS=$(secs "$t0" "$t1"); RC=$(python3 -c "print(f'{$c1 - $c0:.2f}')")
 }
 
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 declare -A T C
 echo "cidfs bench-dashboard: cat of $SIZE_MIB MiB on a fresh B from A, with /ui/state polled every ${POLL}s on both (watched) or not"
 printf '%-6s %-10s %8s %8s %10s\n' round mode seconds "MB/s" "B CPU-s"

@@ -55,7 +55,6 @@ run() { # NAME: one round of that binary, recorded and printed
 for r in $(seq 1 "$ROUNDS"); do
     if [ $((r % 2)) = 1 ]; then run base; run head; else run head; run base; fi
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 mbx=$(median "${BX[@]}"); mhx=$(median "${HX[@]}"); mbs=$(median "${BS[@]}"); mhs=$(median "${HS[@]}")
 echo "median transfer: base $mbx MB/s, head $mhx MB/s, ratio head/base $(python3 -c "print(f'{$mhx/$mbx:.3f}')")"
 echo "median scrape:   base $mbs ms, head $mhs ms, ratio head/base $(python3 -c "print(f'{$mhs/$mbs:.2f}')")"

@@ -75,13 +75,13 @@ for round in $(seq 1 "$ROUNDS"); do
     t1=$(now)
     PULLS+=("$(python3 -c "print($t1-$t0)")")
     CPU_CLIS+=("$(awk '{printf "%.2f", $1 + $2}' "$WORK/pull.cpu")")
-    CPU_AS+=("$(python3 -c "print(f'{$(cpu_s "$a_PID")-$CPU_A0:.2f}')")")
-    CPU_BS+=("$(python3 -c "print(f'{$(cpu_s "$b_PID")-$CPU_B0:.2f}')")")
+    CPU_AS+=("$(secs "$CPU_A0" "$(cpu_s "$a_PID")")")
+    CPU_BS+=("$(secs "$CPU_B0" "$(cpu_s "$b_PID")")")
 done
 read -r PULL_T PULL_MIN PULL_MAX <<< "$(median_range "${PULLS[@]}")"
-CPU_A=$(median_range "${CPU_AS[@]}" | awk '{printf "%.2f", $1}')
-CPU_B=$(median_range "${CPU_BS[@]}" | awk '{printf "%.2f", $1}')
-CPU_CLI=$(median_range "${CPU_CLIS[@]}" | awk '{printf "%.2f", $1}')
+CPU_A=$(median2 "${CPU_AS[@]}")
+CPU_B=$(median2 "${CPU_BS[@]}")
+CPU_CLI=$(median2 "${CPU_CLIS[@]}")
 
 # the stack alone, for as many MiB as the layer (nothing of cidfs above it)
 stack_ceiling $(( (LAYER + (1 << 20) - 1) >> 20 ))

@@ -55,8 +55,8 @@ for round in $(seq 1 "$ROUNDS"); do
     CPU_A0=$(cpu_s "$a_PID"); CPU_B0=$(cpu_s "$b_PID"); WCHAR_B0=$(wchar_mib "$b_PID")
     t0=$(now); /usr/bin/time -f "%U %S" -o "$WORK/cat.cpu" "$BIN" --repo "$WORK/b" cat "$CID" > /dev/null; t1=$(now)
     CPU_CLIS+=("$(awk '{printf "%.2f", $1 + $2}' "$WORK/cat.cpu")")
-    CPU_AS+=("$(python3 -c "print(f'{$(cpu_s "$a_PID")-$CPU_A0:.2f}')")")
-    CPU_BS+=("$(python3 -c "print(f'{$(cpu_s "$b_PID")-$CPU_B0:.2f}')")")
+    CPU_AS+=("$(secs "$CPU_A0" "$(cpu_s "$a_PID")")")
+    CPU_BS+=("$(secs "$CPU_B0" "$(cpu_s "$b_PID")")")
     XFER+=("$(python3 -c "print($t1-$t0)")")
     WCHAR_B=$(( $(wchar_mib "$b_PID") - WCHAR_B0 ))
     if [ "${PROFILE:-0}" = 1 ] && [ "$round" = 1 ]; then
@@ -68,9 +68,9 @@ for round in $(seq 1 "$ROUNDS"); do
     fi
 done
 read -r XFER_T XFER_MIN XFER_MAX <<< "$(median_range "${XFER[@]}")"
-CPU_A=$(median_range "${CPU_AS[@]}" | awk '{printf "%.2f", $1}')
-CPU_B=$(median_range "${CPU_BS[@]}" | awk '{printf "%.2f", $1}')
-CPU_CLI=$(median_range "${CPU_CLIS[@]}" | awk '{printf "%.2f", $1}')
+CPU_A=$(median2 "${CPU_AS[@]}")
+CPU_B=$(median2 "${CPU_BS[@]}")
+CPU_CLI=$(median2 "${CPU_CLIS[@]}")
 
 # second read on B: served from B's own store; also proves the transfer stored the right bytes
 t0=$(now); "$BIN" --repo "$WORK/b" cat "$CID" > /dev/null; t1=$(now)

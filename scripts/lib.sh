@@ -98,6 +98,10 @@ mbps() {
     if [ $# -eq 3 ]; then python3 -c "print(f'{$1/($3-$2)/1e6:.0f}')"
     else python3 -c "print(f'{$1/($2)/1e6:.0f}')"; fi
 }
+# median X...: the median of the numbers given, as awk prints it
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
+# median2 X...: their median, two decimals (CPU-seconds)
+median2() { printf '%.2f' "$(median "$@")"; }
 # median_range X...: "median min max" of the numbers given, three decimals
 median_range() {
     python3 -c 'import statistics, sys; v = sorted(map(float, sys.argv[1:])); print(f"{statistics.median(v):.3f} {v[0]:.3f} {v[-1]:.3f}")' "$@"
