@@ -61,7 +61,7 @@ LAYER=$("$BIN" --repo "$WORK/a" image inspect --json "$CID" | python3 -c "import
 # ROUNDS (default 3) pulls, each to a fresh B, the median reported (single pulls swing by
 # 10-15 % here), with the CPU of A, B and the pulling client
 ROUNDS=${ROUNDS:-3}
-PULLS=() CPU_AS=() CPU_BS=() CPU_CLIS=()
+ROUND_SECS=() ROUND_CPU_A=() ROUND_CPU_B=() ROUND_CPU_CLI=()
 for round in $(seq 1 "$ROUNDS"); do
     if [ "$round" -gt 1 ]; then
         stop_cidfs b
@@ -69,19 +69,10 @@ for round in $(seq 1 "$ROUNDS"); do
         start_cidfs b --peer "$a_ADDR"
     fi
     wait_peer b "${a_ADDR##*/}"
-    CPU_A0=$(cpu_s "$a_PID"); CPU_B0=$(cpu_s "$b_PID")
-    t0=$(now)
-    /usr/bin/time -f "%U %S" -o "$WORK/pull.cpu" "$BIN" --repo "$WORK/b" image pull -q "$CID" --to "oci:$WORK/pulled:bench"
-    t1=$(now)
-    PULLS+=("$(python3 -c "print($t1-$t0)")")
-    CPU_CLIS+=("$(awk '{printf "%.2f", $1 + $2}' "$WORK/pull.cpu")")
-    CPU_AS+=("$(secs "$CPU_A0" "$(cpu_s "$a_PID")")")
-    CPU_BS+=("$(secs "$CPU_B0" "$(cpu_s "$b_PID")")")
+    timed_client "$BIN" --repo "$WORK/b" image pull -q "$CID" --to "oci:$WORK/pulled:bench"
 done
-read -r PULL_T PULL_MIN PULL_MAX <<< "$(median_range "${PULLS[@]}")"
-CPU_A=$(median2 "${CPU_AS[@]}")
-CPU_B=$(median2 "${CPU_BS[@]}")
-CPU_CLI=$(median2 "${CPU_CLIS[@]}")
+read -r PULL_T PULL_MIN PULL_MAX <<< "$(median_range "${ROUND_SECS[@]}")"
+round_cpu
 
 # the stack alone, for as many MiB as the layer (nothing of cidfs above it)
 stack_ceiling $(( (LAYER + (1 << 20) - 1) >> 20 ))

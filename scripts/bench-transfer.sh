@@ -39,7 +39,7 @@ LOCAL_T=$(python3 -c "print($t1-$t0)")
 # ROUNDS (default 3) transfers, each to a fresh B, the median reported: single runs swing by
 # 10-15 % here. PROFILE=1: the first records where both daemons spend CPU (perf, call graphs).
 ROUNDS=${ROUNDS:-3}
-XFER=() CPU_AS=() CPU_BS=() CPU_CLIS=()
+ROUND_SECS=() ROUND_CPU_A=() ROUND_CPU_B=() ROUND_CPU_CLI=()
 for round in $(seq 1 "$ROUNDS"); do
     if [ "$round" -gt 1 ]; then
         stop_cidfs b
@@ -52,12 +52,8 @@ for round in $(seq 1 "$ROUNDS"); do
         perf record -F 1999 -g -o /tmp/cidfs-perf-a.data -p "$a_PID" 2>/dev/null & PERF_A=$!
         sleep 1
     fi
-    CPU_A0=$(cpu_s "$a_PID"); CPU_B0=$(cpu_s "$b_PID"); WCHAR_B0=$(wchar_mib "$b_PID")
-    t0=$(now); /usr/bin/time -f "%U %S" -o "$WORK/cat.cpu" "$BIN" --repo "$WORK/b" cat "$CID" > /dev/null; t1=$(now)
-    CPU_CLIS+=("$(awk '{printf "%.2f", $1 + $2}' "$WORK/cat.cpu")")
-    CPU_AS+=("$(secs "$CPU_A0" "$(cpu_s "$a_PID")")")
-    CPU_BS+=("$(secs "$CPU_B0" "$(cpu_s "$b_PID")")")
-    XFER+=("$(python3 -c "print($t1-$t0)")")
+    WCHAR_B0=$(wchar_mib "$b_PID")
+    timed_client "$BIN" --repo "$WORK/b" cat "$CID" > /dev/null
     WCHAR_B=$(( $(wchar_mib "$b_PID") - WCHAR_B0 ))
     if [ "${PROFILE:-0}" = 1 ] && [ "$round" = 1 ]; then
         kill -INT $PERF_A $PERF_B; wait $PERF_A $PERF_B 2>/dev/null || true
@@ -67,10 +63,8 @@ for round in $(seq 1 "$ROUNDS"); do
         done
     fi
 done
-read -r XFER_T XFER_MIN XFER_MAX <<< "$(median_range "${XFER[@]}")"
-CPU_A=$(median2 "${CPU_AS[@]}")
-CPU_B=$(median2 "${CPU_BS[@]}")
-CPU_CLI=$(median2 "${CPU_CLIS[@]}")
+read -r XFER_T XFER_MIN XFER_MAX <<< "$(median_range "${ROUND_SECS[@]}")"
+round_cpu
 
 # second read on B: served from B's own store; also proves the transfer stored the right bytes
 t0=$(now); "$BIN" --repo "$WORK/b" cat "$CID" > /dev/null; t1=$(now)

@@ -98,13 +98,33 @@ mbps() {
     if [ $# -eq 3 ]; then python3 -c "print(f'{$1/($3-$2)/1e6:.0f}')"
     else python3 -c "print(f'{$1/($2)/1e6:.0f}')"; fi
 }
-# median X...: the median of the numbers given, as awk prints it
+# median X...: the median of the numbers given, as awk prints it (six significant digits)
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 # median2 X...: their median, two decimals (CPU-seconds)
 median2() { printf '%.2f' "$(median "$@")"; }
-# median_range X...: "median min max" of the numbers given, three decimals
+# median_range X...: "median min max" of the numbers given, three decimals (for values under
+# 1000, which is what the benchmarks give it: seconds, and MB/s of the stack's ceiling)
 median_range() {
-    python3 -c 'import statistics, sys; v = sorted(map(float, sys.argv[1:])); print(f"{statistics.median(v):.3f} {v[0]:.3f} {v[-1]:.3f}")' "$@"
+    local sorted; sorted=$(printf '%s\n' "$@" | sort -g)
+    printf '%.3f %.3f %.3f\n' "$(median "$@")" "${sorted%%$'\n'*}" "${sorted##*$'\n'}"
+}
+# timed_client CMD...: runs CMD, a client of node b fetching from node a, and appends its
+# seconds to ROUND_SECS and the CPU-seconds a, b and the client spent over it to ROUND_CPU_A,
+# ROUND_CPU_B and ROUND_CPU_CLI (the arrays the caller starts empty); round_cpu then sets CPU_A,
+# CPU_B and CPU_CLI to their medians
+timed_client() {
+    local a0 b0 t0 t1
+    a0=$(cpu_s "$a_PID"); b0=$(cpu_s "$b_PID")
+    t0=$(now); /usr/bin/time -f "%U %S" -o "$WORK/client.cpu" "$@"; t1=$(now)
+    ROUND_SECS+=("$(python3 -c "print($t1-$t0)")")
+    ROUND_CPU_CLI+=("$(awk '{printf "%.2f", $1 + $2}' "$WORK/client.cpu")")
+    ROUND_CPU_A+=("$(secs "$a0" "$(cpu_s "$a_PID")")")
+    ROUND_CPU_B+=("$(secs "$b0" "$(cpu_s "$b_PID")")")
+}
+round_cpu() {
+    CPU_A=$(median2 "${ROUND_CPU_A[@]}")
+    CPU_B=$(median2 "${ROUND_CPU_B[@]}")
+    CPU_CLI=$(median2 "${ROUND_CPU_CLI[@]}")
 }
 # dd_secs FILE: the seconds dd itself reports for reading FILE with 1 MiB requests (no process
 # start-up in it)
