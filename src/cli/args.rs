@@ -404,6 +404,13 @@ pub struct DaemonArgs {
     /// `type = "snapshot"`.
     #[arg(long = "snapshotter-socket", value_name = "PATH")]
     pub snapshotter_socket: Option<PathBuf>,
+    /// Threads that run the node's async work: connections, bitswap, the API, the registry
+    /// endpoint, the mounts' requests. Default: one on a machine of up to three CPUs, else half
+    /// of them (inflating, hashing big chunks, reading packs and writing the store have threads
+    /// of their own; see README, Performance).
+    #[arg(long, value_name = "N", env = "CIDFS_WORKER_THREADS",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
 }
 
 impl AddArgs {
@@ -531,5 +538,21 @@ mod tests {
         let e = parse_size("1x").unwrap_err().to_string();
         assert!(e.contains("\"1x\"") && e.contains("20GiB"), "{e}");
         assert!(parse_interval("0").is_err() && parse_interval("2.5").is_ok());
+    }
+
+    #[test]
+    fn worker_threads_are_at_least_one() {
+        let workers = |args: &[&str]| match Cli::try_parse_from(args).map(|c| c.command) {
+            Ok(Command::Daemon(d)) => Ok(d.worker_threads),
+            Ok(_) => unreachable!(),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(workers(&["cidfs", "daemon"]), Ok(None));
+        assert_eq!(
+            workers(&["cidfs", "daemon", "--worker-threads", "2"]),
+            Ok(Some(2))
+        );
+        let e = workers(&["cidfs", "daemon", "--worker-threads", "0"]).unwrap_err();
+        assert!(e.contains("--worker-threads"), "{e}");
     }
 }
