@@ -544,13 +544,18 @@ fn an_htpasswd_user_pushes_with_skopeo() {
 /// `ctr ARGS` (an `images push`), retried once when containerd 1.6 fails it reading its own
 /// content store: "rpc error: code = Internal desc = unexpected EOF", nothing in its log, about
 /// one run in ten (seen before any layer reached the endpoint, and once with the config pushed
-/// and the manifest waiting). Any other failure fails the test.
+/// and the manifest waiting). Any other failure fails the test, with containerd's log, as
+/// [`Containerd::ctr_ok`](crate::images::runtimes::Containerd::ctr_ok) does.
+#[track_caller]
 fn ctr_push(ctr: &crate::images::runtimes::Containerd, args: &[&str]) {
     let out = ctr.ctr(args);
     if out.status.success() {
         return;
     }
     let err = String::from_utf8_lossy(&out.stderr);
+    if !err.contains("rpc error: code = Internal desc = unexpected EOF") {
+        eprintln!("--- containerd log ---\n{}", ctr.log());
+    }
     assert!(
         err.contains("rpc error: code = Internal desc = unexpected EOF"),
         "ctr {args:?} failed:\n{err}"
