@@ -30,9 +30,7 @@ CID=$("$BIN" --repo "$WORK/a" add -q "$WORK/data")
 # one_round MODE: a fresh B cats CID from A; sets RS (seconds) and RC (B's CPU-seconds)
 one_round() {
     local mode=$1 t0 t1 c0 c1
-    rm -rf "$WORK/b"
-    start_cidfs b --peer "$a_ADDR"
-    wait_peer b "$A_ID"
+    fresh_node b "$a_ADDR"
     if [ "$mode" = watched ]; then
         local ua ub
         ua="http://$(api_of a)/ui/state"; ub="http://$(api_of b)/ui/state"

@@ -136,12 +136,10 @@ print(sum(l["size"] for i in r["images"] for l in i["layers"]))'
 }
 # fresh_b [DAEMON ARGS]: a fresh B (B_TRUST: its trust.unverified_layers); REG is its endpoint
 fresh_b() {
-    if [ -n "${b_PID:-}" ]; then stop_cidfs b; fi
-    rm -rf "$WORK/b"; mkdir -p "$WORK/b"
-    printf '[mount]\nbackground_fetch = false\n' > "$WORK/b/config.toml"
-    if [ -n "${B_TRUST:-}" ]; then printf '[trust]\nunverified_layers = "%s"\n' "$B_TRUST" >> "$WORK/b/config.toml"; fi
-    start_cidfs b --peer "$a_ADDR" "$@"
-    wait_peer b "$A_ID"
+    local config
+    config=$(printf '[mount]\nbackground_fetch = false\n')
+    if [ -n "${B_TRUST:-}" ]; then config+=$(printf '\n[trust]\nunverified_layers = "%s"' "$B_TRUST"); fi
+    FRESH_CONFIG=$config fresh_node b "$a_ADDR" "$@"
     REG=$(cat "$WORK/b/registry")
 }
 # pull IMAGE on B into a throwaway layout; prints the bytes B fetched for it

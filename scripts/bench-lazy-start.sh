@@ -147,9 +147,8 @@ B_TRUST=verify-first
 HAVE_TRUST=0
 if grep -q unverified_layers config/cidfs.toml 2>/dev/null; then HAVE_TRUST=1; fi
 b_config() {
-    mkdir -p "$WORK/b"
-    if [ "$HAVE_MOUNT" = 1 ]; then printf '[mount]\nbackground_fetch = false\n' > "$WORK/b/config.toml"; fi
-    if [ "$HAVE_TRUST" = 1 ]; then printf '[trust]\nunverified_layers = "%s"\n' "$B_TRUST" >> "$WORK/b/config.toml"; fi
+    if [ "$HAVE_MOUNT" = 1 ]; then printf '[mount]\nbackground_fetch = false\n'; fi
+    if [ "$HAVE_TRUST" = 1 ]; then printf '[trust]\nunverified_layers = "%s"\n' "$B_TRUST"; fi
 }
 # `cidfs mount` on B, its "mounted ..." note (stderr) shown only if it fails.
 mount_b() {
@@ -158,7 +157,8 @@ mount_b() {
 start_cidfs a
 # shellcheck disable=SC2154  # a_ADDR is set by start_cidfs (eval)
 A_ID=${a_ADDR##*/}
-b_config
+mkdir -p "$WORK/b"
+b_config > "$WORK/b/config.toml"
 start_cidfs b --peer "$a_ADDR"
 
 # ---- 4. push on A
@@ -208,11 +208,7 @@ rm -rf "$WORK/full"
 
 if [ "$HAVE_MOUNT" = 1 ]; then
     # B starts over: no blocks, no connections, fresh counters
-    stop_cidfs b
-    rm -rf "$WORK/b"
-    b_config
-    start_cidfs b --peer "$a_ADDR"
-    wait_peer b "$A_ID"
+    FRESH_CONFIG=$(b_config) fresh_node b "$a_ADDR"
     mkdir "$MNT"
 
     # ---- 6. (ii) lazy start on B: mount, run
@@ -251,11 +247,7 @@ if [ "$HAVE_MOUNT" = 1 ]; then
 fi
 # A fresh B (no blocks, no connections, fresh counters) started with "$@"; REG is its endpoint.
 fresh_b() {
-    stop_cidfs b
-    rm -rf "$WORK/b"
-    b_config
-    start_cidfs b --peer "$a_ADDR" "$@"
-    wait_peer b "$A_ID"
+    FRESH_CONFIG=$(b_config) fresh_node b "$a_ADDR" "$@"
     REG=$(cat "$WORK/b/registry")
 }
 registry_layers() {

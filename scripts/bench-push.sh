@@ -64,11 +64,11 @@ ROUNDS=${ROUNDS:-3}
 ROUND_SECS=() ROUND_CPU_A=() ROUND_CPU_B=() ROUND_CPU_CLI=()
 for round in $(seq 1 "$ROUNDS"); do
     if [ "$round" -gt 1 ]; then
-        stop_cidfs b
-        rm -rf "$WORK/b" "$WORK/pulled"
-        start_cidfs b --peer "$a_ADDR"
+        rm -rf "$WORK/pulled"
+        fresh_node b "$a_ADDR"
+    else
+        wait_peer b "${a_ADDR##*/}"
     fi
-    wait_peer b "${a_ADDR##*/}"
     timed_client "$BIN" --repo "$WORK/b" image pull -q "$CID" --to "oci:$WORK/pulled:bench"
 done
 read -r PULL_T PULL_MIN PULL_MAX <<< "$(median_range "${ROUND_SECS[@]}")"

@@ -41,12 +41,7 @@ LOCAL_T=$(python3 -c "print($t1-$t0)")
 ROUNDS=${ROUNDS:-3}
 ROUND_SECS=() ROUND_CPU_A=() ROUND_CPU_B=() ROUND_CPU_CLI=()
 for round in $(seq 1 "$ROUNDS"); do
-    if [ "$round" -gt 1 ]; then
-        stop_cidfs b
-        rm -rf "$WORK/b"
-        start_cidfs b --peer "$a_ADDR"
-    fi
-    wait_peer b "${a_ADDR##*/}"
+    if [ "$round" -gt 1 ]; then fresh_node b "$a_ADDR"; else wait_peer b "${a_ADDR##*/}"; fi
     if [ "${PROFILE:-0}" = 1 ] && [ "$round" = 1 ]; then
         perf record -F 1999 -g -o /tmp/cidfs-perf-b.data -p "$b_PID" 2>/dev/null & PERF_B=$!
         perf record -F 1999 -g -o /tmp/cidfs-perf-a.data -p "$a_PID" 2>/dev/null & PERF_A=$!

@@ -227,6 +227,19 @@ wait_peer() {
         sleep 0.1
     done
 }
+# fresh_node NAME PEER_ADDR [DAEMON ARGS]: node NAME again on an empty repo (no blocks, no
+# connections, fresh counters; stopped first if running), with $FRESH_CONFIG, when set, as its
+# config.toml, connected to PEER_ADDR before it returns
+fresh_node() {
+    local name=$1 peer=$2 pid
+    shift 2
+    eval "pid=\${${name}_PID:-}"
+    if [ -n "$pid" ]; then stop_cidfs "$name"; fi
+    rm -rf "${WORK:?}/$name"; mkdir -p "$WORK/$name"
+    if [ -n "${FRESH_CONFIG:-}" ]; then printf '%s' "$FRESH_CONFIG" > "$WORK/$name/config.toml"; fi
+    start_cidfs "$name" --peer "$peer" "$@"
+    wait_peer "$name" "${peer##*/}"
+}
 # Stop node NAME (SIGTERM, then SIGKILL after 30 s) and forget its PID.
 stop_cidfs() {
     local pid p keep=()

@@ -547,7 +547,11 @@ mod tests {
             Ok(_) => unreachable!(),
             Err(e) => Err(e.to_string()),
         };
-        assert_eq!(workers(&["cidfs", "daemon"]), Ok(None));
+        // without the flag, CIDFS_WORKER_THREADS decides: only its absence means the default
+        if std::env::var_os("CIDFS_WORKER_THREADS").is_none() {
+            assert_eq!(workers(&["cidfs", "daemon"]), Ok(None));
+        }
+        // the flag wins over the environment
         assert_eq!(
             workers(&["cidfs", "daemon", "--worker-threads", "2"]),
             Ok(Some(2))
