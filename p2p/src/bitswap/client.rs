@@ -42,6 +42,8 @@ const PROVIDER_SEARCH_INTERVAL: Duration = Duration::from_secs(10);
 /// another peer turns out to hold the block (its HAVE arrives) it can serve it instead: a seed
 /// that everybody asks does not end up with everybody's whole backlog.
 pub(crate) const MAX_BLOCKS_IN_FLIGHT: usize = 16;
+/// Most peers remembered as answering DONT_HAVE (at most the connected ones are).
+const MAX_ANSWERING: usize = 4096;
 
 /// Timing knobs of the want side.
 #[derive(Debug, Clone, Copy)]
@@ -111,6 +113,12 @@ pub(crate) struct Wants {
     timing: Timing,
     /// Numbers the wants that start waiting.
     waits: u64,
+    /// Connected peers that sent a HAVE or DONT_HAVE: they speak bitswap 1.2.0, so a
+    /// want-block they cannot serve comes back as a DONT_HAVE instead of silence.
+    answering: HashSet<PeerId>,
+    /// The last of those that delivered a wanted block: a fresh read guesses it holds the
+    /// next one too (see [`Wants::advance`]).
+    last_server: Option<PeerId>,
 }
 
 impl Wants {
@@ -124,6 +132,8 @@ impl Wants {
             strikes: HashMap::new(),
             timing,
             waits: 0,
+            answering: HashSet::new(),
+            last_server: None,
         }
     }
 
@@ -196,6 +206,9 @@ impl Wants {
         connected: &HashSet<PeerId>,
         now: Instant,
     ) -> Sends {
+        if connected.contains(&peer) && self.answering.len() < MAX_ANSWERING {
+            self.answering.insert(peer);
+        }
         let Some(st) = self.pending.get_mut(&cid) else {
             if let (Presence::Have, Some(session)) = (presence, self.recent_set.get(&cid)) {
                 session.add_peer(peer);
@@ -240,6 +253,9 @@ impl Wants {
             o.remove(&block.cid);
         }
         if let Some(st) = self.pending.remove(&block.cid) {
+            if self.answering.contains(&peer) {
+                self.last_server = Some(peer);
+            }
             let mut sends = self.cancels(block.cid, &st, Some(peer));
             st.session.add_peer(peer);
             for w in st.waiters {
@@ -380,6 +396,10 @@ impl Wants {
         failed: bool,
     ) -> Sends {
         let mut cids = self.outstanding.remove(&peer).unwrap_or_default();
+        self.answering.remove(&peer);
+        if self.last_server == Some(peer) {
+            self.last_server = None;
+        }
         let mut sends = Vec::new();
         for (cid, st) in self.pending.iter_mut() {
             st.haves.retain(|p| *p != peer);
@@ -515,12 +535,31 @@ impl Wants {
             }
             return sends;
         }
+        // A fresh read (nobody asked yet): its first want goes as a want-block to the peer that
+        // served the last block, when that peer answers DONT_HAVE (1.2.0), beside the want-haves
+        // to everyone else. One round trip instead of two when it holds the block, as the seed
+        // of a cluster does; when it does not, its DONT_HAVE and the others' HAVEs come back
+        // together, as the want-haves alone would have.
+        let guess = self.last_server.filter(|p| {
+            st.asked.is_empty()
+                && self.answering.contains(p)
+                && usable(p)
+                && free(p)
+                && !strikes.contains_key(p)
+        });
+        let mut sends = Vec::new();
+        if let Some(g) = guess {
+            st.block_at = Some((g, now));
+            st.asked.insert(g);
+            self.outstanding.entry(g).or_default().insert(cid);
+            sends.push((g, Want::block(cid)));
+        }
         let targets: Vec<PeerId> = connected
             .iter()
             .filter(|p| usable(p) && !st.asked.contains(*p))
             .copied()
             .collect();
-        let mut sends = Vec::with_capacity(targets.len());
+        sends.reserve(targets.len());
         for p in targets {
             st.asked.insert(p);
             sends.push((p, Want::have(cid)));
@@ -631,6 +670,61 @@ mod tests {
         let sends = w.on_presence(b, blk.cid, Presence::Have, &connected, now);
         assert_eq!(sends, vec![(b, Want::block(blk.cid))]);
         assert_eq!(s.peers(), vec![a, b]);
+    }
+
+    /// A fresh read's first want goes as a want-block to the peer that served the last block
+    /// (one round trip instead of two), beside want-haves to the rest; its DONT_HAVE moves the
+    /// want to a peer that said HAVE.
+    #[test]
+    fn a_fresh_read_asks_the_last_server_for_the_block_at_once() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let connected: HashSet<_> = [a, b].into();
+        let now = Instant::now();
+        let mut w = wants();
+        let (x, y, z) = (block(b"first"), block(b"second"), block(b"third"));
+        let (_rx, sends) = w.want(x.cid, &Session::new(), &connected, now);
+        assert!(sends.iter().all(|(_, w)| w.want_type == WantType::Have));
+        w.on_presence(a, x.cid, Presence::Have, &connected, now);
+        assert_eq!(w.on_block(a, &x, &connected, now).0, BlockOutcome::Wanted);
+        // a new read: want-block to `a` straight away, want-have to `b`
+        let (mut rx, sends) = w.want(y.cid, &Session::new(), &connected, now);
+        assert_eq!(sends, vec![(a, Want::block(y.cid)), (b, Want::have(y.cid))]);
+        assert!(w
+            .on_presence(b, y.cid, Presence::Have, &connected, now)
+            .is_empty());
+        // `a` does not hold this one: `b`, which said HAVE, is asked for it
+        let sends = w.on_presence(a, y.cid, Presence::DontHave, &connected, now);
+        assert_eq!(sends, vec![(b, Want::block(y.cid))]);
+        assert_eq!(w.on_block(b, &y, &connected, now).0, BlockOutcome::Wanted);
+        assert_eq!(rx.try_recv().unwrap(), y.data);
+        // `b` served last: the next read guesses `b`; once `b` is gone, nobody is guessed
+        let (_rx, sends) = w.want(z.cid, &Session::new(), &connected, now);
+        assert_eq!(sends, vec![(b, Want::block(z.cid)), (a, Want::have(z.cid))]);
+        let only_a: HashSet<_> = [a].into();
+        w.on_disconnect(b, &only_a, now);
+        let c = block(b"fourth");
+        let (_rx, sends) = w.want(c.cid, &Session::new(), &only_a, now);
+        assert_eq!(sends, vec![(a, Want::have(c.cid))]);
+    }
+
+    /// A peer that never sent a HAVE or DONT_HAVE (bitswap 1.1.0 answers a want with the block
+    /// or not at all) is never guessed: a want-block it cannot serve would wait out the block
+    /// timeout.
+    #[test]
+    fn a_peer_without_presences_is_not_guessed() {
+        let (old, other) = (PeerId::random(), PeerId::random());
+        let connected: HashSet<_> = [old, other].into();
+        let now = Instant::now();
+        let mut w = wants();
+        let (x, y) = (block(b"one"), block(b"two"));
+        let (_rx, _) = w.want(x.cid, &Session::new(), &connected, now);
+        assert_eq!(w.on_block(old, &x, &connected, now).0, BlockOutcome::Wanted);
+        let (_rx, sends) = w.want(y.cid, &Session::new(), &connected, now);
+        assert_eq!(sends.len(), 2);
+        assert!(
+            sends.iter().all(|(_, w)| w.want_type == WantType::Have),
+            "{sends:?}"
+        );
     }
 
     #[test]
