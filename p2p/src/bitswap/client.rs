@@ -100,6 +100,20 @@ fn hold(st: &mut WantState, waits: &mut u64) {
     }
 }
 
+/// Sends the want-block for `cid` to `peer`: the want's one block request in flight, counted
+/// against the peer's slots (its `outstanding` entry and the want's `block_at` move together).
+fn ask_block(
+    block_at: &mut Option<(PeerId, Instant)>,
+    outstanding: &mut HashMap<PeerId, HashSet<Cid>>,
+    peer: PeerId,
+    cid: Cid,
+    now: Instant,
+) -> (PeerId, Want) {
+    *block_at = Some((peer, now));
+    outstanding.entry(peer).or_default().insert(cid);
+    (peer, Want::block(cid))
+}
+
 pub(crate) struct Wants {
     pending: HashMap<Cid, WantState>,
     /// want-blocks sent to each peer and not yet answered
@@ -116,8 +130,9 @@ pub(crate) struct Wants {
     /// Connected peers that sent a HAVE or DONT_HAVE: they speak bitswap 1.2.0, so a
     /// want-block they cannot serve comes back as a DONT_HAVE instead of silence.
     answering: HashSet<PeerId>,
-    /// The last of those that delivered a wanted block: a fresh read guesses it holds the
-    /// next one too (see [`Wants::advance`]).
+    /// The last of those that delivered a wanted block (never a peer outside `answering`:
+    /// both forget a peer that goes): a fresh read guesses it holds the next one too (see
+    /// [`Wants::advance`]).
     last_server: Option<PeerId>,
 }
 
@@ -479,9 +494,13 @@ impl Wants {
                 }
                 st.waiting = None;
                 st.haves.retain(|p| *p != o);
-                st.block_at = Some((o, now));
-                self.outstanding.entry(o).or_default().insert(cid);
-                return vec![(o, Want::block(cid))];
+                return vec![ask_block(
+                    &mut st.block_at,
+                    &mut self.outstanding,
+                    o,
+                    cid,
+                    now,
+                )];
             }
             if alive {
                 st.session.stall(&o);
@@ -509,10 +528,14 @@ impl Wants {
         }
         st.waiting = None;
         if let Some(peer) = target {
-            st.block_at = Some((peer, now));
             st.asked.insert(peer);
-            self.outstanding.entry(peer).or_default().insert(cid);
-            let mut sends = vec![(peer, Want::block(cid))];
+            let mut sends = vec![ask_block(
+                &mut st.block_at,
+                &mut self.outstanding,
+                peer,
+                cid,
+                now,
+            )];
             if from_session {
                 // a guess: ask the rest of the session (and one peer outside it) whether they
                 // hold the block, so that a DONT_HAVE finds the next holder at once
@@ -536,23 +559,23 @@ impl Wants {
             return sends;
         }
         // A fresh read (nobody asked yet): its first want goes as a want-block to the peer that
-        // served the last block, when that peer answers DONT_HAVE (1.2.0), beside the want-haves
-        // to everyone else. One round trip instead of two when it holds the block, as the seed
-        // of a cluster does; when it does not, its DONT_HAVE and the others' HAVEs come back
+        // served the last block (one that answers DONT_HAVE: 1.2.0), beside the want-haves to
+        // everyone else. One round trip instead of two when it holds the block, as the seed of
+        // a cluster does; when it does not, its DONT_HAVE and the others' HAVEs come back
         // together, as the want-haves alone would have.
-        let guess = self.last_server.filter(|p| {
-            st.asked.is_empty()
-                && self.answering.contains(p)
-                && usable(p)
-                && free(p)
-                && !strikes.contains_key(p)
-        });
+        let guess = self
+            .last_server
+            .filter(|p| st.asked.is_empty() && usable(p) && free(p) && !strikes.contains_key(p));
         let mut sends = Vec::new();
         if let Some(g) = guess {
-            st.block_at = Some((g, now));
             st.asked.insert(g);
-            self.outstanding.entry(g).or_default().insert(cid);
-            sends.push((g, Want::block(cid)));
+            sends.push(ask_block(
+                &mut st.block_at,
+                &mut self.outstanding,
+                g,
+                cid,
+                now,
+            ));
         }
         let targets: Vec<PeerId> = connected
             .iter()
@@ -725,6 +748,28 @@ mod tests {
             sends.iter().all(|(_, w)| w.want_type == WantType::Have),
             "{sends:?}"
         );
+    }
+
+    /// Presences are peer input: only connected peers are remembered as answering, at most
+    /// [`MAX_ANSWERING`] of them, and a peer that never connected is never guessed.
+    #[test]
+    fn answering_peers_are_bounded_and_connected() {
+        let now = Instant::now();
+        let mut w = wants();
+        let x = block(b"asked");
+        let stranger = PeerId::random();
+        w.on_presence(stranger, x.cid, Presence::Have, &HashSet::new(), now);
+        assert!(w.answering.is_empty());
+        let many: Vec<PeerId> = (0..MAX_ANSWERING + 10).map(|_| PeerId::random()).collect();
+        let connected: HashSet<_> = many.iter().copied().collect();
+        for p in &many {
+            w.on_presence(*p, x.cid, Presence::DontHave, &connected, now);
+        }
+        assert_eq!(w.answering.len(), MAX_ANSWERING);
+        // a block from the stranger (a want it never answered) does not make it the guess
+        let (_rx, _) = w.want(x.cid, &Session::new(), &connected, now);
+        w.on_block(stranger, &x, &connected, now);
+        assert_eq!(w.last_server, None);
     }
 
     #[test]
