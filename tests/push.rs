@@ -553,13 +553,11 @@ fn ctr_push(ctr: &crate::images::runtimes::Containerd, args: &[&str]) {
         return;
     }
     let err = String::from_utf8_lossy(&out.stderr);
-    if !err.contains("rpc error: code = Internal desc = unexpected EOF") {
+    let flake = err.contains("rpc error: code = Internal desc = unexpected EOF");
+    if !flake {
         eprintln!("--- containerd log ---\n{}", ctr.log());
     }
-    assert!(
-        err.contains("rpc error: code = Internal desc = unexpected EOF"),
-        "ctr {args:?} failed:\n{err}"
-    );
+    assert!(flake, "ctr {args:?} failed:\n{err}");
     eprintln!(
         "ctr push failed in containerd ({}); retrying once",
         err.trim()
