@@ -2,7 +2,8 @@
 //!
 //! Levels (a module imports only from lower levels; `levels::no_module_imports_from_above`
 //! checks every `crate::` path outside tests):
-//! 0. [`config`], [`sync`], [`cidref`], [`socket`] (owner-only Unix sockets) and the `cidfs_p2p` crate
+//! 0. [`config`], [`sync`], [`cidref`], [`socket`] (owner-only Unix sockets), [`sched`]
+//!    (threads on spare CPU time) and the `cidfs_p2p` crate
 //! 1. [`repo`]: the repo directory and its config; [`blockstore`]: sled-indexed block storage,
 //!    every block checked against its CID
 //! 2. [`blockservice`]: local store first, then bitswap through the p2p node; [`metrics`]: the
@@ -29,6 +30,7 @@ pub mod metrics;
 pub mod mount;
 pub mod registry_server;
 pub mod repo;
+pub mod sched;
 pub mod snapshotter;
 pub mod socket;
 pub mod sync;
@@ -46,6 +48,7 @@ mod levels {
         ("config", 0),
         ("sync", 0),
         ("socket", 0),
+        ("sched", 0),
         ("cidref", 0),
         ("repo", 1),
         ("blockstore", 1),

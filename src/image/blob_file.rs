@@ -30,18 +30,36 @@ pub async fn read_stream(
     ))
 }
 
-/// Writes a stream of pieces to `path` (created or truncated) and syncs it, hashing on the way:
-/// returns the `sha256:` digest and the length written.
+/// Which CPU time a blob's writer thread runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriterCpu {
+    /// Scheduled as the equal of every other thread.
+    Fair,
+    /// Only CPU time nothing else wants (`SCHED_IDLE`, where the thread can be raised back),
+    /// while it keeps up: for a writer fed by work that runs on the same CPUs and costs more
+    /// than it does (a pull, whose blob the local daemon fetches). Raised back to `Fair` once
+    /// its feeder has waited [`STARVED`] for it (a loaded machine).
+    Spare,
+}
+
+/// How long a feeder waits for room in a lowered writer's queue before it raises the writer
+/// back: on an otherwise idle machine a pull's feeder waited at most 25 ms, usually under 2.
+const STARVED: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Writes a stream of pieces to `path` (created or truncated) and syncs it, hashing on the way
+/// on a thread that runs on `cpu`: returns the `sha256:` digest and the length written.
 pub async fn write_hashed<E: Into<anyhow::Error>>(
     pieces: impl futures::Stream<Item = Result<bytes::Bytes, E>>,
     path: &Path,
+    cpu: WriterCpu,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> anyhow::Result<(String, u64)> {
     use anyhow::Context as _;
     let file =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let shown = path.display().to_string();
-    let (digest, n, file) = write_pieces(pieces, WriteBehind::new(file), &shown, progress).await?;
+    let (digest, n, file) =
+        write_pieces(pieces, WriteBehind::new(file), &shown, cpu, progress).await?;
     tokio::task::spawn_blocking(move || file.file.sync_all())
         .await
         .context("blob writer task failed")?
@@ -49,23 +67,32 @@ pub async fn write_hashed<E: Into<anyhow::Error>>(
     Ok((digest, n))
 }
 
-/// Writes a stream of pieces to `out` (named `shown` in errors) on a blocking thread, while the
-/// next pieces arrive, without copying them, and hashes them on the way. Returns their `sha256:`
-/// digest, the length written and `out`. A failed piece is the error, once what came before it
-/// is written.
-async fn write_pieces<E: Into<anyhow::Error>>(
+/// Writes a stream of pieces to `out` (named `shown` in errors) on a blocking thread that runs
+/// on `cpu`, while the next pieces arrive, without copying them, and hashes them on the way.
+/// Returns their `sha256:` digest, the length written and `out`. A failed piece is the error,
+/// once what came before it is written.
+async fn write_pieces<E: Into<anyhow::Error>, W: std::io::Write + Send + 'static>(
     pieces: impl futures::Stream<Item = Result<bytes::Bytes, E>>,
-    out: WriteBehind,
+    out: W,
     shown: &str,
+    cpu: WriterCpu,
     progress: &(dyn Fn(u64) + Send + Sync),
-) -> anyhow::Result<(String, u64, WriteBehind)> {
+) -> anyhow::Result<(String, u64, W)> {
     use anyhow::Context as _;
     use futures::StreamExt as _;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(WRITE_AHEAD);
     let shown = shown.to_string();
+    // the writer's thread, once lowered: its feeder raises it when it starves
+    let lowered = std::sync::Arc::new(std::sync::OnceLock::new());
+    let writer_lowered = lowered.clone();
     let writer = tokio::task::spawn_blocking(move || {
         use sha2::Digest as _;
-        use std::io::Write as _;
+        let _lowering = (cpu == WriterCpu::Spare)
+            .then(crate::sched::lower_this_thread)
+            .flatten()
+            .inspect(|l| {
+                let _ = writer_lowered.set(l.thread());
+            });
         let (mut n, mut hasher, mut out) = (0u64, sha2::Sha256::new(), out);
         while let Some(piece) = rx.blocking_recv() {
             hasher.update(&piece);
@@ -79,12 +106,14 @@ async fn write_pieces<E: Into<anyhow::Error>>(
     });
     futures::pin_mut!(pieces);
     let mut fetched = Ok(());
+    let mut raised = false;
     while let Some(piece) = pieces.next().await {
         match piece {
             Ok(piece) => {
                 progress(piece.len() as u64);
-                if tx.send(piece).await.is_err() {
-                    break; // the writer failed: its error is the one to report
+                match room(&tx, lowered.get(), &mut raised).await {
+                    Some(room) => room.send(piece),
+                    None => break, // the writer failed: its error is the one to report
                 }
             }
             Err(e) => {
@@ -97,6 +126,30 @@ async fn write_pieces<E: Into<anyhow::Error>>(
     let written = writer.await.context("writer task failed")?;
     fetched?;
     written
+}
+
+/// Room for the next piece in the writer's queue. When the writer is `lowered` and not yet
+/// `raised`, a wait for room past [`STARVED`] raises it first (for good: the machine is busy).
+async fn room<'a>(
+    tx: &'a tokio::sync::mpsc::Sender<bytes::Bytes>,
+    lowered: Option<&crate::sched::Lowered>,
+    raised: &mut bool,
+) -> Option<tokio::sync::mpsc::Permit<'a, bytes::Bytes>> {
+    use tokio::sync::mpsc::error::TrySendError;
+    match (tx.try_reserve(), lowered) {
+        (Ok(room), _) => Some(room),
+        (Err(TrySendError::Closed(())), _) => None,
+        (Err(TrySendError::Full(())), Some(l)) if !*raised => {
+            if let Ok(room) = tokio::time::timeout(STARVED, tx.reserve()).await {
+                return room.ok();
+            }
+            tracing::debug!("the blob's writer starves on spare CPU time: raised back");
+            let _ = l.raise();
+            *raised = true;
+            tx.reserve().await.ok()
+        }
+        (Err(TrySendError::Full(())), _) => tx.reserve().await.ok(),
+    }
 }
 
 /// A file written front to back whose pages go to the disk behind the writer, a window at a time
@@ -146,25 +199,33 @@ const WRITE_AHEAD: usize = 16;
 
 #[cfg(test)]
 mod tests {
+    use super::WriterCpu;
+
     /// A blob written in pieces comes out whole, with its digest, whether its writeback was
-    /// started behind the writer (past 8 MiB) or left to the final sync.
+    /// started behind the writer (past 8 MiB) or left to the final sync, by a writer on a fair
+    /// share or on spare CPU time.
     #[tokio::test]
     async fn a_blob_written_behind_is_whole_and_hashed() {
         use sha2::Digest as _;
         let dir = tempfile::tempdir().unwrap();
-        for len in [1000usize, (super::WRITE_BEHIND as usize) * 3 + 12345] {
+        let lens = [1000usize, (super::WRITE_BEHIND as usize) * 3 + 12345];
+        for (len, cpu) in lens
+            .into_iter()
+            .flat_map(|l| [(l, WriterCpu::Fair), (l, WriterCpu::Spare)])
+        {
             let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
             let pieces: Vec<Result<bytes::Bytes, std::io::Error>> = data
                 .chunks(1 << 20)
                 .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
                 .collect();
-            let path = dir.path().join(format!("blob-{len}"));
+            let path = dir.path().join(format!("blob-{len}-{cpu:?}"));
             let seen = std::sync::atomic::AtomicU64::new(0);
-            let (digest, n) = super::write_hashed(futures::stream::iter(pieces), &path, &|k| {
-                seen.fetch_add(k, std::sync::atomic::Ordering::Relaxed);
-            })
-            .await
-            .unwrap();
+            let (digest, n) =
+                super::write_hashed(futures::stream::iter(pieces), &path, cpu, &|k| {
+                    seen.fetch_add(k, std::sync::atomic::Ordering::Relaxed);
+                })
+                .await
+                .unwrap();
             assert_eq!(n, len as u64);
             assert_eq!(seen.into_inner(), len as u64);
             assert_eq!(
@@ -173,6 +234,68 @@ mod tests {
             );
             assert_eq!(std::fs::read(&path).unwrap(), data);
         }
+    }
+
+    /// A writer on spare CPU time that holds its feeder up past STARVED (here: its output
+    /// blocks) is raised back to a fair share while it still writes; a writer on a fair share is
+    /// never lowered; and the pool thread goes back as it came.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_starved_writer_is_raised_back() {
+        /// Output whose first write waits until the writing thread is no longer SCHED_IDLE
+        /// (bounded); records the policy it wrote under.
+        struct Stalled {
+            policies: std::sync::Arc<std::sync::Mutex<Vec<libc::c_int>>>,
+        }
+        impl std::io::Write for Stalled {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                let first = self.policies.lock().unwrap().is_empty();
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                let (tx, rx) = std::sync::mpsc::channel::<()>();
+                // never sent: a bounded wait between looks at this thread's policy
+                let _keep = tx;
+                while first
+                    && crate::sched::this_thread_policy() == libc::SCHED_IDLE
+                    && std::time::Instant::now() < deadline
+                {
+                    let _ = rx.recv_timeout(std::time::Duration::from_millis(2));
+                }
+                self.policies
+                    .lock()
+                    .unwrap()
+                    .push(crate::sched::this_thread_policy());
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        for cpu in [WriterCpu::Spare, WriterCpu::Fair] {
+            let policies = std::sync::Arc::default();
+            let out = Stalled {
+                policies: std::sync::Arc::clone(&policies),
+            };
+            // more pieces than the queue holds: the feeder waits for the stalled writer
+            let pieces = (0..super::WRITE_AHEAD * 2)
+                .map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"piece")));
+            let t0 = std::time::Instant::now();
+            let (_, n, _) =
+                super::write_pieces(futures::stream::iter(pieces), out, "x", cpu, &|_| {})
+                    .await
+                    .unwrap();
+            assert_eq!(n, 5 * 2 * super::WRITE_AHEAD as u64);
+            let seen = policies.lock().unwrap().clone();
+            assert_eq!(seen.len(), 2 * super::WRITE_AHEAD);
+            // every piece was written under the default policy: the first once raised
+            assert!(seen.iter().all(|p| *p == libc::SCHED_OTHER), "{seen:?}");
+            if cpu == WriterCpu::Spare && crate::sched::may_raise() {
+                assert!(t0.elapsed() >= super::STARVED, "raised before it starved");
+            }
+        }
+        // the blocking pool's threads are all back under the default policy
+        let back = tokio::task::spawn_blocking(crate::sched::this_thread_policy)
+            .await
+            .unwrap();
+        assert_eq!(back, libc::SCHED_OTHER);
     }
 
     #[test]

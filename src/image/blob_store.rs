@@ -5,7 +5,7 @@ use cid::Cid;
 use std::future::Future;
 use std::path::Path;
 
-use super::blob_file::{read_stream, write_hashed};
+use super::blob_file::{read_stream, write_hashed, WriterCpu};
 use crate::unixfs::io::{add_stream, cat, read_range, RangeError};
 use crate::unixfs::{AddOptions, Adder};
 
@@ -90,6 +90,6 @@ impl BlobStore for crate::blockservice::BlockService {
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> anyhow::Result<(String, u64)> {
         let s = cat(self, self.session_for(*cid), *cid, 0, None);
-        write_hashed(s, path, progress).await
+        write_hashed(s, path, WriterCpu::Fair, progress).await
     }
 }

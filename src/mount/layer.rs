@@ -294,7 +294,13 @@ async fn spool_layer(
         );
     }
     let s = crate::unixfs::io::cat(blocks, blocks.session_for(*cid), *cid, 0, Some(claimed + 1));
-    let (digest, len) = crate::image::blob_file::write_hashed(s, raw.path(), &|_| {}).await?;
+    let (digest, len) = crate::image::blob_file::write_hashed(
+        s,
+        raw.path(),
+        crate::image::blob_file::WriterCpu::Fair,
+        &|_| {},
+    )
+    .await?;
     layout::check(desc, &digest, len)?;
     let (desc, diff_id, spool) = (desc.clone(), diff_id.to_string(), spool.to_path_buf());
     tokio::task::spawn_blocking(move || {
