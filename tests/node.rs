@@ -351,6 +351,51 @@ fn i_peer_vanishing_mid_transfer_is_survived() {
     assert!(c.stat_u64("BlocksSent") > 0);
 }
 
+/// (i2) The peer that served B's last read freezes (SIGSTOP: its connection stays open, nothing
+/// answers). B's next read guesses it holds the next block too, while another peer says HAVE:
+/// the read moves to that peer after a moment, not after the 10 s block timeout.
+#[test]
+fn i2_a_frozen_last_server_holds_a_read_up_for_a_moment_only() {
+    let key = swarm_key();
+    let g = Daemon::start(keyed(&key));
+    let a = Daemon::start(keyed(&key));
+    let (first, second) = (random_bytes(64 << 10), random_bytes(64 << 10));
+    let first_cid = g.add(&first);
+    let second_cid = g.add(&second);
+    assert_eq!(a.add(&second), second_cid);
+    let b = Daemon::start(Opts {
+        swarm_key: Some(key),
+        peers: vec![g.addr.clone(), a.addr.clone()],
+        ..Default::default()
+    });
+    let both = eventually(Duration::from_secs(30), || {
+        let (_, v) = b.rpc("swarm/peers", "");
+        (v["Peers"].as_array().map(Vec::len) == Some(2)).then_some(())
+    });
+    assert!(both.is_some(), "B did not connect to G and A:\n{}", b.log());
+    // only G holds the first file: G serves B's read, so B's next read guesses G
+    assert_eq!(sha256(&b.ok(&["cat", &first_cid])), sha256(&first));
+    g.pause();
+    let t0 = Instant::now();
+    let out = b.cli_bounded(&["cat", &second_cid], Duration::from_secs(60));
+    let took = t0.elapsed();
+    g.resume();
+    assert!(
+        out.status.success(),
+        "cat failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        b.log()
+    );
+    assert_eq!(sha256(&out.stdout), sha256(&second));
+    assert!(
+        b.log().contains("a guessed peer is silent"),
+        "the read did not move off the frozen peer:\n{}",
+        b.log()
+    );
+    // before, the read waited out the block timeout (10 s) for the frozen peer
+    assert!(took < Duration::from_secs(9), "took {took:?}:\n{}", b.log());
+}
+
 /// `add --only-hash` computes kubo's CID with no daemon running (vector from cids.tsv).
 #[test]
 fn j_only_hash_needs_no_daemon() {

@@ -12,6 +12,11 @@
 //! server tells us when the block lands there). An owner that gives nothing for
 //! [`Timing::owner_patience`], times out or goes away is *stalled*: its CIDs fall back to 1–3.
 //!
+//! A want-block sent on a guess (2, or a fresh read's first want to the peer that served last)
+//! whose peer sends nothing at all for [`Timing::silent_patience`] moves to a peer that said HAVE,
+//! and the silent peer is struck: a frozen peer, or one whose link went dark without closing,
+//! costs a read about a second, not a block timeout.
+//!
 //! A DONT_HAVE, a timeout or a disconnect moves the want to the next candidate; when nobody is
 //! left, [`Wants::tick`] rebroadcasts and names the CIDs whose providers should be looked up in
 //! the DHT. A block whose bytes hash to no wanted CID is corrupt or unsolicited: its sender is
@@ -54,12 +59,19 @@ pub(crate) struct Timing {
     pub rebroadcast: Duration,
     /// How long a want waits for the member of a divided session that owns it.
     pub owner_patience: Duration,
+    /// A want-block sent on a guess (to a peer that never said HAVE for it) moves to a peer
+    /// that did once the guessed peer has sent nothing at all for this long since it was
+    /// asked: a peer that froze, or whose link went dark without closing, holds a read up for
+    /// this long instead of a whole [`Timing::block_timeout`].
+    pub silent_patience: Duration,
 }
 
 struct WantState {
     waiters: Vec<oneshot::Sender<Bytes>>,
     session: Session,
     block_at: Option<(PeerId, Instant)>,
+    /// `block_at`'s peer was asked on a guess, not after a HAVE of its own.
+    blind: bool,
     haves: Vec<PeerId>,
     asked: HashSet<PeerId>,
     failed: HashSet<PeerId>,
@@ -134,6 +146,8 @@ pub(crate) struct Wants {
     /// both forget a peer that goes): a fresh read guesses it holds the next one too (see
     /// [`Wants::advance`]).
     last_server: Option<PeerId>,
+    /// When each connected peer last sent us a message (of any kind).
+    heard: HashMap<PeerId, Instant>,
 }
 
 impl Wants {
@@ -149,7 +163,13 @@ impl Wants {
             waits: 0,
             answering: HashSet::new(),
             last_server: None,
+            heard: HashMap::new(),
         }
+    }
+
+    /// A message (of any kind) arrived from `peer`.
+    pub fn heard(&mut self, peer: PeerId, now: Instant) {
+        self.heard.insert(peer, now);
     }
 
     /// Number of CIDs currently wanted.
@@ -181,6 +201,7 @@ impl Wants {
                 waiters: vec![tx],
                 session: session.clone(),
                 block_at: None,
+                blind: false,
                 haves: Vec::new(),
                 asked: HashSet::new(),
                 failed: HashSet::new(),
@@ -343,7 +364,19 @@ impl Wants {
                 }
             }
             if let Some((p, since)) = st.block_at {
-                if now.duration_since(since) >= self.timing.block_timeout {
+                // a guess whose peer has said nothing since it was asked, while another peer
+                // said HAVE: that peer is asked instead, and the silent one struck
+                let silent = st.blind
+                    && now.duration_since(since) >= self.timing.silent_patience
+                    && self.heard.get(&p).is_none_or(|t| *t < since)
+                    && st.haves.iter().any(|h| *h != p && connected.contains(h));
+                if silent {
+                    tracing::debug!(peer = %p, %cid, "a guessed peer is silent; asking one that said HAVE");
+                    if self.last_server == Some(p) {
+                        self.last_server = None;
+                    }
+                }
+                if silent || now.duration_since(since) >= self.timing.block_timeout {
                     st.failed.insert(p);
                     st.timed_out.insert(p);
                     self.strikes.insert(p, now);
@@ -412,6 +445,7 @@ impl Wants {
     ) -> Sends {
         let mut cids = self.outstanding.remove(&peer).unwrap_or_default();
         self.answering.remove(&peer);
+        self.heard.remove(&peer);
         if self.last_server == Some(peer) {
             self.last_server = None;
         }
@@ -494,6 +528,7 @@ impl Wants {
                 }
                 st.waiting = None;
                 st.haves.retain(|p| *p != o);
+                st.blind = false;
                 return vec![ask_block(
                     &mut st.block_at,
                     &mut self.outstanding,
@@ -529,6 +564,7 @@ impl Wants {
         st.waiting = None;
         if let Some(peer) = target {
             st.asked.insert(peer);
+            st.blind = from_session;
             let mut sends = vec![ask_block(
                 &mut st.block_at,
                 &mut self.outstanding,
@@ -569,6 +605,7 @@ impl Wants {
         let mut sends = Vec::new();
         if let Some(g) = guess {
             st.asked.insert(g);
+            st.blind = true;
             sends.push(ask_block(
                 &mut st.block_at,
                 &mut self.outstanding,
@@ -639,6 +676,7 @@ mod tests {
             block_timeout: Duration::from_secs(5),
             rebroadcast: Duration::from_secs(1),
             owner_patience: Duration::from_secs(3),
+            silent_patience: Duration::from_secs(1),
         })
     }
 
@@ -728,6 +766,81 @@ mod tests {
         let c = block(b"fourth");
         let (_rx, sends) = w.want(c.cid, &Session::new(), &only_a, now);
         assert_eq!(sends, vec![(a, Want::have(c.cid))]);
+    }
+
+    /// A read's want-block that went to the last server on a guess, while another peer said
+    /// HAVE, and the guessed peer says nothing: `g` (it served `x`, then froze).
+    fn guessed_then_silent(w: &mut Wants, g: PeerId, h: PeerId, t0: Instant) -> Block {
+        let connected: HashSet<_> = [g, h].into();
+        let x = block(b"served by g");
+        let (_rx, _) = w.want(x.cid, &Session::new(), &connected, t0);
+        w.heard(g, t0);
+        w.on_presence(g, x.cid, Presence::Have, &connected, t0);
+        assert_eq!(w.on_block(g, &x, &connected, t0).0, BlockOutcome::Wanted);
+        let y = block(b"held by both");
+        let t1 = t0 + Duration::from_millis(1);
+        let (_rx, sends) = w.want(y.cid, &Session::new(), &connected, t1);
+        assert_eq!(sends, vec![(g, Want::block(y.cid)), (h, Want::have(y.cid))]);
+        let t2 = t0 + Duration::from_millis(10);
+        w.heard(h, t2);
+        assert!(w
+            .on_presence(h, y.cid, Presence::Have, &connected, t2)
+            .is_empty());
+        y
+    }
+
+    /// A guessed peer that has sent nothing since it was asked gives way to a peer that said
+    /// HAVE after [`Timing::silent_patience`], not a whole block timeout, and is not guessed
+    /// by the next read.
+    #[test]
+    fn a_silent_guess_gives_way_to_a_peer_that_said_have() {
+        let (g, h) = (PeerId::random(), PeerId::random());
+        let connected: HashSet<_> = [g, h].into();
+        let t0 = Instant::now();
+        let mut w = wants();
+        let y = guessed_then_silent(&mut w, g, h, t0);
+        let asked_y = |sends: &Sends| sends.iter().any(|(p, w)| *p == h && w.cid == y.cid);
+        let (sends, _) = w.tick(&connected, t0 + Duration::from_millis(900));
+        assert!(!asked_y(&sends), "before the patience: {sends:?}");
+        let (sends, _) = w.tick(&connected, t0 + Duration::from_millis(1_100));
+        assert!(
+            sends.contains(&(h, Want::block(y.cid))),
+            "the silent guess holds the want: {sends:?}"
+        );
+        let t3 = t0 + Duration::from_millis(1_200);
+        assert_eq!(w.on_block(h, &y, &connected, t3).0, BlockOutcome::Wanted);
+        // the next read guesses the peer that served, not the silent one
+        let z = block(b"next read");
+        let (_rx, sends) = w.want(z.cid, &Session::new(), &connected, t3);
+        assert_eq!(sends, vec![(h, Want::block(z.cid)), (g, Want::have(z.cid))]);
+    }
+
+    /// A guessed peer that keeps sending (busy serving others) is waited for up to the block
+    /// timeout, and so is a silent one when nobody else said HAVE.
+    #[test]
+    fn a_guess_that_talks_or_has_no_rival_is_waited_for() {
+        let (g, h) = (PeerId::random(), PeerId::random());
+        let connected: HashSet<_> = [g, h].into();
+        let t0 = Instant::now();
+        let mut w = wants();
+        let y = guessed_then_silent(&mut w, g, h, t0);
+        w.heard(g, t0 + Duration::from_millis(500));
+        let (sends, _) = w.tick(&connected, t0 + Duration::from_millis(1_100));
+        assert!(sends.is_empty(), "{sends:?}");
+        let (sends, _) = w.tick(&connected, t0 + Duration::from_millis(5_100));
+        assert!(sends.contains(&(h, Want::block(y.cid))), "{sends:?}");
+
+        // silent, but the peer that said HAVE is gone: nobody to give way to
+        let mut w = wants();
+        let y = guessed_then_silent(&mut w, g, h, t0);
+        let only_g: HashSet<_> = [g].into();
+        w.on_disconnect(h, &only_g, t0 + Duration::from_millis(20));
+        let (sends, _) = w.tick(&only_g, t0 + Duration::from_millis(1_100));
+        assert!(sends.is_empty(), "{sends:?}");
+        assert!(w
+            .pending
+            .get(&y.cid)
+            .is_some_and(|st| st.block_at.is_some()));
     }
 
     /// A peer that never sent a HAVE or DONT_HAVE (bitswap 1.1.0 answers a want with the block

@@ -130,6 +130,8 @@ impl Bitswap {
             rebroadcast: config.rebroadcast,
             // an owner that has not delivered within one block timeout is not keeping up
             owner_patience: config.block_timeout,
+            // a tenth of it: still hundreds of round trips on a LAN or across a continent
+            silent_patience: config.block_timeout / 10,
         };
         let inner = Arc::new(Inner {
             inbound: inbound::Slots::new(
@@ -326,6 +328,7 @@ impl Bitswap {
         };
         {
             let mut wants = lock(&self.inner.wants);
+            wants.heard(peer, now);
             for (cid, presence) in msg.presences {
                 sends.extend(wants.on_presence(peer, cid, presence, &connected, now));
             }
