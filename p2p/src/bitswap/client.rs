@@ -12,10 +12,9 @@
 //! server tells us when the block lands there). An owner that gives nothing for
 //! [`Timing::owner_patience`], times out or goes away is *stalled*: its CIDs fall back to 1–3.
 //!
-//! A want-block sent on a guess (2, or a fresh read's first want to the peer that served last)
-//! whose peer sends nothing at all for [`Timing::silent_patience`] moves to a peer that said HAVE,
-//! and the silent peer is struck: a frozen peer, or one whose link went dark without closing,
-//! costs a read about a second, not a block timeout.
+//! A want-block whose peer sends nothing at all for [`Timing::silent_patience`] moves to a peer
+//! that said HAVE, and the silent peer is struck: a frozen peer, or one whose link went dark
+//! without closing, costs a read about a second, not a block timeout.
 //!
 //! A DONT_HAVE, a timeout or a disconnect moves the want to the next candidate; when nobody is
 //! left, [`Wants::tick`] rebroadcasts and names the CIDs whose providers should be looked up in
@@ -59,10 +58,9 @@ pub(crate) struct Timing {
     pub rebroadcast: Duration,
     /// How long a want waits for the member of a divided session that owns it.
     pub owner_patience: Duration,
-    /// A want-block sent on a guess (to a peer that never said HAVE for it) moves to a peer
-    /// that did once the guessed peer has sent nothing at all for this long since it was
-    /// asked: a peer that froze, or whose link went dark without closing, holds a read up for
-    /// this long instead of a whole [`Timing::block_timeout`].
+    /// A want-block moves to a peer that said HAVE once its peer has sent nothing at all for
+    /// this long since it was asked: a peer that froze, or whose link went dark without
+    /// closing, holds a read up for this long instead of a whole [`Timing::block_timeout`].
     pub silent_patience: Duration,
 }
 
@@ -70,8 +68,6 @@ struct WantState {
     waiters: Vec<oneshot::Sender<Bytes>>,
     session: Session,
     block_at: Option<(PeerId, Instant)>,
-    /// `block_at`'s peer was asked on a guess, not after a HAVE of its own.
-    blind: bool,
     haves: Vec<PeerId>,
     asked: HashSet<PeerId>,
     failed: HashSet<PeerId>,
@@ -167,7 +163,7 @@ impl Wants {
         }
     }
 
-    /// A message (of any kind) arrived from `peer`.
+    /// `peer` sent something (bytes of any message).
     pub fn heard(&mut self, peer: PeerId, now: Instant) {
         self.heard.insert(peer, now);
     }
@@ -201,7 +197,6 @@ impl Wants {
                 waiters: vec![tx],
                 session: session.clone(),
                 block_at: None,
-                blind: false,
                 haves: Vec::new(),
                 asked: HashSet::new(),
                 failed: HashSet::new(),
@@ -364,14 +359,13 @@ impl Wants {
                 }
             }
             if let Some((p, since)) = st.block_at {
-                // a guess whose peer has said nothing since it was asked, while another peer
-                // said HAVE: that peer is asked instead, and the silent one struck
-                let silent = st.blind
-                    && now.duration_since(since) >= self.timing.silent_patience
-                    && self.heard.get(&p).is_none_or(|t| *t < since)
+                // a peer that has sent nothing since it was asked, while another peer said
+                // HAVE: that peer is asked instead, and the silent one struck
+                let silent = now.duration_since(since) >= self.timing.silent_patience
+                    && self.heard.get(&p).is_none_or(|t| *t <= since)
                     && st.haves.iter().any(|h| *h != p && connected.contains(h));
                 if silent {
-                    tracing::debug!(peer = %p, %cid, "a guessed peer is silent; asking one that said HAVE");
+                    tracing::debug!(peer = %p, %cid, "a peer asked for a block is silent; asking one that said HAVE");
                     if self.last_server == Some(p) {
                         self.last_server = None;
                     }
@@ -528,7 +522,6 @@ impl Wants {
                 }
                 st.waiting = None;
                 st.haves.retain(|p| *p != o);
-                st.blind = false;
                 return vec![ask_block(
                     &mut st.block_at,
                     &mut self.outstanding,
@@ -564,7 +557,6 @@ impl Wants {
         st.waiting = None;
         if let Some(peer) = target {
             st.asked.insert(peer);
-            st.blind = from_session;
             let mut sends = vec![ask_block(
                 &mut st.block_at,
                 &mut self.outstanding,
@@ -605,7 +597,6 @@ impl Wants {
         let mut sends = Vec::new();
         if let Some(g) = guess {
             st.asked.insert(g);
-            st.blind = true;
             sends.push(ask_block(
                 &mut st.block_at,
                 &mut self.outstanding,
@@ -813,6 +804,29 @@ mod tests {
         let z = block(b"next read");
         let (_rx, sends) = w.want(z.cid, &Session::new(), &connected, t3);
         assert_eq!(sends, vec![(h, Want::block(z.cid)), (g, Want::have(z.cid))]);
+    }
+
+    /// A peer that said HAVE and then sends nothing gives way to another that said HAVE, as a
+    /// silent guess does.
+    #[test]
+    fn a_silent_holder_gives_way_to_another() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let connected: HashSet<_> = [a, b].into();
+        let t0 = Instant::now();
+        let mut w = wants();
+        let x = block(b"held by a and b");
+        let (mut rx, _) = w.want(x.cid, &Session::new(), &connected, t0);
+        w.heard(a, t0);
+        let sends = w.on_presence(a, x.cid, Presence::Have, &connected, t0);
+        assert_eq!(sends, vec![(a, Want::block(x.cid))]);
+        w.heard(b, t0);
+        assert!(w
+            .on_presence(b, x.cid, Presence::Have, &connected, t0)
+            .is_empty());
+        let (sends, _) = w.tick(&connected, t0 + Duration::from_millis(1_100));
+        assert!(sends.contains(&(b, Want::block(x.cid))), "{sends:?}");
+        assert_eq!(w.on_block(b, &x, &connected, t0).0, BlockOutcome::Wanted);
+        assert_eq!(rx.try_recv().unwrap(), x.data);
     }
 
     /// A guessed peer that keeps sending (busy serving others) is waited for up to the block
