@@ -46,6 +46,8 @@ const PROVIDER_SEARCH_INTERVAL: Duration = Duration::from_secs(10);
 /// another peer turns out to hold the block (its HAVE arrives) it can serve it instead: a seed
 /// that everybody asks does not end up with everybody's whole backlog.
 pub(crate) const MAX_BLOCKS_IN_FLIGHT: usize = 16;
+/// The fewest want-blocks in flight to a peer whose blocks come slowly (see [`Window`]).
+const MIN_WINDOW: usize = 2;
 /// Most peers remembered as answering DONT_HAVE (at most the connected ones are).
 const MAX_ANSWERING: usize = 4096;
 
@@ -58,6 +60,9 @@ pub(crate) struct Timing {
     pub rebroadcast: Duration,
     /// How long a want waits for the member of a divided session that owns it.
     pub owner_patience: Duration,
+    /// A block that takes longer than this from its want-block to its arrival narrows its
+    /// peer's [`Window`]; one that takes less than half of it widens the window again.
+    pub window_delay: Duration,
     /// A want-block moves to a peer that said HAVE once its peer has sent nothing at all for
     /// this long since it was asked: a peer that froze, or whose link went dark without
     /// closing, holds a read up for this long instead of a whole [`Timing::block_timeout`].
@@ -144,6 +149,20 @@ pub(crate) struct Wants {
     last_server: Option<PeerId>,
     /// When each connected peer last sent us a message (of any kind).
     heard: HashMap<PeerId, Instant>,
+    /// Each connected peer's window of want-blocks in flight, where it is below the maximum.
+    windows: HashMap<PeerId, Window>,
+}
+
+/// How many want-blocks may be in flight to one peer: [`MAX_BLOCKS_IN_FLIGHT`] while its blocks
+/// come within [`Timing::window_delay`]; halved (at most once per that delay, down to
+/// [`MIN_WINDOW`]) when one takes longer, and widened by one for each that comes within half of
+/// it. A peer whose upload is shared by many (a seed on a slow link) then holds a short queue
+/// of ours, and the rest of our wants wait for a slot with it or go to another holder, instead
+/// of queueing there past the block timeout and being fetched twice.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    size: usize,
+    narrowed: Instant,
 }
 
 impl Wants {
@@ -160,6 +179,31 @@ impl Wants {
             answering: HashSet::new(),
             last_server: None,
             heard: HashMap::new(),
+            windows: HashMap::new(),
+        }
+    }
+
+    /// A block wanted from `peer` took `took` from its want-block: narrows or widens its window.
+    fn adapt(&mut self, peer: PeerId, took: Duration, now: Instant) {
+        let delay = self.timing.window_delay;
+        if took > delay {
+            let w = self.windows.entry(peer).or_insert(Window {
+                size: MAX_BLOCKS_IN_FLIGHT,
+                narrowed: now,
+            });
+            // the blocks queued before the last narrowing come late too: one cut per delay
+            if w.size == MAX_BLOCKS_IN_FLIGHT || now.duration_since(w.narrowed) >= delay {
+                w.size = (w.size / 2).max(MIN_WINDOW);
+                w.narrowed = now;
+                tracing::debug!(%peer, ?took, window = w.size, "a block came late; fewer want-blocks in flight to its peer");
+            }
+        } else if took < delay / 2 {
+            if let Some(w) = self.windows.get_mut(&peer) {
+                w.size += 1;
+                if w.size >= MAX_BLOCKS_IN_FLIGHT {
+                    self.windows.remove(&peer);
+                }
+            }
         }
     }
 
@@ -284,6 +328,9 @@ impl Wants {
             o.remove(&block.cid);
         }
         if let Some(st) = self.pending.remove(&block.cid) {
+            if let Some((p, since)) = st.block_at.filter(|(p, _)| *p == peer) {
+                self.adapt(p, now.saturating_duration_since(since), now);
+            }
             if self.answering.contains(&peer) {
                 self.last_server = Some(peer);
             }
@@ -440,6 +487,7 @@ impl Wants {
         let mut cids = self.outstanding.remove(&peer).unwrap_or_default();
         self.answering.remove(&peer);
         self.heard.remove(&peer);
+        self.windows.remove(&peer);
         if self.last_server == Some(peer) {
             self.last_server = None;
         }
@@ -505,7 +553,9 @@ impl Wants {
                 && !st.timed_out.contains(p)
                 && banned.get(p).is_none_or(|u| *u <= now)
         };
-        let free = |p: &PeerId| in_flight(p) < MAX_BLOCKS_IN_FLIGHT;
+        let windows = &self.windows;
+        let window = |p: &PeerId| windows.get(p).map_or(MAX_BLOCKS_IN_FLIGHT, |w| w.size);
+        let free = |p: &PeerId| in_flight(p) < window(p);
         if let Some(o) = st.owner {
             let alive = connected.contains(&o) && banned.get(&o).is_none_or(|u| *u <= now);
             if alive && now.duration_since(st.since) < self.timing.owner_patience {
@@ -668,7 +718,76 @@ mod tests {
             rebroadcast: Duration::from_secs(1),
             owner_patience: Duration::from_secs(3),
             silent_patience: Duration::from_secs(1),
+            window_delay: Duration::from_secs(60),
         })
+    }
+
+    /// A peer whose blocks come late gets fewer want-blocks in flight (the others wait for a
+    /// slot, or go to another holder), down to [`MIN_WINDOW`], one cut per delay; blocks that
+    /// come quickly widen its window back to [`MAX_BLOCKS_IN_FLIGHT`].
+    #[test]
+    fn a_slow_peer_gets_a_narrower_window() {
+        let (slow, other) = (PeerId::random(), PeerId::random());
+        let connected: HashSet<_> = [slow, other].into();
+        let t0 = Instant::now();
+        let mut w = Wants::new(Timing {
+            window_delay: Duration::from_secs(2),
+            ..wants().timing
+        });
+        let s = Session::new();
+        s.add_peer(slow);
+        let blocks: Vec<Block> = (0..64u32)
+            .map(|i| {
+                let data = Bytes::from(i.to_be_bytes().to_vec());
+                Block {
+                    cid: Cid::new_v1(0x55, hash(0x12, &data).unwrap()),
+                    data,
+                }
+            })
+            .collect();
+        let to_slow = |sends: &Sends| {
+            sends
+                .iter()
+                .filter(|(p, w)| *p == slow && w.want_type == WantType::Block)
+                .count()
+        };
+        let mut asked = 0;
+        for b in &blocks[..32] {
+            asked += to_slow(&w.want(b.cid, &s, &connected, t0).1);
+        }
+        assert_eq!(asked, MAX_BLOCKS_IN_FLIGHT);
+        // the first comes after 3 s: the window halves; the next ones, as late, cut no more
+        // within the delay, and each frees no slot while more than the window is in flight
+        let mut t = t0 + Duration::from_secs(3);
+        for b in &blocks[..8] {
+            let (outcome, sends) = w.on_block(slow, b, &connected, t);
+            assert_eq!(outcome, BlockOutcome::Wanted);
+            assert_eq!(to_slow(&sends), 0, "{sends:?}");
+        }
+        assert_eq!(w.windows[&slow].size, MAX_BLOCKS_IN_FLIGHT / 2);
+        // a delay later, still late: halved again, and again, but never below the minimum
+        for b in &blocks[8..14] {
+            t += Duration::from_secs(3);
+            w.on_block(slow, b, &connected, t);
+        }
+        assert_eq!(w.windows[&slow].size, MIN_WINDOW);
+        // quick blocks widen it back, one slot each, to the maximum (and it is forgotten)
+        let mut next = 32;
+        for _ in 0..40 {
+            let Some(b) = blocks[14..]
+                .iter()
+                .find(|b| w.outstanding.get(&slow).is_some_and(|o| o.contains(&b.cid)))
+            else {
+                break;
+            };
+            t += Duration::from_millis(10);
+            w.on_block(slow, b, &connected, t);
+            if next < blocks.len() {
+                w.want(blocks[next].cid, &s, &connected, t);
+                next += 1;
+            }
+        }
+        assert!(!w.windows.contains_key(&slow), "{:?}", w.windows.get(&slow));
     }
 
     #[test]

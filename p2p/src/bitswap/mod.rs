@@ -132,6 +132,8 @@ impl Bitswap {
             owner_patience: config.block_timeout,
             // a tenth of it: still hundreds of round trips on a LAN or across a continent
             silent_patience: config.block_timeout / 10,
+            // a quarter of it: a queue that deep would soon time out
+            window_delay: config.block_timeout / 4,
         };
         let inner = Arc::new(Inner {
             inbound: inbound::Slots::new(
