@@ -48,7 +48,8 @@ const PROVIDER_SEARCH_INTERVAL: Duration = Duration::from_secs(10);
 pub(crate) const MAX_BLOCKS_IN_FLIGHT: usize = 16;
 /// The fewest want-blocks in flight to a peer whose blocks come slowly (see [`Window`]).
 const MIN_WINDOW: usize = 2;
-/// Most peers remembered as answering DONT_HAVE (at most the connected ones are).
+/// Most peers remembered as answering DONT_HAVE (at most the connected ones are), and as having
+/// sent something lately.
 const MAX_ANSWERING: usize = 4096;
 
 /// Timing knobs of the want side.
@@ -147,7 +148,8 @@ pub(crate) struct Wants {
     /// both forget a peer that goes): a fresh read guesses it holds the next one too (see
     /// [`Wants::advance`]).
     last_server: Option<PeerId>,
-    /// When each connected peer last sent us a message (of any kind).
+    /// When each peer last sent us bytes (of any message), for at most [`MAX_ANSWERING`] peers;
+    /// a peer is forgotten when it goes.
     heard: HashMap<PeerId, Instant>,
     /// Each connected peer's window of want-blocks in flight, where it is below the maximum.
     windows: HashMap<PeerId, Window>,
@@ -209,7 +211,9 @@ impl Wants {
 
     /// `peer` sent something (bytes of any message).
     pub fn heard(&mut self, peer: PeerId, now: Instant) {
-        self.heard.insert(peer, now);
+        if self.heard.len() < MAX_ANSWERING || self.heard.contains_key(&peer) {
+            self.heard.insert(peer, now);
+        }
     }
 
     /// Number of CIDs currently wanted.

@@ -53,43 +53,6 @@ impl Bitswap {
             }
         }
     }
-}
-
-/// How often an inbound stream tells the want side that its peer is sending.
-const NOTE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// An inbound stream that tells the want side ([`super::client::Wants::heard`]) when its peer
-/// last sent bytes, at most every [`NOTE_EVERY`]: a peer in the middle of a long message on a
-/// slow link is not taken for a silent one.
-struct Noting<'a> {
-    stream: libp2p::Stream,
-    bitswap: &'a Bitswap,
-    peer: PeerId,
-    last: Option<std::time::Instant>,
-}
-
-impl futures::AsyncRead for Noting<'_> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut [u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let read = std::pin::Pin::new(&mut self.stream).poll_read(cx, buf);
-        if let std::task::Poll::Ready(Ok(1..)) = read {
-            let now = std::time::Instant::now();
-            if self
-                .last
-                .is_none_or(|t| now.duration_since(t) >= NOTE_EVERY)
-            {
-                self.last = Some(now);
-                super::session::lock(&self.bitswap.inner.wants).heard(self.peer, now);
-            }
-        }
-        read
-    }
-}
-
-impl Bitswap {
     async fn serve_loop(
         self,
         peer: PeerId,
@@ -271,4 +234,38 @@ fn encode_for(msg: &Message, v12: bool) -> Vec<Bytes> {
         w.send_dont_have = false;
     }
     m.encode_parts()
+}
+
+/// How often an inbound stream tells the want side that its peer is sending.
+const NOTE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// An inbound stream that tells the want side ([`super::client::Wants::heard`]) when its peer
+/// last sent bytes, at most every [`NOTE_EVERY`]: a peer in the middle of a long message on a
+/// slow link is not taken for a silent one.
+struct Noting<'a> {
+    stream: libp2p::Stream,
+    bitswap: &'a Bitswap,
+    peer: PeerId,
+    last: Option<std::time::Instant>,
+}
+
+impl futures::AsyncRead for Noting<'_> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let read = std::pin::Pin::new(&mut self.stream).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(1..)) = read {
+            let now = std::time::Instant::now();
+            if self
+                .last
+                .is_none_or(|t| now.duration_since(t) >= NOTE_EVERY)
+            {
+                self.last = Some(now);
+                super::session::lock(&self.bitswap.inner.wants).heard(self.peer, now);
+            }
+        }
+        read
+    }
 }
