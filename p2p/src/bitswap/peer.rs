@@ -53,6 +53,7 @@ impl Bitswap {
             }
         }
     }
+
     async fn serve_loop(
         self,
         peer: PeerId,
