@@ -5,7 +5,7 @@
 # chunks inflated whole and streamed (which must agree), the eStargz footer + TOC + index +
 # mount tree (and the member-aligned leaf plan), layer tar streams, dag-pb / UnixFS nodes, CID
 # and image references, registry paths + Range headers, snapshotter filters, peers' copies
-# statuses and htpasswd files.
+# statuses, htpasswd files and the ELF headers a mount follows to a program's libraries.
 #
 # The corpus of each target lives in fuzz/corpus/TARGET (kept between runs, not committed); it
 # starts from fuzz/seeds/TARGET. A crash leaves its input in fuzz/artifacts/TARGET: turn it into a

@@ -502,6 +502,10 @@ pub struct MountConfig {
     /// stargz-snapshotter's `prefetch_timeout`. 0 (the default): at once; the prefetch goes on
     /// and a read of a chunk it is fetching waits for that fetch, which measured no slower.
     pub prefetch_wait_secs: u64,
+    /// When a program or shared library in a mount is first read, read the interpreter and the
+    /// libraries it names (ELF `DT_NEEDED`) at once, side by side, instead of one after another
+    /// as the dynamic loader opens them.
+    pub prefetch_libraries: bool,
     /// After the prefetch, fetch (and pin) the rest of every mounted image in the background,
     /// so the node ends up holding the whole image and can serve it to others.
     pub background_fetch: bool,
@@ -520,6 +524,7 @@ impl Default for MountConfig {
             read_timeout_secs: 30,
             prefetch: true,
             prefetch_wait_secs: 0,
+            prefetch_libraries: true,
             background_fetch: false,
             cache_mb: 256,
             allowed_roots: ["/mnt", "/media", "/srv", "/run/cidfs", "/tmp", "/var/tmp"]

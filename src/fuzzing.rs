@@ -165,3 +165,32 @@ pub fn swarm_records(data: &[u8]) {
     crate::image::copies::fuzz_status(data);
     let _ = crate::registry_server::htpasswd::Htpasswd::parse(&String::from_utf8_lossy(data));
 }
+
+/// An ELF file from a mounted image, as the mount's follower of loads reads it: the program
+/// headers from its head, the dynamic section and the string table where they say (within the
+/// input), each name bounded.
+pub fn elf_loads(data: &[u8]) {
+    use cidfs_formats::elf;
+    let slice = |r: std::ops::Range<u64>| {
+        let end = (r.end.min(data.len() as u64)) as usize;
+        data.get(r.start as usize..end).unwrap_or_default()
+    };
+    let Ok(p) = elf::program(slice(0..elf::HEAD)) else {
+        return;
+    };
+    if let Some(r) = p.interp.clone() {
+        assert!(elf::interpreter(slice(r)).is_none_or(|s| s.len() <= elf::MAX_NAME));
+    }
+    let Some(r) = p.dynamic.clone() else { return };
+    assert!(r.end - r.start <= elf::MAX_DYNAMIC);
+    let d = p.dynamic(slice(r));
+    let Some(s) = d.strings.clone() else { return };
+    assert!(s.end - s.start <= elf::MAX_STRINGS);
+    let names = d.names(slice(s));
+    assert!(names.needed.len() <= elf::MAX_NEEDED);
+    assert!(names
+        .needed
+        .iter()
+        .chain(&names.search)
+        .all(|n| n.len() <= elf::MAX_NAME));
+}

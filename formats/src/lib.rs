@@ -3,12 +3,14 @@
 //! around them (see `ARCHITECTURE.md`).
 //!
 //! - [`dag_pb`]: the links of a dag-pb node.
+//! - [`elf`]: what an ELF program makes the dynamic loader read (interpreter, libraries).
 //! - [`oci`]: OCI image types (descriptor, manifest, index, config), media types, digests.
 //! - [`gojson`]: JSON serialized as Go's `encoding/json` does, so digests match Go tools.
 //! - [`estargz`]: seekable gzip layers: footer, TOC, chunk index, tar reader and builder.
 //! - [`unixfs`]: UnixFS files as kubo's `ipfs add` encodes them (the blocks and the root CID).
 
 pub mod dag_pb;
+pub mod elf;
 pub mod estargz;
 pub mod gojson;
 pub mod oci;

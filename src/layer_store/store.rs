@@ -466,5 +466,7 @@ async fn open_tree(parts: &ReaderParts, desc: &Descriptor, diff_id: &str) -> any
         pin: None,
     };
     let (background, _) = prefetch::start(reader.clone(), parts.blocks.clone(), plan);
-    Ok(Tree::new(table, reader).with_background(background))
+    Ok(Tree::new(table, reader)
+        .following_loads(parts.libraries)
+        .with_background(background))
 }

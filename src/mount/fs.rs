@@ -26,6 +26,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use tokio_util::task::AbortOnDropHandle;
 
 use super::inode::{Inode, Kind, Table, ROOT};
+use super::loads::Loads;
 use super::reader::Reader;
 use super::trace::Trace;
 use crate::metrics::FuseReads;
@@ -107,6 +108,8 @@ pub struct Tree {
     parents: HashMap<u64, u64>,
     /// Where the first read of each file is noted, if anywhere.
     trace: Option<Arc<Trace>>,
+    /// The follower of programs' loads (`mount.prefetch_libraries`), if on.
+    loads: Option<Arc<Loads>>,
     /// Work that lives as long as the tree (the layer store's prefetch), stopped with it.
     _background: Option<AbortOnDropHandle<()>>,
 }
@@ -119,6 +122,7 @@ impl Tree {
             reader,
             parents,
             trace: None,
+            loads: None,
             _background: None,
         }
     }
@@ -132,6 +136,12 @@ impl Tree {
     /// Notes the first read of each file in `trace`.
     pub fn traced(mut self, trace: Arc<Trace>) -> Self {
         self.trace = Some(trace);
+        self
+    }
+
+    /// When a program or library is first read, reads what it loads at once ([`Loads`]).
+    pub fn following_loads(mut self, on: bool) -> Self {
+        self.loads = on.then(|| Loads::new(self.table.clone(), self.reader.clone()));
         self
     }
 
@@ -192,11 +202,16 @@ impl Tree {
             t.record(ino, file.layer, || file.name.clone());
         }
         let reader = self.reader.clone();
+        let loads = self.loads.clone().filter(|_| offset == 0);
         Ok(async move {
-            reader
+            let bytes = reader
                 .read(&file, file_size, offset, size as u64)
                 .await
-                .map_err(|e| Errno::from_i32(e.errno()))
+                .map_err(|e| Errno::from_i32(e.errno()))?;
+            if let Some(l) = loads {
+                l.first_read(ino, &bytes);
+            }
+            Ok(bytes)
         })
     }
 

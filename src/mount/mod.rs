@@ -12,6 +12,7 @@
 //! - [`reader`]: file range → chunks → node range reads → inflate → `chunkDigest` check.
 //! - [`cache`]: the bounded cache of inflated chunks, one fetch per chunk however many readers.
 //! - [`verified`]: which chunks were checked against their digest on this node (sled).
+//! - [`loads`]: prefetch that follows a program's loads (its interpreter and libraries).
 //! - [`trace`]: the files a mount's readers touched, in order (for `image optimize`).
 //! - `prefetch`: the background work of a mount (landmark prefetch, then optionally the whole
 //!   image).
@@ -25,6 +26,7 @@ pub mod cache;
 pub mod fs;
 pub mod inode;
 pub mod layer;
+pub mod loads;
 pub(crate) mod prefetch;
 pub mod proof;
 pub mod reader;
@@ -78,6 +80,8 @@ pub struct ReaderParts {
     pub spool: PathBuf,
     /// `mount.prefetch`: layers fetch their prefetched files early ([`layer::warm`]).
     pub prefetch: bool,
+    /// `mount.prefetch_libraries`: trees follow programs' loads ([`loads`]).
+    pub libraries: bool,
 }
 
 impl ReaderParts {
@@ -316,7 +320,9 @@ impl Mounts {
             reader.layers().iter().map(|l| l.digest.clone()).collect(),
         ));
         let fs = fs::Fs::new(
-            fs::Tree::new(table, reader.clone()).traced(traced.clone()),
+            fs::Tree::new(table, reader.clone())
+                .traced(traced.clone())
+                .following_loads(me.settings.prefetch_libraries),
             tokio::runtime::Handle::current(),
             me.metrics.fuse("mount").for_mount(stats.clone()),
         );
@@ -359,7 +365,8 @@ impl Mounts {
             stats: None,
         };
         let fs = fs::Fs::new(
-            fs::Tree::new(table, reader.clone()),
+            fs::Tree::new(table, reader.clone())
+                .following_loads(self.inner.settings.prefetch_libraries),
             tokio::runtime::Handle::current(),
             self.inner
                 .metrics
@@ -487,6 +494,7 @@ impl Mounts {
             read_timeout: me.settings.read_timeout(),
             spool: me.spool.clone(),
             prefetch: me.settings.prefetch,
+            libraries: me.settings.prefetch_libraries,
         }
     }
 

@@ -647,3 +647,76 @@ fn only_a_prefetch_end_within_the_layer_is_fetched_early() {
         assert_eq!(layer::warm_end(&d, 1000), want, "{hint}");
     }
 }
+
+/// A program's first read fetches what the dynamic loader will load: its interpreter (through
+/// a symlinked directory), a library in the multiarch directory (through a relative symlink),
+/// one found by the program's `$ORIGIN` run path, and the library that library needs in turn;
+/// nothing else, and nothing when the follower is off.
+#[tokio::test]
+async fn a_programs_first_read_fetches_its_interpreter_and_libraries() {
+    use cidfs_formats::elf::sample;
+    let prog = sample(
+        "/lib64/ld.so",
+        &["libfoo.so.1", "libbar.so"],
+        Some("$ORIGIN/../private"),
+    );
+    let foo = sample("/lib64/ld.so", &["libbaz.so"], None);
+    let files: [(&str, &[u8]); 6] = [
+        ("usr/bin/prog", &prog),
+        ("usr/lib64/ld.so", b"the loader"),
+        ("usr/lib/x86_64-linux-gnu/libfoo.so.1.2", &foo),
+        ("usr/private/libbar.so", b"bar"),
+        ("usr/lib/libbaz.so", b"baz"),
+        ("usr/lib/unrelated.so", b"never loaded"),
+    ];
+    let links = [
+        ("lib64", "usr/lib64"),
+        ("usr/lib/x86_64-linux-gnu/libfoo.so.1", "libfoo.so.1.2"),
+    ];
+    let tar = crate::test_utils::tar_of(&files, &links);
+    let blob = estargz(&tar);
+    let fx = Fixture::new();
+    let d = fx.add(&blob, oci::OCI_LAYER_GZIP, Some(toc_digest(&blob)));
+    for follow in [true, false] {
+        let (l, toc) = fx.open(&d, "").await.unwrap();
+        let table = Arc::new(Table::build(&[toc]).unwrap());
+        let cache = Arc::new(ChunkCache::new(1 << 20));
+        let reader = Reader::new(
+            fx.blocks.clone(),
+            Arc::new(vec![l]),
+            cache.clone(),
+            Duration::from_secs(5),
+        );
+        let tree = super::fs::Tree::new(table.clone(), reader.clone()).following_loads(follow);
+        let cached = |path: &str| {
+            let Kind::File(f) = &table.resolve(path).unwrap().kind else {
+                panic!("{path}")
+            };
+            let layer = &reader.layers()[f.layer];
+            cache.contains(&super::reader::key(layer, &layer.index.files[&f.name][0]))
+        };
+        let ino = table.resolve("usr/bin/prog").unwrap().ino;
+        let head = tree.read(ino, 0, 4096).unwrap().await.unwrap();
+        assert_eq!(&head[..], &prog[..prog.len().min(4096)]);
+        let loaded = [
+            "usr/lib64/ld.so",
+            "usr/lib/x86_64-linux-gnu/libfoo.so.1.2",
+            "usr/private/libbar.so",
+            "usr/lib/libbaz.so",
+        ];
+        if follow {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while !loaded.iter().all(|p| cached(p)) {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{:?}",
+                    loaded.map(|p| (p, cached(p)))
+                );
+                tokio::task::yield_now().await;
+            }
+        } else {
+            assert!(loaded.iter().all(|p| !cached(p)));
+        }
+        assert!(!cached("usr/lib/unrelated.so"));
+    }
+}

@@ -1,0 +1,284 @@
+//! Prefetch that follows a program's loads. When a file of a mounted tree is first read and is
+//! an ELF program or library, the interpreter and the libraries it names (`DT_NEEDED`, looked
+//! up as the dynamic loader would: its search path, then the system's library directories,
+//! through the tree's symlinks) are read at once, in the background, and theirs in turn. The
+//! loader would open them one after another, each waiting for its first chunk; now their chunks
+//! are fetched and inflated side by side while it works through the program's own.
+//!
+//! What is read is what the loader reads of each file: its first bytes, its dynamic section and
+//! its string table, so nothing is fetched that the start would not fetch anyway (unless a
+//! library is found where the loader would not look: the layer store's trees hold one layer
+//! each, and a name not in it is left alone). Each file is followed once per tree, at most
+//! [`MAX_FOLLOWED`] files; the ELF parsing is bounded (`cidfs_formats::elf`).
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use cidfs_formats::elf;
+
+use super::inode::{Inode, Kind, Table, ROOT};
+use super::reader::{ReadError, Reader};
+use crate::sync::lock;
+
+/// Files whose loads one tree follows (a Python with its extension modules opens about 50).
+pub const MAX_FOLLOWED: usize = 4096;
+/// Symlinks followed while looking up one path (Linux allows 40).
+const MAX_LINKS: usize = 40;
+/// Path components walked while looking up one path, symlinks' included (a library's path
+/// takes about a dozen): with [`MAX_SEARCH`] and `elf::MAX_NEEDED`, the bound on the lookups
+/// one hostile file can cause (about 230,000 map lookups, a few milliseconds).
+const MAX_STEPS: usize = 256;
+/// Directories of a file's own search path tried.
+const MAX_SEARCH: usize = 8;
+
+/// The follower of one tree's loads. Cheap to share.
+pub struct Loads {
+    table: Arc<Table>,
+    reader: Reader,
+    /// Inodes followed, or being followed.
+    seen: Mutex<HashSet<u64>>,
+}
+
+impl Loads {
+    pub fn new(table: Arc<Table>, reader: Reader) -> Arc<Loads> {
+        Arc::new(Loads {
+            table,
+            reader,
+            seen: Mutex::default(),
+        })
+    }
+
+    /// The read at offset 0 of `ino` returned `head`: when it is an ELF file not followed yet,
+    /// follows its loads in the background.
+    pub fn first_read(self: &Arc<Self>, ino: u64, head: &[u8]) {
+        if head.starts_with(&elf::MAGIC) && self.claim(ino) {
+            self.spawn(ino);
+        }
+    }
+
+    /// Whether `ino` is newly taken to follow (each once, at most [`MAX_FOLLOWED`]).
+    fn claim(&self, ino: u64) -> bool {
+        let mut seen = lock(&self.seen);
+        seen.len() < MAX_FOLLOWED && seen.insert(ino)
+    }
+
+    fn spawn(self: &Arc<Self>, ino: u64) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = me.follow(ino).await {
+                tracing::debug!("following the loads of inode {ino}: {e}");
+            }
+        });
+    }
+
+    /// Reads `ino`'s first bytes (its first chunk: the prefetch itself), and when it is an ELF
+    /// file, its dynamic section and string table, then follows what they name.
+    async fn follow(self: &Arc<Self>, ino: u64) -> Result<(), ReadError> {
+        let Some((n, file)) = self.file(ino) else {
+            return Ok(());
+        };
+        let read =
+            |at: std::ops::Range<u64>| self.reader.read(file, n.size, at.start, at.end - at.start);
+        let head = read(0..elf::HEAD).await?;
+        let Ok(program) = elf::program(&head) else {
+            return Ok(());
+        };
+        let mut found = Vec::new();
+        if let Some(r) = program.interp.clone() {
+            found.extend(elf::interpreter(&read(r).await?).and_then(|p| self.find(p)));
+        }
+        let names = match program.dynamic.clone() {
+            Some(r) => {
+                let dynamic = program.dynamic(&read(r).await?);
+                match dynamic.strings.clone() {
+                    Some(s) => dynamic.names(&read(s).await?),
+                    None => elf::Names::default(),
+                }
+            }
+            None => elf::Names::default(),
+        };
+        let origin = file.name.rsplit_once('/').map_or("", |(dir, _)| dir);
+        let dirs = search_dirs(&names.search, origin, program.machine);
+        for name in &names.needed {
+            let lib = match name.contains('/') {
+                true => self.find(name),
+                false => dirs.iter().find_map(|d| self.find(&format!("{d}/{name}"))),
+            };
+            if lib.is_none() {
+                tracing::trace!("{name:?}, needed by {:?}, is not in the tree", file.name);
+            }
+            found.extend(lib);
+        }
+        for t in found {
+            if matches!(t.kind, Kind::File(_)) && self.claim(t.ino) {
+                tracing::trace!("{:?} loads inode {}: reading it now", file.name, t.ino);
+                self.spawn(t.ino);
+            }
+        }
+        Ok(())
+    }
+
+    fn file(&self, ino: u64) -> Option<(&Inode, &super::inode::File)> {
+        let n = self.table.get(ino)?;
+        match &n.kind {
+            Kind::File(f) => Some((n, f)),
+            _ => None,
+        }
+    }
+
+    fn find(&self, path: &str) -> Option<&Inode> {
+        find(&self.table, path)
+    }
+}
+
+/// The inode at `path` in `table` (from the root, `/` or not), through symlinks as the kernel
+/// would resolve them inside the tree; `None` past [`MAX_LINKS`] links, [`MAX_STEPS`]
+/// components or at a missing part.
+fn find<'t>(table: &'t Table, path: &str) -> Option<&'t Inode> {
+    let mut todo: VecDeque<&str> = parts(path).collect();
+    let mut walked = vec![ROOT];
+    let (mut links, mut steps) = (0, 0);
+    while let Some(part) = todo.pop_front() {
+        steps += 1;
+        if steps > MAX_STEPS {
+            return None;
+        }
+        let at = *walked.last()?;
+        match part {
+            "." => continue,
+            ".." => {
+                if walked.len() > 1 {
+                    walked.pop();
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let n = table.lookup(at, part)?;
+        match &n.kind {
+            Kind::Dir { .. } => walked.push(n.ino),
+            Kind::Symlink { target } => {
+                links += 1;
+                let more: Vec<&str> = parts(target).take(MAX_STEPS + 1).collect();
+                if links > MAX_LINKS || todo.len() + more.len() > MAX_STEPS {
+                    return None;
+                }
+                if target.starts_with('/') {
+                    walked.truncate(1);
+                }
+                for p in more.into_iter().rev() {
+                    todo.push_front(p);
+                }
+            }
+            _ => return todo.is_empty().then_some(n),
+        }
+    }
+    table.get(*walked.last()?)
+}
+
+fn parts(path: &str) -> impl DoubleEndedIterator<Item = &str> {
+    path.split('/').filter(|p| !p.is_empty())
+}
+
+/// Where the loader looks for a library named without a `/`: the file's `DT_RUNPATH` (or
+/// `DT_RPATH`; `$ORIGIN` is the file's directory, other tokens are skipped), then the multiarch
+/// directories of its machine (Debian, Ubuntu) and the plain ones (Fedora's `lib64`, Alpine's
+/// `lib`).
+fn search_dirs(search: &[String], origin: &str, machine: u16) -> Vec<String> {
+    let mut dirs: Vec<String> = search
+        .iter()
+        .take(MAX_SEARCH)
+        .filter_map(|d| {
+            let d = d
+                .replace("${ORIGIN}", "$ORIGIN")
+                .replace("$ORIGIN", &format!("/{origin}"));
+            (!d.contains('$')).then_some(d)
+        })
+        .collect();
+    if let Some(triplet) = elf::multiarch(machine) {
+        for root in ["/lib", "/usr/lib"] {
+            dirs.push(format!("{root}/{triplet}"));
+        }
+    }
+    dirs.extend(["/lib64", "/usr/lib64", "/lib", "/usr/lib"].map(String::from));
+    dirs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::estargz::{EntryType, Toc, TocEntry};
+
+    fn tree(entries: &[(&str, Option<&str>)]) -> Table {
+        let entries = entries
+            .iter()
+            .map(|(name, link)| match link {
+                Some(t) => TocEntry {
+                    link_name: t.to_string(),
+                    ..TocEntry::new(*name, EntryType::Symlink)
+                },
+                None => TocEntry::new(*name, EntryType::Reg),
+            })
+            .collect();
+        Table::build(&[Toc {
+            version: 1,
+            entries,
+        }])
+        .unwrap()
+    }
+
+    #[test]
+    fn paths_are_found_through_symlinks_as_the_kernel_would() {
+        let t = tree(&[
+            ("usr/lib/x86_64-linux-gnu/libz.so.1.2.13", None),
+            ("usr/lib/x86_64-linux-gnu/libz.so.1", Some("libz.so.1.2.13")),
+            ("lib", Some("usr/lib")),
+            (
+                "usr/lib64/ld.so",
+                Some("/lib/x86_64-linux-gnu/../x86_64-linux-gnu/libz.so.1"),
+            ),
+            ("loop/a", Some("b")),
+            ("loop/b", Some("a")),
+            ("deep", Some(&"x/".repeat(300))),
+        ]);
+        let real = t
+            .resolve("usr/lib/x86_64-linux-gnu/libz.so.1.2.13")
+            .unwrap()
+            .ino;
+        for p in [
+            "/lib/x86_64-linux-gnu/libz.so.1",
+            "lib/./x86_64-linux-gnu/libz.so.1",
+            "/usr/lib64/ld.so",
+            "/../../usr/lib/x86_64-linux-gnu/libz.so.1.2.13",
+        ] {
+            assert_eq!(find(&t, p).map(|n| n.ino), Some(real), "{p}");
+        }
+        // a loop, a path through a file, a missing name, a symlink too long: not found, and
+        // each within its bound
+        for p in [
+            "/loop/a",
+            "/lib/x86_64-linux-gnu/libz.so.1/x",
+            "/lib/nothing",
+            "/deep/y",
+        ] {
+            assert!(find(&t, p).is_none(), "{p}");
+        }
+    }
+
+    #[test]
+    fn the_search_path_comes_first_with_origin_and_then_the_systems() {
+        let dirs = search_dirs(
+            &["$ORIGIN/../lib".into(), "${ORIGIN}".into(), "$LIB/x".into()],
+            "opt/app/bin",
+            62,
+        );
+        assert_eq!(dirs[..2], ["/opt/app/bin/../lib", "/opt/app/bin"]);
+        assert_eq!(
+            dirs[2..4],
+            ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"]
+        );
+        assert!(dirs.iter().all(|d| !d.contains('$')));
+        let many: Vec<String> = (0..100).map(|i| format!("/d{i}")).collect();
+        assert_eq!(search_dirs(&many, "", 0).len(), MAX_SEARCH + 4);
+    }
+}
