@@ -51,9 +51,27 @@ impl Loads {
     /// The read at offset 0 of `ino` returned `head`: when it is an ELF file not followed yet,
     /// follows its loads in the background.
     pub fn first_read(self: &Arc<Self>, ino: u64, head: &[u8]) {
-        if head.starts_with(&elf::MAGIC) && self.claim(ino) {
+        if head.starts_with(&elf::MAGIC) && !self.prefetched(ino) && self.claim(ino) {
             self.spawn(ino);
         }
+    }
+
+    /// Whether `ino` is among the files its layer prefetches (before `.prefetch.landmark`):
+    /// `image optimize` recorded them with the libraries the start loaded, and the mount's
+    /// prefetch fetches them in that order, one chunk per core; reads beside it would only
+    /// take cores from it (measured: an optimized start 0.18 -> 0.21 s).
+    pub(super) fn prefetched(&self, ino: u64) -> bool {
+        let Some((_, f)) = self.file(ino) else {
+            return false;
+        };
+        let Some(layer) = self.reader.layers().get(f.layer) else {
+            return false;
+        };
+        let first = layer.index.files.get(&f.name).and_then(|c| c.first());
+        layer
+            .prefetch_end
+            .zip(first)
+            .is_some_and(|(end, c)| c.offset < end)
     }
 
     /// Whether `ino` is newly taken to follow (each once, at most [`MAX_FOLLOWED`]).
@@ -110,7 +128,7 @@ impl Loads {
             found.extend(lib);
         }
         for t in found {
-            if matches!(t.kind, Kind::File(_)) && self.claim(t.ino) {
+            if matches!(t.kind, Kind::File(_)) && !self.prefetched(t.ino) && self.claim(t.ino) {
                 tracing::trace!("{:?} loads inode {}: reading it now", file.name, t.ino);
                 self.spawn(t.ino);
             }

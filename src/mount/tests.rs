@@ -719,4 +719,13 @@ async fn a_programs_first_read_fetches_its_interpreter_and_libraries() {
         }
         assert!(!cached("usr/lib/unrelated.so"));
     }
+    // pushed with the program to prefetch (as `image optimize` does with what a start read),
+    // it is left to the mount's prefetch; a library after the landmark is not
+    let d = layer_prefetching(&fx, &tar, "usr/bin/prog");
+    let (l, toc) = fx.open(&d, "").await.unwrap();
+    let table = Arc::new(Table::build(&[toc]).unwrap());
+    let loads = super::loads::Loads::new(table.clone(), fx.reader(vec![l]));
+    let ino = |p: &str| table.resolve(p).unwrap().ino;
+    assert!(loads.prefetched(ino("usr/bin/prog")));
+    assert!(!loads.prefetched(ino("usr/private/libbar.so")));
 }
