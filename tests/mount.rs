@@ -9,7 +9,8 @@
 //! - **The kernel keeps what never changes**: after one round of stat of a missing name,
 //!   readlink, read and listing, the same round asks the daemon nothing.
 //! - **Exec**: busybox runs from a lazy mount under `chroot`; another user may run it only from a
-//!   mount made with `--allow-other`.
+//!   mount made with `--allow-other`. A dynamically linked program (the host's `true` with its
+//!   loader and libc) runs too, and the first read of it alone fetches its libraries.
 //! - **Failure**: with its only provider killed, a read of data nobody serves fails with ETIMEDOUT
 //!   within `mount.read_timeout_secs` (and a margin), is logged as "read failed" with the layer
 //!   CID, and the mount still serves what it already fetched and unmounts cleanly.
@@ -419,6 +420,60 @@ fn chroot_runs_busybox_from_a_lazy_mount() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), hello);
+}
+
+/// A dynamically linked program (the host's `true`, with its loader and libraries at their
+/// host paths and the host's symlinks) runs from a lazy mount, and the first read of it alone
+/// brings what the loader will load: after B reads the program's bytes (not running it), the
+/// mount fetches the chunks of its loader and libraries too, which nothing read.
+#[test]
+fn a_programs_first_read_brings_its_libraries() {
+    let (a, b) = pair(None);
+    let (_img, cid) = generate_and_push(
+        &a,
+        GenSpec {
+            host_program: Some("/usr/bin/true"),
+            big_file_size: MIB,
+            ..Default::default()
+        },
+    );
+    let libraries = String::from_utf8_lossy(
+        &Command::new("ldd")
+            .arg("/usr/bin/true")
+            .output()
+            .expect("ldd")
+            .stdout,
+    )
+    .split_whitespace()
+    .filter(|w| w.starts_with('/'))
+    .count();
+    assert!(libraries >= 2, "ldd lists the loader and libc");
+    let mp = mount(&b, &cid, &[]);
+    let misses = || {
+        let (_, m) = b.rpc("mounts", "");
+        m["Mounts"][0]["Stats"]["CacheMisses"].as_u64().unwrap_or(0)
+    };
+    let (prog, _) = read_through(&mp.path().join("usr/bin/true"), READ_BOUND);
+    assert_eq!(
+        prog.expect("read the program").get(..4),
+        Some(&b"\x7fELF"[..])
+    );
+    let fetched = eventually(Duration::from_secs(20), || {
+        (misses() > libraries as u64).then_some(())
+    });
+    assert!(
+        fetched.is_some(),
+        "the mount fetched {} chunks for the program and its {libraries} libraries\n--- B's log ---\n{}",
+        misses(),
+        b.log()
+    );
+    let mut chroot = Command::new("chroot");
+    chroot
+        .arg(mp.path())
+        .arg("/usr/bin/true")
+        .stdin(Stdio::null());
+    let out = run_bounded(chroot, READ_BOUND);
+    assert!(out.status.success(), "chroot true: {out:?}");
 }
 
 /// B mounts a 64 MiB image of A and reads one small file; A is killed. A read of big.bin (never

@@ -52,6 +52,11 @@ pub struct GenSpec {
     pub big_file_size: usize,
     /// Add busybox, `bin/sh`, `bin/cat`, `etc/hello` and `Cmd = cat /etc/hello`.
     pub busybox: bool,
+    /// Add this host program (a dynamically linked one, such as `/usr/bin/true`), its loader
+    /// and the libraries `ldd` lists, at their host paths with the host's symlinks along them,
+    /// so a `chroot` of the image runs it as the host does. Not with `busybox` (whose `bin`
+    /// is a directory where the host's may be a symlink).
+    pub host_program: Option<&'static str>,
     /// Docker schema2 media types for manifest, config and layers instead of OCI ones. Such a
     /// layout is for readers that accept it (cidfs); skopeo 1.9 does not (it only looks at
     /// `index.json` entries of OCI media types: "no descriptor found"), so the skopeo helpers
@@ -67,6 +72,7 @@ impl Default for GenSpec {
             tag: "latest".into(),
             big_file_size: 12 << 20,
             busybox: false,
+            host_program: None,
             docker_media_types: false,
             seed: 1,
         }
@@ -402,6 +408,77 @@ enum EKind {
     Fifo,
 }
 
+/// `program` and what it loads, as [`GenSpec::host_program`] says.
+fn host_program(program: &str) -> Vec<Entry> {
+    let ldd = std::process::Command::new("ldd")
+        .arg(program)
+        .output()
+        .expect("run ldd");
+    assert!(ldd.status.success(), "ldd {program}: {ldd:?}");
+    let mut paths = vec![program.to_string()];
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)", "/lib64/ld-linux-x86-64.so.2 (0x…)"
+        paths.extend(
+            line.split_whitespace()
+                .filter(|w| w.starts_with('/'))
+                .map(str::to_string),
+        );
+    }
+    let mut entries = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for p in paths {
+        host_path(&p, &mut entries, &mut seen);
+    }
+    entries
+}
+
+/// The host's `path` as entries: each directory, symlink and the file met while resolving it.
+fn host_path(path: &str, out: &mut Vec<Entry>, seen: &mut std::collections::HashSet<String>) {
+    let parts = |p: &str| {
+        p.split('/')
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let mut todo: std::collections::VecDeque<String> = parts(path).into();
+    let mut at = std::path::PathBuf::from("/");
+    for _ in 0..256 {
+        let Some(c) = todo.pop_front() else { return };
+        if c == ".." {
+            at.pop();
+            continue;
+        }
+        let p = at.join(&c);
+        let rel = p.strip_prefix("/").unwrap().to_str().unwrap().to_string();
+        let meta = std::fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let new = seen.insert(rel.clone());
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&p).unwrap();
+            let target = target.to_str().unwrap();
+            if new {
+                out.push(Entry::symlink(&rel, target));
+            }
+            if target.starts_with('/') {
+                at = "/".into();
+            }
+            for t in parts(target).into_iter().rev() {
+                todo.push_front(t);
+            }
+        } else if meta.is_dir() {
+            if new {
+                out.push(Entry::dir(&rel, 0o755));
+            }
+            at = p;
+        } else {
+            if new {
+                out.push(Entry::file(&rel, 0o755, std::fs::read(&p).unwrap()));
+            }
+            return;
+        }
+    }
+    panic!("{path}: too many symlinks");
+}
+
 impl Entry {
     fn new(path: &str, kind: EKind, mode: u32) -> Entry {
         Entry {
@@ -581,6 +658,9 @@ fn layer_entries(spec: &GenSpec) -> (Vec<Entry>, Vec<Entry>) {
             Entry::dir("etc", 0o755).mtime(44),
             Entry::file("etc/hello", 0o644, format!("{HELLO_LINE}\n").into_bytes()).mtime(45),
         ]);
+    }
+    if let Some(program) = spec.host_program {
+        lower.extend(host_program(program));
     }
     let wh = |p: &str| Entry::file(p, 0o644, Vec::new()).mtime(50);
     let upper = vec![
