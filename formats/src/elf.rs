@@ -87,7 +87,7 @@ pub struct Names {
 /// The program headers of a file whose first bytes are `head` (at least its first [`HEAD`]
 /// bytes, or the whole file when it is shorter).
 pub fn program(head: &[u8]) -> Result<Program, Error> {
-    if !head.starts_with(&object::elf::ELFMAG) {
+    if !head.starts_with(&MAGIC) {
         return Err(Error::NotElf);
     }
     // e_ident[EI_CLASS]
@@ -168,8 +168,9 @@ impl Program {
         }
         d.search = runpath.or(rpath);
         d.strings = table.zip(size).and_then(|(vaddr, size)| {
-            let at = self.file_offset(vaddr, size.min(MAX_STRINGS))?;
-            Some(at..at + size.min(MAX_STRINGS))
+            let size = size.min(MAX_STRINGS);
+            let at = self.file_offset(vaddr, size)?;
+            Some(at..at + size)
         });
         d
     }

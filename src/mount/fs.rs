@@ -202,7 +202,11 @@ impl Tree {
             t.record(ino, file.layer, || file.name.clone());
         }
         let reader = self.reader.clone();
-        let loads = self.loads.clone().filter(|_| offset == 0);
+        let loads = if offset == 0 {
+            self.loads.clone()
+        } else {
+            None
+        };
         Ok(async move {
             let bytes = reader
                 .read(&file, file_size, offset, size as u64)

@@ -96,10 +96,15 @@ impl Fixture {
     }
 
     fn reader(&self, layers: Vec<Layer>) -> Reader {
+        self.reader_with(Arc::new(ChunkCache::new(1 << 20)), layers)
+    }
+
+    /// A reader of `layers` over `cache` (which the test looks into).
+    fn reader_with(&self, cache: Arc<ChunkCache>, layers: Vec<Layer>) -> Reader {
         Reader::new(
             self.blocks.clone(),
             Arc::new(layers),
-            Arc::new(ChunkCache::new(1 << 20)),
+            cache,
             Duration::from_secs(5),
         )
     }
@@ -481,12 +486,7 @@ async fn prefetch_fills_the_cache_and_background_fetch_pins_the_image() {
     let first_big = l.index.files["big"][0].clone();
     assert!(small.offset < end && first_big.offset > end);
     let cache = Arc::new(ChunkCache::new(1 << 20));
-    let r = Reader::new(
-        fx.blocks.clone(),
-        Arc::new(vec![l]),
-        cache.clone(),
-        Duration::from_secs(5),
-    );
+    let r = fx.reader_with(cache.clone(), vec![l]);
     let cid = d.cid().unwrap();
     let plan = super::prefetch::Plan {
         prefetch: true,
@@ -681,12 +681,7 @@ async fn a_programs_first_read_fetches_its_interpreter_and_libraries() {
         let (l, toc) = fx.open(&d, "").await.unwrap();
         let table = Arc::new(Table::build(&[toc]).unwrap());
         let cache = Arc::new(ChunkCache::new(1 << 20));
-        let reader = Reader::new(
-            fx.blocks.clone(),
-            Arc::new(vec![l]),
-            cache.clone(),
-            Duration::from_secs(5),
-        );
+        let reader = fx.reader_with(cache.clone(), vec![l]);
         let tree = super::fs::Tree::new(table.clone(), reader.clone()).following_loads(follow);
         let cached = |path: &str| {
             let Kind::File(f) = &table.resolve(path).unwrap().kind else {

@@ -408,25 +408,26 @@ enum EKind {
     Fifo,
 }
 
-/// `program` and what it loads, as [`GenSpec::host_program`] says.
-fn host_program(program: &str) -> Vec<Entry> {
+/// The host paths of what `program` loads (its loader and libraries), as `ldd` lists them.
+pub fn host_loads(program: &str) -> Vec<String> {
     let ldd = std::process::Command::new("ldd")
         .arg(program)
         .output()
         .expect("run ldd");
     assert!(ldd.status.success(), "ldd {program}: {ldd:?}");
-    let mut paths = vec![program.to_string()];
-    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)", "/lib64/ld-linux-x86-64.so.2 (0x…)"
-        paths.extend(
-            line.split_whitespace()
-                .filter(|w| w.starts_with('/'))
-                .map(str::to_string),
-        );
-    }
+    // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)", "/lib64/ld-linux-x86-64.so.2 (0x…)"
+    String::from_utf8_lossy(&ldd.stdout)
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `program` and what it loads, as [`GenSpec::host_program`] says.
+fn host_program(program: &str) -> Vec<Entry> {
     let mut entries = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for p in paths {
+    for p in std::iter::once(program.to_string()).chain(host_loads(program)) {
         host_path(&p, &mut entries, &mut seen);
     }
     entries

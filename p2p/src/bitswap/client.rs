@@ -716,6 +716,19 @@ mod tests {
         }
     }
 
+    /// `n` raw blocks, the i-th holding the four bytes of `i`.
+    fn numbered(n: u32) -> Vec<Block> {
+        (0..n)
+            .map(|i| {
+                let data = Bytes::from(i.to_le_bytes().to_vec());
+                Block {
+                    cid: Cid::new_v1(0x55, hash(0x12, &data).unwrap()),
+                    data,
+                }
+            })
+            .collect()
+    }
+
     fn wants() -> Wants {
         Wants::new(Timing {
             block_timeout: Duration::from_secs(5),
@@ -740,15 +753,7 @@ mod tests {
         });
         let s = Session::new();
         s.add_peer(slow);
-        let blocks: Vec<Block> = (0..64u32)
-            .map(|i| {
-                let data = Bytes::from(i.to_be_bytes().to_vec());
-                Block {
-                    cid: Cid::new_v1(0x55, hash(0x12, &data).unwrap()),
-                    data,
-                }
-            })
-            .collect();
+        let blocks = numbered(64);
         let to_slow = |sends: &Sends| {
             sends
                 .iter()
@@ -1069,15 +1074,7 @@ mod tests {
         let t0 = Instant::now();
         let mut w = wants();
         let session = Session::new();
-        let blocks: Vec<Block> = (0..100u32)
-            .map(|i| {
-                let data = Bytes::from(i.to_le_bytes().to_vec());
-                Block {
-                    cid: Cid::new_v1(0x55, hash(0x12, &data).unwrap()),
-                    data,
-                }
-            })
-            .collect();
+        let blocks = numbered(100);
         let by_cid: HashMap<Cid, &Block> = blocks.iter().map(|b| (b.cid, b)).collect();
         let mut next_want = 0;
         let mut queue: Vec<(PeerId, Want)> = Vec::new();
