@@ -467,6 +467,71 @@ fn a_programs_first_read_brings_its_libraries() {
     assert!(out.status.success(), "chroot true: {out:?}");
 }
 
+/// Through B's layer store (the per-layer trees podman stacks), reading a program in the
+/// upper layer of an image brings the loader and libraries that the lower layer holds: the
+/// follower looks names up in the image's other open layers.
+#[test]
+fn a_programs_libraries_in_a_lower_layer_come_through_the_layer_store() {
+    let store = MountPoint::new();
+    let (a, b) = pair(Some(&format!(
+        "[layer_store]\nmountpoint = \"{}\"\n[trust]\nunverified_layers = \"trust\"\n[mount]\nbackground_fetch = false\n",
+        store.path().display()
+    )));
+    let (_img, cid) = generate_and_push(
+        &a,
+        GenSpec {
+            host_program: Some("/usr/bin/true"),
+            program_above: true,
+            big_file_size: MIB,
+            ..Default::default()
+        },
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&b.ok(&["image", "inspect", "--json", &cid])).expect("json");
+    let digests: Vec<&str> = json["images"][0]["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["digest"].as_str().expect("digest"))
+        .collect();
+    assert_eq!(digests.len(), 2);
+    use base64::Engine as _;
+    let image = store.path().join(
+        base64::engine::general_purpose::STANDARD.encode(format!("127.0.0.1:1/ipfs/{cid}:latest")),
+    );
+    // podman looks every layer up before it reads a file
+    for d in &digests {
+        let diff = image.join(d).join("diff");
+        call_bounded("opening a layer", READ_BOUND, move || {
+            std::fs::metadata(diff)
+        })
+        .unwrap_or_else(|e| panic!("{e}\n--- B's log ---\n{}", b.log()));
+    }
+    // the libraries' bytes, a quarter of which (compressed) must come: the program's own chunk
+    // is a few KiB
+    let library_bytes: u64 = gen::host_loads("/usr/bin/true")
+        .iter()
+        .map(|p| std::fs::metadata(p).expect("a library").len())
+        .sum();
+    let before = b.stat_u64("BytesFetched");
+    let prog = image.join(digests[1]).join("diff/usr/bin/true");
+    let (head, _) = read_through(&prog, READ_BOUND);
+    assert_eq!(
+        head.expect("read the program").get(..4),
+        Some(&b"\x7fELF"[..])
+    );
+    let fetched = || b.stat_u64("BytesFetched") - before;
+    let brought = eventually(Duration::from_secs(20), || {
+        (fetched() > library_bytes / 4).then_some(())
+    });
+    assert!(
+        brought.is_some(),
+        "reading the program fetched {} bytes; its libraries hold {library_bytes}\n--- B's log ---\n{}",
+        fetched(),
+        b.log()
+    );
+}
+
 /// B mounts a 64 MiB image of A and reads one small file; A is killed. A read of big.bin (never
 /// fetched) fails with ETIMEDOUT (as NFS's `softerr` does; bad bytes would be EIO) within
 /// read_timeout + 6 s and is logged with its layer's CID; the

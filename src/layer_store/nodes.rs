@@ -31,6 +31,8 @@ pub(super) enum Node {
     Layer {
         desc: Descriptor,
         diff_id: String,
+        /// Its place in the image, 0 the lowest.
+        index: usize,
         /// Slot of the opened `diff` tree.
         tree: Option<usize>,
     },
@@ -203,6 +205,29 @@ impl Nodes {
         Some(slot)
     }
 
+    /// The opened trees of the image whose layer directory `layer` is, topmost first.
+    pub(super) fn image_trees(&self, layer: u64) -> Vec<Arc<Tree>> {
+        let Some((image, _)) = self.parent_of.get(&layer) else {
+            return Vec::new();
+        };
+        let mut open: Vec<(usize, Arc<Tree>)> = self
+            .entries
+            .get(image)
+            .into_iter()
+            .flat_map(|e| e.values())
+            .filter_map(|l| match self.nodes.get(l)? {
+                Node::Layer {
+                    index,
+                    tree: Some(slot),
+                    ..
+                } => Some((*index, self.trees.get(slot)?.0.clone())),
+                _ => None,
+            })
+            .collect();
+        open.sort_by_key(|(index, _)| std::cmp::Reverse(*index));
+        open.into_iter().map(|(_, t)| t).collect()
+    }
+
     pub(super) fn children(&self, parent: u64) -> Vec<(u64, String)> {
         let mut v: Vec<_> = self
             .entries
@@ -238,6 +263,7 @@ mod tests {
             desc: serde_json::from_str(r#"{"mediaType":"m","digest":"sha256:00","size":1}"#)
                 .unwrap(),
             diff_id: "sha256:01".into(),
+            index: 0,
             tree: None,
         }
     }

@@ -101,6 +101,7 @@ impl Store {
             let layer = Node::Layer {
                 desc: desc.clone(),
                 diff_id,
+                index: i,
                 tree: None,
             };
             let layer = n.add(image, &name, layer, image).ok_or(Errno::ENOSPC)?;
@@ -131,6 +132,17 @@ impl Store {
                         tracing::warn!("layer store: layer {}: {e:#}", desc.digest);
                         Errno::EIO
                     })?;
+                    if let Some(loads) = tree.loads() {
+                        // a program's libraries are often in a lower layer than the program
+                        let nodes = Arc::downgrade(&nodes);
+                        loads.in_image(Box::new(move || {
+                            let Some(nodes) = nodes.upgrade() else {
+                                return Vec::new();
+                            };
+                            let trees = lock(&nodes).image_trees(layer);
+                            trees.iter().filter_map(|t| t.loads().cloned()).collect()
+                        }));
+                    }
                     let mut n = lock(&nodes);
                     // another lookup may have opened it meanwhile, or the layer been forgotten
                     match n.get(layer) {

@@ -145,6 +145,11 @@ impl Tree {
         self
     }
 
+    /// The follower of the tree's loads, when on.
+    pub fn loads(&self) -> Option<&Arc<Loads>> {
+        self.loads.as_ref()
+    }
+
     fn inode(&self, ino: u64) -> Result<&Inode, Errno> {
         self.table.get(ino).ok_or(Errno::ENOENT)
     }

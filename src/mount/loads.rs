@@ -6,13 +6,17 @@
 //! are fetched and inflated side by side while it works through the program's own.
 //!
 //! What is read is what the loader reads of each file: its first bytes, its dynamic section and
-//! its string table, so nothing is fetched that the start would not fetch anyway (unless a
-//! library is found where the loader would not look: the layer store's trees hold one layer
-//! each, and a name not in it is left alone). Each file is followed once per tree, at most
+//! its string table, so nothing is fetched that the start would not fetch anyway. Where each
+//! layer of an image is a tree of its own (the layer store's `diff`s, which the runtime stacks
+//! with overlayfs), a name is looked up in the image's other open layers too, the topmost that
+//! has it first, as the merged view would show it ([`Loads::in_image`]; symlinks are resolved
+//! within each layer, a whiteout hides what is below it, opaque directories are not heeded: a
+//! wrong guess costs a fetch, never a wrong byte). Each file is followed once per tree, at most
 //! [`MAX_FOLLOWED`] files; the ELF parsing is bounded (`cidfs_formats::elf`).
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cidfs_formats::elf;
 
@@ -25,11 +29,20 @@ pub const MAX_FOLLOWED: usize = 4096;
 /// Symlinks followed while looking up one path (Linux allows 40).
 const MAX_LINKS: usize = 40;
 /// Path components walked while looking up one path, symlinks' included (a library's path
-/// takes about a dozen): with [`MAX_SEARCH`] and `elf::MAX_NEEDED`, the bound on the lookups
-/// one hostile file can cause (about 230,000 map lookups, a few milliseconds).
+/// takes about a dozen).
 const MAX_STEPS: usize = 256;
+/// Path components walked for all the names one file loads, through every layer: the bound
+/// on the map lookups one hostile file can cause (a few milliseconds of one async worker).
+const MAX_STEPS_PER_FILE: usize = 250_000;
 /// Directories of a file's own search path tried.
 const MAX_SEARCH: usize = 8;
+
+/// The followers of the open layers of a tree's image, topmost first, the tree's own among
+/// them (see [`Loads::in_image`]).
+pub type Layers = Box<dyn Fn() -> Vec<Arc<Loads>> + Send + Sync>;
+
+/// Layers of one image looked through for a name (overlayfs stacks up to 500).
+const MAX_LAYERS: usize = 128;
 
 /// The follower of one tree's loads. Cheap to share.
 pub struct Loads {
@@ -37,6 +50,8 @@ pub struct Loads {
     reader: Reader,
     /// Inodes followed, or being followed.
     seen: Mutex<HashSet<u64>>,
+    /// Where the tree is one layer of an image: that image's layers.
+    layers: OnceLock<Layers>,
 }
 
 impl Loads {
@@ -45,7 +60,15 @@ impl Loads {
             table,
             reader,
             seen: Mutex::default(),
+            layers: OnceLock::new(),
         })
+    }
+
+    /// The tree is one layer of an image whose open layers `layers` lists, topmost first (this
+    /// one among them): names are looked up through all of them, and a file found in another
+    /// is followed by that layer's follower. Set once; later calls change nothing.
+    pub fn in_image(&self, layers: Layers) {
+        let _ = self.layers.set(layers);
     }
 
     /// The read at offset 0 of `ino` returned `head`: when it is an ELF file not followed yet,
@@ -72,6 +95,12 @@ impl Loads {
             .prefetch_end
             .zip(first)
             .is_some_and(|(end, c)| c.offset < end)
+    }
+
+    /// Whether `ino` was taken to follow.
+    #[cfg(test)]
+    pub(super) fn followed(&self, ino: u64) -> bool {
+        lock(&self.seen).contains(&ino)
     }
 
     /// Whether `ino` is newly taken to follow (each once, at most [`MAX_FOLLOWED`]).
@@ -101,9 +130,18 @@ impl Loads {
         let Ok(program) = elf::program(&head) else {
             return Ok(());
         };
+        let layers = self.layers();
+        let budget = AtomicUsize::new(MAX_STEPS_PER_FILE);
+        let find = |path: &str| {
+            layers
+                .iter()
+                .find_map(|l| Some((l, find(&l.table, path, &budget)?)))
+                .filter(|(_, n)| matches!(n.kind, Kind::File(_)))
+                .map(|(l, n)| (l.clone(), n.ino))
+        };
         let mut found = Vec::new();
         if let Some(r) = program.interp.clone() {
-            found.extend(elf::interpreter(&read(r).await?).and_then(|p| self.find(p)));
+            found.extend(elf::interpreter(&read(r).await?).and_then(find));
         }
         let names = match program.dynamic.clone() {
             Some(r) => {
@@ -119,21 +157,31 @@ impl Loads {
         let dirs = search_dirs(&names.search, origin, program.machine);
         for name in &names.needed {
             let lib = match name.contains('/') {
-                true => self.find(name),
-                false => dirs.iter().find_map(|d| self.find(&format!("{d}/{name}"))),
+                true => find(name),
+                false => dirs.iter().find_map(|d| find(&format!("{d}/{name}"))),
             };
             if lib.is_none() {
                 tracing::trace!("{name:?}, needed by {:?}, is not in the tree", file.name);
             }
             found.extend(lib);
         }
-        for t in found {
-            if matches!(t.kind, Kind::File(_)) && !self.prefetched(t.ino) && self.claim(t.ino) {
-                tracing::trace!("{:?} loads inode {}: reading it now", file.name, t.ino);
-                self.spawn(t.ino);
+        for (layer, ino) in found {
+            if !layer.prefetched(ino) && layer.claim(ino) {
+                tracing::trace!("{:?} loads inode {ino}: reading it now", file.name);
+                layer.spawn(ino);
             }
         }
         Ok(())
+    }
+
+    /// The layers a name is looked up in, topmost first: this tree alone, or its image's.
+    fn layers(self: &Arc<Self>) -> Vec<Arc<Loads>> {
+        let mut layers = self.layers.get().map(|l| l()).unwrap_or_default();
+        layers.truncate(MAX_LAYERS);
+        if !layers.iter().any(|l| Arc::ptr_eq(l, self)) {
+            layers.insert(0, self.clone());
+        }
+        layers
     }
 
     fn file(&self, ino: u64) -> Option<(&Inode, &super::inode::File)> {
@@ -143,21 +191,19 @@ impl Loads {
             _ => None,
         }
     }
-
-    fn find(&self, path: &str) -> Option<&Inode> {
-        find(&self.table, path)
-    }
 }
 
 /// The inode at `path` in `table` (from the root, `/` or not), through symlinks as the kernel
 /// would resolve them inside the tree; `None` past [`MAX_LINKS`] links, [`MAX_STEPS`]
-/// components or at a missing part.
-fn find<'t>(table: &'t Table, path: &str) -> Option<&'t Inode> {
+/// components, at a missing part, or once `budget` (components, taken from as they are
+/// walked) is spent.
+fn find<'t>(table: &'t Table, path: &str, budget: &AtomicUsize) -> Option<&'t Inode> {
     let mut todo: VecDeque<&str> = parts(path).collect();
     let mut walked = vec![ROOT];
     let (mut links, mut steps) = (0, 0);
     while let Some(part) = todo.pop_front() {
         steps += 1;
+        budget.store(budget.load(Relaxed).checked_sub(1)?, Relaxed);
         if steps > MAX_STEPS {
             return None;
         }
@@ -245,6 +291,10 @@ mod tests {
         .unwrap()
     }
 
+    fn plenty() -> AtomicUsize {
+        AtomicUsize::new(MAX_STEPS_PER_FILE)
+    }
+
     #[test]
     fn paths_are_found_through_symlinks_as_the_kernel_would() {
         let t = tree(&[
@@ -269,7 +319,7 @@ mod tests {
             "/usr/lib64/ld.so",
             "/../../usr/lib/x86_64-linux-gnu/libz.so.1.2.13",
         ] {
-            assert_eq!(find(&t, p).map(|n| n.ino), Some(real), "{p}");
+            assert_eq!(find(&t, p, &plenty()).map(|n| n.ino), Some(real), "{p}");
         }
         // a loop, a path through a file, a missing name, a symlink too long: not found, and
         // each within its bound
@@ -279,8 +329,14 @@ mod tests {
             "/lib/nothing",
             "/deep/y",
         ] {
-            assert!(find(&t, p).is_none(), "{p}");
+            assert!(find(&t, p, &plenty()).is_none(), "{p}");
         }
+        // a spent budget finds nothing; each part walked takes one
+        let budget = AtomicUsize::new(3);
+        assert!(find(&t, "/usr/lib/x86_64-linux-gnu/libz.so.1.2.13", &budget).is_none());
+        assert_eq!(budget.load(Relaxed), 0);
+        let budget = AtomicUsize::new(4);
+        assert!(find(&t, "/usr/lib/x86_64-linux-gnu/libz.so.1.2.13", &budget).is_some());
     }
 
     #[test]

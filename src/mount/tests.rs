@@ -724,3 +724,71 @@ async fn a_programs_first_read_fetches_its_interpreter_and_libraries() {
     assert!(loads.prefetched(ino("usr/bin/prog")));
     assert!(!loads.prefetched(ino("usr/private/libbar.so")));
 }
+
+/// Where each layer is a tree of its own (the layer store's `diff`s), a program's first read
+/// fetches the libraries that lower layers hold, from the topmost layer that has each, and not
+/// one that a layer above hides with a whiteout.
+#[tokio::test]
+async fn a_programs_libraries_are_found_in_the_layers_below() {
+    use cidfs_formats::elf::sample;
+    let prog = sample("/lib64/ld.so", &["libfoo.so.1", "libgone.so"], None);
+    let lower: [(&str, &[u8]); 4] = [
+        ("usr/lib64/ld.so", b"the loader"),
+        ("usr/lib/x86_64-linux-gnu/libfoo.so.1", b"old foo"),
+        ("usr/lib/libgone.so", b"removed above"),
+        ("usr/lib/unrelated.so", b"never loaded"),
+    ];
+    let upper: [(&str, &[u8]); 3] = [
+        ("usr/bin/prog", &prog),
+        ("usr/lib/x86_64-linux-gnu/libfoo.so.1", b"new foo"),
+        ("usr/lib/.wh.libgone.so", b""),
+    ];
+    // the lower layer holds /lib64 -> usr/lib64, as a base image would
+    let links: [&[(&str, &str)]; 2] = [&[("lib64", "usr/lib64")], &[]];
+    let fx = Fixture::new();
+    let cache = Arc::new(ChunkCache::new(1 << 20));
+    let mut layers = Vec::new();
+    for (files, links) in [&lower[..], &upper[..]].into_iter().zip(links) {
+        let blob = estargz(&crate::test_utils::tar_of(files, links));
+        let d = fx.add(&blob, oci::OCI_LAYER_GZIP, Some(toc_digest(&blob)));
+        let (l, toc) = fx.open(&d, "").await.unwrap();
+        let table = Arc::new(Table::build_overlay(&toc).unwrap());
+        let reader = fx.reader_with(cache.clone(), vec![l]);
+        let tree = super::fs::Tree::new(table.clone(), reader.clone()).following_loads(true);
+        layers.push((table, reader, tree.loads().unwrap().clone(), tree));
+    }
+    let topmost_first: Vec<_> = layers.iter().rev().map(|l| l.2.clone()).collect();
+    for (_, _, loads, _) in &layers {
+        let all = topmost_first.clone();
+        loads.in_image(Box::new(move || all.clone()));
+    }
+    let ino = |layer: usize, path: &str| layers[layer].0.resolve(path).unwrap().ino;
+    let cached = |layer: usize, path: &str| {
+        let (table, reader) = (&layers[layer].0, &layers[layer].1);
+        let Kind::File(f) = &table.resolve(path).unwrap().kind else {
+            panic!("{path}")
+        };
+        let l = &reader.layers()[f.layer];
+        cache.contains(&super::reader::key(l, &l.index.files[&f.name][0]))
+    };
+    let (lower, upper) = (0, 1);
+    let head = layers[upper].3.read(ino(upper, "usr/bin/prog"), 0, 4096);
+    head.unwrap().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !(cached(lower, "usr/lib64/ld.so")
+        && cached(upper, "usr/lib/x86_64-linux-gnu/libfoo.so.1"))
+    {
+        assert!(tokio::time::Instant::now() < deadline, "not followed");
+        tokio::task::yield_now().await;
+    }
+    // taken to follow (and so to fetch) at once, with those two, if ever
+    let followed = |layer: usize, path: &str| layers[layer].2.followed(ino(layer, path));
+    assert!(followed(lower, "usr/lib64/ld.so"));
+    assert!(
+        !followed(lower, "usr/lib/x86_64-linux-gnu/libfoo.so.1"),
+        "hidden by the upper one"
+    );
+    assert!(!followed(lower, "usr/lib/libgone.so"), "whited out");
+    assert!(!followed(lower, "usr/lib/unrelated.so"));
+    assert!(!cached(lower, "usr/lib/x86_64-linux-gnu/libfoo.so.1"));
+}

@@ -57,6 +57,9 @@ pub struct GenSpec {
     /// so a `chroot` of the image runs it as the host does. Not with `busybox` (whose `bin`
     /// is a directory where the host's may be a symlink).
     pub host_program: Option<&'static str>,
+    /// With `host_program`: the program goes in the upper layer and what it loads in the lower,
+    /// as an application layer on a base image.
+    pub program_above: bool,
     /// Docker schema2 media types for manifest, config and layers instead of OCI ones. Such a
     /// layout is for readers that accept it (cidfs); skopeo 1.9 does not (it only looks at
     /// `index.json` entries of OCI media types: "no descriptor found"), so the skopeo helpers
@@ -73,6 +76,7 @@ impl Default for GenSpec {
             big_file_size: 12 << 20,
             busybox: false,
             host_program: None,
+            program_above: false,
             docker_media_types: false,
             seed: 1,
         }
@@ -423,14 +427,21 @@ pub fn host_loads(program: &str) -> Vec<String> {
         .collect()
 }
 
-/// `program` and what it loads, as [`GenSpec::host_program`] says.
-fn host_program(program: &str) -> Vec<Entry> {
-    let mut entries = Vec::new();
+/// `program` and what it loads, as [`GenSpec::host_program`] says: the entries of the
+/// program, and those of what it loads (after the program's, in the same layer, unless
+/// `apart`, when both lists start afresh).
+fn host_program(program: &str, apart: bool) -> (Vec<Entry>, Vec<Entry>) {
     let mut seen = std::collections::HashSet::new();
-    for p in std::iter::once(program.to_string()).chain(host_loads(program)) {
-        host_path(&p, &mut entries, &mut seen);
+    let mut prog = Vec::new();
+    host_path(program, &mut prog, &mut seen);
+    if apart {
+        seen.clear();
     }
-    entries
+    let mut loads = Vec::new();
+    for p in host_loads(program) {
+        host_path(&p, &mut loads, &mut seen);
+    }
+    (prog, loads)
 }
 
 /// The host's `path` as entries: each directory, symlink and the file met while resolving it.
@@ -660,11 +671,17 @@ fn layer_entries(spec: &GenSpec) -> (Vec<Entry>, Vec<Entry>) {
             Entry::file("etc/hello", 0o644, format!("{HELLO_LINE}\n").into_bytes()).mtime(45),
         ]);
     }
+    let mut above = Vec::new();
     if let Some(program) = spec.host_program {
-        lower.extend(host_program(program));
+        let (prog, loads) = host_program(program, spec.program_above);
+        match spec.program_above {
+            true => above = prog,
+            false => lower.extend(prog),
+        }
+        lower.extend(loads);
     }
     let wh = |p: &str| Entry::file(p, 0o644, Vec::new()).mtime(50);
-    let upper = vec![
+    let mut upper = vec![
         wh("a/.wh.deleteme.txt"),
         wh(".wh.gone-dir"),
         Entry::dir("opq", 0o775).mtime(51),
@@ -680,6 +697,7 @@ fn layer_entries(spec: &GenSpec) -> (Vec<Entry>, Vec<Entry>) {
         )
         .mtime(54),
     ];
+    upper.extend(above);
     (lower, upper)
 }
 
