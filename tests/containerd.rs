@@ -311,6 +311,88 @@ fn ctr_remote_rpull_runs_a_container_from_lazily_served_layers() {
     assert!(status.success());
 }
 
+/// Through the snapshotter's per-layer mounts (which containerd stacks with overlayfs),
+/// reading a program in the upper layer of an image brings the loader and libraries that the
+/// lower layer holds: the follower looks names up in the image's other mounted layers.
+#[test]
+fn a_programs_libraries_in_a_lower_layer_come_through_the_snapshotter() {
+    let (a, b) = pair(Some(&format!(
+        "{TRUSTING}[mount]\nbackground_fetch = false\n"
+    )));
+    let _unmount = Unmount(b.repo.path().to_path_buf());
+    let (_img, cid) = generate_and_push(
+        &a,
+        GenSpec {
+            host_program: Some("/usr/bin/true"),
+            program_above: true,
+            big_file_size: 1 << 20,
+            ..Default::default()
+        },
+    );
+    let socket = b.repo.path().join("snapshotter.sock");
+    let c = Containerd::start_with(&proxy_plugin_config(&socket));
+    let reference = format!("{}/ipfs/{cid}:latest", b.registry);
+    c.ctr_remote_ok(&[
+        "image",
+        "rpull",
+        "--plain-http",
+        &format!("--snapshotter={SNAPSHOTTER}"),
+        &reference,
+    ]);
+    let top = snapshots(&c)
+        .into_iter()
+        .map(|l| l.split(' ').map(str::to_string).collect::<Vec<_>>())
+        .find(|row| row.len() == 3)
+        .expect("the upper layer's snapshot, with its parent")[0]
+        .clone();
+    let view = tempfile::tempdir().expect("tempdir");
+    let target = view.path().to_string_lossy().into_owned();
+    let cmd = c.ctr_ok(&[
+        "snapshots",
+        "--snapshotter",
+        SNAPSHOTTER,
+        "view",
+        "--target",
+        &target,
+        "libraries-view",
+        &top,
+    ]);
+    let status = std::process::Command::new("sh")
+        .args(["-c", cmd.trim()])
+        .status()
+        .expect("sh");
+    assert!(status.success(), "{cmd}");
+    // a quarter of the libraries' bytes (compressed) must come; the program's chunk is a few KiB
+    let library_bytes: u64 = crate::images::gen::host_loads("/usr/bin/true")
+        .iter()
+        .map(|p| std::fs::metadata(p).expect("a library").len())
+        .sum();
+    let before = b.stat_u64("BytesFetched");
+    let prog = view.path().join("usr/bin/true");
+    let head = call_bounded("reading the program", Duration::from_secs(120), move || {
+        std::fs::read(prog)
+    });
+    assert_eq!(head.expect("the program").get(..4), Some(&b"\x7fELF"[..]));
+    let fetched = || b.stat_u64("BytesFetched") - before;
+    let brought = eventually(Duration::from_secs(20), || {
+        (fetched() > library_bytes / 4).then_some(())
+    });
+    unmount_under(view.path());
+    let _ = c.ctr(&[
+        "snapshots",
+        "--snapshotter",
+        SNAPSHOTTER,
+        "rm",
+        "libraries-view",
+    ]);
+    assert!(
+        brought.is_some(),
+        "reading the program fetched {} bytes; its libraries hold {library_bytes}\n--- B's log ---\n{}",
+        fetched(),
+        b.log()
+    );
+}
+
 /// Without rpull's labels (`ctr pull`, `ctr images import`) the layers unpack into the
 /// snapshotter's own directories, as with containerd's overlayfs snapshotter, and go when
 /// containerd removes them.

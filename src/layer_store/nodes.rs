@@ -205,27 +205,9 @@ impl Nodes {
         Some(slot)
     }
 
-    /// The opened trees of the image whose layer directory `layer` is, topmost first.
-    pub(super) fn image_trees(&self, layer: u64) -> Vec<Arc<Tree>> {
-        let Some((image, _)) = self.parent_of.get(&layer) else {
-            return Vec::new();
-        };
-        let mut open: Vec<(usize, Arc<Tree>)> = self
-            .entries
-            .get(image)
-            .into_iter()
-            .flat_map(|e| e.values())
-            .filter_map(|l| match self.nodes.get(l)? {
-                Node::Layer {
-                    index,
-                    tree: Some(slot),
-                    ..
-                } => Some((*index, self.trees.get(slot)?.0.clone())),
-                _ => None,
-            })
-            .collect();
-        open.sort_by_key(|(index, _)| std::cmp::Reverse(*index));
-        open.into_iter().map(|(_, t)| t).collect()
+    /// The directory holding `ino`.
+    pub(super) fn parent(&self, ino: u64) -> Option<u64> {
+        self.parent_of.get(&ino).map(|(p, _)| *p)
     }
 
     pub(super) fn children(&self, parent: u64) -> Vec<(u64, String)> {

@@ -24,6 +24,7 @@ use crate::image::oci::Descriptor;
 use crate::image::pull;
 use crate::mount::fs::{Answer, ReadFuture, Requests, Tree};
 use crate::mount::inode::ROOT;
+use crate::mount::loads::ImageLayers;
 use crate::mount::proof::{self, Verdict, Verdicts};
 use crate::mount::{prefetch, ReaderParts};
 use crate::sync::lock;
@@ -35,6 +36,8 @@ pub struct Store {
     nodes: Arc<Mutex<Nodes>>,
     trust: Trust,
     verdicts: Arc<Verdicts>,
+    /// The followers of the opened layers, by image (the image directory's inode).
+    layers_alone: ImageLayers,
 }
 
 /// An opened layer tree, as found from one of its inode numbers.
@@ -55,6 +58,7 @@ impl Store {
             nodes: Arc::default(),
             trust,
             verdicts: Arc::default(),
+            layers_alone: ImageLayers::default(),
         }
     }
 
@@ -120,10 +124,11 @@ impl Store {
         diff_id: String,
     ) -> impl std::future::Future<Output = Result<FileAttr, Errno>> + Send + 'static {
         let (parts, nodes) = (self.parts.clone(), self.nodes.clone());
+        let layers_alone = self.layers_alone.clone();
         async move {
-            let open = match lock(&nodes).get(layer) {
-                Some(Node::Layer { tree: Some(s), .. }) => Some(*s),
-                _ => None,
+            let (open, index) = match lock(&nodes).get(layer) {
+                Some(Node::Layer { tree, index, .. }) => (*tree, *index),
+                _ => (None, 0),
             };
             let slot = match open {
                 Some(s) => s,
@@ -132,16 +137,10 @@ impl Store {
                         tracing::warn!("layer store: layer {}: {e:#}", desc.digest);
                         Errno::EIO
                     })?;
-                    if let Some(loads) = tree.loads() {
-                        // a program's libraries are often in a lower layer than the program
-                        let nodes = Arc::downgrade(&nodes);
-                        loads.in_image(Box::new(move || {
-                            let Some(nodes) = nodes.upgrade() else {
-                                return Vec::new();
-                            };
-                            let trees = lock(&nodes).image_trees(layer);
-                            trees.iter().filter_map(|t| t.loads().cloned()).collect()
-                        }));
+                    // a program's libraries are often in a lower layer than the program
+                    let image = lock(&nodes).parent(layer);
+                    if let (Some(loads), Some(image)) = (tree.loads(), image) {
+                        layers_alone.join(&image.to_string(), index, loads);
                     }
                     let mut n = lock(&nodes);
                     // another lookup may have opened it meanwhile, or the layer been forgotten

@@ -7,16 +7,17 @@
 //!
 //! What is read is what the loader reads of each file: its first bytes, its dynamic section and
 //! its string table, so nothing is fetched that the start would not fetch anyway. Where each
-//! layer of an image is a tree of its own (the layer store's `diff`s, which the runtime stacks
-//! with overlayfs), a name is looked up in the image's other open layers too, the topmost that
-//! has it first, as the merged view would show it ([`Loads::in_image`]; symlinks are resolved
+//! layer of an image is a tree of its own (the layer store's `diff`s and the snapshotter's
+//! layer mounts, which the runtime stacks with overlayfs), a name is looked up in the image's
+//! other open layers too, the topmost that has it first, as the merged view would show it
+//! ([`ImageLayers`]; symlinks are resolved
 //! within each layer, a whiteout hides what is below it, opaque directories are not heeded: a
 //! wrong guess costs a fetch, never a wrong byte). Each file is followed once per tree, at most
 //! [`MAX_FOLLOWED`] files; the ELF parsing is bounded (`cidfs_formats::elf`).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use cidfs_formats::elf;
 
@@ -39,10 +40,51 @@ const MAX_SEARCH: usize = 8;
 
 /// The followers of the open layers of a tree's image, topmost first, the tree's own among
 /// them (see [`Loads::in_image`]).
-pub type Layers = Box<dyn Fn() -> Vec<Arc<Loads>> + Send + Sync>;
+type Layers = Box<dyn Fn() -> Vec<Arc<Loads>> + Send + Sync>;
 
 /// Layers of one image looked through for a name (overlayfs stacks up to 500).
 const MAX_LAYERS: usize = 128;
+
+/// The followers of layers mounted alone, by image (the snapshotter's layer mounts, which
+/// containerd stacks with overlayfs): each one joined learns its image's others. Holds no
+/// follower alive; a gone one is dropped at the next join. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct ImageLayers(Arc<Mutex<HashMap<String, Vec<Joined>>>>);
+
+/// A layer's place in its image (0 the lowest) and its follower.
+type Joined = (usize, Weak<Loads>);
+
+impl ImageLayers {
+    /// `loads` follows layer `index` (0 the lowest) of `image`: it looks names up in the
+    /// image's layers joined so far or later, topmost first.
+    pub fn join(&self, image: &str, index: usize, loads: &Arc<Loads>) {
+        {
+            let mut images = lock(&self.0);
+            images.retain(|_, layers| {
+                layers.retain(|(_, l)| l.strong_count() > 0);
+                !layers.is_empty()
+            });
+            images
+                .entry(image.to_string())
+                .or_default()
+                .push((index, Arc::downgrade(loads)));
+        }
+        let (images, image) = (Arc::downgrade(&self.0), image.to_string());
+        loads.in_image(Box::new(move || {
+            let Some(images) = images.upgrade() else {
+                return Vec::new();
+            };
+            let mut layers: Vec<(usize, Arc<Loads>)> = lock(&images)
+                .get(&image)
+                .into_iter()
+                .flatten()
+                .filter_map(|(i, l)| Some((*i, l.upgrade()?)))
+                .collect();
+            layers.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
+            layers.into_iter().map(|(_, l)| l).collect()
+        }));
+    }
+}
 
 /// The follower of one tree's loads. Cheap to share.
 pub struct Loads {
@@ -67,7 +109,7 @@ impl Loads {
     /// The tree is one layer of an image whose open layers `layers` lists, topmost first (this
     /// one among them): names are looked up through all of them, and a file found in another
     /// is followed by that layer's follower. Set once; later calls change nothing.
-    pub fn in_image(&self, layers: Layers) {
+    fn in_image(&self, layers: Layers) {
         let _ = self.layers.set(layers);
     }
 
@@ -175,7 +217,7 @@ impl Loads {
     }
 
     /// The layers a name is looked up in, topmost first: this tree alone, or its image's.
-    fn layers(self: &Arc<Self>) -> Vec<Arc<Loads>> {
+    pub(super) fn layers(self: &Arc<Self>) -> Vec<Arc<Loads>> {
         let mut layers = self.layers.get().map(|l| l()).unwrap_or_default();
         layers.truncate(MAX_LAYERS);
         if !layers.iter().any(|l| Arc::ptr_eq(l, self)) {

@@ -185,6 +185,8 @@ struct Inner {
     /// Source name of this daemon's mounts in the mount table (`cidfs-<repo hash>`).
     fsname: String,
     active: tokio::sync::Mutex<BTreeMap<PathBuf, Active>>,
+    /// The followers of the layers mounted alone, by image.
+    layers_alone: loads::ImageLayers,
 }
 
 /// The daemon's mounts. Cheap to clone.
@@ -232,6 +234,7 @@ impl Mounts {
                 spool,
                 fsname,
                 active: Default::default(),
+                layers_alone: Default::default(),
             }),
         })
     }
@@ -346,10 +349,13 @@ impl Mounts {
     /// Mounts layer `desc` of `image` alone at `dir`, in overlayfs lower-dir form
     /// ([`ReaderParts::open_overlay`]), read-only and open to every user (overlayfs and the
     /// container's processes read it), and prefetches what the layer puts before its landmark.
+    /// `index` is its place in the image (0 the lowest): a program's loads are looked up
+    /// through the image's layers mounted so ([`loads::ImageLayers`]).
     pub async fn mount_layer(
         &self,
         dir: &Path,
         image: &str,
+        index: usize,
         desc: &Descriptor,
         diff_id: &str,
     ) -> anyhow::Result<MountInfo> {
@@ -364,9 +370,13 @@ impl Mounts {
             inodes: table.totals().0,
             stats: None,
         };
+        let tree = fs::Tree::new(table, reader.clone())
+            .following_loads(self.inner.settings.prefetch_libraries);
+        if let Some(loads) = tree.loads() {
+            self.inner.layers_alone.join(image, index, loads);
+        }
         let fs = fs::Fs::new(
-            fs::Tree::new(table, reader.clone())
-                .following_loads(self.inner.settings.prefetch_libraries),
+            tree,
             tokio::runtime::Handle::current(),
             self.inner
                 .metrics

@@ -725,6 +725,36 @@ async fn a_programs_first_read_fetches_its_interpreter_and_libraries() {
     assert!(!loads.prefetched(ino("usr/private/libbar.so")));
 }
 
+/// The followers of layers mounted alone learn their image's others, topmost first: not
+/// another image's, not one whose mount went.
+#[tokio::test]
+async fn layers_mounted_alone_know_their_images_other_layers() {
+    let tar = crate::test_utils::tar_of(&[("a", b"a")], &[]);
+    let blob = estargz(&tar);
+    let fx = Fixture::new();
+    let d = fx.add(&blob, oci::OCI_LAYER_GZIP, Some(toc_digest(&blob)));
+    let (l, toc) = fx.open(&d, "").await.unwrap();
+    let table = Arc::new(Table::build_overlay(&toc).unwrap());
+    let reader = fx.reader(vec![l]);
+    let follower = || super::loads::Loads::new(table.clone(), reader.clone());
+    let (low, other, high) = (follower(), follower(), follower());
+    let images = super::loads::ImageLayers::default();
+    images.join("image", 0, &low);
+    images.join("another", 1, &other);
+    images.join("image", 2, &high);
+    let seen = |l: &Arc<super::loads::Loads>| {
+        let list = l.layers();
+        [&low, &other, &high].map(|x| list.iter().position(|y| Arc::ptr_eq(x, y)))
+    };
+    assert_eq!(seen(&low), [Some(1), None, Some(0)]);
+    assert_eq!(seen(&high), [Some(1), None, Some(0)]);
+    assert_eq!(seen(&other), [None, Some(0), None]);
+    drop(high);
+    let list = low.layers();
+    assert_eq!(list.len(), 1);
+    assert!(Arc::ptr_eq(&list[0], &low));
+}
+
 /// Where each layer is a tree of its own (the layer store's `diff`s), a program's first read
 /// fetches the libraries that lower layers hold, from the topmost layer that has each, and not
 /// one that a layer above hides with a whiteout.
@@ -757,11 +787,10 @@ async fn a_programs_libraries_are_found_in_the_layers_below() {
         let tree = super::fs::Tree::new(table.clone(), reader.clone()).following_loads(true);
         layers.push((table, reader, tree.loads().unwrap().clone(), tree));
     }
-    let topmost_first: Vec<_> = layers.iter().rev().map(|l| l.2.clone()).collect();
-    for (_, _, loads, _) in &layers {
-        let all = topmost_first.clone();
-        loads.in_image(Box::new(move || all.clone()));
-    }
+    // joined as the snapshotter joins its layer mounts (the upper one first here)
+    let images = super::loads::ImageLayers::default();
+    images.join("image", 1, &layers[1].2);
+    images.join("image", 0, &layers[0].2);
     let ino = |layer: usize, path: &str| layers[layer].0.resolve(path).unwrap().ino;
     let cached = |layer: usize, path: &str| {
         let (table, reader) = (&layers[layer].0, &layers[layer].1);

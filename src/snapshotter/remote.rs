@@ -98,6 +98,8 @@ pub struct Layer {
     pub desc: crate::image::oci::Descriptor,
     /// The DiffID the image's config gives it.
     pub diff_id: String,
+    /// Its place in the image, 0 the lowest.
+    pub index: usize,
 }
 
 impl Layer {
@@ -133,11 +135,14 @@ impl Remote {
             for image in &resolved.images {
                 if image.manifest.layers.iter().any(|l| l.digest == t.layer) {
                     let (_, layers) = image.layers_with_diff_ids()?;
-                    found = layers.into_iter().find(|(l, _)| l.digest == t.layer);
+                    found = layers
+                        .into_iter()
+                        .enumerate()
+                        .find(|(_, (l, _))| l.digest == t.layer);
                     break;
                 }
             }
-            let (desc, diff_id) =
+            let (index, (desc, diff_id)) =
                 found.ok_or_else(|| anyhow!("image {image} has no layer {}", t.layer))?;
             if !desc.annotations.contains_key(ANNOTATION_TOC_DIGEST) {
                 bail!("the layer is not eStargz (no {ANNOTATION_TOC_DIGEST} annotation)");
@@ -146,6 +151,7 @@ impl Remote {
                 image,
                 desc,
                 diff_id,
+                index,
             })
         };
         match tokio::time::timeout(self.timeout, work).await {
@@ -177,7 +183,7 @@ impl Remote {
         let image = layer.image.to_string();
         let work = self
             .mounts
-            .mount_layer(dir, &image, &layer.desc, &layer.diff_id);
+            .mount_layer(dir, &image, layer.index, &layer.desc, &layer.diff_id);
         self.bounded(work)
             .await
             .with_context(|| format!("layer {} of {}", t.layer, t.reference))
