@@ -12,7 +12,7 @@ use crate::images::gen::{GenSpec, HELLO_LINE};
 use crate::images::hostile::victim_and_impostor;
 use crate::images::runtimes::{unmount_under, Containerd, Unmount};
 use crate::images::tree::assert_same_tree;
-use crate::mount::generate_and_push;
+use crate::mount::{generate_and_push, libraries_brought};
 use crate::util::{call_bounded, eventually, pair, Daemon};
 
 const SNAPSHOTTER: &str = "cidfs";
@@ -175,13 +175,7 @@ fn ctr_remote_rpull_runs_a_container_from_lazily_served_layers() {
     );
 
     let reference = format!("{}/ipfs/{cid}:latest", b.registry);
-    c.ctr_remote_ok(&[
-        "image",
-        "rpull",
-        "--plain-http",
-        &format!("--snapshotter={SNAPSHOTTER}"),
-        &reference,
-    ]);
+    rpull(&c, &reference);
     assert_eq!(
         b.stat_u64("RegistryLayers"),
         0,
@@ -226,25 +220,7 @@ fn ctr_remote_rpull_runs_a_container_from_lazily_served_layers() {
 
     // the merged view of both layers (overlayfs over the two lazy mounts, whiteouts and the
     // opaque dir of layer 2 applied by the kernel) is the generated tree
-    let view = tempfile::tempdir().expect("tempdir");
-    // (containerd's GC may take the view, which nothing references, once ctr returns: the
-    // mount command is printed by the same call, and the view is only a list of lower dirs)
-    let target = view.path().to_string_lossy().into_owned();
-    let cmd = c.ctr_ok(&[
-        "snapshots",
-        "--snapshotter",
-        SNAPSHOTTER,
-        "view",
-        "--target",
-        &target,
-        "check-view",
-        &top,
-    ]);
-    let status = std::process::Command::new("sh")
-        .args(["-c", cmd.trim()])
-        .status()
-        .expect("sh");
-    assert!(status.success(), "{cmd}");
+    let view = mounted_view(&c, "check-view", &top);
     let root = view.path().to_path_buf();
     let w = call_bounded("walking the view", Duration::from_secs(120), move || {
         tree_of_dir(&root)
@@ -329,22 +305,52 @@ fn a_programs_libraries_in_a_lower_layer_come_through_the_snapshotter() {
             ..Default::default()
         },
     );
-    let socket = b.repo.path().join("snapshotter.sock");
-    let c = Containerd::start_with(&proxy_plugin_config(&socket));
-    let reference = format!("{}/ipfs/{cid}:latest", b.registry);
-    c.ctr_remote_ok(&[
-        "image",
-        "rpull",
-        "--plain-http",
-        &format!("--snapshotter={SNAPSHOTTER}"),
-        &reference,
-    ]);
+    let (c, reference) = containerd_for(&b, &cid);
+    rpull(&c, &reference);
     let top = snapshots(&c)
         .into_iter()
         .map(|l| l.split(' ').map(str::to_string).collect::<Vec<_>>())
         .find(|row| row.len() == 3)
         .expect("the upper layer's snapshot, with its parent")[0]
         .clone();
+    let view = mounted_view(&c, "libraries-view", &top);
+    let brought = libraries_brought(&b, "/usr/bin/true", view.path().join("usr/bin/true"));
+    unmount_under(view.path());
+    let _ = c.ctr(&[
+        "snapshots",
+        "--snapshotter",
+        SNAPSHOTTER,
+        "rm",
+        "libraries-view",
+    ]);
+    if let Err(e) = brought {
+        panic!("{e}\n--- B's log ---\n{}", b.log());
+    }
+}
+
+/// A containerd of its own with `b`'s snapshotter as a proxy plugin, and the reference of
+/// image `cid` at `b`'s registry endpoint.
+fn containerd_for(b: &Daemon, cid: &str) -> (Containerd, String) {
+    let socket = b.repo.path().join("snapshotter.sock");
+    let c = Containerd::start_with(&proxy_plugin_config(&socket));
+    (c, format!("{}/ipfs/{cid}:latest", b.registry))
+}
+
+/// `ctr-remote image rpull` of `reference` through the cidfs snapshotter.
+fn rpull(c: &Containerd, reference: &str) {
+    c.ctr_remote_ok(&[
+        "image",
+        "rpull",
+        "--plain-http",
+        &format!("--snapshotter={SNAPSHOTTER}"),
+        reference,
+    ]);
+}
+
+/// A view named `name` of snapshot `top`, mounted (overlayfs over its layers) in a new
+/// directory. (containerd's GC may take the view, which nothing references, once ctr returns:
+/// the mount command is printed by the same call, and the view is only a list of lower dirs.)
+fn mounted_view(c: &Containerd, name: &str, top: &str) -> tempfile::TempDir {
     let view = tempfile::tempdir().expect("tempdir");
     let target = view.path().to_string_lossy().into_owned();
     let cmd = c.ctr_ok(&[
@@ -354,43 +360,15 @@ fn a_programs_libraries_in_a_lower_layer_come_through_the_snapshotter() {
         "view",
         "--target",
         &target,
-        "libraries-view",
-        &top,
+        name,
+        top,
     ]);
     let status = std::process::Command::new("sh")
         .args(["-c", cmd.trim()])
         .status()
         .expect("sh");
     assert!(status.success(), "{cmd}");
-    // a quarter of the libraries' bytes (compressed) must come; the program's chunk is a few KiB
-    let library_bytes: u64 = crate::images::gen::host_loads("/usr/bin/true")
-        .iter()
-        .map(|p| std::fs::metadata(p).expect("a library").len())
-        .sum();
-    let before = b.stat_u64("BytesFetched");
-    let prog = view.path().join("usr/bin/true");
-    let head = call_bounded("reading the program", Duration::from_secs(120), move || {
-        std::fs::read(prog)
-    });
-    assert_eq!(head.expect("the program").get(..4), Some(&b"\x7fELF"[..]));
-    let fetched = || b.stat_u64("BytesFetched") - before;
-    let brought = eventually(Duration::from_secs(20), || {
-        (fetched() > library_bytes / 4).then_some(())
-    });
-    unmount_under(view.path());
-    let _ = c.ctr(&[
-        "snapshots",
-        "--snapshotter",
-        SNAPSHOTTER,
-        "rm",
-        "libraries-view",
-    ]);
-    assert!(
-        brought.is_some(),
-        "reading the program fetched {} bytes; its libraries hold {library_bytes}\n--- B's log ---\n{}",
-        fetched(),
-        b.log()
-    );
+    view
 }
 
 /// Without rpull's labels (`ctr pull`, `ctr images import`) the layers unpack into the
@@ -407,9 +385,7 @@ fn plain_pulls_unpack_into_the_snapshotters_own_directories() {
             ..Default::default()
         },
     );
-    let socket = b.repo.path().join("snapshotter.sock");
-    let c = Containerd::start_with(&proxy_plugin_config(&socket));
-    let reference = format!("{}/ipfs/{cid}:latest", b.registry);
+    let (c, reference) = containerd_for(&b, &cid);
     c.ctr_ok(&[
         "images",
         "pull",

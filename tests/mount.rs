@@ -507,29 +507,36 @@ fn a_programs_libraries_in_a_lower_layer_come_through_the_layer_store() {
         })
         .unwrap_or_else(|e| panic!("{e}\n--- B's log ---\n{}", b.log()));
     }
-    // the libraries' bytes, a quarter of which (compressed) must come: the program's own chunk
-    // is a few KiB
-    let library_bytes: u64 = gen::host_loads("/usr/bin/true")
+    let prog = image.join(digests[1]).join("diff/usr/bin/true");
+    if let Err(e) = libraries_brought(&b, "/usr/bin/true", prog) {
+        panic!("{e}\n--- B's log ---\n{}", b.log());
+    }
+}
+
+/// Reads the file at `path` (the host's `program`, lazily served by `b`) and waits, bounded,
+/// until `b` has fetched a quarter of the bytes of the libraries the program loads (compressed
+/// they are about half): the program's own chunk is a few KiB.
+pub(crate) fn libraries_brought(b: &Daemon, program: &str, path: PathBuf) -> Result<(), String> {
+    let library_bytes: u64 = gen::host_loads(program)
         .iter()
         .map(|p| std::fs::metadata(p).expect("a library").len())
         .sum();
     let before = b.stat_u64("BytesFetched");
-    let prog = image.join(digests[1]).join("diff/usr/bin/true");
-    let (head, _) = read_through(&prog, READ_BOUND);
-    assert_eq!(
-        head.expect("read the program").get(..4),
-        Some(&b"\x7fELF"[..])
-    );
+    let (head, _) = read_through(&path, READ_BOUND);
+    let head = head.map_err(|e| format!("reading {}: {e}", path.display()))?;
+    if head.get(..4) != Some(&b"\x7fELF"[..]) {
+        return Err(format!("{} is not the program", path.display()));
+    }
     let fetched = || b.stat_u64("BytesFetched") - before;
-    let brought = eventually(Duration::from_secs(20), || {
+    eventually(Duration::from_secs(20), || {
         (fetched() > library_bytes / 4).then_some(())
-    });
-    assert!(
-        brought.is_some(),
-        "reading the program fetched {} bytes; its libraries hold {library_bytes}\n--- B's log ---\n{}",
-        fetched(),
-        b.log()
-    );
+    })
+    .ok_or_else(|| {
+        format!(
+            "reading the program fetched {} bytes; its libraries hold {library_bytes}",
+            fetched()
+        )
+    })
 }
 
 /// B mounts a 64 MiB image of A and reads one small file; A is killed. A read of big.bin (never
