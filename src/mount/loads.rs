@@ -10,10 +10,10 @@
 //! layer of an image is a tree of its own (the layer store's `diff`s and the snapshotter's
 //! layer mounts, which the runtime stacks with overlayfs), a name is looked up in the image's
 //! other open layers too, the topmost that has it first, as the merged view would show it
-//! ([`ImageLayers`]; symlinks are resolved
-//! within each layer, a whiteout hides what is below it, opaque directories are not heeded: a
-//! wrong guess costs a fetch, never a wrong byte). Each file is followed once per tree, at most
-//! [`MAX_FOLLOWED`] files; the ELF parsing is bounded (`cidfs_formats::elf`).
+//! ([`ImageLayers`]; symlinks are resolved within each layer, a whiteout hides what is below
+//! it, opaque directories are not heeded: a wrong guess costs a fetch, never a wrong byte).
+//! Each file is followed once per tree, at most [`MAX_FOLLOWED`] files; the ELF parsing is
+//! bounded (`cidfs_formats::elf`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -45,9 +45,9 @@ type Layers = Box<dyn Fn() -> Vec<Arc<Loads>> + Send + Sync>;
 /// Layers of one image looked through for a name (overlayfs stacks up to 500).
 const MAX_LAYERS: usize = 128;
 
-/// The followers of layers mounted alone, by image (the snapshotter's layer mounts, which
-/// containerd stacks with overlayfs): each one joined learns its image's others. Holds no
-/// follower alive; a gone one is dropped at the next join. Cheap to clone.
+/// The followers of layers served alone, by image (the layer store's trees, the snapshotter's
+/// layer mounts): each one joined learns its image's others. Holds no follower alive; a gone
+/// one is dropped at the next join. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct ImageLayers(Arc<Mutex<HashMap<String, Vec<Joined>>>>);
 
