@@ -287,9 +287,11 @@ fn parts(path: &str) -> impl DoubleEndedIterator<Item = &str> {
 }
 
 /// Where the loader looks for a library named without a `/`: the file's `DT_RUNPATH` (or
-/// `DT_RPATH`; `$ORIGIN` is the file's directory, other tokens are skipped), then the multiarch
-/// directories of its machine (Debian, Ubuntu) and the plain ones (Fedora's `lib64`, Alpine's
-/// `lib`).
+/// `DT_RPATH`; `$ORIGIN` is the file's directory, other tokens are skipped), then the
+/// directories a distribution's `ld.so.conf` lists (Debian's: `/usr/local/lib`, where the
+/// official `python` and `node` images keep their libraries, and the multiarch directories of
+/// the file's machine) and the loader's own (Fedora's `lib64`, Alpine's `lib`; musl also looks
+/// in `/usr/local/lib`). `/etc/ld.so.cache` itself is not read.
 fn search_dirs(search: &[String], origin: &str, machine: u16) -> Vec<String> {
     let mut dirs: Vec<String> = search
         .iter()
@@ -301,8 +303,9 @@ fn search_dirs(search: &[String], origin: &str, machine: u16) -> Vec<String> {
             (!d.contains('$')).then_some(d)
         })
         .collect();
+    dirs.push("/usr/local/lib".into());
     if let Some(triplet) = elf::multiarch(machine) {
-        for root in ["/lib", "/usr/lib"] {
+        for root in ["/usr/local/lib", "/lib", "/usr/lib"] {
             dirs.push(format!("{root}/{triplet}"));
         }
     }
@@ -390,11 +393,17 @@ mod tests {
         );
         assert_eq!(dirs[..2], ["/opt/app/bin/../lib", "/opt/app/bin"]);
         assert_eq!(
-            dirs[2..4],
-            ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"]
+            dirs[2..6],
+            [
+                "/usr/local/lib",
+                "/usr/local/lib/x86_64-linux-gnu",
+                "/lib/x86_64-linux-gnu",
+                "/usr/lib/x86_64-linux-gnu"
+            ]
         );
+        assert_eq!(dirs[6..], ["/lib64", "/usr/lib64", "/lib", "/usr/lib"]);
         assert!(dirs.iter().all(|d| !d.contains('$')));
         let many: Vec<String> = (0..100).map(|i| format!("/d{i}")).collect();
-        assert_eq!(search_dirs(&many, "", 0).len(), MAX_SEARCH + 4);
+        assert_eq!(search_dirs(&many, "", 0).len(), MAX_SEARCH + 5);
     }
 }

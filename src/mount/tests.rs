@@ -650,22 +650,24 @@ fn only_a_prefetch_end_within_the_layer_is_fetched_early() {
 
 /// A program's first read fetches what the dynamic loader will load: its interpreter (through
 /// a symlinked directory), a library in the multiarch directory (through a relative symlink),
-/// one found by the program's `$ORIGIN` run path, and the library that library needs in turn;
-/// nothing else, and nothing when the follower is off.
+/// one found by the program's `$ORIGIN` run path, one in `/usr/local/lib` (as the official
+/// `python` images keep `libpython`), and the library that library needs in turn; nothing
+/// else, and nothing when the follower is off.
 #[tokio::test]
 async fn a_programs_first_read_fetches_its_interpreter_and_libraries() {
     use cidfs_formats::elf::sample;
     let prog = sample(
         "/lib64/ld.so",
-        &["libfoo.so.1", "libbar.so"],
+        &["libfoo.so.1", "libbar.so", "liblocal.so.1"],
         Some("$ORIGIN/../private"),
     );
     let foo = sample("/lib64/ld.so", &["libbaz.so"], None);
-    let files: [(&str, &[u8]); 6] = [
+    let files: [(&str, &[u8]); 7] = [
         ("usr/bin/prog", &prog),
         ("usr/lib64/ld.so", b"the loader"),
         ("usr/lib/x86_64-linux-gnu/libfoo.so.1.2", &foo),
         ("usr/private/libbar.so", b"bar"),
+        ("usr/local/lib/liblocal.so.1", b"local"),
         ("usr/lib/libbaz.so", b"baz"),
         ("usr/lib/unrelated.so", b"never loaded"),
     ];
@@ -697,6 +699,7 @@ async fn a_programs_first_read_fetches_its_interpreter_and_libraries() {
             "usr/lib64/ld.so",
             "usr/lib/x86_64-linux-gnu/libfoo.so.1.2",
             "usr/private/libbar.so",
+            "usr/local/lib/liblocal.so.1",
             "usr/lib/libbaz.so",
         ];
         if follow {
