@@ -31,8 +31,8 @@ pub(super) enum Node {
     Layer {
         desc: Descriptor,
         diff_id: String,
-        /// Its place in the image, 0 the lowest.
-        index: usize,
+        /// The CIDs of the image's layers, the lowest first.
+        image_layers: Arc<[String]>,
         /// Slot of the opened `diff` tree.
         tree: Option<usize>,
     },
@@ -205,11 +205,6 @@ impl Nodes {
         Some(slot)
     }
 
-    /// The directory holding `ino`.
-    pub(super) fn parent(&self, ino: u64) -> Option<u64> {
-        self.parent_of.get(&ino).map(|(p, _)| *p)
-    }
-
     pub(super) fn children(&self, parent: u64) -> Vec<(u64, String)> {
         let mut v: Vec<_> = self
             .entries
@@ -245,7 +240,7 @@ mod tests {
             desc: serde_json::from_str(r#"{"mediaType":"m","digest":"sha256:00","size":1}"#)
                 .unwrap(),
             diff_id: "sha256:01".into(),
-            index: 0,
+            image_layers: Arc::from([]),
             tree: None,
         }
     }

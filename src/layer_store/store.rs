@@ -36,7 +36,7 @@ pub struct Store {
     nodes: Arc<Mutex<Nodes>>,
     trust: Trust,
     verdicts: Arc<Verdicts>,
-    /// The followers of the opened layers, by image (the image directory's inode).
+    /// The followers of the opened layers, by layer.
     layers_alone: ImageLayers,
 }
 
@@ -102,10 +102,11 @@ impl Store {
                 return Err(Errno::ENOENT);
             }
             let info = Node::Info(Info::of(&desc, &diff_id).to_json());
+            let image_layers = descs.iter().filter_map(|d| Some(d.cid().ok()?.to_string()));
             let layer = Node::Layer {
                 desc: desc.clone(),
                 diff_id,
-                index: i,
+                image_layers: image_layers.collect(),
                 tree: None,
             };
             let layer = n.add(image, &name, layer, image).ok_or(Errno::ENOSPC)?;
@@ -126,9 +127,11 @@ impl Store {
         let (parts, nodes) = (self.parts.clone(), self.nodes.clone());
         let layers_alone = self.layers_alone.clone();
         async move {
-            let (open, index) = match lock(&nodes).get(layer) {
-                Some(Node::Layer { tree, index, .. }) => (*tree, *index),
-                _ => (None, 0),
+            let (open, image_layers) = match lock(&nodes).get(layer) {
+                Some(Node::Layer {
+                    tree, image_layers, ..
+                }) => (*tree, image_layers.clone()),
+                _ => (None, Arc::from([])),
             };
             let slot = match open {
                 Some(s) => s,
@@ -138,9 +141,8 @@ impl Store {
                         Errno::EIO
                     })?;
                     // a program's libraries are often in a lower layer than the program
-                    let image = lock(&nodes).parent(layer);
-                    if let (Some(loads), Some(image)) = (tree.loads(), image) {
-                        layers_alone.join(&image.to_string(), index, loads);
+                    if let (Some(loads), Ok(cid)) = (tree.loads(), desc.cid()) {
+                        layers_alone.join(&cid.to_string(), image_layers, loads);
                     }
                     let mut n = lock(&nodes);
                     // another lookup may have opened it meanwhile, or the layer been forgotten

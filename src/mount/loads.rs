@@ -45,43 +45,42 @@ type Layers = Box<dyn Fn() -> Vec<Arc<Loads>> + Send + Sync>;
 /// Layers of one image looked through for a name (overlayfs stacks up to 500).
 const MAX_LAYERS: usize = 128;
 
-/// The followers of layers served alone, by image (the layer store's trees, the snapshotter's
-/// layer mounts): each one joined learns its image's others. Holds no follower alive; a gone
-/// one is dropped at the next join. Cheap to clone.
+/// The followers of layers served alone (the layer store's trees, the snapshotter's layer
+/// mounts), by the CID of the layer they serve: each one joined looks names up through the
+/// layers of its image, whichever image's mount or tree serves each (a base layer that
+/// containerd mounted once for one image serves every image stacked on it; the CID names the
+/// bytes, so any tree of it will do). Holds no follower alive; a gone one is dropped at the
+/// next join. Cheap to clone.
 #[derive(Clone, Default)]
-pub struct ImageLayers(Arc<Mutex<HashMap<String, Vec<Joined>>>>);
-
-/// A layer's place in its image (0 the lowest) and its follower.
-type Joined = (usize, Weak<Loads>);
+pub struct ImageLayers(Arc<Mutex<HashMap<String, Vec<Weak<Loads>>>>>);
 
 impl ImageLayers {
-    /// `loads` follows layer `index` (0 the lowest) of `image`: it looks names up in the
-    /// image's layers joined so far or later, topmost first.
-    pub fn join(&self, image: &str, index: usize, loads: &Arc<Loads>) {
+    /// `loads` follows the layer `cid`, one of `image`'s layers (their CIDs, the lowest
+    /// first): it looks names up through those of them served, topmost first.
+    pub fn join(&self, cid: &str, image: Arc<[String]>, loads: &Arc<Loads>) {
         {
-            let mut images = lock(&self.0);
-            images.retain(|_, layers| {
-                layers.retain(|(_, l)| l.strong_count() > 0);
-                !layers.is_empty()
+            let mut layers = lock(&self.0);
+            layers.retain(|_, trees| {
+                trees.retain(|l| l.strong_count() > 0);
+                !trees.is_empty()
             });
-            images
-                .entry(image.to_string())
+            layers
+                .entry(cid.to_string())
                 .or_default()
-                .push((index, Arc::downgrade(loads)));
+                .push(Arc::downgrade(loads));
         }
-        let (images, image) = (Arc::downgrade(&self.0), image.to_string());
+        let layers = Arc::downgrade(&self.0);
         loads.in_image(Box::new(move || {
-            let Some(images) = images.upgrade() else {
+            let Some(layers) = layers.upgrade() else {
                 return Vec::new();
             };
-            let mut layers: Vec<(usize, Arc<Loads>)> = lock(&images)
-                .get(&image)
-                .into_iter()
-                .flatten()
-                .filter_map(|(i, l)| Some((*i, l.upgrade()?)))
-                .collect();
-            layers.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
-            layers.into_iter().map(|(_, l)| l).collect()
+            let layers = lock(&layers);
+            image
+                .iter()
+                .rev()
+                .take(MAX_LAYERS)
+                .filter_map(|cid| layers.get(cid)?.iter().find_map(Weak::upgrade))
+                .collect()
         }));
     }
 }

@@ -185,7 +185,7 @@ struct Inner {
     /// Source name of this daemon's mounts in the mount table (`cidfs-<repo hash>`).
     fsname: String,
     active: tokio::sync::Mutex<BTreeMap<PathBuf, Active>>,
-    /// The followers of the layers mounted alone, by image.
+    /// The followers of the layers mounted alone, by layer.
     layers_alone: loads::ImageLayers,
 }
 
@@ -349,13 +349,13 @@ impl Mounts {
     /// Mounts layer `desc` of `image` alone at `dir`, in overlayfs lower-dir form
     /// ([`ReaderParts::open_overlay`]), read-only and open to every user (overlayfs and the
     /// container's processes read it), and prefetches what the layer puts before its landmark.
-    /// `index` is its place in the image (0 the lowest): a program's loads are looked up
-    /// through the image's layers mounted so ([`loads::ImageLayers`]).
+    /// `image_layers` are the CIDs of the image's layers, the lowest first: a program's loads
+    /// are looked up through those mounted so ([`loads::ImageLayers`]).
     pub async fn mount_layer(
         &self,
         dir: &Path,
         image: &str,
-        index: usize,
+        image_layers: &Arc<[String]>,
         desc: &Descriptor,
         diff_id: &str,
     ) -> anyhow::Result<MountInfo> {
@@ -372,8 +372,9 @@ impl Mounts {
         };
         let tree = fs::Tree::new(table, reader.clone())
             .following_loads(self.inner.settings.prefetch_libraries);
-        if let Some(loads) = tree.loads() {
-            self.inner.layers_alone.join(image, index, loads);
+        if let (Some(loads), Ok(cid)) = (tree.loads(), desc.cid()) {
+            let layers = &self.inner.layers_alone;
+            layers.join(&cid.to_string(), image_layers.clone(), loads);
         }
         let fs = fs::Fs::new(
             tree,

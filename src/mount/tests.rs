@@ -728,10 +728,11 @@ async fn a_programs_first_read_fetches_its_interpreter_and_libraries() {
     assert!(!loads.prefetched(ino("usr/private/libbar.so")));
 }
 
-/// The followers of layers mounted alone learn their image's others, topmost first: not
-/// another image's, not one whose mount went.
+/// The followers of layers served alone look through their image's layers, topmost first,
+/// whichever image's mount serves each: a base layer mounted for one image serves another
+/// stacked on it; a layer of neither is not looked in, nor one whose mount went.
 #[tokio::test]
-async fn layers_mounted_alone_know_their_images_other_layers() {
+async fn layers_served_alone_know_their_images_other_layers() {
     let tar = crate::test_utils::tar_of(&[("a", b"a")], &[]);
     let blob = estargz(&tar);
     let fx = Fixture::new();
@@ -740,22 +741,26 @@ async fn layers_mounted_alone_know_their_images_other_layers() {
     let table = Arc::new(Table::build_overlay(&toc).unwrap());
     let reader = fx.reader(vec![l]);
     let follower = || super::loads::Loads::new(table.clone(), reader.clone());
-    let (low, other, high) = (follower(), follower(), follower());
-    let images = super::loads::ImageLayers::default();
-    images.join("image", 0, &low);
-    images.join("another", 1, &other);
-    images.join("image", 2, &high);
+    let (base, high, other, stray) = (follower(), follower(), follower(), follower());
+    let layers = super::loads::ImageLayers::default();
+    let image = |cids: &[&str]| -> Arc<[String]> { cids.iter().map(|c| c.to_string()).collect() };
+    layers.join("base", image(&["base", "high"]), &base);
+    layers.join("high", image(&["base", "high"]), &high);
+    // a second image on the same base, whose base is not mounted again
+    layers.join("other", image(&["base", "other"]), &other);
+    layers.join("stray", image(&["stray"]), &stray);
     let seen = |l: &Arc<super::loads::Loads>| {
         let list = l.layers();
-        [&low, &other, &high].map(|x| list.iter().position(|y| Arc::ptr_eq(x, y)))
+        [&base, &high, &other, &stray].map(|x| list.iter().position(|y| Arc::ptr_eq(x, y)))
     };
-    assert_eq!(seen(&low), [Some(1), None, Some(0)]);
-    assert_eq!(seen(&high), [Some(1), None, Some(0)]);
-    assert_eq!(seen(&other), [None, Some(0), None]);
+    assert_eq!(seen(&high), [Some(1), Some(0), None, None]);
+    assert_eq!(seen(&base), [Some(1), Some(0), None, None]);
+    assert_eq!(seen(&other), [Some(1), None, Some(0), None]);
+    assert_eq!(seen(&stray), [None, None, None, Some(0)]);
     drop(high);
-    let list = low.layers();
+    let list = base.layers();
     assert_eq!(list.len(), 1);
-    assert!(Arc::ptr_eq(&list[0], &low));
+    assert!(Arc::ptr_eq(&list[0], &base));
 }
 
 /// Where each layer is a tree of its own (the layer store's `diff`s), a program's first read
@@ -792,8 +797,9 @@ async fn a_programs_libraries_are_found_in_the_layers_below() {
     }
     // joined as the snapshotter joins its layer mounts (the upper one first here)
     let images = super::loads::ImageLayers::default();
-    images.join("image", 1, &layers[1].2);
-    images.join("image", 0, &layers[0].2);
+    let image: Arc<[String]> = Arc::from(["lower".to_string(), "upper".to_string()]);
+    images.join("upper", image.clone(), &layers[1].2);
+    images.join("lower", image, &layers[0].2);
     let ino = |layer: usize, path: &str| layers[layer].0.resolve(path).unwrap().ino;
     let cached = |layer: usize, path: &str| {
         let (table, reader) = (&layers[layer].0, &layers[layer].1);

@@ -23,6 +23,7 @@ use anyhow::{anyhow, bail, Context as _};
 use cid::Cid;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::image::oci::ANNOTATION_TOC_DIGEST;
@@ -98,8 +99,8 @@ pub struct Layer {
     pub desc: crate::image::oci::Descriptor,
     /// The DiffID the image's config gives it.
     pub diff_id: String,
-    /// Its place in the image, 0 the lowest.
-    pub index: usize,
+    /// The CIDs of the image's layers, the lowest first.
+    pub image_layers: Arc<[String]>,
 }
 
 impl Layer {
@@ -135,15 +136,18 @@ impl Remote {
             for image in &resolved.images {
                 if image.manifest.layers.iter().any(|l| l.digest == t.layer) {
                     let (_, layers) = image.layers_with_diff_ids()?;
+                    let cids = layers.iter().map(|(l, _)| l.cid().map(|c| c.to_string()));
+                    let cids: Result<Arc<[String]>, _> = cids.collect();
                     found = layers
                         .into_iter()
-                        .enumerate()
-                        .find(|(_, (l, _))| l.digest == t.layer);
+                        .find(|(l, _)| l.digest == t.layer)
+                        .map(|l| (cids, l));
                     break;
                 }
             }
-            let (index, (desc, diff_id)) =
+            let (image_layers, (desc, diff_id)) =
                 found.ok_or_else(|| anyhow!("image {image} has no layer {}", t.layer))?;
+            let image_layers = image_layers?;
             if !desc.annotations.contains_key(ANNOTATION_TOC_DIGEST) {
                 bail!("the layer is not eStargz (no {ANNOTATION_TOC_DIGEST} annotation)");
             }
@@ -151,7 +155,7 @@ impl Remote {
                 image,
                 desc,
                 diff_id,
-                index,
+                image_layers,
             })
         };
         match tokio::time::timeout(self.timeout, work).await {
@@ -181,9 +185,13 @@ impl Remote {
     /// Mounts `layer` (of target `t`) at `dir`.
     pub async fn mount(&self, dir: &Path, t: &Target, layer: &Layer) -> anyhow::Result<MountInfo> {
         let image = layer.image.to_string();
-        let work = self
-            .mounts
-            .mount_layer(dir, &image, layer.index, &layer.desc, &layer.diff_id);
+        let work = self.mounts.mount_layer(
+            dir,
+            &image,
+            &layer.image_layers,
+            &layer.desc,
+            &layer.diff_id,
+        );
         self.bounded(work)
             .await
             .with_context(|| format!("layer {} of {}", t.layer, t.reference))

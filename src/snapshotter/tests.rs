@@ -486,7 +486,7 @@ async fn a_layer_mounted_behind_its_prepare_is_waited_for() {
             ..crate::image::oci::Descriptor::of("application/vnd.oci.image.layer.v1.tar+gzip", b"")
         },
         diff_id: format!("sha256:{}", "d".repeat(64)),
-        index: 0,
+        image_layers: Arc::from([]),
     };
     let layer_id = remote_layer_and_view(s, remote);
     let pending = || crate::sync::lock(&s.mounting).len();
