@@ -136,8 +136,8 @@ impl Remote {
             for image in &resolved.images {
                 if image.manifest.layers.iter().any(|l| l.digest == t.layer) {
                     let (_, layers) = image.layers_with_diff_ids()?;
-                    let cids = layers.iter().map(|(l, _)| l.cid().map(|c| c.to_string()));
-                    let cids: Result<Arc<[String]>, _> = cids.collect();
+                    let cids = layers.iter().filter_map(|(l, _)| l.cid().ok());
+                    let cids: Arc<[String]> = cids.map(|c| c.to_string()).collect();
                     found = layers
                         .into_iter()
                         .find(|(l, _)| l.digest == t.layer)
@@ -147,7 +147,6 @@ impl Remote {
             }
             let (image_layers, (desc, diff_id)) =
                 found.ok_or_else(|| anyhow!("image {image} has no layer {}", t.layer))?;
-            let image_layers = image_layers?;
             if !desc.annotations.contains_key(ANNOTATION_TOC_DIGEST) {
                 bail!("the layer is not eStargz (no {ANNOTATION_TOC_DIGEST} annotation)");
             }
