@@ -289,30 +289,40 @@ fn ctr_remote_rpull_runs_a_container_from_lazily_served_layers() {
 
 /// Through the snapshotter's per-layer mounts (which containerd stacks with overlayfs),
 /// reading a program in the upper layer of an image brings the loader and libraries that the
-/// lower layer holds: the follower looks names up in the image's other mounted layers.
+/// lower layer holds, though that layer was mounted for another image on the same base
+/// (containerd mounts a shared layer once): the follower finds an image's layers by CID.
 #[test]
 fn a_programs_libraries_in_a_lower_layer_come_through_the_snapshotter() {
     let (a, b) = pair(Some(&format!(
         "{TRUSTING}[mount]\nbackground_fetch = false\n"
     )));
     let _unmount = Unmount(b.repo.path().to_path_buf());
-    let (_img, cid) = generate_and_push(
+    let spec = GenSpec {
+        host_program: Some("/usr/bin/true"),
+        program_above: true,
+        big_file_size: 1 << 20,
+        ..Default::default()
+    };
+    let (_, first) = generate_and_push(&a, spec.clone());
+    let (_, cid) = generate_and_push(
         &a,
         GenSpec {
-            host_program: Some("/usr/bin/true"),
-            program_above: true,
-            big_file_size: 1 << 20,
-            ..Default::default()
+            upper_seed: Some(99),
+            ..spec
         },
     );
     let (c, reference) = containerd_for(&b, &cid);
+    rpull(&c, &format!("{}/ipfs/{first}:latest", b.registry));
+    let before = snapshots(&c);
     rpull(&c, &reference);
-    let top = snapshots(&c)
-        .into_iter()
-        .map(|l| l.split(' ').map(str::to_string).collect::<Vec<_>>())
-        .find(|row| row.len() == 3)
-        .expect("the upper layer's snapshot, with its parent")[0]
-        .clone();
+    let after = snapshots(&c);
+    assert_eq!(after.len(), 3, "one base under two upper layers: {after:?}");
+    let top = after
+        .iter()
+        .find(|r| !before.contains(r))
+        .and_then(|r| r.split(' ').next())
+        .expect("the second image's upper layer")
+        .to_string();
     let view = mounted_view(&c, "libraries-view", &top);
     let brought = libraries_brought(&b, "/usr/bin/true", view.path().join("usr/bin/true"));
     unmount_under(view.path());

@@ -67,6 +67,9 @@ pub struct GenSpec {
     pub docker_media_types: bool,
     /// Seed of the pseudo-random file contents; another seed gives other digests.
     pub seed: u64,
+    /// Seed of the upper layer's new file alone (else derived from `seed`): images that share
+    /// their lower layer and differ above it.
+    pub upper_seed: Option<u64>,
 }
 
 impl Default for GenSpec {
@@ -79,6 +82,7 @@ impl Default for GenSpec {
             program_above: false,
             docker_media_types: false,
             seed: 1,
+            upper_seed: None,
         }
     }
 }
@@ -693,7 +697,7 @@ fn layer_entries(spec: &GenSpec) -> (Vec<Entry>, Vec<Entry>) {
         Entry::file(
             "layer2-new.bin",
             0o644,
-            xorshift_bytes(spec.seed + 4, 100_000),
+            xorshift_bytes(spec.upper_seed.unwrap_or(spec.seed + 4), 100_000),
         )
         .mtime(54),
     ];
