@@ -495,10 +495,11 @@ fn a_programs_libraries_in_a_lower_layer_come_through_the_layer_store() {
         .map(|l| l["digest"].as_str().expect("digest"))
         .collect();
     assert_eq!(digests.len(), 2);
-    use base64::Engine as _;
-    let image = store.path().join(
-        base64::engine::general_purpose::STANDARD.encode(format!("127.0.0.1:1/ipfs/{cid}:latest")),
-    );
+    let image = store
+        .path()
+        .join(cidfs::layer_store::layout::ref_dir_name(&format!(
+            "127.0.0.1:1/ipfs/{cid}:latest"
+        )));
     // podman looks every layer up before it reads a file
     for d in &digests {
         let diff = image.join(d).join("diff");

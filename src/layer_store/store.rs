@@ -102,11 +102,10 @@ impl Store {
                 return Err(Errno::ENOENT);
             }
             let info = Node::Info(Info::of(&desc, &diff_id).to_json());
-            let image_layers = descs.iter().filter_map(|d| Some(d.cid().ok()?.to_string()));
             let layer = Node::Layer {
                 desc: desc.clone(),
                 diff_id,
-                image_layers: image_layers.collect(),
+                image_layers: ImageLayers::cids(&descs),
                 tree: None,
             };
             let layer = n.add(image, &name, layer, image).ok_or(Errno::ENOSPC)?;
@@ -141,8 +140,8 @@ impl Store {
                         Errno::EIO
                     })?;
                     // a program's libraries are often in a lower layer than the program
-                    if let (Some(loads), Ok(cid)) = (tree.loads(), desc.cid()) {
-                        layers_alone.join(&cid.to_string(), image_layers, loads);
+                    if let Some(loads) = tree.loads() {
+                        layers_alone.join(&desc, image_layers, loads);
                     }
                     let mut n = lock(&nodes);
                     // another lookup may have opened it meanwhile, or the layer been forgotten

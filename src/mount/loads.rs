@@ -21,8 +21,11 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use cidfs_formats::elf;
 
+use crate::image::oci::Descriptor;
+
 use super::inode::{Inode, Kind, Table, ROOT};
 use super::reader::{ReadError, Reader};
+use super::MAX_LAYERS;
 use crate::sync::lock;
 
 /// Files whose loads one tree follows (a Python with its extension modules opens about 50).
@@ -39,11 +42,8 @@ const MAX_STEPS_PER_FILE: usize = 250_000;
 const MAX_SEARCH: usize = 8;
 
 /// The followers of the open layers of a tree's image, topmost first, the tree's own among
-/// them (see [`Loads::in_image`]).
+/// them (see [`Loads::in_image`]); at most [`MAX_LAYERS`], the layers an image may have.
 type Layers = Box<dyn Fn() -> Vec<Arc<Loads>> + Send + Sync>;
-
-/// Layers of one image looked through for a name (overlayfs stacks up to 500).
-const MAX_LAYERS: usize = 128;
 
 /// The followers of layers served alone (the layer store's trees, the snapshotter's layer
 /// mounts), by the CID of the layer they serve: each one joined looks names up through the
@@ -55,9 +55,20 @@ const MAX_LAYERS: usize = 128;
 pub struct ImageLayers(Arc<Mutex<HashMap<String, Vec<Weak<Loads>>>>>);
 
 impl ImageLayers {
-    /// `loads` follows the layer `cid`, one of `image`'s layers (their CIDs, the lowest
-    /// first): it looks names up through those of them served, topmost first.
-    pub fn join(&self, cid: &str, image: Arc<[String]>, loads: &Arc<Loads>) {
+    /// The CIDs of an image's `layers` (the lowest first), as [`Self::join`] takes them; a
+    /// layer without one is left out.
+    pub fn cids<'a>(layers: impl IntoIterator<Item = &'a Descriptor>) -> Arc<[String]> {
+        layers
+            .into_iter()
+            .filter_map(|l| Some(l.cid().ok()?.to_string()))
+            .collect()
+    }
+
+    /// `loads` follows `layer`, one of the layers whose CIDs `image` lists ([`Self::cids`]):
+    /// it looks names up through those of them served, topmost first. A layer without a CID
+    /// is not joined.
+    pub fn join(&self, layer: &Descriptor, image: Arc<[String]>, loads: &Arc<Loads>) {
+        let Ok(cid) = layer.cid() else { return };
         {
             let mut layers = lock(&self.0);
             layers.retain(|_, trees| {
@@ -218,7 +229,6 @@ impl Loads {
     /// The layers a name is looked up in, topmost first: this tree alone, or its image's.
     pub(super) fn layers(self: &Arc<Self>) -> Vec<Arc<Loads>> {
         let mut layers = self.layers.get().map(|l| l()).unwrap_or_default();
-        layers.truncate(MAX_LAYERS);
         if !layers.iter().any(|l| Arc::ptr_eq(l, self)) {
             layers.insert(0, self.clone());
         }

@@ -372,9 +372,9 @@ impl Mounts {
         };
         let tree = fs::Tree::new(table, reader.clone())
             .following_loads(self.inner.settings.prefetch_libraries);
-        if let (Some(loads), Ok(cid)) = (tree.loads(), desc.cid()) {
+        if let Some(loads) = tree.loads() {
             let layers = &self.inner.layers_alone;
-            layers.join(&cid.to_string(), image_layers.clone(), loads);
+            layers.join(desc, image_layers.clone(), loads);
         }
         let fs = fs::Fs::new(
             tree,

@@ -742,13 +742,16 @@ async fn layers_served_alone_know_their_images_other_layers() {
     let reader = fx.reader(vec![l]);
     let follower = || super::loads::Loads::new(table.clone(), reader.clone());
     let (base, high, other, stray) = (follower(), follower(), follower(), follower());
-    let layers = super::loads::ImageLayers::default();
-    let image = |cids: &[&str]| -> Arc<[String]> { cids.iter().map(|c| c.to_string()).collect() };
-    layers.join("base", image(&["base", "high"]), &base);
-    layers.join("high", image(&["base", "high"]), &high);
+    use super::loads::ImageLayers;
+    let layers = ImageLayers::default();
+    let layer = |name: &str| fx.add(name.as_bytes(), oci::OCI_LAYER_GZIP, None);
+    let [l_base, l_high, l_other, l_stray] = ["base", "high", "other", "stray"].map(layer);
+    let first = ImageLayers::cids([&l_base, &l_high]);
+    layers.join(&l_base, first.clone(), &base);
+    layers.join(&l_high, first, &high);
     // a second image on the same base, whose base is not mounted again
-    layers.join("other", image(&["base", "other"]), &other);
-    layers.join("stray", image(&["stray"]), &stray);
+    layers.join(&l_other, ImageLayers::cids([&l_base, &l_other]), &other);
+    layers.join(&l_stray, ImageLayers::cids([&l_stray]), &stray);
     let seen = |l: &Arc<super::loads::Loads>| {
         let list = l.layers();
         [&base, &high, &other, &stray].map(|x| list.iter().position(|y| Arc::ptr_eq(x, y)))
@@ -793,13 +796,14 @@ async fn a_programs_libraries_are_found_in_the_layers_below() {
         let table = Arc::new(Table::build_overlay(&toc).unwrap());
         let reader = fx.reader_with(cache.clone(), vec![l]);
         let tree = super::fs::Tree::new(table.clone(), reader.clone()).following_loads(true);
-        layers.push((table, reader, tree.loads().unwrap().clone(), tree));
+        layers.push((table, reader, tree.loads().unwrap().clone(), tree, d));
     }
     // joined as the snapshotter joins its layer mounts (the upper one first here)
-    let images = super::loads::ImageLayers::default();
-    let image: Arc<[String]> = Arc::from(["lower".to_string(), "upper".to_string()]);
-    images.join("upper", image.clone(), &layers[1].2);
-    images.join("lower", image, &layers[0].2);
+    use super::loads::ImageLayers;
+    let images = ImageLayers::default();
+    let image = ImageLayers::cids([&layers[0].4, &layers[1].4]);
+    images.join(&layers[1].4, image.clone(), &layers[1].2);
+    images.join(&layers[0].4, image, &layers[0].2);
     let ino = |layer: usize, path: &str| layers[layer].0.resolve(path).unwrap().ino;
     let cached = |layer: usize, path: &str| {
         let (table, reader) = (&layers[layer].0, &layers[layer].1);

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use crate::image::oci::ANNOTATION_TOC_DIGEST;
 use crate::image::pull::{self, ResolveError};
+use crate::mount::loads::ImageLayers;
 use crate::mount::{MountInfo, Mounts};
 
 /// The chain ID containerd's unpacker wants the layer committed as.
@@ -136,8 +137,7 @@ impl Remote {
             for image in &resolved.images {
                 if image.manifest.layers.iter().any(|l| l.digest == t.layer) {
                     let (_, layers) = image.layers_with_diff_ids()?;
-                    let cids = layers.iter().filter_map(|(l, _)| l.cid().ok());
-                    let cids: Arc<[String]> = cids.map(|c| c.to_string()).collect();
+                    let cids = ImageLayers::cids(layers.iter().map(|(l, _)| l));
                     found = layers
                         .into_iter()
                         .find(|(l, _)| l.digest == t.layer)
