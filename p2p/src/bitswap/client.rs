@@ -9,8 +9,13 @@
 //!
 //! In a divided session (a fan-out, see [`Session::divide`]) a CID that another member owns is
 //! asked of that member alone, with a want-have, and fetched from it once it says HAVE (its
-//! server tells us when the block lands there). An owner that gives nothing for
-//! [`Timing::owner_patience`], times out or goes away is *stalled*: its CIDs fall back to 1–3.
+//! server tells us when the block lands there). The wait lasts while the owner keeps coming
+//! forward: an owner that has sent no HAVE and no block for its patience (or has not delivered
+//! this CID within [`OWNER_WAIT_ROUNDS`] patiences), times out or goes away is *stalled*: its
+//! CIDs fall back to 1–3. The patience is [`Timing::owner_patience`], or twice what blocks take
+//! to come here lately (or the oldest want-block in flight has waited) if that is longer: on a
+//! slow link a member waits for its part in the same queue at the seed as we do, and while its
+//! HAVEs keep coming, the others wait for it instead of asking the seed for the same blocks.
 //!
 //! A want-block whose peer sends nothing at all for [`Timing::silent_patience`] moves to a peer
 //! that said HAVE, and the silent peer is struck: a frozen peer, or one whose link went dark
@@ -51,6 +56,10 @@ const MIN_WINDOW: usize = 2;
 /// Most peers remembered as answering DONT_HAVE (at most the connected ones are), and as having
 /// sent something lately.
 const MAX_ANSWERING: usize = 4096;
+/// The longest a want waits for the member of a divided session that owns it, in
+/// [`Timing::owner_patience`]s, however steadily the owner delivers the rest of its part: a
+/// member that serves everything but this CID holds it up for this long at most.
+const OWNER_WAIT_ROUNDS: u32 = 6;
 
 /// Timing knobs of the want side.
 #[derive(Debug, Clone, Copy)]
@@ -59,7 +68,9 @@ pub(crate) struct Timing {
     pub block_timeout: Duration,
     /// Interval between want-have rebroadcasts for a want nobody has answered.
     pub rebroadcast: Duration,
-    /// How long a want waits for the member of a divided session that owns it.
+    /// How long a want waits for the member of a divided session that owns it since that
+    /// member last sent a HAVE or a block, at least (longer when blocks come slowly: see
+    /// [`Wants::advance`] and [`OWNER_WAIT_ROUNDS`]).
     pub owner_patience: Duration,
     /// A block that takes longer than this from its want-block to its arrival narrows its
     /// peer's [`Window`]; one that takes less than half of it widens the window again.
@@ -151,6 +162,17 @@ pub(crate) struct Wants {
     /// When each peer last sent us bytes (of any message), for at most [`MAX_ANSWERING`] peers;
     /// a peer is forgotten when it goes.
     heard: HashMap<PeerId, Instant>,
+    /// When each peer last sent a HAVE or a block, for at most [`MAX_ANSWERING`] peers: an
+    /// owner in a divided session that keeps doing so is still fetching its part.
+    progress: HashMap<PeerId, Instant>,
+    /// How long each peer's blocks take from want-block to arrival, lately (the longest at
+    /// once, then an average that falls slowly), for at most [`MAX_ANSWERING`] peers; and the
+    /// longest of them.
+    latency: HashMap<PeerId, Duration>,
+    slowest: Duration,
+    /// How long the oldest want-block in flight has waited, at the last [`Wants::tick`]: a
+    /// lower bound on what blocks take now, before any has come (bounded by the block timeout).
+    oldest_in_flight: Duration,
     /// Each connected peer's window of want-blocks in flight, where it is below the maximum.
     windows: HashMap<PeerId, Window>,
 }
@@ -181,12 +203,23 @@ impl Wants {
             answering: HashSet::new(),
             last_server: None,
             heard: HashMap::new(),
+            progress: HashMap::new(),
+            latency: HashMap::new(),
+            slowest: Duration::ZERO,
+            oldest_in_flight: Duration::ZERO,
             windows: HashMap::new(),
         }
     }
 
-    /// A block wanted from `peer` took `took` from its want-block: narrows or widens its window.
+    /// A block wanted from `peer` took `took` from its want-block: updates its latency and
+    /// narrows or widens its window.
     fn adapt(&mut self, peer: PeerId, took: Duration, now: Instant) {
+        if self.latency.len() < MAX_ANSWERING || self.latency.contains_key(&peer) {
+            // up at once, down slowly: a queue that just formed counts in full
+            let l = self.latency.entry(peer).or_insert(took);
+            *l = if took > *l { took } else { (*l * 7 + took) / 8 };
+            self.slowest = self.latency.values().copied().max().unwrap_or_default();
+        }
         let delay = self.timing.window_delay;
         if took > delay {
             let w = self.windows.entry(peer).or_insert(Window {
@@ -213,6 +246,13 @@ impl Wants {
     pub fn heard(&mut self, peer: PeerId, now: Instant) {
         if self.heard.len() < MAX_ANSWERING || self.heard.contains_key(&peer) {
             self.heard.insert(peer, now);
+        }
+    }
+
+    /// `peer` sent a HAVE or a block.
+    fn progressed(&mut self, peer: PeerId, now: Instant) {
+        if self.progress.len() < MAX_ANSWERING || self.progress.contains_key(&peer) {
+            self.progress.insert(peer, now);
         }
     }
 
@@ -288,6 +328,9 @@ impl Wants {
         if connected.contains(&peer) && self.answering.len() < MAX_ANSWERING {
             self.answering.insert(peer);
         }
+        if presence == Presence::Have {
+            self.progressed(peer, now);
+        }
         let Some(st) = self.pending.get_mut(&cid) else {
             if let (Presence::Have, Some(session)) = (presence, self.recent_set.get(&cid)) {
                 session.add_peer(peer);
@@ -330,6 +373,9 @@ impl Wants {
     ) -> (BlockOutcome, Sends) {
         if let Some(o) = self.outstanding.get_mut(&peer) {
             o.remove(&block.cid);
+        }
+        if self.pending.contains_key(&block.cid) || self.recent_set.contains_key(&block.cid) {
+            self.progressed(peer, now);
         }
         if let Some(st) = self.pending.remove(&block.cid) {
             if let Some((p, since)) = st.block_at.filter(|(p, _)| *p == peer) {
@@ -391,6 +437,10 @@ impl Wants {
             .retain(|_, at| now.duration_since(*at) < STRIKE_MEMORY);
         let mut sends = Vec::new();
         let mut searches = Vec::new();
+        self.oldest_in_flight = (self.pending.values())
+            .filter_map(|st| Some(now.saturating_duration_since(st.block_at?.1)))
+            .max()
+            .unwrap_or_default();
         let cids: Vec<Cid> = self.pending.keys().copied().collect();
         for cid in cids {
             let Some(st) = self.pending.get_mut(&cid) else {
@@ -430,7 +480,12 @@ impl Wants {
                         o.remove(&cid);
                     }
                     if st.owner.take() == Some(p) {
-                        st.session.stall(&p);
+                        let why = if silent {
+                            "silent"
+                        } else {
+                            "its block timed out"
+                        };
+                        st.session.stall(&p, why);
                     }
                 } else {
                     continue;
@@ -491,6 +546,10 @@ impl Wants {
         let mut cids = self.outstanding.remove(&peer).unwrap_or_default();
         self.answering.remove(&peer);
         self.heard.remove(&peer);
+        self.progress.remove(&peer);
+        if self.latency.remove(&peer).is_some() {
+            self.slowest = self.latency.values().copied().max().unwrap_or_default();
+        }
         self.windows.remove(&peer);
         if self.last_server == Some(peer) {
             self.last_server = None;
@@ -501,7 +560,7 @@ impl Wants {
             st.session.remove_peer(&peer);
             if st.owner == Some(peer) {
                 st.owner = None;
-                st.session.stall(&peer);
+                st.session.stall(&peer, "gone");
                 cids.insert(*cid);
             }
         }
@@ -562,7 +621,20 @@ impl Wants {
         let free = |p: &PeerId| in_flight(p) < window(p);
         if let Some(o) = st.owner {
             let alive = connected.contains(&o) && banned.get(&o).is_none_or(|u| *u <= now);
-            if alive && now.duration_since(st.since) < self.timing.owner_patience {
+            // patience runs from the owner's last HAVE or block, not from this want: a member
+            // on a slow link is still working through its part. And it is at least twice what
+            // blocks take to come here lately (or the oldest want-block in flight has waited):
+            // the owner waits for its part in the same queues (a seed shared by every member),
+            // then says HAVE
+            let lately = self.slowest.max(self.oldest_in_flight);
+            let patience = self.timing.owner_patience.max(lately * 2);
+            let last = self
+                .progress
+                .get(&o)
+                .map_or(st.since, |t| (*t).max(st.since));
+            let patient = now.duration_since(last) < patience
+                && now.duration_since(st.since) < patience * OWNER_WAIT_ROUNDS;
+            if alive && patient {
                 // ask the owner alone: its HAVE comes when the block lands there
                 if !st.haves.contains(&o) {
                     return match st.asked.insert(o) {
@@ -585,7 +657,7 @@ impl Wants {
                 )];
             }
             if alive {
-                st.session.stall(&o);
+                st.session.stall(&o, "no HAVE or block for its patience");
             }
             st.owner = None;
         }
@@ -1228,6 +1300,103 @@ mod tests {
                 .any(|(p, x)| *p != owner3 && *x == Want::block(blk3.cid)),
             "{sends:?}"
         );
+    }
+
+    /// A want waits for its owner as long as the owner keeps sending HAVEs or blocks (on a
+    /// slow link its part takes longer than one patience to come from the seed), and falls
+    /// back once the owner has been quiet for a patience, or after [`OWNER_WAIT_ROUNDS`]
+    /// patiences however busy it is; the patience is at least twice what blocks take lately.
+    #[test]
+    fn an_owner_that_keeps_delivering_is_waited_for() {
+        let me = PeerId::random();
+        let seed = PeerId::random();
+        let mut members: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
+        members.push(me);
+        let connected: HashSet<PeerId> = members
+            .iter()
+            .copied()
+            .filter(|p| *p != me)
+            .chain([seed])
+            .collect();
+        let s = Session::new();
+        s.divide(me, members.iter().copied());
+        s.add_peer(seed);
+        let t0 = Instant::now();
+        let secs = |n: u64| t0 + Duration::from_secs(n);
+        let owner = members[0];
+        // owners by the same division, in a session that never stalls anyone
+        let ring = Session::new();
+        ring.divide(me, members.iter().copied());
+        let mut of_owner = (0u32..)
+            .map(|i| {
+                block(Box::leak(
+                    format!("block {i}").into_bytes().into_boxed_slice(),
+                ))
+            })
+            .filter(|b| ring.owner(&b.cid) == Some(owner));
+        let mut w = wants(); // patience 3 s
+        let waiting = of_owner.next().unwrap();
+        let (_rx, _) = w.want(waiting.cid, &s, &connected, t0);
+        w.on_presence(seed, waiting.cid, Presence::Have, &connected, t0);
+        // the owner delivers another block of its part every 2 s: the want keeps waiting
+        for at in [2, 4, 6] {
+            let other = of_owner.next().unwrap();
+            let (_o, _) = w.want(other.cid, &s, &connected, secs(at));
+            let sends = w.on_presence(owner, other.cid, Presence::Have, &connected, secs(at));
+            assert_eq!(sends, vec![(owner, Want::block(other.cid))]);
+            w.on_block(owner, &other, &connected, secs(at));
+            let (sends, _) = w.tick(&connected, secs(at + 1));
+            assert!(
+                sends.iter().all(|(_, x)| x.cid != waiting.cid),
+                "{at} s: still waiting for the owner: {sends:?}"
+            );
+        }
+        // then it is quiet for a whole patience: the seed serves
+        let (sends, _) = w.tick(&connected, secs(9));
+        assert_eq!(sends, vec![(seed, Want::block(waiting.cid))]);
+
+        // an owner that delivers everything but this CID holds it for OWNER_WAIT_ROUNDS
+        // patiences at most
+        let s = Session::new();
+        s.divide(me, members.iter().copied());
+        s.add_peer(seed);
+        let mut w = wants();
+        let waiting = of_owner.next().unwrap();
+        let (_rx, _) = w.want(waiting.cid, &s, &connected, t0);
+        w.on_presence(seed, waiting.cid, Presence::Have, &connected, t0);
+        let cap = 3 * u64::from(OWNER_WAIT_ROUNDS);
+        for at in (1..).map(|i| 2 * i).take_while(|at| *at < cap + 2) {
+            let other = of_owner.next().unwrap();
+            let (_o, _) = w.want(other.cid, &s, &connected, secs(at));
+            w.on_presence(owner, other.cid, Presence::Have, &connected, secs(at));
+            w.on_block(owner, &other, &connected, secs(at));
+            let (sends, _) = w.tick(&connected, secs(at));
+            let asked_seed = sends.contains(&(seed, Want::block(waiting.cid)));
+            assert_eq!(asked_seed, at >= cap, "{at} s: {sends:?}");
+            if asked_seed {
+                break;
+            }
+        }
+
+        // blocks that come slowly lengthen the patience to twice their latency: the owner
+        // waits in the same queue at the seed before it can say HAVE
+        let mut w = wants();
+        let plain = Session::new();
+        plain.add_peer(seed);
+        let slow = block(b"one of this node's blocks, 8 s from the seed");
+        let (_rx, sends) = w.want(slow.cid, &plain, &connected, t0);
+        assert!(sends.contains(&(seed, Want::block(slow.cid))), "{sends:?}");
+        w.on_block(seed, &slow, &connected, secs(8));
+        let s = Session::new();
+        s.divide(me, members.iter().copied());
+        s.add_peer(seed);
+        let waiting = of_owner.next().unwrap();
+        let (_rx, _) = w.want(waiting.cid, &s, &connected, secs(8));
+        w.on_presence(seed, waiting.cid, Presence::Have, &connected, secs(8));
+        let (sends, _) = w.tick(&connected, secs(8 + 15));
+        assert!(sends.is_empty(), "within 16 s: {sends:?}");
+        let (sends, _) = w.tick(&connected, secs(8 + 16));
+        assert_eq!(sends, vec![(seed, Want::block(waiting.cid))]);
     }
 
     /// A want waiting for its owner follows a new division: when more co-fetchers show up and

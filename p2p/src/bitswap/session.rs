@@ -143,16 +143,16 @@ impl Session {
         (s != r.me && !stalled).then_some(owner)
     }
 
-    /// `peer` did not deliver what it owns in time (or is gone): for [`STALL_FOR`], its part
-    /// goes to any holder.
-    pub fn stall(&self, peer: &PeerId) {
+    /// `peer` did not deliver what it owns in time (or is gone; `why` says which, for the
+    /// log): for [`STALL_FOR`], its part goes to any holder.
+    pub fn stall(&self, peer: &PeerId, why: &str) {
         if let Some(r) = lock(&self.inner.ring).as_mut() {
             let until = Instant::now() + STALL_FOR;
             if r.stalled
                 .insert(*peer, until)
                 .is_none_or(|t| t < Instant::now())
             {
-                tracing::debug!(%peer, "a co-fetcher stalled; its part of the session goes to any holder for a while");
+                tracing::debug!(%peer, why, "a co-fetcher stalled; its part of the session goes to any holder for a while");
             }
         }
     }
@@ -222,7 +222,7 @@ mod tests {
             .iter()
             .find(|c| sessions[0].owner(c) == Some(peers[1]))
             .unwrap();
-        sessions[0].stall(&peers[1]);
+        sessions[0].stall(&peers[1], "test");
         assert_eq!(sessions[0].owner(c), None);
         let whole = Session::new();
         whole.divide(peers[0], []);
