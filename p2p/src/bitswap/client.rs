@@ -1223,24 +1223,33 @@ mod tests {
         assert!(sends.iter().all(|(p, _)| *p != b));
     }
 
+    /// This node, a seed, the members of a fan-out (three co-fetchers and this node), and the
+    /// peers connected to this node: every one but itself.
+    fn fan_out() -> (PeerId, PeerId, Vec<PeerId>, HashSet<PeerId>) {
+        let me = PeerId::random();
+        let seed = PeerId::random();
+        let mut members: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
+        members.push(me);
+        let connected = members.iter().copied().filter(|p| *p != me);
+        let connected = connected.chain([seed]).collect();
+        (me, seed, members, connected)
+    }
+
+    /// A session divided among `members` as `me` sees it, `seed` among its peers.
+    fn divided(me: PeerId, members: &[PeerId], seed: PeerId) -> Session {
+        let s = Session::new();
+        s.divide(me, members.iter().copied());
+        s.add_peer(seed);
+        s
+    }
+
     /// In a divided session, a CID another member owns is asked of that member alone; the
     /// first holder's HAVE is not used while the owner may still deliver. The owner's HAVE
     /// (after its DONT_HAVE) gets the want-block; patience or a disconnect falls back.
     #[test]
     fn a_want_owned_by_another_member_waits_for_that_member() {
-        let me = PeerId::random();
-        let seed = PeerId::random();
-        let mut members: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
-        members.push(me);
-        let connected: HashSet<PeerId> = members
-            .iter()
-            .copied()
-            .filter(|p| *p != me)
-            .chain([seed])
-            .collect();
-        let s = Session::new();
-        s.divide(me, members.iter().copied());
-        s.add_peer(seed);
+        let (me, seed, members, connected) = fan_out();
+        let s = divided(me, &members, seed);
         let t0 = Instant::now();
         let owned = |i: u32| -> Option<(Block, PeerId)> {
             let data: &'static [u8] =
@@ -1308,19 +1317,8 @@ mod tests {
     /// patiences however busy it is; the patience is at least twice what blocks take lately.
     #[test]
     fn an_owner_that_keeps_delivering_is_waited_for() {
-        let me = PeerId::random();
-        let seed = PeerId::random();
-        let mut members: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
-        members.push(me);
-        let connected: HashSet<PeerId> = members
-            .iter()
-            .copied()
-            .filter(|p| *p != me)
-            .chain([seed])
-            .collect();
-        let s = Session::new();
-        s.divide(me, members.iter().copied());
-        s.add_peer(seed);
+        let (me, seed, members, connected) = fan_out();
+        let s = divided(me, &members, seed);
         let t0 = Instant::now();
         let secs = |n: u64| t0 + Duration::from_secs(n);
         let owner = members[0];
@@ -1357,9 +1355,7 @@ mod tests {
 
         // an owner that delivers everything but this CID holds it for OWNER_WAIT_ROUNDS
         // patiences at most
-        let s = Session::new();
-        s.divide(me, members.iter().copied());
-        s.add_peer(seed);
+        let s = divided(me, &members, seed);
         let mut w = wants();
         let waiting = of_owner.next().unwrap();
         let (_rx, _) = w.want(waiting.cid, &s, &connected, t0);
@@ -1387,9 +1383,7 @@ mod tests {
         let (_rx, sends) = w.want(slow.cid, &plain, &connected, t0);
         assert!(sends.contains(&(seed, Want::block(slow.cid))), "{sends:?}");
         w.on_block(seed, &slow, &connected, secs(8));
-        let s = Session::new();
-        s.divide(me, members.iter().copied());
-        s.add_peer(seed);
+        let s = divided(me, &members, seed);
         let waiting = of_owner.next().unwrap();
         let (_rx, _) = w.want(waiting.cid, &s, &connected, secs(8));
         w.on_presence(seed, waiting.cid, Presence::Have, &connected, secs(8));
